@@ -1,0 +1,1 @@
+"""Everything about one call: RTP, the Realtime client, barge-in, endings."""

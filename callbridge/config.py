@@ -1,0 +1,339 @@
+"""callbridge's configuration: one typed, immutable `Settings` built from the environment.
+
+Values come from, in order of precedence: the process environment, an env file read
+with python-dotenv (`--env-file PATH`, else `./.env`, else `/etc/callbridge/callbridge.env`),
+then the default. The seed script's variable names stay valid. Each variable is declared
+once in `VARIABLES`; `.env.example` documents the same list (a test keeps them in step).
+
+Any bad value raises `ConfigError`, whose text is one line naming the variable; the CLI
+prints it and exits with `EX_CONFIG` (78), which the systemd unit does not restart on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from callbridge.secret import Secret
+
+EX_CONFIG = 78
+SYSTEM_ENV_FILE = Path("/etc/callbridge/callbridge.env")
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or invalid; `str()` is a one-line message."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+# --- parsers: each turns the raw text into a typed value or raises ValueError(problem)
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _required_text(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("is empty")
+    return value
+
+
+def _secret(raw: str) -> Secret:
+    value = raw.strip()
+    if not value:
+        raise ValueError("is empty")
+    return Secret(value)
+
+
+def _host(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("is empty")
+    if "://" in value or "/" in value or " " in value:
+        raise ValueError(f"must be a host name or address, without scheme or path (got {value!r})")
+    return value
+
+
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a whole number (got {raw.strip()!r})") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high} (got {value})")
+        return value
+
+    return parse
+
+
+def _number(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a number (got {raw.strip()!r})") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high} (got {value})")
+        return value
+
+    return parse
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false (got {raw.strip()!r})")
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)} (got {raw.strip()!r})")
+        return value
+
+    return parse
+
+
+def _optional_ip(raw: str) -> str:
+    value = raw.strip()
+    if value:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"must be an IP address or empty (got {value!r})") from None
+    return value
+
+
+def _port_range(raw: str) -> tuple[int, int]:
+    text = raw.strip()
+    low_text, sep, high_text = text.partition("-")
+    try:
+        low, high = int(low_text), int(high_text)
+    except ValueError:
+        raise ValueError(f"must look like 10000-20000 (got {text!r})") from None
+    if not sep or not 1024 <= low < high <= 65535:
+        raise ValueError(f"must be LOW-HIGH with 1024 <= LOW < HIGH <= 65535 (got {text!r})")
+    return low, high
+
+
+def _optional_readable_file(raw: str) -> str:
+    value = raw.strip()
+    if value and not os.access(value, os.R_OK):
+        raise ValueError(f"cannot read {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    parse: Callable[[str], Any]
+    default: str | None  # None: the variable is required
+    help: str
+    group: str
+    secret: bool = False
+
+    @property
+    def field(self) -> str:
+        return self.name.lower()
+
+
+DEFAULT_INSTRUCTIONS = (
+    "You are a friendly, concise phone assistant. Speak naturally, in short sentences, "
+    "in the caller's language. If you do not know something, say so."
+)
+DEFAULT_GREETING = "Greet the caller briefly and ask how you can help."
+
+_ASTERISK, _OPENAI, _AUDIO, _CALLS, _OPS = "Asterisk", "OpenAI Realtime", "Audio", "Calls", "Operation"
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("ASTERISK_HOST", _host, "localhost", "Asterisk host (ARI)", _ASTERISK),
+    Variable("ASTERISK_PORT", _integer(1, 65535), "8088", "ARI HTTP port (http.conf)", _ASTERISK),
+    Variable("ASTERISK_USERNAME", _required_text, None, "ARI user (ari.conf)", _ASTERISK),
+    Variable("ASTERISK_PASSWORD", _secret, None, "ARI password", _ASTERISK, secret=True),
+    Variable("ASTERISK_TLS", _boolean, "false", "use https/wss for ARI", _ASTERISK),
+    Variable("ARI_APP_NAME", _required_text, "openai-app", "Stasis() app name", _ASTERISK),
+    Variable("OPENAI_API_KEY", _secret, None, "OpenAI API key", _OPENAI, secret=True),
+    Variable("OPENAI_REALTIME_MODEL", _required_text, "gpt-realtime", "Realtime model", _OPENAI),
+    Variable(
+        "OPENAI_REALTIME_URL",
+        _required_text,
+        "wss://api.openai.com/v1/realtime",
+        "Realtime WebSocket base URL",
+        _OPENAI,
+    ),
+    Variable("OPENAI_API_SHAPE", _choice("ga", "beta"), "ga", "ga, or beta (legacy)", _OPENAI),
+    Variable("OPENAI_VOICE", _required_text, "marin", "agent voice", _OPENAI),
+    Variable("OPENAI_INSTRUCTIONS", _text, DEFAULT_INSTRUCTIONS, "system prompt", _OPENAI),
+    Variable(
+        "OPENAI_INSTRUCTIONS_FILE",
+        _optional_readable_file,
+        "",
+        "file whose text replaces OPENAI_INSTRUCTIONS",
+        _OPENAI,
+    ),
+    Variable("OPENAI_GREETING", _text, DEFAULT_GREETING, "greeting prompt; empty: none", _OPENAI),
+    Variable(
+        "OPENAI_TRANSCRIPTION_MODEL",
+        _text,
+        "gpt-4o-mini-transcribe",
+        "caller transcription model; empty: off",
+        _OPENAI,
+    ),
+    Variable("OPENAI_VAD_THRESHOLD", _number(0.0, 1.0), "0.5", "server VAD threshold", _OPENAI),
+    Variable("OPENAI_VAD_SILENCE_MS", _integer(100, 5000), "500", "silence ending a turn", _OPENAI),
+    Variable("OPENAI_VAD_PREFIX_MS", _integer(0, 2000), "300", "audio kept before speech", _OPENAI),
+    Variable("LOCAL_IP_ADDRESS", _optional_ip, "", "RTP bind address; empty: auto", _AUDIO),
+    Variable("RTP_PORT_RANGE", _port_range, "10000-20000", "UDP ports for RTP", _AUDIO),
+    Variable("AUDIO_FORMAT", _choice("ulaw", "alaw"), "ulaw", "G.711 law on both legs", _AUDIO),
+    Variable("MAX_CALL_SECONDS", _integer(0, 86400), "900", "call time limit; 0: none", _CALLS),
+    Variable("IDLE_TIMEOUT_SECONDS", _integer(0, 3600), "60", "silence limit; 0: none", _CALLS),
+    Variable("MAX_CONCURRENT_CALLS", _integer(1, 2000), "20", "calls at once", _CALLS),
+    Variable("DRAIN_TIMEOUT_SECONDS", _integer(0, 3600), "30", "stop: wait for calls", _CALLS),
+    Variable(
+        "CONTROL_SOCKET_PATH",
+        _required_text,
+        "/run/callbridge/control.sock",
+        "Unix socket for the CLI",
+        _OPS,
+    ),
+    Variable("LOG_FILE_PATH", _text, "", "log file; empty: stderr only", _OPS),
+    Variable("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "log level", _OPS),
+    Variable("LOG_FORMAT", _choice("text", "json"), "text", "text or JSON lines", _OPS),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    asterisk_host: str
+    asterisk_port: int
+    asterisk_username: str
+    asterisk_password: Secret
+    asterisk_tls: bool
+    ari_app_name: str
+    openai_api_key: Secret
+    openai_realtime_model: str
+    openai_realtime_url: str
+    openai_api_shape: str
+    openai_voice: str
+    openai_instructions: str
+    openai_instructions_file: str
+    openai_greeting: str
+    openai_transcription_model: str
+    openai_vad_threshold: float
+    openai_vad_silence_ms: int
+    openai_vad_prefix_ms: int
+    local_ip_address: str
+    rtp_port_range: tuple[int, int]
+    audio_format: str
+    max_call_seconds: int
+    idle_timeout_seconds: int
+    max_concurrent_calls: int
+    drain_timeout_seconds: int
+    control_socket_path: str
+    log_file_path: str
+    log_level: str
+    log_format: str
+
+    @property
+    def ari_base_url(self) -> str:
+        scheme = "https" if self.asterisk_tls else "http"
+        return f"{scheme}://{self.asterisk_host}:{self.asterisk_port}/ari"
+
+    @property
+    def ari_events_url(self) -> str:
+        scheme = "wss" if self.asterisk_tls else "ws"
+        return f"{scheme}://{self.asterisk_host}:{self.asterisk_port}/ari/events"
+
+    @property
+    def realtime_url(self) -> str:
+        return f"{self.openai_realtime_url}?model={self.openai_realtime_model}"
+
+    def instructions(self) -> str:
+        """The agent's system prompt: the file's text when one is configured."""
+        if self.openai_instructions_file:
+            return Path(self.openai_instructions_file).read_text(encoding="utf-8").strip()
+        return self.openai_instructions
+
+
+assert [f.name for f in fields(Settings)] == [v.field for v in VARIABLES]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    settings: Settings
+    sources: dict[str, str]  # variable name -> "environment" | "file PATH" | "default"
+    env_file: Path | None
+
+
+def find_env_file(explicit: str | os.PathLike[str] | None) -> Path | None:
+    """The env file to read: the explicit one (which must exist), else ./.env, else the system one."""
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError("--env-file", f"no such file: {str(path)!r}")
+        return path
+    for candidate in (Path(".env"), SYSTEM_ENV_FILE):
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:  # e.g. /etc/callbridge not readable by this user
+            continue
+    return None
+
+
+def load(
+    env_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Loaded:
+    """Build `Settings`; raises `ConfigError` naming the first bad variable."""
+    environ = os.environ if environ is None else environ
+    path = find_env_file(env_file)
+    file_values: dict[str, str | None] = {}
+    if path is not None:
+        try:
+            file_values = dotenv_values(path)
+        except OSError as exc:
+            raise ConfigError("--env-file", f"cannot read {str(path)!r}: {exc.strerror}") from None
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for var in VARIABLES:
+        if var.name in environ:
+            raw, source = environ[var.name], "environment"
+        elif file_values.get(var.name) is not None:
+            raw, source = file_values[var.name], f"file {path}"
+        elif var.default is not None:
+            raw, source = var.default, "default"
+        else:
+            raise ConfigError(var.name, f"is not set ({var.help}; see .env.example)")
+        try:
+            values[var.field] = var.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(var.name, str(exc)) from None
+        sources[var.name] = source
+    return Loaded(Settings(**values), sources, path)
+
+
+def display_value(settings: Settings, var: Variable) -> str:
+    """The value as `callbridge config` shows it: secrets masked, tuples joined."""
+    value = getattr(settings, var.field)
+    if isinstance(value, tuple):
+        return "-".join(str(part) for part in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,80 @@
+"""Logging for the supervisor and the call workers.
+
+- Lines go to stderr (journald stores them under the service) and, when `LOG_FILE_PATH`
+  is set, to that file through a `WatchedFileHandler`, which reopens the file after
+  logrotate moves it (no copytruncate needed, no lines lost to a stale descriptor).
+- Every line carries a call id: the `call_id` passed in `extra`, else the process's own
+  call (a worker sets it once after fork), else "-".
+- Text by default, JSON lines with `LOG_FORMAT=json`.
+- Every finished line, tracebacks included, passes through `secret.redact`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import sys
+import time
+
+from callbridge.secret import redact
+
+_process_call_id = "-"
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s [%(call_id)s] %(name)s: %(message)s"
+
+
+def set_process_call_id(call_id: str) -> None:
+    """Tag every later line of this process with `call_id` (a worker calls this after fork)."""
+    global _process_call_id
+    _process_call_id = call_id
+
+
+class CallIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "call_id", None):
+            record.call_id = _process_call_id
+        return True
+
+
+class RedactingTextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, call_id, pid, msg, and exc when any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "call_id": getattr(record, "call_id", "-"),
+            "pid": record.process,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return redact(json.dumps(entry, ensure_ascii=False))
+
+
+def setup(level: str = "info", fmt: str = "text", file_path: str = "") -> None:
+    """Configure the root logger; safe to call again (handlers are replaced)."""
+    formatter: logging.Formatter = JsonFormatter() if fmt == "json" else RedactingTextFormatter(TEXT_FORMAT)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if file_path:
+        handlers.append(logging.handlers.WatchedFileHandler(file_path, encoding="utf-8"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(CallIdFilter())
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+    # Third-party chatter that would otherwise print URLs and headers at debug level.
+    for noisy in ("websockets", "urllib3", "websocket"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))

@@ -1,0 +1,24 @@
+"""Shared-memory audio rings and per-call headers (stdlib only, no third-party imports)."""
+
+from shm_ring.errors import LayoutError, RingError, SegmentExistsError, SegmentGoneError
+from shm_ring.header import CallHeader, CallState, EndReason, RealtimeState, Slot
+from shm_ring.ring import ByteRing, region_size
+from shm_ring.segment import CallSegment, list_segments, segment_name, sweep
+
+__all__ = [
+    "ByteRing",
+    "CallHeader",
+    "CallSegment",
+    "CallState",
+    "EndReason",
+    "LayoutError",
+    "RealtimeState",
+    "RingError",
+    "SegmentExistsError",
+    "SegmentGoneError",
+    "Slot",
+    "list_segments",
+    "region_size",
+    "segment_name",
+    "sweep",
+]

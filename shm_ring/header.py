@@ -1,0 +1,130 @@
+"""The shared header of one call: counters, heartbeats and states as 64-bit slots.
+
+Every slot has exactly one writer: the thread doing the work it counts (rtp-in counts
+frames in, rtp-out frames out, ...). The supervisor and `callbridge status` only read,
+so a call's live state and its last state after a crash are known without messages.
+Heartbeats are `time.monotonic_ns()`, which on Linux is one clock for all processes.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from shm_ring.errors import LayoutError
+
+HEADER_BYTES = 4096
+MAGIC = 0x31304745534243  # "CBSEG01" little-endian: marks a callbridge segment
+LAYOUT_VERSION = 1
+
+
+class Slot(IntEnum):
+    # layout, written once by the creator before the fork
+    MAGIC = 0
+    LAYOUT_VERSION = 1
+    UPLINK_CAPACITY = 2
+    DOWNLINK_CAPACITY = 3
+    CREATED_NS = 4
+    # worker main thread
+    WORKER_PID = 8
+    CALL_STATE = 9
+    END_REASON = 10
+    HEARTBEAT_MAIN = 11
+    STARTED_NS = 12
+    ANSWERED_NS = 13
+    MEDIA_READY_NS = 14
+    # rtp-in thread
+    HEARTBEAT_RTP_IN = 16
+    FRAMES_IN = 17
+    REJECTED_SOURCE = 18
+    REJECTED_MALFORMED = 19
+    REJECTED_PAYLOAD_TYPE = 20
+    REJECTED_SIZE = 21
+    UPLINK_OVERRUNS = 22
+    LAST_FRAME_IN_NS = 23
+    FIRST_FRAME_IN_NS = 24
+    # rtp-out thread
+    HEARTBEAT_RTP_OUT = 32
+    FRAMES_OUT = 33
+    SILENCE_FRAMES_OUT = 34
+    UNDERRUNS = 35
+    LATE_TICKS = 36
+    MAX_LATENESS_US = 37
+    # realtime threads
+    HEARTBEAT_REALTIME = 48
+    REALTIME_STATE = 49
+    FRAMES_TO_REALTIME = 50
+    RESPONSES = 51
+    BARGE_INS = 52
+    INPUT_TOKENS = 53
+    OUTPUT_TOKENS = 54
+    REALTIME_ERRORS = 55
+    RECONNECTS = 56
+    DOWNLINK_OVERRUNS = 57
+    MALFORMED_EVENTS = 58
+    LAST_SPEECH_NS = 59
+    FIRST_AUDIO_OUT_NS = 60
+
+
+class CallState(IntEnum):
+    NEW = 0
+    STARTING = 1
+    ACTIVE = 2
+    ENDING = 3
+    ENDED = 4
+
+
+class RealtimeState(IntEnum):
+    NONE = 0
+    CONNECTING = 1
+    CONNECTED = 2
+    RECONNECTING = 3
+    FAILED = 4
+    CLOSED = 5
+
+
+class EndReason(IntEnum):
+    NONE = 0
+    CALLER_HANGUP = 1
+    MAX_CALL_SECONDS = 2
+    IDLE_TIMEOUT = 3
+    OPERATOR_HANGUP = 4
+    REALTIME_FAILED = 5
+    SETUP_FAILED = 6
+    SHUTDOWN = 7
+    WORKER_CRASHED = 8
+    SUPERVISOR_GONE = 9
+
+
+class CallHeader:
+    """Named access to the header slots inside a writable memoryview."""
+
+    __slots__ = ("_slots", "_view")
+
+    def __init__(self, region: memoryview) -> None:
+        if len(region) != HEADER_BYTES:
+            raise LayoutError(f"header region is {len(region)} bytes, expected {HEADER_BYTES}")
+        self._view = region
+        self._slots = region.cast("Q")
+
+    def get(self, slot: Slot) -> int:
+        return self._slots[slot]
+
+    def set(self, slot: Slot, value: int) -> None:
+        self._slots[slot] = value
+
+    def add(self, slot: Slot, amount: int = 1) -> None:
+        """Increment; only the slot's single writer may call this (it is not atomic)."""
+        self._slots[slot] += amount
+
+    def raise_to(self, slot: Slot, value: int) -> None:
+        """Keep the maximum; single writer only."""
+        if value > self._slots[slot]:
+            self._slots[slot] = value
+
+    def snapshot(self) -> dict[str, int]:
+        """Every named slot's value, for status and summaries."""
+        return {slot.name.lower(): self._slots[slot] for slot in Slot}
+
+    def release(self) -> None:
+        self._slots.release()
+        self._view.release()

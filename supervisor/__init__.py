@@ -1,0 +1,1 @@
+"""The supervisor process: ARI events, one forked worker per call, control socket."""

@@ -1,0 +1,158 @@
+"""Configuration: precedence, sources, validation (one line naming the variable, exit 78)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from callbridge import config as cfg
+from callbridge.cli import app
+
+BASE = {
+    "ASTERISK_USERNAME": "ariuser",
+    "ASTERISK_PASSWORD": "ari-pass-1234",
+    "OPENAI_API_KEY": "sk-test-key-5678",
+}
+
+
+@pytest.fixture(autouse=True)
+def no_stray_env_file(tmp_path, monkeypatch):
+    """Run each test in an empty directory so a developer's ./.env is never read."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cfg, "SYSTEM_ENV_FILE", tmp_path / "absent.env")
+    for var in cfg.VARIABLES:
+        monkeypatch.delenv(var.name, raising=False)
+
+
+def test_defaults_and_seed_names():
+    loaded = cfg.load(environ=BASE)
+    s = loaded.settings
+    assert s.asterisk_host == "localhost" and s.asterisk_port == 8088
+    assert s.openai_realtime_model == "gpt-realtime"
+    assert s.openai_api_shape == "ga"
+    assert s.ari_app_name == "openai-app"
+    assert s.rtp_port_range == (10000, 20000)
+    assert s.asterisk_password.reveal() == "ari-pass-1234"
+    assert loaded.sources["ASTERISK_HOST"] == "default"
+    assert loaded.sources["ASTERISK_USERNAME"] == "environment"
+    assert s.realtime_url == "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+    assert s.ari_events_url == "ws://localhost:8088/ari/events"
+
+
+def test_environment_wins_over_file_which_wins_over_default(tmp_path):
+    env_file = tmp_path / "x.env"
+    env_file.write_text("ASTERISK_HOST=pbx.example\nASTERISK_PORT=8089\nOPENAI_VOICE=cedar\n")
+    loaded = cfg.load(env_file, environ={**BASE, "ASTERISK_PORT": "9000"})
+    assert loaded.settings.asterisk_host == "pbx.example"
+    assert loaded.settings.asterisk_port == 9000
+    assert loaded.sources["ASTERISK_HOST"] == f"file {env_file}"
+    assert loaded.sources["ASTERISK_PORT"] == "environment"
+    assert loaded.sources["MAX_CALL_SECONDS"] == "default"
+
+
+def test_dot_env_in_the_working_directory_is_found(tmp_path):
+    (tmp_path / ".env").write_text("\n".join(f"{k}={v}" for k, v in BASE.items()))
+    loaded = cfg.load(environ={})
+    assert loaded.env_file.name == ".env"
+    assert loaded.settings.asterisk_username == "ariuser"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("ASTERISK_PORT", "http", "whole number"),
+        ("ASTERISK_PORT", "70000", "between 1 and 65535"),
+        ("ASTERISK_HOST", "http://pbx/ari", "without scheme"),
+        ("OPENAI_API_SHAPE", "v2", "one of ga, beta"),
+        ("RTP_PORT_RANGE", "20000-10000", "LOW-HIGH"),
+        ("RTP_PORT_RANGE", "lots", "10000-20000"),
+        ("LOCAL_IP_ADDRESS", "my-laptop", "IP address"),
+        ("ASTERISK_TLS", "maybe", "true or false"),
+        ("OPENAI_VAD_THRESHOLD", "2", "between 0.0 and 1.0"),
+        ("MAX_CONCURRENT_CALLS", "0", "between 1 and 2000"),
+        ("OPENAI_INSTRUCTIONS_FILE", "/nonexistent/prompt.txt", "cannot read"),
+        ("LOG_FORMAT", "xml", "text, json"),
+        ("ASTERISK_PASSWORD", "", "is empty"),
+    ],
+)
+def test_each_bad_value_names_its_variable(variable, value, fragment):
+    with pytest.raises(cfg.ConfigError) as info:
+        cfg.load(environ={**BASE, variable: value})
+    assert info.value.variable == variable
+    message = str(info.value)
+    assert message.startswith(f"{variable}: ") and fragment in message and "\n" not in message
+
+
+@pytest.mark.parametrize("missing", ["ASTERISK_USERNAME", "ASTERISK_PASSWORD", "OPENAI_API_KEY"])
+def test_missing_required_variable(missing):
+    env = {k: v for k, v in BASE.items() if k != missing}
+    with pytest.raises(cfg.ConfigError, match=f"^{missing}: is not set"):
+        cfg.load(environ=env)
+
+
+def test_instructions_file_replaces_instructions(tmp_path):
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("Eres el asistente de la clínica.\n", encoding="utf-8")
+    s = cfg.load(environ={**BASE, "OPENAI_INSTRUCTIONS_FILE": str(prompt)}).settings
+    assert s.instructions() == "Eres el asistente de la clínica."
+
+
+def test_missing_explicit_env_file_is_a_config_error():
+    with pytest.raises(cfg.ConfigError, match="--env-file: no such file"):
+        cfg.load("/nonexistent/callbridge.env", environ=BASE)
+
+
+def test_config_command_masks_secrets_and_shows_sources(monkeypatch):
+    for key, value in BASE.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(app, ["config", "--json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["ASTERISK_PASSWORD"] == {"value": "********", "source": "environment"}
+    assert shown["OPENAI_REALTIME_MODEL"] == {"value": "gpt-realtime", "source": "default"}
+    assert "ari-pass-1234" not in result.output and "sk-test-key-5678" not in result.output
+
+
+def test_config_without_password_exits_78_naming_it(tmp_path):
+    """The real console script, in a clean environment: one line on stderr, EX_CONFIG."""
+    env = {"PATH": os.environ["PATH"], "ASTERISK_USERNAME": "u", "OPENAI_API_KEY": "sk-x-123"}
+    result = subprocess.run(
+        [sys.executable, "-m", "callbridge.cli", "config"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 78
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ASTERISK_PASSWORD" in lines[0]
+
+
+def test_version_and_help():
+    runner = CliRunner()
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.stdout.startswith("callbridge ")
+    helped = runner.invoke(app, ["--help"])
+    assert helped.exit_code == 0 and "config" in helped.stdout
+
+
+def test_env_example_documents_every_variable_and_parses():
+    from pathlib import Path
+
+    from dotenv import dotenv_values
+
+    example = Path(__file__).resolve().parents[1] / ".env.example"
+    text = example.read_text()
+    for var in cfg.VARIABLES:
+        assert f"{var.name}=" in text, f"{var.name} is not documented in .env.example"
+    # With its placeholders filled in as they are, the template is a valid configuration.
+    values = {k: v for k, v in dotenv_values(example).items() if v is not None}
+    assert set(values) == {"ASTERISK_USERNAME", "ASTERISK_PASSWORD", "OPENAI_API_KEY"}
+    cfg.load(example, environ={})

@@ -1,0 +1,108 @@
+"""Secrets never reach logs, reprs, exceptions or CLI output; log lines carry call ids;
+the log file survives logrotate's rename."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from callbridge import config as cfg
+from callbridge import logs
+from callbridge.cli import app
+from callbridge.secret import MASK, Secret
+
+PASSWORD = "ari-SeCrEt-pw-991"
+API_KEY = "sk-proj-very-secret-key-0042"
+ENV = {"ASTERISK_USERNAME": "asterisk", "ASTERISK_PASSWORD": PASSWORD, "OPENAI_API_KEY": API_KEY}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cfg, "SYSTEM_ENV_FILE", tmp_path / "absent.env")
+    for var in cfg.VARIABLES:
+        monkeypatch.delenv(var.name, raising=False)
+    yield
+    logs.set_process_call_id("-")
+    logging.getLogger().handlers.clear()
+
+
+def test_secret_is_masked_everywhere_but_reveal():
+    secret = Secret(PASSWORD)
+    settings = cfg.load(environ=ENV).settings
+    for text in (repr(secret), str(secret), f"{secret}", f"{secret:>20}", repr(settings), str(settings)):
+        assert PASSWORD not in text and API_KEY not in text
+    assert MASK in repr(settings)
+    assert secret.reveal() == PASSWORD
+    with pytest.raises(TypeError):
+        import pickle
+
+        pickle.dumps(secret)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_no_log_line_contains_a_secret(tmp_path, capsys, fmt):
+    settings = cfg.load(environ=ENV).settings
+    log_file = tmp_path / "callbridge.log"
+    logs.setup("debug", fmt, str(log_file))
+    log = logging.getLogger("callbridge.test")
+    log.info("settings: %r", settings)
+    log.info("connecting to %s with password %s", settings.ari_events_url, settings.asterisk_password)
+    # Even code that reveals a secret by mistake is caught by the formatter's redaction.
+    log.warning("oops %s", settings.openai_api_key.reveal())
+    try:
+        raise RuntimeError(f"auth failed for {settings.asterisk_password.reveal()}")
+    except RuntimeError:
+        log.exception("failure")
+    written = log_file.read_text() + capsys.readouterr().err
+    assert written.count("\n") >= 8  # both sinks got every line (tracebacks are longer)
+    assert PASSWORD not in written and API_KEY not in written
+    assert MASK in written
+
+
+def test_config_output_and_errors_hold_no_secret(tmp_path):
+    env = {**ENV, "ASTERISK_PORT": "not-a-port"}
+    result = CliRunner().invoke(app, ["config"], env=env)
+    assert result.exit_code == 78
+    assert PASSWORD not in result.output and API_KEY not in result.output
+    good = CliRunner().invoke(app, ["config"], env=ENV)
+    assert good.exit_code == 0
+    assert PASSWORD not in good.output and API_KEY not in good.output
+
+
+def test_lines_carry_the_call_id(capsys):
+    logs.setup("info", "text")
+    log = logging.getLogger("callbridge.test")
+    log.info("supervisor line")
+    log.info("about a call", extra={"call_id": "c-17"})
+    logs.set_process_call_id("c-42")
+    log.info("worker line")
+    lines = capsys.readouterr().err.splitlines()
+    assert "[-]" in lines[0]
+    assert "[c-17]" in lines[1]
+    assert "[c-42]" in lines[2]
+
+
+def test_json_lines_are_json_with_call_id(capsys):
+    logs.setup("info", "json")
+    logs.set_process_call_id("c-9")
+    logging.getLogger("callbridge.test").info("hello %s", "world")
+    entry = json.loads(capsys.readouterr().err.strip())
+    assert entry["msg"] == "hello world" and entry["call_id"] == "c-9" and entry["level"] == "info"
+    assert entry["pid"] == os.getpid()
+
+
+def test_log_file_is_reopened_after_logrotate_moves_it(tmp_path):
+    log_file = tmp_path / "callbridge.log"
+    logs.setup("info", "text", str(log_file))
+    log = logging.getLogger("callbridge.test")
+    log.info("before rotation")
+    log_file.rename(tmp_path / "callbridge.log.1")
+    log.info("after rotation")
+    assert "before rotation" in (tmp_path / "callbridge.log.1").read_text()
+    assert "after rotation" in log_file.read_text()
+    assert "before rotation" not in log_file.read_text()
