@@ -203,6 +203,20 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("AUDIO_FORMAT", _choice("ulaw", "alaw"), "ulaw", "G.711 law on both legs", _AUDIO),
     Variable("MAX_CALL_SECONDS", _integer(0, 86400), "900", "call time limit; 0: none", _CALLS),
     Variable("IDLE_TIMEOUT_SECONDS", _integer(0, 3600), "60", "silence limit; 0: none", _CALLS),
+    Variable(
+        "FAILURE_PROMPT",
+        _required_text,
+        "sound:an-error-has-occurred",
+        "what the caller hears when the agent is unavailable",
+        _CALLS,
+    ),
+    Variable(
+        "BUSY_PROMPT",
+        _required_text,
+        "sound:all-circuits-busy-now",
+        "what callers over MAX_CONCURRENT_CALLS hear",
+        _CALLS,
+    ),
     Variable("MAX_CONCURRENT_CALLS", _integer(1, 2000), "20", "calls at once", _CALLS),
     Variable("DRAIN_TIMEOUT_SECONDS", _integer(0, 3600), "30", "stop: wait for calls", _CALLS),
     Variable(
@@ -212,6 +226,7 @@ VARIABLES: tuple[Variable, ...] = (
         "Unix socket for the CLI",
         _OPS,
     ),
+    Variable("CALL_RECORDS_DIR", _text, "", "JSON record per call; empty: off", _OPS),
     Variable("LOG_FILE_PATH", _text, "", "log file; empty: stderr only", _OPS),
     Variable("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "log level", _OPS),
     Variable("LOG_FORMAT", _choice("text", "json"), "text", "text or JSON lines", _OPS),
@@ -243,9 +258,12 @@ class Settings:
     audio_format: str
     max_call_seconds: int
     idle_timeout_seconds: int
+    failure_prompt: str
+    busy_prompt: str
     max_concurrent_calls: int
     drain_timeout_seconds: int
     control_socket_path: str
+    call_records_dir: str
     log_file_path: str
     log_level: str
     log_format: str

@@ -1,0 +1,345 @@
+"""One call, from the worker's side: set-up, the control loop, the ending, the teardown.
+
+State machine (written to the call header for the supervisor and `status`):
+
+    STARTING --media and Realtime ready--> ACTIVE --an end condition--> ENDING --> ENDED
+    STARTING --set-up failed----------------------------------------> ENDING --> ENDED
+
+The main thread runs the control loop every 20 ms: the supervisor's end request, the
+call and idle limits, a dead supervisor, a fatal Realtime failure. Audio never passes
+through it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from call_worker import realtime_protocol as proto
+from call_worker import rtp
+from call_worker.conversation import Conversation
+from call_worker.media import RtpIn, RtpOut
+from call_worker.playback import Playback
+from call_worker.realtime_link import RealtimeConnectError
+from callbridge import ids
+from callbridge.ari_rest import AriError, AriRest
+from callbridge.config import Settings
+from callbridge.netaddr import rtp_bind_address
+from shm_ring import CallSegment, CallState, EndReason, Slot
+
+log = logging.getLogger(__name__)
+
+CONTROL_TICK = 0.02
+GOODBYE_LIMIT = 20.0  # seconds a goodbye may take before the call is ended anyway
+PROMPT_LIMIT = 15.0  # seconds the failure prompt may play
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    call_id: str  # the caller channel's id
+    caller: str = ""
+    dialled: str = ""
+    channel_name: str = ""
+
+
+class SetupError(Exception):
+    def __init__(self, message: str, reason: EndReason) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def bind_rtp_socket(address: str, port_range: tuple[int, int], attempts: int = 64) -> socket.socket:
+    """A UDP socket on a free port of the range (random start: parallel calls rarely collide)."""
+    low, high = port_range
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    last_error: OSError | None = None
+    for _ in range(attempts):
+        port = random.randint(low, high)
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((address, port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+    raise SetupError(
+        f"no free UDP port in RTP_PORT_RANGE {low}-{high} on {address}: {last_error}", EndReason.SETUP_FAILED
+    )
+
+
+class Call:
+    def __init__(
+        self, settings: Settings, info: CallInfo, segment: CallSegment, supervisor_pid: int | None = None
+    ) -> None:
+        self.settings = settings
+        self.info = info
+        self.header = segment.header
+        self.segment = segment
+        self.supervisor_pid = supervisor_pid
+        self.stop = threading.Event()
+        self.fatal = threading.Event()
+        self.fatal_message = ""
+        self.uplink_wake = threading.Event()
+        self.playback = Playback(segment.downlink)
+        self.ari = AriRest(settings.ari_base_url, settings.asterisk_username, settings.asterisk_password)
+        self.conversation = Conversation(
+            settings, self.header, segment.uplink, self.playback, self.uplink_wake, self.stop, self._on_fatal
+        )
+        self.sock: socket.socket | None = None
+        self.threads: list[threading.Thread] = []
+        self.end_reason = EndReason.NONE
+        self.started = time.monotonic()
+        self.media_ready = False
+
+    # --- the whole call
+
+    def run(self) -> EndReason:
+        header = self.header
+        header.set(Slot.WORKER_PID, os.getpid())
+        header.set(Slot.STARTED_NS, time.monotonic_ns())
+        header.set(Slot.CALL_STATE, CallState.STARTING)
+        try:
+            self._setup()
+            header.set(Slot.CALL_STATE, CallState.ACTIVE)  # media flows both ways
+            self.end_reason = self._control_loop()
+        except SetupError as exc:
+            log.error("call set-up failed: %s", exc)
+            self.end_reason = exc.reason
+        header.set(Slot.CALL_STATE, CallState.ENDING)
+        header.set(Slot.END_REASON, self.end_reason)
+        try:
+            self._finish()
+        finally:
+            header.set(Slot.CALL_STATE, CallState.ENDED)
+        return self.end_reason
+
+    def _on_fatal(self, message: str) -> None:
+        self.fatal_message = message
+        self.fatal.set()
+
+    # --- set-up (design.md step 2)
+
+    def _setup(self) -> None:
+        settings, info = self.settings, self.info
+        try:
+            address = rtp_bind_address(settings.local_ip_address, settings.asterisk_host)
+        except OSError as exc:
+            raise SetupError(
+                f"no route to ASTERISK_HOST for RTP ({exc}); set LOCAL_IP_ADDRESS", EndReason.SETUP_FAILED
+            ) from None
+        self.sock = bind_rtp_socket(address, settings.rtp_port_range)
+        local = self.sock.getsockname()
+        realtime_error: list[RealtimeConnectError] = []
+
+        def open_realtime() -> None:
+            try:
+                self.conversation.open()
+            except RealtimeConnectError as exc:
+                realtime_error.append(exc)
+
+        opener = threading.Thread(target=open_realtime, name="realtime-open", daemon=True)
+        opener.start()
+        payload_type = rtp.PAYLOAD_TYPES[settings.audio_format]
+        rtp_in = RtpIn(self.sock, self.header, self.segment.uplink, payload_type, self.uplink_wake, self.stop)
+        rtp_out = RtpOut(
+            self.sock,
+            self.header,
+            self.playback,
+            payload_type,
+            rtp.SILENCE_BYTE[settings.audio_format],
+            self.stop,
+        )
+        try:
+            self.ari.answer(info.call_id)
+            self.header.set(Slot.ANSWERED_NS, time.monotonic_ns())
+            media = self.ari.external_media(
+                settings.ari_app_name,
+                ids.external_channel_id(info.call_id),
+                f"{local[0]}:{local[1]}",
+                settings.audio_format,
+                info.call_id,
+            )
+            variables = media.get("channelvars") or {}
+            asterisk = (variables["UNICASTRTP_LOCAL_ADDRESS"], int(variables["UNICASTRTP_LOCAL_PORT"]))
+            rtp_in.asterisk = rtp_out.destination = asterisk
+            self._start_thread("rtp-in", rtp_in.run)
+            self.ari.create_bridge(ids.bridge_id(info.call_id), f"callbridge {info.call_id}")
+            self._add_to_bridge()
+        except AriError as exc:
+            reason = EndReason.CALLER_HANGUP if exc.status == 404 else EndReason.SETUP_FAILED
+            opener.join(timeout=12)
+            raise SetupError(f"Asterisk refused the call set-up: {exc}", reason) from None
+        except (KeyError, ValueError, TypeError) as exc:
+            opener.join(timeout=12)
+            raise SetupError(
+                f"externalMedia reply without a usable address: {exc!r}", EndReason.SETUP_FAILED
+            ) from None
+        self._start_thread("rtp-out", rtp_out.run)
+        self.media_ready = True
+        self.header.set(Slot.MEDIA_READY_NS, time.monotonic_ns())
+        log.info("media ready: RTP %s:%d <-> Asterisk %s:%d", local[0], local[1], *asterisk)
+        opener.join(timeout=15)
+        if realtime_error or self.conversation.ws is None:
+            error = realtime_error[0] if realtime_error else RealtimeConnectError("open timed out", False)
+            if not error.fatal:
+                try:
+                    self.conversation.open()  # one more try before giving up on the caller
+                    error = None
+                except RealtimeConnectError as again:
+                    error = again
+            if error is not None:
+                self._on_fatal(str(error))
+                raise SetupError(str(error), EndReason.REALTIME_FAILED)
+        self.conversation.start(greet=True)
+
+    def _add_to_bridge(self) -> None:
+        members = [self.info.call_id, ids.external_channel_id(self.info.call_id)]
+        for attempt in range(10):
+            try:
+                self.ari.add_channels(ids.bridge_id(self.info.call_id), members)
+                return
+            except AriError as exc:
+                # 422: the externalMedia channel is not in Stasis yet (its StasisStart lags).
+                if exc.status != 422 or attempt == 9:
+                    raise
+                time.sleep(0.05)
+
+    def _start_thread(self, name: str, target) -> None:
+        thread = threading.Thread(target=self._guard(target, name), name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def _guard(self, target, name: str):
+        def run() -> None:
+            try:
+                target()
+            except Exception:
+                log.exception("%s thread crashed; ending the call", name)
+                self._on_fatal(f"{name} thread crashed")
+
+        return run
+
+    # --- the control loop
+
+    def _control_loop(self) -> EndReason:
+        header, settings = self.header, self.settings
+        goodbye_deadline = 0.0
+        goodbye_reason = EndReason.NONE
+        last_activity = time.monotonic()
+        while True:
+            now = time.monotonic()
+            header.set(Slot.HEARTBEAT_MAIN, time.monotonic_ns())
+            requested = header.get(Slot.END_REQUEST)
+            if requested:
+                return EndReason(requested)
+            if self.fatal.is_set():
+                return EndReason.REALTIME_FAILED
+            if self.supervisor_pid is not None and os.getppid() != self.supervisor_pid:
+                log.error("supervisor is gone; ending the call")
+                return EndReason.SUPERVISOR_GONE
+            if self.playback.is_playing():
+                last_activity = now
+            speech = header.get(Slot.LAST_SPEECH_NS) / 1e9
+            last_activity = max(last_activity, speech)
+            if goodbye_reason:
+                said = self.conversation.goodbye_done.is_set() and not self.playback.is_playing()
+                if said or now >= goodbye_deadline:
+                    return goodbye_reason
+            elif settings.max_call_seconds and now - self.started >= settings.max_call_seconds:
+                log.info("call reached MAX_CALL_SECONDS=%d; saying goodbye", settings.max_call_seconds)
+                goodbye_reason, goodbye_deadline = EndReason.MAX_CALL_SECONDS, now + GOODBYE_LIMIT
+                self.conversation.say_goodbye(proto.GOODBYE_TIME_LIMIT)
+            elif settings.idle_timeout_seconds and now - last_activity >= settings.idle_timeout_seconds:
+                log.info(
+                    "nobody spoke for IDLE_TIMEOUT_SECONDS=%d; saying goodbye", settings.idle_timeout_seconds
+                )
+                goodbye_reason, goodbye_deadline = EndReason.IDLE_TIMEOUT, now + GOODBYE_LIMIT
+                self.conversation.say_goodbye(proto.GOODBYE_IDLE)
+            self.stop.wait(CONTROL_TICK)
+
+    # --- ending (design.md step 7)
+
+    def _finish(self) -> None:
+        reason = self.end_reason
+        if reason is EndReason.REALTIME_FAILED:
+            self._play_failure_prompt()
+        self.stop.set()
+        self.conversation.close()
+        for thread in self.threads:
+            thread.join(timeout=2)
+        self._teardown(hang_up_caller=reason is not EndReason.CALLER_HANGUP)
+        if self.sock is not None:
+            self.sock.close()
+        self.ari.close()
+        self._report()
+
+    def _play_failure_prompt(self) -> None:
+        """The caller hears an Asterisk prompt, not dead air, before the call ends."""
+        playback_id = f"{ids.PREFIX}pb-{uuid.uuid4().hex[:12]}"
+        try:
+            if not self.media_ready:
+                self.ari.answer(self.info.call_id)
+            else:  # take the caller out of the bridge so the prompt is heard on its own
+                self.ari.delete_bridge(ids.bridge_id(self.info.call_id))
+            self.ari.play(self.info.call_id, self.settings.failure_prompt, playback_id)
+            deadline = time.monotonic() + PROMPT_LIMIT
+            while time.monotonic() < deadline and self.ari.playback(playback_id) is not None:
+                if self.header.get(Slot.END_REQUEST) == EndReason.CALLER_HANGUP:
+                    break
+                time.sleep(0.1)
+        except AriError as exc:
+            log.warning("could not play the failure prompt: %s", exc)
+
+    def _teardown(self, hang_up_caller: bool) -> None:
+        """Idempotent: the supervisor repeats it after the reap; 404s are success."""
+        call_id = self.info.call_id
+        steps = [
+            (self.ari.delete_bridge, ids.bridge_id(call_id)),
+            (self.ari.hangup, ids.external_channel_id(call_id)),
+        ]
+        if hang_up_caller:
+            steps.append((self.ari.hangup, call_id))
+        for step, target in steps:
+            try:
+                step(target)
+            except AriError as exc:
+                log.warning("teardown: %s", exc)
+
+    def _report(self) -> None:
+        counters = self.header.snapshot()
+        record = {
+            "call_id": self.info.call_id,
+            "caller": self.info.caller,
+            "dialled": self.info.dialled,
+            "end_reason": self.end_reason.name.lower(),
+            "duration_s": round(time.monotonic() - self.started, 2),
+            "frames_in": counters["frames_in"],
+            "frames_out": counters["frames_out"],
+            "barge_ins": counters["barge_ins"],
+            "underruns": counters["underruns"],
+            "usage": self.conversation.usage,
+            "transcript": self.conversation.transcript,
+        }
+        if self.fatal_message:
+            record["failure"] = self.fatal_message
+        log.info(
+            "call ended: %s after %.1f s, %d turns",
+            record["end_reason"],
+            record["duration_s"],
+            len(record["transcript"]),
+        )
+        if self.settings.call_records_dir:
+            path = Path(self.settings.call_records_dir) / f"{self.info.call_id}.json"
+            try:
+                path.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
+            except OSError as exc:
+                log.warning("cannot write the call record %s: %s", path, exc)

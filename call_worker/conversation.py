@@ -1,0 +1,343 @@
+"""The call's Realtime conversation: two threads around one WebSocket.
+
+realtime-send drains the uplink ring into `input_audio_buffer.append` events the moment
+rtp-in signals a frame (no re-chunking delay). realtime-recv reads server events: audio
+deltas go to the downlink ring through `Playback`, speech_started while a reply plays is
+a barge-in, transcripts and usage are kept. When the connection drops or the session
+expires, a new session is opened and the conversation so far is re-injected; when the
+configuration cannot work (bad key, unknown model, beta refused) the call is told to end.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection
+
+from call_worker import realtime_protocol as proto
+from call_worker.playback import Playback
+from call_worker.realtime_link import RealtimeConnectError, connect_realtime
+from callbridge.config import Settings
+from shm_ring import ByteRing, CallHeader, RealtimeState, Slot
+
+log = logging.getLogger(__name__)
+
+RECONNECT_DELAYS = (0.2, 1.0, 2.0)
+_APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"'
+
+
+class Conversation:
+    def __init__(
+        self,
+        settings: Settings,
+        header: CallHeader,
+        uplink: ByteRing,
+        playback: Playback,
+        uplink_wake: threading.Event,
+        stop: threading.Event,
+        on_fatal: Callable[[str], None],
+    ) -> None:
+        self.settings = settings
+        self.header = header
+        self.uplink = uplink
+        self.playback = playback
+        self.uplink_wake = uplink_wake
+        self.stop = stop
+        self.on_fatal = on_fatal
+        self.beta = settings.openai_api_shape == "beta"
+        self.ws: ClientConnection | None = None
+        self.transcript: list[dict] = []
+        self.usage = {
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "input_audio_tokens": 0,
+            "output_audio_tokens": 0,
+            "transcription_seconds": 0.0,
+        }
+        self.active_response: str | None = None
+        self.last_error_code = ""
+        self.goodbye_instructions: str | None = None
+        self.goodbye_response: str | None = None
+        self.goodbye_requested = False
+        self.goodbye_done = threading.Event()
+        self._malformed_logged = False
+        self._threads: list[threading.Thread] = []
+
+    # --- connection
+
+    def open(self) -> None:
+        """Connect and configure a session; raises RealtimeConnectError."""
+        self.header.set(Slot.REALTIME_STATE, RealtimeState.CONNECTING)
+        ws = connect_realtime(self.settings)
+        self.ws = ws
+        self._send(proto.session_update(self.settings))
+        self.header.set(Slot.REALTIME_STATE, RealtimeState.CONNECTED)
+        log.info(
+            "Realtime session open (model %s, %s shape)",
+            self.settings.openai_realtime_model,
+            self.settings.openai_api_shape.upper(),
+        )
+
+    def start(self, greet: bool) -> None:
+        for name, target in (("realtime-recv", self._recv_loop), ("realtime-send", self._send_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        if greet and self.settings.openai_greeting:
+            self._send(proto.response_create(self.settings.openai_greeting))
+
+    def close(self) -> None:
+        self.header.set(Slot.REALTIME_STATE, RealtimeState.CLOSED)
+        ws, self.ws = self.ws, None
+        if ws is not None:
+            try:
+                ws.close()
+            except Exception:  # closing a broken connection may fail in many ways; none matter
+                pass
+        self.uplink_wake.set()
+        for thread in self._threads:
+            thread.join(timeout=3)
+
+    def _send(self, event: dict) -> bool:
+        return self._send_text(json.dumps(event))
+
+    def _send_text(self, text: str) -> bool:
+        ws = self.ws
+        if ws is None:
+            return False
+        try:
+            ws.send(text)
+            return True
+        except (ConnectionClosed, OSError, RuntimeError):
+            return False  # the recv thread notices the closed connection and reconnects
+
+    # --- goodbye (time limit, idle)
+
+    def say_goodbye(self, instructions: str) -> None:
+        """Cut any reply short and have the agent say goodbye; `goodbye_done` is set when
+        that reply has been fully received (playback drains it afterwards)."""
+        if self.goodbye_requested:
+            return
+        self.goodbye_requested = True
+        self.goodbye_instructions = instructions
+        if self.playback.is_playing():
+            self._interrupt()
+        if self.active_response is None:
+            self._send(proto.response_create(instructions))
+        # else: sent when the active response is done (avoids conversation_already_has_active_response)
+
+    # --- threads
+
+    def _send_loop(self) -> None:
+        buffer = bytearray(3200)
+        view = memoryview(buffer)
+        header, uplink, wake = self.header, self.uplink, self.uplink_wake
+        while not self.stop.is_set():
+            wake.wait(0.2)
+            wake.clear()
+            header.set(Slot.HEARTBEAT_REALTIME, time.monotonic_ns())
+            while True:
+                n = uplink.read_into(buffer)
+                if n == 0:
+                    break
+                if self.ws is None:
+                    continue  # reconnecting: what the caller says meanwhile cannot be heard
+                text = _APPEND_HEAD + base64.b64encode(view[:n]).decode("ascii") + '"}'
+                if self._send_text(text):
+                    header.add(Slot.FRAMES_TO_REALTIME, n // 160)
+
+    def _recv_loop(self) -> None:
+        while not self.stop.is_set():
+            ws = self.ws
+            if ws is None:
+                return
+            try:
+                message = ws.recv()
+            except ConnectionClosed as closed:
+                if self.stop.is_set():
+                    return
+                if not self._recover(closed):
+                    return
+                continue
+            except (OSError, RuntimeError) as exc:
+                if self.stop.is_set():
+                    return
+                log.warning("Realtime connection failed: %s", exc)
+                if not self._recover(None):
+                    return
+                continue
+            self._dispatch(message)
+
+    def _recover(self, closed: ConnectionClosed | None) -> bool:
+        """After the connection ended: reconnect when that can save the call."""
+        code = closed.rcvd.code if closed is not None and closed.rcvd is not None else None
+        if code == 4000 or proto.ERROR_ACTIONS.get(self.last_error_code) is proto.ErrorAction.FATAL_CONFIG:
+            fix = proto.FIXES.get(self.last_error_code, "check the OpenAI settings")
+            self._fatal(f"Realtime refused this configuration ({self.last_error_code or code}): {fix}")
+            return False
+        why = "session expired" if self.last_error_code == "session_expired" else f"closed (code {code})"
+        log.warning("Realtime connection %s; opening a new session", why)
+        self.header.set(Slot.REALTIME_STATE, RealtimeState.RECONNECTING)
+        self.ws = None
+        self.active_response = None
+        self.playback.response_finished(self.playback.open_response or "")
+        for delay in RECONNECT_DELAYS:
+            if self.stop.wait(delay):
+                return False
+            self.header.add(Slot.RECONNECTS)
+            try:
+                self.open()
+            except RealtimeConnectError as exc:
+                if exc.fatal:
+                    self._fatal(str(exc))
+                    return False
+                log.warning("Realtime reconnect failed: %s", exc)
+                continue
+            self.last_error_code = ""
+            turns = [(t["role"], t["text"]) for t in self.transcript]
+            for event in proto.context_items(turns, self.beta):
+                self._send(event)
+            log.info("Realtime session resumed with %d earlier turns", len(turns))
+            if self.goodbye_requested and not self.goodbye_done.is_set():
+                self._send(proto.response_create(self.goodbye_instructions or proto.GOODBYE_IDLE))
+            return True
+        self._fatal(f"Realtime service unreachable after {len(RECONNECT_DELAYS)} attempts")
+        return False
+
+    def _fatal(self, message: str) -> None:
+        self.header.set(Slot.REALTIME_STATE, RealtimeState.FAILED)
+        log.error("%s", message)
+        self.on_fatal(message)
+
+    # --- events
+
+    def _dispatch(self, message: str | bytes) -> None:
+        try:
+            event = json.loads(message)
+            kind = event["type"]
+            kind = proto.BETA_TO_GA.get(kind, kind) if self.beta else kind
+            handler = self._handlers.get(kind)
+            if handler is not None:
+                handler(self, event)
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+            self.header.add(Slot.MALFORMED_EVENTS)
+            if not self._malformed_logged:
+                self._malformed_logged = True
+                log.warning(
+                    "ignoring a malformed Realtime event (%s: %s); further ones are only counted",
+                    type(exc).__name__,
+                    exc,
+                )
+
+    def _on_audio_delta(self, event: dict) -> None:
+        audio = base64.b64decode(event["delta"], validate=True)
+        if self.playback.add_audio(event["response_id"], event["item_id"], audio):
+            self.header.add(Slot.DOWNLINK_OVERRUNS)
+
+    def _on_speech_started(self, event: dict) -> None:
+        self.header.set(Slot.LAST_SPEECH_NS, time.monotonic_ns())
+        if self.playback.is_playing():
+            self._interrupt()
+
+    def _interrupt(self) -> None:
+        """Barge-in: silence the reply now, cancel it, tell the model what was heard."""
+        started = time.monotonic()
+        truncation = self.playback.barge_in()
+        self.header.add(Slot.BARGE_INS)
+        if self.active_response is not None:
+            self._send({"type": "response.cancel", "response_id": self.active_response})
+        if truncation is not None:
+            self._send(
+                {
+                    "type": "conversation.item.truncate",
+                    "item_id": truncation.item_id,
+                    "content_index": 0,
+                    "audio_end_ms": truncation.audio_end_ms,
+                }
+            )
+        log.info(
+            "barge-in: reply stopped after %d ms of item %s (%.1f ms to stop)",
+            truncation.audio_end_ms if truncation else -1,
+            truncation.item_id if truncation else "-",
+            (time.monotonic() - started) * 1000,
+        )
+
+    def _on_speech_stopped(self, event: dict) -> None:
+        self.header.set(Slot.LAST_SPEECH_NS, time.monotonic_ns())
+
+    def _on_response_created(self, event: dict) -> None:
+        response_id = event["response"]["id"]
+        self.active_response = response_id
+        self.playback.response_started(response_id)
+        self.header.add(Slot.RESPONSES)
+        if self.goodbye_requested and self.goodbye_response is None:
+            self.goodbye_response = response_id  # the reply to our goodbye request
+
+    def _on_response_done(self, event: dict) -> None:
+        response = event["response"]
+        response_id = response["id"]
+        self.playback.response_finished(response_id)
+        if self.active_response == response_id:
+            self.active_response = None
+        usage = response.get("usage") or {}
+        self.usage["input_tokens"] += int(usage.get("input_tokens") or 0)
+        self.usage["output_tokens"] += int(usage.get("output_tokens") or 0)
+        self.usage["input_audio_tokens"] += int(
+            (usage.get("input_token_details") or {}).get("audio_tokens") or 0
+        )
+        self.usage["output_audio_tokens"] += int(
+            (usage.get("output_token_details") or {}).get("audio_tokens") or 0
+        )
+        self.header.set(Slot.INPUT_TOKENS, self.usage["input_tokens"])
+        self.header.set(Slot.OUTPUT_TOKENS, self.usage["output_tokens"])
+        if response_id == self.goodbye_response:
+            self.goodbye_done.set()
+        elif self.goodbye_requested and self.goodbye_response is None:
+            self._send(proto.response_create(self.goodbye_instructions or proto.GOODBYE_IDLE))
+
+    def _on_agent_transcript(self, event: dict) -> None:
+        text = str(event.get("transcript") or "").strip()
+        interrupted = event.get("response_id") in self.playback.ignored_responses
+        self.transcript.append({"role": "agent", "text": text, "t": time.time(), "interrupted": interrupted})
+        log.info("agent: %s%s", text, " [interrupted]" if interrupted else "")
+
+    def _on_caller_transcript(self, event: dict) -> None:
+        text = str(event.get("transcript") or "").strip()
+        self.transcript.append({"role": "caller", "text": text, "t": time.time()})
+        seconds = ((event.get("usage") or {}).get("seconds")) or 0
+        self.usage["transcription_seconds"] += float(seconds)
+        log.info("caller: %s", text)
+
+    def _on_error(self, event: dict) -> None:
+        error = event.get("error") or {}
+        code = str(error.get("code") or "")
+        self.last_error_code = code
+        action = proto.classify_error(error)
+        message = str(error.get("message") or "")[:300]
+        if action is proto.ErrorAction.BENIGN:
+            log.debug("Realtime (benign) %s: %s", code, message)
+        elif action is proto.ErrorAction.FATAL_CONFIG:
+            log.error("Realtime error %s: %s -- %s", code, message, proto.FIXES.get(code, ""))
+        elif action is proto.ErrorAction.RECONNECT:
+            log.warning("Realtime error %s: %s", code, message)
+        else:
+            self.header.add(Slot.REALTIME_ERRORS)
+            log.warning("Realtime error %s: %s", code or "(no code)", message)
+
+    _handlers: dict[str, Callable[[Conversation, dict], None]] = {
+        "response.output_audio.delta": _on_audio_delta,
+        "input_audio_buffer.speech_started": _on_speech_started,
+        "input_audio_buffer.speech_stopped": _on_speech_stopped,
+        "response.created": _on_response_created,
+        "response.done": _on_response_done,
+        "response.output_audio_transcript.done": _on_agent_transcript,
+        "conversation.item.input_audio_transcription.completed": _on_caller_transcript,
+        "error": _on_error,
+    }

@@ -1,0 +1,85 @@
+"""Starting a call worker: fork, then run one Call in the child and exit.
+
+The supervisor calls `spawn()` with no threads alive. The child:
+- asks the kernel for SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG), and also
+  checks getppid() in its control loop, which covers the race before prctl;
+- closes descriptors that belong to the supervisor (ARI socket, control socket,
+  other workers' pipes), so a dead supervisor's sockets are not held open by a child;
+- turns SIGTERM into an end request (the call ends politely: teardown, record) and
+  ignores SIGINT, so that Ctrl-C in a terminal reaches the supervisor's drain logic;
+- exits with a code the supervisor can explain (EXIT_* below), via os._exit so that no
+  atexit handler or buffered state of the parent runs twice.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+import traceback
+
+from call_worker.call import Call, CallInfo
+from callbridge import logs
+from callbridge.config import Settings
+from shm_ring import CallSegment, EndReason, Slot
+
+EXIT_OK = 0
+EXIT_SETUP_FAILED = 3
+EXIT_CRASHED = 70  # EX_SOFTWARE
+
+_PR_SET_PDEATHSIG = 1
+log = logging.getLogger(__name__)
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the getppid() check still works
+        pass
+
+
+def spawn(settings: Settings, info: CallInfo, segment: CallSegment, close_fds: list[int] = ()) -> int:
+    """Fork a worker for `info`; return its pid (in the parent)."""
+    supervisor_pid = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = EXIT_CRASHED
+    try:
+        code = _child(settings, info, segment, supervisor_pid, close_fds)
+    except BaseException:
+        traceback.print_exc(file=sys.stderr)
+    finally:
+        os._exit(code)
+
+
+def _child(
+    settings: Settings, info: CallInfo, segment: CallSegment, supervisor_pid: int, close_fds: list[int]
+) -> int:
+    _die_with_parent()
+    for fd in close_fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    logs.set_process_call_id(info.call_id)
+    header = segment.header
+
+    def on_term(_signo, _frame) -> None:
+        # Only record it: the control loop sees the request within 20 ms and ends the call.
+        # END_REQUEST is the supervisor's slot, but the supervisor writes it only before it
+        # signals, so standing in for it here cannot race with it.
+        if not header.get(Slot.END_REQUEST):
+            header.set(Slot.END_REQUEST, EndReason.SHUTDOWN)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    if supervisor_pid != os.getppid():  # the supervisor died before prctl took effect
+        return EXIT_SETUP_FAILED
+    call = Call(settings, info, segment, supervisor_pid=supervisor_pid)
+    reason = call.run()
+    return EXIT_SETUP_FAILED if reason is EndReason.SETUP_FAILED else EXIT_OK

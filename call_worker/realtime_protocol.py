@@ -1,0 +1,131 @@
+"""The Realtime protocol as callbridge speaks it: what to send, how to read what comes.
+
+Pure functions and tables, no I/O: the GA and beta shapes of `session.update`, the
+responses callbridge asks for (greeting, goodbye), beta-to-GA event names, and what
+each error code means for the call.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from callbridge.config import Settings
+
+GA_FORMATS = {"ulaw": {"type": "audio/pcmu"}, "alaw": {"type": "audio/pcma"}}
+BETA_FORMATS = {"ulaw": "g711_ulaw", "alaw": "g711_alaw"}
+
+# Beta event names -> the GA names the worker handles.
+BETA_TO_GA = {
+    "response.audio.delta": "response.output_audio.delta",
+    "response.audio.done": "response.output_audio.done",
+    "response.audio_transcript.delta": "response.output_audio_transcript.delta",
+    "response.audio_transcript.done": "response.output_audio_transcript.done",
+    "conversation.item.created": "conversation.item.added",
+}
+
+GOODBYE_TIME_LIMIT = (
+    "The call has reached its time limit. Tell the caller, in one short sentence and in their "
+    "language, that you have to end the call now, and say goodbye."
+)
+GOODBYE_IDLE = (
+    "Nobody has spoken for a while. Say, in one short sentence and in the caller's language, "
+    "that you are ending the call, and say goodbye."
+)
+
+
+class ErrorAction(Enum):
+    BENIGN = "benign"  # log at debug, carry on
+    FATAL_CONFIG = "fatal"  # the configuration cannot work: end the call, say how to fix it
+    RECONNECT = "reconnect"  # the session ended: open a new one
+    LOG = "log"  # unexpected but not fatal: log a warning, carry on
+
+
+ERROR_ACTIONS = {
+    "conversation_already_has_active_response": ErrorAction.BENIGN,
+    "response_cancel_not_active": ErrorAction.BENIGN,
+    "input_audio_buffer_commit_empty": ErrorAction.BENIGN,
+    "invalid_api_key": ErrorAction.FATAL_CONFIG,
+    "model_not_found": ErrorAction.FATAL_CONFIG,
+    "beta_api_shape_disabled": ErrorAction.FATAL_CONFIG,
+    "insufficient_quota": ErrorAction.FATAL_CONFIG,
+    "session_expired": ErrorAction.RECONNECT,
+}
+
+FIXES = {
+    "invalid_api_key": "OPENAI_API_KEY is wrong or revoked: set a valid key",
+    "model_not_found": "OPENAI_REALTIME_MODEL is not available to this key: use gpt-realtime",
+    "beta_api_shape_disabled": "OpenAI turned the beta shape off: set OPENAI_API_SHAPE=ga and a GA model "
+    "(OPENAI_REALTIME_MODEL=gpt-realtime)",
+    "insufficient_quota": "the OpenAI account has no quota left: check billing",
+}
+
+
+def classify_error(error: dict) -> ErrorAction:
+    code = error.get("code") or ""
+    if ERROR_ACTIONS.get(code):
+        return ERROR_ACTIONS[code]
+    if "already shorter than" in (error.get("message") or ""):
+        return ErrorAction.BENIGN  # a truncate raced the end of the item's audio
+    return ErrorAction.LOG
+
+
+def session_update(settings: Settings) -> dict:
+    vad = {
+        "type": "server_vad",
+        "threshold": settings.openai_vad_threshold,
+        "prefix_padding_ms": settings.openai_vad_prefix_ms,
+        "silence_duration_ms": settings.openai_vad_silence_ms,
+        # Explicit: their defaults are not documented (reference/realtime.md).
+        "create_response": True,
+        "interrupt_response": True,
+    }
+    transcription = (
+        {"model": settings.openai_transcription_model} if settings.openai_transcription_model else None
+    )
+    if settings.openai_api_shape == "beta":
+        session = {
+            "modalities": ["audio", "text"],
+            "instructions": settings.instructions(),
+            "voice": settings.openai_voice,
+            "input_audio_format": BETA_FORMATS[settings.audio_format],
+            "output_audio_format": BETA_FORMATS[settings.audio_format],
+            "turn_detection": vad,
+        }
+        if transcription:
+            session["input_audio_transcription"] = transcription
+        return {"type": "session.update", "session": session}
+    audio_input: dict = {"format": GA_FORMATS[settings.audio_format], "turn_detection": vad}
+    if transcription:
+        audio_input["transcription"] = transcription
+    return {
+        "type": "session.update",
+        "session": {
+            "type": "realtime",
+            "instructions": settings.instructions(),
+            "output_modalities": ["audio"],
+            "audio": {
+                "input": audio_input,
+                "output": {"format": GA_FORMATS[settings.audio_format], "voice": settings.openai_voice},
+            },
+        },
+    }
+
+
+def response_create(instructions: str) -> dict:
+    return {"type": "response.create", "response": {"instructions": instructions}}
+
+
+def context_items(turns: list[tuple[str, str]], beta: bool) -> list[dict]:
+    """conversation.item.create events that carry an earlier session's transcript into a new one."""
+    events = []
+    for role, text in turns[-20:]:
+        if not text:
+            continue
+        if role == "caller":
+            content = [{"type": "input_text", "text": text}]
+            item = {"type": "message", "role": "user", "content": content}
+        else:
+            content = [{"type": "text" if beta else "output_text", "text": text}]
+            item = {"type": "message", "role": "assistant", "content": content}
+        events.append({"type": "conversation.item.create", "item": item})
+    return events

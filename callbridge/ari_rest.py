@@ -1,0 +1,115 @@
+"""ARI REST calls that callbridge makes, over one `requests.Session`.
+
+Credentials travel in the Authorization header (never in a URL), and errors name the
+method, the path and the status without any secret. DELETEs treat 404 as success,
+because teardown is idempotent by design.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import requests
+
+from callbridge.secret import Secret
+
+log = logging.getLogger(__name__)
+
+
+class AriError(Exception):
+    """An ARI request failed; `status` is the HTTP status or None for a network failure."""
+
+    def __init__(self, method: str, path: str, status: int | None, detail: str) -> None:
+        super().__init__(f"ARI {method} {path} failed: {detail}")
+        self.method = method
+        self.path = path
+        self.status = status
+
+
+class AriRest:
+    def __init__(self, base_url: str, username: str, password: Secret, timeout: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.auth = (username, password.reveal())
+        self.session.headers["User-Agent"] = "callbridge"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def request(self, method: str, path: str, params: dict | None = None, missing_ok: bool = False) -> Any:
+        try:
+            reply = self.session.request(method, self.base_url + path, params=params, timeout=self.timeout)
+        except requests.RequestException as exc:
+            # The exception's text can hold the URL but never the password (header auth).
+            raise AriError(method, path, None, f"{type(exc).__name__}: {exc}") from None
+        if reply.status_code == 404 and missing_ok:
+            return None
+        if reply.status_code >= 400:
+            message = ""
+            try:
+                message = reply.json().get("message") or reply.json().get("error") or ""
+            except ValueError:
+                message = reply.text[:200]
+            hint = " (check ASTERISK_USERNAME and ASTERISK_PASSWORD)" if reply.status_code == 401 else ""
+            raise AriError(
+                method, path, reply.status_code, f"HTTP {reply.status_code} {message}{hint}".strip()
+            )
+        if reply.status_code == 204 or not reply.content:
+            return None
+        try:
+            return reply.json()
+        except ValueError:
+            raise AriError(method, path, reply.status_code, "reply is not JSON") from None
+
+    # --- the calls used by callbridge
+
+    def info(self) -> dict:
+        return self.request("GET", "/asterisk/info")
+
+    def channels(self) -> list[dict]:
+        return self.request("GET", "/channels")
+
+    def bridges(self) -> list[dict]:
+        return self.request("GET", "/bridges")
+
+    def answer(self, channel_id: str) -> None:
+        self.request("POST", f"/channels/{channel_id}/answer")
+
+    def external_media(self, app: str, channel_id: str, external_host: str, fmt: str, data: str) -> dict:
+        return self.request(
+            "POST",
+            "/channels/externalMedia",
+            {
+                "app": app,
+                "channelId": channel_id,
+                "external_host": external_host,
+                "format": fmt,
+                "encapsulation": "rtp",
+                "transport": "udp",
+                "connection_type": "client",
+                "direction": "both",
+                "data": data,
+            },
+        )
+
+    def create_bridge(self, bridge_id: str, name: str) -> dict:
+        return self.request("POST", "/bridges", {"type": "mixing", "bridgeId": bridge_id, "name": name})
+
+    def add_channels(self, bridge_id: str, channel_ids: list[str]) -> None:
+        self.request("POST", f"/bridges/{bridge_id}/addChannel", {"channel": ",".join(channel_ids)})
+
+    def play(self, channel_id: str, media: str, playback_id: str) -> dict:
+        return self.request(
+            "POST", f"/channels/{channel_id}/play", {"media": media, "playbackId": playback_id}
+        )
+
+    def playback(self, playback_id: str) -> dict | None:
+        return self.request("GET", f"/playbacks/{playback_id}", missing_ok=True)
+
+    def hangup(self, channel_id: str) -> None:
+        self.request("DELETE", f"/channels/{channel_id}", missing_ok=True)
+
+    def delete_bridge(self, bridge_id: str) -> None:
+        self.request("DELETE", f"/bridges/{bridge_id}", missing_ok=True)

@@ -1,0 +1,26 @@
+"""Deterministic names derived from a call's id (the caller channel's id).
+
+Because the bridge and the externalMedia channel are named after the call, teardown is
+idempotent (DELETE by name, 404 means done) and a restarted supervisor can tell which
+leftovers in Asterisk are ours: everything whose id starts with `PREFIX`.
+"""
+
+from __future__ import annotations
+
+PREFIX = "cb-"
+
+
+def bridge_id(call_id: str) -> str:
+    return f"{PREFIX}br-{call_id}"
+
+
+def external_channel_id(call_id: str) -> str:
+    return f"{PREFIX}em-{call_id}"
+
+
+def call_id_of(derived_id: str) -> str | None:
+    """The call a derived id belongs to, or None when the id is not one of ours."""
+    for head in (f"{PREFIX}br-", f"{PREFIX}em-"):
+        if derived_id.startswith(head):
+            return derived_id[len(head) :]
+    return None

@@ -1,0 +1,618 @@
+"""A simulated Asterisk: the ARI REST subset callbridge uses, the events WebSocket, and
+a simulated caller behind each call (see caller_media.py).
+
+REST and events share one port, under /ari, with HTTP Basic auth, as in Asterisk 22.
+Behaviour copied from the real thing (reference/asterisk.md): the externalMedia channel
+gets its own StasisStart (sent before the POST returns), addChannel answers 422 for a
+channel not in Stasis, DELETE answers 404 when the object is gone, a second events
+connection for an app replaces the first, and a hang-up emits ChannelHangupRequest,
+ChannelLeftBridge, StasisEnd and ChannelDestroyed in that order.
+
+Test control lives under /sim (no auth): place calls, read what each caller heard,
+hang up, send DTMF, drop the events connections.
+
+    python -m simulators.asterisk --port 0   # prints {"port": N} on its first line
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import itertools
+import json
+import random
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlparse
+
+from simulators.caller_media import CallerLeg, MediaEngine, parse_script, render
+from simulators.wsframe import ServerSocket, accept_key
+
+PAYLOAD_TYPES = {"ulaw": 0, "alaw": 8}
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+
+
+@dataclass
+class Channel:
+    id: str
+    name: str
+    kind: str  # "caller" | "external"
+    caller_number: str = ""
+    exten: str = ""
+    state: str = "Ring"
+    app: str = ""
+    args: list[str] = field(default_factory=list)
+    bridge: str | None = None
+    leg: CallerLeg | None = None  # caller: its media; external: the caller's leg once bridged
+    external_host: tuple[str, int] | None = None
+    created: str = field(default_factory=_now_iso)
+    hung_up: bool = False
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "caller": {"name": "", "number": self.caller_number},
+            "connected": {"name": "", "number": ""},
+            "accountcode": "",
+            "dialplan": {
+                "context": "from-sim",
+                "exten": self.exten,
+                "priority": 2,
+                "app_name": "Stasis",
+                "app_data": self.app,
+            },
+            "creationtime": self.created,
+            "language": "en",
+        }
+
+
+@dataclass
+class Bridge:
+    id: str
+    name: str
+    channels: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "technology": "simple_bridge",
+            "bridge_type": "mixing",
+            "bridge_class": "stasis",
+            "creator": "Stasis",
+            "channels": list(self.channels),
+        }
+
+
+@dataclass
+class CallRecord:
+    """What the test harness reads back about one simulated call."""
+
+    channel_id: str
+    leg: CallerLeg
+    placed: float
+    answered: float | None = None
+    hangup: float | None = None
+    hangup_by: str = ""
+    playbacks: list[dict] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+
+
+class SimulatedAsterisk:
+    def __init__(
+        self,
+        username: str = "asterisk",
+        password: str = "asterisk",
+        law: str = "ulaw",
+        playback_seconds: float = 1.0,
+    ) -> None:
+        self.username = username
+        self.password = password
+        self.law = law
+        self.playback_seconds = playback_seconds
+        self.lock = threading.RLock()
+        self.channels: dict[str, Channel] = {}
+        self.bridges: dict[str, Bridge] = {}
+        self.calls: dict[str, CallRecord] = {}
+        self.playbacks: dict[str, dict] = {}
+        self.sockets: dict[str, ServerSocket] = {}  # app -> current events connection
+        self.event_log: list[dict] = []
+        self.connections = 0
+        self.media = MediaEngine()
+        self._numbers = itertools.count(1)
+
+    # --- events
+
+    def emit(self, app: str, event_type: str, **body) -> None:
+        event = {
+            "type": event_type,
+            "timestamp": _now_iso(),
+            "application": app,
+            "asterisk_id": "sim:00:00:00",
+            **body,
+        }
+        with self.lock:
+            self.event_log.append(event)
+            sock = self.sockets.get(app)
+        if sock is not None:
+            sock.send_text(json.dumps(event))
+
+    # --- calls (the simulated PSTN side)
+
+    def place_call(self, app: str, script: list[dict], caller: str = "", exten: str = "100") -> dict:
+        with self.lock:
+            if app not in self.sockets or self.sockets[app].closed.is_set():
+                raise LookupError(f"Stasis app {app!r} is not registered")
+            number = next(self._numbers)
+            channel_id = f"sim-{number:04d}.{uuid.uuid4().hex[:6]}"
+            audio, hangup_frame, utterances = render(parse_script(script), self.law)
+            leg = CallerLeg(channel_id, self.law, PAYLOAD_TYPES[self.law], audio, hangup_frame, utterances)
+            leg.on_hangup = lambda: self.hangup(channel_id, by="caller")
+            chan = Channel(
+                channel_id,
+                f"PJSIP/sim-{number:08x}",
+                "caller",
+                caller or f"+1555{number:07d}",
+                exten,
+                app=app,
+                leg=leg,
+            )
+            self.channels[channel_id] = chan
+            self.calls[channel_id] = CallRecord(channel_id, leg, time.monotonic())
+            self.media.add(leg)
+        self.emit(app, "StasisStart", args=[], channel=chan.to_json())
+        return {"channel_id": channel_id}
+
+    def hangup(self, channel_id: str, by: str = "ari", cause: int = 16) -> bool:
+        with self.lock:
+            chan = self.channels.get(channel_id)
+            if chan is None or chan.hung_up:
+                return False
+            chan.hung_up = True
+            record = self.calls.get(channel_id)
+            if record is not None:
+                record.hangup, record.hangup_by = time.monotonic(), by
+            bridge = self.bridges.get(chan.bridge) if chan.bridge else None
+            if bridge and channel_id in bridge.channels:
+                bridge.channels.remove(channel_id)
+            for other in self.channels.values():
+                if other.kind == "external" and other.leg is chan.leg and chan.kind == "caller":
+                    other.leg = None  # media stops flowing once the caller is gone
+            del self.channels[channel_id]
+        if chan.leg is not None and chan.kind == "caller":
+            self.media.remove(chan.leg)
+        elif chan.kind == "external" and chan.leg is not None:
+            chan.leg.remote = None
+        body = {"channel": chan.to_json()}
+        self.emit(chan.app, "ChannelHangupRequest", cause=cause, **body)
+        if bridge:
+            self.emit(chan.app, "ChannelLeftBridge", bridge=bridge.to_json(), **body)
+        self.emit(chan.app, "StasisEnd", **body)
+        self.emit(chan.app, "ChannelDestroyed", cause=cause, cause_txt="Normal Clearing", **body)
+        return True
+
+    def _link_media(self, bridge: Bridge) -> None:
+        """Two-party bridge with a caller and an externalMedia channel: media flows."""
+        members = [self.channels[c] for c in bridge.channels if c in self.channels]
+        callers = [c for c in members if c.kind == "caller"]
+        externals = [c for c in members if c.kind == "external"]
+        if len(callers) == 1 and len(externals) == 1 and callers[0].leg is not None:
+            externals[0].leg = callers[0].leg
+            callers[0].leg.remote = externals[0].external_host
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "Asterisk/22.0.0-sim"
+    protocol_version = "HTTP/1.1"
+    sim: SimulatedAsterisk
+
+    def log_message(self, fmt, *args):  # quiet: tests read records, not access logs
+        pass
+
+    # --- plumbing
+
+    def _reply(self, status: int, body=None) -> None:
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        if body is not None:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str) -> None:
+        self._reply(status, {"message": message})
+
+    def _authorized(self) -> bool:
+        header = self.headers.get("Authorization", "")
+        expected = base64.b64encode(f"{self.sim.username}:{self.sim.password}".encode()).decode()
+        if header == f"Basic {expected}":
+            return True
+        self.send_response(HTTPStatus.UNAUTHORIZED)
+        self.send_header("WWW-Authenticate", 'Basic realm="Asterisk REST Interface"')
+        body = b'{"error":"Authentication required"}'
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        return False
+
+    def _body(self) -> dict:
+        size = int(self.headers.get("Content-Length") or 0)
+        if not size:
+            return {}
+        return json.loads(self.rfile.read(size))
+
+    def _route(self, method: str) -> None:
+        url = urlparse(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        parts = [unquote(p) for p in url.path.strip("/").split("/")]
+        try:
+            if parts[0] == "sim":
+                return self._sim(method, parts[1:], query)
+            if parts[0] != "ari":
+                return self._error(404, "not found")
+            if not self._authorized():
+                return None
+            if parts[1:] == ["events"] and method == "GET":
+                return self._events(query)
+            return self._ari(method, parts[1:], query)
+        except (ValueError, KeyError, json.JSONDecodeError) as exc:
+            return self._error(400, f"bad request: {exc}")
+
+    def do_GET(self):
+        self._route("GET")
+
+    def do_POST(self):
+        self._route("POST")
+
+    def do_DELETE(self):
+        self._route("DELETE")
+
+    # --- the events WebSocket
+
+    def _events(self, query: dict) -> None:
+        app = query.get("app", "")
+        key = self.headers.get("Sec-WebSocket-Key")
+        if not app or not key or self.headers.get("Upgrade", "").lower() != "websocket":
+            return self._error(400, "app and a WebSocket upgrade are required")
+        sock = ServerSocket(self.connection, self.rfile)
+        # Registered before the 101 goes out: once the client sees the upgrade, the app is.
+        with self.sim.lock:
+            old = self.sim.sockets.get(app)
+            self.sim.sockets[app] = sock
+            self.sim.connections += 1
+            self.send_response(HTTPStatus.SWITCHING_PROTOCOLS)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", accept_key(key))
+            self.end_headers()
+            self.wfile.flush()
+        if old is not None and not old.closed.is_set():
+            old.send_text(
+                json.dumps({"type": "ApplicationReplaced", "application": app, "timestamp": _now_iso()})
+            )
+            old.close()
+        sock.serve_until_closed()
+        with self.sim.lock:
+            if self.sim.sockets.get(app) is sock:
+                del self.sim.sockets[app]
+        self.close_connection = True
+
+    # --- ARI REST
+
+    def _ari(self, method: str, parts: list[str], q: dict) -> None:
+        sim = self.sim
+        with sim.lock:
+            if parts == ["asterisk", "info"] and method == "GET":
+                return self._reply(
+                    200,
+                    {
+                        "system": {"version": "22.0.0-sim", "entity_id": "sim"},
+                        "status": {"startup_time": _now_iso()},
+                    },
+                )
+            if parts == ["channels"] and method == "GET":
+                return self._reply(200, [c.to_json() for c in sim.channels.values()])
+            if parts == ["bridges"] and method == "GET":
+                return self._reply(200, [b.to_json() for b in sim.bridges.values()])
+            if parts == ["channels", "externalMedia"] and method == "POST":
+                return self._external_media(q)
+            if parts == ["bridges"] and method == "POST":
+                return self._create_bridge(q.get("bridgeId") or uuid.uuid4().hex, q.get("name", ""))
+            if len(parts) >= 2 and parts[0] == "channels":
+                return self._channel(method, parts[1], parts[2:], q)
+            if len(parts) >= 2 and parts[0] == "bridges":
+                return self._bridge(method, parts[1], parts[2:], q)
+            if len(parts) == 2 and parts[0] == "playbacks" and method == "GET":
+                playback = sim.playbacks.get(parts[1])
+                if playback is None or playback["state"] == "done":
+                    return self._error(404, "Playback not found")
+                return self._reply(200, playback)
+        return self._error(404, "Resource not found")
+
+    def _external_media(self, q: dict) -> None:
+        sim = self.sim
+        host, _, port = q["external_host"].rpartition(":")
+        if q.get("format", "") != sim.law:
+            return self._error(500, "An internal error prevented this request from being handled")
+        channel_id = q.get("channelId") or uuid.uuid4().hex
+        if channel_id in sim.channels:
+            return self._error(409, "Channel with given unique ID already exists")
+        chan = Channel(
+            channel_id,
+            f"UnicastRTP/{host}:{port}-{uuid.uuid4().hex[:8]}",
+            "external",
+            state="Up",
+            app=q["app"],
+            args=[q.get("data", "")],
+            external_host=(host, int(port)),
+        )
+        sim.channels[channel_id] = chan
+        # Like Asterisk, the channel's StasisStart may reach the app before this reply.
+        sim.emit(chan.app, "StasisStart", args=chan.args, channel=chan.to_json())
+        reply = chan.to_json()
+        # Asterisk's side of the media: allocated now, so a socket exists per channel.
+        chan.leg = None
+        chan.local_port_sock = None
+        local = self._external_local(chan)
+        reply["channelvars"] = {"UNICASTRTP_LOCAL_ADDRESS": local[0], "UNICASTRTP_LOCAL_PORT": str(local[1])}
+        return self._reply(200, reply)
+
+    def _external_local(self, chan: Channel) -> tuple[str, int]:
+        """The address Asterisk sends from: the caller leg's socket once bridged. Each
+        externalMedia channel is reserved a caller leg here: the oldest unbridged caller
+        whose id the channel id names (callbridge derives it), else any unbridged one."""
+        sim = self.sim
+        candidates = [c for c in sim.channels.values() if c.kind == "caller" and c.bridge is None]
+        named = [c for c in candidates if c.id in chan.id]
+        target = (named or candidates or [None])[0]
+        if target is None:
+            raise ValueError("no caller for this externalMedia channel")
+        chan.reserved_for = target.id
+        return target.leg.local
+
+    def _create_bridge(self, bridge_id: str, name: str) -> None:
+        if bridge_id in self.sim.bridges:
+            return self._reply(200, self.sim.bridges[bridge_id].to_json())
+        bridge = Bridge(bridge_id, name)
+        self.sim.bridges[bridge_id] = bridge
+        return self._reply(200, bridge.to_json())
+
+    def _channel(self, method: str, channel_id: str, rest: list[str], q: dict) -> None:
+        sim = self.sim
+        chan = sim.channels.get(channel_id)
+        if chan is None:
+            return self._error(404, "Channel not found")
+        if not rest and method == "GET":
+            return self._reply(200, chan.to_json())
+        if not rest and method == "DELETE":
+            sim.hangup(channel_id, by="ari")
+            return self._reply(204)
+        if rest == ["answer"] and method == "POST":
+            chan.state = "Up"
+            record = sim.calls.get(channel_id)
+            if record and record.answered is None:
+                record.answered = time.monotonic()
+            return self._reply(204)
+        if rest == ["play"] and method == "POST":
+            playback_id = q.get("playbackId") or uuid.uuid4().hex
+            playback = {
+                "id": playback_id,
+                "media_uri": q.get("media", ""),
+                "state": "playing",
+                "target_uri": f"channel:{channel_id}",
+                "language": "en",
+            }
+            sim.playbacks[playback_id] = playback
+            record = sim.calls.get(channel_id)
+            if record is not None:
+                record.playbacks.append({"media": playback["media_uri"], "at": time.monotonic()})
+            sim.emit(chan.app, "PlaybackStarted", playback=playback)
+            timer = threading.Timer(sim.playback_seconds, self._finish_playback, (chan.app, playback))
+            timer.daemon = True
+            timer.start()
+            return self._reply(201, playback)
+        return self._error(404, "Resource not found")
+
+    def _finish_playback(self, app: str, playback: dict) -> None:
+        with self.sim.lock:
+            playback["state"] = "done"
+        self.sim.emit(app, "PlaybackFinished", playback=playback)
+
+    def _bridge(self, method: str, bridge_id: str, rest: list[str], q: dict) -> None:
+        sim = self.sim
+        bridge = sim.bridges.get(bridge_id)
+        if bridge is None:
+            return self._error(404, "Bridge not found")
+        if not rest and method == "DELETE":
+            for channel_id in list(bridge.channels):
+                if channel_id in sim.channels:
+                    sim.channels[channel_id].bridge = None
+            del sim.bridges[bridge_id]
+            for chan in sim.channels.values():
+                if (
+                    chan.kind == "caller"
+                    and chan.leg is not None
+                    and chan.leg.remote is not None
+                    and chan.bridge is None
+                ):
+                    chan.leg.remote = None
+            return self._reply(204)
+        if rest == ["addChannel"] and method == "POST":
+            ids = [c for c in q.get("channel", "").split(",") if c]
+            for channel_id in ids:
+                chan = sim.channels.get(channel_id)
+                if chan is None:
+                    return self._error(400, f"Channel not found: {channel_id}")
+                if not chan.app:
+                    return self._error(422, "Channel not in Stasis application")
+            for channel_id in ids:
+                chan = sim.channels[channel_id]
+                chan.bridge = bridge_id
+                if channel_id not in bridge.channels:
+                    bridge.channels.append(channel_id)
+                sim.emit(chan.app, "ChannelEnteredBridge", bridge=bridge.to_json(), channel=chan.to_json())
+            sim._link_media(bridge)
+            return self._reply(204)
+        return self._error(404, "Resource not found")
+
+    # --- /sim: the test harness's controls
+
+    def _sim(self, method: str, parts: list[str], q: dict) -> None:
+        sim = self.sim
+        if parts == ["calls"] and method == "POST":
+            body = self._body()
+            try:
+                placed = sim.place_call(
+                    body.get("app", "openai-app"),
+                    body.get("script", [{"say": 1000}]),
+                    body.get("caller", ""),
+                    body.get("exten", "100"),
+                )
+            except LookupError as exc:
+                return self._error(409, str(exc))
+            return self._reply(201, placed)
+        if parts == ["calls"] and method == "GET":
+            with sim.lock:
+                return self._reply(200, [self._call_json(r, False) for r in sim.calls.values()])
+        if len(parts) == 2 and parts[0] == "calls" and method == "GET":
+            with sim.lock:
+                record = sim.calls.get(parts[1])
+                if record is None:
+                    return self._error(404, "no such call")
+                return self._reply(200, self._call_json(record, q.get("packets", "1") == "1"))
+        if len(parts) == 3 and parts[0] == "calls" and parts[2] == "hangup" and method == "POST":
+            return self._reply(200, {"hung_up": sim.hangup(parts[1], by="caller")})
+        if len(parts) == 3 and parts[0] == "calls" and parts[2] == "dtmf" and method == "POST":
+            chan = sim.channels.get(parts[1])
+            if chan is None:
+                return self._error(404, "no such channel")
+            sim.emit(
+                chan.app,
+                "ChannelDtmfReceived",
+                digit=q.get("digit", "1"),
+                duration_ms=100,
+                channel=chan.to_json(),
+            )
+            return self._reply(200, {})
+        if len(parts) == 3 and parts[0] == "calls" and parts[2] == "inject" and method == "POST":
+            record = sim.calls.get(parts[1])
+            if record is None or record.leg.remote is None:
+                return self._error(404, "no such call with media")
+            sent = inject_garbage(record.leg, int(q.get("count", "100")), int(q.get("seed", "1")))
+            return self._reply(200, {"sent": sent})
+        if parts == ["drop-events"] and method == "POST":
+            with sim.lock:
+                sockets = list(sim.sockets.values())
+            for sock in sockets:
+                sock.abort()
+            return self._reply(200, {"dropped": len(sockets)})
+        if parts == ["state"] and method == "GET":
+            with sim.lock:
+                return self._reply(
+                    200,
+                    {
+                        "channels": [c.to_json() | {"kind": c.kind} for c in sim.channels.values()],
+                        "bridges": [b.to_json() for b in sim.bridges.values()],
+                        "apps": [app for app, s in sim.sockets.items() if not s.closed.is_set()],
+                        "connections": sim.connections,
+                    },
+                )
+        if parts == ["events"] and method == "GET":
+            with sim.lock:
+                return self._reply(200, sim.event_log)
+        return self._error(404, "unknown /sim request")
+
+    @staticmethod
+    def _call_json(record: CallRecord, packets: bool) -> dict:
+        return {
+            "channel_id": record.channel_id,
+            "placed": record.placed,
+            "answered": record.answered,
+            "hangup": record.hangup,
+            "hangup_by": record.hangup_by,
+            "playbacks": record.playbacks,
+            **record.leg.summary(include_packets=packets),
+        }
+
+
+def inject_garbage(leg: CallerLeg, count: int, seed: int) -> int:
+    """Send `count` malformed or wrong packets from Asterisk's own address (so they pass the
+    source check and test the parser): random bytes, bad versions, bad padding, wrong
+    payload types, oversized extensions, empty datagrams."""
+    rng = random.Random(seed)
+    sent = 0
+    for index in range(count):
+        kind = index % 6
+        if kind == 0:
+            packet = rng.randbytes(rng.randint(0, 300))
+        elif kind == 1:
+            packet = bytes([0x40 | rng.randint(0, 15), 0]) + rng.randbytes(170)  # version 1
+        elif kind == 2:
+            packet = bytes([0xA0, 0]) + rng.randbytes(10) + bytes(160) + bytes([250])  # padding > size
+        elif kind == 3:
+            packet = bytes([0x80, rng.choice([8, 9, 18, 101, 127])]) + rng.randbytes(170)  # wrong PT
+        elif kind == 4:
+            packet = bytes([0x90, 0]) + rng.randbytes(10) + b"\xbe\xde\xff\xff" + bytes(8)  # huge extension
+        else:
+            packet = bytes([0x8F, 0]) + rng.randbytes(20)  # 15 CSRCs announced, none present
+        try:
+            leg.sock.sendto(packet, leg.remote)
+            sent += 1
+        except OSError:
+            pass
+        if index % 50 == 49:
+            time.sleep(0.001)  # a flood, but one the kernel's socket buffer can hold
+    return sent
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, **options) -> tuple[Server, SimulatedAsterisk]:
+    sim = SimulatedAsterisk(**options)
+    handler = type("BoundHandler", (Handler,), {"sim": sim})
+    server = Server((host, port), handler)
+    return server, sim
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Simulated Asterisk (ARI + callers)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--username", default="asterisk")
+    parser.add_argument("--password", default="asterisk")
+    parser.add_argument("--law", choices=["ulaw", "alaw"], default="ulaw")
+    parser.add_argument("--playback-seconds", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    server, _ = serve(
+        args.host,
+        args.port,
+        username=args.username,
+        password=args.password,
+        law=args.law,
+        playback_seconds=args.playback_seconds,
+    )
+    print(json.dumps({"port": server.server_address[1]}), flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

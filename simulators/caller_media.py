@@ -1,0 +1,260 @@
+"""The simulated callers' audio, as Asterisk's side of an externalMedia channel sees it.
+
+Each `CallerLeg` owns the UDP socket Asterisk would own (its UNICASTRTP_LOCAL_ADDRESS/PORT).
+Once the call is bridged, the leg sends the caller's voice from a script (speech as tones,
+silences) one 20 ms frame at a time, like a phone whose frames Asterisk forwards without
+retiming, and records every packet it receives with its arrival time. Inbound packets are
+accepted only from the address and port given as external_host (Asterisk's strict RTP).
+
+One `MediaEngine` thread paces every leg's sending and one thread receives for all legs,
+so hundreds of simulated callers stay cheap.
+"""
+
+from __future__ import annotations
+
+import random
+import selectors
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+
+from simulators import g711
+
+_RTP = struct.Struct("!BBHII")
+# Linux's SO_TIMESTAMPNS (not exported by the socket module): the kernel stamps each
+# datagram on arrival, so measured gaps do not include this process's scheduling delay.
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@ll")
+TICK = 0.020
+FRAME = 160
+
+
+@dataclass
+class Step:
+    kind: str  # "say" | "silence" | "hangup"
+    ms: int = 0
+    frequency: float = 440.0
+
+
+def parse_script(raw: list[dict]) -> list[Step]:
+    """[{"say": 1500}, {"silence": 800}, {"say": 1000, "hz": 600}, {"hangup": true}]"""
+    steps = []
+    for entry in raw:
+        if "say" in entry:
+            steps.append(Step("say", int(entry["say"]), float(entry.get("hz", 440.0))))
+        elif "silence" in entry:
+            steps.append(Step("silence", int(entry["silence"])))
+        elif entry.get("hangup"):
+            steps.append(Step("hangup"))
+        else:
+            raise ValueError(f"unknown script step {entry!r}")
+    return steps
+
+
+def render(steps: list[Step], law: str) -> tuple[bytes, int | None, list[tuple[int, int]]]:
+    """(audio, frame index at which to hang up or None, [(first frame, frames) of each utterance])."""
+    audio = bytearray()
+    hangup_frame = None
+    utterances = []
+    for step in steps:
+        if step.kind == "say":
+            utterances.append((len(audio) // FRAME, step.ms // 20))
+            audio += g711.tone(step.ms, step.frequency, law=law)
+        elif step.kind == "silence":
+            audio += g711.silence(step.ms, law)
+        elif step.kind == "hangup":
+            hangup_frame = len(audio) // FRAME
+            break
+    audio += b"" if len(audio) % FRAME == 0 else g711.silence(1, law)[: FRAME - len(audio) % FRAME]
+    return bytes(audio), hangup_frame, utterances
+
+
+@dataclass
+class Received:
+    arrival: float
+    sequence: int
+    timestamp: int
+    ssrc: int
+    marker: bool
+    payload_type: int
+    length: int
+    level: float
+
+
+@dataclass
+class CallerLeg:
+    call_id: str
+    law: str
+    payload_type: int
+    audio: bytes
+    hangup_frame: int | None
+    utterances: list[tuple[int, int]]
+    sock: socket.socket = field(default=None)  # type: ignore[assignment]
+    remote: tuple[str, int] | None = None
+    frames_sent: int = 0
+    send_times: list[float] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
+    received_audio: bytearray = field(default_factory=bytearray)
+    foreign_packets: int = 0
+    media_started: float | None = None
+    on_hangup: object = None  # callable set by the ARI simulator
+    active: bool = True
+
+    def __post_init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            pass
+        rng = random.Random()
+        self._seq = rng.getrandbits(16)
+        self._ts = rng.getrandbits(32)
+        self._ssrc = rng.getrandbits(32)
+        self._silence = g711.silence(20, self.law)
+
+    @property
+    def local(self) -> tuple[str, int]:
+        return self.sock.getsockname()
+
+    def next_packet(self) -> bytes:
+        start = self.frames_sent * FRAME
+        payload = self.audio[start : start + FRAME] if start < len(self.audio) else self._silence
+        first = 0x80 | self.payload_type if self.frames_sent == 0 else self.payload_type
+        packet = _RTP.pack(0x80, first, self._seq, self._ts, self._ssrc) + payload
+        self._seq = (self._seq + 1) & 0xFFFF
+        self._ts = (self._ts + FRAME) & 0xFFFFFFFF
+        return packet
+
+    def summary(self, include_packets: bool = True) -> dict:
+        result = {
+            "call_id": self.call_id,
+            "local": list(self.local) if self.sock.fileno() >= 0 else None,
+            "remote": list(self.remote) if self.remote else None,
+            "media_started": self.media_started,
+            "frames_sent": self.frames_sent,
+            "packets_received": len(self.received),
+            "bytes_received": len(self.received_audio),
+            "foreign_packets": self.foreign_packets,
+            "utterances": self.utterances,
+            "active": self.active,
+        }
+        if include_packets:
+            result["send_times"] = self.send_times
+            result["received"] = [
+                [r.arrival, r.sequence, r.timestamp, r.ssrc, r.marker, r.payload_type, r.length, r.level]
+                for r in self.received
+            ]
+        return result
+
+
+class MediaEngine:
+    """Paces and receives the RTP of every simulated caller leg."""
+
+    def __init__(self) -> None:
+        self._legs: dict[int, CallerLeg] = {}
+        self._lock = threading.Lock()
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._send_loop, name="sim-media-send", daemon=True),
+            threading.Thread(target=self._receive_loop, name="sim-media-recv", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def add(self, leg: CallerLeg) -> None:
+        with self._lock:
+            self._legs[leg.sock.fileno()] = leg
+            self._selector.register(leg.sock, selectors.EVENT_READ, leg)
+        self._wake_w.send(b"x")
+
+    def remove(self, leg: CallerLeg) -> None:
+        with self._lock:
+            leg.active = False
+            if self._legs.pop(leg.sock.fileno(), None) is not None:
+                self._selector.unregister(leg.sock)
+                leg.sock.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake_w.send(b"x")
+        for thread in self._threads:
+            thread.join(2)
+
+    def _send_loop(self) -> None:
+        deadline = time.monotonic()
+        while not self._stop.is_set():
+            deadline += TICK
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -0.1:
+                deadline = time.monotonic()  # badly late: resynchronise, never burst
+            hangups = []
+            with self._lock:
+                legs = [leg for leg in self._legs.values() if leg.remote is not None and leg.active]
+            for leg in legs:
+                if leg.hangup_frame is not None and leg.frames_sent >= leg.hangup_frame:
+                    hangups.append(leg)
+                    continue
+                packet = leg.next_packet()
+                now = time.monotonic()
+                try:
+                    leg.sock.sendto(packet, leg.remote)
+                except OSError:
+                    continue
+                if leg.media_started is None:
+                    leg.media_started = now
+                leg.send_times.append(now)
+                leg.frames_sent += 1
+            for leg in hangups:
+                leg.hangup_frame = None
+                if callable(leg.on_hangup):
+                    leg.on_hangup()
+
+    def _receive_loop(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self._selector.select(timeout=0.5):
+                if key.data is None:
+                    self._wake_r.recv(4096)
+                    continue
+                leg: CallerLeg = key.data
+                while True:
+                    try:
+                        packet, ancillary, _flags, source = leg.sock.recvmsg(2048, 64)
+                    except (BlockingIOError, OSError):
+                        break
+                    now = _arrival_time(ancillary)
+                    if source != leg.remote or len(packet) < 12:
+                        leg.foreign_packets += 1  # strict RTP: only external_host may send
+                        continue
+                    first, second, seq, ts, ssrc = _RTP.unpack_from(packet)
+                    payload = packet[12:]
+                    leg.received.append(
+                        Received(
+                            now,
+                            seq,
+                            ts,
+                            ssrc,
+                            bool(second & 0x80),
+                            second & 0x7F,
+                            len(payload),
+                            round(g711.level(payload, leg.law)),
+                        )
+                    )
+                    leg.received_audio += payload
+
+
+def _arrival_time(ancillary: list) -> float:
+    """The kernel's arrival stamp on the monotonic clock (else the time of reading)."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return seconds + nanoseconds / 1e9 + (time.monotonic() - time.time())
+    return time.monotonic()

@@ -1,0 +1,369 @@
+"""One simulated Realtime session: the protocol behaviour behind one WebSocket.
+
+GA event names by default, beta names when the connection used the beta shape. Replies
+stream faster than real time from a thread of their own, so audio keeps arriving (and
+barge-in can happen) while a reply is being sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+from simulators import g711
+from simulators.vad import Vad
+
+_ids = itertools.count(1)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_sim{next(_ids):06d}"
+
+
+@dataclass
+class ReplyOptions:
+    mode: str = "tone"  # "tone": a synthetic signal of reply_ms; "echo": the caller's turn
+    reply_ms: int = 2000
+    greeting_ms: int = 1500
+    speed: float = 5.0  # times faster than real time
+    chunk_ms: int = 100  # audio per delta
+    first_delta_delay_ms: int = 30
+
+
+@dataclass
+class Response:
+    id: str
+    item_id: str
+    audio: bytes
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    sent_bytes: int = 0
+    done: bool = False
+
+
+class Session:
+    def __init__(self, send, record, beta: bool, reply: ReplyOptions, law_hint: str = "ulaw") -> None:
+        self._send_raw = send
+        self.record = record
+        self.beta = beta
+        self.reply = reply
+        self.law = law_hint
+        self.lock = threading.RLock()
+        self.config: dict = {}
+        self.turn_detection: dict | None = {
+            "type": "server_vad",
+            "create_response": True,
+            "interrupt_response": True,
+            "silence_duration_ms": 500,
+        }
+        self.vad = Vad(law_hint)
+        self.active: Response | None = None
+        self.item_audio_ms: dict[str, int] = {}
+        self.input_bytes = 0
+        self.current_input_item: str | None = None
+
+    # --- output
+
+    def send(self, event: dict) -> None:
+        event.setdefault("event_id", new_id("event"))
+        self.record("out", event)
+        self._send_raw(json.dumps(event))
+
+    def name(self, ga: str, beta: str) -> str:
+        return beta if self.beta else ga
+
+    def error(self, code: str, message: str, etype: str = "invalid_request_error", event_id=None) -> None:
+        self.send(
+            {
+                "type": "error",
+                "error": {
+                    "type": etype,
+                    "code": code,
+                    "message": message,
+                    "param": None,
+                    "event_id": event_id,
+                },
+            }
+        )
+
+    # --- input
+
+    def handle(self, text: str) -> None:
+        try:
+            event = json.loads(text)
+        except json.JSONDecodeError:
+            self.record("in", {"type": "<malformed>"})
+            return self.error("invalid_json", "We could not parse the JSON body of your request.")
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            self.record("in", {"type": "<malformed>"})
+            return self.error("invalid_request_error", "The 'type' field is missing.")
+        kind = event["type"]
+        handler = {
+            "session.update": self._session_update,
+            "input_audio_buffer.append": self._append,
+            "input_audio_buffer.commit": self._commit,
+            "input_audio_buffer.clear": lambda e: self.send({"type": "input_audio_buffer.cleared"}),
+            "conversation.item.create": self._item_create,
+            "conversation.item.truncate": self._truncate,
+            "response.create": self._response_create,
+            "response.cancel": self._response_cancel,
+        }.get(kind)
+        if kind != "input_audio_buffer.append":
+            self.record("in", event)
+        if handler is None:
+            return self.error(
+                "invalid_value",
+                f"Invalid value: '{kind}'. Supported values are: ...",
+                event_id=event.get("event_id"),
+            )
+        with self.lock:
+            handler(event)
+
+    def _session_update(self, event: dict) -> None:
+        session = event.get("session") or {}
+        if not self.beta and session.get("type") != "realtime":
+            return self.error("missing_required_parameter", "Missing required parameter: 'session.type'.")
+        self.config = session
+        if self.beta:
+            self.turn_detection = session.get("turn_detection", self.turn_detection)
+            fmt = session.get("input_audio_format", "pcm16")
+            self.law = "alaw" if fmt == "g711_alaw" else "ulaw"
+        else:
+            audio_in = (session.get("audio") or {}).get("input") or {}
+            self.turn_detection = audio_in.get("turn_detection", self.turn_detection)
+            self.law = "alaw" if (audio_in.get("format") or {}).get("type") == "audio/pcma" else "ulaw"
+        silence = (self.turn_detection or {}).get("silence_duration_ms", 500)
+        self.vad = Vad(self.law, silence_ms=silence)
+        self.send({"type": "session.updated", "session": session})
+
+    def _append(self, event: dict) -> None:
+        try:
+            audio = base64.b64decode(event.get("audio", ""), validate=True)
+        except (ValueError, TypeError):
+            return self.error("invalid_value", "Invalid 'audio'. Expected base64-encoded audio bytes.")
+        self.input_bytes += len(audio)
+        self.record(
+            "in", {"type": "input_audio_buffer.append", "bytes": len(audio), "total": self.input_bytes}
+        )
+        if self.turn_detection is None:
+            return
+        for vad_event in self.vad.feed(audio):
+            if vad_event.kind == "started":
+                self.current_input_item = new_id("item")
+                self.send(
+                    {
+                        "type": "input_audio_buffer.speech_started",
+                        "audio_start_ms": vad_event.audio_ms,
+                        "item_id": self.current_input_item,
+                    }
+                )
+                if self.active is not None and self.turn_detection.get("interrupt_response", True):
+                    self._cancel_active("turn_detected")
+            else:
+                self._end_turn(vad_event.audio_ms)
+
+    def _end_turn(self, audio_end_ms: int) -> None:
+        item_id = self.current_input_item or new_id("item")
+        self.send(
+            {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": audio_end_ms, "item_id": item_id}
+        )
+        self.send({"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": None})
+        item = {
+            "id": item_id,
+            "type": "message",
+            "role": "user",
+            "status": "completed",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
+        self.send({"type": self.name("conversation.item.added", "conversation.item.created"), "item": item})
+        turn_ms = len(self.vad.turn_audio) // 8
+        self.send(
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                "item_id": item_id,
+                "content_index": 0,
+                "transcript": f"caller speech of {turn_ms} ms",
+                "usage": {"type": "duration", "seconds": round(turn_ms / 1000, 2)},
+            }
+        )
+        if (self.turn_detection or {}).get("create_response", True):
+            audio = (
+                bytes(self.vad.turn_audio)
+                if self.reply.mode == "echo"
+                else g711.tone(self.reply.reply_ms, 300.0, 9000, self.law)
+            )
+            self._start_response(audio, f"reply to {turn_ms} ms of speech")
+
+    def _commit(self, event: dict) -> None:
+        if self.vad.speaking or not self.vad.turn_audio:
+            return self.error(
+                "input_audio_buffer_commit_empty", "Error committing input audio buffer: buffer too small."
+            )
+        self._end_turn(self.vad.input_ms)
+
+    def _item_create(self, event: dict) -> None:
+        item = dict(event.get("item") or {})
+        item.setdefault("id", new_id("item"))
+        self.send({"type": self.name("conversation.item.added", "conversation.item.created"), "item": item})
+        if not self.beta:
+            self.send({"type": "conversation.item.done", "item": item})
+
+    def _truncate(self, event: dict) -> None:
+        item_id = event.get("item_id")
+        end_ms = event.get("audio_end_ms")
+        if item_id not in self.item_audio_ms:
+            return self.error("item_not_found", f"Item with item_id '{item_id}' not found.")
+        if not isinstance(end_ms, int) or end_ms < 0:
+            return self.error("invalid_value", "Invalid 'audio_end_ms'.")
+        have = self.item_audio_ms[item_id]
+        if end_ms > have:
+            return self.error(
+                "invalid_value", f"Audio content of {have}ms is already shorter than {end_ms}ms"
+            )
+        self.item_audio_ms[item_id] = end_ms
+        self.send(
+            {
+                "type": "conversation.item.truncated",
+                "item_id": item_id,
+                "content_index": 0,
+                "audio_end_ms": end_ms,
+            }
+        )
+
+    def _response_create(self, event: dict) -> None:
+        if self.active is not None:
+            return self.error(
+                "conversation_already_has_active_response",
+                "Conversation already has an active response in progress.",
+            )
+        instructions = ((event.get("response") or {}).get("instructions")) or "reply"
+        self._start_response(g711.tone(self.reply.greeting_ms, 350.0, 9000, self.law), instructions[:60])
+
+    def _response_cancel(self, event: dict) -> None:
+        if self.active is None:
+            return self.error("response_cancel_not_active", "Cancellation failed: no active response found.")
+        self._cancel_active("client_cancelled")
+
+    # --- responses
+
+    def _start_response(self, audio: bytes, transcript: str) -> None:
+        response = Response(new_id("resp"), new_id("item"), audio)
+        self.active = response
+        self.item_audio_ms[response.item_id] = 0
+        self.send(
+            {
+                "type": "response.created",
+                "response": {"id": response.id, "status": "in_progress", "output": []},
+            }
+        )
+        item = {
+            "id": response.item_id,
+            "type": "message",
+            "role": "assistant",
+            "status": "in_progress",
+            "content": [],
+        }
+        self.send(
+            {
+                "type": "response.output_item.added",
+                "response_id": response.id,
+                "output_index": 0,
+                "item": item,
+            }
+        )
+        threading.Thread(
+            target=self._stream, args=(response, transcript), daemon=True, name=f"sim-stream-{response.id}"
+        ).start()
+
+    def _stream(self, response: Response, transcript: str) -> None:
+        chunk = self.reply.chunk_ms * 8
+        interval = self.reply.chunk_ms / 1000 / self.reply.speed
+        delta_type = self.name("response.output_audio.delta", "response.audio.delta")
+        time.sleep(self.reply.first_delta_delay_ms / 1000)
+        next_at = time.monotonic()
+        words = transcript.split()
+        for offset in range(0, len(response.audio), chunk):
+            if response.cancelled.is_set():
+                return
+            with self.lock:
+                if response.cancelled.is_set():
+                    return
+                piece = response.audio[offset : offset + chunk]
+                self.send(
+                    {
+                        "type": delta_type,
+                        "response_id": response.id,
+                        "item_id": response.item_id,
+                        "output_index": 0,
+                        "content_index": 0,
+                        "delta": base64.b64encode(piece).decode(),
+                    }
+                )
+                response.sent_bytes += len(piece)
+                self.item_audio_ms[response.item_id] = response.sent_bytes // 8
+                if words:
+                    self.send(
+                        {
+                            "type": self.name(
+                                "response.output_audio_transcript.delta", "response.audio_transcript.delta"
+                            ),
+                            "response_id": response.id,
+                            "item_id": response.item_id,
+                            "delta": words.pop(0) + " ",
+                        }
+                    )
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        with self.lock:
+            if response.cancelled.is_set():
+                return
+            self.send(
+                {
+                    "type": self.name("response.output_audio.done", "response.audio.done"),
+                    "response_id": response.id,
+                    "item_id": response.item_id,
+                }
+            )
+            self.send(
+                {
+                    "type": self.name(
+                        "response.output_audio_transcript.done", "response.audio_transcript.done"
+                    ),
+                    "response_id": response.id,
+                    "item_id": response.item_id,
+                    "transcript": transcript,
+                }
+            )
+            self._finish(response, "completed", None)
+
+    def _cancel_active(self, reason: str) -> None:
+        response = self.active
+        if response is None:
+            return
+        response.cancelled.set()
+        self._finish(response, "cancelled", reason)
+
+    def _finish(self, response: Response, status: str, reason: str | None) -> None:
+        self.active = None
+        audio_tokens = response.sent_bytes // 80
+        self.send(
+            {
+                "type": "response.done",
+                "response": {
+                    "id": response.id,
+                    "status": status,
+                    "status_details": {"type": status, "reason": reason} if reason else None,
+                    "output": [{"id": response.item_id, "type": "message", "role": "assistant"}],
+                    "usage": {
+                        "total_tokens": 120 + audio_tokens,
+                        "input_tokens": 120,
+                        "output_tokens": audio_tokens,
+                        "input_token_details": {"text_tokens": 100, "audio_tokens": 20, "cached_tokens": 0},
+                        "output_token_details": {"text_tokens": 0, "audio_tokens": audio_tokens},
+                    },
+                },
+            }
+        )

@@ -1,0 +1,205 @@
+"""Test harness: the simulators as real subprocesses, and a stand-in for the supervisor's
+part of a call (events, segment, fork, reap) so the worker can be tested on its own."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+import websocket
+
+from call_worker import process
+from call_worker.call import CallInfo
+from callbridge import config as cfg
+from shm_ring import CallSegment, EndReason, Slot, segment_name
+
+REPO = Path(__file__).resolve().parents[1]
+ARI_USER, ARI_PASSWORD, API_KEY = "asterisk", "sim-ari-password", "sk-sim-test-key"
+
+
+class SimProcess:
+    """A simulator started as `python -m MODULE --port 0 ...`; its first line gives the port."""
+
+    def __init__(self, module: str, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, "--port", "0", *args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.kill()
+            raise RuntimeError(f"{module} did not start")
+        self.port = json.loads(line)["port"]
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class AsteriskSim(SimProcess):
+    def __init__(self, *args: str) -> None:
+        super().__init__("simulators.asterisk", "--username", ARI_USER, "--password", ARI_PASSWORD, *args)
+
+    def place_call(
+        self, script: list[dict], app: str = "openai-app", caller: str = "", exten: str = "100"
+    ) -> str:
+        reply = requests.post(
+            f"{self.base}/sim/calls",
+            json={"script": script, "app": app, "caller": caller, "exten": exten},
+            timeout=5,
+        )
+        reply.raise_for_status()
+        return reply.json()["channel_id"]
+
+    def call(self, channel_id: str, packets: bool = True) -> dict:
+        return requests.get(
+            f"{self.base}/sim/calls/{channel_id}", params={"packets": int(packets)}, timeout=10
+        ).json()
+
+    def hangup(self, channel_id: str) -> None:
+        requests.post(f"{self.base}/sim/calls/{channel_id}/hangup", timeout=5)
+
+    def state(self) -> dict:
+        return requests.get(f"{self.base}/sim/state", timeout=5).json()
+
+
+class RealtimeSim(SimProcess):
+    def __init__(self, *args: str) -> None:
+        super().__init__("simulators.realtime", "--api-key", API_KEY, *args)
+
+    def fault(self, kind: str, after: float = 0.0, count: int = 1) -> None:
+        requests.get(
+            f"{self.base}/sim/faults", params={"kind": kind, "after": after, "count": count}, timeout=5
+        )
+
+    def sessions(self) -> list[dict]:
+        return requests.get(f"{self.base}/sim/sessions", timeout=10).json()
+
+    def reset(self) -> None:
+        requests.get(f"{self.base}/sim/reset", timeout=5)
+
+
+def settings_for(asterisk: AsteriskSim, realtime: RealtimeSim, **overrides: str) -> cfg.Settings:
+    env = {
+        "ASTERISK_HOST": "127.0.0.1",
+        "ASTERISK_PORT": str(asterisk.port),
+        "ASTERISK_USERNAME": ARI_USER,
+        "ASTERISK_PASSWORD": ARI_PASSWORD,
+        "OPENAI_API_KEY": API_KEY,
+        "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{realtime.port}/v1/realtime",
+        "LOCAL_IP_ADDRESS": "127.0.0.1",
+        "RTP_PORT_RANGE": "30000-39999",
+        "OPENAI_GREETING": "",
+        "IDLE_TIMEOUT_SECONDS": "0",
+        "MAX_CALL_SECONDS": "0",
+    }
+    env.update(overrides)
+    return cfg.load(env_file=None, environ=env).settings
+
+
+@dataclass
+class WorkerCall:
+    channel_id: str
+    segment: CallSegment
+    pid: int
+    exit_status: int | None = None
+    events: list[dict] = field(default_factory=list)
+
+
+class MiniSupervisor:
+    """What the supervisor does for a call, reduced to what worker tests need: listen to
+    ARI events, create the segment, fork the worker, pass on the caller's hang-up, reap."""
+
+    def __init__(self, asterisk: AsteriskSim, settings: cfg.Settings, prefix: str) -> None:
+        self.asterisk = asterisk
+        self.settings = settings
+        self.prefix = prefix
+        auth = base64.b64encode(f"{ARI_USER}:{ARI_PASSWORD}".encode()).decode()
+        self.ws = websocket.create_connection(
+            f"ws://127.0.0.1:{asterisk.port}/ari/events?app={settings.ari_app_name}&subscribeAll=false",
+            header=[f"Authorization: Basic {auth}"],
+            timeout=5,
+        )
+        self.calls: dict[str, WorkerCall] = {}
+        self.events: list[dict] = []
+
+    def pump(self, timeout: float = 0.01) -> None:
+        self.ws.settimeout(timeout)
+        while True:
+            try:
+                event = json.loads(self.ws.recv())
+            except (websocket.WebSocketTimeoutException, TimeoutError):
+                return
+            self.events.append(event)
+            channel = (event.get("channel") or {}).get("id", "")
+            if event["type"] == "StasisStart" and not event["channel"]["name"].startswith("UnicastRTP/"):
+                self._start(event["channel"])
+            elif event["type"] == "StasisEnd" and channel in self.calls:
+                call = self.calls[channel]
+                if call.exit_status is None:
+                    call.segment.header.set(Slot.END_REQUEST, EndReason.CALLER_HANGUP)
+            self.ws.settimeout(0.001)
+
+    def _start(self, channel: dict) -> None:
+        segment = CallSegment.create(segment_name(channel["id"], self.prefix))
+        info = CallInfo(
+            channel["id"], channel["caller"]["number"], channel["dialplan"]["exten"], channel["name"]
+        )
+        pid = process.spawn(self.settings, info, segment, close_fds=[self.ws.sock.fileno()])
+        self.calls[channel["id"]] = WorkerCall(channel["id"], segment, pid)
+
+    def place(self, script: list[dict], timeout: float = 5.0) -> WorkerCall:
+        channel_id = self.asterisk.place_call(script, app=self.settings.ari_app_name)
+        self.wait(lambda: channel_id in self.calls, timeout)
+        return self.calls[channel_id]
+
+    def reap(self) -> None:
+        for call in self.calls.values():
+            if call.exit_status is None:
+                pid, status = os.waitpid(call.pid, os.WNOHANG)
+                if pid:
+                    call.exit_status = status
+
+    def wait(self, predicate, timeout: float = 10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            self.pump(0.01)
+            self.reap()
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {timeout} s")
+
+    def wait_ended(self, call: WorkerCall, timeout: float = 15.0) -> int:
+        self.wait(lambda: call.exit_status is not None, timeout)
+        return os.waitstatus_to_exitcode(call.exit_status)
+
+    def close(self) -> None:
+        for call in self.calls.values():
+            if call.exit_status is None:
+                try:
+                    os.kill(call.pid, signal.SIGKILL)
+                    os.waitpid(call.pid, 0)
+                except (ProcessLookupError, ChildProcessError):
+                    pass
+            call.segment.close()
+            call.segment.unlink()
+        self.ws.close()

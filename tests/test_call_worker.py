@@ -1,0 +1,276 @@
+"""One call's worker against the simulated Asterisk and Realtime server, as real processes:
+timing of both audio directions, barge-in, bad input, and every way a call ends."""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+
+import pytest
+from analysis import gaps_ms, loud, packets, session_events, uplink_latencies_ms
+from conftest import TEST_PREFIX
+from harness import AsteriskSim, MiniSupervisor, RealtimeSim, settings_for
+
+from shm_ring import EndReason, Slot
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def asterisk():
+    sim = AsteriskSim()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="module")
+def realtime():
+    sim = RealtimeSim("--reply-ms", "1500", "--greeting-ms", "1000")
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="module")
+def realtime_long():
+    sim = RealtimeSim("--reply-ms", "10000")
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def calls(asterisk, realtime, request):
+    """A MiniSupervisor factory; checks after the test that nothing is left in Asterisk."""
+    made = []
+
+    def make(rt=None, **overrides) -> MiniSupervisor:
+        (rt or realtime).reset()
+        sup = MiniSupervisor(asterisk, settings_for(asterisk, rt or realtime, **overrides), TEST_PREFIX)
+        made.append(sup)
+        return sup
+
+    yield make
+    for sup in made:
+        sup.close()
+    state = asterisk.state()
+    assert state["channels"] == [] and state["bridges"] == [], f"left in Asterisk: {state}"
+
+
+def _last_session(rt: RealtimeSim) -> dict:
+    return rt.sessions()[-1]
+
+
+def test_uplink_is_immediate_and_every_frame_arrives(calls, asterisk, realtime):
+    sup = calls()
+    call = sup.place([{"say": 1500}, {"silence": 2500}, {"hangup": True}])
+    assert sup.wait_ended(call) == 0
+    record = asterisk.call(call.channel_id)
+    session = _last_session(realtime)
+    appends = session_events(session, "in", "input_audio_buffer.append")
+    assert appends[-1][1]["total"] == record["frames_sent"] * 160  # no frame lost or added
+    latencies = uplink_latencies_ms(record, session)
+    assert len(latencies) > 150
+    assert max(latencies) <= 5.0, (
+        f"uplink latency p50 {statistics.median(latencies):.2f} max {max(latencies):.2f}"
+    )
+    assert call.segment.header.get(Slot.FRAMES_IN) == record["frames_sent"]
+
+
+def test_ten_second_reply_is_500_evenly_paced_frames(calls, asterisk, realtime_long):
+    sup = calls(realtime_long)
+    call = sup.place([{"say": 1000}, {"silence": 12500}, {"hangup": True}])
+    assert sup.wait_ended(call, 30) == 0
+    record = asterisk.call(call.channel_id)
+    reply = loud(record)
+    assert len(reply) == 500  # every byte of the 10 s reply, none dropped, none repeated
+    gaps = gaps_ms(reply)
+    assert min(gaps) >= 18.0 and max(gaps) <= 22.0, f"gaps min {min(gaps):.2f} max {max(gaps):.2f} ms"
+    assert sum(1 for g in gaps if g < 10) == 0  # no burst
+    every = packets(record)
+    assert len({p["ssrc"] for p in every}) == 1
+    sequences = [p["sequence"] for p in every]
+    assert all((b - a) % 65536 == 1 for a, b in zip(sequences, sequences[1:], strict=False))
+    stamps = [p["timestamp"] for p in every]
+    assert all((b - a) % 2**32 == 160 for a, b in zip(stamps, stamps[1:], strict=False))
+    assert reply[0]["marker"] and sum(p["marker"] for p in every) <= 2  # talk-spurt starts only
+    assert call.segment.header.get(Slot.UNDERRUNS) == 0
+
+
+def test_barge_in_stops_playback_within_40_ms_and_truncates_exactly(calls, asterisk, realtime_long):
+    sup = calls(realtime_long)
+    # Speak, wait for the 10 s reply to play for a while, then talk over it.
+    call = sup.place(
+        [{"say": 1000}, {"silence": 3000}, {"say": 1200, "hz": 600}, {"silence": 1500}, {"hangup": True}]
+    )
+    assert sup.wait_ended(call, 30) == 0
+    record = asterisk.call(call.channel_id)
+    session = session_for = _last_session(realtime_long)
+    started = session_events(session_for, "out", "input_audio_buffer.speech_started")
+    assert len(started) >= 2
+    barge_at = started[1][0]
+    reply_item = session_events(session, "out", "response.output_item.added")[0][1]["item"]["id"]
+    heard = [p for p in loud(record) if p["arrival"] <= barge_at + 1.0]
+    last_loud = max(p["arrival"] for p in heard)
+    assert (last_loud - barge_at) * 1000 <= 40.0
+    truncates = session_events(session, "in", "conversation.item.truncate")
+    assert len(truncates) == 1
+    truncate = truncates[0][1]
+    assert truncate["item_id"] == reply_item
+    first_reply = [p for p in heard if p["arrival"] <= barge_at + 0.04]
+    assert abs(truncate["audio_end_ms"] - 20 * len(first_reply)) <= 20
+    assert session_events(session, "out", "conversation.item.truncated")
+    assert not [e for _, e in session_events(session, "out", "error")]
+    assert call.segment.header.get(Slot.BARGE_INS) == 1
+
+
+def test_foreign_and_malformed_packets_change_nothing(calls, asterisk, realtime):
+    sup = calls()
+    call = sup.place([{"say": 1000}, {"silence": 3500}, {"hangup": True}])
+    sup.wait(lambda: call.segment.header.get(Slot.FRAMES_IN) > 10)
+    record = asterisk.call(call.channel_id, packets=False)
+    worker_rtp = tuple(record["remote"])
+    # 10,000 datagrams: half from a stranger, half malformed ones from Asterisk's own port.
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rng = __import__("random").Random(5)
+    for index in range(5000):
+        stranger.sendto(
+            rng.randbytes(rng.randint(12, 200)) if index % 2 else bytes([0x80, 0]) + rng.randbytes(170),
+            worker_rtp,
+        )
+        if index % 100 == 99:
+            sup.pump(0.001)
+    stranger.close()
+    import requests
+
+    sent = requests.post(
+        f"{asterisk.base}/sim/calls/{call.channel_id}/inject", params={"count": 5000}, timeout=30
+    ).json()["sent"]
+    assert sent == 5000
+    assert sup.wait_ended(call, 20) == 0
+    header = call.segment.header
+    record = asterisk.call(call.channel_id)
+    session = _last_session(realtime)
+    total = session_events(session, "in", "input_audio_buffer.append")[-1][1]["total"]
+    assert total == record["frames_sent"] * 160  # only the caller's audio reached Realtime
+    assert header.get(Slot.REJECTED_SOURCE) >= 4500  # a few may be lost by the kernel under flood
+    rejected = sum(
+        header.get(s) for s in (Slot.REJECTED_MALFORMED, Slot.REJECTED_PAYLOAD_TYPE, Slot.REJECTED_SIZE)
+    )
+    assert rejected >= 4000
+    assert header.get(Slot.FRAMES_IN) == record["frames_sent"]
+    assert len(loud(record)) == 75  # the 1.5 s reply, whole
+
+
+def test_malformed_realtime_events_are_counted_and_ignored(calls, asterisk, realtime):
+    sup = calls()
+    realtime.fault("garbage", after=0.3)
+    call = sup.place([{"say": 1000}, {"silence": 3500}, {"hangup": True}])
+    assert sup.wait_ended(call, 20) == 0
+    header = call.segment.header
+    assert header.get(Slot.MALFORMED_EVENTS) >= 500
+    record = asterisk.call(call.channel_id)
+    assert len(loud(record)) == 75  # the reply still played in full
+    assert header.get(Slot.END_REASON) == EndReason.CALLER_HANGUP
+
+
+def test_greeting_plays_first(calls, asterisk, realtime):
+    sup = calls(OPENAI_GREETING="Greet the caller.")
+    call = sup.place([{"silence": 2000}, {"hangup": True}])
+    assert sup.wait_ended(call) == 0
+    assert len(loud(asterisk.call(call.channel_id))) == 50  # the 1 s greeting
+    creates = session_events(_last_session(realtime), "in", "response.create")
+    assert creates[0][1]["response"]["instructions"] == "Greet the caller."
+
+
+def test_max_call_seconds_says_goodbye_then_hangs_up(calls, asterisk, realtime):
+    sup = calls(MAX_CALL_SECONDS="2")
+    call = sup.place([{"silence": 30000}])
+    assert sup.wait_ended(call, 20) == 0
+    record = asterisk.call(call.channel_id)
+    assert record["hangup_by"] == "ari"
+    assert len(loud(record)) == 50  # the goodbye (1 s) was heard in full before the hang-up
+    assert record["hangup"] - record["answered"] < 2 + 1 + 1.5
+    assert call.segment.header.get(Slot.END_REASON) == EndReason.MAX_CALL_SECONDS
+
+
+def test_idle_timeout_says_goodbye_then_hangs_up(calls, asterisk, realtime):
+    sup = calls(IDLE_TIMEOUT_SECONDS="2")
+    call = sup.place([{"say": 800}, {"silence": 30000}])
+    assert sup.wait_ended(call, 20) == 0
+    record = asterisk.call(call.channel_id)
+    assert record["hangup_by"] == "ari"
+    assert len(loud(record)) == 75 + 50  # the reply, then the goodbye
+    assert call.segment.header.get(Slot.END_REASON) == EndReason.IDLE_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fault"),
+    [
+        ({"OPENAI_API_KEY": "sk-wrong-key"}, None),
+        ({"OPENAI_API_SHAPE": "beta"}, None),
+        ({"OPENAI_REALTIME_MODEL": "gpt-4o-realtime-preview-2024-12-17"}, None),
+    ],
+    ids=["invalid-key", "beta-disabled", "unknown-model"],
+)
+def test_fatal_realtime_configuration_plays_the_failure_prompt(calls, asterisk, realtime, overrides, fault):
+    sup = calls(**overrides)
+    call = sup.place([{"say": 1000}, {"silence": 20000}])
+    assert sup.wait_ended(call, 20) == 0
+    record = asterisk.call(call.channel_id)
+    assert [p["media"] for p in record["playbacks"]] == ["sound:an-error-has-occurred"]
+    assert record["hangup_by"] == "ari"
+    assert record["hangup"] - record["placed"] < 5
+    header = call.segment.header
+    assert header.get(Slot.END_REASON) == EndReason.REALTIME_FAILED
+    sessions = realtime.sessions()
+    assert len(sessions) == 1  # no retry storm against a configuration that cannot work
+
+
+@pytest.mark.parametrize("fault", ["drop", "expire"])
+def test_lost_realtime_session_is_replaced_and_the_call_goes_on(calls, asterisk, realtime, fault):
+    sup = calls()
+    realtime.fault(fault, after=2.5)
+    call = sup.place([{"say": 800}, {"silence": 2500}, {"say": 800}, {"silence": 3000}, {"hangup": True}])
+    assert sup.wait_ended(call, 25) == 0
+    sessions = realtime.sessions()
+    assert len(sessions) == 2
+    assert sessions[0]["close_code"] == (1001 if fault == "expire" else 1006)
+    # The new session got the conversation so far, then answered the second utterance.
+    injected = session_events(sessions[1], "in", "conversation.item.create")
+    assert len(injected) >= 2
+    assert session_events(sessions[1], "out", "response.done")
+    record = asterisk.call(call.channel_id)
+    assert len(loud(record)) == 150  # both replies heard in full
+    assert call.segment.header.get(Slot.RECONNECTS) == 1
+    assert call.segment.header.get(Slot.END_REASON) == EndReason.CALLER_HANGUP
+
+
+def test_realtime_unreachable_at_start_plays_the_failure_prompt(calls, asterisk, realtime):
+    sup = calls(OPENAI_REALTIME_URL="ws://127.0.0.1:9/v1/realtime")
+    call = sup.place([{"silence": 20000}])
+    assert sup.wait_ended(call, 25) == 0
+    record = asterisk.call(call.channel_id)
+    assert [p["media"] for p in record["playbacks"]] == ["sound:an-error-has-occurred"]
+    assert call.segment.header.get(Slot.END_REASON) == EndReason.REALTIME_FAILED
+
+
+def test_caller_hangs_up_mid_reply(calls, asterisk, realtime_long):
+    sup = calls(realtime_long)
+    call = sup.place([{"say": 800}, {"silence": 1500}, {"hangup": True}])
+    assert sup.wait_ended(call, 15) == 0
+    record = asterisk.call(call.channel_id)
+    assert record["hangup_by"] == "caller"
+    header = call.segment.header
+    assert header.get(Slot.END_REASON) == EndReason.CALLER_HANGUP
+    assert 0 < len(loud(record)) < 500
+
+
+def test_sigterm_ends_the_call_politely(calls, asterisk, realtime):
+    sup = calls()
+    call = sup.place([{"silence": 30000}])
+    sup.wait(lambda: call.segment.header.get(Slot.FRAMES_IN) > 5)
+    os.kill(call.pid, 15)
+    assert sup.wait_ended(call, 10) == 0
+    record = asterisk.call(call.channel_id, packets=False)
+    assert record["hangup_by"] == "ari"
+    assert call.segment.header.get(Slot.END_REASON) == EndReason.SHUTDOWN
