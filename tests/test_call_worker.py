@@ -274,3 +274,35 @@ def test_sigterm_ends_the_call_politely(calls, asterisk, realtime):
     record = asterisk.call(call.channel_id, packets=False)
     assert record["hangup_by"] == "ari"
     assert call.segment.header.get(Slot.END_REASON) == EndReason.SHUTDOWN
+
+
+def test_beta_shape_works_with_a_server_that_still_speaks_it(calls, asterisk):
+    beta_server = RealtimeSim("--allow-beta", "--reply-ms", "1000")
+    try:
+        sup = calls(beta_server, OPENAI_API_SHAPE="beta")
+        call = sup.place([{"say": 800}, {"silence": 2500}, {"hangup": True}])
+        assert sup.wait_ended(call) == 0
+        session = beta_server.sessions()[-1]
+        assert session["beta"] is True
+        update = session_events(session, "in", "session.update")[0][1]["session"]
+        assert update["input_audio_format"] == "g711_ulaw" and "type" not in update
+        assert session_events(session, "out", "response.audio.delta")
+        assert len(loud(asterisk.call(call.channel_id))) == 50
+    finally:
+        beta_server.stop()
+
+
+def test_call_record_keeps_both_transcripts_and_usage(calls, asterisk, realtime, tmp_path):
+    import json
+
+    sup = calls(CALL_RECORDS_DIR=str(tmp_path))
+    call = sup.place([{"say": 800}, {"silence": 2500}, {"hangup": True}])
+    assert sup.wait_ended(call) == 0
+    record = json.loads((tmp_path / f"{call.channel_id}.json").read_text())
+    assert record["end_reason"] == "caller_hangup"
+    roles = [turn["role"] for turn in record["transcript"]]
+    assert roles == ["caller", "agent"]
+    assert record["transcript"][0]["text"].startswith("caller speech of")
+    assert record["usage"]["output_tokens"] > 0 and record["usage"]["input_tokens"] > 0
+    assert record["usage"]["transcription_seconds"] > 0
+    assert record["frames_in"] > 100 and record["frames_out"] == 75
