@@ -60,6 +60,7 @@ def _child(
     settings: Settings, info: CallInfo, segment: CallSegment, supervisor_pid: int, close_fds: list[int]
 ) -> int:
     _die_with_parent()
+    signal.set_wakeup_fd(-1)  # the supervisor's wake-up socket is not ours to write to
     for fd in close_fds:
         try:
             os.close(fd)
@@ -78,6 +79,7 @@ def _child(
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if supervisor_pid != os.getppid():  # the supervisor died before prctl took effect
         return EXIT_SETUP_FAILED
     call = Call(settings, info, segment, supervisor_pid=supervisor_pid)

@@ -7,13 +7,17 @@ Exit codes: 0 success; 1 a command's own failure (explained on stderr); 2 usage 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
+import time
 from typing import Annotated
 
 import typer
 
-from callbridge import __version__
+from callbridge import __version__, logs
 from callbridge import config as cfg
+from supervisor import wire
 
 app = typer.Typer(
     name="callbridge",
@@ -82,6 +86,98 @@ def config_command(
     for name, value, source in rows:
         shown = value if len(value) <= 60 else value[:57] + "..."
         typer.echo(f"{name:<{width}}  {shown!s:<40}  ({source})")
+
+
+def _control_path(env_file: str | None, socket_path: str | None) -> str:
+    if socket_path:
+        return socket_path
+    try:
+        return cfg.load(env_file).settings.control_socket_path
+    except cfg.ConfigError:
+        # status and hangup need only the socket path: fall back to the default
+        return os.environ.get("CONTROL_SOCKET_PATH", "/run/callbridge/control.sock")
+
+
+def _ask(path: str, request: dict) -> dict:
+    try:
+        return wire.request(path, request)
+    except FileNotFoundError:
+        raise fail(f"callbridge is not running (no control socket at {path})") from None
+    except ConnectionRefusedError:
+        raise fail(f"callbridge is not running (nobody listens on {path})") from None
+    except PermissionError:
+        raise fail(
+            f"permission denied on {path}: run as root or as a member of the service's group"
+        ) from None
+    except (OSError, wire.WireError) as exc:
+        raise fail(f"cannot talk to callbridge at {path}: {exc}") from None
+
+
+SocketOption = Annotated[
+    str | None,
+    typer.Option("--socket", help="Control socket (default: CONTROL_SOCKET_PATH).", show_default=False),
+]
+
+
+@app.command("run")
+def run_command(env_file: EnvFileOption = None) -> None:
+    """Run the service (what systemd starts): answer calls until SIGTERM."""
+    loaded = load_or_exit(env_file)
+    settings = loaded.settings
+    logs.setup(settings.log_level, settings.log_format, settings.log_file_path)
+    from supervisor.service import Supervisor
+
+    try:
+        code = Supervisor(settings).run()
+    except OSError as exc:
+        logging.getLogger("callbridge").error("cannot start: %s", exc)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+@app.command("status")
+def status_command(
+    env_file: EnvFileOption = None,
+    socket_path: SocketOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh every second until Ctrl-C.")] = False,
+) -> None:
+    """Show the supervisor and every live call."""
+    from supervisor.commands import status
+
+    path = _control_path(env_file, socket_path)
+    while True:
+        reply = _ask(path, {"cmd": "status"})
+        if not reply.get("ok"):
+            raise fail(reply.get("error", "status failed"))
+        text = json.dumps(reply, indent=2) if as_json else status.render(reply)
+        if not watch:
+            typer.echo(text)
+            return
+        typer.echo("\x1b[2J\x1b[H" + text)
+        try:
+            time.sleep(1)
+        except KeyboardInterrupt:
+            return
+
+
+@app.command("hangup")
+def hangup_command(
+    call_id: Annotated[str | None, typer.Argument(help="The call to end (see `callbridge status`).")] = None,
+    all_calls: Annotated[bool, typer.Option("--all", help="End every live call.")] = False,
+    env_file: EnvFileOption = None,
+    socket_path: SocketOption = None,
+) -> None:
+    """End a live call (the caller is hung up), or all of them."""
+    from supervisor.commands import hangup
+
+    if bool(call_id) == all_calls:
+        raise fail("give a CALL_ID or --all", 2)
+    request = {"cmd": "hangup", "all": True} if all_calls else {"cmd": "hangup", "call_id": call_id}
+    reply = _ask(_control_path(env_file, socket_path), request)
+    if not reply.get("ok"):
+        raise fail(reply.get("error", "hangup failed"))
+    typer.echo(hangup.render(reply))
 
 
 def main() -> None:

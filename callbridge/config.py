@@ -226,6 +226,13 @@ VARIABLES: tuple[Variable, ...] = (
         "Unix socket for the CLI",
         _OPS,
     ),
+    Variable(
+        "SHM_PREFIX",
+        _required_text,
+        "callbridge",
+        "name prefix of shared-memory segments (one per instance)",
+        _OPS,
+    ),
     Variable("CALL_RECORDS_DIR", _text, "", "JSON record per call; empty: off", _OPS),
     Variable("LOG_FILE_PATH", _text, "", "log file; empty: stderr only", _OPS),
     Variable("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "log level", _OPS),
@@ -263,6 +270,7 @@ class Settings:
     max_concurrent_calls: int
     drain_timeout_seconds: int
     control_socket_path: str
+    shm_prefix: str
     call_records_dir: str
     log_file_path: str
     log_level: str

@@ -24,3 +24,10 @@ def call_id_of(derived_id: str) -> str | None:
         if derived_id.startswith(head):
             return derived_id[len(head) :]
     return None
+
+
+def is_our_channel(channel: dict) -> bool:
+    """Our own externalMedia channels (UnicastRTP/..., or named with our prefix) are not calls."""
+    return str(channel.get("name", "")).startswith("UnicastRTP/") or str(channel.get("id", "")).startswith(
+        PREFIX
+    )

@@ -45,7 +45,7 @@ def test_parse_never_raises(data):
     result = rtp.parse(data, 0)
     if not isinstance(result, rtp.Reject):
         offset, length, _ = result
-        assert 12 <= offset and offset + length <= len(data) and length > 0
+        assert offset >= 12 and offset + length <= len(data) and length > 0
 
 
 def test_packetizer_advances_sequence_timestamp_and_marks_talkspurts():

@@ -1,0 +1,94 @@
+"""The supervisor's view of one call, with an explicit state machine.
+
+    STARTING --worker reports media and Realtime ready----------------> ACTIVE
+    STARTING|ACTIVE --caller left, operator, limit, drain, health------> ENDING
+    STARTING|ACTIVE|ENDING --worker exited, cleanup done, segment gone-> GONE
+
+The worker's own progress is read from the call's shared header; nothing here sends
+messages to it. The only thing the supervisor writes into the header is END_REQUEST.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+
+from shm_ring import CallSegment, CallState, EndReason, RealtimeState, Slot
+
+
+class Phase(Enum):
+    STARTING = "starting"
+    ACTIVE = "active"
+    ENDING = "ending"
+    GONE = "gone"
+
+
+@dataclass
+class CallEntry:
+    call_id: str
+    caller: str
+    dialled: str
+    channel_name: str
+    pid: int
+    segment: CallSegment
+    started: float = field(default_factory=time.monotonic)
+    started_wall: float = field(default_factory=time.time)
+    phase: Phase = Phase.STARTING
+    end_requested_at: float | None = None
+    killed_at: float | None = None
+    caller_gone: bool = False
+    exit_status: int | None = None
+    health: dict = field(default_factory=dict)
+
+    @property
+    def header(self):
+        return self.segment.header
+
+    def observe(self) -> None:
+        """Follow the worker's state from the header (called every tick)."""
+        if self.phase is Phase.STARTING and self.header.get(Slot.CALL_STATE) == CallState.ACTIVE:
+            self.phase = Phase.ACTIVE  # media flows and the Realtime session is open
+
+    def request_end(self, reason: EndReason) -> bool:
+        """Ask the worker to end the call; the first reason wins. False if already asked."""
+        if self.phase is Phase.GONE or self.header.get(Slot.END_REQUEST):
+            return False
+        self.header.set(Slot.END_REQUEST, reason)
+        self.end_requested_at = time.monotonic()
+        self.phase = Phase.ENDING  # the worker sees the request within one 20 ms tick
+        return True
+
+    def age(self) -> float:
+        return time.monotonic() - self.started
+
+    def status_row(self) -> dict:
+        """One row of `callbridge status`."""
+        h = self.header
+        return {
+            "call_id": self.call_id,
+            "caller": self.caller,
+            "dialled": self.dialled,
+            "age_s": round(self.age(), 1),
+            "pid": self.pid,
+            "phase": self.phase.value,
+            "worker_state": CallState(h.get(Slot.CALL_STATE)).name.lower(),
+            "realtime": RealtimeState(h.get(Slot.REALTIME_STATE)).name.lower(),
+            "frames_in": h.get(Slot.FRAMES_IN),
+            "frames_out": h.get(Slot.FRAMES_OUT),
+            "uplink_fill": self.segment.uplink.fill(),
+            "downlink_fill": self.segment.downlink.fill(),
+            "underruns": h.get(Slot.UNDERRUNS),
+            "barge_ins": h.get(Slot.BARGE_INS),
+            "rejected_packets": sum(
+                h.get(s)
+                for s in (
+                    Slot.REJECTED_SOURCE,
+                    Slot.REJECTED_MALFORMED,
+                    Slot.REJECTED_PAYLOAD_TYPE,
+                    Slot.REJECTED_SIZE,
+                )
+            ),
+            "reconnects": h.get(Slot.RECONNECTS),
+            **self.health,
+        }

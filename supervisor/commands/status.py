@@ -1,0 +1,74 @@
+"""`status`: the supervisor and every live call.
+
+Request:  {"cmd": "status"}
+Reply:    {"ok": true, "supervisor": {pid, version, uptime_s, ari, ari_connects, draining,
+           calls_live, calls_taken, calls_failed, calls_rejected_busy, max_concurrent_calls},
+           "calls": [{call_id, caller, dialled, age_s, pid, phase, worker_state, realtime,
+           frames_in, frames_out, uplink_fill, downlink_fill, underruns, barge_ins,
+           rejected_packets, reconnects, cpu_percent, rss_mb, uss_mb, fds, threads, health}]}
+CLI:      callbridge status [--json] [--watch]
+"""
+
+from __future__ import annotations
+
+NAME = "status"
+
+
+def execute(supervisor, request: dict) -> dict:
+    return {
+        "ok": True,
+        "supervisor": supervisor.summary(),
+        "calls": [entry.status_row() for entry in supervisor.live_calls()],
+    }
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+COLUMNS = [
+    ("CALL", "call_id", 22),
+    ("CALLER", "caller", 14),
+    ("TO", "dialled", 8),
+    ("AGE", "age_s", 7),
+    ("PID", "pid", 7),
+    ("STATE", "phase", 8),
+    ("REALTIME", "realtime", 12),
+    ("CPU%", "cpu_percent", 5),
+    ("USS MB", "uss_mb", 6),
+    ("IN", "frames_in", 7),
+    ("OUT", "frames_out", 7),
+    ("FILL", "downlink_fill", 7),
+    ("UNDER", "underruns", 5),
+    ("BARGE", "barge_ins", 5),
+    ("HEALTH", "health", 10),
+]
+
+
+def render(reply: dict) -> str:
+    sup = reply["supervisor"]
+    lines = [
+        f"callbridge {sup['version']}  pid {sup['pid']}  up {_duration(sup['uptime_s'])}  "
+        f"ARI {sup['ari']}{' (draining)' if sup['draining'] else ''}",
+        f"calls: {sup['calls_live']} live / {sup['max_concurrent_calls']} max, {sup['calls_taken']} taken, "
+        f"{sup['calls_failed']} failed, {sup['calls_rejected_busy']} turned away busy",
+    ]
+    calls = reply["calls"]
+    if not calls:
+        lines.append("no live calls")
+        return "\n".join(lines)
+    lines.append("")
+    lines.append("  ".join(title.ljust(width) for title, _, width in COLUMNS))
+    for row in calls:
+        cells = []
+        for _, key, width in COLUMNS:
+            value = row.get(key, "")
+            if key == "age_s":
+                value = _duration(value)
+            text = str(value)
+            cells.append((text if len(text) <= width else text[: width - 1] + "~").ljust(width))
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,175 @@
+"""The control socket: a Unix stream socket speaking length-prefixed JSON (wire.py).
+
+Who may talk to it: the socket file is mode 0660, and every connection's peer
+credentials (SO_PEERCRED) are checked as well: root, the service's own user, or a member
+of its group. Each request gets exactly one reply; a malformed one gets an error reply
+and the connection is closed. A client that says nothing for CLIENT_IDLE seconds, or
+announces an oversized message, is dropped; at most MAX_CLIENTS at once. None of this
+can block the supervisor's loop: sockets are non-blocking and replies are buffered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import socket
+import stat
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from supervisor import wire
+
+log = logging.getLogger(__name__)
+
+MAX_CLIENTS = 32
+CLIENT_IDLE = 10.0
+_UCRED = struct.Struct("3i")
+
+
+@dataclass
+class Client:
+    sock: socket.socket
+    uid: int
+    inbox: bytearray = field(default_factory=bytearray)
+    outbox: bytearray = field(default_factory=bytearray)
+    last_active: float = field(default_factory=time.monotonic)
+    closing: bool = False
+
+
+class ControlServer:
+    def __init__(
+        self, path: str, selector: selectors.BaseSelector, handle: Callable[[dict, int], dict]
+    ) -> None:
+        self.path = path
+        self.selector = selector
+        self.handle = handle
+        self.clients: dict[int, Client] = {}
+        self.sock = self._listen(path)
+        selector.register(self.sock, selectors.EVENT_READ, ("control", None))
+
+    @staticmethod
+    def _listen(path: str) -> socket.socket:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() or target.is_symlink():
+            if not stat.S_ISSOCK(target.lstat().st_mode):
+                raise OSError(f"{path} exists and is not a socket; refusing to replace it")
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(path)
+            except OSError:
+                target.unlink()  # a stale socket left by a process that died
+            else:
+                raise OSError(f"another callbridge is already listening on {path}")
+            finally:
+                probe.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o117)  # created 0660, never briefly wider
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o660)
+        sock.listen(16)
+        sock.setblocking(False)
+        return sock
+
+    def close(self) -> None:
+        for client in list(self.clients.values()):
+            self._drop(client)
+        self.selector.unregister(self.sock)
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+    def fds(self) -> list[int]:
+        return [self.sock.fileno(), *self.clients]
+
+    def _allowed(self, uid: int, gid: int) -> bool:
+        return uid in (0, os.geteuid()) or gid == os.getegid()
+
+    def accept(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        pid, uid, gid = _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+        if not self._allowed(uid, gid) or len(self.clients) >= MAX_CLIENTS:
+            why = "permission denied" if len(self.clients) < MAX_CLIENTS else "too many clients"
+            log.warning("control socket: refused a client (pid %d, uid %d, gid %d): %s", pid, uid, gid, why)
+            try:
+                conn.setblocking(False)
+                conn.send(wire.encode({"ok": False, "error": why}))
+            except OSError:
+                pass
+            conn.close()
+            return
+        conn.setblocking(False)
+        client = Client(conn, uid)
+        self.clients[conn.fileno()] = client
+        self.selector.register(conn, selectors.EVENT_READ, ("client", client))
+
+    def on_event(self, client: Client, mask: int) -> None:
+        if mask & selectors.EVENT_READ:
+            self._read(client)
+        if mask & selectors.EVENT_WRITE and client.sock.fileno() in self.clients:
+            self._flush(client)
+
+    def _read(self, client: Client) -> None:
+        try:
+            data = client.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(client)
+            return
+        client.last_active = time.monotonic()
+        client.inbox += data
+        try:
+            frames = wire.split_frames(client.inbox)
+            for frame in frames:
+                request = wire.decode(frame)
+                self._reply(client, self.handle(request, client.uid))
+        except wire.WireError as exc:
+            log.warning("control socket: bad request: %s", exc)
+            client.closing = True
+            self._reply(client, {"ok": False, "error": f"bad request: {exc}"})
+
+    def _reply(self, client: Client, reply: dict) -> None:
+        client.outbox += wire.encode(reply)
+        self._flush(client)
+
+    def _flush(self, client: Client) -> None:
+        try:
+            sent = client.sock.send(client.outbox)
+            del client.outbox[:sent]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self._drop(client)
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.outbox else 0)
+        if client.closing and not client.outbox:
+            self._drop(client)
+            return
+        self.selector.modify(client.sock, events, ("client", client))
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        for client in list(self.clients.values()):
+            if now - client.last_active > CLIENT_IDLE:
+                self._drop(client)
+
+    def _drop(self, client: Client) -> None:
+        fd = client.sock.fileno()
+        if self.clients.pop(fd, None) is not None:
+            self.selector.unregister(client.sock)
+        client.sock.close()

@@ -1,0 +1,118 @@
+"""psutil health checks of the workers, and watchdogs over their shared counters.
+
+Sampled once a second from the supervisor's tick. A problem is acted on only after
+`BAD_SAMPLES` consecutive bad samples (one slow second is not a failure):
+- a worker thread whose heartbeat stopped (its loop is stuck): end the call; the
+  supervisor kills the worker if it does not exit;
+- CPU above 90 % or an uplink that stopped advancing: logged, shown in `status`.
+USS needs /proc/PID/smaps, which is slow to read, so it is refreshed every 10th sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+from shm_ring import Slot
+from supervisor.calls import CallEntry, Phase
+
+log = logging.getLogger(__name__)
+
+BAD_SAMPLES = 3
+HEARTBEAT_LIMIT_NS = 2_000_000_000
+CPU_LIMIT = 90.0
+_HEARTBEATS = {
+    "main": Slot.HEARTBEAT_MAIN,
+    "rtp-in": Slot.HEARTBEAT_RTP_IN,
+    "rtp-out": Slot.HEARTBEAT_RTP_OUT,
+    "realtime": Slot.HEARTBEAT_REALTIME,
+}
+
+
+@dataclass
+class WorkerWatch:
+    process: psutil.Process
+    samples: int = 0
+    streaks: dict[str, int] = field(default_factory=dict)
+    last_uplink: int = -1
+    reported: set[str] = field(default_factory=set)
+    uss_mb: float = 0.0
+
+
+class HealthMonitor:
+    def __init__(self) -> None:
+        self.watches: dict[int, WorkerWatch] = {}
+
+    def forget(self, pid: int) -> None:
+        self.watches.pop(pid, None)
+
+    def sample(self, entry: CallEntry) -> str | None:
+        """Refresh `entry.health`; return a problem that must end the call, if any."""
+        watch = self.watches.get(entry.pid)
+        if watch is None:
+            try:
+                watch = self.watches[entry.pid] = WorkerWatch(psutil.Process(entry.pid))
+                watch.process.cpu_percent(None)  # the first call only starts the measurement
+            except psutil.Error:
+                return None
+        watch.samples += 1
+        try:
+            with watch.process.oneshot():
+                cpu = watch.process.cpu_percent(None)
+                rss = watch.process.memory_info().rss
+                fds = watch.process.num_fds()
+                threads = watch.process.num_threads()
+                status = watch.process.status()
+            if watch.samples % 10 == 1:
+                watch.uss_mb = round(watch.process.memory_full_info().uss / 2**20, 1)
+        except psutil.Error:
+            return None  # exited between the reap and this sample
+        problems = self._problems(entry, watch, cpu)
+        entry.health = {
+            "cpu_percent": round(cpu, 1),
+            "rss_mb": round(rss / 2**20, 1),
+            "uss_mb": watch.uss_mb,
+            "fds": fds,
+            "threads": threads,
+            "process_state": status,
+            "health": ", ".join(problems) if problems else "ok",
+        }
+        fatal = None
+        for problem in problems:
+            streak = watch.streaks.get(problem, 0) + 1
+            watch.streaks[problem] = streak
+            if streak == BAD_SAMPLES and problem not in watch.reported:
+                watch.reported.add(problem)
+                log.warning(
+                    "worker %d: %s for %d samples",
+                    entry.pid,
+                    problem,
+                    streak,
+                    extra={"call_id": entry.call_id},
+                )
+                if problem.startswith("stuck"):
+                    fatal = problem
+        for problem in list(watch.streaks):
+            if problem not in problems:
+                del watch.streaks[problem]
+        return fatal
+
+    @staticmethod
+    def _problems(entry: CallEntry, watch: WorkerWatch, cpu: float) -> list[str]:
+        problems = []
+        if entry.phase is Phase.ACTIVE:
+            now = time.monotonic_ns()
+            for name, slot in _HEARTBEATS.items():
+                beat = entry.header.get(slot)
+                if beat and now - beat > HEARTBEAT_LIMIT_NS:
+                    problems.append(f"stuck {name} thread")
+            uplink = entry.segment.uplink.write_total
+            if uplink == watch.last_uplink:
+                problems.append("no audio from Asterisk")
+            watch.last_uplink = uplink
+        if cpu > CPU_LIMIT:
+            problems.append("high CPU")
+        return problems

@@ -1,0 +1,74 @@
+"""Reconciliation with Asterisk, at start-up and after every events reconnect.
+
+ARI does not replay StasisStart, and an ARI app that dies leaves its channels in Stasis
+and its bridges alive (reference/asterisk.md). So after each connect the supervisor lists
+channels and bridges and:
+- deletes our bridges and externalMedia channels (derived ids) that no live call owns;
+- hangs up callers whose call belonged to a dead run (they had such leftovers);
+- starts a call for any other caller waiting in our Stasis app (its StasisStart was
+  missed while the events connection was down);
+- ends live calls whose caller channel is gone (the hang-up happened while disconnected).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from callbridge import ids
+from callbridge.ari_rest import AriError
+from shm_ring import EndReason
+
+log = logging.getLogger(__name__)
+
+
+def in_our_app(channel: dict, app: str) -> bool:
+    dialplan = channel.get("dialplan") or {}
+    return dialplan.get("app_name") == "Stasis" and str(dialplan.get("app_data", "")).split(",")[0] == app
+
+
+def reconcile(supervisor) -> dict:
+    ari = supervisor.ari
+    channels = ari.channels()
+    bridges = ari.bridges()
+    live = set(supervisor.calls)
+    stale: set[str] = set()
+    removed = {"bridges": 0, "channels": 0, "callers": 0, "adopted": 0, "gone": 0}
+    for bridge in bridges:
+        owner = ids.call_id_of(str(bridge.get("id", "")))
+        if owner is not None and owner not in live:
+            stale.add(owner)
+            ari.delete_bridge(bridge["id"])
+            removed["bridges"] += 1
+    present = {str(c.get("id", "")) for c in channels}
+    for channel in channels:
+        owner = ids.call_id_of(str(channel.get("id", "")))
+        if owner is not None and owner not in live:
+            stale.add(owner)
+            ari.hangup(channel["id"])
+            removed["channels"] += 1
+    for channel in channels:
+        channel_id = str(channel.get("id", ""))
+        if channel_id in live or ids.is_our_channel(channel):
+            continue
+        if channel_id in stale:
+            try:
+                ari.hangup(channel_id)
+                removed["callers"] += 1
+            except AriError as exc:
+                log.warning("could not hang up a caller left by an earlier run: %s", exc)
+        elif in_our_app(channel, supervisor.settings.ari_app_name):
+            log.info(
+                "adopting a call that entered while the events connection was down",
+                extra={"call_id": channel_id},
+            )
+            supervisor.admit(channel)
+            removed["adopted"] += 1
+    for call_id in live - present:
+        entry = supervisor.calls.get(call_id)
+        if entry is not None and not entry.caller_gone:
+            entry.caller_gone = True
+            entry.request_end(EndReason.CALLER_HANGUP)
+            removed["gone"] += 1
+    if any(removed.values()):
+        log.info("reconciled with Asterisk: %s", ", ".join(f"{k} {v}" for k, v in removed.items() if v))
+    return removed

@@ -1,0 +1,38 @@
+"""sd_notify without a dependency: one datagram to $NOTIFY_SOCKET, nothing when unset.
+
+READY=1 once ARI is connected, WATCHDOG=1 from the main loop while it is healthy,
+STOPPING=1 when a drain begins, STATUS=... with the live call count.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+def notify(message: str) -> bool:
+    """Send `message` to systemd; False when not under systemd or the send failed."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):  # abstract namespace
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode())
+        return True
+    except OSError:
+        return False
+
+
+def watchdog_interval() -> float | None:
+    """Seconds between WATCHDOG=1 pings systemd expects (half its WatchdogSec), or None."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return int(usec) / 1e6 / 2
+    except ValueError:
+        return None
