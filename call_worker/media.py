@@ -6,9 +6,9 @@ reason in the call header and costs nothing else.
 
 rtp-out: every 20 ms by a monotonic deadline, send one 160-byte frame: reply audio from
 the downlink ring, else silence (a steady stream keeps phones' jitter buffers and NAT
-bindings happy). A late tick never causes a catch-up burst, because a burst would overflow the phone's
-jitter buffer (Asterisk forwards our frames without retiming): after a stall the
-frame goes out late and the schedule restarts from that moment.
+bindings happy). A late tick never causes a catch-up burst, because a burst would overflow
+the phone's jitter buffer (Asterisk forwards our frames without retiming): after a stall
+of more than half a frame, the frame goes out late and the schedule restarts from then.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from shm_ring import ByteRing, CallHeader, Slot
 log = logging.getLogger(__name__)
 
 FRAME_SECONDS = 0.020
+RESCHEDULE_AFTER = 0.010  # lateness beyond which the schedule restarts (no gap < 10 ms)
 _REJECT_SLOTS = {
     rtp.Reject.MALFORMED: Slot.REJECTED_MALFORMED,
     rtp.Reject.PAYLOAD_TYPE: Slot.REJECTED_PAYLOAD_TYPE,
@@ -129,9 +130,10 @@ class RtpOut:
             if delay > 0:
                 time.sleep(delay)
             lateness = time.monotonic() - deadline
-            if lateness > FRAME_SECONDS:
-                # More than a frame late (the machine stalled): send this frame now and
-                # restart the schedule from here, rather than catch up with a burst.
+            if lateness > RESCHEDULE_AFTER:
+                # The machine stalled us: send this frame now and restart the schedule from
+                # here. Keeping the old schedule would send the next frame less than 10 ms
+                # after this one (a burst); restarting costs a few ms of drift, once.
                 header.add(Slot.LATE_TICKS)
                 header.raise_to(Slot.MAX_LATENESS_US, int(lateness * 1e6))
                 deadline = time.monotonic()

@@ -39,3 +39,29 @@ def uplink_latencies_ms(record: dict, session: dict) -> list[float]:
                 result.append((t - sends[frame]) * 1000)
             frame += 1
     return result
+
+
+def pacing_report(gaps: list[float], tolerance: float) -> dict:
+    """How a run of inter-frame gaps compares with 20 ms +- tolerance."""
+    inside = sum(1 for g in gaps if abs(g - 20.0) <= tolerance)
+    ordered = sorted(abs(g - 20.0) for g in gaps)
+    return {
+        "frames": len(gaps) + 1,
+        "within": inside / len(gaps) if gaps else 1.0,
+        "p99_dev_ms": ordered[int(0.99 * (len(ordered) - 1))] if ordered else 0.0,
+        "max_dev_ms": ordered[-1] if ordered else 0.0,
+        "bursts": sum(1 for g in gaps if g < 10.0),
+    }
+
+
+def assert_paced(gaps: list[float], tolerance: float) -> None:
+    """Gaps within tolerance, except the share caused by the machine itself: this 2-core VM
+    shows CPU steal and scheduling stalls of 5-40 ms that hit every process at once (seen
+    with the kernel's own arrival stamps). A stall may delay a frame but must never cause
+    a burst. The benchmark (issue 7) reports exact p50/p99/max figures; the test keeps a
+    generous bound so CI is not flaky, yet fails on any systematic pacing fault (drift,
+    bursts, catch-up, a blocked sender)."""
+    report = pacing_report(gaps, tolerance)
+    assert report["bursts"] == 0, report
+    assert report["within"] >= 0.90, report
+    assert report["max_dev_ms"] <= 80.0, report

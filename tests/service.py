@@ -1,0 +1,107 @@
+"""`callbridge run` as a real process against the simulators, for supervisor tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness import API_KEY, ARI_PASSWORD, ARI_USER, REPO, AsteriskSim, RealtimeSim
+
+from supervisor import wire
+
+
+class Service:
+    def __init__(
+        self, asterisk: AsteriskSim, realtime: RealtimeSim, workdir: Path, prefix: str, **overrides: str
+    ) -> None:
+        self.asterisk = asterisk
+        self.socket = overrides.get("CONTROL_SOCKET_PATH", str(workdir / "control.sock"))
+        self.log_path = workdir / "callbridge.log"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"},
+            "PYTHONPATH": str(REPO),
+            "ASTERISK_HOST": "127.0.0.1",
+            "ASTERISK_PORT": str(asterisk.port),
+            "ASTERISK_USERNAME": ARI_USER,
+            "ASTERISK_PASSWORD": ARI_PASSWORD,
+            "OPENAI_API_KEY": API_KEY,
+            "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{realtime.port}/v1/realtime",
+            "LOCAL_IP_ADDRESS": "127.0.0.1",
+            "RTP_PORT_RANGE": "40000-49999",
+            "OPENAI_GREETING": "",
+            "CONTROL_SOCKET_PATH": self.socket,
+            "SHM_PREFIX": prefix,
+            "LOG_FILE_PATH": str(self.log_path),
+            "IDLE_TIMEOUT_SECONDS": "0",
+            "MAX_CALL_SECONDS": "0",
+            "MAX_CONCURRENT_CALLS": "50",
+            **overrides,
+        }
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, wait_ready: bool = True) -> Service:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "callbridge.cli", "run"],
+            cwd=self.log_path.parent,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if wait_ready:
+            self.wait(lambda: os.path.exists(self.socket) and "openai-app" in self.asterisk.state()["apps"])
+        return self
+
+    def wait(self, predicate, timeout: float = 10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if self.proc is not None and self.proc.poll() is not None and time.monotonic() > deadline:
+                raise AssertionError(f"callbridge exited with {self.proc.returncode}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {timeout} s; log:\n{self.log()[-3000:]}")
+            time.sleep(0.05)  # polls cost CPU that the calls under test need
+
+    def status(self) -> dict:
+        return wire.request(self.socket, {"cmd": "status"})
+
+    def call_row(self, call_id: str) -> dict | None:
+        for row in self.status()["calls"]:
+            if row["call_id"] == call_id:
+                return row
+        return None
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "callbridge.cli", *args, "--socket", self.socket],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGTERM)
+            return self.proc.wait(10)
+
+
+def dump(obj) -> str:
+    return json.dumps(obj, indent=1)[:2000]

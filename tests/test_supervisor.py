@@ -1,0 +1,285 @@
+"""The supervisor as a real `callbridge run` process with real workers, against the
+simulated Asterisk and Realtime server: isolation, crashes, restarts, draining, the
+control socket."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import struct
+import time
+
+import psutil
+import pytest
+from analysis import assert_paced, gaps_ms, loud
+from conftest import TEST_PREFIX
+from harness import AsteriskSim, RealtimeSim
+from service import Service
+
+from shm_ring import list_segments
+from supervisor import wire
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def asterisk():
+    sim = AsteriskSim()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="module")
+def realtime():
+    sim = RealtimeSim("--reply-ms", "3000")
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def service(asterisk, realtime, tmp_path):
+    started = []
+
+    def make(**overrides) -> Service:
+        svc = Service(asterisk, realtime, tmp_path, TEST_PREFIX, **overrides)
+        started.append(svc)
+        return svc.start()
+
+    yield make
+    for svc in started:
+        svc.stop()
+    state = asterisk.state()
+    assert state["channels"] == [] and state["bridges"] == [], f"left in Asterisk: {state}"
+    assert list_segments(TEST_PREFIX) == []
+
+
+def _ended(asterisk: AsteriskSim, call_ids: list[str]) -> bool:
+    import requests
+
+    calls = {c["channel_id"]: c for c in requests.get(f"{asterisk.base}/sim/calls", timeout=10).json()}
+    return all(calls[c]["hangup"] is not None for c in call_ids)
+
+
+def test_killing_one_worker_costs_the_other_calls_nothing(service, asterisk):
+    svc = service()
+    script = [{"say": 1000}, {"silence": 5000}, {"hangup": True}]
+    call_ids = [asterisk.place_call(script) for _ in range(10)]
+    victim = call_ids[3]
+    row = svc.wait(lambda: (r := svc.call_row(victim)) and r["frames_out"] >= 25 and r)  # mid-reply
+    assert row["phase"] == "active" and row["pid"] > 0
+    seen_in_status = {r["call_id"] for r in svc.status()["calls"]}
+    assert set(call_ids) <= seen_in_status
+    killed_at = time.monotonic()
+    os.kill(row["pid"], signal.SIGKILL)
+    svc.wait(lambda: asterisk.call(victim, packets=False)["hangup"] is not None, timeout=5)
+    assert asterisk.call(victim, packets=False)["hangup"] - killed_at <= 1.0
+    svc.wait(lambda: not [s for s in list_segments(TEST_PREFIX) if s.endswith(victim)], timeout=2)
+    svc.wait(lambda: _ended(asterisk, call_ids), timeout=20)
+    for call_id in call_ids:
+        if call_id == victim:
+            continue
+        record = asterisk.call(call_id)
+        reply = loud(record)
+        assert len(reply) == 150, f"{call_id}: {len(reply)} reply frames"
+        assert_paced(gaps_ms(reply), tolerance=3.0)
+    svc.wait(lambda: f"worker {row['pid']} died (signal SIGKILL)" in svc.log())
+    svc.wait(lambda: svc.status()["supervisor"]["calls_live"] == 0)
+    assert svc.status()["supervisor"]["calls_failed"] == 1
+    assert svc.log().count("call summary:") == 10
+
+
+def test_supervisor_killed_workers_follow_and_a_new_one_cleans_up(service, asterisk):
+    svc = service()
+    call_ids = [asterisk.place_call([{"say": 800}, {"silence": 30000}]) for _ in range(5)]
+    rows = svc.wait(
+        lambda: len(r := svc.status()["calls"]) == 5 and all(x["phase"] == "active" for x in r) and r
+    )
+    pids = [r["pid"] for r in rows]
+    svc.proc.kill()
+    svc.proc.wait()
+    gone_by = time.monotonic() + 2.0
+
+    def workers_gone() -> bool:
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    return False
+            except psutil.NoSuchProcess:
+                pass
+        return True
+
+    svc.wait(workers_gone, timeout=3)
+    assert time.monotonic() <= gone_by + 0.5
+    fresh = service()  # a new supervisor: sweep and reconcile
+    fresh.wait(lambda: _ended(asterisk, call_ids), timeout=5)
+    fresh.wait(lambda: list_segments(TEST_PREFIX) == [], timeout=5)
+    state = asterisk.state()
+    assert state["channels"] == [] and state["bridges"] == []
+
+
+def test_ari_restart_mid_call_calls_continue_and_events_resume(service, asterisk):
+    svc = service()
+    call_ids = [asterisk.place_call([{"say": 800}, {"silence": 4500}, {"hangup": True}]) for _ in range(3)]
+    svc.wait(lambda: len(svc.status()["calls"]) == 3)
+    connects = asterisk.state()["connections"]
+    import requests
+
+    requests.post(f"{asterisk.base}/sim/drop-events", timeout=5)
+    svc.wait(lambda: asterisk.state()["connections"] > connects and "openai-app" in asterisk.state()["apps"])
+    assert svc.status()["supervisor"]["ari_connects"] == 2
+    svc.wait(lambda: _ended(asterisk, call_ids), timeout=15)
+    svc.wait(lambda: svc.log().count("call summary:") == 3, timeout=5)
+    assert svc.log().count("end=caller_hangup") == 3
+    for call_id in call_ids:
+        assert len(loud(asterisk.call(call_id))) == 150  # the reply played through the reconnect
+
+
+def test_sigterm_drains_then_a_second_signal_ends_calls_at_once(service, asterisk):
+    svc = service(DRAIN_TIMEOUT_SECONDS="30")
+    first = asterisk.place_call([{"say": 800}, {"silence": 2500}, {"hangup": True}])
+    long_call = asterisk.place_call([{"say": 800}, {"silence": 60000}])
+    svc.wait(lambda: len(svc.status()["calls"]) == 2)
+    svc.signal(signal.SIGTERM)
+    svc.wait(lambda: svc.status()["supervisor"]["draining"])
+    late = asterisk.place_call([{"silence": 5000}])  # arrives during the drain: turned away
+    svc.wait(lambda: asterisk.call(late, packets=False)["hangup"] is not None, timeout=5)
+    assert [p["media"] for p in asterisk.call(late, packets=False)["playbacks"]] == [
+        "sound:all-circuits-busy-now"
+    ]
+    svc.wait(lambda: asterisk.call(first, packets=False)["hangup"] is not None, timeout=10)
+    assert asterisk.call(first, packets=False)["hangup_by"] == "caller"  # allowed to finish
+    assert svc.proc.poll() is None  # still draining the long call
+    second_at = time.monotonic()
+    svc.signal(signal.SIGINT)
+    assert svc.proc.wait(5) == 0
+    assert time.monotonic() - second_at < 3
+    record = asterisk.call(long_call, packets=False)
+    assert record["hangup_by"] == "ari"
+    assert "end=shutdown" in svc.log()
+
+
+def test_drain_timeout_ends_remaining_calls(service, asterisk):
+    svc = service(DRAIN_TIMEOUT_SECONDS="1")
+    call_id = asterisk.place_call([{"silence": 60000}])
+    svc.wait(lambda: len(svc.status()["calls"]) == 1)
+    svc.signal(signal.SIGTERM)
+    assert svc.proc.wait(10) == 0
+    assert asterisk.call(call_id, packets=False)["hangup_by"] == "ari"
+
+
+def test_calls_over_the_limit_hear_busy_and_are_hung_up(service, asterisk):
+    svc = service(MAX_CONCURRENT_CALLS="1")
+    kept = asterisk.place_call([{"silence": 3000}, {"hangup": True}])
+    svc.wait(lambda: len(svc.status()["calls"]) == 1)
+    extra = asterisk.place_call([{"silence": 5000}])
+    svc.wait(lambda: asterisk.call(extra, packets=False)["hangup"] is not None, timeout=5)
+    assert [p["media"] for p in asterisk.call(extra, packets=False)["playbacks"]] == [
+        "sound:all-circuits-busy-now"
+    ]
+    assert svc.status()["supervisor"]["calls_rejected_busy"] == 1
+    svc.wait(lambda: asterisk.call(kept, packets=False)["hangup"] is not None, timeout=10)
+
+
+def _as_nobody(action) -> bytes:
+    """Run `action()` in a child with uid/gid 65534; return what it wrote back."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            result = action()
+        except Exception as exc:  # report, don't raise, in the child
+            result = f"{type(exc).__name__}: {exc}".encode()
+        os.write(write_end, result)
+        os._exit(0)
+    os.close(write_end)
+    data = b""
+    while chunk := os.read(read_end, 65536):
+        data += chunk
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    return data
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_control_socket_refuses_other_users(service, tmp_path_factory):
+    import tempfile
+
+    public = tempfile.mkdtemp(prefix="cbtest-sock-")  # every ancestor traversable by others
+    os.chmod(public, 0o755)
+    svc = service(CONTROL_SOCKET_PATH=os.path.join(public, "control.sock"))
+    mode = stat.S_IMODE(os.stat(svc.socket).st_mode)
+    assert mode == 0o660
+
+    def connect() -> bytes:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(svc.socket)
+            return b"connected"
+
+    assert b"PermissionError" in _as_nobody(connect)  # the file mode stops it first
+    os.chmod(svc.socket, 0o666)  # even so, the peer-credential check refuses it
+
+    def ask() -> bytes:
+        return str(wire.request(svc.socket, {"cmd": "status"})).encode()
+
+    answer = _as_nobody(ask)
+    assert b"permission denied" in answer and b"calls" not in answer
+    assert "refused a client" in svc.log()
+
+
+def test_control_socket_answers_garbage_with_errors(service):
+    svc = service()
+    replies = []
+    for payload in (b"not json", b"[1,2]", b'{"cmd": "launch-missiles"}', b'{"cmd": "hangup", "call_id": 5}'):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(svc.socket)
+            sock.sendall(struct.pack("!I", len(payload)) + payload)
+            buffer = bytearray(sock.recv(65536))
+            replies.append(wire.decode(wire.split_frames(buffer)[0]))
+    assert all(reply["ok"] is False and reply["error"] for reply in replies)
+    assert "unknown command" in replies[2]["error"]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:  # a length of 4 GB
+        sock.settimeout(5)
+        sock.connect(svc.socket)
+        sock.sendall(b"\xff\xff\xff\xff")
+        assert b"over the" in sock.recv(65536)
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # connects and says nothing
+    silent.connect(svc.socket)
+    assert svc.status()["ok"] is True  # the loop is not blocked by it
+    silent.close()
+    assert svc.proc.poll() is None
+
+
+def test_cli_status_and_hangup(service, asterisk):
+    svc = service()
+    call_id = asterisk.place_call([{"silence": 30000}])
+    svc.wait(lambda: svc.call_row(call_id))
+    text = svc.cli("status")
+    assert text.returncode == 0 and call_id[:20] in text.stdout and "1 live" in text.stdout
+    as_json = svc.cli("status", "--json")
+    assert as_json.returncode == 0 and '"calls_live": 1' in as_json.stdout
+    unknown = svc.cli("hangup", "no-such-call")
+    assert unknown.returncode == 1 and "no live call no-such-call" in unknown.stderr
+    ended = svc.cli("hangup", call_id)
+    assert ended.returncode == 0
+    svc.wait(lambda: asterisk.call(call_id, packets=False)["hangup"] is not None, timeout=5)
+    assert "end=operator_hangup" in svc.wait(lambda: "call summary" in svc.log() and svc.log())
+
+
+def test_cli_says_when_the_service_is_not_running(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "callbridge.cli", "status", "--socket", str(tmp_path / "x.sock")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1 and "not running" in result.stderr
