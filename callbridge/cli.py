@@ -180,6 +180,17 @@ def hangup_command(
     typer.echo(hangup.render(reply))
 
 
+@app.command("demo")
+def demo_command(
+    calls: Annotated[int, typer.Option("--calls", min=1, max=50, help="Concurrent calls to place.")] = 3,
+    seconds: Annotated[float, typer.Option("--seconds", min=8, max=600, help="Length of each call.")] = 12,
+) -> None:
+    """Run everything on this machine with the built-in simulators: no Asterisk, no key."""
+    from callbridge.demo import run_demo
+
+    raise typer.Exit(run_demo(calls, seconds, echo=typer.echo))
+
+
 def main() -> None:
     app(prog_name="callbridge")
 

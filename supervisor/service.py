@@ -316,9 +316,9 @@ class Supervisor:
         reason = EndReason(header.get(Slot.END_REASON)) if header.get(Slot.END_REASON) else None
         crashed = os.WIFSIGNALED(status) or os.waitstatus_to_exitcode(status) not in (0, 3)
         how = (
-            f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+            f"signal:{signal.Signals(os.WTERMSIG(status)).name}"
             if os.WIFSIGNALED(status)
-            else f"exit {os.waitstatus_to_exitcode(status)}"
+            else f"exit:{os.waitstatus_to_exitcode(status)}"
         )
         if crashed:
             self.calls_failed += 1

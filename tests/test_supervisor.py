@@ -84,7 +84,7 @@ def test_killing_one_worker_costs_the_other_calls_nothing(service, asterisk):
         reply = loud(record)
         assert len(reply) == 150, f"{call_id}: {len(reply)} reply frames"
         assert_paced(gaps_ms(reply), tolerance=3.0)
-    svc.wait(lambda: f"worker {row['pid']} died (signal SIGKILL)" in svc.log())
+    svc.wait(lambda: f"worker {row['pid']} died (signal:SIGKILL)" in svc.log())
     svc.wait(lambda: svc.status()["supervisor"]["calls_live"] == 0)
     assert svc.status()["supervisor"]["calls_failed"] == 1
     assert svc.log().count("call summary:") == 10

@@ -1,0 +1,207 @@
+"""`callbridge demo`: the whole system on one machine, on the built-in simulators.
+
+Starts the simulated Asterisk and Realtime server, runs the real supervisor
+(`callbridge run`) against them, places a few calls whose callers speak, listen and talk
+over a reply, shows live status while they run, then a per-call summary measured on the
+callers' side (what they said and heard, reply latency, pacing, barge-ins). No Asterisk,
+no OpenAI key, no network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from supervisor import wire
+from supervisor.commands import status as status_command
+
+LOUD = 1000
+ARI_USER, ARI_PASSWORD, API_KEY = "demo", "demo-ari-password", "sk-demo-key"
+
+
+def caller_script(seconds: float, index: int) -> list[dict]:
+    """Speak, listen to the reply, then talk over the next reply (a barge-in), then listen."""
+    script = [
+        {"silence": 300 + 200 * index},
+        {"say": 1200},
+        {"silence": 3500},
+        {"say": 900, "hz": 520},
+        {"silence": 1200},
+        {"say": 700, "hz": 610},
+    ]
+    used = sum(step.get("say", 0) + step.get("silence", 0) for step in script)
+    script.append({"silence": max(2500, int(seconds * 1000) - used)})
+    script.append({"hangup": True})
+    return script
+
+
+def _start_sim(module: str, *args: str) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"{module} did not start")
+    return proc, json.loads(line)["port"]
+
+
+def _stop(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _analyse(record: dict) -> dict:
+    received = record.get("received", [])
+    loud = [row for row in received if row[7] >= LOUD]
+    gaps = [(b[0] - a[0]) * 1000 for a, b in zip(loud, loud[1:], strict=False) if (b[0] - a[0]) < 0.1]
+    said_ms = sum(frames * 20 for _, frames in record.get("utterances", []))
+    latency = None
+    sends = record.get("send_times", [])
+    if record.get("utterances") and loud and sends:
+        first, frames = record["utterances"][0]
+        end_index = first + frames - 1
+        if end_index < len(sends):
+            after = [row[0] for row in loud if row[0] > sends[end_index]]
+            latency = (after[0] - sends[end_index]) * 1000 if after else None
+    deviations = sorted(abs(g - 20) for g in gaps)
+    return {
+        "said_ms": said_ms,
+        "heard_ms": len(loud) * 20,
+        "reply_latency_ms": latency,
+        "gap_p50_ms": statistics.median(gaps) if gaps else None,
+        "gap_dev_p99_ms": deviations[int(0.99 * (len(deviations) - 1))] if deviations else None,
+        "gap_dev_max_ms": deviations[-1] if deviations else None,
+        "bursts": sum(1 for g in gaps if g < 10),
+        "ended_by": record.get("hangup_by") or "-",
+    }
+
+
+def _summaries(log_text: str) -> dict[str, dict]:
+    found = {}
+    for line in log_text.splitlines():
+        match = re.search(r"\[([^\]]+)\] supervisor\.service: call summary: (.*)$", line)
+        if match:
+            found[match.group(1)] = dict(pair.split("=", 1) for pair in match.group(2).split())
+    return found
+
+
+def run_demo(calls: int, seconds: float, echo=print) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="callbridge-demo-"))
+    asterisk = realtime = service = None
+    try:
+        asterisk, ari_port = _start_sim(
+            "simulators.asterisk", "--username", ARI_USER, "--password", ARI_PASSWORD
+        )
+        realtime, rt_port = _start_sim(
+            "simulators.realtime", "--api-key", API_KEY, "--reply-ms", "3000", "--greeting-ms", "1200"
+        )
+        socket_path = str(workdir / "control.sock")
+        env = {
+            **os.environ,
+            "ASTERISK_HOST": "127.0.0.1",
+            "ASTERISK_PORT": str(ari_port),
+            "ASTERISK_USERNAME": ARI_USER,
+            "ASTERISK_PASSWORD": ARI_PASSWORD,
+            "OPENAI_API_KEY": API_KEY,
+            "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{rt_port}/v1/realtime",
+            "LOCAL_IP_ADDRESS": "127.0.0.1",
+            "CONTROL_SOCKET_PATH": socket_path,
+            "LOG_FILE_PATH": str(workdir / "callbridge.log"),
+            "SHM_PREFIX": f"callbridge-demo{os.getpid()}",
+            "OPENAI_GREETING": "",
+            "IDLE_TIMEOUT_SECONDS": "0",
+            "MAX_CALL_SECONDS": "0",
+            "CALL_RECORDS_DIR": str(workdir),
+        }
+        env.pop("NOTIFY_SOCKET", None)
+        service = subprocess.Popen(
+            [sys.executable, "-m", "callbridge.cli", "run"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=workdir,
+        )
+        ari = f"http://127.0.0.1:{ari_port}"
+        deadline = time.monotonic() + 10
+        while "openai-app" not in requests.get(f"{ari}/sim/state", timeout=5).json()["apps"]:
+            if time.monotonic() > deadline or service.poll() is not None:
+                echo(
+                    "callbridge did not connect to the simulated Asterisk; log:\n"
+                    + (workdir / "callbridge.log").read_text()
+                )
+                return 1
+            time.sleep(0.05)
+        echo(
+            f"callbridge is running against the simulators; placing {calls} calls of about {seconds:.0f} s\n"
+        )
+        ids = []
+        for index in range(calls):
+            reply = requests.post(
+                f"{ari}/sim/calls",
+                json={"script": caller_script(seconds, index), "caller": f"+1555010{index:04d}"},
+                timeout=5,
+            )
+            ids.append(reply.json()["channel_id"])
+        deadline = time.monotonic() + seconds + 20
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            try:
+                status = wire.request(socket_path, {"cmd": "status"})
+            except (OSError, wire.WireError):
+                continue
+            echo(status_command.render(status) + "\n")
+            records = requests.get(f"{ari}/sim/calls", timeout=5).json()
+            if all(r["hangup"] is not None for r in records) and not status["calls"]:
+                break
+        time.sleep(0.3)
+        summaries = _summaries((workdir / "callbridge.log").read_text())
+        ok = True
+        echo("per-call summary (measured at the simulated callers):")
+        echo(
+            f"{'call':22} {'said':>6} {'heard':>6} {'reply after':>11} {'gap p50':>8} {'dev p99':>8} "
+            f"{'dev max':>8} {'bursts':>6} {'barge-ins':>9}  end"
+        )
+        for call_id in ids:
+            record = requests.get(f"{ari}/sim/calls/{call_id}", timeout=10).json()
+            figures = _analyse(record)
+            summary = summaries.get(call_id, {})
+            latency = figures["reply_latency_ms"]
+            echo(
+                f"{call_id:22} {figures['said_ms'] / 1000:5.1f}s {figures['heard_ms'] / 1000:5.1f}s "
+                f"{(f'{latency:.0f} ms' if latency is not None else '-'):>11} "
+                f"{_ms(figures['gap_p50_ms']):>8} {_ms(figures['gap_dev_p99_ms']):>8} "
+                f"{_ms(figures['gap_dev_max_ms']):>8} {figures['bursts']:>6} {summary.get('barge_ins', '?'):>9}  "
+                f"{summary.get('end', '?')}"
+            )
+            ok &= figures["heard_ms"] > 0 and summary.get("end") == "caller_hangup" and figures["bursts"] == 0
+        echo("\n'reply after': from the end of the caller's first sentence to the first reply audio, which")
+        echo("includes the simulated server's 500 ms end-of-speech detection. 'dev': deviation of the")
+        echo("gaps between reply frames from 20 ms.")
+        echo(f"logs and call records: {workdir}")
+        return 0 if ok else 1
+    finally:
+        _stop(service)
+        _stop(realtime)
+        _stop(asterisk)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
