@@ -129,14 +129,6 @@ class RtpOut:
             delay = deadline - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            lateness = time.monotonic() - deadline
-            if lateness > RESCHEDULE_AFTER:
-                # The machine stalled us: send this frame now and restart the schedule from
-                # here. Keeping the old schedule would send the next frame less than 10 ms
-                # after this one (a burst); restarting costs a few ms of drift, once.
-                header.add(Slot.LATE_TICKS)
-                header.raise_to(Slot.MAX_LATENESS_US, int(lateness * 1e6))
-                deadline = time.monotonic()
             header.set(Slot.HEARTBEAT_RTP_OUT, time.monotonic_ns())
             ready = downlink.readable()
             if ready >= frame or (ready > 0 and not playback.more_audio_expected):
@@ -162,3 +154,12 @@ class RtpOut:
                 if self.stop.is_set():
                     return
                 log.warning("RTP send to %s failed: %s", self.destination, exc)
+            # Lateness is measured once the packet is out, so a delay anywhere before it
+            # (a late wake-up, the GIL, a stalled vCPU inside the syscall) counts.
+            lateness = time.monotonic() - deadline
+            if lateness > RESCHEDULE_AFTER:
+                # Keeping the old schedule would send the next frame less than 10 ms after
+                # this one (a burst); restarting the schedule here costs a little drift, once.
+                header.add(Slot.LATE_TICKS)
+                header.raise_to(Slot.MAX_LATENESS_US, int(lateness * 1e6))
+                deadline += lateness

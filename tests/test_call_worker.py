@@ -9,8 +9,8 @@ import statistics
 
 import pytest
 from analysis import assert_paced, gaps_ms, loud, packets, session_events, uplink_latencies_ms
-from conftest import TEST_PREFIX
 from harness import AsteriskSim, MiniSupervisor, RealtimeSim, settings_for
+from testenv import TEST_PREFIX
 
 from shm_ring import EndReason, Slot
 

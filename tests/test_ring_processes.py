@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TEST_PREFIX
+from testenv import TEST_PREFIX
 
 from shm_ring import CallSegment, SegmentGoneError, Slot, list_segments, segment_name, sweep
 

@@ -14,9 +14,9 @@ import time
 import psutil
 import pytest
 from analysis import assert_paced, gaps_ms, loud
-from conftest import TEST_PREFIX
 from harness import AsteriskSim, RealtimeSim
 from service import Service
+from testenv import TEST_PREFIX
 
 from shm_ring import list_segments
 from supervisor import wire

@@ -1,0 +1,181 @@
+"""End to end against a real Asterisk 22: sipp callers speaking real (espeak-ng) audio,
+`callbridge run` as a real process, the simulated Realtime server in place of OpenAI,
+and tcpdump capturing the RTP on loopback independently of callbridge.
+
+Every scenario ends (fixture `bridge`) with no channel or bridge left in Asterisk, no
+shared-memory segment and no worker process left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from analysis import assert_paced, session_events
+from conftest import PORTS
+from pcap import in_range, read_rtp, streams
+from real_asterisk import Capture
+
+LOUD = 1000
+CLOCK_OFFSET = time.time() - time.monotonic()  # pcap stamps are wall-clock, the simulator's monotonic
+
+
+def _legs(capture_path):
+    """RTP streams by leg: callbridge->Asterisk, Asterisk->sipp, sipp->Asterisk, Asterisk->callbridge."""
+    legs = {"to_asterisk": [], "to_sipp": [], "from_sipp": [], "to_callbridge": []}
+    for (src, dst), packets in streams(read_rtp(capture_path)).items():
+        if in_range(src[1], PORTS.callbridge_rtp) and in_range(dst[1], PORTS.asterisk_rtp):
+            legs["to_asterisk"].append(packets)
+        elif in_range(src[1], PORTS.asterisk_rtp) and in_range(dst[1], PORTS.sipp_rtp):
+            legs["to_sipp"].append(packets)
+        elif in_range(src[1], PORTS.sipp_rtp):
+            legs["from_sipp"].append(packets)
+        elif in_range(dst[1], PORTS.callbridge_rtp):
+            legs["to_callbridge"].append(packets)
+    return legs
+
+
+def _loud(packets):
+    return [p for p in packets if p.level >= LOUD]
+
+
+def _run_sipp(asterisk, wav, hold_ms, calls=1, timeout=90):
+    proc = asterisk.sipp(wav, hold_ms, calls=calls, rate=20)
+    output, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, output
+
+
+def _spurt_gaps(packets):
+    """Gaps between consecutive packets inside talk-spurts (a marker bit starts one)."""
+    gaps = []
+    for before, after in zip(packets, packets[1:], strict=False):
+        if not after.marker:
+            gaps.append((after.time - before.time) * 1000)
+    return gaps
+
+
+def test_one_call_audio_both_ways_with_clean_rtp(bridge, real_asterisk, realtime, voices, tmp_path):
+    service = bridge.start()
+    capture = Capture(tmp_path / "one.pcap", PORTS)
+    code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=13000)
+    legs = _legs(capture.stop())
+    assert code == 0, output[-2000:]
+    session = realtime.sessions()[-1]
+    appends = session_events(session, "in", "input_audio_buffer.append")
+    assert appends and appends[-1][1]["total"] > 8000 * 5  # the caller's audio reached Realtime
+    assert session_events(session, "out", "input_audio_buffer.speech_started")  # and was heard as speech
+    assert len(legs["to_asterisk"]) == 1
+    sent = legs["to_asterisk"][0]
+    assert {p.payload_type for p in sent} == {0}
+    assert {len(p.payload) for p in sent} == {160}
+    assert len({p.ssrc for p in sent}) == 1
+    assert all((b.sequence - a.sequence) % 65536 == 1 for a, b in zip(sent, sent[1:], strict=False))
+    assert all((b.timestamp - a.timestamp) % 2**32 == 160 for a, b in zip(sent, sent[1:], strict=False))
+    reply = _loud(sent)
+    assert len(reply) >= 295  # the 6 s reply (300 frames) left callbridge
+    assert_paced(_spurt_gaps(sent), tolerance=2.0)
+    heard = sum(len(_loud(packets)) for packets in legs["to_sipp"])
+    assert heard >= 285, f"the caller heard {heard} reply frames"
+    service.wait(lambda: "call summary" in service.log())
+    assert "end=caller_hangup" in service.log()
+
+
+def test_barge_in_stops_playback_and_truncates(bridge, real_asterisk, realtime, voices, tmp_path):
+    bridge.start()
+    capture = Capture(tmp_path / "barge.pcap", PORTS)
+    code, output = _run_sipp(real_asterisk, voices["barge"], hold_ms=12000)
+    legs = _legs(capture.stop())
+    assert code == 0, output[-2000:]
+    session = realtime.sessions()[-1]
+    started = session_events(session, "out", "input_audio_buffer.speech_started")
+    assert len(started) >= 2
+    barge_at = started[1][0] + CLOCK_OFFSET
+    truncates = session_events(session, "in", "conversation.item.truncate")
+    assert len(truncates) == 1
+    sent = legs["to_asterisk"][0]
+    before = [p for p in _loud(sent) if p.time <= barge_at]
+    after = [p for p in _loud(sent) if barge_at < p.time <= barge_at + 0.3]
+    assert before, "the reply was playing when the caller spoke"
+    assert not after or max(p.time for p in after) - barge_at <= 0.045  # stopped within about two frames
+    played = len(before) + len(after)
+    assert abs(truncates[0][1]["audio_end_ms"] - played * 20) <= 40
+    assert session_events(session, "out", "conversation.item.truncated")
+
+
+def test_caller_hangs_up_mid_reply(bridge, real_asterisk, realtime, voices, tmp_path):
+    service = bridge.start()
+    capture = Capture(tmp_path / "hangup.pcap", PORTS)
+    code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=6500)
+    legs = _legs(capture.stop())
+    assert code == 0, output[-2000:]
+    reply = _loud(legs["to_asterisk"][0])
+    assert 20 < len(reply) < 300  # cut short by the hang-up
+    service.wait(lambda: "call summary" in service.log())
+    assert "end=caller_hangup" in service.log()
+
+
+def test_max_call_seconds_ends_the_call_with_a_bye(bridge, real_asterisk, realtime, voices, tmp_path):
+    service = bridge.start(MAX_CALL_SECONDS="5")
+    started = time.monotonic()
+    code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=40000)
+    elapsed = time.monotonic() - started
+    assert code == 0, output[-2000:]  # sipp got a BYE and answered it: the far_bye path succeeded
+    assert elapsed < 5 + 20 + 5
+    service.wait(lambda: "call summary" in service.log())
+    assert "end=max_call_seconds" in service.log()
+
+
+def test_twenty_concurrent_calls_have_audio_both_ways(bridge, real_asterisk, realtime, voices, tmp_path):
+    service = bridge.start()
+    capture = Capture(tmp_path / "twenty.pcap", PORTS)
+    code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=14000, calls=20, timeout=120)
+    legs = _legs(capture.stop())
+    assert code == 0, output[-2000:]
+    sessions = realtime.sessions()
+    assert len([s for s in sessions if session_events(s, "out", "input_audio_buffer.speech_started")]) == 20
+    assert len(legs["to_asterisk"]) == 20
+    assert all(len(_loud(packets)) >= 290 for packets in legs["to_asterisk"])
+    assert len([p for p in legs["to_sipp"] if len(_loud(p)) >= 250]) == 20
+    for packets in legs["to_asterisk"]:
+        assert_paced(_spurt_gaps(packets), tolerance=3.0)
+    service.wait(lambda: service.log().count("call summary") == 20, timeout=15)
+
+
+def test_worker_killed_mid_call_is_hung_up(bridge, real_asterisk, realtime, voices):
+    service = bridge.start()
+    sipp = real_asterisk.sipp(voices["question"], hold_ms=40000)
+    rows = service.wait(
+        lambda: (r := bridge.note_workers(service)) and r[0]["frames_out"] > 50 and r, timeout=20
+    )
+    killed_at = time.monotonic()
+    os.kill(rows[0]["pid"], signal.SIGKILL)
+    output, _ = sipp.communicate(timeout=30)
+    assert sipp.returncode == 0, output[-2000:]  # the BYE came from Asterisk after our hang-up
+    assert time.monotonic() - killed_at < 5
+    service.wait(lambda: "died (signal:SIGKILL)" in service.log())
+
+
+def test_restart_with_live_calls_leaves_nothing_and_takes_new_calls(
+    bridge, real_asterisk, realtime, voices, tmp_path
+):
+    first = bridge.start()
+    sipp = real_asterisk.sipp(voices["question"], hold_ms=40000, calls=3)
+    first.wait(
+        lambda: (
+            len(bridge.note_workers(first)) == 3
+            and all(r["phase"] == "active" for r in first.status()["calls"])
+        ),
+        timeout=20,
+    )
+    first.proc.kill()  # the supervisor dies; its workers end their calls
+    first.proc.wait()
+    output, _ = sipp.communicate(timeout=30)
+    assert sipp.returncode == 0, output[-2000:]
+    second = bridge.start()
+    bridge.assert_nothing_left()
+    capture = Capture(tmp_path / "after.pcap", PORTS)
+    code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=12000)
+    legs = _legs(capture.stop())
+    assert code == 0, output[-2000:]
+    assert len(_loud(legs["to_asterisk"][0])) >= 295
+    second.wait(lambda: "end=caller_hangup" in second.log())
