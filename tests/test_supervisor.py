@@ -283,3 +283,47 @@ def test_cli_says_when_the_service_is_not_running(tmp_path):
         timeout=30,
     )
     assert result.returncode == 1 and "not running" in result.stderr
+
+
+def test_systemd_hears_ready_watchdog_status_and_stopping(asterisk, realtime, tmp_path):
+    notify_path = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(notify_path)
+    listener.settimeout(0.2)
+    svc = Service(asterisk, realtime, tmp_path, TEST_PREFIX)
+    svc.env["NOTIFY_SOCKET"] = notify_path
+    svc.start()
+    messages: list[str] = []
+
+    def heard(text: str) -> bool:
+        try:
+            while True:
+                messages.append(listener.recv(4096).decode())
+        except TimeoutError:
+            pass
+        return any(text in m for m in messages)
+
+    try:
+        svc.wait(lambda: heard("READY=1"))
+        svc.wait(lambda: heard("WATCHDOG=1"), timeout=5)
+        svc.wait(lambda: heard("STATUS=0 live calls, ARI connected"), timeout=5)
+        svc.signal(signal.SIGTERM)
+        svc.wait(lambda: heard("STOPPING=1"), timeout=5)
+        assert svc.proc.wait(10) == 0
+    finally:
+        svc.stop()
+        listener.close()
+    ready = next(i for i, m in enumerate(messages) if "READY=1" in m)
+    stopping = next(i for i, m in enumerate(messages) if "STOPPING=1" in m)
+    assert ready < stopping
+
+
+def test_a_frozen_worker_is_detected_and_its_call_ended(service, asterisk):
+    svc = service()
+    call_id = asterisk.place_call([{"say": 800}, {"silence": 60000}])
+    row = svc.wait(lambda: (r := svc.call_row(call_id)) and r["phase"] == "active" and r)
+    os.kill(row["pid"], signal.SIGSTOP)  # every thread stops: heartbeats go stale
+    svc.wait(lambda: "stuck" in ((svc.call_row(call_id) or {}).get("health", "")), timeout=10)
+    svc.wait(lambda: asterisk.call(call_id, packets=False)["hangup"] is not None, timeout=25)
+    assert f"worker {row['pid']} did not end" in svc.log()
+    assert "died (signal:SIGKILL)" in svc.log()
