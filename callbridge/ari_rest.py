@@ -68,6 +68,10 @@ class AriRest:
     def info(self) -> dict:
         return self.request("GET", "/asterisk/info")
 
+    def application(self, name: str) -> dict | None:
+        """The Stasis app while some client holds its events connection, else None."""
+        return self.request("GET", f"/applications/{name}", missing_ok=True)
+
     def channels(self) -> list[dict]:
         return self.request("GET", "/channels")
 

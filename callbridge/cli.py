@@ -180,6 +180,27 @@ def hangup_command(
     typer.echo(hangup.render(reply))
 
 
+@app.command("check")
+def check_command(
+    env_file: EnvFileOption = None,
+    offline: Annotated[bool, typer.Option("--offline", help="Skip the Realtime handshake.")] = False,
+) -> None:
+    """Pre-flight: configuration, ARI, the app name, Realtime, RTP ports, paths."""
+    from callbridge.check import run_checks
+
+    loaded = load_or_exit(env_file)
+    typer.echo(f"✓ configuration: read from {loaded.env_file or 'the environment'}")
+    failed = 0
+    for result in run_checks(loaded.settings, offline=offline):
+        mark = "✓" if result.ok else "✗"
+        typer.echo(f"{mark} {result.name}: {result.detail}", err=not result.ok)
+        failed += not result.ok
+    if offline:
+        typer.echo("- Realtime: skipped (--offline)")
+    if failed:
+        raise fail(f"{failed} check(s) failed")
+
+
 @app.command("demo")
 def demo_command(
     calls: Annotated[int, typer.Option("--calls", min=1, max=50, help="Concurrent calls to place.")] = 3,

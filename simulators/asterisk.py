@@ -334,6 +334,22 @@ class Handler(BaseHTTPRequestHandler):
                 return self._channel(method, parts[1], parts[2:], q)
             if len(parts) >= 2 and parts[0] == "bridges":
                 return self._bridge(method, parts[1], parts[2:], q)
+            if len(parts) == 2 and parts[0] == "applications" and method == "GET":
+                sock = sim.sockets.get(parts[1])
+                if sock is None or sock.closed.is_set():
+                    return self._error(404, "Application not found")
+                return self._reply(
+                    200,
+                    {
+                        "name": parts[1],
+                        "channel_ids": [],
+                        "bridge_ids": [],
+                        "endpoint_ids": [],
+                        "device_names": [],
+                        "events_allowed": [],
+                        "events_disallowed": [],
+                    },
+                )
             if len(parts) == 2 and parts[0] == "playbacks" and method == "GET":
                 playback = sim.playbacks.get(parts[1])
                 if playback is None or playback["state"] == "done":

@@ -1,0 +1,211 @@
+"""`callbridge check`: the pre-flight of the seed's start script, done properly.
+
+Each check prints one line: a pass, or exactly what is wrong and how to fix it. The
+command exits non-zero when any check fails (78 when the configuration itself is invalid,
+which `callbridge.cli` handles before these checks run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from websockets.exceptions import ConnectionClosed
+
+from call_worker import realtime_protocol as proto
+from call_worker.realtime_link import RealtimeConnectError, connect_realtime
+from callbridge.ari_rest import AriError, AriRest
+from callbridge.config import Settings
+from callbridge.netaddr import rtp_bind_address
+from supervisor import wire
+
+PLACEHOLDERS = {"change-me", "sk-your-key-here", "your_password", "sk-proj-..."}
+PORT_SAMPLE = 20
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    ok: bool
+    detail: str
+
+
+def run_checks(settings: Settings, offline: bool = False) -> Iterator[Result]:
+    checks: list[Callable[[Settings], Result]] = [check_secrets, check_ari, check_app_name]
+    if not offline:
+        checks.append(check_realtime)
+    checks += [check_rtp, check_paths]
+    for check in checks:
+        try:
+            yield check(settings)
+        except Exception as exc:  # a check must report, never crash the command
+            yield Result(
+                check.__name__.removeprefix("check_"), False, f"unexpected {type(exc).__name__}: {exc}"
+            )
+
+
+def check_secrets(settings: Settings) -> Result:
+    left = [
+        name
+        for name, secret in (
+            ("ASTERISK_PASSWORD", settings.asterisk_password),
+            ("OPENAI_API_KEY", settings.openai_api_key),
+        )
+        if secret.reveal() in PLACEHOLDERS
+    ]
+    if left:
+        return Result(
+            "configuration",
+            False,
+            f"{', '.join(left)} still hold the .env.example placeholder: set the real values",
+        )
+    return Result("configuration", True, "loaded; secrets set")
+
+
+def check_ari(settings: Settings) -> Result:
+    ari = AriRest(settings.ari_base_url, settings.asterisk_username, settings.asterisk_password, timeout=5)
+    try:
+        info = ari.info()
+    except AriError as exc:
+        if exc.status == 401:
+            fix = "ASTERISK_USERNAME/ASTERISK_PASSWORD do not match a user in ari.conf"
+        elif exc.status is None:
+            fix = (
+                f"cannot reach {settings.ari_base_url}: is Asterisk running, http.conf enabled on that "
+                "address, and ASTERISK_HOST/ASTERISK_PORT right?"
+            )
+        else:
+            fix = f"ARI answered HTTP {exc.status}: is ARI enabled in ari.conf?"
+        return Result("ARI", False, fix)
+    finally:
+        ari.close()
+    version = ((info or {}).get("system") or {}).get("version", "?")
+    return Result(
+        "ARI",
+        True,
+        f"{settings.ari_base_url} reachable, user {settings.asterisk_username} accepted (Asterisk {version})",
+    )
+
+
+def _service_running(settings: Settings) -> bool:
+    try:
+        return bool(wire.request(settings.control_socket_path, {"cmd": "status"}, timeout=2).get("ok"))
+    except (OSError, wire.WireError):
+        return False
+
+
+def check_app_name(settings: Settings) -> Result:
+    ari = AriRest(settings.ari_base_url, settings.asterisk_username, settings.asterisk_password, timeout=5)
+    try:
+        app = ari.application(settings.ari_app_name)
+    except AriError as exc:
+        return Result("ARI app", False, f"cannot ask ARI about app {settings.ari_app_name}: {exc}")
+    finally:
+        ari.close()
+    if app is None:
+        return Result("ARI app", True, f"{settings.ari_app_name} is free")
+    if _service_running(settings):
+        return Result("ARI app", True, f"{settings.ari_app_name} is held by this callbridge (running)")
+    return Result(
+        "ARI app",
+        False,
+        f"another program is connected as app {settings.ari_app_name}: stop it "
+        "(the old script?) or choose another ARI_APP_NAME and the same name in Stasis()",
+    )
+
+
+def check_realtime(settings: Settings) -> Result:
+    """A real handshake: connect, send session.update, wait for session.updated or an error."""
+    try:
+        ws = connect_realtime(settings, timeout=10)
+    except RealtimeConnectError as exc:
+        return Result("Realtime", False, str(exc))
+    try:
+        try:
+            ws.send(json.dumps(proto.session_update(settings)))
+        except ConnectionClosed:
+            pass  # refused at once: the reason is in the events received before the close
+        while True:
+            event = json.loads(ws.recv(timeout=10))
+            kind = event.get("type")
+            if kind == "session.updated":
+                return Result(
+                    "Realtime",
+                    True,
+                    f"{settings.openai_realtime_url} accepted the key and model "
+                    f"{settings.openai_realtime_model}",
+                )
+            if kind == "error":
+                code = (event.get("error") or {}).get("code") or ""
+                message = (event.get("error") or {}).get("message") or ""
+                return Result("Realtime", False, f"{code}: {proto.FIXES.get(code, message)}")
+    except TimeoutError:
+        return Result("Realtime", False, "no answer to session.update within 10 s")
+    except ConnectionClosed as exc:
+        return Result("Realtime", False, f"the service closed the connection ({exc})")
+    finally:
+        ws.close()
+
+
+def check_rtp(settings: Settings) -> Result:
+    try:
+        address = rtp_bind_address(settings.local_ip_address, settings.asterisk_host)
+    except OSError as exc:
+        return Result(
+            "RTP", False, f"no route to ASTERISK_HOST {settings.asterisk_host} ({exc}): set LOCAL_IP_ADDRESS"
+        )
+    low, high = settings.rtp_port_range
+    ports = list(range(low, high + 1))
+    sample = ports if len(ports) <= PORT_SAMPLE else random.sample(ports, PORT_SAMPLE)
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    free = 0
+    for port in sample:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((address, port))
+            except OSError as exc:
+                if exc.errno == 99:  # EADDRNOTAVAIL: not an address of this host
+                    return Result("RTP", False, f"LOCAL_IP_ADDRESS {address} is not an address of this host")
+                continue
+            free += 1
+    if free == 0:
+        return Result(
+            "RTP",
+            False,
+            f"no free UDP port among {len(sample)} tried in RTP_PORT_RANGE {low}-{high}: "
+            "choose another range",
+        )
+    source = "LOCAL_IP_ADDRESS" if settings.local_ip_address else "the route towards ASTERISK_HOST"
+    return Result(
+        "RTP", True, f"{address} ({source}), {free} of {len(sample)} sampled ports in {low}-{high} free"
+    )
+
+
+def _writable_dir(path: Path) -> bool:
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+
+
+def check_paths(settings: Settings) -> Result:
+    problems = []
+    if settings.log_file_path:
+        log = Path(settings.log_file_path)
+        try:
+            with open(log, "a", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            problems.append(f"LOG_FILE_PATH {log} is not writable ({exc.strerror})")
+    if settings.call_records_dir and not _writable_dir(Path(settings.call_records_dir)):
+        problems.append(f"CALL_RECORDS_DIR {settings.call_records_dir} is not writable")
+    if not _writable_dir(Path(settings.control_socket_path).parent):
+        problems.append(f"cannot create the control socket in {Path(settings.control_socket_path).parent}")
+    if problems:
+        return Result("paths", False, "; ".join(problems))
+    return Result("paths", True, "log file, call records and control socket locations writable")

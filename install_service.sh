@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Installs callbridge as the systemd service openai-inbound-calls.service.
+#
+#   sudo ./install_service.sh                  install or upgrade (idempotent), then offer to edit
+#   sudo ./install_service.sh --edit           also open the configuration in $EDITOR now
+#   sudo ./install_service.sh --non-interactive  never ask anything
+#   sudo ./install_service.sh --root DIR       install into a staging root (packaging, tests)
+#   sudo ./install_service.sh --uninstall      remove the service and the program (the
+#                                              configuration and the user stay)
+#
+# What it does: creates the system user and group "callbridge"; installs callbridge into
+# its own virtual environment under /opt/callbridge/venv; creates
+# /etc/callbridge/callbridge.env from .env.example only if it does not exist (mode 0640,
+# root:callbridge; an existing file is never overwritten); installs the unit, reloads
+# systemd and enables the service (skipped, with a message, where systemd is not running).
+set -euo pipefail
+
+SERVICE=openai-inbound-calls
+APP_USER=callbridge
+SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=/
+EDIT=no
+INTERACTIVE=auto
+ACTION=install
+PYTHON=${PYTHON:-python3}
+SEED_ENV=/usr/local/asterisk/.env  # the replaced script's configuration: same variable names
+
+if [ -t 1 ]; then
+  GREEN=$'\033[32m' YELLOW=$'\033[33m' RED=$'\033[31m' BOLD=$'\033[1m' RESET=$'\033[0m'
+else
+  GREEN="" YELLOW="" RED="" BOLD="" RESET=""
+fi
+ok() { printf '%s✓%s %s\n' "$GREEN" "$RESET" "$*"; }
+note() { printf '%s!%s %s\n' "$YELLOW" "$RESET" "$*"; }
+fail() { printf '%s✗ %s%s\n' "$RED" "$*" "$RESET" >&2; exit 1; }
+
+usage() {
+  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --edit) EDIT=yes ;;
+    --non-interactive) INTERACTIVE=no ;;
+    --root) [ $# -ge 2 ] || fail "--root needs a directory"; ROOT=$2; shift ;;
+    --root=*) ROOT=${1#--root=} ;;
+    --uninstall) ACTION=uninstall ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; fail "unknown option: $1" ;;
+  esac
+  shift
+done
+
+[ "$(id -u)" -eq 0 ] || fail "run it as root (sudo $0)"
+[ -d "$ROOT" ] || fail "--root $ROOT is not a directory"
+ROOT=$(cd "$ROOT" && pwd)
+if [ "$INTERACTIVE" = auto ]; then
+  if [ -t 0 ] && [ -t 1 ]; then INTERACTIVE=yes; else INTERACTIVE=no; fi
+fi
+
+path() { printf '%s%s' "${ROOT%/}" "$1"; }  # a system path inside the target root
+PREFIX=$(path /opt/callbridge)
+ENV_DIR=$(path /etc/callbridge)
+ENV_FILE=$ENV_DIR/callbridge.env
+UNIT_FILE=$(path /etc/systemd/system/$SERVICE.service)
+systemd_live() { [ "$ROOT" = / ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; }
+
+# --- the user and group -----------------------------------------------------------------
+
+group_id() { awk -F: -v n="$APP_USER" '$1 == n { print $3 }' "$(path /etc/group)" 2>/dev/null; }
+user_id() { awk -F: -v n="$APP_USER" '$1 == n { print $3 }' "$(path /etc/passwd)" 2>/dev/null; }
+
+free_system_id() {  # the highest id below 1000 that neither file uses
+  local id
+  for id in $(seq 999 -1 100); do
+    if ! awk -F: -v id="$id" '$3 == id { found = 1 } END { exit !found }' \
+        "$(path /etc/passwd)" "$(path /etc/group)" 2>/dev/null; then
+      echo "$id"; return
+    fi
+  done
+  fail "no free system id below 1000 in $(path /etc/passwd)"
+}
+
+ensure_user() {
+  if [ -n "$(user_id)" ]; then ok "user $APP_USER exists"; return; fi
+  if [ "$ROOT" = / ]; then
+    getent group "$APP_USER" >/dev/null || groupadd --system "$APP_USER"
+    useradd --system --gid "$APP_USER" --home-dir /var/lib/callbridge --no-create-home \
+      --shell /usr/sbin/nologin --comment "callbridge voice agent" "$APP_USER"
+  else
+    # A staging root: write the entries directly (useradd --root needs a full system there).
+    mkdir -p "$(path /etc)"
+    touch "$(path /etc/passwd)" "$(path /etc/group)"
+    local gid uid
+    gid=$(group_id)
+    if [ -z "$gid" ]; then
+      gid=$(free_system_id)
+      echo "$APP_USER:x:$gid:" >> "$(path /etc/group)"
+    fi
+    uid=$(free_system_id)
+    echo "$APP_USER:x:$uid:$gid:callbridge voice agent:/var/lib/callbridge:/usr/sbin/nologin" >> "$(path /etc/passwd)"
+  fi
+  ok "created system user $APP_USER"
+}
+
+# --- install ----------------------------------------------------------------------------
+
+install_program() {
+  command -v "$PYTHON" >/dev/null || fail "$PYTHON not found: install Python 3.11 or newer"
+  "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || fail "$PYTHON is $("$PYTHON" -V 2>&1); callbridge needs Python 3.11 or newer"
+  mkdir -p "$PREFIX/share"
+  if [ ! -x "$PREFIX/venv/bin/python" ]; then
+    "$PYTHON" -m venv "$PREFIX/venv" || fail "could not create $PREFIX/venv (is python3-venv installed?)"
+  fi
+  "$PREFIX/venv/bin/python" -m pip install --quiet --upgrade pip >/dev/null \
+    || note "could not upgrade pip; going on with the one there is"
+  "$PREFIX/venv/bin/python" -m pip install --quiet --upgrade "$SRC_DIR" \
+    || fail "pip could not install callbridge from $SRC_DIR"
+  cp "$SRC_DIR/README.md" "$PREFIX/share/README.md"
+  [ -f "$SRC_DIR/docs/operations.md" ] && cp "$SRC_DIR/docs/operations.md" "$PREFIX/share/operations.md"
+  ok "callbridge $("$PREFIX/venv/bin/callbridge" --version | awk '{print $2}') installed in $PREFIX/venv"
+}
+
+install_env_file() {
+  local gid
+  gid=$(group_id)
+  mkdir -p "$ENV_DIR"
+  chown "0:$gid" "$ENV_DIR"
+  chmod 0750 "$ENV_DIR"
+  if [ -e "$ENV_FILE" ]; then
+    ok "kept the existing configuration $ENV_FILE"
+  elif [ "$ROOT" = / ] && [ -f "$SEED_ENV" ]; then
+    cp "$SEED_ENV" "$ENV_FILE"
+    note "copied the old script's configuration $SEED_ENV to $ENV_FILE (the variable names are the same)"
+  else
+    cp "$SRC_DIR/.env.example" "$ENV_FILE"
+    note "created $ENV_FILE from .env.example: fill in ASTERISK_USERNAME, ASTERISK_PASSWORD, OPENAI_API_KEY"
+  fi
+  chown "0:$gid" "$ENV_FILE"
+  chmod 0640 "$ENV_FILE"
+}
+
+install_unit() {
+  mkdir -p "$(dirname "$UNIT_FILE")"
+  install -m 0644 "$SRC_DIR/$SERVICE.service" "$UNIT_FILE"
+  ok "installed $UNIT_FILE"
+  if systemd_live; then
+    systemctl daemon-reload
+    systemctl enable "$SERVICE.service" >/dev/null 2>&1 || fail "systemctl enable $SERVICE failed"
+    ok "enabled $SERVICE (start it with: systemctl start $SERVICE)"
+  else
+    note "systemd is not running here (or --root was given): skipped daemon-reload and enable"
+  fi
+}
+
+edit_env_file() {
+  local editor=${EDITOR:-}
+  if [ -z "$editor" ]; then
+    for candidate in nano vi; do
+      if command -v "$candidate" >/dev/null; then editor=$candidate; break; fi
+    done
+  fi
+  [ -n "$editor" ] || fail "no editor found: set EDITOR, or edit $ENV_FILE by hand"
+  "$editor" "$ENV_FILE"
+}
+
+do_install() {
+  printf '%sInstalling callbridge (%s.service) into %s%s\n' "$BOLD" "$SERVICE" "$ROOT" "$RESET"
+  ensure_user
+  install_program
+  install_env_file
+  install_unit
+  if [ "$EDIT" = yes ]; then
+    edit_env_file
+  elif [ "$INTERACTIVE" = yes ]; then
+    read -r -p "Edit $ENV_FILE now? [y/N] " answer
+    case "$answer" in [yY]*) edit_env_file ;; esac
+  fi
+  if [ "$ROOT" = / ]; then
+    if "$PREFIX/venv/bin/callbridge" config --env-file "$ENV_FILE" >/dev/null 2>&1; then
+      ok "configuration is valid; run: sudo -u $APP_USER $PREFIX/venv/bin/callbridge check --env-file $ENV_FILE"
+    else
+      note "configuration is not complete yet: $PREFIX/venv/bin/callbridge config --env-file $ENV_FILE says why"
+    fi
+  fi
+  ok "done"
+}
+
+do_uninstall() {
+  printf '%sUninstalling callbridge (%s.service) from %s%s\n' "$BOLD" "$SERVICE" "$ROOT" "$RESET"
+  if systemd_live; then
+    systemctl disable --now "$SERVICE.service" >/dev/null 2>&1 || true
+  fi
+  rm -f "$UNIT_FILE"
+  systemd_live && systemctl daemon-reload
+  rm -rf "$PREFIX"
+  ok "removed the service and $PREFIX"
+  note "kept $ENV_FILE and the user $APP_USER (remove them by hand if you want them gone)"
+}
+
+case "$ACTION" in
+  install) do_install ;;
+  uninstall) do_uninstall ;;
+esac

@@ -1,0 +1,137 @@
+"""`callbridge check` against the simulators: all pass, then each failure on its own."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from harness import API_KEY, ARI_PASSWORD, ARI_USER, AsteriskSim, RealtimeSim
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def asterisk():
+    sim = AsteriskSim()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="module")
+def realtime():
+    sim = RealtimeSim()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def env(asterisk, realtime, tmp_path):
+    return {
+        "PATH": os.environ["PATH"],
+        "ASTERISK_HOST": "127.0.0.1",
+        "ASTERISK_PORT": str(asterisk.port),
+        "ASTERISK_USERNAME": ARI_USER,
+        "ASTERISK_PASSWORD": ARI_PASSWORD,
+        "OPENAI_API_KEY": API_KEY,
+        "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{realtime.port}/v1/realtime",
+        "LOCAL_IP_ADDRESS": "127.0.0.1",
+        "RTP_PORT_RANGE": "31000-31999",
+        "CONTROL_SOCKET_PATH": str(tmp_path / "run" / "control.sock"),
+        "LOG_FILE_PATH": str(tmp_path / "callbridge.log"),
+    }
+
+
+def check(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "callbridge.cli", "check", *args],
+        env=env,
+        cwd=env["PATH"] and None,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_everything_passes(env):
+    result = check(env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert all(line.startswith("✓") for line in lines) and len(lines) == 7
+    assert "accepted the key and model gpt-realtime" in result.stdout
+    assert ARI_PASSWORD not in result.stdout + result.stderr and API_KEY not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"ASTERISK_PASSWORD": "wrong-password"}, "do not match a user in ari.conf"),
+        ({"ASTERISK_PORT": "9"}, "cannot reach"),
+        ({"OPENAI_API_KEY": "sk-not-the-key"}, "invalid_api_key"),
+        ({"OPENAI_REALTIME_MODEL": "gpt-4o-realtime-preview-2024-12-17"}, "model_not_found"),
+        ({"OPENAI_API_SHAPE": "beta"}, "OPENAI_API_SHAPE=ga"),
+        ({"OPENAI_REALTIME_URL": "ws://127.0.0.1:9/v1/realtime"}, "cannot reach ws://127.0.0.1:9"),
+        ({"LOCAL_IP_ADDRESS": "192.0.2.77"}, "is not an address of this host"),
+        (
+            {"LOG_FILE_PATH": "/proc/callbridge/nope.log"},
+            "LOG_FILE_PATH /proc/callbridge/nope.log is not writable",
+        ),
+        ({"OPENAI_API_KEY": "sk-your-key-here"}, "still hold the .env.example placeholder"),
+    ],
+    ids=[
+        "ari-password",
+        "ari-unreachable",
+        "openai-key",
+        "model",
+        "beta",
+        "realtime-unreachable",
+        "rtp-address",
+        "log-path",
+        "placeholder",
+    ],
+)
+def test_each_failure_says_what_to_fix(env, change, expected):
+    result = check({**env, **change})
+    assert result.returncode == 1
+    assert expected in result.stderr, result.stdout + result.stderr
+    assert "check(s) failed" in result.stderr
+
+
+def test_busy_rtp_ports(env):
+    held = []
+    for port in (31500, 31501):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", port))
+        held.append(sock)
+    try:
+        result = check({**env, "RTP_PORT_RANGE": "31500-31501"})
+    finally:
+        for sock in held:
+            sock.close()
+    assert result.returncode == 1 and "no free UDP port" in result.stderr
+
+
+def test_app_name_held_by_another_program(env, asterisk):
+    import base64
+
+    import websocket
+
+    token = base64.b64encode(f"{ARI_USER}:{ARI_PASSWORD}".encode()).decode()
+    other = websocket.create_connection(
+        f"ws://127.0.0.1:{asterisk.port}/ari/events?app=openai-app",
+        header=[f"Authorization: Basic {token}"],
+        timeout=5,
+    )
+    try:
+        result = check(env, "--offline")
+    finally:
+        other.close()
+    assert result.returncode == 1 and "another program is connected as app openai-app" in result.stderr
+    assert "skipped (--offline)" in result.stdout
+
+
+def test_invalid_configuration_exits_78(env):
+    result = check({**env, "ASTERISK_PORT": "eighty"})
+    assert result.returncode == 78 and "ASTERISK_PORT" in result.stderr
