@@ -50,6 +50,11 @@ class CallInfo:
     channel_name: str = ""
 
 
+def host_port(address: str, port: int) -> str:
+    """`external_host` as ARI wants it: IPv6 addresses in brackets."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 class SetupError(Exception):
     def __init__(self, message: str, reason: EndReason) -> None:
         super().__init__(message)
@@ -114,6 +119,9 @@ class Call:
         except SetupError as exc:
             log.error("call set-up failed: %s", exc)
             self.end_reason = exc.reason
+        except Exception:  # a bug must still end the call cleanly: teardown, record
+            log.exception("call failed unexpectedly")
+            self.end_reason = EndReason.WORKER_CRASHED
         header.set(Slot.CALL_STATE, CallState.ENDING)
         header.set(Slot.END_REASON, self.end_reason)
         try:
@@ -164,11 +172,11 @@ class Call:
             media = self.ari.external_media(
                 settings.ari_app_name,
                 ids.external_channel_id(info.call_id),
-                f"{local[0]}:{local[1]}",
+                host_port(local[0], local[1]),
                 settings.audio_format,
                 info.call_id,
             )
-            variables = media.get("channelvars") or {}
+            variables = (media or {}).get("channelvars") or {}
             asterisk = (variables["UNICASTRTP_LOCAL_ADDRESS"], int(variables["UNICASTRTP_LOCAL_PORT"]))
             rtp_in.asterisk = rtp_out.destination = asterisk
             self._start_thread("rtp-in", rtp_in.run)

@@ -63,9 +63,13 @@ class Conversation:
         }
         self.active_response: str | None = None
         self.last_error_code = ""
+        # Goodbye: the main thread only posts the request (one attribute assignment);
+        # realtime-recv carries it out, so Playback and the response state keep one writer.
+        self._goodbye_request: str | None = None
         self.goodbye_instructions: str | None = None
         self.goodbye_response: str | None = None
         self.goodbye_requested = False
+        self.goodbye_sent = False
         self.goodbye_done = threading.Event()
         self._malformed_logged = False
         self._threads: list[threading.Thread] = []
@@ -73,11 +77,26 @@ class Conversation:
     # --- connection
 
     def open(self) -> None:
-        """Connect and configure a session; raises RealtimeConnectError."""
+        """Connect and configure a session; raises RealtimeConnectError for any failure."""
         self.header.set(Slot.REALTIME_STATE, RealtimeState.CONNECTING)
+        try:
+            update = json.dumps(proto.session_update(self.settings))
+        except OSError as exc:  # OPENAI_INSTRUCTIONS_FILE became unreadable
+            raise RealtimeConnectError(f"cannot read the instructions: {exc}", fatal=True) from None
         ws = connect_realtime(self.settings)
+        try:
+            ws.send(update)
+        except ConnectionClosed:
+            pass  # refused at once: recv reports why (the error event came before the close)
+        except OSError as exc:
+            ws.close()
+            raise RealtimeConnectError(f"Realtime connection failed at once: {exc}", fatal=False) from None
+        # Published only now: realtime-send must never append audio to an unconfigured session.
         self.ws = ws
-        self._send(proto.session_update(self.settings))
+        if self.stop.is_set():  # the call ended while this was connecting
+            self.ws = None
+            ws.close()
+            return
         self.header.set(Slot.REALTIME_STATE, RealtimeState.CONNECTED)
         log.info(
             "Realtime session open (model %s, %s shape)",
@@ -87,11 +106,23 @@ class Conversation:
 
     def start(self, greet: bool) -> None:
         for name, target in (("realtime-recv", self._recv_loop), ("realtime-send", self._send_loop)):
-            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread = threading.Thread(target=self._guard(target, name), name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
         if greet and self.settings.openai_greeting:
             self._send(proto.response_create(self.settings.openai_greeting))
+
+    def _guard(self, target, name: str):
+        def run() -> None:
+            try:
+                target()
+            except Exception:
+                if self.stop.is_set():
+                    return
+                log.exception("%s thread crashed", name)
+                self._fatal(f"{name} thread crashed")
+
+        return run
 
     def close(self) -> None:
         self.header.set(Slot.REALTIME_STATE, RealtimeState.CLOSED)
@@ -121,17 +152,26 @@ class Conversation:
     # --- goodbye (time limit, idle)
 
     def say_goodbye(self, instructions: str) -> None:
-        """Cut any reply short and have the agent say goodbye; `goodbye_done` is set when
-        that reply has been fully received (playback drains it afterwards)."""
-        if self.goodbye_requested:
+        """(main thread) Ask for a goodbye: realtime-recv cuts any reply short and has the
+        agent say it; `goodbye_done` is set once that reply has been fully received."""
+        self._goodbye_request = instructions
+
+    def _start_goodbye(self) -> None:
+        """(realtime-recv) Carry out a posted goodbye request."""
+        instructions, self._goodbye_request = self._goodbye_request, None
+        if instructions is None or self.goodbye_requested:
             return
         self.goodbye_requested = True
         self.goodbye_instructions = instructions
         if self.playback.is_playing():
             self._interrupt()
         if self.active_response is None:
-            self._send(proto.response_create(instructions))
-        # else: sent when the active response is done (avoids conversation_already_has_active_response)
+            self._send_goodbye()
+        # else: sent at that response's response.done (avoids conversation_already_has_active_response)
+
+    def _send_goodbye(self) -> None:
+        self.goodbye_sent = True
+        self._send(proto.response_create(self.goodbye_instructions or proto.GOODBYE_IDLE, purpose="goodbye"))
 
     # --- threads
 
@@ -158,8 +198,13 @@ class Conversation:
             ws = self.ws
             if ws is None:
                 return
+            if self._goodbye_request is not None:
+                self._start_goodbye()
             try:
-                message = ws.recv()
+                # A short timeout so that a posted goodbye is acted on within 50 ms.
+                message = ws.recv(timeout=0.05)
+            except TimeoutError:
+                continue
             except ConnectionClosed as closed:
                 if self.stop.is_set():
                     return
@@ -187,6 +232,8 @@ class Conversation:
         self.header.set(Slot.REALTIME_STATE, RealtimeState.RECONNECTING)
         self.ws = None
         self.active_response = None
+        self.goodbye_response = None  # a goodbye in flight died with the session: asked again below
+        self.goodbye_sent = False
         self.playback.response_finished(self.playback.open_response or "")
         for delay in RECONNECT_DELAYS:
             if self.stop.wait(delay):
@@ -206,7 +253,7 @@ class Conversation:
                 self._send(event)
             log.info("Realtime session resumed with %d earlier turns", len(turns))
             if self.goodbye_requested and not self.goodbye_done.is_set():
-                self._send(proto.response_create(self.goodbye_instructions or proto.GOODBYE_IDLE))
+                self._send_goodbye()
             return True
         self._fatal(f"Realtime service unreachable after {len(RECONNECT_DELAYS)} attempts")
         return False
@@ -277,8 +324,9 @@ class Conversation:
         self.active_response = response_id
         self.playback.response_started(response_id)
         self.header.add(Slot.RESPONSES)
-        if self.goodbye_requested and self.goodbye_response is None:
-            self.goodbye_response = response_id  # the reply to our goodbye request
+        metadata = event["response"].get("metadata") or {}
+        if self.goodbye_sent and self.goodbye_response is None and metadata.get("purpose") == "goodbye":
+            self.goodbye_response = response_id  # tagged: a VAD-created reply cannot be taken for it
 
     def _on_response_done(self, event: dict) -> None:
         response = event["response"]
@@ -299,8 +347,8 @@ class Conversation:
         self.header.set(Slot.OUTPUT_TOKENS, self.usage["output_tokens"])
         if response_id == self.goodbye_response:
             self.goodbye_done.set()
-        elif self.goodbye_requested and self.goodbye_response is None:
-            self._send(proto.response_create(self.goodbye_instructions or proto.GOODBYE_IDLE))
+        elif self.goodbye_requested and not self.goodbye_sent and self.active_response is None:
+            self._send_goodbye()
 
     def _on_agent_transcript(self, event: dict) -> None:
         text = str(event.get("transcript") or "").strip()

@@ -67,7 +67,7 @@ class RtpIn:
                 if self.stop.is_set():
                     return
                 raise
-            if source != self.asterisk:
+            if source[:2] != self.asterisk:  # IPv6 sources carry flow info and scope id
                 header.add(Slot.REJECTED_SOURCE)
                 self._note(
                     "source",
@@ -123,6 +123,7 @@ class RtpOut:
         payload = packetizer.payload_area()
         frame = rtp.FRAME_BYTES
         talking = False
+        send_errors = 0
         deadline = time.monotonic()
         while not self.stop.is_set():
             deadline += FRAME_SECONDS
@@ -153,7 +154,11 @@ class RtpOut:
             except OSError as exc:
                 if self.stop.is_set():
                     return
-                log.warning("RTP send to %s failed: %s", self.destination, exc)
+                send_errors += 1
+                if send_errors in (1, 10, 100) or send_errors % 1000 == 0:  # not 50 lines a second
+                    log.warning(
+                        "RTP send to %s failed (%d times so far): %s", self.destination, send_errors, exc
+                    )
             # Lateness is measured once the packet is out, so a delay anywhere before it
             # (a late wake-up, the GIL, a stalled vCPU inside the syscall) counts.
             lateness = time.monotonic() - deadline

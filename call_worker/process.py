@@ -17,8 +17,7 @@ import ctypes
 import logging
 import os
 import signal
-import sys
-import traceback
+import threading
 
 from call_worker.call import Call, CallInfo
 from callbridge import logs
@@ -41,23 +40,46 @@ def _die_with_parent() -> None:
         pass
 
 
-def spawn(settings: Settings, info: CallInfo, segment: CallSegment, close_fds: list[int] = ()) -> int:
-    """Fork a worker for `info`; return its pid (in the parent)."""
+def spawn(
+    settings: Settings,
+    info: CallInfo,
+    segment: CallSegment,
+    close_fds: list[int] = (),
+    close_segments: list[CallSegment] = (),
+) -> int:
+    """Fork a worker for `info`; return its pid (in the parent).
+
+    `close_segments` are the other live calls' segments: the child unmaps them, so no
+    worker can read or write another call's audio."""
     supervisor_pid = os.getpid()
     pid = os.fork()
     if pid:
         return pid
     code = EXIT_CRASHED
     try:
-        code = _child(settings, info, segment, supervisor_pid, close_fds)
+        code = _child(settings, info, segment, supervisor_pid, close_fds, close_segments)
     except BaseException:
-        traceback.print_exc(file=sys.stderr)
+        # Through logging, so the redacting formatter sees the traceback too.
+        log.critical("call worker crashed", exc_info=True)
     finally:
         os._exit(code)
 
 
+def _log_thread_crash(args: threading.ExceptHookArgs) -> None:
+    log.critical(
+        "thread %s crashed",
+        getattr(args.thread, "name", "?"),
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
+
+
 def _child(
-    settings: Settings, info: CallInfo, segment: CallSegment, supervisor_pid: int, close_fds: list[int]
+    settings: Settings,
+    info: CallInfo,
+    segment: CallSegment,
+    supervisor_pid: int,
+    close_fds: list[int],
+    close_segments: list[CallSegment],
 ) -> int:
     _die_with_parent()
     signal.set_wakeup_fd(-1)  # the supervisor's wake-up socket is not ours to write to
@@ -66,7 +88,10 @@ def _child(
             os.close(fd)
         except OSError:
             pass
+    for other in close_segments:
+        other.close()
     logs.set_process_call_id(info.call_id)
+    threading.excepthook = _log_thread_crash
     header = segment.header
 
     def on_term(_signo, _frame) -> None:

@@ -111,8 +111,13 @@ def session_update(settings: Settings) -> dict:
     }
 
 
-def response_create(instructions: str) -> dict:
-    return {"type": "response.create", "response": {"instructions": instructions}}
+def response_create(instructions: str, purpose: str = "") -> dict:
+    """A response with its own instructions; `purpose` comes back in response.created's
+    metadata, which tells our own responses apart from those server VAD creates."""
+    response: dict = {"instructions": instructions}
+    if purpose:
+        response["metadata"] = {"purpose": purpose}
+    return {"type": "response.create", "response": response}
 
 
 def context_items(turns: list[tuple[str, str]], beta: bool) -> list[dict]:

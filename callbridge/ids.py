@@ -31,3 +31,12 @@ def is_our_channel(channel: dict) -> bool:
     return str(channel.get("name", "")).startswith("UnicastRTP/") or str(channel.get("id", "")).startswith(
         PREFIX
     )
+
+
+_ID_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def valid_call_id(channel_id: str) -> bool:
+    """Asterisk's channel ids (`1732512345.42`, or a UUID) fit this; anything else is refused,
+    because the id ends up in a shared-memory name, ARI URL paths and a file name."""
+    return 0 < len(channel_id) <= 64 and set(channel_id) <= _ID_ALPHABET and channel_id[0] not in ".-"

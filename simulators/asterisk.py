@@ -150,7 +150,9 @@ class SimulatedAsterisk:
 
     # --- calls (the simulated PSTN side)
 
-    def place_call(self, app: str, script: list[dict], caller: str = "", exten: str = "100") -> dict:
+    def place_call(
+        self, app: str, script: list[dict], caller: str = "", exten: str = "100", tag: str = ""
+    ) -> dict:
         with self.lock:
             if app not in self.sockets or self.sockets[app].closed.is_set():
                 raise LookupError(f"Stasis app {app!r} is not registered")
@@ -159,6 +161,7 @@ class SimulatedAsterisk:
             audio, hangup_frame, utterances = render(parse_script(script), self.law)
             leg = CallerLeg(channel_id, self.law, PAYLOAD_TYPES[self.law], audio, hangup_frame, utterances)
             leg.on_hangup = lambda: self.hangup(channel_id, by="caller")
+            leg.tag = tag.encode()[:32]
             chan = Channel(
                 channel_id,
                 f"PJSIP/sim-{number:08x}",
@@ -495,6 +498,7 @@ class Handler(BaseHTTPRequestHandler):
                     body.get("script", [{"say": 1000}]),
                     body.get("caller", ""),
                     body.get("exten", "100"),
+                    body.get("tag", ""),
                 )
             except LookupError as exc:
                 return self._error(409, str(exc))
@@ -528,6 +532,12 @@ class Handler(BaseHTTPRequestHandler):
                 return self._error(404, "no such call with media")
             sent = inject_garbage(record.leg, int(q.get("count", "100")), int(q.get("seed", "1")))
             return self._reply(200, {"sent": sent})
+        if parts == ["emit"] and method == "POST":  # raw text to the app's events socket
+            size = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(size).decode("utf-8", "replace")
+            with sim.lock:
+                sock = sim.sockets.get(q.get("app", "openai-app"))
+            return self._reply(200, {"sent": bool(sock and sock.send_text(raw))})
         if parts == ["drop-events"] and method == "POST":
             with sim.lock:
                 sockets = list(sim.sockets.values())

@@ -101,6 +101,7 @@ class CallerLeg:
     media_started: float | None = None
     on_hangup: object = None  # callable set by the ARI simulator
     active: bool = True
+    tag: bytes = b""  # written over the start of the first frame: lets benchmarks match streams
 
     def __post_init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -123,6 +124,8 @@ class CallerLeg:
     def next_packet(self) -> bytes:
         start = self.frames_sent * FRAME
         payload = self.audio[start : start + FRAME] if start < len(self.audio) else self._silence
+        if self.frames_sent == 0 and self.tag:
+            payload = self.tag[:FRAME] + payload[len(self.tag) :]
         first = 0x80 | self.payload_type if self.frames_sent == 0 else self.payload_type
         packet = _RTP.pack(0x80, first, self._seq, self._ts, self._ssrc) + payload
         self._seq = (self._seq + 1) & 0xFFFF

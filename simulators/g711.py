@@ -64,12 +64,19 @@ def decode(data: bytes, law: str = "ulaw") -> array:
     return array("h", (table[b] for b in data))
 
 
+# |sample| >> 7 per code byte: `bytes.translate` then `sum` run in C, which keeps level
+# metering cheap enough for hundreds of simulated callers.
+_ULAW_MAGNITUDE = bytes(min(255, abs(v) >> 7) for v in ULAW_DECODE)
+_ALAW_MAGNITUDE = bytes(min(255, abs(v) >> 7) for v in ALAW_DECODE)
+
+
 def level(data: bytes, law: str = "ulaw") -> float:
-    """Mean absolute amplitude of a G.711 buffer (0 for digital silence, ~10000 for speech)."""
+    """Mean absolute amplitude of a G.711 buffer (0 for digital silence, ~6000 for a loud
+    tone), to a resolution of 128."""
     if not data:
         return 0.0
-    table = ULAW_DECODE if law == "ulaw" else ALAW_DECODE
-    return sum(abs(table[b]) for b in data) / len(data)
+    table = _ULAW_MAGNITUDE if law == "ulaw" else _ALAW_MAGNITUDE
+    return sum(bytes(data).translate(table)) * 128 / len(data)
 
 
 def tone(

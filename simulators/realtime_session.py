@@ -240,7 +240,10 @@ class Session:
                 "Conversation already has an active response in progress.",
             )
         instructions = ((event.get("response") or {}).get("instructions")) or "reply"
-        self._start_response(g711.tone(self.reply.greeting_ms, 350.0, 9000, self.law), instructions[:60])
+        metadata = (event.get("response") or {}).get("metadata")
+        self._start_response(
+            g711.tone(self.reply.greeting_ms, 350.0, 9000, self.law), instructions[:60], metadata
+        )
 
     def _response_cancel(self, event: dict) -> None:
         if self.active is None:
@@ -249,14 +252,14 @@ class Session:
 
     # --- responses
 
-    def _start_response(self, audio: bytes, transcript: str) -> None:
+    def _start_response(self, audio: bytes, transcript: str, metadata: dict | None = None) -> None:
         response = Response(new_id("resp"), new_id("item"), audio)
         self.active = response
         self.item_audio_ms[response.item_id] = 0
         self.send(
             {
                 "type": "response.created",
-                "response": {"id": response.id, "status": "in_progress", "output": []},
+                "response": {"id": response.id, "status": "in_progress", "output": [], "metadata": metadata},
             }
         )
         item = {

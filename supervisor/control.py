@@ -21,12 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from callbridge.secret import redact
 from supervisor import wire
 
 log = logging.getLogger(__name__)
 
 MAX_CLIENTS = 32
 CLIENT_IDLE = 10.0
+MAX_REQUESTS_PER_READ = 8  # a client pipelining requests cannot monopolise one loop pass
+MAX_OUTBOX = 4 * 1024 * 1024  # a client that does not read its replies is dropped
 _UCRED = struct.Struct("3i")
 
 
@@ -135,16 +138,29 @@ class ControlServer:
         client.inbox += data
         try:
             frames = wire.split_frames(client.inbox)
+            if len(frames) > MAX_REQUESTS_PER_READ:
+                raise wire.WireError(f"more than {MAX_REQUESTS_PER_READ} requests at once")
             for frame in frames:
                 request = wire.decode(frame)
-                self._reply(client, self.handle(request, client.uid))
+                try:
+                    reply = self.handle(request, client.uid)
+                except Exception as exc:  # one bad request must never take the supervisor down
+                    log.exception("control socket: request failed")
+                    reply = {"ok": False, "error": f"request failed: {type(exc).__name__}"}
+                self._reply(client, reply)
         except wire.WireError as exc:
             log.warning("control socket: bad request: %s", exc)
             client.closing = True
             self._reply(client, {"ok": False, "error": f"bad request: {exc}"})
 
     def _reply(self, client: Client, reply: dict) -> None:
-        client.outbox += wire.encode(reply)
+        if client.sock.fileno() not in self.clients:
+            return
+        client.outbox += wire.encode(reply, redact)  # defence in depth: no reply carries a secret
+        if len(client.outbox) > MAX_OUTBOX:
+            log.warning("control socket: dropping a client that does not read its replies")
+            self._drop(client)
+            return
         self._flush(client)
 
     def _flush(self, client: Client) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from shm_ring import Slot
+from shm_ring import CallState, Slot
 from supervisor.calls import CallEntry, Phase
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,9 @@ class HealthMonitor:
     @staticmethod
     def _problems(entry: CallEntry, watch: WorkerWatch, cpu: float) -> list[str]:
         problems = []
-        if entry.phase is Phase.ACTIVE:
+        # Heartbeats are checked only while the worker itself says ACTIVE: once it is
+        # ENDING its threads stop by design (prompt, teardown); END_GRACE covers that phase.
+        if entry.phase is Phase.ACTIVE and entry.header.get(Slot.CALL_STATE) == CallState.ACTIVE:
             now = time.monotonic_ns()
             for name, slot in _HEARTBEATS.items():
                 beat = entry.header.get(slot)

@@ -28,8 +28,8 @@ def in_our_app(channel: dict, app: str) -> bool:
 
 def reconcile(supervisor) -> dict:
     ari = supervisor.ari
-    channels = ari.channels()
-    bridges = ari.bridges()
+    channels = [c for c in (ari.channels() or []) if isinstance(c, dict)]
+    bridges = [b for b in (ari.bridges() or []) if isinstance(b, dict)]
     live = set(supervisor.calls)
     stale: set[str] = set()
     removed = {"bridges": 0, "channels": 0, "callers": 0, "adopted": 0, "gone": 0}
@@ -37,25 +37,19 @@ def reconcile(supervisor) -> dict:
         owner = ids.call_id_of(str(bridge.get("id", "")))
         if owner is not None and owner not in live:
             stale.add(owner)
-            ari.delete_bridge(bridge["id"])
-            removed["bridges"] += 1
+            removed["bridges"] += _attempt(ari.delete_bridge, bridge["id"])
     present = {str(c.get("id", "")) for c in channels}
     for channel in channels:
         owner = ids.call_id_of(str(channel.get("id", "")))
         if owner is not None and owner not in live:
             stale.add(owner)
-            ari.hangup(channel["id"])
-            removed["channels"] += 1
+            removed["channels"] += _attempt(ari.hangup, channel["id"])
     for channel in channels:
         channel_id = str(channel.get("id", ""))
         if channel_id in live or ids.is_our_channel(channel):
             continue
         if channel_id in stale:
-            try:
-                ari.hangup(channel_id)
-                removed["callers"] += 1
-            except AriError as exc:
-                log.warning("could not hang up a caller left by an earlier run: %s", exc)
+            removed["callers"] += _attempt(ari.hangup, channel_id)
         elif in_our_app(channel, supervisor.settings.ari_app_name):
             log.info(
                 "adopting a call that entered while the events connection was down",
@@ -72,3 +66,13 @@ def reconcile(supervisor) -> dict:
     if any(removed.values()):
         log.info("reconciled with Asterisk: %s", ", ".join(f"{k} {v}" for k, v in removed.items() if v))
     return removed
+
+
+def _attempt(action, target: str) -> int:
+    """1 when done, 0 (logged) when ARI refused: one failure must not stop the others."""
+    try:
+        action(target)
+        return 1
+    except AriError as exc:
+        log.warning("reconciliation: %s", exc)
+        return 0

@@ -36,6 +36,7 @@ TICK = 1.0
 END_GRACE = 10.0  # seconds a worker has to exit after an end request before SIGKILL
 HARD_STOP_GRACE = 5.0
 BUSY_PROMPT_LIMIT = 10.0
+MAX_CLEANUPS_PER_TICK = 4
 
 
 class Supervisor:
@@ -43,7 +44,7 @@ class Supervisor:
         self.settings = settings
         self.selector = selectors.DefaultSelector()
         self.ari = AriRest(
-            settings.ari_base_url, settings.asterisk_username, settings.asterisk_password, timeout=2.0
+            settings.ari_base_url, settings.asterisk_username, settings.asterisk_password, timeout=1.0
         )
         self.events = AriEvents(settings)
         self.ari_fd = -1
@@ -111,15 +112,22 @@ class Supervisor:
                     self._connect_ari()
                 wait = max(0.0, min(next_tick, self._next_ari_attempt()) - time.monotonic())
                 for key, mask in self.selector.select(wait):
-                    self._dispatch(key.data, mask)
+                    self._guarded(self._dispatch, key.data, mask)
                 self._handle_signals()
                 self._reap()
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + TICK
-                    self._tick()
+                    self._guarded(self._tick)
         finally:
             self._shutdown()
         return 0
+
+    def _guarded(self, step, *args) -> None:
+        """A bug or a bad input in one step is logged; the loop, and every call, go on."""
+        try:
+            step(*args)
+        except Exception:
+            log.exception("supervisor: %s failed; carrying on", getattr(step, "__name__", step))
 
     def _next_ari_attempt(self) -> float:
         return self.events.next_attempt if self.events.state is LinkState.DISCONNECTED else float("inf")
@@ -136,7 +144,7 @@ class Supervisor:
                 pass
         elif kind == "ari":
             for event in self.events.read():
-                self._on_ari_event(event)
+                self._guarded(self._on_ari_event, event)
             if self.events.state is LinkState.DISCONNECTED:
                 self._forget_ari_fd()
         elif kind == "control":
@@ -226,7 +234,8 @@ class Supervisor:
             if kind != "ChannelHangupRequest":
                 self.busy.pop(channel_id, None)  # a turned-away caller left by itself
         elif kind == "PlaybackFinished":
-            playback_id = str((event.get("playback") or {}).get("id", ""))
+            playback = event.get("playback")
+            playback_id = str(playback.get("id", "")) if isinstance(playback, dict) else ""
             target = playback_id.removeprefix(f"{ids.PREFIX}busy-")
             if target != playback_id and target in self.busy:
                 self.busy[target] = 0.0  # hang up at the next tick
@@ -240,20 +249,38 @@ class Supervisor:
 
     def admit(self, channel: dict) -> None:
         channel_id = str(channel.get("id", ""))
-        if not channel_id or channel_id in self.calls or channel_id in self.busy:
+        if channel_id in self.calls or channel_id in self.busy:
+            return
+        if not ids.valid_call_id(channel_id):
+            # The id names a shared-memory segment, ARI paths and a record file: refuse
+            # anything but Asterisk's own id alphabet rather than escape it everywhere.
+            log.error("refusing a channel with an unusable id %r", channel_id[:80])
             return
         if self.draining or len(self.calls) >= self.settings.max_concurrent_calls:
             self._turn_away(channel_id, "draining" if self.draining else "at MAX_CONCURRENT_CALLS")
             return
-        caller = str((channel.get("caller") or {}).get("number", ""))
-        dialled = str((channel.get("dialplan") or {}).get("exten", ""))
+        caller = str(_field(channel, "caller", "number"))
+        dialled = str(_field(channel, "dialplan", "exten"))
         info = CallInfo(channel_id, caller, dialled, str(channel.get("name", "")))
         try:
             segment = CallSegment.create(segment_name(channel_id, self.settings.shm_prefix))
         except SegmentExistsError:
             log.error("a segment for call %s exists already; not starting it twice", channel_id)
             return
-        pid = process.spawn(self.settings, info, segment, close_fds=self._fds_for_children())
+        except OSError as exc:  # /dev/shm full, or limits
+            log.error("cannot create the call's shared memory (%s); turning it away", exc)
+            self._turn_away(channel_id, "no shared memory")
+            return
+        others = [entry.segment for entry in self.calls.values()]
+        try:
+            pid = process.spawn(
+                self.settings, info, segment, close_fds=self._fds_for_children(), close_segments=others
+            )
+        except OSError as exc:  # fork failed: EAGAIN (process limit), ENOMEM
+            segment.destroy()
+            log.error("cannot start a worker (%s); turning the call away", exc, extra={"call_id": channel_id})
+            self._turn_away(channel_id, "no worker")
+            return
         entry = CallEntry(channel_id, caller, dialled, info.channel_name, pid, segment)
         self.calls[channel_id] = entry
         self.by_pid[pid] = entry
@@ -361,21 +388,28 @@ class Supervisor:
         self._notify_status()
 
     def _teardown(self, call_id: str, hang_up_caller: bool) -> None:
-        """Idempotent by derived ids; on failure retried at the next tick and reconnect."""
+        """Idempotent by derived ids. Each step is tried even when another failed; a failed
+        call is retried from the tick while ARI is connected."""
         steps = [
             (self.ari.delete_bridge, ids.bridge_id(call_id)),
             (self.ari.hangup, ids.external_channel_id(call_id)),
         ]
         if hang_up_caller:
             steps.append((self.ari.hangup, call_id))
-        try:
-            for step, target in steps:
+        failures = []
+        for step, target in steps:
+            try:
                 step(target)
+            except AriError as exc:
+                failures.append(exc)
+        if not failures:
             self.pending_cleanup.discard(call_id)
-        except AriError as exc:
-            if call_id not in self.pending_cleanup:
-                log.warning("teardown in Asterisk failed (%s); will retry", exc, extra={"call_id": call_id})
-            self.pending_cleanup.add(call_id)
+            return
+        if call_id not in self.pending_cleanup:
+            log.warning(
+                "teardown in Asterisk failed (%s); will retry", failures[0], extra={"call_id": call_id}
+            )
+        self.pending_cleanup.add(call_id)
 
     # --- once a second
 
@@ -411,9 +445,12 @@ class Supervisor:
                     log.warning(
                         "could not hang up a turned-away call: %s", exc, extra={"call_id": channel_id}
                     )
-        for call_id in list(self.pending_cleanup):
-            if call_id not in self.calls:
-                self._teardown(call_id, hang_up_caller=True)
+        if self.events.state is LinkState.CONNECTED:
+            # A few per tick: with Asterisk slow or gone, these must not stall the loop
+            # (reconcile after the next connect cleans up whatever is still left).
+            for call_id in list(self.pending_cleanup)[:MAX_CLEANUPS_PER_TICK]:
+                if call_id not in self.calls:
+                    self._teardown(call_id, hang_up_caller=True)
         if self.control is not None:
             self.control.tick()
         systemd.notify("WATCHDOG=1")
@@ -426,11 +463,12 @@ class Supervisor:
     # --- control socket
 
     def _handle_request(self, request: dict, uid: int) -> dict:
-        command = COMMANDS.get(request.get("cmd"))
+        name = request.get("cmd")
+        command = COMMANDS.get(name) if isinstance(name, str) else None
         if command is None:
             return {
                 "ok": False,
-                "error": f"unknown command {request.get('cmd')!r}; known: {', '.join(COMMANDS)}",
+                "error": f"unknown command {str(name)[:40]!r}; known: {', '.join(COMMANDS)}",
             }
         try:
             return command.execute(self, request)
@@ -455,3 +493,9 @@ class Supervisor:
         self.events.close()
         self.ari.close()
         log.info("callbridge stopped: %d calls taken, %d failed", self.calls_taken, self.calls_failed)
+
+
+def _field(obj: dict, outer: str, inner: str) -> str:
+    """obj[outer][inner] from an ARI event, tolerating missing or mistyped parts."""
+    value = obj.get(outer)
+    return str(value.get(inner, "")) if isinstance(value, dict) else ""

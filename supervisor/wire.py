@@ -15,16 +15,18 @@ class WireError(Exception):
     """The peer sent something that is not a framed JSON object."""
 
 
-def encode(message: dict) -> bytes:
-    data = json.dumps(message, separators=(",", ":")).encode()
+def encode(message: dict, transform=None) -> bytes:
+    """Frame `message`; `transform` may rewrite the JSON text first (the server redacts)."""
+    text = json.dumps(message, separators=(",", ":"))
+    data = (transform(text) if transform else text).encode()
     return LENGTH.pack(len(data)) + data
 
 
 def decode(data: bytes) -> dict:
     try:
         message = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WireError(f"not JSON: {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise WireError(f"not JSON: {type(exc).__name__}") from None
     if not isinstance(message, dict):
         raise WireError("a request must be a JSON object")
     return message

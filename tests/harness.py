@@ -7,93 +7,30 @@ import base64
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
 import websocket
 
 from call_worker import process
 from call_worker.call import CallInfo
 from callbridge import config as cfg
 from shm_ring import CallSegment, EndReason, Slot, segment_name
+from simulators import clients
 
 REPO = Path(__file__).resolve().parents[1]
 ARI_USER, ARI_PASSWORD, API_KEY = "asterisk", "sim-ari-password", "sk-sim-test-key"
 
 
-class SimProcess:
-    """A simulator started as `python -m MODULE --port 0 ...`; its first line gives the port."""
-
-    def __init__(self, module: str, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, "--port", "0", *args],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=None,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.kill()
-            raise RuntimeError(f"{module} did not start")
-        self.port = json.loads(line)["port"]
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-class AsteriskSim(SimProcess):
+class AsteriskSim(clients.AsteriskSim):
     def __init__(self, *args: str) -> None:
-        super().__init__("simulators.asterisk", "--username", ARI_USER, "--password", ARI_PASSWORD, *args)
-
-    def place_call(
-        self, script: list[dict], app: str = "openai-app", caller: str = "", exten: str = "100"
-    ) -> str:
-        reply = requests.post(
-            f"{self.base}/sim/calls",
-            json={"script": script, "app": app, "caller": caller, "exten": exten},
-            timeout=5,
-        )
-        reply.raise_for_status()
-        return reply.json()["channel_id"]
-
-    def call(self, channel_id: str, packets: bool = True) -> dict:
-        return requests.get(
-            f"{self.base}/sim/calls/{channel_id}", params={"packets": int(packets)}, timeout=10
-        ).json()
-
-    def hangup(self, channel_id: str) -> None:
-        requests.post(f"{self.base}/sim/calls/{channel_id}/hangup", timeout=5)
-
-    def state(self) -> dict:
-        return requests.get(f"{self.base}/sim/state", timeout=5).json()
+        super().__init__(*args, username=ARI_USER, password=ARI_PASSWORD)
 
 
-class RealtimeSim(SimProcess):
+class RealtimeSim(clients.RealtimeSim):
     def __init__(self, *args: str) -> None:
-        super().__init__("simulators.realtime", "--api-key", API_KEY, *args)
-
-    def fault(self, kind: str, after: float = 0.0, count: int = 1) -> None:
-        requests.get(
-            f"{self.base}/sim/faults", params={"kind": kind, "after": after, "count": count}, timeout=5
-        )
-
-    def sessions(self) -> list[dict]:
-        return requests.get(f"{self.base}/sim/sessions", timeout=10).json()
-
-    def reset(self) -> None:
-        requests.get(f"{self.base}/sim/reset", timeout=5)
+        super().__init__(*args, api_key=API_KEY)
 
 
 def settings_for(asterisk: AsteriskSim, realtime: RealtimeSim, **overrides: str) -> cfg.Settings:

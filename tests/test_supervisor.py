@@ -235,14 +235,23 @@ def test_control_socket_refuses_other_users(service, tmp_path_factory):
 def test_control_socket_answers_garbage_with_errors(service):
     svc = service()
     replies = []
-    for payload in (b"not json", b"[1,2]", b'{"cmd": "launch-missiles"}', b'{"cmd": "hangup", "call_id": 5}'):
+    deeply_nested = b"[" * 100_000 + b"]" * 100_000  # RecursionError in json.loads
+    for payload in (
+        b"not json",
+        b"[1,2]",
+        b'{"cmd": "launch-missiles"}',
+        b'{"cmd": "hangup", "call_id": 5}',
+        b'{"cmd": []}',
+        b'{"cmd": {"a": 1}}',
+        deeply_nested,
+    ):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(5)
             sock.connect(svc.socket)
             sock.sendall(struct.pack("!I", len(payload)) + payload)
             buffer = bytearray(sock.recv(65536))
             replies.append(wire.decode(wire.split_frames(buffer)[0]))
-    assert all(reply["ok"] is False and reply["error"] for reply in replies)
+    assert len(replies) == 7 and all(reply["ok"] is False and reply["error"] for reply in replies)
     assert "unknown command" in replies[2]["error"]
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:  # a length of 4 GB
         sock.settimeout(5)
@@ -327,3 +336,34 @@ def test_a_frozen_worker_is_detected_and_its_call_ended(service, asterisk):
     svc.wait(lambda: asterisk.call(call_id, packets=False)["hangup"] is not None, timeout=25)
     assert f"worker {row['pid']} did not end" in svc.log()
     assert "died (signal:SIGKILL)" in svc.log()
+
+
+def test_malformed_ari_events_change_nothing(service, asterisk):
+    import requests
+
+    svc = service()
+    garbage = [
+        "not json at all",
+        "[1, 2, 3]",
+        '"a string"',
+        '{"no": "type"}',
+        '{"type": 17}',
+        '{"type": "StasisStart", "channel": "not an object"}',
+        '{"type": "StasisStart", "channel": {"id": "../../etc/passwd", "name": "PJSIP/x"}}',
+        '{"type": "StasisStart", "channel": {"id": "ok-id-1", "name": "PJSIP/x", "caller": 5, "dialplan": []}}',
+        '{"type": "PlaybackFinished", "playback": "x"}',
+        '{"type": "StasisEnd", "channel": {"id": ["list"]}}',
+        '{"type": "ChannelDestroyed"}',
+        '{"type": "SomethingNew", "channel": {"id": "z"}}',
+    ]
+    for raw in garbage:
+        assert requests.post(f"{asterisk.base}/sim/emit", data=raw, timeout=5).json()["sent"]
+    svc.wait(lambda: "ignoring a frame that is not JSON" in svc.log())
+    assert svc.proc.poll() is None and svc.status()["ok"]
+    assert "refusing a channel with an unusable id" in svc.log()
+    # A channel that ARI does not know: the worker's set-up fails cleanly and is reaped.
+    svc.wait(lambda: svc.status()["supervisor"]["calls_live"] == 0, timeout=20)
+    call_id = asterisk.place_call([{"say": 800}, {"silence": 4500}, {"hangup": True}])
+    svc.wait(lambda: asterisk.call(call_id, packets=False)["hangup"] is not None, timeout=15)
+    assert len(loud(asterisk.call(call_id))) == 150  # a normal call still works in full
+    assert list_segments(TEST_PREFIX) == [] or svc.wait(lambda: list_segments(TEST_PREFIX) == [])

@@ -1,0 +1,330 @@
+"""How fast, how smooth, how many calls: N concurrent calls against `callbridge run`.
+
+    python bench/calls_bench.py --calls 1,10,50,100 --seconds 20 [--out bench/results]
+
+For each N: fresh simulators (a simulated Asterisk whose callers speak, listen and
+sometimes talk over the reply; a simulated Realtime server), a fresh `callbridge run`,
+N calls arriving at 50 per second, each lasting about T seconds. Everything is measured
+outside callbridge: the callers' kernel arrival stamps (SO_TIMESTAMPNS), the Realtime
+server's event log, and psutil on the worker processes. Writes calls-bench.json and
+calls-bench.md to --out and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from simulators.clients import AsteriskSim, RealtimeSim  # noqa: E402
+
+LOUD = 1000
+ARRIVALS_PER_SECOND = 50
+TARGETS = {  # issue 7, at 100 concurrent calls
+    "pacing_dev_p99_ms": 2.0,
+    "pacing_dev_max_ms": 10.0,
+    "bursts": 0,
+    "frames_lost": 0,
+    "uplink_p99_ms": 5.0,
+    "downlink_first_audio_p99_ms": 25.0,
+    "barge_in_stop_max_ms": 40.0,
+    "setup_p99_ms": 100.0,
+    "worker_uss_max_mb": 15.0,
+}
+
+
+def script(seconds: float, index: int) -> list[dict]:
+    """Speak, listen to the 2 s reply; every third caller talks over part of a reply."""
+    steps: list[dict] = [{"silence": 200 + (index * 37) % 400}]
+    used = steps[0]["silence"]
+    turn = 0
+    while used < seconds * 1000 - 4500:
+        if index % 3 == 0 and turn % 2 == 1:
+            steps += [{"say": 900, "hz": 500}, {"silence": 1300}, {"say": 700, "hz": 620}, {"silence": 3000}]
+            used += 5900
+        else:
+            steps += [{"say": 1200, "hz": 440}, {"silence": 3000}]
+            used += 4200
+        turn += 1
+    steps.append({"hangup": True})
+    return steps
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * (len(ordered) - 1) + 0.5))]
+
+
+class Sampler:
+    """psutil over the supervisor and its workers: CPU seconds per worker, USS, RSS."""
+
+    def __init__(self, supervisor_pid: int) -> None:
+        self.supervisor = psutil.Process(supervisor_pid)
+        self.cpu: dict[int, float] = {}
+        self.uss: dict[int, float] = {}
+        self.supervisor_rss = 0.0
+
+    def sample(self, measure_uss: bool) -> int:
+        children = self.supervisor.children()
+        for child in children:
+            try:
+                times = child.cpu_times()
+                self.cpu[child.pid] = times.user + times.system
+                if measure_uss and child.pid not in self.uss and len(self.uss) < 12:
+                    self.uss[child.pid] = child.memory_full_info().uss / 2**20
+            except psutil.Error:
+                continue
+        self.supervisor_rss = max(self.supervisor_rss, self.supervisor.memory_info().rss / 2**20)
+        return len(children)
+
+
+def measure(calls: int, seconds: float, workdir: Path) -> dict:
+    asterisk = AsteriskSim(quiet=True)
+    realtime = RealtimeSim("--reply-ms", "2000", "--speed", "5", quiet=True)
+    socket_path = workdir / f"control-{calls}.sock"
+    env = {
+        **os.environ,
+        "ASTERISK_HOST": "127.0.0.1",
+        "ASTERISK_PORT": str(asterisk.port),
+        "ASTERISK_USERNAME": asterisk.username,
+        "ASTERISK_PASSWORD": asterisk.password,
+        "OPENAI_API_KEY": realtime.api_key,
+        "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{realtime.port}/v1/realtime",
+        "LOCAL_IP_ADDRESS": "127.0.0.1",
+        "CONTROL_SOCKET_PATH": str(socket_path),
+        "MAX_CONCURRENT_CALLS": str(calls + 10),
+        "OPENAI_GREETING": "",
+        "IDLE_TIMEOUT_SECONDS": "0",
+        "MAX_CALL_SECONDS": "0",
+        "LOG_LEVEL": "warning",
+        "SHM_PREFIX": f"callbridge-bench{os.getpid()}",
+        "RTP_PORT_RANGE": "40000-59999",
+    }
+    env.pop("NOTIFY_SOCKET", None)
+    with open(workdir / f"callbridge-{calls}.log", "w") as log_file:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "callbridge.cli", "run"],
+            env=env,
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+    try:
+        deadline = time.monotonic() + 15
+        while "openai-app" not in asterisk.state()["apps"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("callbridge did not connect to the simulated Asterisk")
+            time.sleep(0.05)
+        sampler = Sampler(service.pid)
+        ids: dict[str, int] = {}
+        started = time.monotonic()
+        for index in range(calls):
+            due = started + index / ARRIVALS_PER_SECOND
+            while time.monotonic() < due:
+                time.sleep(0.002)
+            reply = requests.post(
+                f"{asterisk.base}/sim/calls",
+                timeout=10,
+                json={
+                    "script": script(seconds, index),
+                    "caller": f"+1555{index:07d}",
+                    "tag": f"CBBENCH{index:06d}",
+                },
+            )
+            ids[reply.json()["channel_id"]] = index
+        peak = 0
+        deadline = time.monotonic() + seconds + 60
+        while time.monotonic() < deadline:
+            live = sampler.sample(measure_uss=time.monotonic() - started > seconds / 2)
+            peak = max(peak, live)
+            records = requests.get(f"{asterisk.base}/sim/calls", timeout=30).json()
+            if all(r["hangup"] is not None for r in records) and live == 0:
+                break
+            time.sleep(1.0)
+        time.sleep(0.5)
+        sessions = realtime.sessions()
+        records = {call_id: asterisk.call(call_id) for call_id in ids}
+    finally:
+        service.send_signal(signal.SIGTERM)
+        try:
+            service.wait(30)
+        except subprocess.TimeoutExpired:
+            service.kill()
+        asterisk.stop()
+        realtime.stop()
+    return analyse(calls, seconds, ids, records, sessions, sampler, peak)
+
+
+def analyse(calls, seconds, ids, records, sessions, sampler, peak) -> dict:
+    by_tag = {}
+    for session in sessions:
+        for _, direction, event in session["events"]:
+            if direction == "in" and event.get("type") == "first_audio":
+                by_tag[bytes.fromhex(event["head"])[:13].decode("ascii", "replace")] = session
+                break
+    setup, uplink, downlink, deviations, barge = [], [], [], [], []
+    bursts = lost = 0
+    durations = []
+    for call_id, index in ids.items():
+        record = records[call_id]
+        if record.get("media_started") is None:
+            lost += 1
+            continue
+        setup.append((record["media_started"] - record["placed"]) * 1000)
+        durations.append((record["hangup"] or record["media_started"]) - record["placed"])
+        received = record["received"]
+        loud = [row[0] for row in received if row[7] >= LOUD]
+        for (a, seq_a), (b, seq_b) in zip(
+            ((r[0], r[1]) for r in received), ((r[0], r[1]) for r in received[1:]), strict=False
+        ):
+            gap = (b - a) * 1000
+            deviations.append(abs(gap - 20.0))
+            bursts += gap < 10.0
+            lost += (seq_b - seq_a - 1) % 65536
+        session = by_tag.get(f"CBBENCH{index:06d}")
+        if session is None:
+            continue
+        sends = record["send_times"]
+        appends = [
+            (t, e["total"])
+            for t, d, e in session["events"]
+            if d == "in" and e.get("type") == "input_audio_buffer.append"
+        ]
+        if appends:
+            frame = 0
+            for t, total in appends:
+                while frame < min(total // 160, len(sends)):
+                    if sends[frame] >= appends[0][0]:
+                        uplink.append((t - sends[frame]) * 1000)
+                    frame += 1
+            before_end = sum(1 for s in sends if s < appends[-1][0] - 0.2)
+            lost += max(0, before_end - appends[-1][1] // 160)
+        first_delta = {}
+        for t, d, e in session["events"]:
+            if d == "out" and e.get("type") == "response.output_audio.delta":
+                first_delta.setdefault(e["response_id"], t)
+            if d == "out" and e.get("type") == "input_audio_buffer.speech_started":
+                playing = [a for a in loud if t - 0.1 < a < t]
+                if playing:
+                    after = [a for a in loud if t <= a < t + 0.5]
+                    barge.append(((max(after) - t) if after else 0.0) * 1000)
+        for t0 in first_delta.values():
+            heard = next((a for a in loud if a > t0), None)
+            if heard is not None and heard - t0 < 1.0:
+                downlink.append((heard - t0) * 1000)
+    cpu_seconds = sum(sampler.cpu.values())
+    mean_duration = statistics.mean(durations) if durations else seconds
+    result = {
+        "calls": calls,
+        "peak_live_calls": peak,
+        "seconds_per_call": round(mean_duration, 1),
+        "setup_p50_ms": percentile(setup, 0.5),
+        "setup_p99_ms": percentile(setup, 0.99),
+        "uplink_p50_ms": percentile(uplink, 0.5),
+        "uplink_p99_ms": percentile(uplink, 0.99),
+        "uplink_max_ms": max(uplink) if uplink else None,
+        "downlink_first_audio_p50_ms": percentile(downlink, 0.5),
+        "downlink_first_audio_p99_ms": percentile(downlink, 0.99),
+        "pacing_dev_p50_ms": percentile(deviations, 0.5),
+        "pacing_dev_p99_ms": percentile(deviations, 0.99),
+        "pacing_dev_max_ms": max(deviations) if deviations else None,
+        "bursts": bursts,
+        "frames_lost": lost,
+        "barge_ins_measured": len(barge),
+        "barge_in_stop_p50_ms": percentile(barge, 0.5),
+        "barge_in_stop_max_ms": max(barge) if barge else None,
+        "cpu_percent_per_call": round(cpu_seconds / max(1, calls) / mean_duration * 100, 2),
+        "worker_uss_p50_mb": percentile(list(sampler.uss.values()), 0.5),
+        "worker_uss_max_mb": max(sampler.uss.values()) if sampler.uss else None,
+        "supervisor_rss_mb": round(sampler.supervisor_rss, 1),
+        "sessions_matched": sum(1 for i in ids.values() if f"CBBENCH{i:06d}" in by_tag),
+    }
+    for key, value in list(result.items()):
+        if isinstance(value, float):
+            result[key] = round(value, 2)
+    result["misses"] = [
+        key for key, limit in TARGETS.items() if result.get(key) is None or result[key] > limit
+    ]
+    result["meets_targets"] = not result["misses"]
+    return result
+
+
+COLUMNS = [
+    ("calls", "N"),
+    ("setup_p99_ms", "setup p99"),
+    ("uplink_p99_ms", "uplink p99"),
+    ("downlink_first_audio_p99_ms", "first audio p99"),
+    ("pacing_dev_p99_ms", "pacing dev p99"),
+    ("pacing_dev_max_ms", "pacing dev max"),
+    ("bursts", "bursts"),
+    ("frames_lost", "lost"),
+    ("barge_in_stop_max_ms", "barge-in stop max"),
+    ("cpu_percent_per_call", "CPU %/call"),
+    ("worker_uss_max_mb", "worker USS MB"),
+    ("supervisor_rss_mb", "supervisor RSS MB"),
+    ("meets_targets", "meets targets"),
+]
+
+
+def markdown(results: list[dict]) -> str:
+    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in results:
+        lines.append("| " + " | ".join(str(row.get(key, "")) for key, _ in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", default="1,10,50,100", help="comma-separated concurrent call counts")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each call")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="callbridge-bench-") as scratch:
+        for count in (int(c) for c in args.calls.split(",")):
+            print(
+                f"running {count} concurrent calls of {args.seconds:.0f} s ...", file=sys.stderr, flush=True
+            )
+            results.append(measure(count, args.seconds, Path(scratch)))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    passing = [r["calls"] for r in results if r["meets_targets"]]
+    report = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        },
+        "arrivals_per_second": ARRIVALS_PER_SECOND,
+        "seconds_per_call": args.seconds,
+        "targets": TARGETS,
+        "results": results,
+        "largest_n_meeting_targets": max(passing) if passing else None,
+    }
+    (out / "calls-bench.json").write_text(json.dumps(report, indent=2))
+    table = markdown(results)
+    (out / "calls-bench.md").write_text(table + "\n")
+    print(table)
+    print(f"\nlargest N meeting every target: {report['largest_n_meeting_targets']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Clients for the simulators run as subprocesses: start one, read its port, drive it
+through its /sim control API. Used by `callbridge demo`, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+class SimProcess:
+    """A simulator started as `python -m MODULE --port 0 ...`; its first line gives the port."""
+
+    def __init__(self, module: str, *args: str, quiet: bool = False) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, "--port", "0", *args],
+            cwd=PACKAGE_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL if quiet else None,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)},
+        )
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.kill()
+            raise RuntimeError(f"{module} did not start")
+        self.port = json.loads(line)["port"]
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class AsteriskSim(SimProcess):
+    def __init__(
+        self, *args: str, username: str = "asterisk", password: str = "asterisk", quiet: bool = False
+    ) -> None:
+        super().__init__(
+            "simulators.asterisk", "--username", username, "--password", password, *args, quiet=quiet
+        )
+        self.username, self.password = username, password
+
+    def place_call(
+        self, script: list[dict], app: str = "openai-app", caller: str = "", exten: str = "100"
+    ) -> str:
+        reply = requests.post(
+            f"{self.base}/sim/calls",
+            json={"script": script, "app": app, "caller": caller, "exten": exten},
+            timeout=5,
+        )
+        reply.raise_for_status()
+        return reply.json()["channel_id"]
+
+    def call(self, channel_id: str, packets: bool = True) -> dict:
+        return requests.get(
+            f"{self.base}/sim/calls/{channel_id}", params={"packets": int(packets)}, timeout=10
+        ).json()
+
+    def hangup(self, channel_id: str) -> None:
+        requests.post(f"{self.base}/sim/calls/{channel_id}/hangup", timeout=5)
+
+    def state(self) -> dict:
+        return requests.get(f"{self.base}/sim/state", timeout=5).json()
+
+
+class RealtimeSim(SimProcess):
+    def __init__(self, *args: str, api_key: str = "sk-sim", quiet: bool = False) -> None:
+        super().__init__("simulators.realtime", "--api-key", api_key, *args, quiet=quiet)
+        self.api_key = api_key
+
+    def fault(self, kind: str, after: float = 0.0, count: int = 1) -> None:
+        requests.get(
+            f"{self.base}/sim/faults", params={"kind": kind, "after": after, "count": count}, timeout=5
+        )
+
+    def sessions(self) -> list[dict]:
+        return requests.get(f"{self.base}/sim/sessions", timeout=10).json()
+
+    def reset(self) -> None:
+        requests.get(f"{self.base}/sim/reset", timeout=5)
