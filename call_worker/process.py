@@ -17,6 +17,7 @@ import ctypes
 import logging
 import os
 import signal
+import sys
 import threading
 
 from call_worker.call import Call, CallInfo
@@ -82,6 +83,7 @@ def _child(
     close_segments: list[CallSegment],
 ) -> int:
     _die_with_parent()
+    sys.setswitchinterval(0.001)
     signal.set_wakeup_fd(-1)  # the supervisor's wake-up socket is not ours to write to
     for fd in close_fds:
         try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -228,6 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--greeting-ms", type=int, default=1500)
     parser.add_argument("--speed", type=float, default=5.0)
     args = parser.parse_args(argv)
+    # Many threads (callers, connections) share one GIL here; a short switch interval keeps
+    # the timestamps this simulator records close to the real arrival times.
+    sys.setswitchinterval(0.0005)
     reply = ReplyOptions(
         mode=args.reply, reply_ms=args.reply_ms, greeting_ms=args.greeting_ms, speed=args.speed
     )
