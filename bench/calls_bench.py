@@ -71,6 +71,13 @@ def percentile(values: list[float], share: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(share * (len(ordered) - 1) + 0.5))]
 
 
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
 class Sampler:
     """psutil over the supervisor and its workers: CPU seconds per worker, USS, RSS."""
 
@@ -81,7 +88,7 @@ class Sampler:
         self.supervisor_rss = 0.0
 
     def sample(self, measure_uss: bool) -> int:
-        children = self.supervisor.children()
+        children = [c for c in self.supervisor.children() if "resource_tracker" not in " ".join(_cmdline(c))]
         for child in children:
             try:
                 times = child.cpu_times()

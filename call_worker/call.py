@@ -5,7 +5,7 @@ State machine (written to the call header for the supervisor and `status`):
     STARTING --media and Realtime ready--> ACTIVE --an end condition--> ENDING --> ENDED
     STARTING --set-up failed----------------------------------------> ENDING --> ENDED
 
-The main thread runs the control loop every 20 ms: the supervisor's end request, the
+The main thread runs the control loop every 100 ms: the supervisor's end request, the
 call and idle limits, a dead supervisor, a fatal Realtime failure. Audio never passes
 through it.
 """
@@ -37,7 +37,7 @@ from shm_ring import CallSegment, CallState, EndReason, Slot
 
 log = logging.getLogger(__name__)
 
-CONTROL_TICK = 0.02
+CONTROL_TICK = 0.1  # end requests, limits and health need no finer clock; fewer wake-ups per call
 GOODBYE_LIMIT = 20.0  # seconds a goodbye may take before the call is ended anyway
 PROMPT_LIMIT = 15.0  # seconds the failure prompt may play
 

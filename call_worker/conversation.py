@@ -201,8 +201,8 @@ class Conversation:
             if self._goodbye_request is not None:
                 self._start_goodbye()
             try:
-                # A short timeout so that a posted goodbye is acted on within 50 ms.
-                message = ws.recv(timeout=0.05)
+                # A short timeout so that a posted goodbye is acted on within 100 ms.
+                message = ws.recv(timeout=0.1)
             except TimeoutError:
                 continue
             except ConnectionClosed as closed:

@@ -97,7 +97,7 @@ def _child(
     header = segment.header
 
     def on_term(_signo, _frame) -> None:
-        # Only record it: the control loop sees the request within 20 ms and ends the call.
+        # Only record it: the control loop sees the request within 100 ms and ends the call.
         # END_REQUEST is the supervisor's slot, but the supervisor writes it only before it
         # signals, so standing in for it here cannot race with it.
         if not header.get(Slot.END_REQUEST):

@@ -56,7 +56,7 @@ class CallEntry:
             return False
         self.header.set(Slot.END_REQUEST, reason)
         self.end_requested_at = time.monotonic()
-        self.phase = Phase.ENDING  # the worker sees the request within one 20 ms tick
+        self.phase = Phase.ENDING  # the worker sees the request within one 100 ms tick
         return True
 
     def age(self) -> float:
