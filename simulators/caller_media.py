@@ -261,3 +261,33 @@ def _arrival_time(ancillary: list) -> float:
             seconds, nanoseconds = _TIMESPEC.unpack_from(data)
             return seconds + nanoseconds / 1e9 + (time.monotonic() - time.time())
     return time.monotonic()
+
+
+def inject_garbage(leg: CallerLeg, count: int, seed: int) -> int:
+    """Send `count` malformed or wrong packets from Asterisk's own address (so they pass the
+    source check and test the parser): random bytes, bad versions, bad padding, wrong
+    payload types, oversized extensions, empty datagrams."""
+    rng = random.Random(seed)
+    sent = 0
+    for index in range(count):
+        kind = index % 6
+        if kind == 0:
+            packet = rng.randbytes(rng.randint(0, 300))
+        elif kind == 1:
+            packet = bytes([0x40 | rng.randint(0, 15), 0]) + rng.randbytes(170)  # version 1
+        elif kind == 2:
+            packet = bytes([0xA0, 0]) + rng.randbytes(10) + bytes(160) + bytes([250])  # padding > size
+        elif kind == 3:
+            packet = bytes([0x80, rng.choice([8, 9, 18, 101, 127])]) + rng.randbytes(170)  # wrong PT
+        elif kind == 4:
+            packet = bytes([0x90, 0]) + rng.randbytes(10) + b"\xbe\xde\xff\xff" + bytes(8)  # huge extension
+        else:
+            packet = bytes([0x8F, 0]) + rng.randbytes(20)  # 15 CSRCs announced, none present
+        try:
+            leg.sock.sendto(packet, leg.remote)
+            sent += 1
+        except OSError:
+            pass
+        if index % 50 == 49:
+            time.sleep(0.001)  # a flood, but one the kernel's socket buffer can hold
+    return sent

@@ -21,8 +21,8 @@ from call_worker.call import CallInfo
 from callbridge import __version__, ids
 from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
-from shm_ring import CallSegment, EndReason, SegmentExistsError, Slot, segment_name, sweep
-from supervisor import systemd
+from shm_ring import CallSegment, EndReason, SegmentExistsError, segment_name, sweep
+from supervisor import cleanup, systemd
 from supervisor.ari_events import AriEvents, LinkState
 from supervisor.calls import CallEntry, Phase
 from supervisor.commands import COMMANDS
@@ -36,7 +36,6 @@ TICK = 1.0
 END_GRACE = 10.0  # seconds a worker has to exit after an end request before SIGKILL
 HARD_STOP_GRACE = 5.0
 BUSY_PROMPT_LIMIT = 10.0
-MAX_CLEANUPS_PER_TICK = 4
 
 
 class Supervisor:
@@ -51,7 +50,7 @@ class Supervisor:
         self.calls: dict[str, CallEntry] = {}
         self.by_pid: dict[int, CallEntry] = {}
         self.busy: dict[str, float] = {}  # channel id -> when to hang up if the prompt never ends
-        self.pending_cleanup: set[str] = set()  # call ids whose ARI teardown failed
+        self.cleanup = cleanup.AsteriskCleanup(self.ari)
         self.health = HealthMonitor()
         self.started = time.monotonic()
         self.calls_taken = self.calls_failed = self.calls_busy = 0
@@ -338,78 +337,29 @@ class Supervisor:
 
     def _finish_call(self, entry: CallEntry, status: int) -> None:
         entry.exit_status = status
-        header = entry.header
-        counters = header.snapshot()
-        reason = EndReason(header.get(Slot.END_REASON)) if header.get(Slot.END_REASON) else None
-        crashed = os.WIFSIGNALED(status) or os.waitstatus_to_exitcode(status) not in (0, 3)
-        how = (
-            f"signal:{signal.Signals(os.WTERMSIG(status)).name}"
-            if os.WIFSIGNALED(status)
-            else f"exit:{os.waitstatus_to_exitcode(status)}"
-        )
-        if crashed:
+        counters = entry.header.snapshot()
+        ending = cleanup.describe_exit(status, counters)
+        if ending.crashed:
             self.calls_failed += 1
-            reason = EndReason.WORKER_CRASHED
             log.error(
                 "worker %d died (%s) with the call up; last counters: frames in %d out %d, state %d",
                 entry.pid,
-                how,
+                ending.how,
                 counters["frames_in"],
                 counters["frames_out"],
                 counters["call_state"],
                 extra={"call_id": entry.call_id},
             )
-        elif reason is EndReason.SETUP_FAILED:
+        elif ending.reason is EndReason.SETUP_FAILED:
             self.calls_failed += 1
-        self._teardown(entry.call_id, hang_up_caller=not entry.caller_gone or crashed)
+        self.cleanup.teardown(entry.call_id, hang_up_caller=not entry.caller_gone or ending.crashed)
         entry.segment.close()
         entry.segment.unlink()
         entry.phase = Phase.GONE  # worker reaped, Asterisk cleaned, segment unlinked
         del self.calls[entry.call_id]
         self.health.forget(entry.pid)
-        log.info(
-            "call summary: caller=%s dialled=%s duration=%.1fs end=%s worker=%s frames_in=%d frames_out=%d "
-            "barge_ins=%d underruns=%d responses=%d tokens_in=%d tokens_out=%d reconnects=%d",
-            entry.caller or "-",
-            entry.dialled or "-",
-            entry.age(),
-            (reason or EndReason.NONE).name.lower(),
-            how,
-            counters["frames_in"],
-            counters["frames_out"],
-            counters["barge_ins"],
-            counters["underruns"],
-            counters["responses"],
-            counters["input_tokens"],
-            counters["output_tokens"],
-            counters["reconnects"],
-            extra={"call_id": entry.call_id},
-        )
+        log.info("%s", cleanup.summary_line(entry, counters, ending), extra={"call_id": entry.call_id})
         self._notify_status()
-
-    def _teardown(self, call_id: str, hang_up_caller: bool) -> None:
-        """Idempotent by derived ids. Each step is tried even when another failed; a failed
-        call is retried from the tick while ARI is connected."""
-        steps = [
-            (self.ari.delete_bridge, ids.bridge_id(call_id)),
-            (self.ari.hangup, ids.external_channel_id(call_id)),
-        ]
-        if hang_up_caller:
-            steps.append((self.ari.hangup, call_id))
-        failures = []
-        for step, target in steps:
-            try:
-                step(target)
-            except AriError as exc:
-                failures.append(exc)
-        if not failures:
-            self.pending_cleanup.discard(call_id)
-            return
-        if call_id not in self.pending_cleanup:
-            log.warning(
-                "teardown in Asterisk failed (%s); will retry", failures[0], extra={"call_id": call_id}
-            )
-        self.pending_cleanup.add(call_id)
 
     # --- once a second
 
@@ -446,11 +396,7 @@ class Supervisor:
                         "could not hang up a turned-away call: %s", exc, extra={"call_id": channel_id}
                     )
         if self.events.state is LinkState.CONNECTED:
-            # A few per tick: with Asterisk slow or gone, these must not stall the loop
-            # (reconcile after the next connect cleans up whatever is still left).
-            for call_id in list(self.pending_cleanup)[:MAX_CLEANUPS_PER_TICK]:
-                if call_id not in self.calls:
-                    self._teardown(call_id, hang_up_caller=True)
+            self.cleanup.retry(live=self.calls)
         if self.control is not None:
             self.control.tick()
         systemd.notify("WATCHDOG=1")

@@ -1,0 +1,195 @@
+"""The simulated Asterisk's state: channels, bridges, callers' records, and the events
+it emits. The HTTP side (REST and the events WebSocket) is in asterisk.py."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from simulators.caller_media import CallerLeg, MediaEngine, parse_script, render
+from simulators.wsframe import ServerSocket
+
+PAYLOAD_TYPES = {"ulaw": 0, "alaw": 8}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+
+
+@dataclass
+class Channel:
+    id: str
+    name: str
+    kind: str  # "caller" | "external"
+    caller_number: str = ""
+    exten: str = ""
+    state: str = "Ring"
+    app: str = ""
+    args: list[str] = field(default_factory=list)
+    bridge: str | None = None
+    leg: CallerLeg | None = None  # caller: its media; external: the caller's leg once bridged
+    external_host: tuple[str, int] | None = None
+    created: str = field(default_factory=now_iso)
+    hung_up: bool = False
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "caller": {"name": "", "number": self.caller_number},
+            "connected": {"name": "", "number": ""},
+            "accountcode": "",
+            "dialplan": {
+                "context": "from-sim",
+                "exten": self.exten,
+                "priority": 2,
+                "app_name": "Stasis",
+                "app_data": self.app,
+            },
+            "creationtime": self.created,
+            "language": "en",
+        }
+
+
+@dataclass
+class Bridge:
+    id: str
+    name: str
+    channels: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "technology": "simple_bridge",
+            "bridge_type": "mixing",
+            "bridge_class": "stasis",
+            "creator": "Stasis",
+            "channels": list(self.channels),
+        }
+
+
+@dataclass
+class CallRecord:
+    """What the test harness reads back about one simulated call."""
+
+    channel_id: str
+    leg: CallerLeg
+    placed: float
+    answered: float | None = None
+    hangup: float | None = None
+    hangup_by: str = ""
+    playbacks: list[dict] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+
+
+class SimulatedAsterisk:
+    def __init__(
+        self,
+        username: str = "asterisk",
+        password: str = "asterisk",
+        law: str = "ulaw",
+        playback_seconds: float = 1.0,
+    ) -> None:
+        self.username = username
+        self.password = password
+        self.law = law
+        self.playback_seconds = playback_seconds
+        self.lock = threading.RLock()
+        self.channels: dict[str, Channel] = {}
+        self.bridges: dict[str, Bridge] = {}
+        self.calls: dict[str, CallRecord] = {}
+        self.playbacks: dict[str, dict] = {}
+        self.sockets: dict[str, ServerSocket] = {}  # app -> current events connection
+        self.event_log: list[dict] = []
+        self.connections = 0
+        self.media = MediaEngine()
+        self._numbers = itertools.count(1)
+
+    # --- events
+
+    def emit(self, app: str, event_type: str, **body) -> None:
+        event = {
+            "type": event_type,
+            "timestamp": now_iso(),
+            "application": app,
+            "asterisk_id": "sim:00:00:00",
+            **body,
+        }
+        with self.lock:
+            self.event_log.append(event)
+            sock = self.sockets.get(app)
+        if sock is not None:
+            sock.send_text(json.dumps(event))
+
+    # --- calls (the simulated PSTN side)
+
+    def place_call(
+        self, app: str, script: list[dict], caller: str = "", exten: str = "100", tag: str = ""
+    ) -> dict:
+        with self.lock:
+            if app not in self.sockets or self.sockets[app].closed.is_set():
+                raise LookupError(f"Stasis app {app!r} is not registered")
+            number = next(self._numbers)
+            channel_id = f"sim-{number:04d}.{uuid.uuid4().hex[:6]}"
+            audio, hangup_frame, utterances = render(parse_script(script), self.law)
+            leg = CallerLeg(channel_id, self.law, PAYLOAD_TYPES[self.law], audio, hangup_frame, utterances)
+            leg.on_hangup = lambda: self.hangup(channel_id, by="caller")
+            leg.tag = tag.encode()[:32]
+            chan = Channel(
+                channel_id,
+                f"PJSIP/sim-{number:08x}",
+                "caller",
+                caller or f"+1555{number:07d}",
+                exten,
+                app=app,
+                leg=leg,
+            )
+            self.channels[channel_id] = chan
+            self.calls[channel_id] = CallRecord(channel_id, leg, time.monotonic())
+            self.media.add(leg)
+        self.emit(app, "StasisStart", args=[], channel=chan.to_json())
+        return {"channel_id": channel_id}
+
+    def hangup(self, channel_id: str, by: str = "ari", cause: int = 16) -> bool:
+        with self.lock:
+            chan = self.channels.get(channel_id)
+            if chan is None or chan.hung_up:
+                return False
+            chan.hung_up = True
+            record = self.calls.get(channel_id)
+            if record is not None:
+                record.hangup, record.hangup_by = time.monotonic(), by
+            bridge = self.bridges.get(chan.bridge) if chan.bridge else None
+            if bridge and channel_id in bridge.channels:
+                bridge.channels.remove(channel_id)
+            for other in self.channels.values():
+                if other.kind == "external" and other.leg is chan.leg and chan.kind == "caller":
+                    other.leg = None  # media stops flowing once the caller is gone
+            del self.channels[channel_id]
+        if chan.leg is not None and chan.kind == "caller":
+            self.media.remove(chan.leg)
+        elif chan.kind == "external" and chan.leg is not None:
+            chan.leg.remote = None
+        body = {"channel": chan.to_json()}
+        self.emit(chan.app, "ChannelHangupRequest", cause=cause, **body)
+        if bridge:
+            self.emit(chan.app, "ChannelLeftBridge", bridge=bridge.to_json(), **body)
+        self.emit(chan.app, "StasisEnd", **body)
+        self.emit(chan.app, "ChannelDestroyed", cause=cause, cause_txt="Normal Clearing", **body)
+        return True
+
+    def _link_media(self, bridge: Bridge) -> None:
+        """Two-party bridge with a caller and an externalMedia channel: media flows."""
+        members = [self.channels[c] for c in bridge.channels if c in self.channels]
+        callers = [c for c in members if c.kind == "caller"]
+        externals = [c for c in members if c.kind == "external"]
+        if len(callers) == 1 and len(externals) == 1 and callers[0].leg is not None:
+            externals[0].leg = callers[0].leg
+            callers[0].leg.remote = externals[0].external_host
