@@ -198,6 +198,7 @@ class Conversation:
             ws = self.ws
             if ws is None:
                 return
+            self.header.set(Slot.HEARTBEAT_REALTIME_RECV, time.monotonic_ns())
             if self._goodbye_request is not None:
                 self._start_goodbye()
             try:

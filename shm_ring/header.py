@@ -63,6 +63,7 @@ class Slot(IntEnum):
     MALFORMED_EVENTS = 58
     LAST_SPEECH_NS = 59
     FIRST_AUDIO_OUT_NS = 60
+    HEARTBEAT_REALTIME_RECV = 61
     # the supervisor (the only slot a worker reads but does not write)
     END_REQUEST = 64
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from shm_ring import CallState, Slot
+from shm_ring import CallState, RealtimeState, Slot
 from supervisor.calls import CallEntry, Phase
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,8 @@ _HEARTBEATS = {
     "main": Slot.HEARTBEAT_MAIN,
     "rtp-in": Slot.HEARTBEAT_RTP_IN,
     "rtp-out": Slot.HEARTBEAT_RTP_OUT,
-    "realtime": Slot.HEARTBEAT_REALTIME,
+    "realtime-send": Slot.HEARTBEAT_REALTIME,
+    "realtime-recv": Slot.HEARTBEAT_REALTIME_RECV,
 }
 
 
@@ -107,7 +108,10 @@ class HealthMonitor:
         # ENDING its threads stop by design (prompt, teardown); END_GRACE covers that phase.
         if entry.phase is Phase.ACTIVE and entry.header.get(Slot.CALL_STATE) == CallState.ACTIVE:
             now = time.monotonic_ns()
+            connected = entry.header.get(Slot.REALTIME_STATE) == RealtimeState.CONNECTED
             for name, slot in _HEARTBEATS.items():
+                if name == "realtime-recv" and not connected:
+                    continue  # reconnecting: that thread waits on purpose (backoff, handshake)
                 beat = entry.header.get(slot)
                 if beat and now - beat > HEARTBEAT_LIMIT_NS:
                     problems.append(f"stuck {name} thread")

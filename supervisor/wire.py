@@ -52,7 +52,10 @@ def request(path: str, message: dict, timeout: float = 5.0) -> dict:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(path)
-        sock.sendall(encode(message))
+        try:
+            sock.sendall(encode(message))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server refused us and hung up: its reason is waiting to be read
         buffer = bytearray()
         while True:
             chunk = sock.recv(65536)

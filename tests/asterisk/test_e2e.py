@@ -179,3 +179,31 @@ def test_restart_with_live_calls_leaves_nothing_and_takes_new_calls(
     assert code == 0, output[-2000:]
     assert len(_loud(legs["to_asterisk"][0])) >= 295
     second.wait(lambda: "end=caller_hangup" in second.log())
+
+
+def test_a_crash_of_everything_is_reconciled_at_the_next_start(bridge, real_asterisk, realtime, voices):
+    """Supervisor and workers all gone at once (a host-level kill): Asterisk keeps the
+    callers in Stasis with their bridges and externalMedia channels; the next start must
+    find and remove all of it, and the callers get a BYE."""
+    first = bridge.start()
+    sipp = real_asterisk.sipp(voices["question"], hold_ms=60000, calls=2)
+    rows = first.wait(
+        lambda: (
+            (r := bridge.note_workers(first)) and len(r) == 2 and all(x["phase"] == "active" for x in r) and r
+        ),
+        timeout=20,
+    )
+    for row in rows:  # freeze the workers so that nobody cleans up
+        os.kill(row["pid"], signal.SIGSTOP)
+    first.proc.kill()
+    first.proc.wait()
+    for row in rows:
+        os.kill(row["pid"], signal.SIGKILL)
+    left = real_asterisk.leftovers()
+    assert len(left["bridges"]) == 2 and len(left["channels"]) == 4  # 2 callers + 2 UnicastRTP
+    second = bridge.start()
+    second.wait(lambda: "reconciled with Asterisk" in second.log())
+    bridge.assert_nothing_left()
+    output, _ = sipp.communicate(timeout=30)
+    assert sipp.returncode == 0, output[-2000:]  # both callers were sent a BYE
+    assert "removed 2 shared-memory segments left by an earlier run" in second.log()
