@@ -9,7 +9,6 @@ no OpenAI key, no network.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import requests
 
+from simulators.clients import AsteriskSim, RealtimeSim
 from supervisor import wire
 from supervisor.commands import status as status_command
 
@@ -43,19 +43,6 @@ def caller_script(seconds: float, index: int) -> list[dict]:
     script.append({"silence": max(2500, int(seconds * 1000) - used)})
     script.append({"hangup": True})
     return script
-
-
-def _start_sim(module: str, *args: str) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    line = proc.stdout.readline()
-    if not line:
-        raise RuntimeError(f"{module} did not start")
-    return proc, json.loads(line)["port"]
 
 
 def _stop(proc: subprocess.Popen | None) -> None:
@@ -107,12 +94,9 @@ def run_demo(calls: int, seconds: float, echo=print) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="callbridge-demo-"))
     asterisk = realtime = service = None
     try:
-        asterisk, ari_port = _start_sim(
-            "simulators.asterisk", "--username", ARI_USER, "--password", ARI_PASSWORD
-        )
-        realtime, rt_port = _start_sim(
-            "simulators.realtime", "--api-key", API_KEY, "--reply-ms", "3000", "--greeting-ms", "1200"
-        )
+        asterisk = AsteriskSim(username=ARI_USER, password=ARI_PASSWORD, quiet=True)
+        realtime = RealtimeSim("--reply-ms", "3000", "--greeting-ms", "1200", api_key=API_KEY, quiet=True)
+        ari_port, rt_port = asterisk.port, realtime.port
         socket_path = str(workdir / "control.sock")
         env = {
             **os.environ,
@@ -199,8 +183,9 @@ def run_demo(calls: int, seconds: float, echo=print) -> int:
         return 0 if ok else 1
     finally:
         _stop(service)
-        _stop(realtime)
-        _stop(asterisk)
+        for sim in (realtime, asterisk):
+            if sim is not None:
+                sim.stop()
 
 
 def _ms(value: float | None) -> str:

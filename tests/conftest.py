@@ -4,6 +4,7 @@ session fails if any is left behind (the "no leaked segment" rule, checked for r
 from __future__ import annotations
 
 import pytest
+from harness import AsteriskSim, started
 from testenv import TEST_PREFIX
 
 from shm_ring import list_segments, sweep
@@ -20,3 +21,9 @@ def no_segment_left_behind():
 @pytest.fixture
 def shm_prefix() -> str:
     return TEST_PREFIX
+
+
+@pytest.fixture(scope="module")
+def asterisk():
+    """The simulated Asterisk, one per test module."""
+    yield from started(AsteriskSim())

@@ -33,6 +33,14 @@ class RealtimeSim(clients.RealtimeSim):
         super().__init__(*args, api_key=API_KEY)
 
 
+def started(sim):
+    """For fixtures: `yield from started(RealtimeSim(...))` runs it for the fixture's scope."""
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
 def settings_for(asterisk: AsteriskSim, realtime: RealtimeSim, **overrides: str) -> cfg.Settings:
     env = {
         "ASTERISK_HOST": "127.0.0.1",

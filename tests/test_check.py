@@ -8,23 +8,14 @@ import subprocess
 import sys
 
 import pytest
-from harness import API_KEY, ARI_PASSWORD, ARI_USER, AsteriskSim, RealtimeSim
+from harness import API_KEY, ARI_PASSWORD, ARI_USER, RealtimeSim, started
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def asterisk():
-    sim = AsteriskSim()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture(scope="module")
 def realtime():
-    sim = RealtimeSim()
-    yield sim
-    sim.stop()
+    yield from started(RealtimeSim())
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import time
 import psutil
 import pytest
 from analysis import assert_paced, gaps_ms, loud
-from harness import AsteriskSim, RealtimeSim
+from harness import AsteriskSim, RealtimeSim, started
 from service import Service
 from testenv import TEST_PREFIX
 
@@ -25,17 +25,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def asterisk():
-    sim = AsteriskSim()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture(scope="module")
 def realtime():
-    sim = RealtimeSim("--reply-ms", "3000")
-    yield sim
-    sim.stop()
+    yield from started(RealtimeSim("--reply-ms", "3000"))
 
 
 @pytest.fixture
