@@ -47,17 +47,21 @@ def spawn(
     segment: CallSegment,
     close_fds: list[int] = (),
     close_segments: list[CallSegment] = (),
+    in_child: list = (),
 ) -> int:
     """Fork a worker for `info`; return its pid (in the parent).
 
     `close_segments` are the other live calls' segments: the child unmaps them, so no
-    worker can read or write another call's audio."""
+    worker can read or write another call's audio. `in_child` are callables run first in
+    the child (the supervisor closes its HTTP connection pool there)."""
     supervisor_pid = os.getpid()
     pid = os.fork()
     if pid:
         return pid
     code = EXIT_CRASHED
     try:
+        for action in in_child:
+            action()
         code = _child(settings, info, segment, supervisor_pid, close_fds, close_segments)
     except BaseException:
         # Through logging, so the redacting formatter sees the traceback too.

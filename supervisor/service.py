@@ -273,7 +273,12 @@ class Supervisor:
         others = [entry.segment for entry in self.calls.values()]
         try:
             pid = process.spawn(
-                self.settings, info, segment, close_fds=self._fds_for_children(), close_segments=others
+                self.settings,
+                info,
+                segment,
+                close_fds=self._fds_for_children(),
+                close_segments=others,
+                in_child=[self.ari.close],
             )
         except OSError as exc:  # fork failed: EAGAIN (process limit), ENOMEM
             segment.destroy()
