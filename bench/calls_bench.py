@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from simulators.clients import AsteriskSim, RealtimeSim  # noqa: E402
+from simulators.clients import AsteriskSim, RealtimeSim, simulated_env, stop_process  # noqa: E402
 
 LOUD = 1000
 ARRIVALS_PER_SECOND = 50
@@ -107,21 +106,15 @@ def measure(calls: int, seconds: float, workdir: Path) -> dict:
     socket_path = workdir / f"control-{calls}.sock"
     env = {
         **os.environ,
-        "ASTERISK_HOST": "127.0.0.1",
-        "ASTERISK_PORT": str(asterisk.port),
-        "ASTERISK_USERNAME": asterisk.username,
-        "ASTERISK_PASSWORD": asterisk.password,
-        "OPENAI_API_KEY": realtime.api_key,
-        "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{realtime.port}/v1/realtime",
-        "LOCAL_IP_ADDRESS": "127.0.0.1",
-        "CONTROL_SOCKET_PATH": str(socket_path),
-        "MAX_CONCURRENT_CALLS": str(calls + 10),
-        "OPENAI_GREETING": "",
-        "IDLE_TIMEOUT_SECONDS": "0",
-        "MAX_CALL_SECONDS": "0",
-        "LOG_LEVEL": "warning",
-        "SHM_PREFIX": f"callbridge-bench{os.getpid()}",
-        "RTP_PORT_RANGE": "40000-59999",
+        **simulated_env(
+            asterisk,
+            realtime,
+            CONTROL_SOCKET_PATH=str(socket_path),
+            MAX_CONCURRENT_CALLS=str(calls + 10),
+            LOG_LEVEL="warning",
+            SHM_PREFIX=f"callbridge-bench{os.getpid()}",
+            RTP_PORT_RANGE="40000-59999",
+        ),
     }
     env.pop("NOTIFY_SOCKET", None)
     with open(workdir / f"callbridge-{calls}.log", "w") as log_file:
@@ -168,11 +161,7 @@ def measure(calls: int, seconds: float, workdir: Path) -> dict:
         sessions = realtime.sessions()
         records = {call_id: asterisk.call(call_id) for call_id in ids}
     finally:
-        service.send_signal(signal.SIGTERM)
-        try:
-            service.wait(30)
-        except subprocess.TimeoutExpired:
-            service.kill()
+        stop_process(service, timeout=30)
         asterisk.stop()
         realtime.stop()
     return analyse(calls, seconds, ids, records, sessions, sampler, peak)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-from simulators.clients import AsteriskSim, RealtimeSim
+from simulators.clients import AsteriskSim, RealtimeSim, simulated_env, stop_process
 from supervisor import wire
 from supervisor.commands import status as status_command
 
@@ -43,16 +42,6 @@ def caller_script(seconds: float, index: int) -> list[dict]:
     script.append({"silence": max(2500, int(seconds * 1000) - used)})
     script.append({"hangup": True})
     return script
-
-
-def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _analyse(record: dict) -> dict:
@@ -96,24 +85,18 @@ def run_demo(calls: int, seconds: float, echo=print) -> int:
     try:
         asterisk = AsteriskSim(username=ARI_USER, password=ARI_PASSWORD, quiet=True)
         realtime = RealtimeSim("--reply-ms", "3000", "--greeting-ms", "1200", api_key=API_KEY, quiet=True)
-        ari_port, rt_port = asterisk.port, realtime.port
+
         socket_path = str(workdir / "control.sock")
         env = {
             **os.environ,
-            "ASTERISK_HOST": "127.0.0.1",
-            "ASTERISK_PORT": str(ari_port),
-            "ASTERISK_USERNAME": ARI_USER,
-            "ASTERISK_PASSWORD": ARI_PASSWORD,
-            "OPENAI_API_KEY": API_KEY,
-            "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{rt_port}/v1/realtime",
-            "LOCAL_IP_ADDRESS": "127.0.0.1",
-            "CONTROL_SOCKET_PATH": socket_path,
-            "LOG_FILE_PATH": str(workdir / "callbridge.log"),
-            "SHM_PREFIX": f"callbridge-demo{os.getpid()}",
-            "OPENAI_GREETING": "",
-            "IDLE_TIMEOUT_SECONDS": "0",
-            "MAX_CALL_SECONDS": "0",
-            "CALL_RECORDS_DIR": str(workdir),
+            **simulated_env(
+                asterisk,
+                realtime,
+                CONTROL_SOCKET_PATH=socket_path,
+                LOG_FILE_PATH=str(workdir / "callbridge.log"),
+                SHM_PREFIX=f"callbridge-demo{os.getpid()}",
+                CALL_RECORDS_DIR=str(workdir),
+            ),
         }
         env.pop("NOTIFY_SOCKET", None)
         service = subprocess.Popen(
@@ -123,7 +106,7 @@ def run_demo(calls: int, seconds: float, echo=print) -> int:
             stderr=subprocess.DEVNULL,
             cwd=workdir,
         )
-        ari = f"http://127.0.0.1:{ari_port}"
+        ari = asterisk.base
         deadline = time.monotonic() + 10
         while "openai-app" not in requests.get(f"{ari}/sim/state", timeout=5).json()["apps"]:
             if time.monotonic() > deadline or service.poll() is not None:
@@ -182,7 +165,7 @@ def run_demo(calls: int, seconds: float, echo=print) -> int:
         echo(f"logs and call records: {workdir}")
         return 0 if ok else 1
     finally:
-        _stop(service)
+        stop_process(service)
         for sim in (realtime, asterisk):
             if sim is not None:
                 sim.stop()

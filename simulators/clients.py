@@ -89,3 +89,40 @@ class RealtimeSim(SimProcess):
 
     def reset(self) -> None:
         requests.get(f"{self.base}/sim/reset", timeout=5)
+
+
+def callbridge_env(
+    realtime: RealtimeSim, ari_port: int, ari_user: str, ari_password: str, **overrides: str
+) -> dict[str, str]:
+    """The variables that point callbridge at an ARI on loopback (simulated or real) and at a
+    simulated Realtime server, with the greeting and the time limits off unless overridden."""
+    return {
+        "ASTERISK_HOST": "127.0.0.1",
+        "ASTERISK_PORT": str(ari_port),
+        "ASTERISK_USERNAME": ari_user,
+        "ASTERISK_PASSWORD": ari_password,
+        "OPENAI_API_KEY": realtime.api_key,
+        "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{realtime.port}/v1/realtime",
+        "LOCAL_IP_ADDRESS": "127.0.0.1",
+        "OPENAI_GREETING": "",
+        "IDLE_TIMEOUT_SECONDS": "0",
+        "MAX_CALL_SECONDS": "0",
+        **overrides,
+    }
+
+
+def simulated_env(asterisk: AsteriskSim, realtime: RealtimeSim, **overrides: str) -> dict[str, str]:
+    """`callbridge_env` for the simulated Asterisk."""
+    return callbridge_env(realtime, asterisk.port, asterisk.username, asterisk.password, **overrides)
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 15.0) -> None:
+    """SIGTERM, wait, then SIGKILL: how the demo and the benchmark stop `callbridge run`."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -42,20 +42,7 @@ def started(sim):
 
 
 def settings_for(asterisk: AsteriskSim, realtime: RealtimeSim, **overrides: str) -> cfg.Settings:
-    env = {
-        "ASTERISK_HOST": "127.0.0.1",
-        "ASTERISK_PORT": str(asterisk.port),
-        "ASTERISK_USERNAME": ARI_USER,
-        "ASTERISK_PASSWORD": ARI_PASSWORD,
-        "OPENAI_API_KEY": API_KEY,
-        "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{realtime.port}/v1/realtime",
-        "LOCAL_IP_ADDRESS": "127.0.0.1",
-        "RTP_PORT_RANGE": "30000-39999",
-        "OPENAI_GREETING": "",
-        "IDLE_TIMEOUT_SECONDS": "0",
-        "MAX_CALL_SECONDS": "0",
-    }
-    env.update(overrides)
+    env = clients.simulated_env(asterisk, realtime, RTP_PORT_RANGE="30000-39999", **overrides)
     return cfg.load(env_file=None, environ=env).settings
 
 

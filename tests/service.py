@@ -9,8 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from harness import API_KEY, ARI_PASSWORD, ARI_USER, REPO, AsteriskSim, RealtimeSim
+from harness import ARI_PASSWORD, ARI_USER, REPO, AsteriskSim, RealtimeSim
 
+from simulators import clients
 from supervisor import wire
 
 
@@ -29,25 +30,18 @@ class Service:
         ari_port, ari_user, ari_password = ari or (asterisk.port, ARI_USER, ARI_PASSWORD)
         self.socket = overrides.get("CONTROL_SOCKET_PATH", str(workdir / "control.sock"))
         self.log_path = workdir / "callbridge.log"
-        self.env = {
-            **{k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"},
-            "PYTHONPATH": str(REPO),
-            "ASTERISK_HOST": "127.0.0.1",
-            "ASTERISK_PORT": str(ari_port),
-            "ASTERISK_USERNAME": ari_user,
-            "ASTERISK_PASSWORD": ari_password,
-            "OPENAI_API_KEY": API_KEY,
-            "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{realtime.port}/v1/realtime",
-            "LOCAL_IP_ADDRESS": "127.0.0.1",
+        settings = {
             "RTP_PORT_RANGE": "40000-49999",
-            "OPENAI_GREETING": "",
             "CONTROL_SOCKET_PATH": self.socket,
             "SHM_PREFIX": prefix,
             "LOG_FILE_PATH": str(self.log_path),
-            "IDLE_TIMEOUT_SECONDS": "0",
-            "MAX_CALL_SECONDS": "0",
             "MAX_CONCURRENT_CALLS": "50",
             **overrides,
+        }
+        self.env = {
+            **{k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"},
+            "PYTHONPATH": str(REPO),
+            **clients.callbridge_env(realtime, ari_port, ari_user, ari_password, **settings),
         }
         self.proc: subprocess.Popen | None = None
 

@@ -10,6 +10,8 @@ import sys
 import pytest
 from harness import API_KEY, ARI_PASSWORD, ARI_USER, RealtimeSim, started
 
+from simulators.clients import simulated_env
+
 pytestmark = pytest.mark.slow
 
 
@@ -20,19 +22,14 @@ def realtime():
 
 @pytest.fixture
 def env(asterisk, realtime, tmp_path):
-    return {
-        "PATH": os.environ["PATH"],
-        "ASTERISK_HOST": "127.0.0.1",
-        "ASTERISK_PORT": str(asterisk.port),
-        "ASTERISK_USERNAME": ARI_USER,
-        "ASTERISK_PASSWORD": ARI_PASSWORD,
-        "OPENAI_API_KEY": API_KEY,
-        "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{realtime.port}/v1/realtime",
-        "LOCAL_IP_ADDRESS": "127.0.0.1",
-        "RTP_PORT_RANGE": "31000-31999",
-        "CONTROL_SOCKET_PATH": str(tmp_path / "run" / "control.sock"),
-        "LOG_FILE_PATH": str(tmp_path / "callbridge.log"),
-    }
+    return simulated_env(
+        asterisk,
+        realtime,
+        PATH=os.environ["PATH"],
+        RTP_PORT_RANGE="31000-31999",
+        CONTROL_SOCKET_PATH=str(tmp_path / "run" / "control.sock"),
+        LOG_FILE_PATH=str(tmp_path / "callbridge.log"),
+    )
 
 
 def check(env: dict, *args: str) -> subprocess.CompletedProcess:
