@@ -6,6 +6,7 @@ turned into lookup tables once at import (decode: 256 entries; encode: 65,536).
 
 from __future__ import annotations
 
+import functools
 import math
 from array import array
 
@@ -79,6 +80,7 @@ def level(data: bytes, law: str = "ulaw") -> float:
     return sum(bytes(data).translate(table)) * 128 / len(data)
 
 
+@functools.lru_cache(maxsize=64)  # callers and replies reuse a few tones; encoding is slow
 def tone(
     milliseconds: int,
     frequency: float = 440.0,

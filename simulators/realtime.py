@@ -13,23 +13,28 @@ injected per connection, for the next `count` connections, through the control U
 Real-service behaviour copied here: a beta-shaped connection (OpenAI-Beta header) gets
 `beta_api_shape_disabled` then close 4000 unless --allow-beta; `session_expired` then
 close 1001; a bad key gets `invalid_api_key` and the connection is closed.
+
+One asyncio event loop serves every connection (websockets' asyncio server): a thread per
+connection would spend more on hand-offs under the GIL than on the protocol, and the
+benchmark needs this load generator to stay light.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlparse
 
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.server import ServerConnection, serve
 
 from simulators.realtime_session import ReplyOptions, Session
+
+FLUSH_LIMIT = 2.0  # seconds queued events may take to go out before a deliberate close
 
 
 @dataclass
@@ -53,6 +58,38 @@ class SessionRecord:
         self.events.append([time.monotonic(), direction, event])
 
 
+class Outbox:
+    """The connection's outgoing frames, written in order by one task, so that the session's
+    synchronous code can send without awaiting."""
+
+    def __init__(self, ws: ServerConnection) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.writer = asyncio.get_running_loop().create_task(self._write())
+
+    def put(self, text: str) -> None:
+        self.queue.put_nowait(text)
+
+    async def _write(self) -> None:
+        while True:
+            text = await self.queue.get()
+            try:
+                await self.ws.send(text)
+            except ConnectionClosed:
+                return
+            finally:
+                self.queue.task_done()
+
+    async def flush(self) -> None:
+        try:
+            await asyncio.wait_for(self.queue.join(), FLUSH_LIMIT)
+        except TimeoutError:
+            pass
+
+    def close(self) -> None:
+        self.writer.cancel()
+
+
 class SimulatedRealtime:
     def __init__(
         self,
@@ -65,19 +102,17 @@ class SimulatedRealtime:
         self.allow_beta = allow_beta
         self.models = set(models)
         self.reply = reply or ReplyOptions()
-        self.lock = threading.Lock()
         self.sessions: list[SessionRecord] = []
         self.faults: list[Fault] = []
 
     def take_fault(self) -> Fault | None:
-        with self.lock:
-            if not self.faults:
-                return None
-            fault = self.faults[0]
-            fault.count -= 1
-            if fault.count <= 0:
-                self.faults.pop(0)
-            return fault
+        if not self.faults:
+            return None
+        fault = self.faults[0]
+        fault.count -= 1
+        if fault.count <= 0:
+            self.faults.pop(0)
+        return fault
 
     # --- HTTP control and handshake checks
 
@@ -90,45 +125,45 @@ class SimulatedRealtime:
     def _control(self, connection, path: str, query: dict):
         if path == "/sim/faults":
             fault = Fault(query["kind"], float(query.get("after", 0)), int(query.get("count", 1)))
-            with self.lock:
-                self.faults.append(fault)
+            self.faults.append(fault)
             return connection.respond(HTTPStatus.OK, json.dumps({"queued": fault.kind}) + "\n")
         if path == "/sim/sessions":
-            with self.lock:
-                body = [s.__dict__ for s in self.sessions]
+            body = [s.__dict__ for s in self.sessions]
             return connection.respond(HTTPStatus.OK, json.dumps(body) + "\n")
         if path == "/sim/reset":
-            with self.lock:
-                self.sessions.clear()
-                self.faults.clear()
+            self.sessions.clear()
+            self.faults.clear()
             return connection.respond(HTTPStatus.OK, "{}\n")
         return connection.respond(HTTPStatus.NOT_FOUND, "unknown control path\n")
 
     # --- a connection
 
-    def handler(self, ws: ServerConnection) -> None:
+    async def handler(self, ws: ServerConnection) -> None:
         request = ws.request
         beta = request.headers.get("OpenAI-Beta", "") == "realtime=v1"
-        with self.lock:
-            record = SessionRecord(len(self.sessions) + 1, request.path, beta, time.monotonic())
-            self.sessions.append(record)
+        record = SessionRecord(len(self.sessions) + 1, request.path, beta, time.monotonic())
+        self.sessions.append(record)
         fault = self.take_fault()
-        session = Session(ws.send, record.add, beta, self.reply)
+        outbox = Outbox(ws)
+        session = Session(outbox.put, record.add, beta, self.reply)
+        tasks: list[asyncio.Task] = []
         try:
-            self._run(ws, request, session, record, fault)
+            await self._run(ws, request, session, record, fault, outbox, tasks)
         except ConnectionClosed:
             pass
         finally:
             record.closed = time.monotonic()
-            record.close_code = record.close_code or (ws.close_code if ws.close_code is not None else None)
-            if session.active is not None:
-                session.active.cancelled.set()
+            record.close_code = record.close_code or ws.close_code
+            session.close()
+            outbox.close()
+            for task in tasks:
+                task.cancel()
 
     @staticmethod
-    def _garbage(ws, after: float, count: int = 1000) -> None:
+    async def _garbage(outbox: Outbox, after: float, count: int = 1000) -> None:
         """Malformed and unexpected server events, as a broken proxy or a new API version
         might send: bad JSON, missing fields, wrong types, bad base64, unknown types."""
-        time.sleep(after)
+        await asyncio.sleep(after)
         samples = [
             "{not json",
             "[]",
@@ -146,57 +181,56 @@ class SimulatedRealtime:
             '{"type": "some.future.event", "data": {"x": 1}}',
             '{"type": "conversation.item.input_audio_transcription.completed", "transcript": 5}',
         ]
-        try:
-            for index in range(count):
-                ws.send(samples[index % len(samples)])
-                if index % 100 == 99:
-                    time.sleep(0.005)
-        except ConnectionClosed:
-            pass
+        for index in range(count):
+            outbox.put(samples[index % len(samples)])
+            if index % 100 == 99:
+                await asyncio.sleep(0.005)
 
-    def _close(self, ws, record: SessionRecord, code: int, reason: str) -> None:
+    async def _close(self, ws, record: SessionRecord, outbox: Outbox, code: int, reason: str) -> None:
         record.close_code = code
-        ws.close(code, reason)
+        await outbox.flush()  # the error event goes out before the close frame
+        await ws.close(code, reason)
 
-    def _run(self, ws, request, session: Session, record: SessionRecord, fault: Fault | None) -> None:
+    async def _run(self, ws, request, session, record, fault, outbox, tasks) -> None:
         if fault and fault.kind == "garbage":
-            threading.Thread(target=self._garbage, args=(ws, fault.after), daemon=True).start()
+            tasks.append(asyncio.get_running_loop().create_task(self._garbage(outbox, fault.after)))
             fault = None
         if fault and fault.kind == "slow_accept":
-            time.sleep(fault.after)
+            await asyncio.sleep(fault.after)
             fault = None
         model = parse_qs(urlparse(request.path).query).get("model", [""])[0]
         auth = request.headers.get("Authorization", "")
         if auth != f"Bearer {self.api_key}" or (fault and fault.kind == "invalid_key"):
             session.error("invalid_api_key", "Incorrect API key provided.", "invalid_request_error")
-            return self._close(ws, record, 1008, "invalid api key")
+            return await self._close(ws, record, outbox, 1008, "invalid api key")
         if record.beta and not self.allow_beta:
             session.error(
                 "beta_api_shape_disabled",
                 "The beta Realtime API shape has been disabled. Use the GA shape.",
                 "invalid_request_error",
             )
-            return self._close(ws, record, 4000, "beta api shape disabled")
+            return await self._close(ws, record, outbox, 4000, "beta api shape disabled")
         if model not in self.models or (fault and fault.kind == "model_not_found"):
             session.error("model_not_found", f"The model '{model}' does not exist or you do not have access.")
-            return self._close(ws, record, 1008, "model not found")
+            return await self._close(ws, record, outbox, 1008, "model not found")
         session.send(
             {
                 "type": "session.created",
                 "session": {"id": f"sess_sim{record.number}", "model": model, "type": "realtime"},
             }
         )
-        deadline = time.monotonic() + fault.after if fault and fault.kind in ("drop", "expire") else None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + fault.after if fault and fault.kind in ("drop", "expire") else None
         while True:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
             try:
-                message = ws.recv(timeout=timeout)
+                message = await asyncio.wait_for(ws.recv(), timeout)  # recv is safe to cancel
             except TimeoutError:
                 if fault.kind == "expire":
                     session.error("session_expired", "Your session hit the maximum duration of 60 minutes.")
-                    return self._close(ws, record, 1001, "session expired")
+                    return await self._close(ws, record, outbox, 1001, "session expired")
                 record.close_code = 1006
-                ws.socket.close()  # abrupt: no close frame, like a network failure
+                ws.transport.abort()  # abrupt: no close frame, like a network failure
                 return
             if isinstance(message, bytes):
                 session.error("invalid_request_error", "Binary frames are not supported.")
@@ -204,9 +238,9 @@ class SimulatedRealtime:
             session.handle(message)
 
 
-def start(host: str = "127.0.0.1", port: int = 0, **options):
+async def serve_until_stopped(host: str, port: int, **options) -> None:
     sim = SimulatedRealtime(**options)
-    server = serve(
+    async with serve(
         sim.handler,
         host,
         port,
@@ -214,8 +248,9 @@ def start(host: str = "127.0.0.1", port: int = 0, **options):
         compression=None,
         max_size=16 * 1024 * 1024,
         ping_interval=None,
-    )
-    return server, sim
+    ) as server:
+        print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
+        await server.serve_forever()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -229,16 +264,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--greeting-ms", type=int, default=1500)
     parser.add_argument("--speed", type=float, default=5.0)
     args = parser.parse_args(argv)
-    # Many threads (callers, connections) share one GIL here; a short switch interval keeps
-    # the timestamps this simulator records close to the real arrival times.
-    sys.setswitchinterval(0.0005)
     reply = ReplyOptions(
         mode=args.reply, reply_ms=args.reply_ms, greeting_ms=args.greeting_ms, speed=args.speed
     )
-    server, _ = start(args.host, args.port, api_key=args.api_key, allow_beta=args.allow_beta, reply=reply)
-    print(json.dumps({"port": server.socket.getsockname()[1]}), flush=True)
     try:
-        server.serve_forever()
+        asyncio.run(
+            serve_until_stopped(
+                args.host, args.port, api_key=args.api_key, allow_beta=args.allow_beta, reply=reply
+            )
+        )
     except KeyboardInterrupt:
         pass
 

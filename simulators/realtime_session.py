@@ -1,18 +1,19 @@
 """One simulated Realtime session: the protocol behaviour behind one WebSocket.
 
 GA event names by default, beta names when the connection used the beta shape. Replies
-stream faster than real time from a thread of their own, so audio keeps arriving (and
-barge-in can happen) while a reply is being sent.
+stream faster than real time from a task of their own, so audio keeps arriving (and
+barge-in can happen) while a reply is being sent. Everything runs on the server's one
+event loop: no locks, and no thread hand-off per event, which keeps the simulator light
+enough to load callbridge with a hundred calls on the same machine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from simulators import g711
 from simulators.vad import Vad
@@ -39,19 +40,19 @@ class Response:
     id: str
     item_id: str
     audio: bytes
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    cancelled: bool = False
     sent_bytes: int = 0
     done: bool = False
 
 
 class Session:
     def __init__(self, send, record, beta: bool, reply: ReplyOptions, law_hint: str = "ulaw") -> None:
-        self._send_raw = send
+        self._send_raw = send  # queues one text frame; must not block
         self.record = record
         self.beta = beta
         self.reply = reply
         self.law = law_hint
-        self.lock = threading.RLock()
+        self.streams: set[asyncio.Task] = set()
         self.config: dict = {}
         self.turn_detection: dict | None = {
             "type": "server_vad",
@@ -119,8 +120,7 @@ class Session:
                 f"Invalid value: '{kind}'. Supported values are: ...",
                 event_id=event.get("event_id"),
             )
-        with self.lock:
-            handler(event)
+        handler(event)
 
     def _session_update(self, event: dict) -> None:
         session = event.get("session") or {}
@@ -279,76 +279,78 @@ class Session:
                 "item": item,
             }
         )
-        threading.Thread(
-            target=self._stream, args=(response, transcript), daemon=True, name=f"sim-stream-{response.id}"
-        ).start()
+        task = asyncio.get_running_loop().create_task(self._stream(response, transcript))
+        self.streams.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self.streams.discard)
 
-    def _stream(self, response: Response, transcript: str) -> None:
+    def close(self) -> None:
+        """The connection is gone: stop streaming."""
+        if self.active is not None:
+            self.active.cancelled = True
+        for task in list(self.streams):
+            task.cancel()
+
+    async def _stream(self, response: Response, transcript: str) -> None:
+        loop = asyncio.get_running_loop()
         chunk = self.reply.chunk_ms * 8
         interval = self.reply.chunk_ms / 1000 / self.reply.speed
         delta_type = self.name("response.output_audio.delta", "response.audio.delta")
-        time.sleep(self.reply.first_delta_delay_ms / 1000)
-        next_at = time.monotonic()
+        await asyncio.sleep(self.reply.first_delta_delay_ms / 1000)
+        next_at = loop.time()
         words = transcript.split()
         for offset in range(0, len(response.audio), chunk):
-            if response.cancelled.is_set():
+            if response.cancelled:
                 return
-            with self.lock:
-                if response.cancelled.is_set():
-                    return
-                piece = response.audio[offset : offset + chunk]
+            piece = response.audio[offset : offset + chunk]
+            self.send(
+                {
+                    "type": delta_type,
+                    "response_id": response.id,
+                    "item_id": response.item_id,
+                    "output_index": 0,
+                    "content_index": 0,
+                    "delta": base64.b64encode(piece).decode(),
+                }
+            )
+            response.sent_bytes += len(piece)
+            self.item_audio_ms[response.item_id] = response.sent_bytes // 8
+            if words:
                 self.send(
                     {
-                        "type": delta_type,
+                        "type": self.name(
+                            "response.output_audio_transcript.delta", "response.audio_transcript.delta"
+                        ),
                         "response_id": response.id,
                         "item_id": response.item_id,
-                        "output_index": 0,
-                        "content_index": 0,
-                        "delta": base64.b64encode(piece).decode(),
+                        "delta": words.pop(0) + " ",
                     }
                 )
-                response.sent_bytes += len(piece)
-                self.item_audio_ms[response.item_id] = response.sent_bytes // 8
-                if words:
-                    self.send(
-                        {
-                            "type": self.name(
-                                "response.output_audio_transcript.delta", "response.audio_transcript.delta"
-                            ),
-                            "response_id": response.id,
-                            "item_id": response.item_id,
-                            "delta": words.pop(0) + " ",
-                        }
-                    )
             next_at += interval
-            time.sleep(max(0.0, next_at - time.monotonic()))
-        with self.lock:
-            if response.cancelled.is_set():
-                return
-            self.send(
-                {
-                    "type": self.name("response.output_audio.done", "response.audio.done"),
-                    "response_id": response.id,
-                    "item_id": response.item_id,
-                }
-            )
-            self.send(
-                {
-                    "type": self.name(
-                        "response.output_audio_transcript.done", "response.audio_transcript.done"
-                    ),
-                    "response_id": response.id,
-                    "item_id": response.item_id,
-                    "transcript": transcript,
-                }
-            )
-            self._finish(response, "completed", None)
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+        if response.cancelled:
+            return
+        self.send(
+            {
+                "type": self.name("response.output_audio.done", "response.audio.done"),
+                "response_id": response.id,
+                "item_id": response.item_id,
+            }
+        )
+        self.send(
+            {
+                "type": self.name("response.output_audio_transcript.done", "response.audio_transcript.done"),
+                "response_id": response.id,
+                "item_id": response.item_id,
+                "transcript": transcript,
+            }
+        )
+        self._finish(response, "completed", None)
 
     def _cancel_active(self, reason: str) -> None:
         response = self.active
         if response is None:
             return
-        response.cancelled.set()
+        response.cancelled = True
         self._finish(response, "cancelled", reason)
 
     def _finish(self, response: Response, status: str, reason: str | None) -> None:
