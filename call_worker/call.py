@@ -48,6 +48,7 @@ class CallInfo:
     caller: str = ""
     dialled: str = ""
     channel_name: str = ""
+    admitted_ns: int = 0  # time.monotonic_ns() when the supervisor took the StasisStart
 
 
 def host_port(address: str, port: int) -> str:
@@ -104,13 +105,16 @@ class Call:
         self.end_reason = EndReason.NONE
         self.started = time.monotonic()
         self.media_ready = False
+        # Set-up milestones (monotonic ns), reported in ms since the supervisor admitted the
+        # call: where set-up time goes is the first question when callers hear a late start.
+        self.milestones: dict[str, int] = {}
 
     # --- the whole call
 
     def run(self) -> EndReason:
         header = self.header
         header.set(Slot.WORKER_PID, os.getpid())
-        header.set(Slot.STARTED_NS, time.monotonic_ns())
+        header.set(Slot.STARTED_NS, self._milestone("worker_started"))
         header.set(Slot.CALL_STATE, CallState.STARTING)
         try:
             self._setup()
@@ -129,6 +133,15 @@ class Call:
         finally:
             header.set(Slot.CALL_STATE, CallState.ENDED)
         return self.end_reason
+
+    def _milestone(self, name: str) -> int:
+        self.milestones[name] = now = time.monotonic_ns()
+        return now
+
+    def setup_ms(self) -> dict[str, float]:
+        marks = dict(self.milestones)  # a copy: the realtime-open thread may add one meanwhile
+        origin = self.info.admitted_ns or marks.get("worker_started", 0)
+        return {name: round((at - origin) / 1e6, 1) for name, at in marks.items()}
 
     def _on_fatal(self, message: str) -> None:
         self.fatal_message = message
@@ -153,6 +166,8 @@ class Call:
                 self.conversation.open()
             except RealtimeConnectError as exc:
                 realtime_error.append(exc)
+            else:
+                self._milestone("realtime_open")
 
         opener = threading.Thread(target=open_realtime, name="realtime-open", daemon=True)
         opener.start()
@@ -168,7 +183,7 @@ class Call:
         )
         try:
             self.ari.answer(info.call_id)
-            self.header.set(Slot.ANSWERED_NS, time.monotonic_ns())
+            self.header.set(Slot.ANSWERED_NS, self._milestone("answered"))
             media = self.ari.external_media(
                 settings.ari_app_name,
                 ids.external_channel_id(info.call_id),
@@ -179,6 +194,7 @@ class Call:
             variables = (media or {}).get("channelvars") or {}
             asterisk = (variables["UNICASTRTP_LOCAL_ADDRESS"], int(variables["UNICASTRTP_LOCAL_PORT"]))
             rtp_in.asterisk = rtp_out.destination = asterisk
+            self._milestone("external_media")
             self._start_thread("rtp-in", rtp_in.run)
             self.ari.create_bridge(ids.bridge_id(info.call_id), f"callbridge {info.call_id}")
             self._add_to_bridge()
@@ -193,8 +209,14 @@ class Call:
             ) from None
         self._start_thread("rtp-out", rtp_out.run)
         self.media_ready = True
-        self.header.set(Slot.MEDIA_READY_NS, time.monotonic_ns())
-        log.info("media ready: RTP %s:%d <-> Asterisk %s:%d", local[0], local[1], *asterisk)
+        self.header.set(Slot.MEDIA_READY_NS, self._milestone("bridged"))
+        log.info(
+            "media ready %.1f ms after admission: RTP %s:%d <-> Asterisk %s:%d",
+            self.setup_ms()["bridged"],
+            local[0],
+            local[1],
+            *asterisk,
+        )
         opener.join(timeout=15)
         if realtime_error or self.conversation.ws is None:
             error = realtime_error[0] if realtime_error else RealtimeConnectError("open timed out", False)
@@ -334,6 +356,7 @@ class Call:
             "frames_out": counters["frames_out"],
             "barge_ins": counters["barge_ins"],
             "underruns": counters["underruns"],
+            "setup_ms": self.setup_ms(),
             "usage": self.conversation.usage,
             "transcript": self.conversation.transcript,
         }

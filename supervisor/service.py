@@ -260,7 +260,7 @@ class Supervisor:
             return
         caller = str(_field(channel, "caller", "number"))
         dialled = str(_field(channel, "dialplan", "exten"))
-        info = CallInfo(channel_id, caller, dialled, str(channel.get("name", "")))
+        info = CallInfo(channel_id, caller, dialled, str(channel.get("name", "")), time.monotonic_ns())
         try:
             segment = CallSegment.create(segment_name(channel_id, self.settings.shm_prefix))
         except SegmentExistsError:
