@@ -29,6 +29,7 @@ from call_worker.conversation import Conversation
 from call_worker.media import RtpIn, RtpOut
 from call_worker.playback import Playback
 from call_worker.realtime_link import RealtimeConnectError
+from call_worker.side_requests import SideRequest, finish_all, wait_all
 from callbridge import ids
 from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
@@ -181,9 +182,21 @@ class Call:
             rtp.SILENCE_BYTE[settings.audio_format],
             self.stop,
         )
-        try:
-            self.ari.answer(info.call_id)
+
+        def answer(ari: AriRest) -> None:
+            ari.answer(info.call_id)
             self.header.set(Slot.ANSWERED_NS, self._milestone("answered"))
+
+        def create_bridge(ari: AriRest) -> None:
+            ari.create_bridge(ids.bridge_id(info.call_id), f"callbridge {info.call_id}")
+
+        # Answer, externalMedia and the bridge do not depend on each other: set-up waits for
+        # the slowest of the three and then addChannel, instead of for four round trips.
+        side_requests = [
+            self._side_request("ari-answer", answer),
+            self._side_request("ari-bridge", create_bridge),
+        ]
+        try:
             media = self.ari.external_media(
                 settings.ari_app_name,
                 ids.external_channel_id(info.call_id),
@@ -196,13 +209,15 @@ class Call:
             rtp_in.asterisk = rtp_out.destination = asterisk
             self._milestone("external_media")
             self._start_thread("rtp-in", rtp_in.run)
-            self.ari.create_bridge(ids.bridge_id(info.call_id), f"callbridge {info.call_id}")
+            finish_all(side_requests)
             self._add_to_bridge()
         except AriError as exc:
+            wait_all(side_requests)  # before teardown: nothing may be created after it
             reason = EndReason.CALLER_HANGUP if exc.status == 404 else EndReason.SETUP_FAILED
             opener.join(timeout=12)
             raise SetupError(f"Asterisk refused the call set-up: {exc}", reason) from None
         except (KeyError, ValueError, TypeError) as exc:
+            wait_all(side_requests)
             opener.join(timeout=12)
             raise SetupError(
                 f"externalMedia reply without a usable address: {exc!r}", EndReason.SETUP_FAILED
@@ -230,6 +245,11 @@ class Call:
                 self._on_fatal(str(error))
                 raise SetupError(str(error), EndReason.REALTIME_FAILED)
         self.conversation.start(greet=True)
+
+    def _side_request(self, name: str, request) -> SideRequest:
+        settings = self.settings
+        ari = AriRest(settings.ari_base_url, settings.asterisk_username, settings.asterisk_password)
+        return SideRequest(name, ari, request)
 
     def _add_to_bridge(self) -> None:
         members = [self.info.call_id, ids.external_channel_id(self.info.call_id)]
