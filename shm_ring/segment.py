@@ -6,13 +6,14 @@ No process ever attaches by name on the hot path, so nothing depends on the name
 staying valid while a call runs, and the supervisor can read a crashed call's last
 counters before it unlinks.
 
-Segments are opened with `shm_open` and `mmap` directly rather than through
-`multiprocessing.shared_memory`: on 3.11/3.12 SharedMemory registers every segment with
-the resource tracker, a helper process started at the first call, which unlinks what is
-still registered when its creator exits (an "early unlink" for whoever else uses the
-segment) and warns about "leaked" segments. Starting it cost the first call of a
-supervisor tens of milliseconds of CPU; without SharedMemory there is nothing to undo.
-The descriptor is closed once mapped: a live call costs the supervisor no descriptor.
+Python's resource tracker is kept out of it on every supported version:
+- 3.11/3.12 register every SharedMemory with the tracker, even one merely attached,
+  and the tracker unlinks what is still registered when its process group's creator
+  exits (an "early unlink" for whoever else uses the segment) and warns about "leaked"
+  segments. We unregister right after creating or attaching.
+- 3.13 added `track=False`, which does the same without a round trip.
+- `SharedMemory.unlink()` on 3.11/3.12 would unregister a second time, which makes the
+  tracker print a KeyError traceback; we unlink with `shm_unlink` directly instead.
 Segments that outlive a crashed supervisor are removed by `sweep()` at the next start.
 
 Names are `<prefix>.<creator pid>.<key>`, so `sweep()` can tell a dead owner's
@@ -23,9 +24,10 @@ service).
 from __future__ import annotations
 
 import _posixshmem
-import mmap
 import os
+import sys
 import time
+from multiprocessing import resource_tracker, shared_memory
 
 from shm_ring.errors import LayoutError, SegmentExistsError, SegmentGoneError
 from shm_ring.header import HEADER_BYTES, LAYOUT_VERSION, MAGIC, CallHeader, Slot
@@ -40,32 +42,12 @@ DEFAULT_UPLINK_CAPACITY = 64 * 1024
 DEFAULT_DOWNLINK_CAPACITY = 1024 * 1024
 
 
-class _Mapping:
-    """A POSIX shared-memory object mapped into this process."""
-
-    def __init__(self, name: str, create: bool, size: int) -> None:
-        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
-        fd = _posixshmem.shm_open("/" + name, flags, mode=0o600)
-        try:
-            if create:
-                os.ftruncate(fd, size)
-            else:
-                size = os.fstat(fd).st_size
-            if size == 0:
-                raise LayoutError(f"segment {name} is empty")
-            self._mmap = mmap.mmap(fd, size)
-        except BaseException:
-            if create:
-                _unlink_name(name)
-            raise
-        finally:
-            os.close(fd)
-        self.name = name
-        self.buf = memoryview(self._mmap)
-
-    def close(self) -> None:
-        self.buf.release()
-        self._mmap.close()
+def _open(name: str, create: bool, size: int) -> shared_memory.SharedMemory:
+    if sys.version_info >= (3, 13):
+        return shared_memory.SharedMemory(name, create=create, size=size, track=False)
+    shm = shared_memory.SharedMemory(name, create=create, size=size)
+    resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001 (see module doc)
+    return shm
 
 
 def _unlink_name(name: str) -> bool:
@@ -85,7 +67,7 @@ def segment_name(key: str, prefix: str = DEFAULT_PREFIX, owner_pid: int | None =
 class CallSegment:
     """A call's shared segment. `create()` in the supervisor, inherited by the worker."""
 
-    def __init__(self, shm: _Mapping, owner: bool) -> None:
+    def __init__(self, shm: shared_memory.SharedMemory, owner: bool) -> None:
         self._shm = shm
         self.owner = owner
         self.name = shm.name
@@ -117,7 +99,7 @@ class CallSegment:
         """Create and initialise a new segment; this process becomes its owner."""
         size = HEADER_BYTES + region_size(uplink_capacity) + region_size(downlink_capacity)
         try:
-            shm = _Mapping(name, True, size)
+            shm = _open(name, True, size)
         except FileExistsError:
             raise SegmentExistsError(f"shared memory segment {name} exists already") from None
         # A new POSIX segment is zero-filled, so every counter starts at 0; only the
@@ -140,7 +122,7 @@ class CallSegment:
     def attach(cls, name: str) -> CallSegment:
         """Map an existing segment by name (inspection and tests; workers inherit instead)."""
         try:
-            shm = _Mapping(name, False, 0)
+            shm = _open(name, False, 0)
         except FileNotFoundError:
             raise SegmentGoneError(f"no shared memory segment named {name}") from None
         try:
