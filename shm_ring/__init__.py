@@ -3,7 +3,7 @@
 from shm_ring.errors import LayoutError, RingError, SegmentExistsError, SegmentGoneError
 from shm_ring.header import CallHeader, CallState, EndReason, RealtimeState, Slot
 from shm_ring.ring import ByteRing, region_size
-from shm_ring.segment import CallSegment, list_segments, segment_name, sweep
+from shm_ring.segment import CallSegment, list_segments, segment_name, start_tracker, sweep
 
 __all__ = [
     "ByteRing",
@@ -20,5 +20,6 @@ __all__ = [
     "list_segments",
     "region_size",
     "segment_name",
+    "start_tracker",
     "sweep",
 ]

@@ -21,7 +21,7 @@ from call_worker.call import CallInfo
 from callbridge import __version__, ids
 from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
-from shm_ring import CallSegment, EndReason, SegmentExistsError, segment_name, sweep
+from shm_ring import CallSegment, EndReason, SegmentExistsError, segment_name, start_tracker, sweep
 from supervisor import cleanup, systemd
 from supervisor.ari_events import AriEvents, LinkState
 from supervisor.calls import CallEntry, Phase
@@ -90,6 +90,7 @@ class Supervisor:
     # --- the loop
 
     def run(self) -> int:
+        start_tracker()
         removed = sweep(self.settings.shm_prefix)
         if removed:
             log.info("removed %d shared-memory segments left by an earlier run", len(removed))
