@@ -70,24 +70,44 @@ def percentile(values: list[float], share: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(share * (len(ordered) - 1) + 0.5))]
 
 
-def _cmdline(process: psutil.Process) -> list[str]:
+def cpu_seconds(process: psutil.Process) -> float:
     try:
-        return process.cmdline()
+        times = process.cpu_times()
     except psutil.Error:
-        return []
+        return 0.0
+    return times.user + times.system
 
 
 class Sampler:
-    """psutil over the supervisor and its workers: CPU seconds per worker, USS, RSS."""
+    """psutil over the supervisor and its workers (CPU seconds per worker, USS, RSS), and
+    over the load generator (the simulators and this process) to show what it costs."""
 
-    def __init__(self, supervisor_pid: int) -> None:
+    def __init__(self, supervisor_pid: int, load_pids: dict[str, int]) -> None:
         self.supervisor = psutil.Process(supervisor_pid)
+        self.load = {name: psutil.Process(pid) for name, pid in load_pids.items()}
         self.cpu: dict[int, float] = {}
         self.uss: dict[int, float] = {}
         self.supervisor_rss = 0.0
+        self.started = time.monotonic()
+        self.supervisor_cpu_start = cpu_seconds(self.supervisor)
+        self.load_cpu_start = {name: cpu_seconds(p) for name, p in self.load.items()}
+
+    def totals(self) -> dict:
+        """Average use of the machine's cores over the run, in % of one core."""
+        elapsed = time.monotonic() - self.started
+        load = {name: cpu_seconds(p) - self.load_cpu_start[name] for name, p in self.load.items()}
+        supervisor = cpu_seconds(self.supervisor) - self.supervisor_cpu_start
+        result = {
+            "callbridge_cpu_percent": round((supervisor + sum(self.cpu.values())) / elapsed * 100, 1),
+            "supervisor_cpu_percent": round(supervisor / elapsed * 100, 1),
+            "load_generator_cpu_percent": round(sum(load.values()) / elapsed * 100, 1),
+        }
+        for name, seconds in load.items():
+            result[f"{name}_cpu_percent"] = round(seconds / elapsed * 100, 1)
+        return result
 
     def sample(self, measure_uss: bool) -> int:
-        children = [c for c in self.supervisor.children() if "resource_tracker" not in " ".join(_cmdline(c))]
+        children = self.supervisor.children()
         for child in children:
             try:
                 times = child.cpu_times()
@@ -100,10 +120,13 @@ class Sampler:
         return len(children)
 
 
-def measure(calls: int, seconds: float, workdir: Path) -> dict:
+def measure(calls: int, seconds: float, workdir: Path, callbridge_cpus: set[int] | None) -> dict:
     asterisk = AsteriskSim(quiet=True)
     realtime = RealtimeSim("--reply-ms", "2000", "--speed", "5", quiet=True)
-    socket_path = workdir / f"control-{calls}.sock"
+    run_dir = Path(tempfile.mkdtemp(dir=workdir, prefix=f"calls-{calls}-"))  # N may repeat
+    socket_path = run_dir / "control.sock"
+    records_dir = run_dir / "records"
+    records_dir.mkdir()
     env = {
         **os.environ,
         **simulated_env(
@@ -114,16 +137,19 @@ def measure(calls: int, seconds: float, workdir: Path) -> dict:
             LOG_LEVEL="warning",
             SHM_PREFIX=f"callbridge-bench{os.getpid()}",
             RTP_PORT_RANGE="40000-59999",
+            CALL_RECORDS_DIR=str(records_dir),
         ),
     }
     env.pop("NOTIFY_SOCKET", None)
-    with open(workdir / f"callbridge-{calls}.log", "w") as log_file:
+    with open(run_dir / "callbridge.log", "w") as log_file:
         service = subprocess.Popen(
             [sys.executable, "-m", "callbridge.cli", "run"],
             env=env,
-            cwd=workdir,
+            cwd=run_dir,
             stdout=subprocess.DEVNULL,
             stderr=log_file,
+            # Workers are forked by the supervisor and inherit its CPUs.
+            preexec_fn=(lambda: os.sched_setaffinity(0, callbridge_cpus)) if callbridge_cpus else None,
         )
     try:
         deadline = time.monotonic() + 15
@@ -131,7 +157,10 @@ def measure(calls: int, seconds: float, workdir: Path) -> dict:
             if time.monotonic() > deadline:
                 raise RuntimeError("callbridge did not connect to the simulated Asterisk")
             time.sleep(0.05)
-        sampler = Sampler(service.pid)
+        sampler = Sampler(
+            service.pid,
+            {"asterisk_sim": asterisk.proc.pid, "realtime_sim": realtime.proc.pid, "bench": os.getpid()},
+        )
         ids: dict[str, int] = {}
         started = time.monotonic()
         for index in range(calls):
@@ -157,6 +186,7 @@ def measure(calls: int, seconds: float, workdir: Path) -> dict:
             if all(r["hangup"] is not None for r in records) and live == 0:
                 break
             time.sleep(1.0)
+        usage = sampler.totals()
         time.sleep(0.5)
         sessions = realtime.sessions()
         records = {call_id: asterisk.call(call_id) for call_id in ids}
@@ -164,7 +194,23 @@ def measure(calls: int, seconds: float, workdir: Path) -> dict:
         stop_process(service, timeout=30)
         asterisk.stop()
         realtime.stop()
-    return analyse(calls, seconds, ids, records, sessions, sampler, peak)
+    breakdown = setup_breakdown(records_dir)
+    return {**analyse(calls, seconds, ids, records, sessions, sampler, peak), **usage, **breakdown}
+
+
+def setup_breakdown(records_dir: Path) -> dict:
+    """Where set-up time goes, from callbridge's own call records (ms after admission):
+    reported beside the outside measurement, never instead of it."""
+    milestones: dict[str, list[float]] = {}
+    for path in records_dir.glob("*.json"):
+        for name, ms in json.loads(path.read_text()).get("setup_ms", {}).items():
+            milestones.setdefault(name, []).append(ms)
+    result = {}
+    for name in ("worker_started", "answered", "external_media", "bridged", "realtime_open"):
+        values = milestones.get(name, [])
+        result[f"inside_{name}_p50_ms"] = percentile(values, 0.5)
+        result[f"inside_{name}_p99_ms"] = percentile(values, 0.99)
+    return result
 
 
 def analyse(calls, seconds, ids, records, sessions, sampler, peak) -> dict:
@@ -224,7 +270,7 @@ def analyse(calls, seconds, ids, records, sessions, sampler, peak) -> dict:
             heard = next((a for a in loud if a > t0), None)
             if heard is not None and heard - t0 < 1.0:
                 downlink.append((heard - t0) * 1000)
-    cpu_seconds = sum(sampler.cpu.values())
+    worker_cpu = sum(sampler.cpu.values())
     mean_duration = statistics.mean(durations) if durations else seconds
     result = {
         "calls": calls,
@@ -245,7 +291,7 @@ def analyse(calls, seconds, ids, records, sessions, sampler, peak) -> dict:
         "barge_ins_measured": len(barge),
         "barge_in_stop_p50_ms": percentile(barge, 0.5),
         "barge_in_stop_max_ms": max(barge) if barge else None,
-        "cpu_percent_per_call": round(cpu_seconds / max(1, calls) / mean_duration * 100, 2),
+        "cpu_percent_per_call": round(worker_cpu / max(1, calls) / mean_duration * 100, 2),
         "worker_uss_p50_mb": percentile(list(sampler.uss.values()), 0.5),
         "worker_uss_max_mb": max(sampler.uss.values()) if sampler.uss else None,
         "supervisor_rss_mb": round(sampler.supervisor_rss, 1),
@@ -278,10 +324,10 @@ COLUMNS = [
 ]
 
 
-def markdown(results: list[dict]) -> str:
-    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+def markdown(results: list[dict], columns: list[tuple[str, str]] = COLUMNS) -> str:
+    lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
     for row in results:
-        lines.append("| " + " | ".join(str(row.get(key, "")) for key, _ in COLUMNS) + " |")
+        lines.append("| " + " | ".join(str(row.get(key, "")) for key, _ in columns) + " |")
     return "\n".join(lines)
 
 
@@ -290,7 +336,20 @@ def main() -> None:
     parser.add_argument("--calls", default="1,10,50,100", help="comma-separated concurrent call counts")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each call")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument(
+        "--split-cpus",
+        action="store_true",
+        help="run callbridge on the last CPU and the load generator on the others, so each "
+        "side's limit shows apart from the other's",
+    )
     args = parser.parse_args()
+    callbridge_cpus = None
+    if args.split_cpus:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            parser.error("--split-cpus needs at least two CPUs")
+        callbridge_cpus = {cpus[-1]}
+        os.sched_setaffinity(0, set(cpus[:-1]))  # the simulators are started from here: they inherit it
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
@@ -299,7 +358,7 @@ def main() -> None:
             print(
                 f"running {count} concurrent calls of {args.seconds:.0f} s ...", file=sys.stderr, flush=True
             )
-            results.append(measure(count, args.seconds, Path(scratch)))
+            results.append(measure(count, args.seconds, Path(scratch), callbridge_cpus))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     passing = [r["calls"] for r in results if r["meets_targets"]]
     report = {
@@ -310,6 +369,7 @@ def main() -> None:
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         },
         "arrivals_per_second": ARRIVALS_PER_SECOND,
+        "callbridge_cpus": sorted(callbridge_cpus) if callbridge_cpus else "shared with the load generator",
         "seconds_per_call": args.seconds,
         "targets": TARGETS,
         "results": results,
