@@ -1,0 +1,214 @@
+"""Call set-up against the real Asterisk 22: how long after StasisStart the caller's
+voice reaches callbridge, for N calls placed by sipp.
+
+    python bench/asterisk_bench.py --calls 1,10,20 [--rate 10] [--out bench/results]
+
+Uses the end-to-end suite's Asterisk (a Debian sid chroot with Asterisk and sipp, built
+once; needs root, see tests/asterisk/) and the simulated Realtime server. Measured
+outside callbridge:
+- StasisStart: when an ARI observer (another app, subscribed to all events) receives the
+  caller's ChannelDialplan event for Stasis(), which Asterisk sends as the channel
+  enters the app, beside the StasisStart it sends callbridge;
+- first frame forwarded: the kernel's capture time (tcpdump on loopback) of the first
+  RTP packet Asterisk sends to the call's externalMedia port, which the observer learns
+  from the externalMedia channel's name.
+sipp's callers send RTP from the moment Asterisk answers them (the dialplan answers
+before Stasis), so the first packet leaves Asterisk as soon as the bridge is up.
+Writes asterisk-bench.json and .md to --out and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import websocket
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "asterisk"))
+
+import speech  # noqa: E402
+from pcap import in_range, read_rtp  # noqa: E402
+from real_asterisk import ARI_PASSWORD, ARI_USER, Asterisk, Capture, Ports, ensure_root  # noqa: E402
+
+from bench.calls_bench import markdown, percentile, setup_breakdown  # noqa: E402
+from simulators.clients import RealtimeSim, callbridge_env, stop_process  # noqa: E402
+from supervisor import wire  # noqa: E402
+
+PORTS = Ports()
+OBSERVER_APP = "cb-bench-observer"
+SETUP_TARGET_MS = 100.0
+_EXTERNAL_NAME = re.compile(r"UnicastRTP/[^:]+:(\d+)-")
+
+
+class Observer:
+    """An ARI events connection of its own: channel events of every app, kernel-clock
+    receive times (time.time(), the clock tcpdump stamps with)."""
+
+    def __init__(self) -> None:
+        token = base64.b64encode(f"{ARI_USER}:{ARI_PASSWORD}".encode()).decode()
+        self.ws = websocket.create_connection(
+            f"ws://127.0.0.1:{PORTS.ari}/ari/events?app={OBSERVER_APP}&subscribeAll=true",
+            header={"Authorization": f"Basic {token}"},
+            timeout=5,
+        )
+        self.stasis: dict[str, float] = {}  # caller channel id -> time its Stasis() began
+        self.media_port: dict[str, int] = {}  # caller channel id -> callbridge's RTP port
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        self.ws.settimeout(None)
+        while True:
+            try:
+                event = json.loads(self.ws.recv())
+            except (websocket.WebSocketException, OSError, ValueError):
+                return
+            received = time.time()
+            channel = event.get("channel") or {}
+            if event.get("type") == "ChannelDialplan" and event.get("dialplan_app") == "Stasis":
+                self.stasis.setdefault(channel.get("id", ""), received)
+            elif event.get("type") == "ChannelCreated" and channel.get("id", "").startswith("cb-em-"):
+                match = _EXTERNAL_NAME.match(channel.get("name", ""))
+                if match:
+                    self.media_port[channel["id"].removeprefix("cb-em-")] = int(match.group(1))
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def ari_connected(control_socket: Path) -> bool:
+    try:
+        return wire.request(str(control_socket), {"cmd": "status"})["supervisor"]["ari"] == "connected"
+    except (OSError, wire.WireError, KeyError):
+        return False
+
+
+def measure(
+    asterisk: Asterisk, realtime: RealtimeSim, voice: Path, calls: int, rate: int, work: Path
+) -> dict:
+    records = work / f"records-{calls}"
+    records.mkdir()
+    env = {
+        **os.environ,
+        **callbridge_env(
+            realtime,
+            PORTS.ari,
+            ARI_USER,
+            ARI_PASSWORD,
+            CONTROL_SOCKET_PATH=str(work / f"control-{calls}.sock"),
+            RTP_PORT_RANGE=f"{PORTS.callbridge_rtp[0]}-{PORTS.callbridge_rtp[1]}",
+            SHM_PREFIX=f"callbridge-abench{os.getpid()}",
+            CALL_RECORDS_DIR=str(records),
+            LOG_LEVEL="warning",
+            MAX_CONCURRENT_CALLS=str(calls + 10),
+        ),
+    }
+    env.pop("NOTIFY_SOCKET", None)
+    observer = Observer()
+    with open(work / f"callbridge-{calls}.log", "w") as log_file:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "callbridge.cli", "run"],
+            env=env,
+            cwd=work,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+    try:
+        deadline = time.monotonic() + 15
+        while not ari_connected(work / f"control-{calls}.sock"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("callbridge did not connect to the real Asterisk")
+            time.sleep(0.05)
+        capture = Capture(work / f"setup-{calls}.pcap", PORTS)
+        sipp = asterisk.sipp(voice, hold_ms=6000, calls=calls, rate=rate)
+        output, _ = sipp.communicate(timeout=120)
+        packets = capture.stop()
+    finally:
+        stop_process(service, timeout=30)
+        observer.close()
+    first_to_callbridge: dict[int, float] = {}
+    for packet in read_rtp(packets):
+        if in_range(packet.dst[1], PORTS.callbridge_rtp):
+            first_to_callbridge.setdefault(packet.dst[1], packet.time)
+    setup = []
+    for call_id, started in observer.stasis.items():
+        port = observer.media_port.get(call_id)
+        if port in first_to_callbridge:
+            setup.append((first_to_callbridge[port] - started) * 1000)
+    result = {
+        "calls": calls,
+        "arrivals_per_second": rate,
+        "sipp_exit": sipp.returncode,
+        "calls_measured": len(setup),
+        "setup_p50_ms": percentile(setup, 0.5),
+        "setup_p99_ms": percentile(setup, 0.99),
+        "setup_max_ms": max(setup) if setup else None,
+        **setup_breakdown(records),
+    }
+    for key, value in list(result.items()):
+        if isinstance(value, float):
+            result[key] = round(value, 1)
+    result["meets_setup_target"] = (
+        result["calls_measured"] == calls and (result["setup_p99_ms"] or 1e9) <= SETUP_TARGET_MS
+    )
+    if sipp.returncode != 0:
+        result["sipp_output"] = output[-1000:]
+    return result
+
+
+COLUMNS = [
+    ("calls", "N"),
+    ("arrivals_per_second", "arrivals/s"),
+    ("calls_measured", "measured"),
+    ("setup_p50_ms", "set-up p50 ms"),
+    ("setup_p99_ms", "set-up p99 ms"),
+    ("setup_max_ms", "set-up max ms"),
+    ("inside_worker_started_p50_ms", "worker started p50"),
+    ("inside_bridged_p50_ms", "bridged p50 (inside)"),
+    ("inside_bridged_p99_ms", "bridged p99 (inside)"),
+    ("meets_setup_target", "p99 <= 100 ms"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", default="1,10,20")
+    parser.add_argument("--rate", type=int, default=10, help="calls placed per second")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    asterisk = Asterisk(ensure_root(), PORTS)
+    asterisk.start()
+    realtime = RealtimeSim("--reply-ms", "2000", quiet=True)
+    results = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="callbridge-abench-") as scratch:
+            work = Path(scratch)
+            voice = speech.script(["Hello, what are your opening hours today?", 4.0], work / "voice.wav")
+            for count in (int(c) for c in args.calls.split(",")):
+                print(f"placing {count} calls on the real Asterisk ...", file=sys.stderr, flush=True)
+                results.append(measure(asterisk, realtime, voice, count, args.rate, work))
+                print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    finally:
+        realtime.stop()
+        asterisk.stop()
+    table = markdown(results, COLUMNS)
+    (out / "asterisk-bench.json").write_text(json.dumps({"results": results}, indent=2))
+    (out / "asterisk-bench.md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
