@@ -3,8 +3,10 @@
 Who may talk to it: the socket file is mode 0660, and every connection's peer
 credentials (SO_PEERCRED) are checked as well: root, the service's own user, or a member
 of its group. Each request gets exactly one reply; a malformed one gets an error reply
-and the connection is closed. A client that says nothing for CLIENT_IDLE seconds, or
-announces an oversized message, is dropped; at most MAX_CLIENTS at once. None of this
+and the connection is closed. A client that says nothing for CLIENT_IDLE seconds, takes
+more than REQUEST_LIMIT seconds to send one request (trickling a byte at a time would
+otherwise hold a slot forever), or announces an oversized message, is dropped; at most
+MAX_CLIENTS at once. None of this
 can block the supervisor's loop: sockets are non-blocking and replies are buffered.
 """
 
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_CLIENTS = 32
 CLIENT_IDLE = 10.0
+REQUEST_LIMIT = 5.0  # seconds from a request's first byte to its last
 MAX_REQUESTS_PER_READ = 8  # a client pipelining requests cannot monopolise one loop pass
 MAX_OUTBOX = 4 * 1024 * 1024  # a client that does not read its replies is dropped
 _UCRED = struct.Struct("3i")
@@ -40,6 +43,7 @@ class Client:
     inbox: bytearray = field(default_factory=bytearray)
     outbox: bytearray = field(default_factory=bytearray)
     last_active: float = field(default_factory=time.monotonic)
+    partial_since: float | None = None  # when the request now arriving began
     closing: bool = False
 
 
@@ -134,10 +138,14 @@ class ControlServer:
         if not data:
             self._drop(client)
             return
-        client.last_active = time.monotonic()
+        client.last_active = now = time.monotonic()
         client.inbox += data
         try:
             frames = wire.split_frames(client.inbox)
+            if not client.inbox:
+                client.partial_since = None
+            elif frames or client.partial_since is None:
+                client.partial_since = now  # progress: a new request began
             if len(frames) > MAX_REQUESTS_PER_READ:
                 raise wire.WireError(f"more than {MAX_REQUESTS_PER_READ} requests at once")
             for frame in frames:
@@ -182,6 +190,9 @@ class ControlServer:
         now = time.monotonic()
         for client in list(self.clients.values()):
             if now - client.last_active > CLIENT_IDLE:
+                self._drop(client)
+            elif client.partial_since is not None and now - client.partial_since > REQUEST_LIMIT:
+                log.warning("control socket: dropping a client whose request took over %.0f s", REQUEST_LIMIT)
                 self._drop(client)
 
     def _drop(self, client: Client) -> None:

@@ -256,6 +256,35 @@ def test_control_socket_answers_garbage_with_errors(service):
     assert svc.proc.poll() is None
 
 
+def test_a_client_trickling_its_request_is_dropped(service):
+    """A byte every 0.3 s resets any idle timer; the request's own time limit still holds."""
+    from supervisor.control import REQUEST_LIMIT
+
+    svc = service()
+    trickle = struct.pack("!I", 1000) + b" " * 100  # announces 1000 bytes, sends 100 at most
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(svc.socket)
+        sock.settimeout(0.3)
+        started = time.monotonic()
+        dropped_after = None
+        for byte in trickle:
+            try:
+                sock.send(bytes([byte]))
+                if sock.recv(1) == b"":
+                    dropped_after = time.monotonic() - started
+                    break
+            except TimeoutError:
+                continue
+            except OSError:  # reset or broken pipe: dropped
+                dropped_after = time.monotonic() - started
+                break
+            if time.monotonic() - started > REQUEST_LIMIT + 10:
+                break
+    assert dropped_after is not None and REQUEST_LIMIT <= dropped_after < REQUEST_LIMIT + 5
+    assert "request took over" in svc.log()
+    assert svc.status()["ok"] is True
+
+
 def test_cli_status_and_hangup(service, asterisk):
     svc = service()
     call_id = asterisk.place_call([{"silence": 30000}])
