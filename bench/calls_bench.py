@@ -70,6 +70,13 @@ def percentile(values: list[float], share: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(share * (len(ordered) - 1) + 0.5))]
 
 
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
 def cpu_seconds(process: psutil.Process) -> float:
     try:
         times = process.cpu_times()
@@ -91,6 +98,7 @@ class Sampler:
         self.started = time.monotonic()
         self.supervisor_cpu_start = cpu_seconds(self.supervisor)
         self.load_cpu_start = {name: cpu_seconds(p) for name, p in self.load.items()}
+        self.steal_start = psutil.cpu_times().steal  # the hypervisor's share, all CPUs
 
     def totals(self) -> dict:
         """Average use of the machine's cores over the run, in % of one core."""
@@ -101,13 +109,17 @@ class Sampler:
             "callbridge_cpu_percent": round((supervisor + sum(self.cpu.values())) / elapsed * 100, 1),
             "supervisor_cpu_percent": round(supervisor / elapsed * 100, 1),
             "load_generator_cpu_percent": round(sum(load.values()) / elapsed * 100, 1),
+            # CPU time the VM's vCPUs wanted but the host gave to others, over the run:
+            # it varies from run to run and moves the tails with it.
+            "steal_percent": round((psutil.cpu_times().steal - self.steal_start) / elapsed * 100, 1),
         }
         for name, seconds in load.items():
             result[f"{name}_cpu_percent"] = round(seconds / elapsed * 100, 1)
         return result
 
     def sample(self, measure_uss: bool) -> int:
-        children = self.supervisor.children()
+        # Workers only: the supervisor also starts Python's resource tracker (3.11/3.12).
+        children = [c for c in self.supervisor.children() if "resource_tracker" not in " ".join(_cmdline(c))]
         for child in children:
             try:
                 times = child.cpu_times()
