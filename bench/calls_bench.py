@@ -85,6 +85,19 @@ def cpu_seconds(process: psutil.Process) -> float:
     return times.user + times.system
 
 
+def listen_overflows() -> int:
+    """The kernel's count of connections dropped by a full listen backlog: a dropped SYN
+    costs the client a 1 s retransmission, so any increase during a run is reported."""
+    try:
+        lines = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines()]
+    except OSError:
+        return 0
+    for names, values in zip(lines, lines[1:], strict=False):
+        if names[0] == "TcpExt:" and values[0] == "TcpExt:" and "ListenOverflows" in names:
+            return int(values[names.index("ListenOverflows")])
+    return 0
+
+
 class Sampler:
     """psutil over the supervisor and its workers (CPU seconds per worker, USS, RSS), and
     over the load generator (the simulators and this process) to show what it costs."""
@@ -99,6 +112,7 @@ class Sampler:
         self.supervisor_cpu_start = cpu_seconds(self.supervisor)
         self.load_cpu_start = {name: cpu_seconds(p) for name, p in self.load.items()}
         self.steal_start = psutil.cpu_times().steal  # the hypervisor's share, all CPUs
+        self.overflows_start = listen_overflows()
 
     def totals(self) -> dict:
         """Average use of the machine's cores over the run, in % of one core."""
@@ -112,6 +126,7 @@ class Sampler:
             # CPU time the VM's vCPUs wanted but the host gave to others, over the run:
             # it varies from run to run and moves the tails with it.
             "steal_percent": round((psutil.cpu_times().steal - self.steal_start) / elapsed * 100, 1),
+            "listen_overflows": listen_overflows() - self.overflows_start,
         }
         for name, seconds in load.items():
             result[f"{name}_cpu_percent"] = round(seconds / elapsed * 100, 1)
