@@ -347,6 +347,9 @@ COLUMNS = [
     ("cpu_percent_per_call", "CPU %/call"),
     ("worker_uss_max_mb", "worker USS MB"),
     ("supervisor_rss_mb", "supervisor RSS MB"),
+    ("callbridge_cpu_percent", "callbridge CPU %"),
+    ("load_generator_cpu_percent", "load generator CPU %"),
+    ("steal_percent", "steal %"),
     ("meets_targets", "meets targets"),
 ]
 
