@@ -31,6 +31,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import websocket
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,6 +117,7 @@ def measure(
     }
     env.pop("NOTIFY_SOCKET", None)
     observer = Observer()
+    steal_start, clock_start = psutil.cpu_times().steal, time.monotonic()
     with open(work / f"callbridge-{calls}.log", "w") as log_file:
         service = subprocess.Popen(
             [sys.executable, "-m", "callbridge.cli", "run"],
@@ -134,6 +136,7 @@ def measure(
         sipp = asterisk.sipp(voice, hold_ms=6000, calls=calls, rate=rate)
         output, _ = sipp.communicate(timeout=120)
         packets = capture.stop()
+        steal = (psutil.cpu_times().steal - steal_start) / (time.monotonic() - clock_start) * 100
     finally:
         stop_process(service, timeout=30)
         observer.close()
@@ -154,6 +157,7 @@ def measure(
         "setup_p50_ms": percentile(setup, 0.5),
         "setup_p99_ms": percentile(setup, 0.99),
         "setup_max_ms": max(setup) if setup else None,
+        "steal_percent": steal,
         **setup_breakdown(records),
     }
     for key, value in list(result.items()):
@@ -177,6 +181,7 @@ COLUMNS = [
     ("inside_worker_started_p50_ms", "worker started p50"),
     ("inside_bridged_p50_ms", "bridged p50 (inside)"),
     ("inside_bridged_p99_ms", "bridged p99 (inside)"),
+    ("steal_percent", "steal %"),
     ("meets_setup_target", "p99 <= 100 ms"),
 ]
 
