@@ -6,9 +6,10 @@ voice reaches callbridge, for N calls placed by sipp.
 Uses the end-to-end suite's Asterisk (a Debian sid chroot with Asterisk and sipp, built
 once; needs root, see tests/asterisk/) and the simulated Realtime server. Measured
 outside callbridge:
-- StasisStart: when an ARI observer (another app, subscribed to all events) receives the
-  caller's ChannelDialplan event for Stasis(), which Asterisk sends as the channel
-  enters the app, beside the StasisStart it sends callbridge;
+- StasisStart: the Asterisk timestamp (wall clock, ms) of the caller's ChannelDialplan
+  event for Stasis(), which an ARI observer (another app, subscribed to all events)
+  receives: Asterisk stamps it as the channel enters the app, just before the StasisStart
+  it sends callbridge, so set-up is if anything overstated by up to a millisecond;
 - first frame forwarded: the kernel's capture time (tcpdump on loopback) of the first
   RTP packet Asterisk sends to the call's externalMedia port, which the observer learns
   from the externalMedia channel's name.
@@ -24,11 +25,13 @@ import base64
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -75,10 +78,10 @@ class Observer:
                 event = json.loads(self.ws.recv())
             except (websocket.WebSocketException, OSError, ValueError):
                 return
-            received = time.time()
             channel = event.get("channel") or {}
             if event.get("type") == "ChannelDialplan" and event.get("dialplan_app") == "Stasis":
-                self.stasis.setdefault(channel.get("id", ""), received)
+                stamped = datetime.strptime(event["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+                self.stasis.setdefault(channel.get("id", ""), stamped)
             elif event.get("type") == "ChannelCreated" and channel.get("id", "").startswith("cb-em-"):
                 match = _EXTERNAL_NAME.match(channel.get("name", ""))
                 if match:
@@ -86,6 +89,7 @@ class Observer:
 
     def close(self) -> None:
         self.ws.close()
+        self.thread.join(5)
 
 
 def ari_connected(control_socket: Path) -> bool:
@@ -98,7 +102,8 @@ def ari_connected(control_socket: Path) -> bool:
 def measure(
     asterisk: Asterisk, realtime: RealtimeSim, voice: Path, calls: int, rate: int, work: Path
 ) -> dict:
-    records = work / f"records-{calls}"
+    work = Path(tempfile.mkdtemp(dir=work, prefix=f"calls-{calls}-"))  # N may repeat
+    records = work / "records"
     records.mkdir()
     env = {
         **os.environ,
@@ -107,7 +112,7 @@ def measure(
             PORTS.ari,
             ARI_USER,
             ARI_PASSWORD,
-            CONTROL_SOCKET_PATH=str(work / f"control-{calls}.sock"),
+            CONTROL_SOCKET_PATH=str(work / "control.sock"),
             RTP_PORT_RANGE=f"{PORTS.callbridge_rtp[0]}-{PORTS.callbridge_rtp[1]}",
             SHM_PREFIX=f"callbridge-abench{os.getpid()}",
             CALL_RECORDS_DIR=str(records),
@@ -118,7 +123,7 @@ def measure(
     env.pop("NOTIFY_SOCKET", None)
     observer = Observer()
     steal_start, clock_start = psutil.cpu_times().steal, time.monotonic()
-    with open(work / f"callbridge-{calls}.log", "w") as log_file:
+    with open(work / "callbridge.log", "w") as log_file:
         service = subprocess.Popen(
             [sys.executable, "-m", "callbridge.cli", "run"],
             env=env,
@@ -126,29 +131,35 @@ def measure(
             stdout=subprocess.DEVNULL,
             stderr=log_file,
         )
+    capture = sipp = None
     try:
         deadline = time.monotonic() + 15
-        while not ari_connected(work / f"control-{calls}.sock"):
+        while not ari_connected(work / "control.sock"):
             if time.monotonic() > deadline:
                 raise RuntimeError("callbridge did not connect to the real Asterisk")
             time.sleep(0.05)
-        capture = Capture(work / f"setup-{calls}.pcap", PORTS)
+        capture = Capture(work / "setup.pcap", PORTS)
         sipp = asterisk.sipp(voice, hold_ms=6000, calls=calls, rate=rate)
         output, _ = sipp.communicate(timeout=120)
-        packets = capture.stop()
         steal = (psutil.cpu_times().steal - steal_start) / (time.monotonic() - clock_start) * 100
     finally:
+        if sipp is not None and sipp.poll() is None:
+            os.killpg(sipp.pid, signal.SIGKILL)
+            sipp.wait()
+        packets = capture.stop() if capture is not None else None
         stop_process(service, timeout=30)
         observer.close()
-    first_to_callbridge: dict[int, float] = {}
+    arrivals: dict[int, list[float]] = {}  # callbridge's RTP port -> packet times
     for packet in read_rtp(packets):
         if in_range(packet.dst[1], PORTS.callbridge_rtp):
-            first_to_callbridge.setdefault(packet.dst[1], packet.time)
+            arrivals.setdefault(packet.dst[1], []).append(packet.time)
     setup = []
     for call_id, started in observer.stasis.items():
-        port = observer.media_port.get(call_id)
-        if port in first_to_callbridge:
-            setup.append((first_to_callbridge[port] - started) * 1000)
+        # Ports are reused by later calls: the first packet after this call's start is its.
+        times = arrivals.get(observer.media_port.get(call_id), [])
+        first = next((t for t in times if t >= started), None)
+        if first is not None:
+            setup.append((first - started) * 1000)
     result = {
         "calls": calls,
         "arrivals_per_second": rate,

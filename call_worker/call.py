@@ -223,6 +223,9 @@ class Call:
             raise SetupError(
                 f"externalMedia reply without a usable address: {exc!r}", EndReason.SETUP_FAILED
             ) from None
+        except BaseException:  # a bug: teardown follows, and must not race a request in flight
+            wait_all(side_requests)
+            raise
         self._start_thread("rtp-out", rtp_out.run)
         self.media_ready = True
         self.header.set(Slot.MEDIA_READY_NS, self._milestone("bridged"))

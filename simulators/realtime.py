@@ -71,16 +71,21 @@ class Outbox:
         self.queue.put_nowait(text)
 
     async def _write(self) -> None:
-        while True:
-            text = await self.queue.get()
-            try:
-                await self.ws.send(text)
-            except ConnectionClosed:
-                return
-            finally:
+        try:
+            while True:
+                text = await self.queue.get()
+                try:
+                    await self.ws.send(text)
+                finally:
+                    self.queue.task_done()
+        except ConnectionClosed:
+            while not self.queue.empty():  # nobody will send these: let flush() return
+                self.queue.get_nowait()
                 self.queue.task_done()
 
     async def flush(self) -> None:
+        if self.writer.done():
+            return
         try:
             await asyncio.wait_for(self.queue.join(), FLUSH_LIMIT)
         except TimeoutError:
