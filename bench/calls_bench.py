@@ -247,11 +247,21 @@ def setup_breakdown(records_dir: Path) -> dict:
     """Where set-up time goes, from callbridge's own call records (ms after admission):
     reported beside the outside measurement, never instead of it."""
     milestones: dict[str, list[float]] = {}
+    retries = 0
     for path in records_dir.glob("*.json"):
-        for name, ms in json.loads(path.read_text()).get("setup_ms", {}).items():
+        record = json.loads(path.read_text())
+        retries += record.get("setup_bridge_retries", 0)
+        for name, ms in record.get("setup_ms", {}).items():
             milestones.setdefault(name, []).append(ms)
-    result = {}
-    for name in ("worker_started", "answered", "external_media", "bridged", "realtime_open"):
+    result = {"inside_bridge_retries": retries}
+    for name in (
+        "worker_started",
+        "answered",
+        "external_media",
+        "bridge_created",
+        "bridged",
+        "realtime_open",
+    ):
         values = milestones.get(name, [])
         result[f"inside_{name}_p50_ms"] = percentile(values, 0.5)
         result[f"inside_{name}_p99_ms"] = percentile(values, 0.99)

@@ -29,6 +29,7 @@ from call_worker.conversation import Conversation
 from call_worker.media import RtpIn, RtpOut
 from call_worker.playback import Playback
 from call_worker.realtime_link import RealtimeConnectError
+from call_worker.setup_timeline import SetupTimeline
 from call_worker.side_requests import SideRequest, finish_all, wait_all
 from callbridge import ids
 from callbridge.ari_rest import AriError, AriRest
@@ -107,16 +108,14 @@ class Call:
         self.end_reason = EndReason.NONE
         self.started = time.monotonic()
         self.media_ready = False
-        # Set-up milestones (monotonic ns), reported in ms since the supervisor admitted the
-        # call: where set-up time goes is the first question when callers hear a late start.
-        self.milestones: dict[str, int] = {}
+        self.timeline = SetupTimeline(info.admitted_ns)
 
     # --- the whole call
 
     def run(self) -> EndReason:
         header = self.header
         header.set(Slot.WORKER_PID, os.getpid())
-        header.set(Slot.STARTED_NS, self._milestone("worker_started"))
+        header.set(Slot.STARTED_NS, self.timeline.mark("worker_started"))
         header.set(Slot.CALL_STATE, CallState.STARTING)
         try:
             self._setup()
@@ -135,15 +134,6 @@ class Call:
         finally:
             header.set(Slot.CALL_STATE, CallState.ENDED)
         return self.end_reason
-
-    def _milestone(self, name: str) -> int:
-        self.milestones[name] = now = time.monotonic_ns()
-        return now
-
-    def setup_ms(self) -> dict[str, float]:
-        marks = dict(self.milestones)  # a copy: the realtime-open thread may add one meanwhile
-        origin = self.info.admitted_ns or marks.get("worker_started", 0)
-        return {name: round((at - origin) / 1e6, 1) for name, at in marks.items()}
 
     def _on_fatal(self, message: str) -> None:
         self.fatal_message = message
@@ -169,7 +159,7 @@ class Call:
             except RealtimeConnectError as exc:
                 realtime_error.append(exc)
             else:
-                self._milestone("realtime_open")
+                self.timeline.mark("realtime_open")
 
         opener = threading.Thread(target=open_realtime, name="realtime-open", daemon=True)
         opener.start()
@@ -186,10 +176,11 @@ class Call:
 
         def answer(ari: AriRest) -> None:
             ari.answer(info.call_id)
-            self.header.set(Slot.ANSWERED_NS, self._milestone("answered"))
+            self.header.set(Slot.ANSWERED_NS, self.timeline.mark("answered"))
 
         def create_bridge(ari: AriRest) -> None:
             ari.create_bridge(ids.bridge_id(info.call_id), f"callbridge {info.call_id}")
+            self.timeline.mark("bridge_created")
 
         # Answer, externalMedia and the bridge do not depend on each other: set-up waits for
         # the slowest of the three and then addChannel, instead of for four round trips.
@@ -208,7 +199,7 @@ class Call:
             variables = (media or {}).get("channelvars") or {}
             asterisk = (variables["UNICASTRTP_LOCAL_ADDRESS"], int(variables["UNICASTRTP_LOCAL_PORT"]))
             rtp_in.asterisk = rtp_out.destination = asterisk
-            self._milestone("external_media")
+            self.timeline.mark("external_media")
             self._start_thread("rtp-in", rtp_in.run)
             finish_all(side_requests)
             self._add_to_bridge()
@@ -228,10 +219,10 @@ class Call:
             raise
         self._start_thread("rtp-out", rtp_out.run)
         self.media_ready = True
-        self.header.set(Slot.MEDIA_READY_NS, self._milestone("bridged"))
+        self.header.set(Slot.MEDIA_READY_NS, self.timeline.mark("bridged"))
         log.info(
             "media ready %.1f ms after admission: RTP %s:%d <-> Asterisk %s:%d",
-            self.setup_ms()["bridged"],
+            self.timeline.as_ms()["bridged"],
             local[0],
             local[1],
             *asterisk,
@@ -266,6 +257,7 @@ class Call:
                 # by a few ms on a real Asterisk): a short retry keeps set-up short.
                 if exc.status != 422 or attempt == ADD_TO_BRIDGE_ATTEMPTS - 1:
                     raise
+                self.timeline.bridge_retries += 1
                 time.sleep(0.01)
 
     def _start_thread(self, name: str, target) -> None:
@@ -381,7 +373,8 @@ class Call:
             "frames_out": counters["frames_out"],
             "barge_ins": counters["barge_ins"],
             "underruns": counters["underruns"],
-            "setup_ms": self.setup_ms(),
+            "setup_ms": self.timeline.as_ms(),
+            "setup_bridge_retries": self.timeline.bridge_retries,
             "usage": self.conversation.usage,
             "transcript": self.conversation.transcript,
         }

@@ -299,3 +299,10 @@ def test_call_record_keeps_both_transcripts_and_usage(calls, asterisk, realtime,
     assert record["usage"]["output_tokens"] > 0 and record["usage"]["input_tokens"] > 0
     assert record["usage"]["transcription_seconds"] > 0
     assert record["frames_in"] > 100 and record["frames_out"] == 75
+    # Where set-up time went, step by step; answer, externalMedia and the bridge run at once,
+    # so all three precede "bridged" (the bound is generous: CI machines are slow).
+    setup = record["setup_ms"]
+    assert set(setup) >= {"worker_started", "answered", "external_media", "bridge_created", "bridged"}
+    assert 0 <= setup["worker_started"] <= min(setup["answered"], setup["external_media"])
+    assert max(setup["answered"], setup["external_media"], setup["bridge_created"]) <= setup["bridged"] < 5000
+    assert record["setup_bridge_retries"] == 0
