@@ -109,6 +109,7 @@ class SimulatedAsterisk:
         self.sockets: dict[str, ServerSocket] = {}  # app -> current events connection
         self.event_log: list[dict] = []
         self.connections = 0
+        self.rest_failures: dict[str, int] = {}  # "GET /bridges" -> failures still to answer
         self.media = MediaEngine()
         self._numbers = itertools.count(1)
 

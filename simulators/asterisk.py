@@ -137,6 +137,10 @@ class Handler(BaseHTTPRequestHandler):
     def _ari(self, method: str, parts: list[str], q: dict) -> None:
         sim = self.sim
         with sim.lock:
+            request = f"{method} /{'/'.join(parts)}"
+            if sim.rest_failures.get(request, 0) > 0:  # /sim/fail-rest: an Asterisk in trouble
+                sim.rest_failures[request] -= 1
+                return self._error(500, "Internal Server Error")
             if parts == ["asterisk", "info"] and method == "GET":
                 return self._reply(
                     200,
@@ -358,6 +362,10 @@ class Handler(BaseHTTPRequestHandler):
             with sim.lock:
                 sock = sim.sockets.get(q.get("app", "openai-app"))
             return self._reply(200, {"sent": bool(sock and sock.send_text(raw))})
+        if parts == ["fail-rest"] and method == "POST":  # ?request=GET /bridges&count=N
+            with sim.lock:
+                sim.rest_failures[q.get("request", "")] = int(q.get("count", "1"))
+            return self._reply(200, {"failing": q.get("request", "")})
         if parts == ["drop-events"] and method == "POST":
             with sim.lock:
                 sockets = list(sim.sockets.values())

@@ -1,4 +1,5 @@
-"""Reconciliation with Asterisk, at start-up and after every events reconnect.
+"""Reconciliation with Asterisk, at start-up and after every events reconnect, and
+again with backoff while it fails (ARI REST can fail while the events socket is up).
 
 ARI does not replay StasisStart, and an ARI app that dies leaves its channels in Stasis
 and its bridges alive (reference/asterisk.md). So after each connect the supervisor lists
@@ -13,12 +14,49 @@ channels and bridges and:
 from __future__ import annotations
 
 import logging
+import time
 
 from callbridge import ids
 from callbridge.ari_rest import AriError
 from shm_ring import EndReason
 
 log = logging.getLogger(__name__)
+
+
+RETRY_FIRST = 2.0  # seconds before the first retry of a failed reconciliation
+RETRY_CAP = 60.0
+
+
+class Reconciliation:
+    """Runs `reconcile` after each connect and, while it fails, again on the supervisor's
+    tick with doubling delays: leftovers and waiting callers must not wait for the next
+    events reconnect, which may never come."""
+
+    def __init__(self) -> None:
+        self.retry_at: float | None = None
+        self.delay = RETRY_FIRST
+
+    def after_connect(self, supervisor) -> None:
+        self.delay = RETRY_FIRST
+        self._run(supervisor)
+
+    def due(self, now: float) -> bool:
+        return self.retry_at is not None and now >= self.retry_at
+
+    def retry(self, supervisor) -> None:
+        self._run(supervisor)
+
+    def _run(self, supervisor) -> None:
+        try:
+            reconcile(supervisor)
+        except AriError as exc:
+            log.warning("reconciliation with Asterisk failed: %s (retrying in %.0f s)", exc, self.delay)
+            self.retry_at = time.monotonic() + self.delay
+            self.delay = min(RETRY_CAP, self.delay * 2)
+            return
+        if self.retry_at is not None:
+            log.info("reconciliation with Asterisk succeeded on a retry")
+        self.retry_at = None
 
 
 def in_our_app(channel: dict, app: str) -> bool:

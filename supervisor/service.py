@@ -28,7 +28,7 @@ from supervisor.calls import CallEntry, Phase
 from supervisor.commands import COMMANDS
 from supervisor.control import ControlServer
 from supervisor.health import HealthMonitor
-from supervisor.reconcile import reconcile
+from supervisor.reconcile import Reconciliation
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class Supervisor:
             settings.ari_base_url, settings.asterisk_username, settings.asterisk_password, timeout=1.0
         )
         self.events = AriEvents(settings)
+        self.reconciliation = Reconciliation()
         self.ari_fd = -1
         self.calls: dict[str, CallEntry] = {}
         self.by_pid: dict[int, CallEntry] = {}
@@ -201,10 +202,7 @@ class Supervisor:
             return
         self.ari_fd = self.events.fileno()
         self.selector.register(self.ari_fd, selectors.EVENT_READ, ("ari", None))
-        try:
-            reconcile(self)
-        except AriError as exc:
-            log.warning("reconciliation with Asterisk failed: %s (will retry on the next connect)", exc)
+        self.reconciliation.after_connect(self)
         if not self.ready:
             self.ready = True
             systemd.notify("READY=1")
@@ -371,6 +369,8 @@ class Supervisor:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        if self.ari_fd >= 0 and self.reconciliation.due(now):
+            self.reconciliation.retry(self)
         for entry in self.live_calls():
             entry.observe()
             problem = self.health.sample(entry)

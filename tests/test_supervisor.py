@@ -110,6 +110,29 @@ def test_supervisor_killed_workers_follow_and_a_new_one_cleans_up(service, aster
     assert state["channels"] == [] and state["bridges"] == []
 
 
+def test_a_failed_reconciliation_is_retried_without_a_reconnect(service, asterisk):
+    """Leftovers of a killed supervisor, and ARI REST failing at the next start: the new
+    supervisor retries on its own tick instead of waiting for an events reconnect."""
+    import requests
+
+    svc = service()
+    call_ids = [asterisk.place_call([{"say": 800}, {"silence": 30000}]) for _ in range(2)]
+    rows = svc.wait(
+        lambda: len(r := svc.status()["calls"]) == 2 and all(x["phase"] == "active" for x in r) and r
+    )
+    for pid in [svc.proc.pid] + [row["pid"] for row in rows]:  # everything dies at once
+        os.kill(pid, signal.SIGKILL)
+    svc.proc.wait()
+    assert len(asterisk.state()["bridges"]) == 2  # left behind, with their callers
+    requests.post(f"{asterisk.base}/sim/fail-rest", params={"request": "GET /bridges", "count": 1}, timeout=5)
+    fresh = service()
+    connections = asterisk.state()["connections"]
+    fresh.wait(lambda: _ended(asterisk, call_ids) and not asterisk.state()["bridges"], timeout=10)
+    log = fresh.log()
+    assert "reconciliation with Asterisk failed" in log and "succeeded on a retry" in log
+    assert asterisk.state()["connections"] == connections  # no events reconnect was needed
+
+
 def test_ari_restart_mid_call_calls_continue_and_events_resume(service, asterisk):
     svc = service()
     call_ids = [asterisk.place_call([{"say": 800}, {"silence": 4500}, {"hangup": True}]) for _ in range(3)]
