@@ -45,7 +45,7 @@ import speech  # noqa: E402
 from pcap import in_range, read_rtp  # noqa: E402
 from real_asterisk import ARI_PASSWORD, ARI_USER, Asterisk, Capture, Ports, ensure_root  # noqa: E402
 
-from bench.calls_bench import markdown, percentile, setup_breakdown  # noqa: E402
+from bench.report import markdown, percentile, setup_breakdown  # noqa: E402
 from simulators.clients import RealtimeSim, callbridge_env, stop_process  # noqa: E402
 from supervisor import wire  # noqa: E402
 

@@ -29,6 +29,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import markdown, percentile, setup_breakdown  # noqa: E402
+from bench.usage import Sampler  # noqa: E402
 from simulators.clients import AsteriskSim, RealtimeSim, simulated_env, stop_process  # noqa: E402
 
 LOUD = 1000
@@ -61,108 +63,6 @@ def script(seconds: float, index: int) -> list[dict]:
         turn += 1
     steps.append({"hangup": True})
     return steps
-
-
-def percentile(values: list[float], share: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * (len(ordered) - 1) + 0.5))]
-
-
-def _cmdline(process: psutil.Process) -> list[str]:
-    try:
-        return process.cmdline()
-    except psutil.Error:
-        return []
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    try:
-        times = process.cpu_times()
-    except psutil.Error:
-        return 0.0
-    return times.user + times.system
-
-
-def listen_overflows() -> int:
-    """The kernel's count of connections dropped by a full listen backlog: a dropped SYN
-    costs the client a 1 s retransmission, so any increase during a run is reported."""
-    try:
-        lines = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines()]
-    except OSError:
-        return 0
-    for names, values in zip(lines, lines[1:], strict=False):
-        if names[0] == "TcpExt:" and values[0] == "TcpExt:" and "ListenOverflows" in names:
-            return int(values[names.index("ListenOverflows")])
-    return 0
-
-
-def reaped_cpu_seconds(process: psutil.Process) -> float:
-    try:
-        times = process.cpu_times()
-    except psutil.Error:
-        return 0.0
-    return times.children_user + times.children_system
-
-
-class Sampler:
-    """psutil over the supervisor and its workers (CPU seconds per worker, USS, RSS), and
-    over the load generator (the simulators and this process) to show what it costs."""
-
-    def __init__(self, supervisor_pid: int, load_pids: dict[str, int]) -> None:
-        self.supervisor = psutil.Process(supervisor_pid)
-        self.load = {name: psutil.Process(pid) for name, pid in load_pids.items()}
-        self.cpu: dict[int, float] = {}
-        self.uss: dict[int, float] = {}
-        self.supervisor_rss = 0.0
-        self.started = time.monotonic()
-        self.supervisor_cpu_start = cpu_seconds(self.supervisor)
-        self.reaped_cpu_start = reaped_cpu_seconds(self.supervisor)
-        self.final_worker_cpu = 0.0
-        self.load_cpu_start = {name: cpu_seconds(p) for name, p in self.load.items()}
-        self.steal_start = psutil.cpu_times().steal  # the hypervisor's share, all CPUs
-        self.overflows_start = listen_overflows()
-
-    def worker_cpu(self) -> float:
-        """Workers' CPU seconds. Sampling once a second misses what a worker spends after its
-        last sample (teardown, its record); the kernel's total for reaped children is exact
-        once every worker is reaped (it also counts nothing else: the resource tracker lives
-        as long as the supervisor)."""
-        return max(sum(self.cpu.values()), reaped_cpu_seconds(self.supervisor) - self.reaped_cpu_start)
-
-    def totals(self) -> dict:
-        """Average use of the machine's cores over the run, in % of one core."""
-        elapsed = time.monotonic() - self.started
-        self.final_worker_cpu = self.worker_cpu()  # while the supervisor still runs
-        load = {name: cpu_seconds(p) - self.load_cpu_start[name] for name, p in self.load.items()}
-        supervisor = cpu_seconds(self.supervisor) - self.supervisor_cpu_start
-        result = {
-            "callbridge_cpu_percent": round((supervisor + self.final_worker_cpu) / elapsed * 100, 1),
-            "supervisor_cpu_percent": round(supervisor / elapsed * 100, 1),
-            "load_generator_cpu_percent": round(sum(load.values()) / elapsed * 100, 1),
-            # CPU time the VM's vCPUs wanted but the host gave to others, over the run:
-            # it varies from run to run and moves the tails with it.
-            "steal_percent": round((psutil.cpu_times().steal - self.steal_start) / elapsed * 100, 1),
-            "listen_overflows": listen_overflows() - self.overflows_start,
-        }
-        for name, seconds in load.items():
-            result[f"{name}_cpu_percent"] = round(seconds / elapsed * 100, 1)
-        return result
-
-    def sample(self, measure_uss: bool) -> int:
-        # Workers only: the supervisor also starts Python's resource tracker (3.11/3.12).
-        children = [c for c in self.supervisor.children() if "resource_tracker" not in " ".join(_cmdline(c))]
-        for child in children:
-            try:
-                times = child.cpu_times()
-                self.cpu[child.pid] = times.user + times.system
-                if measure_uss and child.pid not in self.uss and len(self.uss) < 12:
-                    self.uss[child.pid] = child.memory_full_info().uss / 2**20
-            except psutil.Error:
-                continue
-        self.supervisor_rss = max(self.supervisor_rss, self.supervisor.memory_info().rss / 2**20)
-        return len(children)
 
 
 def measure(calls: int, seconds: float, workdir: Path, callbridge_cpus: set[int] | None) -> dict:
@@ -241,31 +141,6 @@ def measure(calls: int, seconds: float, workdir: Path, callbridge_cpus: set[int]
         realtime.stop()
     breakdown = setup_breakdown(records_dir)
     return {**analyse(calls, seconds, ids, records, sessions, sampler, peak), **usage, **breakdown}
-
-
-def setup_breakdown(records_dir: Path) -> dict:
-    """Where set-up time goes, from callbridge's own call records (ms after admission):
-    reported beside the outside measurement, never instead of it."""
-    milestones: dict[str, list[float]] = {}
-    retries = 0
-    for path in records_dir.glob("*.json"):
-        record = json.loads(path.read_text())
-        retries += record.get("setup_bridge_retries", 0)
-        for name, ms in record.get("setup_ms", {}).items():
-            milestones.setdefault(name, []).append(ms)
-    result = {"inside_bridge_retries": retries}
-    for name in (
-        "worker_started",
-        "answered",
-        "external_media",
-        "bridge_created",
-        "bridged",
-        "realtime_open",
-    ):
-        values = milestones.get(name, [])
-        result[f"inside_{name}_p50_ms"] = percentile(values, 0.5)
-        result[f"inside_{name}_p99_ms"] = percentile(values, 0.99)
-    return result
 
 
 def analyse(calls, seconds, ids, records, sessions, sampler, peak) -> dict:
@@ -382,13 +257,6 @@ COLUMNS = [
 ]
 
 
-def markdown(results: list[dict], columns: list[tuple[str, str]] = COLUMNS) -> str:
-    lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
-    for row in results:
-        lines.append("| " + " | ".join(str(row.get(key, "")) for key, _ in columns) + " |")
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", default="1,10,50,100", help="comma-separated concurrent call counts")
@@ -434,7 +302,7 @@ def main() -> None:
         "largest_n_meeting_targets": max(passing) if passing else None,
     }
     (out / "calls-bench.json").write_text(json.dumps(report, indent=2))
-    table = markdown(results)
+    table = markdown(results, COLUMNS)
     (out / "calls-bench.md").write_text(table + "\n")
     print(table)
     print(f"\nlargest N meeting every target: {report['largest_n_meeting_targets']}")
