@@ -8,8 +8,7 @@ channel not in Stasis, DELETE answers 404 when the object is gone, a second even
 connection for an app replaces the first, and a hang-up emits ChannelHangupRequest,
 ChannelLeftBridge, StasisEnd and ChannelDestroyed in that order.
 
-Test control lives under /sim (no auth): place calls, read what each caller heard,
-hang up, send DTMF, drop the events connections.
+Test control lives under /sim (no auth), in asterisk_controls.py.
 
     python -m simulators.asterisk --port 0   # prints {"port": N} on its first line
 """
@@ -27,8 +26,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
 
-from simulators.ari_model import Bridge, CallRecord, Channel, SimulatedAsterisk, now_iso
-from simulators.caller_media import inject_garbage
+from simulators import asterisk_controls
+from simulators.ari_model import Bridge, Channel, SimulatedAsterisk, now_iso
 from simulators.wsframe import ServerSocket, accept_key
 
 
@@ -82,7 +81,7 @@ class Handler(BaseHTTPRequestHandler):
         parts = [unquote(p) for p in url.path.strip("/").split("/")]
         try:
             if parts[0] == "sim":
-                return self._sim(method, parts[1:], query)
+                return asterisk_controls.handle(self, method, parts[1:], query)
             if parts[0] != "ari":
                 return self._error(404, "not found")
             if not self._authorized():
@@ -311,94 +310,6 @@ class Handler(BaseHTTPRequestHandler):
         return self._error(404, "Resource not found")
 
     # --- /sim: the test harness's controls
-
-    def _sim(self, method: str, parts: list[str], q: dict) -> None:
-        sim = self.sim
-        if parts == ["calls"] and method == "POST":
-            body = self._body()
-            try:
-                placed = sim.place_call(
-                    body.get("app", "openai-app"),
-                    body.get("script", [{"say": 1000}]),
-                    body.get("caller", ""),
-                    body.get("exten", "100"),
-                    body.get("tag", ""),
-                )
-            except LookupError as exc:
-                return self._error(409, str(exc))
-            return self._reply(201, placed)
-        if parts == ["calls"] and method == "GET":
-            with sim.lock:
-                return self._reply(200, [self._call_json(r, False) for r in sim.calls.values()])
-        if len(parts) == 2 and parts[0] == "calls" and method == "GET":
-            with sim.lock:
-                record = sim.calls.get(parts[1])
-                if record is None:
-                    return self._error(404, "no such call")
-                return self._reply(200, self._call_json(record, q.get("packets", "1") == "1"))
-        if len(parts) == 3 and parts[0] == "calls" and parts[2] == "hangup" and method == "POST":
-            return self._reply(200, {"hung_up": sim.hangup(parts[1], by="caller")})
-        if len(parts) == 3 and parts[0] == "calls" and parts[2] == "dtmf" and method == "POST":
-            chan = sim.channels.get(parts[1])
-            if chan is None:
-                return self._error(404, "no such channel")
-            sim.emit(
-                chan.app,
-                "ChannelDtmfReceived",
-                digit=q.get("digit", "1"),
-                duration_ms=100,
-                channel=chan.to_json(),
-            )
-            return self._reply(200, {})
-        if len(parts) == 3 and parts[0] == "calls" and parts[2] == "inject" and method == "POST":
-            record = sim.calls.get(parts[1])
-            if record is None or record.leg.remote is None:
-                return self._error(404, "no such call with media")
-            sent = inject_garbage(record.leg, int(q.get("count", "100")), int(q.get("seed", "1")))
-            return self._reply(200, {"sent": sent})
-        if parts == ["emit"] and method == "POST":  # raw text to the app's events socket
-            size = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(size).decode("utf-8", "replace")
-            with sim.lock:
-                sock = sim.sockets.get(q.get("app", "openai-app"))
-            return self._reply(200, {"sent": bool(sock and sock.send_text(raw))})
-        if parts == ["fail-rest"] and method == "POST":  # ?request=GET /bridges&count=N
-            with sim.lock:
-                sim.rest_failures[q.get("request", "")] = int(q.get("count", "1"))
-            return self._reply(200, {"failing": q.get("request", "")})
-        if parts == ["drop-events"] and method == "POST":
-            with sim.lock:
-                sockets = list(sim.sockets.values())
-            for sock in sockets:
-                sock.abort()
-            return self._reply(200, {"dropped": len(sockets)})
-        if parts == ["state"] and method == "GET":
-            with sim.lock:
-                return self._reply(
-                    200,
-                    {
-                        "channels": [c.to_json() | {"kind": c.kind} for c in sim.channels.values()],
-                        "bridges": [b.to_json() for b in sim.bridges.values()],
-                        "apps": [app for app, s in sim.sockets.items() if not s.closed.is_set()],
-                        "connections": sim.connections,
-                    },
-                )
-        if parts == ["events"] and method == "GET":
-            with sim.lock:
-                return self._reply(200, sim.event_log)
-        return self._error(404, "unknown /sim request")
-
-    @staticmethod
-    def _call_json(record: CallRecord, packets: bool) -> dict:
-        return {
-            "channel_id": record.channel_id,
-            "placed": record.placed,
-            "answered": record.answered,
-            "hangup": record.hangup,
-            "hangup_by": record.hangup_by,
-            "playbacks": record.playbacks,
-            **record.leg.summary(include_packets=packets),
-        }
 
 
 class Server(ThreadingHTTPServer):
