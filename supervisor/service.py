@@ -13,7 +13,6 @@ import logging
 import os
 import selectors
 import signal
-import socket
 import time
 
 from call_worker import process
@@ -29,6 +28,7 @@ from supervisor.commands import COMMANDS
 from supervisor.control import ControlServer
 from supervisor.health import HealthMonitor
 from supervisor.reconcile import Reconciliation
+from supervisor.stopping import STOP_SIGNALS, Stopping
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,8 @@ class Supervisor:
         self.health = HealthMonitor()
         self.started = time.monotonic()
         self.calls_taken = self.calls_failed = self.calls_busy = 0
-        self.draining = False
-        self.drain_deadline = 0.0
-        self.drain_forced = False
-        self.hard_stop_at: float | None = None
+        self.stopping = Stopping(settings.drain_timeout_seconds)
         self.ready = False
-        self._signals: list[int] = []
-        self._wake_r, self._wake_w = socket.socketpair()
         self.control: ControlServer | None = None
 
     # --- public, for the commands
@@ -79,7 +74,7 @@ class Supervisor:
             "uptime_s": round(time.monotonic() - self.started, 1),
             "ari": self.events.state.value,
             "ari_connects": self.events.connects,
-            "draining": self.draining,
+            "draining": self.stopping.draining,
             "calls_live": len(self.calls),
             "calls_taken": self.calls_taken,
             "calls_failed": self.calls_failed,
@@ -96,7 +91,7 @@ class Supervisor:
         if removed:
             log.info("removed %d shared-memory segments left by an earlier run", len(removed))
         self.control = ControlServer(self.settings.control_socket_path, self.selector, self._handle_request)
-        self._install_signals()
+        self.stopping.install(self.selector)
         log.info(
             "callbridge %s started (pid %d): ARI %s, app %s, up to %d calls",
             __version__,
@@ -134,15 +129,13 @@ class Supervisor:
         return self.events.next_attempt if self.events.state is LinkState.DISCONNECTED else float("inf")
 
     def _finished(self) -> bool:
-        return (self.draining or self.hard_stop_at is not None) and not self.calls
+        stopping = self.stopping
+        return (stopping.draining or stopping.hard_stop_at is not None) and not self.calls
 
     def _dispatch(self, data, mask: int) -> None:
         kind, obj = data
         if kind == "wakeup":
-            try:
-                self._wake_r.recv(4096)
-            except BlockingIOError:
-                pass
+            self.stopping.on_wakeup()
         elif kind == "ari":
             for event in self.events.read():
                 self._guarded(self._on_ari_event, event)
@@ -153,33 +146,20 @@ class Supervisor:
         elif kind == "client":
             self.control.on_event(obj, mask)
 
-    # --- signals: handlers record, the loop acts
-
-    def _install_signals(self) -> None:
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self.selector.register(self._wake_r, selectors.EVENT_READ, ("wakeup", None))
-        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
-            signal.signal(signum, self._record_signal)
-
-    def _record_signal(self, signum: int, _frame) -> None:
-        self._signals.append(signum)
+    # --- signals (supervisor/stopping.py): handlers record, the loop acts
 
     def _handle_signals(self) -> None:
-        while self._signals:
-            signum = self._signals.pop(0)
-            if signum in (signal.SIGTERM, signal.SIGINT):
-                if not self.draining:
+        for signum in self.stopping.take_signals():
+            if signum in STOP_SIGNALS:
+                if not self.stopping.draining:
                     self._begin_drain(signal.Signals(signum).name)
-                elif self.hard_stop_at is None:
+                elif self.stopping.hard_stop_at is None:
                     self._hard_stop(signal.Signals(signum).name)
             elif signum == signal.SIGHUP:
                 log.info("SIGHUP: configuration is read at start; restart the service to apply changes")
 
     def _begin_drain(self, why: str) -> None:
-        self.draining = True
-        self.drain_deadline = time.monotonic() + self.settings.drain_timeout_seconds
+        self.stopping.begin_drain()
         systemd.notify("STOPPING=1")
         log.info(
             "%s: no new calls; waiting up to %d s for %d live calls (send it again to end them now)",
@@ -189,7 +169,7 @@ class Supervisor:
         )
 
     def _hard_stop(self, why: str) -> None:
-        self.hard_stop_at = time.monotonic()
+        self.stopping.begin_hard_stop()
         log.warning("%s again: ending %d calls now", why, len(self.calls))
         for entry in self.live_calls():
             entry.request_end(EndReason.SHUTDOWN)
@@ -254,8 +234,8 @@ class Supervisor:
             # anything but Asterisk's own id alphabet rather than escape it everywhere.
             log.error("refusing a channel with an unusable id %r", channel_id[:80])
             return
-        if self.draining or len(self.calls) >= self.settings.max_concurrent_calls:
-            self._turn_away(channel_id, "draining" if self.draining else "at MAX_CONCURRENT_CALLS")
+        if self.stopping.draining or len(self.calls) >= self.settings.max_concurrent_calls:
+            self._turn_away(channel_id, "draining" if self.stopping.draining else "at MAX_CONCURRENT_CALLS")
             return
         caller = str(_field(channel, "caller", "number"))
         dialled = str(_field(channel, "dialplan", "exten"))
@@ -310,7 +290,7 @@ class Supervisor:
             self.busy[channel_id] = 0.0
 
     def _fds_for_children(self) -> list[int]:
-        fds = [self._wake_r.fileno(), self._wake_w.fileno()]
+        fds = self.stopping.fds()
         if self.ari_fd >= 0:
             fds.append(self.ari_fd)
         if self.control is not None:
@@ -377,7 +357,7 @@ class Supervisor:
             if problem and entry.request_end(EndReason.WORKER_CRASHED):
                 log.error("ending the call: %s", problem, extra={"call_id": entry.call_id})
             if entry.end_requested_at and entry.killed_at is None:
-                grace = HARD_STOP_GRACE if self.hard_stop_at else END_GRACE
+                grace = HARD_STOP_GRACE if self.stopping.hard_stop_at else END_GRACE
                 if now - entry.end_requested_at > grace:
                     entry.killed_at = now
                     log.error(
@@ -387,8 +367,7 @@ class Supervisor:
                         extra={"call_id": entry.call_id},
                     )
                     self._signal_worker(entry, signal.SIGKILL)
-        if self.draining and not self.drain_forced and now >= self.drain_deadline and self.calls:
-            self.drain_forced = True
+        if self.calls and self.stopping.drain_expired(now):
             log.info("drain timeout: ending %d calls", len(self.calls))
             for entry in self.live_calls():
                 entry.request_end(EndReason.SHUTDOWN)
@@ -409,7 +388,7 @@ class Supervisor:
         self._notify_status()
 
     def _notify_status(self) -> None:
-        state = "draining, " if self.draining else ""
+        state = "draining, " if self.stopping.draining else ""
         systemd.notify(f"STATUS={state}{len(self.calls)} live calls, ARI {self.events.state.value}")
 
     # --- control socket
@@ -439,7 +418,7 @@ class Supervisor:
                 status = 0
             self.by_pid.pop(entry.pid, None)
             self._finish_call(entry, status)
-        signal.set_wakeup_fd(-1)
+        self.stopping.close()
         if self.control is not None:
             self.control.close()
         self.events.close()
