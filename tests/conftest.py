@@ -4,7 +4,8 @@ session fails if any is left behind (the "no leaked segment" rule, checked for r
 from __future__ import annotations
 
 import pytest
-from harness import AsteriskSim, started
+from harness import AsteriskSim, RealtimeSim, started
+from service import Service
 from testenv import TEST_PREFIX
 
 from shm_ring import list_segments, sweep
@@ -27,3 +28,28 @@ def shm_prefix() -> str:
 def asterisk():
     """The simulated Asterisk, one per test module."""
     yield from started(AsteriskSim())
+
+
+@pytest.fixture(scope="module")
+def realtime():
+    """The simulated Realtime server, one per test module (modules may override it)."""
+    yield from started(RealtimeSim("--reply-ms", "3000"))
+
+
+@pytest.fixture
+def service(asterisk, realtime, tmp_path):
+    """Starts `callbridge run` processes; each is stopped after the test, and nothing may be
+    left in the simulated Asterisk or in shared memory."""
+    started = []
+
+    def make(**overrides) -> Service:
+        svc = Service(asterisk, realtime, tmp_path, TEST_PREFIX, **overrides)
+        started.append(svc)
+        return svc.start()
+
+    yield make
+    for svc in started:
+        svc.stop()
+    state = asterisk.state()
+    assert state["channels"] == [] and state["bridges"] == [], f"left in Asterisk: {state}"
+    assert list_segments(TEST_PREFIX) == []

@@ -1,49 +1,24 @@
 """The supervisor as a real `callbridge run` process with real workers, against the
-simulated Asterisk and Realtime server: isolation, crashes, restarts, draining, the
-control socket."""
+simulated Asterisk and Realtime server: isolation, crashes, restarts, draining, systemd,
+health. The control socket and the CLI are in test_control_socket.py."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
-import stat
-import struct
 import time
 
 import psutil
 import pytest
 from analysis import assert_paced, gaps_ms, loud
-from harness import AsteriskSim, RealtimeSim, started
+from harness import AsteriskSim
 from service import Service
 from testenv import TEST_PREFIX
 
 from shm_ring import list_segments
-from supervisor import wire
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def realtime():
-    yield from started(RealtimeSim("--reply-ms", "3000"))
-
-
-@pytest.fixture
-def service(asterisk, realtime, tmp_path):
-    started = []
-
-    def make(**overrides) -> Service:
-        svc = Service(asterisk, realtime, tmp_path, TEST_PREFIX, **overrides)
-        started.append(svc)
-        return svc.start()
-
-    yield make
-    for svc in started:
-        svc.stop()
-    state = asterisk.state()
-    assert state["channels"] == [] and state["bridges"] == [], f"left in Asterisk: {state}"
-    assert list_segments(TEST_PREFIX) == []
 
 
 def _ended(asterisk: AsteriskSim, call_ids: list[str]) -> bool:
@@ -194,147 +169,6 @@ def test_calls_over_the_limit_hear_busy_and_are_hung_up(service, asterisk):
     ]
     assert svc.status()["supervisor"]["calls_rejected_busy"] == 1
     svc.wait(lambda: asterisk.call(kept, packets=False)["hangup"] is not None, timeout=10)
-
-
-def _as_nobody(action) -> bytes:
-    """Run `action()` in a child with uid/gid 65534; return what it wrote back."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        try:
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            result = action()
-        except Exception as exc:  # report, don't raise, in the child
-            result = f"{type(exc).__name__}: {exc}".encode()
-        os.write(write_end, result)
-        os._exit(0)
-    os.close(write_end)
-    data = b""
-    while chunk := os.read(read_end, 65536):
-        data += chunk
-    os.close(read_end)
-    os.waitpid(pid, 0)
-    return data
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
-def test_control_socket_refuses_other_users(service, tmp_path_factory):
-    import tempfile
-
-    public = tempfile.mkdtemp(prefix="cbtest-sock-")  # every ancestor traversable by others
-    os.chmod(public, 0o755)
-    svc = service(CONTROL_SOCKET_PATH=os.path.join(public, "control.sock"))
-    mode = stat.S_IMODE(os.stat(svc.socket).st_mode)
-    assert mode == 0o660
-
-    def connect() -> bytes:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(svc.socket)
-            return b"connected"
-
-    assert b"PermissionError" in _as_nobody(connect)  # the file mode stops it first
-    os.chmod(svc.socket, 0o666)  # even so, the peer-credential check refuses it
-
-    def ask() -> bytes:
-        return str(wire.request(svc.socket, {"cmd": "status"})).encode()
-
-    answer = _as_nobody(ask)
-    assert b"permission denied" in answer and b"calls" not in answer
-    assert "refused a client" in svc.log()
-
-
-def test_control_socket_answers_garbage_with_errors(service):
-    svc = service()
-    replies = []
-    deeply_nested = b"[" * 100_000 + b"]" * 100_000  # RecursionError in json.loads
-    for payload in (
-        b"not json",
-        b"[1,2]",
-        b'{"cmd": "launch-missiles"}',
-        b'{"cmd": "hangup", "call_id": 5}',
-        b'{"cmd": []}',
-        b'{"cmd": {"a": 1}}',
-        deeply_nested,
-    ):
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(5)
-            sock.connect(svc.socket)
-            sock.sendall(struct.pack("!I", len(payload)) + payload)
-            buffer = bytearray(sock.recv(65536))
-            replies.append(wire.decode(wire.split_frames(buffer)[0]))
-    assert len(replies) == 7 and all(reply["ok"] is False and reply["error"] for reply in replies)
-    assert "unknown command" in replies[2]["error"]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:  # a length of 4 GB
-        sock.settimeout(5)
-        sock.connect(svc.socket)
-        sock.sendall(b"\xff\xff\xff\xff")
-        assert b"over the" in sock.recv(65536)
-    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # connects and says nothing
-    silent.connect(svc.socket)
-    assert svc.status()["ok"] is True  # the loop is not blocked by it
-    silent.close()
-    assert svc.proc.poll() is None
-
-
-def test_a_client_trickling_its_request_is_dropped(service):
-    """A byte every 0.3 s resets any idle timer; the request's own time limit still holds."""
-    from supervisor.control import REQUEST_LIMIT
-
-    svc = service()
-    trickle = struct.pack("!I", 1000) + b" " * 100  # announces 1000 bytes, sends 100 at most
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.connect(svc.socket)
-        sock.settimeout(0.3)
-        started = time.monotonic()
-        dropped_after = None
-        for byte in trickle:
-            try:
-                sock.send(bytes([byte]))
-                if sock.recv(1) == b"":
-                    dropped_after = time.monotonic() - started
-                    break
-            except TimeoutError:
-                continue
-            except OSError:  # reset or broken pipe: dropped
-                dropped_after = time.monotonic() - started
-                break
-            if time.monotonic() - started > REQUEST_LIMIT + 10:
-                break
-    assert dropped_after is not None and REQUEST_LIMIT <= dropped_after < REQUEST_LIMIT + 5
-    assert "request took over" in svc.log()
-    assert svc.status()["ok"] is True
-
-
-def test_cli_status_and_hangup(service, asterisk):
-    svc = service()
-    call_id = asterisk.place_call([{"silence": 30000}])
-    svc.wait(lambda: svc.call_row(call_id))
-    text = svc.cli("status")
-    assert text.returncode == 0 and call_id[:20] in text.stdout and "1 live" in text.stdout
-    as_json = svc.cli("status", "--json")
-    assert as_json.returncode == 0 and '"calls_live": 1' in as_json.stdout
-    unknown = svc.cli("hangup", "no-such-call")
-    assert unknown.returncode == 1 and "no live call no-such-call" in unknown.stderr
-    ended = svc.cli("hangup", call_id)
-    assert ended.returncode == 0
-    svc.wait(lambda: asterisk.call(call_id, packets=False)["hangup"] is not None, timeout=5)
-    assert "end=operator_hangup" in svc.wait(lambda: "call summary" in svc.log() and svc.log())
-
-
-def test_cli_says_when_the_service_is_not_running(tmp_path):
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-m", "callbridge.cli", "status", "--socket", str(tmp_path / "x.sock")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 1 and "not running" in result.stderr
 
 
 def test_systemd_hears_ready_watchdog_status_and_stopping(asterisk, realtime, tmp_path):
