@@ -5,7 +5,10 @@
 # the installer and the unit are checked with shellcheck and systemd-analyze. Needs root.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
-  echo "SETUP-E2E NEEDS ROOT (apt-get, debootstrap, chroot): run it with sudo" >&2
+  if command -v sudo >/dev/null; then
+    exec sudo "$0" "$@"
+  fi
+  echo "SETUP-E2E NEEDS ROOT (apt-get, debootstrap, chroot), AND SUDO IS NOT INSTALLED: run it as root" >&2
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
