@@ -20,6 +20,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from callbridge import ids
 from callbridge.secret import Secret
 
 EX_CONFIG = 78
@@ -132,6 +133,14 @@ def _port_range(raw: str) -> tuple[int, int]:
     return low, high
 
 
+def _instance_id(raw: str) -> str:
+    value = raw.strip()
+    problem = ids.instance_problem(value) if value else None
+    if problem:
+        raise ValueError(f"{problem} (got {value[:40]!r})")
+    return value
+
+
 def _optional_readable_file(raw: str) -> str:
     value = raw.strip()
     if value and not os.access(value, os.R_OK):
@@ -168,6 +177,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ASTERISK_PASSWORD", _secret, None, "ARI password", _ASTERISK, secret=True),
     Variable("ASTERISK_TLS", _boolean, "false", "use https/wss for ARI", _ASTERISK),
     Variable("ARI_APP_NAME", _required_text, "openai-app", "Stasis() app name", _ASTERISK),
+    Variable(
+        "INSTANCE_ID",
+        _instance_id,
+        "",
+        "names what this instance owns (ARI ids, segments); empty: from ARI_APP_NAME",
+        _ASTERISK,
+    ),
     Variable("OPENAI_API_KEY", _secret, None, "OpenAI API key", _OPENAI, secret=True),
     Variable("OPENAI_REALTIME_MODEL", _required_text, "gpt-realtime", "Realtime model", _OPENAI),
     Variable(
@@ -228,9 +244,9 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable(
         "SHM_PREFIX",
-        _required_text,
-        "callbridge",
-        "name prefix of shared-memory segments (one per instance)",
+        _text,
+        "",
+        "name prefix of shared-memory segments; empty: callbridge-INSTANCE_ID",
         _OPS,
     ),
     Variable("CALL_RECORDS_DIR", _text, "", "JSON record per call; empty: off", _OPS),
@@ -248,6 +264,7 @@ class Settings:
     asterisk_password: Secret
     asterisk_tls: bool
     ari_app_name: str
+    instance_id: str
     openai_api_key: Secret
     openai_realtime_model: str
     openai_realtime_url: str
@@ -275,6 +292,23 @@ class Settings:
     log_file_path: str
     log_level: str
     log_format: str
+
+    @property
+    def instance(self) -> str:
+        """INSTANCE_ID, else ARI_APP_NAME made fit for names (each app is one instance)."""
+        if self.instance_id:
+            return self.instance_id
+        derived = "".join(c if ids.instance_problem(c) is None else "_" for c in self.ari_app_name)
+        return derived[: ids.INSTANCE_MAX]
+
+    @property
+    def ids(self) -> ids.InstanceIds:
+        return ids.InstanceIds(self.instance)
+
+    @property
+    def segment_prefix(self) -> str:
+        """SHM_PREFIX (kept for existing set-ups), else derived from the instance."""
+        return self.shm_prefix or f"callbridge-{self.instance}"
 
     @property
     def ari_base_url(self) -> str:
