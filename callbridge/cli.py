@@ -43,11 +43,18 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def config_failure(exc: cfg.ConfigError) -> typer.Exit:
+    """Print every problem, one stderr line each naming its variable; return the EX_CONFIG exit."""
+    for error in exc.errors:
+        typer.echo(f"callbridge: configuration error: {error}", err=True)
+    return typer.Exit(cfg.EX_CONFIG)
+
+
 def load_or_exit(env_file: str | None) -> cfg.Loaded:
     try:
         return cfg.load(env_file)
     except cfg.ConfigError as exc:
-        raise fail(f"configuration error: {exc}", cfg.EX_CONFIG) from None
+        raise config_failure(exc) from None
 
 
 def _version_callback(value: bool) -> None:
@@ -71,21 +78,33 @@ def config_command(
     env_file: EnvFileOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Print the effective configuration, secrets masked, and where each value came from."""
-    loaded = load_or_exit(env_file)
-    rows = [
-        (var.name, cfg.display_value(loaded.settings, var), loaded.sources[var.name]) for var in cfg.VARIABLES
-    ]
+    """Print the effective configuration, secrets masked, and where each value came from.
+
+    Bad or missing values are marked with what is wrong; then the exit status is 78."""
+    try:
+        checked = cfg.check(env_file)
+    except cfg.ConfigError as exc:  # the env file itself: there is no table to show
+        raise config_failure(exc) from None
+    entries = checked.entries
     if as_json:
-        typer.echo(
-            json.dumps({name: {"value": value, "source": source} for name, value, source in rows}, indent=2)
-        )
-        return
-    typer.echo(f"env file: {loaded.env_file or '(none)'}")
-    width = max(len(name) for name, _, _ in rows)
-    for name, value, source in rows:
-        shown = value if len(value) <= 60 else value[:57] + "..."
-        typer.echo(f"{name:<{width}}  {shown!s:<40}  ({source})")
+        shown = {}
+        for e in entries:
+            shown[e.var.name] = {"value": e.shown(), "source": e.source}
+            if e.problem is not None:
+                shown[e.var.name]["problem"] = e.problem
+        typer.echo(json.dumps(shown, indent=2))
+    else:
+        typer.echo(f"env file: {checked.env_file or '(none)'}")
+        width = max(len(e.var.name) for e in entries)
+        for e in entries:
+            value = e.shown()
+            value = value if len(value) <= 60 else value[:57] + "..."
+            mark, problem = ("✗", f"  {e.problem}") if e.problem is not None else (" ", "")
+            typer.echo(f"{mark} {e.var.name:<{width}}  {value:<40}  ({e.source}){problem}".rstrip())
+    bad = [error.variable for error in checked.errors()]
+    if bad:
+        typer.echo(f"callbridge: {len(bad)} configuration problem(s), marked ✗: {', '.join(bad)}", err=True)
+        raise typer.Exit(cfg.EX_CONFIG)
 
 
 def _control_path(env_file: str | None, socket_path: str | None) -> str:
