@@ -117,13 +117,23 @@ def _control_path(env_file: str | None, socket_path: str | None) -> str:
         return os.environ.get("CONTROL_SOCKET_PATH", "/run/callbridge/control.sock")
 
 
+def _not_running(where: str) -> typer.Exit:
+    """The service is not there: say where we looked and how to look elsewhere. The sentence
+    names callbridge itself, so it goes without fail()'s "callbridge: " prefix."""
+    typer.echo(
+        f"callbridge is not running ({where}; use --socket PATH or CONTROL_SOCKET_PATH for another instance)",
+        err=True,
+    )
+    return typer.Exit(1)
+
+
 def _ask(path: str, request: dict) -> dict:
     try:
         return wire.request(path, request)
     except FileNotFoundError:
-        raise fail(f"callbridge is not running (no control socket at {path})") from None
-    except ConnectionRefusedError:
-        raise fail(f"callbridge is not running (nobody listens on {path})") from None
+        raise _not_running(f"no control socket at {path}") from None
+    except ConnectionRefusedError:  # a socket file left behind, nobody behind it
+        raise _not_running(f"nobody listens on {path}") from None
     except PermissionError:
         raise fail(
             f"permission denied on {path}: run as root or as a member of the service's group"
