@@ -465,12 +465,8 @@ def load(
     return Loaded(Settings(**values), sources, checked.env_file)
 
 
-def display_value(settings: Settings, var: Variable) -> str:
-    """The value as `callbridge config` shows it: secrets masked, tuples joined."""
-    return _display(getattr(settings, var.field))
-
-
 def _display(value: Any) -> str:
+    """A parsed value as `callbridge config` shows it: secrets masked, tuples joined."""
     if isinstance(value, tuple):
         return "-".join(str(part) for part in value)
     if isinstance(value, bool):
