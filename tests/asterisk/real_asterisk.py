@@ -167,7 +167,13 @@ class Asterisk:
     # --- sipp, inside the same chroot
 
     def sipp(
-        self, wav: Path, hold_ms: int, calls: int = 1, rate: int = 10, timeout_s: float = 120
+        self,
+        wav: Path,
+        hold_ms: int,
+        calls: int = 1,
+        rate: int = 10,
+        timeout_s: float = 120,
+        number: str = "100",
     ) -> subprocess.Popen:
         """Start sipp placing `calls` calls that stream `wav` and hang up after `hold_ms`."""
         inside = Path("/tmp/callbridge-test-run")
@@ -187,7 +193,7 @@ class Asterisk:
             "-sf",
             str(inside / f"{name}.xml"),
             "-s",
-            "100",
+            number,
             "-i",
             "127.0.0.1",
             "-p",

@@ -207,3 +207,31 @@ def test_a_crash_of_everything_is_reconciled_at_the_next_start(bridge, real_aste
     output, _ = sipp.communicate(timeout=30)
     assert sipp.returncode == 0, output[-2000:]  # both callers were sent a BYE
     assert "removed 2 shared-memory segments left by an earlier run" in second.log()
+
+
+def test_two_instances_share_asterisk_and_a_restart_spares_the_other(
+    bridge, real_asterisk, realtime, voices, tmp_path
+):
+    """Instance A (app openai-app) is SIGKILLed mid-call and started again while instance B
+    (app peer-app, numbers 8...) is playing replies: B's callers hear every frame."""
+    first = bridge.start(workdir=tmp_path / "a")
+    peer = bridge.start(workdir=tmp_path / "b", ARI_APP_NAME="peer-app")
+    capture = Capture(tmp_path / "two.pcap", PORTS)
+    peer_sipp = real_asterisk.sipp(voices["question"], hold_ms=16000, calls=2, number="800")
+    first_sipp = real_asterisk.sipp(voices["silent"], hold_ms=40000, calls=2)  # greeting only
+    first.wait(lambda: len(bridge.note_workers(first)) == 2, timeout=20)
+    peer.wait(
+        lambda: len(r := bridge.note_workers(peer)) == 2 and all(x["frames_out"] > 150 for x in r), timeout=30
+    )
+    first.proc.kill()  # mid-reply for B's callers; A's workers end their own calls
+    first.proc.wait()
+    again = bridge.start(workdir=tmp_path / "a")
+    again.wait(lambda: again.status()["supervisor"]["ari"] == "connected")
+    output, _ = first_sipp.communicate(timeout=40)
+    assert first_sipp.returncode == 0, output[-2000:]
+    output, _ = peer_sipp.communicate(timeout=60)
+    assert peer_sipp.returncode == 0, output[-2000:]
+    legs = _legs(capture.stop())
+    whole = [packets for packets in legs["to_sipp"] if len(_loud(packets)) >= 285]
+    assert len(whole) == 2, [len(_loud(p)) for p in legs["to_sipp"]]  # B's two replies, uncut
+    peer.wait(lambda: peer.log().count("end=caller_hangup") == 2, timeout=15)
