@@ -142,7 +142,7 @@ class Call:
         self.fatal_message = message
         self.fatal.set()
 
-    # --- set-up (design.md step 2)
+    # --- set-up (docs/architecture.md, "One call, end to end", step 2)
 
     def _setup(self) -> None:
         settings, info = self.settings, self.info
@@ -316,7 +316,7 @@ class Call:
                 self.conversation.say_goodbye(proto.GOODBYE_IDLE)
             self.stop.wait(CONTROL_TICK)
 
-    # --- ending (design.md step 7)
+    # --- ending (docs/architecture.md, steps 6 and 7)
 
     def _finish(self) -> None:
         reason = self.end_reason

@@ -75,7 +75,7 @@ def session_update(settings: Settings) -> dict:
         "threshold": settings.openai_vad_threshold,
         "prefix_padding_ms": settings.openai_vad_prefix_ms,
         "silence_duration_ms": settings.openai_vad_silence_ms,
-        # Explicit: their defaults are not documented (reference/realtime.md).
+        # Explicit, because OpenAI does not document their defaults.
         "create_response": True,
         "interrupt_response": True,
     }

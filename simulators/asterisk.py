@@ -2,7 +2,7 @@
 a simulated caller behind each call (see caller_media.py).
 
 REST and events share one port, under /ari, with HTTP Basic auth, as in Asterisk 22.
-Behaviour copied from the real thing (reference/asterisk.md): the externalMedia channel
+Behaviour copied from the real thing (Asterisk 22, as tests/asterisk shows): the externalMedia channel
 gets its own StasisStart (sent before the POST returns), addChannel answers 422 for a
 channel not in Stasis, DELETE answers 404 when the object is gone, a second events
 connection for an app replaces the first, and a hang-up emits ChannelHangupRequest,
