@@ -207,9 +207,7 @@ def test_a_crash_of_everything_is_reconciled_at_the_next_start(bridge, real_aste
     assert "removed 2 shared-memory segments left by an earlier run" in second.log()
 
 
-def test_two_instances_share_asterisk_and_a_restart_spares_the_other(
-    bridge, real_asterisk, realtime, voices, tmp_path
-):
+def test_two_instances_share_asterisk_and_a_restart_spares_the_other(bridge, real_asterisk, voices, tmp_path):
     """Instance A (app openai-app) is SIGKILLed mid-call and started again while instance B
     (app peer-app, numbers 8...) is playing replies: B's callers hear every frame."""
     first = bridge.start(workdir=tmp_path / "a")
