@@ -57,9 +57,9 @@ class InstanceIds:
     def is_media_channel(self, channel: dict) -> bool:
         """An externalMedia channel (any instance's, or one named by Asterisk): not a call.
         It enters Stasis only in the app that created it, so seeing one is never a caller."""
-        return str(channel.get("name", "")).startswith("UnicastRTP/") or str(channel.get("id", "")).startswith(
-            "cb."
-        )
+        return str(channel.get("name", "")).startswith("UnicastRTP/") or str(
+            channel.get("id", "")
+        ).startswith("cb.")
 
 
 def valid_call_id(channel_id: str) -> bool:

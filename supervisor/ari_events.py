@@ -88,7 +88,9 @@ class AriEvents:
         if self.sock is None:
             return 0
         if self.state is LinkState.CONNECTING or self.out:
-            return selectors.EVENT_WRITE | (selectors.EVENT_READ if self.state is not LinkState.CONNECTING else 0)
+            return selectors.EVENT_WRITE | (
+                selectors.EVENT_READ if self.state is not LinkState.CONNECTING else 0
+            )
         if self.state is LinkState.HANDSHAKING and self._tls_wants_write:
             return selectors.EVENT_WRITE
         return selectors.EVENT_READ
@@ -123,9 +125,14 @@ class AriEvents:
                 self._tls_step()
             if self.sock is not None and self.out:
                 self._flush()
-            if self.sock is not None and mask & selectors.EVENT_READ and self.state in (
-                LinkState.UPGRADING,
-                LinkState.CONNECTED,
+            if (
+                self.sock is not None
+                and mask & selectors.EVENT_READ
+                and self.state
+                in (
+                    LinkState.UPGRADING,
+                    LinkState.CONNECTED,
+                )
             ):
                 return self._receive()
         except (OSError, ssl.SSLError) as exc:
@@ -154,7 +161,9 @@ class AriEvents:
             raise OSError(err, errno.errorcode.get(err, str(err)))
         if self.tls:
             context = ssl.create_default_context()
-            self.sock = context.wrap_socket(self.sock, server_hostname=self.host, do_handshake_on_connect=False)
+            self.sock = context.wrap_socket(
+                self.sock, server_hostname=self.host, do_handshake_on_connect=False
+            )
             self.state = LinkState.HANDSHAKING
         else:
             self._start_upgrade()

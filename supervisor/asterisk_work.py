@@ -22,7 +22,9 @@ def resolve(host: str, port: int) -> list:
     """getaddrinfo's entries, as JSON (lists) for the result pipe."""
     return [
         [family, kind, proto, canonical, list(sockaddr)]
-        for family, kind, proto, canonical, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        for family, kind, proto, canonical, sockaddr in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM
+        )
     ]
 
 

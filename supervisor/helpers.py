@@ -114,7 +114,9 @@ class Helpers:
             helper.size += len(data)
             return
         if data:
-            log.error("%s helper %d sent more than %d bytes; ignoring it", helper.kind, helper.pid, MAX_RESULT)
+            log.error(
+                "%s helper %d sent more than %d bytes; ignoring it", helper.kind, helper.pid, MAX_RESULT
+            )
             helper.chunks, helper.size = [], 0
         helper.eof = True
         self._unregister(helper)

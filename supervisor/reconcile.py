@@ -141,7 +141,8 @@ class Reconciliation:
         if error is None:
             if self.failures:
                 log.info(
-                    "reconciliation with Asterisk succeeded on a retry (after %d failed attempts)", self.failures
+                    "reconciliation with Asterisk succeeded on a retry (after %d failed attempts)",
+                    self.failures,
                 )
             self.failures = 0
             self.delay = RETRY_FIRST

@@ -434,7 +434,9 @@ class Supervisor:
         if ending.crashed or ending.how == f"exit:{process.EXIT_TEARDOWN_LEFT}":
             # The worker did not finish its own teardown: a helper does it, with the caller's
             # hang-up unless the caller left by itself.
-            targets = asterisk_work.call_targets(self.ids, entry.call_id, hang_up_caller=not entry.caller_gone)
+            targets = asterisk_work.call_targets(
+                self.ids, entry.call_id, hang_up_caller=not entry.caller_gone
+            )
             self._start_teardown(entry.call_id, targets)
         try:
             entry.segment.close()

@@ -46,8 +46,15 @@ def test_every_file_and_function_the_architecture_names_exists():
 
 def test_code_cites_no_document_outside_the_repository():
     found = subprocess.run(
-        ["git", "grep", "-nE", r"\.\./shared|reference/(realtime|asterisk|live)\.md|(^|[^/\w])design\.md",
-         "--", "*.py", "*.sh"],
+        [
+            "git",
+            "grep",
+            "-nE",
+            r"\.\./shared|reference/(realtime|asterisk|live)\.md|(^|[^/\w])design\.md",
+            "--",
+            "*.py",
+            "*.sh",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

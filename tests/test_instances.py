@@ -33,7 +33,8 @@ def test_restarting_one_instance_leaves_the_others_calls_whole(asterisk, realtim
         first.proc.wait()
         again = Service(asterisk, realtime, tmp_path / "a", TEST_PREFIX, ARI_APP_NAME="openai-app").start()
         again.wait(
-            lambda: all(asterisk.call(c, packets=False)["hangup"] is not None for c in first_calls), timeout=15
+            lambda: all(asterisk.call(c, packets=False)["hangup"] is not None for c in first_calls),
+            timeout=15,
         )
         peer.wait(
             lambda: all(asterisk.call(c, packets=False)["hangup"] is not None for c in peer_calls), timeout=20

@@ -86,7 +86,9 @@ def test_waiting_callers_are_adopted_but_turned_away_ones_are_hung_up():
 
 
 def test_live_calls_keep_their_objects_and_only_older_absent_calls_are_gone():
-    now = listing(channels=[caller("live1", "openai-app"), media(OURS, "live1")], bridges=[OURS.bridge("live1")])
+    now = listing(
+        channels=[caller("live1", "openai-app"), media(OURS, "live1")], bridges=[OURS.bridge("live1")]
+    )
     result = plan(
         now,
         live={"live1", "left1", "young1"},

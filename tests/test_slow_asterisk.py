@@ -101,7 +101,9 @@ def test_a_slow_asterisk_stalls_nothing(asterisk, realtime, tmp_path):
             if e["type"] == "StasisStart" and e["channel"]["id"] == fresh
         )
         admitted_after = _log_time(line) - _sim_time(start["timestamp"])
-        print(f"admitted {admitted_after * 1000:.0f} ms after StasisStart; slowest status {probe.slowest * 1000:.0f} ms")
+        print(
+            f"admitted {admitted_after * 1000:.0f} ms after StasisStart; slowest status {probe.slowest * 1000:.0f} ms"
+        )
         assert admitted_after < 0.1
         asterisk.hangup(fresh)
         # Everything is torn down at the slow Asterisk's pace: 3 s a request.

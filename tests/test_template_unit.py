@@ -15,7 +15,14 @@ REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "openai-inbound-calls.service"
 TEMPLATE = REPO / "openai-inbound-calls@.service"
 # The only settings in which an instance differs from the main unit.
-PER_INSTANCE = {"Description", "ExecStart", "EnvironmentFile", "Environment", "RuntimeDirectory", "StateDirectory"}
+PER_INSTANCE = {
+    "Description",
+    "ExecStart",
+    "EnvironmentFile",
+    "Environment",
+    "RuntimeDirectory",
+    "StateDirectory",
+}
 
 
 def _settings(path: Path) -> dict[str, list[str]]:
@@ -31,7 +38,9 @@ def test_the_template_differs_from_the_unit_only_where_the_instance_is_named():
     unit, template = _settings(UNIT), _settings(TEMPLATE)
     shared = {k: v for k, v in unit.items() if k not in PER_INSTANCE}
     assert {k: v for k, v in template.items() if k not in PER_INSTANCE} == shared
-    assert template["ExecStart"] == ["/opt/callbridge/venv/bin/callbridge run --env-file /etc/callbridge/%i.env"]
+    assert template["ExecStart"] == [
+        "/opt/callbridge/venv/bin/callbridge run --env-file /etc/callbridge/%i.env"
+    ]
     assert "EnvironmentFile" not in template  # never the default instance's file
     assert sorted(template["Environment"]) == [
         "CONTROL_SOCKET_PATH=/run/callbridge/%i/control.sock",
