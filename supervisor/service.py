@@ -45,8 +45,11 @@ TICK = 1.0
 END_GRACE = 40.0
 STUCK_GRACE = 10.0  # a worker ended for being stuck (health) is given less: it is not working
 HARD_STOP_GRACE = 5.0
-# Helpers whose work must be done before the process exits: a caller waits on each.
+# Helpers whose work must be done before the process exits: a caller waits on each. Under
+# systemd they die with the service, so the supervisor waits for them, up to HELPERS_WAIT
+# (the unit's TimeoutStopSec leaves room for it after the drain).
 MUST_FINISH = ("teardown", "busy")
+HELPERS_WAIT = 45.0
 
 
 class Supervisor:
@@ -69,6 +72,7 @@ class Supervisor:
         self.stopping = Stopping(settings.drain_timeout_seconds)
         self.ready = False
         self.control: ControlServer | None = None
+        self.helpers_wait_since: float | None = None
 
     # --- public, for the commands
 
@@ -146,7 +150,19 @@ class Supervisor:
         if not (stopping.draining or stopping.hard_stop_at is not None) or self.calls:
             return False
         # Turned-away callers are hung up, and crashed calls torn down, before we exit.
-        return not any(h.kind in MUST_FINISH for h in self.helpers.running())
+        waiting = [h for h in self.helpers.running() if h.kind in MUST_FINISH]
+        if not waiting:
+            return True
+        now = time.monotonic()
+        if self.helpers_wait_since is None:
+            self.helpers_wait_since = now
+            log.info("waiting for %d helpers (turned-away callers, teardowns) before exiting", len(waiting))
+        if now - self.helpers_wait_since < HELPERS_WAIT:
+            return False
+        log.error(
+            "exiting with %d helpers unfinished; the next start reconciles what they leave", len(waiting)
+        )
+        return True
 
     def _dispatch(self, data, mask: int) -> None:
         kind, obj = data
