@@ -212,7 +212,10 @@ VARIABLES: tuple[Variable, ...] = (
         _ASTERISK,
     ),
     Variable("OPENAI_API_KEY", _secret, None, "OpenAI API key", _OPENAI, secret=True),
-    Variable("OPENAI_REALTIME_MODEL", _required_text, "gpt-realtime", "Realtime model", _OPENAI),
+    # Defaults are dated: OpenAI retires models (its "Deprecations" page). gpt-realtime shuts
+    # down on 2027-01-20; "GPT-Realtime-2.1" (models page) is its replacement. `callbridge
+    # check` and the service read each model's shutdown_date (callbridge/model_lifecycle.py).
+    Variable("OPENAI_REALTIME_MODEL", _required_text, "gpt-realtime-2.1", "Realtime model", _OPENAI),
     Variable(
         "OPENAI_REALTIME_URL",
         _required_text,
@@ -234,7 +237,10 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "OPENAI_TRANSCRIPTION_MODEL",
         _text,
-        "gpt-4o-mini-transcribe",
+        # gpt-4o-mini-transcribe shuts down on 2027-02-26; gpt-transcribe is the replacement
+        # the "Deprecations" page names, and "Migrate from Whisper to GPT-Transcribe and
+        # GPT-Live-Transcribe" (OpenAI cookbook) gives it for committed Realtime turns.
+        "gpt-transcribe",
         "caller transcription model; empty: off",
         _OPENAI,
     ),

@@ -35,6 +35,9 @@ from websockets.exceptions import ConnectionClosed
 from simulators.realtime_session import ReplyOptions, Session
 
 FLUSH_LIMIT = 2.0  # seconds queued events may take to go out before a deliberate close
+# Models a session may be opened with: the current GA ones and those OpenAI still serves
+# until their shutdown date (gpt-realtime, gpt-realtime-mini: 2027-01-20).
+REALTIME_MODELS = ("gpt-realtime-2.1", "gpt-realtime-2.1-mini", "gpt-realtime", "gpt-realtime-mini")
 
 
 @dataclass
@@ -100,7 +103,7 @@ class SimulatedRealtime:
         self,
         api_key: str = "sk-sim",
         allow_beta: bool = False,
-        models=("gpt-realtime",),
+        models=REALTIME_MODELS,
         reply: ReplyOptions | None = None,
     ) -> None:
         self.api_key = api_key

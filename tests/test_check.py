@@ -48,7 +48,7 @@ def test_everything_passes(env):
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert all(line.startswith("✓") for line in lines) and len(lines) == 7
-    assert "accepted the key and model gpt-realtime" in result.stdout
+    assert "accepted the key and model gpt-realtime-2.1" in result.stdout
     assert ARI_PASSWORD not in result.stdout + result.stderr and API_KEY not in result.stdout + result.stderr
 
 

@@ -34,14 +34,15 @@ def test_defaults_and_seed_names():
     loaded = cfg.load(environ=BASE)
     s = loaded.settings
     assert s.asterisk_host == "localhost" and s.asterisk_port == 8088
-    assert s.openai_realtime_model == "gpt-realtime"
+    assert s.openai_realtime_model == "gpt-realtime-2.1"
+    assert s.openai_transcription_model == "gpt-transcribe"
     assert s.openai_api_shape == "ga"
     assert s.ari_app_name == "openai-app"
     assert s.rtp_port_range == (10000, 20000)
     assert s.asterisk_password.reveal() == "ari-pass-1234"
     assert loaded.sources["ASTERISK_HOST"] == "default"
     assert loaded.sources["ASTERISK_USERNAME"] == "environment"
-    assert s.realtime_url == "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+    assert s.realtime_url == "wss://api.openai.com/v1/realtime?model=gpt-realtime-2.1"
     assert s.ari_events_url == "ws://localhost:8088/ari/events"
 
 
@@ -115,7 +116,7 @@ def test_config_command_masks_secrets_and_shows_sources(monkeypatch):
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
     assert shown["ASTERISK_PASSWORD"] == {"value": "********", "source": "environment"}
-    assert shown["OPENAI_REALTIME_MODEL"] == {"value": "gpt-realtime", "source": "default"}
+    assert shown["OPENAI_REALTIME_MODEL"] == {"value": "gpt-realtime-2.1", "source": "default"}
     assert "ari-pass-1234" not in result.output and "sk-test-key-5678" not in result.output
 
 
