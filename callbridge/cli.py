@@ -214,18 +214,18 @@ def check_command(
     env_file: EnvFileOption = None,
     offline: Annotated[bool, typer.Option("--offline", help="Skip the Realtime handshake.")] = False,
 ) -> None:
-    """Pre-flight: configuration, ARI, the app name, Realtime, RTP ports, paths."""
+    """Pre-flight: configuration, ARI, the app name, Realtime, model shutdown dates, RTP ports, paths."""
     from callbridge.check import run_checks
 
     loaded = load_or_exit(env_file)
     typer.echo(f"✓ configuration: read from {loaded.env_file or 'the environment'}")
     failed = 0
     for result in run_checks(loaded.settings, offline=offline):
-        mark = "✓" if result.ok else "✗"
-        typer.echo(f"{mark} {result.name}: {result.detail}", err=not result.ok)
+        mark = "✗" if not result.ok else "!" if result.warning else "✓"
+        typer.echo(f"{mark} {result.name}: {result.detail}", err=not result.ok or result.warning)
         failed += not result.ok
     if offline:
-        typer.echo("- Realtime: skipped (--offline)")
+        typer.echo("- Realtime, model shutdown dates: skipped (--offline)")
     if failed:
         raise fail(f"{failed} check(s) failed")
 
