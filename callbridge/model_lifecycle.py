@@ -41,8 +41,12 @@ log = logging.getLogger(__name__)
 OK, WARNING, FAILURE = "ok", "warning", "failure"
 SEVERITY = {OK: 0, WARNING: 1, FAILURE: 2}  # also log_model_lifecycle's return value
 WARN_DAYS = 60
+# Bounds of one lookup: connecting, then each wait for data, then the whole exchange however
+# slowly the answer trickles in (checked as data arrives, so at worst TOTAL + READ, 15 s;
+# name resolution is the system resolver's and not bounded here).
 CONNECT_TIMEOUT = 5.0
-TOTAL_TIMEOUT = 10.0  # the whole exchange, however slowly the answer trickles in
+READ_TIMEOUT = 5.0
+TOTAL_TIMEOUT = 10.0
 MAX_BODY = 64 * 1024  # a model object is a few hundred bytes
 DAY = 24 * 3600.0
 
@@ -117,14 +121,14 @@ def _describe(variable: str, model: str, shutdown: date | None, level: str, toda
 
 
 def _get(url: str, key: str) -> tuple[int, bytes]:
-    """One GET with the whole exchange bounded by TOTAL_TIMEOUT; raises requests' errors."""
+    """One GET, bounded as described at CONNECT_TIMEOUT; raises requests' errors."""
     deadline = time.monotonic() + TOTAL_TIMEOUT
     headers = {"Authorization": f"Bearer {key}", "User-Agent": "callbridge"}
     # No redirects: the answer must come from the configured host, and the key with it.
     with requests.get(
         url,
         headers=headers,
-        timeout=(CONNECT_TIMEOUT, TOTAL_TIMEOUT),
+        timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
         allow_redirects=False,
         stream=True,
     ) as reply:
@@ -191,7 +195,7 @@ def check_models(settings: Settings, today: date | None = None) -> list[ModelSta
 def log_model_lifecycle(settings: Settings, today: date | None = None) -> int:
     """Look up every configured model and log one line each: INFO when fine, WARNING when
     the shutdown is near or the date cannot be read, ERROR once it has come. Blocks for up to
-    TOTAL_TIMEOUT per model, so the service runs it in a helper process, never on its loop.
+    15 s per model, so the service runs it in a helper process, never on its loop.
 
     Returns the worst severity found: 0 all ok, 1 a warning, 2 a failure.
     """

@@ -215,6 +215,8 @@ class OneShotServer:
             conn.sendall(self.head)
             if self.trickle is None:
                 conn.sendall(self.body)
+                if not self.head:  # silent: hold the connection open until closed
+                    self.stop.wait(30)
                 return
             for byte in self.body:
                 if self.stop.is_set():
@@ -246,6 +248,19 @@ def test_a_trickling_answer_is_cut_at_the_total_timeout(monkeypatch):
         server.close()
     assert found.level == ml.WARNING and "shutdown date unknown" in found.detail
     assert 0.9 <= took < 3.0  # each byte came within the read timeout: only the total bound ends it
+
+
+def test_a_silent_server_is_left_at_the_read_timeout(monkeypatch):
+    monkeypatch.setattr(ml, "READ_TIMEOUT", 0.5)
+    server = OneShotServer(b"", b"")  # accepts, reads the request, never answers
+    try:
+        begun = time.monotonic()
+        found = ml.lookup(settings_at(server.url()), "OPENAI_REALTIME_MODEL", "gpt-realtime-2.1")
+        took = time.monotonic() - begun
+    finally:
+        server.close()
+    assert found.level == ml.WARNING and "(ReadTimeout): shutdown date unknown" in found.detail
+    assert took < 3.0
 
 
 def test_a_gzip_answer_is_decoded():
