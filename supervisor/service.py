@@ -22,6 +22,7 @@ from call_worker import process
 from call_worker.call import CallInfo
 from callbridge import __version__, ids
 from callbridge.config import Settings
+from callbridge.model_lifecycle import ModelWatch, log_model_lifecycle
 from shm_ring import CallSegment, EndReason, SegmentExistsError, Slot, segment_name, start_tracker, sweep
 from supervisor import asterisk_work, systemd
 from supervisor.ari_events import AriEvents, LinkState
@@ -73,6 +74,8 @@ class Supervisor:
         self.ready = False
         self.control: ControlServer | None = None
         self.helpers_wait_since: float | None = None
+        self.model_watch = ModelWatch()
+        self.models = "unchecked"  # the last model check's worst finding, for status
 
     # --- public, for the commands
 
@@ -98,6 +101,7 @@ class Supervisor:
             "max_concurrent_calls": self.settings.max_concurrent_calls,
             "ari_last_error": self.events.last_error,
             "helpers": len(self.helpers.by_pid),
+            "models": self.models,
         }
 
     # --- the loop
@@ -471,6 +475,7 @@ class Supervisor:
         self.events.check_time(now)
         self._after_ari()
         self._reconcile()
+        self._check_models(now)
         for entry in self.live_calls():
             entry.observe()
             problem = self.health.sample(entry)
@@ -501,6 +506,22 @@ class Supervisor:
             self.control.tick()
         systemd.notify("WATCHDOG=1")
         self._notify_status()
+
+    def _check_models(self, now: float) -> None:
+        """At start and once a day, a helper asks OpenAI when the configured models shut
+        down and logs what it found (callbridge/model_lifecycle.py)."""
+        if self.stopping.draining or not self.model_watch.due(now):
+            return
+        self.model_watch.started(now)
+        self.helpers.start(
+            "models",
+            lambda: log_model_lifecycle(self.settings),
+            self._on_models_checked,
+            close_fds=self._fds_for_children(),
+        )
+
+    def _on_models_checked(self, worst, ok: bool) -> None:
+        self.models = {0: "ok", 1: "warning", 2: "failure"}.get(worst, "unknown") if ok else "check failed"
 
     def _notify_status(self) -> None:
         state = "draining, " if self.stopping.draining else ""

@@ -329,3 +329,27 @@ def test_log_model_lifecycle_writes_the_log_file(realtime, tmp_path):
         in text
     )
     assert API_KEY not in text
+
+
+# --- the service looks at start-up, from a helper process
+
+
+def test_the_service_logs_a_near_shutdown_at_start(realtime, tmp_path):
+    from harness import AsteriskSim
+    from service import Service
+    from testenv import TEST_PREFIX
+
+    asterisk = AsteriskSim()
+    svc = Service(asterisk, realtime, tmp_path, TEST_PREFIX, OPENAI_REALTIME_MODEL="gpt-realtime-mini")
+    try:
+        svc.start()
+        svc.wait(lambda: svc.status()["supervisor"]["models"] == "warning")
+        line = next(x for x in svc.log().splitlines() if "model check OPENAI_REALTIME_MODEL" in x)
+        assert "WARNING" in line and "gpt-realtime-mini" in line and str(SOON) in line
+        assert API_KEY not in svc.log()
+        began = time.monotonic()
+        svc.status()
+        assert time.monotonic() - began < 0.5  # the loop did not wait for the lookup
+    finally:
+        svc.stop()
+        asterisk.stop()
