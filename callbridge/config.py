@@ -328,11 +328,8 @@ class Settings:
 
     @property
     def instance(self) -> str:
-        """INSTANCE_ID, else ARI_APP_NAME made fit for names (each app is one instance)."""
-        if self.instance_id:
-            return self.instance_id
-        derived = "".join(c if ids.instance_problem(c) is None else "_" for c in self.ari_app_name)
-        return derived[: ids.INSTANCE_MAX]
+        """INSTANCE_ID, else ARI_APP_NAME (each app is one instance; callbridge/ids.py)."""
+        return self.instance_id or ids.instance_from_app(self.ari_app_name)
 
     @property
     def ids(self) -> ids.InstanceIds:

@@ -10,6 +10,8 @@ separator, instance `a` would take `cb-a-br-...` of an instance called `a-br` fo
 
 from __future__ import annotations
 
+import hashlib
+
 _INSTANCE_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 INSTANCE_MAX = 32
 _ID_ALPHABET = _INSTANCE_ALPHABET | {"."}
@@ -22,6 +24,16 @@ def instance_problem(instance: str) -> str | None:
     if not set(instance) <= _INSTANCE_ALPHABET:
         return "may hold only letters, digits, '_' and '-'"
     return None
+
+
+def instance_from_app(app: str) -> str:
+    """The instance id of an ARI app name: the name itself when it fits, else its fitting
+    characters plus a hash of the whole name, so that two app names never share an id
+    (`a.b` and `a/b` would both read `a_b` with the characters replaced alone)."""
+    if instance_problem(app) is None:
+        return app
+    kept = "".join(c for c in app if c in _INSTANCE_ALPHABET)[: INSTANCE_MAX - 9]
+    return f"{kept}-{hashlib.sha1(app.encode()).hexdigest()[:8]}"
 
 
 class InstanceIds:

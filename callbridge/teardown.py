@@ -20,6 +20,7 @@ from callbridge.ids import InstanceIds
 log = logging.getLogger(__name__)
 
 RETRY_FIRST, RETRY_CAP = 0.5, 5.0
+MIN_REQUEST = 0.2  # seconds: a request given less than this is not worth starting
 
 
 @dataclass(frozen=True)
@@ -46,15 +47,22 @@ def call_targets(ids: InstanceIds, call_id: str, hang_up_caller: bool) -> list[T
 
 def remove_all(ari: AriRest, targets: list[Target], deadline: float, call_id: str = "") -> list[Target]:
     """Remove every target, retrying failed ones with growing pauses until `deadline`
-    (time.monotonic()). Returns what is still there (logged); [] means done."""
+    (time.monotonic()). No request outlives the deadline: each waits at most what is left
+    of it. Returns what is still there (logged); [] means done."""
     left = list(targets)
     delay = RETRY_FIRST
     attempt = 0
     extra = {"call_id": call_id} if call_id else {}
+    request_timeout = ari.timeout
     while left:
         attempt += 1
         failed = []
         for target in left:
+            remaining = deadline - time.monotonic()
+            if remaining <= MIN_REQUEST:
+                failed.append(target)
+                continue
+            ari.timeout = min(request_timeout, remaining)
             try:
                 target.remove(ari)
             except AriError as exc:
@@ -66,6 +74,7 @@ def remove_all(ari: AriRest, targets: list[Target], deadline: float, call_id: st
             break
         time.sleep(delay)
         delay = min(RETRY_CAP, delay * 2)
+    ari.timeout = request_timeout
     if left:
         log.error(
             "teardown gave up after %d attempts; still in Asterisk: %s",

@@ -39,6 +39,7 @@ BACKOFF_START, BACKOFF_CAP = 0.5, 10.0
 CONNECT_TIMEOUT = 10.0  # TCP + TLS + upgrade; never on the loop's time, only a deadline
 PING_AFTER = 15.0  # seconds of silence before we ask whether Asterisk is still there
 PING_TIMEOUT = 10.0  # then this long for any byte back
+STABLE_AFTER = 30.0  # a link up this long resets the backoff (one that drops at once does not)
 MAX_EVENT = 16 * 1024 * 1024
 READ_CHUNK = 65536
 
@@ -52,7 +53,9 @@ class LinkState(Enum):
 
 
 class AriEvents:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_close=None) -> None:
+        """`on_close(sock)` runs just before the socket is closed, so that the loop can drop
+        it from its selector while its descriptor number cannot yet be reused."""
         self.url = f"{settings.ari_events_url}?app={settings.ari_app_name}&subscribeAll=false"
         self.host = settings.asterisk_host
         self.port = settings.asterisk_port
@@ -72,8 +75,11 @@ class AriEvents:
         self.backoff = BACKOFF_START
         self.connects = 0
         self.last_error = ""
-        self._fragments: list[bytes] = []
+        self._fragments: list[bytes] | None = None  # a text message still arriving
         self._tls_wants_write = False
+        self._tls_context = ssl.create_default_context() if self.tls else None  # reads CA files once
+        self._on_close = on_close
+        self.connected_at: float | None = None
 
     # --- what the loop asks
 
@@ -108,7 +114,7 @@ class AriEvents:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
         self.out.clear()
-        self._fragments.clear()
+        self._fragments = None
         self._tls_wants_write = False
         self.state = LinkState.CONNECTING
         self.deadline = time.monotonic() + CONNECT_TIMEOUT
@@ -145,9 +151,14 @@ class AriEvents:
     def check_time(self, now: float) -> None:
         """On the supervisor's tick: a connect that takes too long, a link gone silent."""
         if self.state in (LinkState.CONNECTING, LinkState.HANDSHAKING, LinkState.UPGRADING):
-            if now >= self.deadline:
+            if now >= self.deadline and self.sock is None:
+                self._failed(f"looking up ASTERISK_HOST {self.host!r} took too long")
+            elif now >= self.deadline:
                 self._lost_while_connecting(TimeoutError(f"no answer within {CONNECT_TIMEOUT:.0f} s"))
         elif self.state is LinkState.CONNECTED and self.protocol is not None:
+            if self.connected_at is not None and now - self.connected_at >= STABLE_AFTER:
+                self.backoff = BACKOFF_START
+                self.connected_at = None
             if self.pinged_at is None and now - self.last_heard >= PING_AFTER:
                 self.pinged_at = now
                 self.protocol.send_ping(b"callbridge")
@@ -234,6 +245,7 @@ class AriEvents:
             elif isinstance(item, Frame):
                 self._frame(item, events)
         if self.state is not LinkState.DISCONNECTED and self.protocol.close_expected():
+            self._queue_output()  # our half of the close handshake, before we close
             self.lost("Asterisk closed the events connection")
 
     def _upgraded(self) -> None:
@@ -241,7 +253,7 @@ class AriEvents:
         if exc is not None:
             return self._lost_while_connecting(exc)
         self.state = LinkState.CONNECTED
-        self.backoff = BACKOFF_START
+        self.connected_at = time.monotonic()
         self.connects += 1
         self.last_error = ""
         self.last_heard = time.monotonic()
@@ -249,11 +261,13 @@ class AriEvents:
         log.info("ARI events connected to %s", self.url)
 
     def _frame(self, frame: Frame, events: list[dict]) -> None:
-        if frame.opcode is Opcode.TEXT or frame.opcode is Opcode.CONT:
+        if frame.opcode is Opcode.TEXT or (frame.opcode is Opcode.CONT and self._fragments is not None):
+            if frame.opcode is Opcode.TEXT:
+                self._fragments = []
             self._fragments.append(bytes(frame.data))
             if not frame.fin:
                 return
-            raw, self._fragments = b"".join(self._fragments), []
+            raw, self._fragments = b"".join(self._fragments), None
             try:
                 event = json.loads(raw)
             except (UnicodeDecodeError, json.JSONDecodeError):
@@ -283,12 +297,21 @@ class AriEvents:
     def resolve_failed(self, reason: str) -> None:
         self._failed(reason)
 
+    def replaced(self) -> None:
+        """Another client subscribed with our app name and Asterisk now sends it our events:
+        two instances share an ARI_APP_NAME (each must have its own). Drop the link and come
+        back after the longest backoff, loudly, rather than sit connected and deaf."""
+        self.backoff = BACKOFF_CAP
+        self.lost("another program took the ARI app's events (two instances with one ARI_APP_NAME?)")
+
     def lost(self, reason: str) -> None:
         self.close()
         self._failed(reason)
 
     def close(self) -> None:
         if self.sock is not None:
+            if self._on_close is not None:
+                self._on_close(self.sock)
             try:
                 self.sock.close()
             except OSError:

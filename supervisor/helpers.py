@@ -8,9 +8,11 @@ and bridges for reconciliation, the daily model check. A helper is forked like a
 a pipe and exits. The loop reads the pipe when the selector says so and, once the helper is
 reaped and its pipe closed, hands the result to the callback given at start.
 
-A helper outlives the supervisor on purpose (no parent-death signal): a teardown that has
-begun should finish even if the supervisor is killed, and each helper's work is bounded by
-its own deadline.
+A helper has no parent-death signal: a teardown that has begun should finish even if the
+supervisor alone is killed, and each helper's work is bounded by its own deadline. Under
+systemd (KillMode=mixed) whatever is left when the supervisor exits is killed with it, so
+the supervisor waits for the helpers a caller depends on before it exits, and the next
+start's reconciliation takes care of anything a killed helper left.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class Helpers:
         on_done: Callable[[Any, bool], None] | None = None,
         key: str = "",
         close_fds: list[int] = (),
-        before_work: list[Callable[[], None]] = (),
+        close_segments: list = (),
     ) -> Helper | None:
         """Fork a helper running `work()`; `on_done(result, ok)` runs in the loop when it has
         exited. None (logged) when the fork failed; the caller decides what that means."""
@@ -84,8 +86,8 @@ class Helpers:
             try:
                 os.close(read_fd)
                 _become_helper(close_fds, key)
-                for action in before_work:
-                    action()
+                for segment in close_segments:  # no helper may touch a call's audio
+                    segment.close()
                 result = work()
                 _write_all(write_fd, json.dumps(result).encode())
                 code = EXIT_OK
@@ -101,18 +103,19 @@ class Helpers:
         self.started += 1
         return helper
 
-    def on_readable(self, helper: Helper) -> None:
+    def on_readable(self, helper: Helper) -> bool:
+        """Read what the pipe holds; False when it would block (more is still to come)."""
         try:
             data = os.read(helper.fd, READ_CHUNK)
         except BlockingIOError:
-            return
+            return False
         except OSError as exc:
             log.warning("%s helper %d: result pipe failed: %s", helper.kind, helper.pid, exc)
             data = b""
         if data and helper.size + len(data) <= MAX_RESULT:
             helper.chunks.append(data)
             helper.size += len(data)
-            return
+            return True
         if data:
             log.error(
                 "%s helper %d sent more than %d bytes; ignoring it", helper.kind, helper.pid, MAX_RESULT
@@ -121,6 +124,7 @@ class Helpers:
         helper.eof = True
         self._unregister(helper)
         self._maybe_done(helper)
+        return True
 
     def reaped(self, pid: int, status: int) -> bool:
         """True when `pid` was a helper (the supervisor's reap asks for every child)."""
@@ -128,9 +132,10 @@ class Helpers:
         if helper is None:
             return False
         helper.status = status
-        if not helper.eof:  # the exit closed the pipe: read what is left now
-            while not helper.eof:
-                self.on_readable(helper)
+        # The exit closed the pipe: read what is left now. Should something else still hold
+        # the write end (a child the helper forked), the selector delivers the rest later.
+        while not helper.eof and self.on_readable(helper):
+            pass
         self._maybe_done(helper)
         return True
 
@@ -141,13 +146,19 @@ class Helpers:
         """Result pipes: the supervisor's, never a child's to hold."""
         return [h.fd for h in self.by_pid.values() if not h.eof]
 
-    def kill(self, kinds: tuple[str, ...]) -> None:
+    def kill(self, kinds: tuple[str, ...], older_than: float = 0.0) -> list[Helper]:
+        """SIGKILL running helpers of these kinds (started over `older_than` s ago); the
+        reap then reports them as failed to their callbacks."""
+        now = time.monotonic()
+        killed = []
         for helper in self.running():
-            if helper.kind in kinds:
+            if helper.kind in kinds and helper.status is None and now - helper.started >= older_than:
                 try:
                     os.kill(helper.pid, signal.SIGKILL)
+                    killed.append(helper)
                 except ProcessLookupError:
                     pass
+        return killed
 
     def _maybe_done(self, helper: Helper) -> None:
         if not helper.eof or helper.status is None or helper.pid not in self.by_pid:

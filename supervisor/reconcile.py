@@ -43,19 +43,27 @@ def in_app(channel: dict, app: str) -> bool:
     return dialplan.get("app_name") == "Stasis" and str(dialplan.get("app_data", "")).split(",")[0] == app
 
 
-def list_asterisk(settings: Settings) -> dict:
-    """In the helper: channels and bridges, and for each caller waiting in our app whether a
-    dead run turned it away; {"error": ...} when Asterisk refused (the loop retries)."""
+def list_asterisk(settings: Settings, skip: set[str] = frozenset()) -> dict:
+    """In the helper: channels and bridges, and for each caller waiting in our app (but the
+    live calls in `skip`) whether a dead run turned it away; {"error": ...} when Asterisk
+    refused or answered something that is not a listing (the loop retries)."""
     ari = AriRest(
         settings.ari_base_url, settings.asterisk_username, settings.asterisk_password, timeout=REQUEST_TIMEOUT
     )
     try:
-        channels = [c for c in (ari.channels() or []) if isinstance(c, dict)]
-        bridges = [b for b in (ari.bridges() or []) if isinstance(b, dict)]
+        channels, bridges = ari.channels(), ari.bridges()
+        if not isinstance(channels, list) or not isinstance(bridges, list):
+            # Never read as "no channels": every live call would be taken for ended.
+            return {"error": "Asterisk's channel or bridge list is not a list"}
+        channels = [c for c in channels if isinstance(c, dict)]
+        bridges = [b for b in bridges if isinstance(b, dict)]
         ids = settings.ids
         for channel in channels:
+            channel_id = str(channel.get("id", ""))
+            if channel_id in skip:
+                continue
             if in_app(channel, settings.ari_app_name) and not ids.is_media_channel(channel):
-                marked = ari.variable(str(channel.get("id", "")), TURNED_AWAY_VARIABLE)
+                marked = ari.variable(channel_id, TURNED_AWAY_VARIABLE)
                 channel["turned_away"] = marked is not None
     except AriError as exc:
         return {"error": str(exc)}
@@ -78,7 +86,8 @@ def plan(listing: dict, live: set[str], older: set[str], busy: set[str], ids: In
     """What to do about a listing. `live`: every live call now (a call admitted while the
     listing ran may show up in it: it is not stale); `older`: the live calls admitted before
     the listing was asked for (only their absence means the caller left); `busy`: callers
-    being turned away now (their helper hangs them up)."""
+    this run is turning away or has just had (turned away, or a call that ended while the
+    listing ran): theirs to finish, never adopted."""
     channels = [c for c in listing.get("channels", []) if isinstance(c, dict)]
     bridges = [b for b in listing.get("bridges", []) if isinstance(b, dict)]
     result = Plan()
@@ -93,6 +102,9 @@ def plan(listing: dict, live: set[str], older: set[str], busy: set[str], ids: In
         if owner is not None and owner not in live:
             stale.add(owner)
             result.remove.append(Target("channel", str(channel["id"])))
+    # A caller in any bridge is somebody's live call (ours, or another program's that shares
+    # the app by mistake): never a missed StasisStart.
+    bridged = {str(c) for b in bridges if isinstance(b.get("channels"), list) for c in b["channels"]}
     present = set()
     for channel in channels:
         channel_id = str(channel.get("id", ""))
@@ -104,7 +116,7 @@ def plan(listing: dict, live: set[str], older: set[str], busy: set[str], ids: In
         elif in_app(channel, app):
             if channel.get("turned_away"):
                 result.remove.append(Target("channel", channel_id))
-            else:
+            elif channel_id not in bridged:
                 result.adopt.append(channel)
     result.gone = sorted((older & live) - present)
     return result

@@ -25,7 +25,7 @@ from callbridge.config import Settings
 from callbridge.model_lifecycle import ModelWatch, log_model_lifecycle
 from shm_ring import CallSegment, EndReason, SegmentExistsError, Slot, segment_name, start_tracker, sweep
 from supervisor import asterisk_work, systemd
-from supervisor.ari_events import AriEvents, LinkState
+from supervisor.ari_events import BACKOFF_CAP, AriEvents, LinkState
 from supervisor.calls import CallEntry, Phase
 from supervisor.commands import COMMANDS
 from supervisor.control import ControlServer
@@ -51,6 +51,9 @@ HARD_STOP_GRACE = 5.0
 # (the unit's TimeoutStopSec leaves room for it after the drain).
 MUST_FINISH = ("teardown", "busy")
 HELPERS_WAIT = 45.0
+RECONCILE_LIMIT = 60.0  # a listing helper slower than this is killed and the listing retried
+RECENT_MARGIN = 5.0  # seconds before a listing was asked for in which a call still counts as ours
+RECENT_KEEP = 600.0
 
 
 class Supervisor:
@@ -58,7 +61,7 @@ class Supervisor:
         self.settings = settings
         self.ids = settings.ids
         self.selector = selectors.DefaultSelector()
-        self.events = AriEvents(settings)
+        self.events = AriEvents(settings, on_close=self._forget_ari_sock)
         self.ari_sock: socket.socket | None = None
         self.ari_mask = 0
         self.connects_seen = 0
@@ -67,6 +70,10 @@ class Supervisor:
         self.calls: dict[str, CallEntry] = {}
         self.by_pid: dict[int, CallEntry] = {}
         self.busy: set[str] = set()  # callers being turned away by a helper
+        self.turn_away_pending: dict[str, str] = {}  # callers whose busy helper could not start
+        # Callers this run admitted or turned away, and when they were last ours: a listing
+        # taken while such a call ended must not read its caller as a missed StasisStart.
+        self.recent: dict[str, float] = {}
         self.health = HealthMonitor()
         self.started = time.monotonic()
         self.calls_taken = self.calls_failed = self.calls_busy = 0
@@ -135,6 +142,7 @@ class Supervisor:
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + TICK
                     self._guarded(self._tick)
+                    systemd.notify("WATCHDOG=1")  # the loop is alive: it got here
         finally:
             self._shutdown()
         return 0
@@ -221,11 +229,10 @@ class Supervisor:
         except socket.gaierror:
             self.events.state = LinkState.CONNECTING
             self.events.deadline = time.monotonic() + 30.0
-            started = self.helpers.start(
+            started = self._helper(
                 "resolve",
                 lambda: asterisk_work.resolve(host, port),
                 self._on_resolved,
-                close_fds=self._fds_for_children(),
             )
             if started is None:
                 self.events.resolve_failed("cannot start a helper to look up ASTERISK_HOST")
@@ -241,6 +248,16 @@ class Supervisor:
             return
         self.events.connect(asterisk_work.address_from_json(result[0]))
         self._after_ari()
+
+    def _forget_ari_sock(self, sock) -> None:
+        """The link is about to close its socket: out of the selector first, while the
+        descriptor number still belongs to it (a pipe or client opened next may reuse it)."""
+        if self.ari_sock is sock:
+            try:
+                self.selector.unregister(sock)
+            except (KeyError, ValueError):
+                pass
+            self.ari_sock, self.ari_mask = None, 0
 
     def _after_ari(self) -> None:
         """Keep the selector's registration in step with the link, and act on a new connect."""
@@ -281,9 +298,12 @@ class Supervisor:
                 entry.request_end(EndReason.CALLER_HANGUP)
         elif kind == "ApplicationReplaced":
             log.error(
-                "another program connected to ARI as app %r and took its events; reconnecting",
+                "another program connected to ARI as app %r and took its events; each instance "
+                "needs its own ARI_APP_NAME. Reconnecting in %.0f s",
                 self.settings.ari_app_name,
+                BACKOFF_CAP,
             )
+            self.events.replaced()
 
     # --- reconciliation (supervisor/reconcile.py): a helper lists, the loop decides
 
@@ -292,22 +312,23 @@ class Supervisor:
             return
         asked = time.monotonic()
         older = set(self.calls)
-        started = self.helpers.start(
+        live = set(self.calls)
+        started = self._helper(
             "reconcile",
-            lambda: list_asterisk(self.settings),
-            lambda result, ok: self._on_listing(result, ok, older),
-            close_fds=self._fds_for_children(),
+            lambda: list_asterisk(self.settings, skip=live),
+            lambda result, ok: self._on_listing(result, ok, older, asked),
         )
         if started is not None:
             self.reconciliation.started(asked)
 
-    def _on_listing(self, listing, ok: bool, older: set[str]) -> None:
+    def _on_listing(self, listing, ok: bool, older: set[str], asked: float) -> None:
         if not ok or not isinstance(listing, dict):
             return self.reconciliation.finished("the listing helper failed (see its log line)")
         self.reconciliation.finished(listing.get("error"))
         if "error" in listing:
             return
-        todo = plan(listing, set(self.calls), older, self.busy, self.ids, self.settings.ari_app_name)
+        ours = {call_id for call_id, when in self.recent.items() if when >= asked - RECENT_MARGIN}
+        todo = plan(listing, set(self.calls), older, self.busy | ours, self.ids, self.settings.ari_app_name)
         for call_id in todo.gone:
             entry = self.calls.get(call_id)
             if entry is not None and not entry.caller_gone:
@@ -327,11 +348,8 @@ class Supervisor:
             )
 
     def _start_teardown(self, call_id: str, targets) -> None:
-        started = self.helpers.start(
-            "teardown",
-            lambda: asterisk_work.teardown(self.settings, targets, call_id),
-            key=call_id,
-            close_fds=self._fds_for_children(),
+        started = self._helper(
+            "teardown", lambda: asterisk_work.teardown(self.settings, targets, call_id), key=call_id
         )
         if started is None:  # what is left is found by the next reconciliation
             self.reconciliation.after_connect()
@@ -374,6 +392,7 @@ class Supervisor:
             return
         entry = CallEntry(channel_id, caller, dialled, info.channel_name, pid, segment)
         self.calls[channel_id] = entry
+        self.recent[channel_id] = time.monotonic()
         self.by_pid[pid] = entry
         self.calls_taken += 1
         log.info(
@@ -390,15 +409,33 @@ class Supervisor:
         """The busy prompt and the hang-up are a helper's (supervisor/turn_away.py)."""
         self.calls_busy += 1
         log.warning("turning a call away (%s): busy prompt, then hang-up", why, extra={"call_id": channel_id})
-        helper = self.helpers.start(
+        self.recent[channel_id] = time.monotonic()
+        helper = self._helper(
             "busy",
             lambda: turn_away(self.settings, channel_id, why),
-            lambda result, ok: self.busy.discard(channel_id),
+            lambda result, ok: self._turned_away(channel_id),
             key=channel_id,
-            close_fds=self._fds_for_children(),
         )
         if helper is not None:
             self.busy.add(channel_id)
+            self.turn_away_pending.pop(channel_id, None)
+        else:  # tried again on the tick: the caller must not be left in Stasis
+            self.turn_away_pending[channel_id] = why
+
+    def _turned_away(self, channel_id: str) -> None:
+        self.busy.discard(channel_id)
+        self.recent[channel_id] = time.monotonic()
+
+    def _helper(self, kind: str, work, on_done=None, key: str = ""):
+        """Start a helper with nothing of the supervisor's and no call's audio."""
+        return self.helpers.start(
+            kind,
+            work,
+            on_done,
+            key=key,
+            close_fds=self._fds_for_children(),
+            close_segments=[entry.segment for entry in self.calls.values()],
+        )
 
     def _fds_for_children(self) -> list[int]:
         fds = self.stopping.fds() + self.helpers.fds()
@@ -464,6 +501,7 @@ class Supervisor:
             entry.segment.unlink()
             entry.phase = Phase.GONE  # worker reaped, teardown done or handed over, segment unlinked
             self.calls.pop(entry.call_id, None)
+            self.recent[entry.call_id] = time.monotonic()
             self.health.forget(entry.pid)
         log.info("%s", summary_line(entry, counters, ending), extra={"call_id": entry.call_id})
         self._notify_status()
@@ -471,41 +509,56 @@ class Supervisor:
     # --- once a second
 
     def _tick(self) -> None:
+        """Once a second. Each part is guarded on its own: a bug in one stops no other, and
+        the watchdog (sent by the loop after the tick) keeps going."""
         now = time.monotonic()
-        self.events.check_time(now)
-        self._after_ari()
-        self._reconcile()
-        self._check_models(now)
+        self._guarded(self.events.check_time, now)
+        self._guarded(self._after_ari)
+        self._guarded(self._reconcile)
+        self._guarded(self._check_models, now)
+        self.helpers.kill(("reconcile",), older_than=RECONCILE_LIMIT)
+        for channel_id, why in list(self.turn_away_pending.items()):
+            self._guarded(self._turn_away_again, channel_id, why)
         for entry in self.live_calls():
-            entry.observe()
-            problem = self.health.sample(entry)
-            if problem and entry.request_end(EndReason.WORKER_CRASHED):
-                log.error("ending the call: %s", problem, extra={"call_id": entry.call_id})
-            ending_since = entry.ending_since()
-            if ending_since is not None and entry.killed_at is None:
-                if self.stopping.hard_stop_at:
-                    grace = HARD_STOP_GRACE
-                elif entry.header.get(Slot.END_REQUEST) == EndReason.WORKER_CRASHED:
-                    grace = STUCK_GRACE
-                else:
-                    grace = END_GRACE
-                if now - ending_since > grace:
-                    entry.killed_at = now
-                    log.error(
-                        "worker %d did not end within %.0f s; killing it",
-                        entry.pid,
-                        grace,
-                        extra={"call_id": entry.call_id},
-                    )
-                    self._signal_worker(entry, signal.SIGKILL)
+            self._guarded(self._watch_call, entry, now)
         if self.calls and self.stopping.drain_expired(now):
             log.info("drain timeout: ending %d calls", len(self.calls))
             for entry in self.live_calls():
                 entry.request_end(EndReason.SHUTDOWN)
+        for call_id, when in list(self.recent.items()):
+            if now - when > RECENT_KEEP and call_id not in self.calls:
+                del self.recent[call_id]
         if self.control is not None:
-            self.control.tick()
-        systemd.notify("WATCHDOG=1")
+            self._guarded(self.control.tick)
         self._notify_status()
+
+    def _turn_away_again(self, channel_id: str, why: str) -> None:
+        self.calls_busy -= 1  # counted once, when it was first turned away
+        self._turn_away(channel_id, why)
+
+    def _watch_call(self, entry: CallEntry, now: float) -> None:
+        entry.observe()
+        problem = self.health.sample(entry)
+        if problem and entry.request_end(EndReason.WORKER_CRASHED):
+            log.error("ending the call: %s", problem, extra={"call_id": entry.call_id})
+        ending_since = entry.ending_since()
+        if ending_since is None or entry.killed_at is not None:
+            return
+        if self.stopping.hard_stop_at:
+            grace = HARD_STOP_GRACE
+        elif entry.header.get(Slot.END_REQUEST) == EndReason.WORKER_CRASHED:
+            grace = STUCK_GRACE
+        else:
+            grace = END_GRACE
+        if now - ending_since > grace:
+            entry.killed_at = now
+            log.error(
+                "worker %d did not end within %.0f s; killing it",
+                entry.pid,
+                grace,
+                extra={"call_id": entry.call_id},
+            )
+            self._signal_worker(entry, signal.SIGKILL)
 
     def _check_models(self, now: float) -> None:
         """At start and once a day, a helper asks OpenAI when the configured models shut
@@ -513,12 +566,7 @@ class Supervisor:
         if self.stopping.draining or not self.model_watch.due(now):
             return
         self.model_watch.started(now)
-        self.helpers.start(
-            "models",
-            lambda: log_model_lifecycle(self.settings),
-            self._on_models_checked,
-            close_fds=self._fds_for_children(),
-        )
+        self._helper("models", lambda: log_model_lifecycle(self.settings), self._on_models_checked)
 
     def _on_models_checked(self, worst, ok: bool) -> None:
         self.models = {0: "ok", 1: "warning", 2: "failure"}.get(worst, "unknown") if ok else "check failed"

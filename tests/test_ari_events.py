@@ -46,7 +46,7 @@ def _drive(link: AriEvents, until, timeout: float) -> list[dict]:
         began = time.monotonic()
         for _key, mask in selector.select(0.05):
             events.extend(link.on_ready(mask))
-        assert time.monotonic() - began < 0.5  # nothing in the link blocks
+        assert time.monotonic() - began < 2.0  # nothing in the link blocks (loose: a busy VM)
         link.check_time(time.monotonic())
     selector.close()
     return events
@@ -92,7 +92,10 @@ class UpgradeThenSilence(threading.Thread):
     def run(self) -> None:
         conn, _ = self.server.accept()
         while b"\r\n\r\n" not in self.request:
-            self.request += conn.recv(4096)
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            self.request += chunk
         key = next(
             line.split(b":", 1)[1].strip().decode()
             for line in self.request.split(b"\r\n")

@@ -14,7 +14,7 @@ import pytest
 
 from callbridge import config as cfg
 from callbridge.cli import app
-from supervisor.service import END_GRACE, HARD_STOP_GRACE, TICK
+from supervisor.service import END_GRACE, HELPERS_WAIT, TICK
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "openai-inbound-calls.service"
@@ -91,7 +91,9 @@ def test_unit_fits_how_the_service_behaves():
     # default KillMode every worker would get SIGTERM at once and end its call mid-sentence.
     assert unit["KillMode"] == ["mixed"] and unit["KillSignal"] == ["SIGTERM"]
     drain = int(cfg.load(environ=REQUIRED).settings.drain_timeout_seconds)
-    assert int(unit["TimeoutStopSec"][0]) > drain + END_GRACE + HARD_STOP_GRACE
+    # The drain, then the workers' ending, then the helpers a caller waits on (turned-away
+    # callers, teardowns): systemd must not kill them first.
+    assert int(unit["TimeoutStopSec"][0]) > drain + END_GRACE + HELPERS_WAIT
     # Asterisk may run on another host: order after it when it is here, never require it.
     assert "asterisk.service" in unit["After"][0].split() and "Requires" not in unit
     # The control socket (AF_UNIX), sd_notify (AF_UNIX), ARI, RTP and OpenAI (IPv4 and IPv6).

@@ -99,3 +99,35 @@ def test_live_calls_keep_their_objects_and_only_older_absent_calls_are_gone():
     )
     assert result.remove == [] and result.adopt == []
     assert result.gone == ["left1"]
+
+
+def test_a_call_that_ended_while_the_listing_ran_is_not_adopted_again():
+    """Its bridge and media channel were gone when the helper listed, its caller not yet: it
+    looks like a missed StasisStart, but it is this run's own call (passed as `busy`)."""
+    result = plan(
+        listing(channels=[caller("1.5", "openai-app")]),
+        live=set(),
+        older={"1.5"},
+        busy={"1.5"},
+        ids=OURS,
+        app="openai-app",
+    )
+    assert result.adopt == [] and result.remove == []
+
+
+def test_a_caller_in_any_bridge_is_never_adopted():
+    """Somebody's live call (another program on the same app, by mistake): not ours to take."""
+    bridged = {
+        "channels": [caller("x1", "openai-app")],
+        "bridges": [{"id": "their-bridge", "channels": ["x1"]}],
+    }
+    result = plan(bridged, live=set(), older=set(), busy=set(), ids=OURS, app="openai-app")
+    assert result.adopt == [] and result.remove == []
+
+
+def test_derived_instance_ids_of_different_apps_differ():
+    from callbridge.ids import instance_from_app, instance_problem
+
+    assert instance_from_app("openai-app") == "openai-app"
+    derived = {instance_from_app(app) for app in ("a.b", "a/b", "a_b", "a b", "x" * 40, "x" * 41)}
+    assert len(derived) == 6 and all(instance_problem(i) is None for i in derived)

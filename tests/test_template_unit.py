@@ -43,10 +43,14 @@ def test_the_template_differs_from_the_unit_only_where_the_instance_is_named():
     ]
     assert "EnvironmentFile" not in template  # never the default instance's file
     assert sorted(template["Environment"]) == [
-        "CONTROL_SOCKET_PATH=/run/callbridge/%i/control.sock",
+        "CONTROL_SOCKET_PATH=/run/callbridge-%i/control.sock",
         "INSTANCE_ID=%i",
     ]
-    assert template["RuntimeDirectory"] == ["callbridge/%i"]
+    # Not under the main unit's /run/callbridge: systemd removes that when the main unit
+    # stops, and the instance's socket would go with it.
+    assert template["RuntimeDirectory"] == ["callbridge-%i"] and template["StateDirectory"] == [
+        "callbridge-%i"
+    ]
 
 
 def test_an_instance_of_the_template_passes_systemd_analyze(tmp_path):

@@ -214,7 +214,7 @@ def test_two_instances_share_asterisk_and_a_restart_spares_the_other(bridge, rea
     peer = bridge.start(workdir=tmp_path / "b", ARI_APP_NAME="peer-app")
     capture = Capture(tmp_path / "two.pcap", PORTS)
     peer_sipp = real_asterisk.sipp(voices["question"], hold_ms=16000, calls=2, number="800")
-    first_sipp = real_asterisk.sipp(voices["silent"], hold_ms=40000, calls=2)  # greeting only
+    first_sipp = real_asterisk.sipp(voices["silent"], hold_ms=40000, calls=2, second=True)  # greeting only
     first.wait(lambda: len(bridge.note_workers(first)) == 2, timeout=20)
     peer.wait(
         lambda: len(r := bridge.note_workers(peer)) == 2 and all(x["frames_out"] > 150 for x in r), timeout=30
