@@ -41,9 +41,9 @@ def _tool(name: str) -> str:
     return path
 
 
-def _unit_settings() -> dict[str, list[str]]:
+def _unit_settings(path: Path = UNIT) -> dict[str, list[str]]:
     values: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if "=" in line and not line.startswith(("#", "[")):
             key, value = line.split("=", 1)
             values.setdefault(key, []).append(value)
@@ -120,20 +120,22 @@ def test_every_path_the_service_writes_is_writable_under_the_unit():
     assert [path for path in paths if not _within(path, writable)] == []
 
 
-def test_unit_passes_systemd_analyze_verify_and_security(tmp_path):
+def assert_systemd_accepts(unit_file: Path, name: str, tmp_path: Path) -> None:
+    """`systemd-analyze verify` is clean and `security` scores at most 2.0 for the unit
+    `name` made from `unit_file` (a template's instance name, or the unit's own)."""
     analyze = _tool("systemd-analyze")
     fake = tmp_path / "callbridge"
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
-    unit = tmp_path / UNIT.name
-    unit.write_text(UNIT.read_text().replace("/opt/callbridge/venv/bin/callbridge", str(fake)))
+    unit = tmp_path / name
+    unit.write_text(unit_file.read_text().replace("/opt/callbridge/venv/bin/callbridge", str(fake)))
     verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
     root = tmp_path / "root"
     (root / "etc/systemd/system").mkdir(parents=True)
-    shutil.copy(UNIT, root / "etc/systemd/system" / UNIT.name)
+    shutil.copy(unit_file, root / "etc/systemd/system" / unit_file.name)
     security = subprocess.run(
-        [analyze, "security", "--offline=true", f"--root={root}", UNIT.name],
+        [analyze, "security", "--offline=true", f"--root={root}", name],
         capture_output=True,
         text=True,
         timeout=60,
@@ -141,6 +143,10 @@ def test_unit_passes_systemd_analyze_verify_and_security(tmp_path):
     score = re.search(r"Overall exposure level for \S+: ([0-9.]+)", security.stdout)
     assert score, security.stdout[-1000:] + security.stderr
     assert float(score.group(1)) <= 2.0, f"exposure {score.group(1)}"
+
+
+def test_unit_passes_systemd_analyze_verify_and_security(tmp_path):
+    assert_systemd_accepts(UNIT, UNIT.name, tmp_path)
 
 
 def test_installer_is_shellcheck_clean():
