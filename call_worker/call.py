@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CONTROL_TICK = 0.1  # end requests, limits and health need no finer clock; fewer wake-ups per call
 GOODBYE_LIMIT = 20.0  # seconds a goodbye may take before the call is ended anyway
+REPLY_GRACE = 10.0  # seconds a reply in progress at a limit may go on before the goodbye cuts it
 PROMPT_LIMIT = 15.0  # seconds the failure prompt may play
 ADD_TO_BRIDGE_ATTEMPTS = 50  # 10 ms apart
 
@@ -281,6 +282,9 @@ class Call:
         header, settings = self.header, self.settings
         goodbye_deadline = 0.0
         goodbye_reason = EndReason.NONE
+        # A limit reached while the agent speaks: the goodbye waits for the end of the reply
+        # (a caller cut off mid-sentence hears a fault, not a polite end), up to REPLY_GRACE.
+        limit: tuple[EndReason, str, float] | None = None
         last_activity = time.monotonic()
         while True:
             now = time.monotonic()
@@ -301,16 +305,21 @@ class Call:
                 said = self.conversation.goodbye_done.is_set() and not self.playback.is_playing()
                 if said or now >= goodbye_deadline:
                     return goodbye_reason
-            elif settings.max_call_seconds and now - self.started >= settings.max_call_seconds:
-                log.info("call reached MAX_CALL_SECONDS=%d; saying goodbye", settings.max_call_seconds)
-                goodbye_reason, goodbye_deadline = EndReason.MAX_CALL_SECONDS, now + GOODBYE_LIMIT
-                self.conversation.say_goodbye(proto.GOODBYE_TIME_LIMIT)
-            elif settings.idle_timeout_seconds and now - last_activity >= settings.idle_timeout_seconds:
-                log.info(
-                    "nobody spoke for IDLE_TIMEOUT_SECONDS=%d; saying goodbye", settings.idle_timeout_seconds
-                )
-                goodbye_reason, goodbye_deadline = EndReason.IDLE_TIMEOUT, now + GOODBYE_LIMIT
-                self.conversation.say_goodbye(proto.GOODBYE_IDLE)
+            elif limit is None:
+                if settings.max_call_seconds and now - self.started >= settings.max_call_seconds:
+                    log.info("call reached MAX_CALL_SECONDS=%d", settings.max_call_seconds)
+                    limit = (EndReason.MAX_CALL_SECONDS, proto.GOODBYE_TIME_LIMIT, now + REPLY_GRACE)
+                elif settings.idle_timeout_seconds and now - last_activity >= settings.idle_timeout_seconds:
+                    log.info("nobody spoke for IDLE_TIMEOUT_SECONDS=%d", settings.idle_timeout_seconds)
+                    limit = (EndReason.IDLE_TIMEOUT, proto.GOODBYE_IDLE, now + REPLY_GRACE)
+                if limit is not None and self.playback.is_playing():
+                    log.info("letting the reply finish (at most %.0f s) before the goodbye", REPLY_GRACE)
+            if limit is not None and not goodbye_reason:
+                reason, instructions, reply_deadline = limit
+                if not self.playback.is_playing() or now >= reply_deadline:
+                    log.info("saying goodbye (%s)", reason.name.lower())
+                    goodbye_reason, goodbye_deadline = reason, now + GOODBYE_LIMIT
+                    self.conversation.say_goodbye(instructions)
             self.stop.wait(CONTROL_TICK)
 
     # --- ending (design.md step 7)
@@ -376,7 +385,7 @@ class Call:
             "setup_ms": self.timeline.as_ms(),
             "setup_bridge_retries": self.timeline.bridge_retries,
             "usage": self.conversation.usage,
-            "transcript": self.conversation.transcript,
+            "transcript": self.conversation.transcript.entries,
         }
         if self.fatal_message:
             record["failure"] = self.fatal_message
