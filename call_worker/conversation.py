@@ -356,7 +356,10 @@ class Conversation:
         self.goodbye.on_response_done(response_id, self.active_response is not None)
 
     def _on_session_updated(self, event: dict) -> None:
-        self.goodbye.on_session_updated(self.active_response is not None)
+        # The acknowledgement of a session's opening update (automatic responses on) is
+        # not the goodbye's; a server that echoes no turn detection is taken at its word.
+        if proto.creates_responses(event.get("session") or {}, self.beta) is not True:
+            self.goodbye.on_session_updated(self.active_response is not None)
 
     def _on_agent_transcript_delta(self, event: dict) -> None:
         self.transcript.agent_delta(str(event["item_id"]), str(event.get("delta") or ""))

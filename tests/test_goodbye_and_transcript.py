@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from call_worker import realtime_protocol as proto
 from call_worker.goodbye import Goodbye, GoodbyeState
 from call_worker.playback import Truncation
 from call_worker.transcript import Transcript
@@ -111,3 +114,16 @@ def test_a_whole_turn_is_heard_whole():
     transcript.agent_done("item_c", "All done.", interrupted=False)
     transcript.response_ended(["item_c"])
     assert transcript.entries[0]["heard"] == "All done." and transcript.entries[0]["interrupted"] is False
+
+
+@pytest.mark.parametrize("shape", ["ga", "beta"])
+def test_the_goodbyes_acknowledgement_is_told_from_the_opening_one(goodbye, shape):
+    """After a reconnect the opening session.update (responses on) is acknowledged first:
+    only the acknowledgement of the goodbye's own update may let it ask."""
+    settings = replace(goodbye.settings, openai_api_shape=shape)
+    beta = shape == "beta"
+    opening = proto.session_update(settings)["session"]
+    quiet = proto.session_update_no_responses(settings)["session"]
+    assert proto.creates_responses(opening, beta) is True
+    assert proto.creates_responses(quiet, beta) is False
+    assert proto.creates_responses({}, beta) is None  # a server that echoes nothing
