@@ -25,7 +25,7 @@ from pathlib import Path
 
 from call_worker import realtime_protocol as proto
 from call_worker import rtp
-from call_worker.conversation import Conversation
+from call_worker.conversation import RECONNECT_OPEN_TIMEOUT, Conversation
 from call_worker.media import RtpIn, RtpOut
 from call_worker.playback import Playback
 from call_worker.realtime_link import RealtimeConnectError
@@ -43,6 +43,9 @@ CONTROL_TICK = 0.1  # end requests, limits and health need no finer clock; fewer
 GOODBYE_LIMIT = 20.0  # seconds a goodbye may take before the call is ended anyway
 REPLY_GRACE = 10.0  # seconds a reply in progress at a limit may go on before the goodbye cuts it
 PROMPT_LIMIT = 15.0  # seconds the failure prompt may play
+# The first handshake, then one more try of RECONNECT_OPEN_TIMEOUT: a service that accepts
+# TCP and never answers leaves the caller at most ~8 s before the failure prompt.
+SETUP_OPEN_TIMEOUT = 5.0
 ADD_TO_BRIDGE_ATTEMPTS = 50  # 10 ms apart
 
 
@@ -156,7 +159,7 @@ class Call:
 
         def open_realtime() -> None:
             try:
-                self.conversation.open()
+                self.conversation.open(timeout=SETUP_OPEN_TIMEOUT)
             except RealtimeConnectError as exc:
                 realtime_error.append(exc)
             else:
@@ -207,11 +210,11 @@ class Call:
         except AriError as exc:
             wait_all(side_requests)  # before teardown: nothing may be created after it
             reason = EndReason.CALLER_HANGUP if exc.status == 404 else EndReason.SETUP_FAILED
-            opener.join(timeout=12)
+            opener.join(timeout=SETUP_OPEN_TIMEOUT + 2)
             raise SetupError(f"Asterisk refused the call set-up: {exc}", reason) from None
         except (KeyError, ValueError, TypeError) as exc:
             wait_all(side_requests)
-            opener.join(timeout=12)
+            opener.join(timeout=SETUP_OPEN_TIMEOUT + 2)
             raise SetupError(
                 f"externalMedia reply without a usable address: {exc!r}", EndReason.SETUP_FAILED
             ) from None
@@ -228,12 +231,13 @@ class Call:
             local[1],
             *asterisk,
         )
-        opener.join(timeout=15)
+        opener.join(timeout=SETUP_OPEN_TIMEOUT + 2)
         if realtime_error or self.conversation.ws is None:
             error = realtime_error[0] if realtime_error else RealtimeConnectError("open timed out", False)
             if not error.fatal:
                 try:
-                    self.conversation.open()  # one more try before giving up on the caller
+                    # one more try before giving up on the caller
+                    self.conversation.open(timeout=RECONNECT_OPEN_TIMEOUT)
                     error = None
                 except RealtimeConnectError as again:
                     error = again

@@ -316,10 +316,10 @@ def test_call_record_keeps_both_transcripts_and_usage(calls, asterisk, realtime,
 # --- a frozen Realtime service (issue 11 item 5)
 
 
-def _freeze(rt: RealtimeSim, new_handshakes: bool = True) -> float:
+def _freeze(rt: RealtimeSim, new_handshakes: bool = True, sessions: int = 1) -> float:
     """Freeze the simulated service; returns when (time.monotonic, shared by every process)."""
     reply = requests.get(f"{rt.base}/sim/freeze", params={"new": int(new_handshakes)}, timeout=5)
-    assert reply.json()["frozen"] == 1  # the call's session
+    assert reply.json()["frozen"] == sessions  # the call's
     return time.monotonic()
 
 
@@ -373,6 +373,20 @@ def test_realtime_frozen_for_good_plays_the_failure_prompt_within_15_s(calls, as
     assert record["hangup"] - frozen_at < 15.0, f"ended {record['hangup'] - frozen_at:.1f} s after the freeze"
     assert header.get(Slot.END_REASON) == EndReason.REALTIME_FAILED
     assert header.get(Slot.RECONNECTS) >= 1  # it tried a new session before giving up
+
+
+def test_realtime_frozen_before_the_call_plays_the_failure_prompt_within_15_s(calls, asterisk, realtime):
+    sup = calls()
+    try:
+        frozen_at = _freeze(realtime, sessions=0)  # TCP accepted, handshakes never answered
+        call = sup.place([{"silence": 40000}])
+        assert sup.wait_ended(call, 30) == 0
+    finally:
+        _thaw(realtime)
+    record = asterisk.call(call.channel_id, packets=False)
+    assert [p["media"] for p in record["playbacks"]] == ["sound:an-error-has-occurred"]
+    assert record["hangup"] - frozen_at < 15.0, f"ended {record['hangup'] - frozen_at:.1f} s after the freeze"
+    assert call.segment.header.get(Slot.END_REASON) == EndReason.REALTIME_FAILED
 
 
 # --- truncation survives a reconnect (issue 11 item 6)
