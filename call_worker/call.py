@@ -6,8 +6,8 @@ State machine (written to the call header for the supervisor and `status`):
     STARTING --set-up failed----------------------------------------> ENDING --> ENDED
 
 The main thread runs the control loop every 100 ms: the supervisor's end request, the
-call and idle limits, a dead supervisor, a fatal Realtime failure. Audio never passes
-through it.
+call and idle limits (a reply in progress finishes first, up to REPLY_GRACE, then the
+goodbye), a dead supervisor, a fatal Realtime failure. Audio never passes through it.
 """
 
 from __future__ import annotations
