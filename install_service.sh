@@ -63,6 +63,7 @@ PREFIX=$(path /opt/callbridge)
 ENV_DIR=$(path /etc/callbridge)
 ENV_FILE=$ENV_DIR/callbridge.env
 UNIT_FILE=$(path /etc/systemd/system/$SERVICE.service)
+TEMPLATE_FILE=$(path "/etc/systemd/system/$SERVICE@.service")  # several instances on one host
 systemd_live() { [ "$ROOT" = / ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; }
 
 # --- the user and group -----------------------------------------------------------------
@@ -144,7 +145,8 @@ install_env_file() {
 install_unit() {
   mkdir -p "$(dirname "$UNIT_FILE")"
   install -m 0644 "$SRC_DIR/$SERVICE.service" "$UNIT_FILE"
-  ok "installed $UNIT_FILE"
+  install -m 0644 "$SRC_DIR/$SERVICE@.service" "$TEMPLATE_FILE"
+  ok "installed $UNIT_FILE and $TEMPLATE_FILE (for further instances, see docs/operations.md)"
   if systemd_live; then
     systemctl daemon-reload
     systemctl enable "$SERVICE.service" >/dev/null 2>&1 || fail "systemctl enable $SERVICE failed"
@@ -191,8 +193,9 @@ do_uninstall() {
   printf '%sUninstalling callbridge (%s.service) from %s%s\n' "$BOLD" "$SERVICE" "$ROOT" "$RESET"
   if systemd_live; then
     systemctl disable --now "$SERVICE.service" >/dev/null 2>&1 || true
+    systemctl stop "$SERVICE@*.service" >/dev/null 2>&1 || true
   fi
-  rm -f "$UNIT_FILE"
+  rm -f "$UNIT_FILE" "$TEMPLATE_FILE"
   systemd_live && systemctl daemon-reload
   rm -rf "$PREFIX"
   ok "removed the service and $PREFIX"

@@ -31,10 +31,10 @@ from call_worker.playback import Playback
 from call_worker.realtime_link import RealtimeConnectError
 from call_worker.setup_timeline import SetupTimeline
 from call_worker.side_requests import SideRequest, finish_all, wait_all
-from callbridge import ids
 from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
 from callbridge.netaddr import rtp_bind_address
+from callbridge.teardown import call_targets, remove_all
 from shm_ring import CallSegment, CallState, EndReason, Slot
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ PROMPT_LIMIT = 15.0  # seconds the failure prompt may play
 # The first handshake, then one more try of RECONNECT_OPEN_TIMEOUT: a service that accepts
 # TCP and never answers leaves the caller at most ~8 s before the failure prompt.
 SETUP_OPEN_TIMEOUT = 5.0
+TEARDOWN_LIMIT = 15.0  # seconds of teardown retries; the supervisor's END_GRACE is longer
 ADD_TO_BRIDGE_ATTEMPTS = 50  # 10 ms apart
 
 
@@ -94,6 +95,7 @@ class Call:
         self, settings: Settings, info: CallInfo, segment: CallSegment, supervisor_pid: int | None = None
     ) -> None:
         self.settings = settings
+        self.ids = settings.ids
         self.info = info
         self.header = segment.header
         self.segment = segment
@@ -112,6 +114,7 @@ class Call:
         self.end_reason = EndReason.NONE
         self.started = time.monotonic()
         self.media_ready = False
+        self.teardown_left = False
         self.timeline = SetupTimeline(info.admitted_ns)
 
     # --- the whole call
@@ -143,7 +146,7 @@ class Call:
         self.fatal_message = message
         self.fatal.set()
 
-    # --- set-up (design.md step 2)
+    # --- set-up (docs/architecture.md, "One call, end to end", step 2)
 
     def _setup(self) -> None:
         settings, info = self.settings, self.info
@@ -183,7 +186,7 @@ class Call:
             self.header.set(Slot.ANSWERED_NS, self.timeline.mark("answered"))
 
         def create_bridge(ari: AriRest) -> None:
-            ari.create_bridge(ids.bridge_id(info.call_id), f"callbridge {info.call_id}")
+            ari.create_bridge(self.ids.bridge(info.call_id), f"callbridge {info.call_id}")
             self.timeline.mark("bridge_created")
 
         # Answer, externalMedia and the bridge do not depend on each other: set-up waits for
@@ -195,7 +198,7 @@ class Call:
         try:
             media = self.ari.external_media(
                 settings.ari_app_name,
-                ids.external_channel_id(info.call_id),
+                self.ids.external_channel(info.call_id),
                 host_port(local[0], local[1]),
                 settings.audio_format,
                 info.call_id,
@@ -252,10 +255,10 @@ class Call:
         return SideRequest(name, ari, request)
 
     def _add_to_bridge(self) -> None:
-        members = [self.info.call_id, ids.external_channel_id(self.info.call_id)]
+        members = [self.info.call_id, self.ids.external_channel(self.info.call_id)]
         for attempt in range(ADD_TO_BRIDGE_ATTEMPTS):
             try:
-                self.ari.add_channels(ids.bridge_id(self.info.call_id), members)
+                self.ari.add_channels(self.ids.bridge(self.info.call_id), members)
                 return
             except AriError as exc:
                 # 422: the externalMedia channel is not in Stasis yet (its StasisStart lags,
@@ -326,7 +329,7 @@ class Call:
                     self.conversation.say_goodbye(instructions)
             self.stop.wait(CONTROL_TICK)
 
-    # --- ending (design.md step 7)
+    # --- ending (docs/architecture.md, steps 6 and 7)
 
     def _finish(self) -> None:
         reason = self.end_reason
@@ -344,12 +347,12 @@ class Call:
 
     def _play_failure_prompt(self) -> None:
         """The caller hears an Asterisk prompt, not dead air, before the call ends."""
-        playback_id = f"{ids.PREFIX}pb-{uuid.uuid4().hex[:12]}"
+        playback_id = self.ids.playback("fail", uuid.uuid4().hex[:12])
         try:
             if not self.media_ready:
                 self.ari.answer(self.info.call_id)
             else:  # take the caller out of the bridge so the prompt is heard on its own
-                self.ari.delete_bridge(ids.bridge_id(self.info.call_id))
+                self.ari.delete_bridge(self.ids.bridge(self.info.call_id))
             self.ari.play(self.info.call_id, self.settings.failure_prompt, playback_id)
             deadline = time.monotonic() + PROMPT_LIMIT
             while time.monotonic() < deadline and self.ari.playback(playback_id) is not None:
@@ -360,19 +363,11 @@ class Call:
             log.warning("could not play the failure prompt: %s", exc)
 
     def _teardown(self, hang_up_caller: bool) -> None:
-        """Idempotent: the supervisor repeats it after the reap; 404s are success."""
-        call_id = self.info.call_id
-        steps = [
-            (self.ari.delete_bridge, ids.bridge_id(call_id)),
-            (self.ari.hangup, ids.external_channel_id(call_id)),
-        ]
-        if hang_up_caller:
-            steps.append((self.ari.hangup, call_id))
-        for step, target in steps:
-            try:
-                step(target)
-            except AriError as exc:
-                log.warning("teardown: %s", exc)
+        """callbridge/teardown.py, bounded: what is still there after TEARDOWN_LIMIT is the
+        supervisor's to hand to a helper (the worker exits with EXIT_TEARDOWN_LEFT)."""
+        targets = call_targets(self.ids, self.info.call_id, hang_up_caller)
+        left = remove_all(self.ari, targets, time.monotonic() + TEARDOWN_LIMIT, self.info.call_id)
+        self.teardown_left = bool(left)
 
     def _report(self) -> None:
         counters = self.header.snapshot()

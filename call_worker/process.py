@@ -27,6 +27,7 @@ from shm_ring import CallSegment, EndReason, Slot
 
 EXIT_OK = 0
 EXIT_SETUP_FAILED = 3
+EXIT_TEARDOWN_LEFT = 4  # the call ended, but something of it is still in Asterisk
 EXIT_CRASHED = 70  # EX_SOFTWARE
 
 _PR_SET_PDEATHSIG = 1
@@ -115,4 +116,6 @@ def _child(
         return EXIT_SETUP_FAILED
     call = Call(settings, info, segment, supervisor_pid=supervisor_pid)
     reason = call.run()
+    if call.teardown_left:
+        return EXIT_TEARDOWN_LEFT
     return EXIT_SETUP_FAILED if reason is EndReason.SETUP_FAILED else EXIT_OK

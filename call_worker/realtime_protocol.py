@@ -53,9 +53,9 @@ ERROR_ACTIONS = {
 
 FIXES = {
     "invalid_api_key": "OPENAI_API_KEY is wrong or revoked: set a valid key",
-    "model_not_found": "OPENAI_REALTIME_MODEL is not available to this key: use gpt-realtime",
+    "model_not_found": "OPENAI_REALTIME_MODEL is not available to this key: use gpt-realtime-2.1",
     "beta_api_shape_disabled": "OpenAI turned the beta shape off: set OPENAI_API_SHAPE=ga and a GA model "
-    "(OPENAI_REALTIME_MODEL=gpt-realtime)",
+    "(OPENAI_REALTIME_MODEL=gpt-realtime-2.1)",
     "insufficient_quota": "the OpenAI account has no quota left: check billing",
 }
 

@@ -112,6 +112,14 @@ class AriRest:
     def playback(self, playback_id: str) -> dict | None:
         return self.request("GET", f"/playbacks/{playback_id}", missing_ok=True)
 
+    def set_variable(self, channel_id: str, name: str, value: str) -> None:
+        self.request("POST", f"/channels/{channel_id}/variable", {"variable": name, "value": value})
+
+    def variable(self, channel_id: str, name: str) -> str | None:
+        """A channel variable's value; None when it is not set (Asterisk answers 404)."""
+        reply = self.request("GET", f"/channels/{channel_id}/variable", {"variable": name}, missing_ok=True)
+        return None if reply is None else str(reply.get("value", ""))
+
     def hangup(self, channel_id: str) -> None:
         self.request("DELETE", f"/channels/{channel_id}", missing_ok=True)
 

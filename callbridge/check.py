@@ -1,8 +1,10 @@
 """`callbridge check`: the pre-flight of the seed's start script, done properly.
 
-Each check prints one line: a pass, or exactly what is wrong and how to fix it. The
-command exits non-zero when any check fails (78 when the configuration itself is invalid,
-which `callbridge.cli` handles before these checks run).
+Each check prints one line: a pass, a warning, or exactly what is wrong and how to fix it.
+The command exits non-zero when any check fails (78 when the configuration itself is
+invalid, which `callbridge.cli` handles before these checks run); warnings do not fail it.
+The model lines come from callbridge/model_lifecycle.py: a model whose shutdown date has
+come fails, one within 60 days warns, and so does a key that may not read models (403).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from call_worker import realtime_protocol as proto
 from call_worker.realtime_link import RealtimeConnectError, connect_realtime
+from callbridge import model_lifecycle
 from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
 from callbridge.netaddr import rtp_bind_address
@@ -33,20 +36,22 @@ class Result:
     name: str
     ok: bool
     detail: str
+    warning: bool = False  # passes, but the operator should act (ok is True)
 
 
 def run_checks(settings: Settings, offline: bool = False) -> Iterator[Result]:
-    checks: list[Callable[[Settings], Result]] = [check_secrets, check_ari, check_app_name]
+    checks: list[Callable[[Settings], Result | list[Result]]] = [check_secrets, check_ari, check_app_name]
     if not offline:
-        checks.append(check_realtime)
+        checks += [check_realtime, check_models]
     checks += [check_rtp, check_paths]
     for check in checks:
         try:
-            yield check(settings)
+            outcome = check(settings)
         except Exception as exc:  # a check must report, never crash the command
-            yield Result(
+            outcome = Result(
                 check.__name__.removeprefix("check_"), False, f"unexpected {type(exc).__name__}: {exc}"
             )
+        yield from outcome if isinstance(outcome, list) else [outcome]
 
 
 def check_secrets(settings: Settings) -> Result:
@@ -150,6 +155,25 @@ def check_realtime(settings: Settings) -> Result:
         return Result("Realtime", False, f"the service closed the connection ({exc})")
     finally:
         ws.close()
+
+
+_MODEL_NAMES = {
+    "OPENAI_REALTIME_MODEL": "Realtime model",
+    "OPENAI_TRANSCRIPTION_MODEL": "transcription model",
+}
+
+
+def check_models(settings: Settings) -> list[Result]:
+    """One line per configured model: its announced shutdown date, from OpenAI's model lookup."""
+    return [
+        Result(
+            _MODEL_NAMES[found.variable],
+            found.level != model_lifecycle.FAILURE,
+            found.detail,
+            warning=found.level == model_lifecycle.WARNING,
+        )
+        for found in model_lifecycle.check_models(settings)
+    ]
 
 
 def check_rtp(settings: Settings) -> Result:

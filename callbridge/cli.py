@@ -43,11 +43,18 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def config_failure(exc: cfg.ConfigError) -> typer.Exit:
+    """Print every problem, one stderr line each naming its variable; return the EX_CONFIG exit."""
+    for error in exc.errors:
+        typer.echo(f"callbridge: configuration error: {error}", err=True)
+    return typer.Exit(cfg.EX_CONFIG)
+
+
 def load_or_exit(env_file: str | None) -> cfg.Loaded:
     try:
         return cfg.load(env_file)
     except cfg.ConfigError as exc:
-        raise fail(f"configuration error: {exc}", cfg.EX_CONFIG) from None
+        raise config_failure(exc) from None
 
 
 def _version_callback(value: bool) -> None:
@@ -71,21 +78,33 @@ def config_command(
     env_file: EnvFileOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Print the effective configuration, secrets masked, and where each value came from."""
-    loaded = load_or_exit(env_file)
-    rows = [
-        (var.name, cfg.display_value(loaded.settings, var), loaded.sources[var.name]) for var in cfg.VARIABLES
-    ]
+    """Print the effective configuration, secrets masked, and where each value came from.
+
+    Bad or missing values are marked with what is wrong; then the exit status is 78."""
+    try:
+        checked = cfg.check(env_file)
+    except cfg.ConfigError as exc:  # the env file itself: there is no table to show
+        raise config_failure(exc) from None
+    entries = checked.entries
     if as_json:
-        typer.echo(
-            json.dumps({name: {"value": value, "source": source} for name, value, source in rows}, indent=2)
-        )
-        return
-    typer.echo(f"env file: {loaded.env_file or '(none)'}")
-    width = max(len(name) for name, _, _ in rows)
-    for name, value, source in rows:
-        shown = value if len(value) <= 60 else value[:57] + "..."
-        typer.echo(f"{name:<{width}}  {shown!s:<40}  ({source})")
+        shown = {}
+        for e in entries:
+            shown[e.var.name] = {"value": e.shown(), "source": e.source}
+            if e.problem is not None:
+                shown[e.var.name]["problem"] = e.problem
+        typer.echo(json.dumps(shown, indent=2))
+    else:
+        typer.echo(f"env file: {checked.env_file or '(none)'}")
+        width = max(len(e.var.name) for e in entries)
+        for e in entries:
+            value = e.shown()
+            value = value if len(value) <= 60 else value[:57] + "..."
+            mark, problem = ("✗", f"  {e.problem}") if e.problem is not None else (" ", "")
+            typer.echo(f"{mark} {e.var.name:<{width}}  {value:<40}  ({e.source}){problem}".rstrip())
+    bad = [error.variable for error in checked.errors()]
+    if bad:
+        typer.echo(f"callbridge: {len(bad)} configuration problem(s), marked ✗: {', '.join(bad)}", err=True)
+        raise typer.Exit(cfg.EX_CONFIG)
 
 
 def _control_path(env_file: str | None, socket_path: str | None) -> str:
@@ -98,13 +117,23 @@ def _control_path(env_file: str | None, socket_path: str | None) -> str:
         return os.environ.get("CONTROL_SOCKET_PATH", "/run/callbridge/control.sock")
 
 
+def _not_running(where: str) -> typer.Exit:
+    """The service is not there: say where we looked and how to look elsewhere. The sentence
+    names callbridge itself, so it goes without fail()'s "callbridge: " prefix."""
+    typer.echo(
+        f"callbridge is not running ({where}; use --socket PATH or CONTROL_SOCKET_PATH for another instance)",
+        err=True,
+    )
+    return typer.Exit(1)
+
+
 def _ask(path: str, request: dict) -> dict:
     try:
         return wire.request(path, request)
     except FileNotFoundError:
-        raise fail(f"callbridge is not running (no control socket at {path})") from None
-    except ConnectionRefusedError:
-        raise fail(f"callbridge is not running (nobody listens on {path})") from None
+        raise _not_running(f"no control socket at {path}") from None
+    except ConnectionRefusedError:  # a socket file left behind, nobody behind it
+        raise _not_running(f"nobody listens on {path}") from None
     except PermissionError:
         raise fail(
             f"permission denied on {path}: run as root or as a member of the service's group"
@@ -185,18 +214,18 @@ def check_command(
     env_file: EnvFileOption = None,
     offline: Annotated[bool, typer.Option("--offline", help="Skip the Realtime handshake.")] = False,
 ) -> None:
-    """Pre-flight: configuration, ARI, the app name, Realtime, RTP ports, paths."""
+    """Pre-flight: configuration, ARI, the app name, Realtime, model shutdown dates, RTP ports, paths."""
     from callbridge.check import run_checks
 
     loaded = load_or_exit(env_file)
     typer.echo(f"✓ configuration: read from {loaded.env_file or 'the environment'}")
     failed = 0
     for result in run_checks(loaded.settings, offline=offline):
-        mark = "✓" if result.ok else "✗"
-        typer.echo(f"{mark} {result.name}: {result.detail}", err=not result.ok)
+        mark = "✗" if not result.ok else "!" if result.warning else "✓"
+        typer.echo(f"{mark} {result.name}: {result.detail}", err=not result.ok or result.warning)
         failed += not result.ok
     if offline:
-        typer.echo("- Realtime: skipped (--offline)")
+        typer.echo("- Realtime, model shutdown dates: skipped (--offline)")
     if failed:
         raise fail(f"{failed} check(s) failed")
 

@@ -5,8 +5,11 @@ with python-dotenv (`--env-file PATH`, else `./.env`, else `/etc/callbridge/call
 then the default. The seed script's variable names stay valid. Each variable is declared
 once in `VARIABLES`; `.env.example` documents the same list (a test keeps them in step).
 
-Any bad value raises `ConfigError`, whose text is one line naming the variable; the CLI
-prints it and exits with `EX_CONFIG` (78), which the systemd unit does not restart on.
+`check` reads every variable and records each one's value or problem; `load` raises
+`ConfigErrors` listing every problem at once (one line each, naming the variable), so one
+run shows all there is to fix. The CLI prints them and exits with `EX_CONFIG` (78), which
+the systemd unit does not restart on; `callbridge config` shows the whole table with the
+bad values marked.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from callbridge.secret import Secret
+from callbridge import ids
+from callbridge.secret import MASK, Secret
 
 EX_CONFIG = 78
 SYSTEM_ENV_FILE = Path("/etc/callbridge/callbridge.env")
@@ -33,6 +37,30 @@ class ConfigError(Exception):
         super().__init__(f"{variable}: {problem}")
         self.variable = variable
         self.problem = problem
+
+    @property
+    def errors(self) -> list[ConfigError]:
+        """Every problem this exception stands for (here: itself)."""
+        return [self]
+
+
+class ConfigErrors(ConfigError):
+    """Every problem `load` found, in `VARIABLES` order; `str()` is one line per problem.
+
+    A `ConfigError` itself, whose `variable` and `problem` are the first problem's, so code
+    written for a single error keeps working. `checked` holds every variable's row, for
+    `callbridge config` to show the good values next to the bad ones.
+    """
+
+    def __init__(self, errors: list[ConfigError], checked: Checked) -> None:
+        Exception.__init__(self, "\n".join(str(error) for error in errors))
+        self.variable, self.problem = errors[0].variable, errors[0].problem
+        self._errors = list(errors)
+        self.checked = checked
+
+    @property
+    def errors(self) -> list[ConfigError]:
+        return list(self._errors)
 
 
 # --- parsers: each turns the raw text into a typed value or raises ValueError(problem)
@@ -132,6 +160,14 @@ def _port_range(raw: str) -> tuple[int, int]:
     return low, high
 
 
+def _instance_id(raw: str) -> str:
+    value = raw.strip()
+    problem = ids.instance_problem(value) if value else None
+    if problem:
+        raise ValueError(f"{problem} (got {value[:40]!r})")
+    return value
+
+
 def _optional_readable_file(raw: str) -> str:
     value = raw.strip()
     if value and not os.access(value, os.R_OK):
@@ -168,8 +204,18 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ASTERISK_PASSWORD", _secret, None, "ARI password", _ASTERISK, secret=True),
     Variable("ASTERISK_TLS", _boolean, "false", "use https/wss for ARI", _ASTERISK),
     Variable("ARI_APP_NAME", _required_text, "openai-app", "Stasis() app name", _ASTERISK),
+    Variable(
+        "INSTANCE_ID",
+        _instance_id,
+        "",
+        "names what this instance owns (ARI ids, segments); empty: from ARI_APP_NAME",
+        _ASTERISK,
+    ),
     Variable("OPENAI_API_KEY", _secret, None, "OpenAI API key", _OPENAI, secret=True),
-    Variable("OPENAI_REALTIME_MODEL", _required_text, "gpt-realtime", "Realtime model", _OPENAI),
+    # Defaults are dated: OpenAI retires models (its "Deprecations" page). gpt-realtime shuts
+    # down on 2027-01-20; "GPT-Realtime-2.1" (models page) is its replacement. `callbridge
+    # check` and the service read each model's shutdown_date (callbridge/model_lifecycle.py).
+    Variable("OPENAI_REALTIME_MODEL", _required_text, "gpt-realtime-2.1", "Realtime model", _OPENAI),
     Variable(
         "OPENAI_REALTIME_URL",
         _required_text,
@@ -191,7 +237,10 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "OPENAI_TRANSCRIPTION_MODEL",
         _text,
-        "gpt-4o-mini-transcribe",
+        # gpt-4o-mini-transcribe shuts down on 2027-02-26; gpt-transcribe is the replacement
+        # the "Deprecations" page names, and "Migrate from Whisper to GPT-Transcribe and
+        # GPT-Live-Transcribe" (OpenAI cookbook) gives it for committed Realtime turns.
+        "gpt-transcribe",
         "caller transcription model; empty: off",
         _OPENAI,
     ),
@@ -228,9 +277,9 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable(
         "SHM_PREFIX",
-        _required_text,
-        "callbridge",
-        "name prefix of shared-memory segments (one per instance)",
+        _text,
+        "",
+        "name prefix of shared-memory segments; empty: callbridge-INSTANCE_ID",
         _OPS,
     ),
     Variable("CALL_RECORDS_DIR", _text, "", "JSON record per call; empty: off", _OPS),
@@ -248,6 +297,7 @@ class Settings:
     asterisk_password: Secret
     asterisk_tls: bool
     ari_app_name: str
+    instance_id: str
     openai_api_key: Secret
     openai_realtime_model: str
     openai_realtime_url: str
@@ -275,6 +325,20 @@ class Settings:
     log_file_path: str
     log_level: str
     log_format: str
+
+    @property
+    def instance(self) -> str:
+        """INSTANCE_ID, else ARI_APP_NAME (each app is one instance; callbridge/ids.py)."""
+        return self.instance_id or ids.instance_from_app(self.ari_app_name)
+
+    @property
+    def ids(self) -> ids.InstanceIds:
+        return ids.InstanceIds(self.instance)
+
+    @property
+    def segment_prefix(self) -> str:
+        """SHM_PREFIX (kept for existing set-ups), else derived from the instance."""
+        return self.shm_prefix or f"callbridge-{self.instance}"
 
     @property
     def ari_base_url(self) -> str:
@@ -323,11 +387,43 @@ def find_env_file(explicit: str | os.PathLike[str] | None) -> Path | None:
     return None
 
 
-def load(
+@dataclass(frozen=True)
+class Entry:
+    """One variable as read: where its text came from, and its value or what is wrong."""
+
+    var: Variable
+    raw: str | None  # None: not set anywhere and no default
+    source: str  # "environment" | "file PATH" | "default" | "required" (not set, no default)
+    value: Any = None
+    problem: str | None = None  # None: the value is good
+
+    def shown(self) -> str:
+        """The value as `callbridge config` shows it, bad ones as written; secrets masked."""
+        if self.problem is None:
+            return _display(self.value)
+        if self.raw is None:
+            return "(not set)"
+        text = self.raw.strip()
+        return MASK if self.var.secret and text else text
+
+
+@dataclass(frozen=True)
+class Checked:
+    entries: tuple[Entry, ...]  # one per variable, in VARIABLES order
+    env_file: Path | None
+
+    def errors(self) -> list[ConfigError]:
+        return [ConfigError(e.var.name, e.problem) for e in self.entries if e.problem is not None]
+
+
+def check(
     env_file: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
-) -> Loaded:
-    """Build `Settings`; raises `ConfigError` naming the first bad variable."""
+) -> Checked:
+    """Read and parse every variable, recording each problem instead of stopping at the first.
+
+    Raises `ConfigError` only when the env file itself cannot be found or read.
+    """
     environ = os.environ if environ is None else environ
     path = find_env_file(env_file)
     file_values: dict[str, str | None] = {}
@@ -336,8 +432,7 @@ def load(
             file_values = dotenv_values(path)
         except OSError as exc:
             raise ConfigError("--env-file", f"cannot read {str(path)!r}: {exc.strerror}") from None
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
+    entries = []
     for var in VARIABLES:
         if var.name in environ:
             raw, source = environ[var.name], "environment"
@@ -346,18 +441,35 @@ def load(
         elif var.default is not None:
             raw, source = var.default, "default"
         else:
-            raise ConfigError(var.name, f"is not set ({var.help}; see .env.example)")
+            entries.append(Entry(var, None, "required", problem=f"is not set ({var.help}; see .env.example)"))
+            continue
         try:
-            values[var.field] = var.parse(raw)
+            entries.append(Entry(var, raw, source, value=var.parse(raw)))
         except ValueError as exc:
-            raise ConfigError(var.name, str(exc)) from None
-        sources[var.name] = source
-    return Loaded(Settings(**values), sources, path)
+            problem = str(exc)
+            if var.secret and raw.strip():  # a parser that quotes its input must not leak a secret
+                problem = problem.replace(raw.strip(), MASK)
+            entries.append(Entry(var, raw, source, problem=problem))
+    return Checked(tuple(entries), path)
 
 
-def display_value(settings: Settings, var: Variable) -> str:
-    """The value as `callbridge config` shows it: secrets masked, tuples joined."""
-    value = getattr(settings, var.field)
+def load(
+    env_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Loaded:
+    """Build `Settings`; raises `ConfigErrors` naming every bad variable (or `ConfigError`
+    for an env file that cannot be read)."""
+    checked = check(env_file, environ)
+    errors = checked.errors()
+    if errors:
+        raise ConfigErrors(errors, checked)
+    values = {e.var.field: e.value for e in checked.entries}
+    sources = {e.var.name: e.source for e in checked.entries}
+    return Loaded(Settings(**values), sources, checked.env_file)
+
+
+def _display(value: Any) -> str:
+    """A parsed value as `callbridge config` shows it: secrets masked, tuples joined."""
     if isinstance(value, tuple):
         return "-".join(str(part) for part in value)
     if isinstance(value, bool):

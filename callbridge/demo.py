@@ -5,6 +5,9 @@ Starts the simulated Asterisk and Realtime server, runs the real supervisor
 over a reply, shows live status while they run, then a per-call summary measured on the
 callers' side (what they said and heard, reply latency, pacing, barge-ins). No Asterisk,
 no OpenAI key, no network.
+
+On a terminal the status table is redrawn in place (rich's Live, which typer ships);
+when stdout is a file or a pipe, one table is printed: the last sample with calls live.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import time
 from pathlib import Path
 
 import requests
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
 
 from simulators.clients import AsteriskSim, RealtimeSim, simulated_env, stop_process
 from supervisor import wire
@@ -26,6 +32,50 @@ from supervisor.commands import status as status_command
 
 LOUD = 1000
 ARI_USER, ARI_PASSWORD, API_KEY = "demo", "demo-ari-password", "sk-demo-key"
+LEGEND = (
+    "IN/OUT: 20 ms RTP frames from/to the caller.  FILL: reply audio queued for the caller, in bytes"
+    " (G.711: 160 bytes = 20 ms).\nUNDER: underruns, 20 ms frames for which the reply was late (the"
+    " caller heard a gap).  BARGE: times the caller talked over the agent."
+)
+
+
+class StatusView:
+    """`callbridge status` during the demo: one table, redrawn in place on a terminal.
+
+    Elsewhere (a pipe, a file, a test) redrawing would leave a copy per second, so only the
+    last sample with calls live is kept and printed once, through `echo`, when they ended.
+    """
+
+    def __init__(self, console: Console, echo) -> None:
+        self.echo = echo
+        self.kept: str | None = None  # the last sample with calls live
+        self.live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+
+    def __enter__(self) -> StatusView:
+        if self.live is not None:
+            self.live.start()
+        return self
+
+    def show(self, status: dict) -> None:
+        text = status_command.render(status)
+        if status["calls"] or self.kept is None:
+            self.kept = text
+        if self.live is not None:
+            self.live.update(self._on_terminal(text), refresh=True)
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:  # leave the last sample with calls live on the screen
+            if self.kept is not None:
+                self.live.update(self._on_terminal(self.kept), refresh=True)
+            self.live.stop()
+            self.echo("")
+        elif self.kept is not None:
+            self.echo(f"{self.kept}\n\n{LEGEND}\n")
+
+    @staticmethod
+    def _on_terminal(text: str) -> Text:
+        # no_wrap: a wrapped row would break the columns; a narrow terminal loses the right edge
+        return Text(f"{text}\n\n{LEGEND}", no_wrap=True, overflow="ellipsis")
 
 
 def caller_script(seconds: float, index: int) -> list[dict]:
@@ -79,7 +129,7 @@ def _summaries(log_text: str) -> dict[str, dict]:
     return found
 
 
-def run_demo(calls: int, seconds: float, echo=print) -> int:
+def run_demo(calls: int, seconds: float, echo=print, console: Console | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="callbridge-demo-"))
     asterisk = realtime = service = None
     try:
@@ -128,40 +178,40 @@ def run_demo(calls: int, seconds: float, echo=print) -> int:
             )
             ids.append(reply.json()["channel_id"])
         deadline = time.monotonic() + seconds + 20
-        while time.monotonic() < deadline:
-            time.sleep(1.0)
-            try:
-                status = wire.request(socket_path, {"cmd": "status"})
-            except (OSError, wire.WireError):
-                continue
-            echo(status_command.render(status) + "\n")
-            records = requests.get(f"{ari}/sim/calls", timeout=5).json()
-            if all(r["hangup"] is not None for r in records) and not status["calls"]:
-                break
+        with StatusView(console or Console(), echo) as view:
+            while time.monotonic() < deadline:
+                time.sleep(1.0)
+                try:
+                    status = wire.request(socket_path, {"cmd": "status"})
+                except (OSError, wire.WireError):
+                    continue
+                view.show(status)
+                records = requests.get(f"{ari}/sim/calls", timeout=5).json()
+                if all(r["hangup"] is not None for r in records) and not status["calls"]:
+                    break
         time.sleep(0.3)
         summaries = _summaries((workdir / "callbridge.log").read_text())
         ok = True
         echo("per-call summary (measured at the simulated callers):")
         echo(
-            f"{'call':22} {'said':>6} {'heard':>6} {'reply after':>11} {'gap p50':>8} {'dev p99':>8} "
-            f"{'dev max':>8} {'bursts':>6} {'barge-ins':>9}  end"
+            f"{'call':22} {'said':>7} {'heard':>7} {'reply after':>11} {'gap p50':>9} {'dev p99':>9} "
+            f"{'dev max':>9} {'bursts':>6} {'barge-ins':>9}  end"
         )
         for call_id in ids:
             record = requests.get(f"{ari}/sim/calls/{call_id}", timeout=10).json()
             figures = _analyse(record)
             summary = summaries.get(call_id, {})
-            latency = figures["reply_latency_ms"]
             echo(
-                f"{call_id:22} {figures['said_ms'] / 1000:5.1f}s {figures['heard_ms'] / 1000:5.1f}s "
-                f"{(f'{latency:.0f} ms' if latency is not None else '-'):>11} "
-                f"{_ms(figures['gap_p50_ms']):>8} {_ms(figures['gap_dev_p99_ms']):>8} "
-                f"{_ms(figures['gap_dev_max_ms']):>8} {figures['bursts']:>6} {summary.get('barge_ins', '?'):>9}  "
-                f"{summary.get('end', '?')}"
+                f"{call_id:22} {figures['said_ms'] / 1000:5.1f} s {figures['heard_ms'] / 1000:5.1f} s "
+                f"{_ms(figures['reply_latency_ms'], 0):>11} {_ms(figures['gap_p50_ms']):>9} "
+                f"{_ms(figures['gap_dev_p99_ms']):>9} {_ms(figures['gap_dev_max_ms']):>9} "
+                f"{figures['bursts']:>6} {summary.get('barge_ins', '?'):>9}  {summary.get('end', '?')}"
             )
             ok &= figures["heard_ms"] > 0 and summary.get("end") == "caller_hangup" and figures["bursts"] == 0
         echo("\n'reply after': from the end of the caller's first sentence to the first reply audio, which")
-        echo("includes the simulated server's 500 ms end-of-speech detection. 'dev': deviation of the")
-        echo("gaps between reply frames from 20 ms.")
+        echo("includes the simulated server's 500 ms end-of-speech detection. 'gap': time between two")
+        echo("reply frames (20 ms when paced right); 'dev': how far the gaps strayed from 20 ms.")
+        echo("'bursts': gaps under 10 ms (frames sent too early).")
         echo(f"logs and call records: {workdir}")
         return 0 if ok else 1
     finally:
@@ -171,5 +221,5 @@ def run_demo(calls: int, seconds: float, echo=print) -> int:
                 sim.stop()
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+def _ms(value: float | None, decimals: int = 1) -> str:
+    return "-" if value is None else f"{value:.{decimals}f} ms"

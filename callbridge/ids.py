@@ -1,39 +1,77 @@
-"""Deterministic names derived from a call's id (the caller channel's id).
+"""Deterministic names derived from a call's id (the caller channel's id), scoped by instance.
 
 Because the bridge and the externalMedia channel are named after the call, teardown is
 idempotent (DELETE by name, 404 means done) and a restarted supervisor can tell which
-leftovers in Asterisk are ours: everything whose id starts with `PREFIX`.
+leftovers in Asterisk are its own. Several callbridge instances may share one Asterisk,
+so every name carries the instance: `cb.<instance>.br.<call>`. The dot cannot appear in
+an instance id, so one instance's prefix is never the start of another's (with `-` as the
+separator, instance `a` would take `cb-a-br-...` of an instance called `a-br` for its own).
 """
 
 from __future__ import annotations
 
-PREFIX = "cb-"
+import hashlib
+
+_INSTANCE_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+INSTANCE_MAX = 32
+_ID_ALPHABET = _INSTANCE_ALPHABET | {"."}
 
 
-def bridge_id(call_id: str) -> str:
-    return f"{PREFIX}br-{call_id}"
-
-
-def external_channel_id(call_id: str) -> str:
-    return f"{PREFIX}em-{call_id}"
-
-
-def call_id_of(derived_id: str) -> str | None:
-    """The call a derived id belongs to, or None when the id is not one of ours."""
-    for head in (f"{PREFIX}br-", f"{PREFIX}em-"):
-        if derived_id.startswith(head):
-            return derived_id[len(head) :]
+def instance_problem(instance: str) -> str | None:
+    """Why `instance` cannot name an instance's ARI objects and segments, or None if it can."""
+    if not 0 < len(instance) <= INSTANCE_MAX:
+        return f"must be 1 to {INSTANCE_MAX} characters"
+    if not set(instance) <= _INSTANCE_ALPHABET:
+        return "may hold only letters, digits, '_' and '-'"
     return None
 
 
-def is_our_channel(channel: dict) -> bool:
-    """Our own externalMedia channels (UnicastRTP/..., or named with our prefix) are not calls."""
-    return str(channel.get("name", "")).startswith("UnicastRTP/") or str(channel.get("id", "")).startswith(
-        PREFIX
-    )
+def instance_from_app(app: str) -> str:
+    """The instance id of an ARI app name: the name itself when it fits, else its fitting
+    characters plus a hash of the whole name, so that two app names never share an id
+    (`a.b` and `a/b` would both read `a_b` with the characters replaced alone)."""
+    if instance_problem(app) is None:
+        return app
+    kept = "".join(c for c in app if c in _INSTANCE_ALPHABET)[: INSTANCE_MAX - 9]
+    return f"{kept}-{hashlib.sha1(app.encode()).hexdigest()[:8]}"
 
 
-_ID_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+class InstanceIds:
+    """The names one instance gives to what it creates in Asterisk and in shared memory."""
+
+    def __init__(self, instance: str) -> None:
+        problem = instance_problem(instance)
+        if problem:
+            raise ValueError(f"instance id {instance[:40]!r} {problem}")
+        self.instance = instance
+        self.prefix = f"cb.{instance}."
+        self._bridge = f"{self.prefix}br."
+        self._external = f"{self.prefix}em."
+
+    def bridge(self, call_id: str) -> str:
+        return self._bridge + call_id
+
+    def external_channel(self, call_id: str) -> str:
+        return self._external + call_id
+
+    def playback(self, kind: str, key: str) -> str:
+        """A playback id (`busy`, `fail`): ours to recognise in PlaybackFinished events."""
+        return f"{self.prefix}{kind}.{key}"
+
+    def call_id_of(self, derived_id: str) -> str | None:
+        """The call a bridge or externalMedia id of THIS instance belongs to, else None
+        (another instance's objects, and everything else in Asterisk, are not ours)."""
+        for head in (self._bridge, self._external):
+            if derived_id.startswith(head):
+                return derived_id[len(head) :] or None
+        return None
+
+    def is_media_channel(self, channel: dict) -> bool:
+        """An externalMedia channel (any instance's, or one named by Asterisk): not a call.
+        It enters Stasis only in the app that created it, so seeing one is never a caller."""
+        return str(channel.get("name", "")).startswith("UnicastRTP/") or str(
+            channel.get("id", "")
+        ).startswith("cb.")
 
 
 def valid_call_id(channel_id: str) -> bool:

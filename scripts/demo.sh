@@ -1,10 +1,6 @@
 #!/usr/bin/env bash
-# The demo of the README: sets up .venv when it is missing, then runs `callbridge demo`.
+# The demo of the README: sets up .venv (scripts/venv.sh), then runs `callbridge demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -x .venv/bin/callbridge ]; then
-  python3 -m venv .venv
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e .
-fi
+./scripts/venv.sh
 exec .venv/bin/callbridge demo "$@"

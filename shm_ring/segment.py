@@ -1,6 +1,6 @@
 """One call's shared-memory segment: header, uplink ring, downlink ring.
 
-Ownership (design.md): the supervisor creates a call's segment before it forks the
+Ownership (docs/architecture.md): the supervisor creates a call's segment before it forks the
 worker and unlinks it after the reap; the worker only uses the mapping it inherited.
 No process ever attaches by name on the hot path, so nothing depends on the name
 staying valid while a call runs, and the supervisor can read a crashed call's last

@@ -36,6 +36,7 @@ class Channel:
     external_host: tuple[str, int] | None = None
     created: str = field(default_factory=now_iso)
     hung_up: bool = False
+    variables: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -110,6 +111,7 @@ class SimulatedAsterisk:
         self.event_log: list[dict] = []
         self.connections = 0
         self.rest_failures: dict[str, int] = {}  # "GET /bridges" -> failures still to answer
+        self.rest_delay = 0.0  # seconds every ARI REST request waits before its answer
         self.media = MediaEngine()
         self._numbers = itertools.count(1)
 

@@ -2,7 +2,7 @@
 a simulated caller behind each call (see caller_media.py).
 
 REST and events share one port, under /ari, with HTTP Basic auth, as in Asterisk 22.
-Behaviour copied from the real thing (reference/asterisk.md): the externalMedia channel
+Behaviour copied from the real thing (Asterisk 22, as tests/asterisk shows): the externalMedia channel
 gets its own StasisStart (sent before the POST returns), addChannel answers 422 for a
 channel not in Stasis, DELETE answers 404 when the object is gone, a second events
 connection for an app replaces the first, and a hang-up emits ChannelHangupRequest,
@@ -135,6 +135,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _ari(self, method: str, parts: list[str], q: dict) -> None:
         sim = self.sim
+        if sim.rest_delay:  # /sim/rest-delay: a slow Asterisk; each request waits, outside the lock
+            time.sleep(sim.rest_delay)
         with sim.lock:
             request = f"{method} /{'/'.join(parts)}"
             if sim.rest_failures.get(request, 0) > 0:  # /sim/fail-rest: an Asterisk in trouble
@@ -241,6 +243,13 @@ class Handler(BaseHTTPRequestHandler):
         if not rest and method == "DELETE":
             sim.hangup(channel_id, by="ari")
             return self._reply(204)
+        if rest == ["variable"] and method == "POST":
+            chan.variables[q["variable"]] = q.get("value", "")
+            return self._reply(204)
+        if rest == ["variable"] and method == "GET":
+            if q["variable"] not in chan.variables:
+                return self._error(404, "Provided variable was not found")
+            return self._reply(200, {"value": chan.variables[q["variable"]]})
         if rest == ["answer"] and method == "POST":
             chan.state = "Up"
             record = sim.calls.get(channel_id)

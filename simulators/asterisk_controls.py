@@ -1,6 +1,6 @@
 """The simulated Asterisk's /sim controls (no auth), for tests, the demo and the
 benchmarks: place calls, read what each caller heard, hang up, send DTMF, inject garbage
-RTP, emit raw events, drop the events connections, fail chosen REST requests, and read
+RTP, emit raw events, drop the events connections, fail or delay chosen REST requests, and read
 the state and the event log."""
 
 from __future__ import annotations
@@ -64,6 +64,9 @@ def handle(handler, method: str, parts: list[str], q: dict) -> None:
         with sim.lock:
             sim.rest_failures[q.get("request", "")] = int(q.get("count", "1"))
         return handler._reply(200, {"failing": q.get("request", "")})
+    if parts == ["rest-delay"] and method == "POST":  # ?seconds=3: every ARI REST reply late
+        sim.rest_delay = float(q.get("seconds", "0"))
+        return handler._reply(200, {"rest_delay": sim.rest_delay})
     if parts == ["drop-events"] and method == "POST":
         with sim.lock:
             sockets = list(sim.sockets.values())

@@ -14,6 +14,12 @@ injected per connection, for the next `count` connections, through the control U
     /sim/sessions            every session's recorded events with timestamps (JSON)
     /sim/reset               forget sessions and faults
 
+It also answers OpenAI's model lookup, `GET /v1/models/{model}` (plain HTTP, same port),
+with the bearer key checked as on the WebSocket path: 401 for a bad key, 404 for a model
+it does not know, else the model object with `shutdown_date` (null unless set with
+`--model-shutdown MODEL=YYYY-MM-DD`, repeatable; a number is sent as a unix timestamp).
+`--models-status 403` answers every lookup with that status, as for a restricted key.
+
 Real-service behaviour copied here: a beta-shaped connection (OpenAI-Beta header) gets
 `beta_api_shape_disabled` then close 4000 unless --allow-beta; `session_expired` then
 close 1001; a bad key gets `invalid_api_key` and the connection is closed.
@@ -40,6 +46,19 @@ from simulators.realtime_freeze import Freezer, Gate
 from simulators.realtime_session import ReplyOptions, Session
 
 FLUSH_LIMIT = 2.0  # seconds queued events may take to go out before a deliberate close
+# Models a session may be opened with: the current GA ones and those OpenAI still serves
+# until their shutdown date (gpt-realtime, gpt-realtime-mini: 2027-01-20).
+REALTIME_MODELS = ("gpt-realtime-2.1", "gpt-realtime-2.1-mini", "gpt-realtime", "gpt-realtime-mini")
+# Models the lookup knows besides those: transcription models, current and retiring.
+TRANSCRIPTION_MODELS = (
+    "gpt-transcribe",
+    "gpt-live-transcribe",
+    "gpt-realtime-whisper",
+    "gpt-4o-mini-transcribe",
+    "gpt-4o-transcribe",
+    "whisper-1",
+)
+MODEL_CREATED = 1_751_328_000  # a fixed `created` for every model object
 
 
 @dataclass
@@ -107,12 +126,16 @@ class SimulatedRealtime:
         self,
         api_key: str = "sk-sim",
         allow_beta: bool = False,
-        models=("gpt-realtime",),
+        models=REALTIME_MODELS,
         reply: ReplyOptions | None = None,
+        shutdown_dates: dict[str, str | int] | None = None,
+        models_status: int | None = None,
     ) -> None:
         self.api_key = api_key
         self.allow_beta = allow_beta
         self.models = set(models)
+        self.shutdown_dates = dict(shutdown_dates or {})
+        self.models_status = models_status
         self.reply = reply or ReplyOptions()
         self.sessions: list[SessionRecord] = []
         self.faults: list[Fault] = []
@@ -133,7 +156,35 @@ class SimulatedRealtime:
         url = urlparse(request.path)
         if url.path.startswith("/sim/"):
             return self._control(connection, url.path, {k: v[-1] for k, v in parse_qs(url.query).items()})
+        if url.path.startswith("/v1/models/"):
+            return self._model(connection, request, url.path.removeprefix("/v1/models/"))
         return None
+
+    @staticmethod
+    def _json(connection, status: int, body: dict):
+        response = connection.respond(status, json.dumps(body) + "\n")
+        response.headers["Content-Type"] = "application/json"
+        return response
+
+    def _model(self, connection, request, model: str):
+        """`GET /v1/models/{model}`, shaped like OpenAI's answers (error objects included)."""
+        if request.headers.get("Authorization", "") != f"Bearer {self.api_key}":
+            error = {"message": "Incorrect API key provided.", "type": "invalid_request_error"}
+            return self._json(connection, 401, {"error": {**error, "code": "invalid_api_key"}})
+        if self.models_status is not None:
+            message = "You have insufficient permissions for this operation. Missing scopes: api.model.read."
+            return self._json(connection, self.models_status, {"error": {"message": message, "code": None}})
+        if model not in self.models and model not in TRANSCRIPTION_MODELS:
+            message = f"The model '{model}' does not exist"
+            return self._json(connection, 404, {"error": {"message": message, "code": "model_not_found"}})
+        body = {
+            "id": model,
+            "object": "model",
+            "created": MODEL_CREATED,
+            "owned_by": "system",
+            "shutdown_date": self.shutdown_dates.get(model),
+        }
+        return self._json(connection, 200, body)
 
     def _control(self, connection, path: str, query: dict):
         if path == "/sim/faults":
@@ -292,7 +343,21 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="never echo a response's metadata, as some Realtime-compatible servers do",
     )
+    parser.add_argument(
+        "--model-shutdown",
+        action="append",
+        default=[],
+        metavar="MODEL=DATE",
+        help="shutdown_date of MODEL in /v1/models (YYYY-MM-DD, or a unix timestamp); repeatable",
+    )
+    parser.add_argument("--models-status", type=int, help="answer every /v1/models lookup with this status")
     args = parser.parse_args(argv)
+    shutdown_dates: dict[str, str | int] = {}
+    for item in args.model_shutdown:
+        model, sep, when = item.partition("=")
+        if not sep or not model or not when:
+            parser.error(f"--model-shutdown wants MODEL=DATE (got {item!r})")
+        shutdown_dates[model] = int(when) if when.isdigit() else when
     reply = ReplyOptions(
         mode=args.reply,
         reply_ms=args.reply_ms,
@@ -303,7 +368,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         asyncio.run(
             serve_until_stopped(
-                args.host, args.port, api_key=args.api_key, allow_beta=args.allow_beta, reply=reply
+                args.host,
+                args.port,
+                api_key=args.api_key,
+                allow_beta=args.allow_beta,
+                reply=reply,
+                shutdown_dates=shutdown_dates,
+                models_status=args.models_status,
             )
         )
     except KeyboardInterrupt:

@@ -1,8 +1,13 @@
 """The supervisor's view of one call, with an explicit state machine.
 
     STARTING --worker reports media and Realtime ready----------------> ACTIVE
-    STARTING|ACTIVE --caller left, operator, limit, drain, health------> ENDING
-    STARTING|ACTIVE|ENDING --worker exited, cleanup done, segment gone-> GONE
+    STARTING|ACTIVE --caller left, operator, drain, health-------------> ENDING
+    STARTING|ACTIVE --the worker says it is ending (limit, failure)----> ENDING
+    STARTING|ACTIVE|ENDING --worker reaped, teardown handed over if the
+                            worker did not finish it, segment gone-----> GONE
+
+Every ENDING arms the same deadline (`ending_since`): a worker that does not exit in time
+is killed, whichever side began the ending.
 
 The worker's own progress is read from the call's shared header; nothing here sends
 messages to it. The only thing the supervisor writes into the header is END_REQUEST.
@@ -37,6 +42,7 @@ class CallEntry:
     phase: Phase = Phase.STARTING
     end_requested_at: float | None = None
     killed_at: float | None = None
+    worker_ending_at: float | None = None
     caller_gone: bool = False
     exit_status: int | None = None
     health: dict = field(default_factory=dict)
@@ -47,8 +53,18 @@ class CallEntry:
 
     def observe(self) -> None:
         """Follow the worker's state from the header (called every tick)."""
-        if self.phase is Phase.STARTING and self.header.get(Slot.CALL_STATE) == CallState.ACTIVE:
+        state = self.header.get(Slot.CALL_STATE)
+        if self.phase is Phase.STARTING and state == CallState.ACTIVE:
             self.phase = Phase.ACTIVE  # media flows and the Realtime session is open
+        if state in (CallState.ENDING, CallState.ENDED) and self.worker_ending_at is None:
+            self.worker_ending_at = time.monotonic()
+            if self.phase is not Phase.GONE:
+                self.phase = Phase.ENDING  # the worker ended the call itself (a limit, a failure)
+
+    def ending_since(self) -> float | None:
+        """When this call began ending, by either side; None while it is not ending."""
+        times = [t for t in (self.end_requested_at, self.worker_ending_at) if t is not None]
+        return min(times) if times else None
 
     def request_end(self, reason: EndReason) -> bool:
         """Ask the worker to end the call; the first reason wins. False if already asked."""

@@ -1,116 +1,165 @@
-"""Reconciliation with Asterisk, at start-up and after every events reconnect, and
-again with backoff while it fails (ARI REST can fail while the events socket is up).
+"""Reconciliation with Asterisk, at start-up and after every events reconnect, and again with
+backoff while it fails (ARI REST can fail while the events socket is up).
 
-ARI does not replay StasisStart, and an ARI app that dies leaves its channels in Stasis
-and its bridges alive (reference/asterisk.md). So after each connect the supervisor lists
-channels and bridges and:
-- deletes our bridges and externalMedia channels (derived ids) that no live call owns;
-- hangs up callers whose call belonged to a dead run (they had such leftovers);
-- starts a call for any other caller waiting in our Stasis app (its StasisStart was
-  missed while the events connection was down);
-- ends live calls whose caller channel is gone (the hang-up happened while disconnected).
+ARI does not replay StasisStart, and an ARI app that dies leaves its channels in Stasis and
+its bridges alive. So after each connect a helper process lists channels and bridges (it
+waits on Asterisk so the loop does not, supervisor/helpers.py), and the loop decides with
+`plan()`, a pure function of the listing and the live calls:
+- this instance's bridges and externalMedia channels (derived ids, callbridge/ids.py) that
+  no live call owns are removed; so are callers whose call belonged to a dead run (they had
+  such leftovers), and callers a dead run had turned away (marked by supervisor/turn_away.py);
+- any other caller waiting in our Stasis app is admitted: its StasisStart was missed while
+  the events connection was down;
+- live calls whose caller channel is gone are ended (the hang-up happened while disconnected).
+Another instance's objects are never touched: its ids carry its own instance, and its
+callers wait in its own app.
+
+A listing is a snapshot taken while calls come and go: a call admitted after it was asked
+for may or may not be in it, so such a call is never stripped (it is live) and never ended
+for being absent (only calls older than the listing are).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 
-from callbridge import ids
-from callbridge.ari_rest import AriError
-from shm_ring import EndReason
+from callbridge.ari_rest import AriError, AriRest
+from callbridge.config import Settings
+from callbridge.ids import InstanceIds
+from callbridge.teardown import Target
+from supervisor.turn_away import TURNED_AWAY_VARIABLE
 
 log = logging.getLogger(__name__)
 
-
 RETRY_FIRST = 2.0  # seconds before the first retry of a failed reconciliation
 RETRY_CAP = 60.0
+REQUEST_TIMEOUT = 15.0
 
 
-class Reconciliation:
-    """Runs `reconcile` after each connect and, while it fails, again on the supervisor's
-    tick with doubling delays: leftovers and waiting callers must not wait for the next
-    events reconnect, which may never come."""
-
-    def __init__(self) -> None:
-        self.retry_at: float | None = None
-        self.delay = RETRY_FIRST
-
-    def after_connect(self, supervisor) -> None:
-        self.delay = RETRY_FIRST
-        self._run(supervisor)
-
-    def due(self, now: float) -> bool:
-        return self.retry_at is not None and now >= self.retry_at
-
-    def retry(self, supervisor) -> None:
-        self._run(supervisor)
-
-    def _run(self, supervisor) -> None:
-        try:
-            reconcile(supervisor)
-        except AriError as exc:
-            log.warning("reconciliation with Asterisk failed: %s (retrying in %.0f s)", exc, self.delay)
-            self.retry_at = time.monotonic() + self.delay
-            self.delay = min(RETRY_CAP, self.delay * 2)
-            return
-        if self.retry_at is not None:
-            log.info("reconciliation with Asterisk succeeded on a retry")
-        self.retry_at = None
-
-
-def in_our_app(channel: dict, app: str) -> bool:
-    dialplan = channel.get("dialplan") or {}
+def in_app(channel: dict, app: str) -> bool:
+    dialplan = channel.get("dialplan") if isinstance(channel.get("dialplan"), dict) else {}
     return dialplan.get("app_name") == "Stasis" and str(dialplan.get("app_data", "")).split(",")[0] == app
 
 
-def reconcile(supervisor) -> dict:
-    ari = supervisor.ari
-    channels = [c for c in (ari.channels() or []) if isinstance(c, dict)]
-    bridges = [b for b in (ari.bridges() or []) if isinstance(b, dict)]
-    live = set(supervisor.calls)
+def list_asterisk(settings: Settings, skip: set[str] = frozenset()) -> dict:
+    """In the helper: channels and bridges, and for each caller waiting in our app (but the
+    live calls in `skip`) whether a dead run turned it away; {"error": ...} when Asterisk
+    refused or answered something that is not a listing (the loop retries)."""
+    ari = AriRest(
+        settings.ari_base_url, settings.asterisk_username, settings.asterisk_password, timeout=REQUEST_TIMEOUT
+    )
+    try:
+        channels, bridges = ari.channels(), ari.bridges()
+        if not isinstance(channels, list) or not isinstance(bridges, list):
+            # Never read as "no channels": every live call would be taken for ended.
+            return {"error": "Asterisk's channel or bridge list is not a list"}
+        channels = [c for c in channels if isinstance(c, dict)]
+        bridges = [b for b in bridges if isinstance(b, dict)]
+        ids = settings.ids
+        for channel in channels:
+            channel_id = str(channel.get("id", ""))
+            if channel_id in skip:
+                continue
+            if in_app(channel, settings.ari_app_name) and not ids.is_media_channel(channel):
+                marked = ari.variable(channel_id, TURNED_AWAY_VARIABLE)
+                channel["turned_away"] = marked is not None
+    except AriError as exc:
+        return {"error": str(exc)}
+    finally:
+        ari.close()
+    return {"channels": channels, "bridges": bridges}
+
+
+@dataclass
+class Plan:
+    remove: list[Target] = field(default_factory=list)
+    adopt: list[dict] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict:
+        return {"removed": len(self.remove), "adopted": len(self.adopt), "gone": len(self.gone)}
+
+
+def plan(listing: dict, live: set[str], older: set[str], busy: set[str], ids: InstanceIds, app: str) -> Plan:
+    """What to do about a listing. `live`: every live call now (a call admitted while the
+    listing ran may show up in it: it is not stale); `older`: the live calls admitted before
+    the listing was asked for (only their absence means the caller left); `busy`: callers
+    this run is turning away or has just had (turned away, or a call that ended while the
+    listing ran): theirs to finish, never adopted."""
+    channels = [c for c in listing.get("channels", []) if isinstance(c, dict)]
+    bridges = [b for b in listing.get("bridges", []) if isinstance(b, dict)]
+    result = Plan()
     stale: set[str] = set()
-    removed = {"bridges": 0, "channels": 0, "callers": 0, "adopted": 0, "gone": 0}
     for bridge in bridges:
         owner = ids.call_id_of(str(bridge.get("id", "")))
         if owner is not None and owner not in live:
             stale.add(owner)
-            removed["bridges"] += _attempt(ari.delete_bridge, bridge["id"])
-    present = {str(c.get("id", "")) for c in channels}
+            result.remove.append(Target("bridge", str(bridge["id"])))
     for channel in channels:
         owner = ids.call_id_of(str(channel.get("id", "")))
         if owner is not None and owner not in live:
             stale.add(owner)
-            removed["channels"] += _attempt(ari.hangup, channel["id"])
+            result.remove.append(Target("channel", str(channel["id"])))
+    # A caller in any bridge is somebody's live call (ours, or another program's that shares
+    # the app by mistake): never a missed StasisStart.
+    bridged = {str(c) for b in bridges if isinstance(b.get("channels"), list) for c in b["channels"]}
+    present = set()
     for channel in channels:
         channel_id = str(channel.get("id", ""))
-        if channel_id in live or ids.is_our_channel(channel):
+        present.add(channel_id)
+        if channel_id in live or channel_id in busy or ids.is_media_channel(channel):
             continue
         if channel_id in stale:
-            removed["callers"] += _attempt(ari.hangup, channel_id)
-        elif in_our_app(channel, supervisor.settings.ari_app_name):
-            log.info(
-                "adopting a call that entered while the events connection was down",
-                extra={"call_id": channel_id},
-            )
-            supervisor.admit(channel)
-            removed["adopted"] += 1
-    for call_id in live - present:
-        entry = supervisor.calls.get(call_id)
-        if entry is not None and not entry.caller_gone:
-            entry.caller_gone = True
-            entry.request_end(EndReason.CALLER_HANGUP)
-            removed["gone"] += 1
-    if any(removed.values()):
-        log.info("reconciled with Asterisk: %s", ", ".join(f"{k} {v}" for k, v in removed.items() if v))
-    return removed
+            result.remove.append(Target("channel", channel_id))
+        elif in_app(channel, app):
+            if channel.get("turned_away"):
+                result.remove.append(Target("channel", channel_id))
+            elif channel_id not in bridged:
+                result.adopt.append(channel)
+    result.gone = sorted((older & live) - present)
+    return result
 
 
-def _attempt(action, target: str) -> int:
-    """1 when done, 0 (logged) when ARI refused: one failure must not stop the others."""
-    try:
-        action(target)
-        return 1
-    except AriError as exc:
-        log.warning("reconciliation: %s", exc)
-        return 0
+class Reconciliation:
+    """When to list: after each connect and, while listing fails, again with doubling delays
+    (leftovers and waiting callers must not wait for the next events reconnect, which may
+    never come). At most one listing runs at a time; a connect during one asks for another."""
+
+    def __init__(self) -> None:
+        self.retry_at: float | None = None
+        self.delay = RETRY_FIRST
+        self.running_since: float | None = None  # monotonic time the running listing was asked for
+        self.again = False
+        self.failures = 0
+
+    def after_connect(self) -> None:
+        self.delay = RETRY_FIRST
+        self.retry_at = time.monotonic()
+
+    def due(self, now: float) -> bool:
+        if self.running_since is not None:
+            return False
+        return self.retry_at is not None and now >= self.retry_at
+
+    def started(self, now: float) -> None:
+        self.running_since = now
+        self.retry_at = None
+
+    def finished(self, error: str | None) -> None:
+        """The listing is back: None when it worked, else why not."""
+        self.running_since = None
+        if error is None:
+            if self.failures:
+                log.info(
+                    "reconciliation with Asterisk succeeded on a retry (after %d failed attempts)",
+                    self.failures,
+                )
+            self.failures = 0
+            self.delay = RETRY_FIRST
+            return
+        self.failures += 1
+        log.warning("reconciliation with Asterisk failed: %s (retrying in %.0f s)", error, self.delay)
+        self.retry_at = time.monotonic() + self.delay
+        self.delay = min(RETRY_CAP, self.delay * 2)

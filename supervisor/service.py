@@ -1,10 +1,12 @@
 """The supervisor: one process, one thread, one `selectors` loop.
 
-It listens to ARI events, forks one worker per call, reaps and cleans up after them,
-serves the control socket, samples the workers' health and talks to systemd. It never
-touches audio. Signal handlers only record the signal; the loop (woken through
-`signal.set_wakeup_fd`) does the work, so reaping, logging and forking all happen here
-and the process holds no threads when it forks.
+It listens to ARI events, forks one worker per call, reaps them, serves the control socket,
+samples the workers' health and talks to systemd. It never touches audio, and it never
+waits on Asterisk: the events link is a non-blocking state machine (supervisor/ari_events.py)
+and every ARI request it needs (teardown after a crash, turning callers away,
+reconciliation listings) runs in a helper process (supervisor/helpers.py). Signal handlers
+only record the signal; the loop (woken through `signal.set_wakeup_fd`) does the work, so
+reaping, logging and forking all happen here and the process holds no threads when it forks.
 """
 
 from __future__ import annotations
@@ -13,51 +15,74 @@ import logging
 import os
 import selectors
 import signal
+import socket
 import time
 
 from call_worker import process
 from call_worker.call import CallInfo
 from callbridge import __version__, ids
-from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
-from shm_ring import CallSegment, EndReason, SegmentExistsError, segment_name, start_tracker, sweep
-from supervisor import cleanup, systemd
-from supervisor.ari_events import AriEvents, LinkState
+from callbridge.model_lifecycle import ModelWatch, log_model_lifecycle
+from shm_ring import CallSegment, EndReason, SegmentExistsError, Slot, segment_name, start_tracker, sweep
+from supervisor import asterisk_work, systemd
+from supervisor.ari_events import BACKOFF_CAP, AriEvents, LinkState
 from supervisor.calls import CallEntry, Phase
 from supervisor.commands import COMMANDS
 from supervisor.control import ControlServer
+from supervisor.exits import describe_exit, describe_status, signal_name
 from supervisor.health import HealthMonitor
-from supervisor.reconcile import Reconciliation
+from supervisor.helpers import Helpers
+from supervisor.reconcile import Reconciliation, list_asterisk, plan
 from supervisor.stopping import STOP_SIGNALS, Stopping
+from supervisor.summary import summary_line
+from supervisor.turn_away import turn_away
 
 log = logging.getLogger(__name__)
 
 TICK = 1.0
-END_GRACE = 10.0  # seconds a worker has to exit after an end request before SIGKILL
+# Seconds a worker has, once its call is ending (asked to, or on its own), before SIGKILL:
+# the failure prompt (call_worker/call.py PROMPT_LIMIT) and a teardown against a slow
+# Asterisk fit; a worker stuck longer is killed and its teardown helper finishes the job.
+END_GRACE = 40.0
+STUCK_GRACE = 10.0  # a worker ended for being stuck (health) is given less: it is not working
 HARD_STOP_GRACE = 5.0
-BUSY_PROMPT_LIMIT = 10.0
+# Helpers whose work must be done before the process exits: a caller waits on each. Under
+# systemd they die with the service, so the supervisor waits for them, up to HELPERS_WAIT
+# (the unit's TimeoutStopSec leaves room for it after the drain).
+MUST_FINISH = ("teardown", "busy")
+HELPERS_WAIT = 45.0
+RECONCILE_LIMIT = 60.0  # a listing helper slower than this is killed and the listing retried
+RECENT_MARGIN = 5.0  # seconds before a listing was asked for in which a call still counts as ours
+RECENT_KEEP = 600.0
 
 
 class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.ids = settings.ids
         self.selector = selectors.DefaultSelector()
-        self.ari = AriRest(
-            settings.ari_base_url, settings.asterisk_username, settings.asterisk_password, timeout=1.0
-        )
-        self.events = AriEvents(settings)
+        self.events = AriEvents(settings, on_close=self._forget_ari_sock)
+        self.ari_sock: socket.socket | None = None
+        self.ari_mask = 0
+        self.connects_seen = 0
         self.reconciliation = Reconciliation()
-        self.ari_fd = -1
+        self.helpers = Helpers(self.selector)
         self.calls: dict[str, CallEntry] = {}
         self.by_pid: dict[int, CallEntry] = {}
-        self.busy: dict[str, float] = {}  # channel id -> when to hang up if the prompt never ends
-        self.cleanup = cleanup.AsteriskCleanup(self.ari)
+        self.busy: set[str] = set()  # callers being turned away by a helper
+        self.turn_away_pending: dict[str, str] = {}  # callers whose busy helper could not start
+        # Callers this run admitted or turned away, and when they were last ours: a listing
+        # taken while such a call ended must not read its caller as a missed StasisStart.
+        self.recent: dict[str, float] = {}
         self.health = HealthMonitor()
         self.started = time.monotonic()
         self.calls_taken = self.calls_failed = self.calls_busy = 0
         self.stopping = Stopping(settings.drain_timeout_seconds)
         self.ready = False
         self.control: ControlServer | None = None
+        self.helpers_wait_since: float | None = None
+        self.model_watch = ModelWatch()
+        self.models = "unchecked"  # the last model check's worst finding, for status
 
     # --- public, for the commands
 
@@ -71,6 +96,7 @@ class Supervisor:
         return {
             "pid": os.getpid(),
             "version": __version__,
+            "instance": self.settings.instance,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "ari": self.events.state.value,
             "ari_connects": self.events.connects,
@@ -81,21 +107,24 @@ class Supervisor:
             "calls_rejected_busy": self.calls_busy,
             "max_concurrent_calls": self.settings.max_concurrent_calls,
             "ari_last_error": self.events.last_error,
+            "helpers": len(self.helpers.by_pid),
+            "models": self.models,
         }
 
     # --- the loop
 
     def run(self) -> int:
         start_tracker()
-        removed = sweep(self.settings.shm_prefix)
+        removed = sweep(self.settings.segment_prefix)
         if removed:
             log.info("removed %d shared-memory segments left by an earlier run", len(removed))
         self.control = ControlServer(self.settings.control_socket_path, self.selector, self._handle_request)
         self.stopping.install(self.selector)
         log.info(
-            "callbridge %s started (pid %d): ARI %s, app %s, up to %d calls",
+            "callbridge %s started (pid %d): instance %s, ARI %s, app %s, up to %d calls",
             __version__,
             os.getpid(),
+            self.settings.instance,
             self.settings.ari_base_url,
             self.settings.ari_app_name,
             self.settings.max_concurrent_calls,
@@ -103,17 +132,17 @@ class Supervisor:
         next_tick = time.monotonic()
         try:
             while not self._finished():
-                now = time.monotonic()
-                if self.events.due(now):
-                    self._connect_ari()
+                if self.events.due(time.monotonic()):
+                    self._guarded(self._connect_ari)
                 wait = max(0.0, min(next_tick, self._next_ari_attempt()) - time.monotonic())
                 for key, mask in self.selector.select(wait):
                     self._guarded(self._dispatch, key.data, mask)
                 self._handle_signals()
-                self._reap()
+                self._guarded(self._reap)
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + TICK
                     self._guarded(self._tick)
+                    systemd.notify("WATCHDOG=1")  # the loop is alive: it got here
         finally:
             self._shutdown()
         return 0
@@ -130,17 +159,33 @@ class Supervisor:
 
     def _finished(self) -> bool:
         stopping = self.stopping
-        return (stopping.draining or stopping.hard_stop_at is not None) and not self.calls
+        if not (stopping.draining or stopping.hard_stop_at is not None) or self.calls:
+            return False
+        # Turned-away callers are hung up, and crashed calls torn down, before we exit.
+        waiting = [h for h in self.helpers.running() if h.kind in MUST_FINISH]
+        if not waiting:
+            return True
+        now = time.monotonic()
+        if self.helpers_wait_since is None:
+            self.helpers_wait_since = now
+            log.info("waiting for %d helpers (turned-away callers, teardowns) before exiting", len(waiting))
+        if now - self.helpers_wait_since < HELPERS_WAIT:
+            return False
+        log.error(
+            "exiting with %d helpers unfinished; the next start reconciles what they leave", len(waiting)
+        )
+        return True
 
     def _dispatch(self, data, mask: int) -> None:
         kind, obj = data
         if kind == "wakeup":
             self.stopping.on_wakeup()
         elif kind == "ari":
-            for event in self.events.read():
+            for event in self.events.on_ready(mask):
                 self._guarded(self._on_ari_event, event)
-            if self.events.state is LinkState.DISCONNECTED:
-                self._forget_ari_fd()
+            self._after_ari()
+        elif kind == "helper":
+            self.helpers.on_readable(obj)
         elif kind == "control":
             self.control.accept()
         elif kind == "client":
@@ -152,9 +197,9 @@ class Supervisor:
         for signum in self.stopping.take_signals():
             if signum in STOP_SIGNALS:
                 if not self.stopping.draining:
-                    self._begin_drain(signal.Signals(signum).name)
+                    self._begin_drain(signal_name(signum))
                 elif self.stopping.hard_stop_at is None:
-                    self._hard_stop(signal.Signals(signum).name)
+                    self._hard_stop(signal_name(signum))
             elif signum == signal.SIGHUP:
                 log.info("SIGHUP: configuration is read at start; restart the service to apply changes")
 
@@ -175,53 +220,139 @@ class Supervisor:
             entry.request_end(EndReason.SHUTDOWN)
             self._signal_worker(entry, signal.SIGTERM)
 
-    # --- ARI
+    # --- ARI events (never waits: see supervisor/ari_events.py)
 
     def _connect_ari(self) -> None:
-        if not self.events.connect():
+        host, port = self.settings.asterisk_host, self.settings.asterisk_port
+        try:  # an address needs no lookup; a name is looked up by a helper (DNS can hang)
+            address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)[0]
+        except socket.gaierror:
+            self.events.state = LinkState.CONNECTING
+            self.events.deadline = time.monotonic() + 30.0
+            started = self._helper(
+                "resolve",
+                lambda: asterisk_work.resolve(host, port),
+                self._on_resolved,
+            )
+            if started is None:
+                self.events.resolve_failed("cannot start a helper to look up ASTERISK_HOST")
             return
-        self.ari_fd = self.events.fileno()
-        self.selector.register(self.ari_fd, selectors.EVENT_READ, ("ari", None))
-        self.reconciliation.after_connect(self)
-        if not self.ready:
-            self.ready = True
-            systemd.notify("READY=1")
-        self._notify_status()
+        self.events.connect(address)
+        self._after_ari()
 
-    def _forget_ari_fd(self) -> None:
-        if self.ari_fd >= 0:
+    def _on_resolved(self, result, ok: bool) -> None:
+        if self.events.state is not LinkState.CONNECTING or self.events.sock is not None:
+            return  # timed out meanwhile
+        if not ok or not result:
+            self.events.resolve_failed(f"cannot look up ASTERISK_HOST {self.settings.asterisk_host!r}")
+            return
+        self.events.connect(asterisk_work.address_from_json(result[0]))
+        self._after_ari()
+
+    def _forget_ari_sock(self, sock) -> None:
+        """The link is about to close its socket: out of the selector first, while the
+        descriptor number still belongs to it (a pipe or client opened next may reuse it)."""
+        if self.ari_sock is sock:
             try:
-                self.selector.unregister(self.ari_fd)
+                self.selector.unregister(sock)
             except (KeyError, ValueError):
                 pass
-            self.ari_fd = -1
+            self.ari_sock, self.ari_mask = None, 0
+
+    def _after_ari(self) -> None:
+        """Keep the selector's registration in step with the link, and act on a new connect."""
+        sock, mask = self.events.sock, self.events.interest()
+        if self.ari_sock is not None and (sock is not self.ari_sock or not mask):
+            try:
+                self.selector.unregister(self.ari_sock)
+            except (KeyError, ValueError):
+                pass
+            self.ari_sock, self.ari_mask = None, 0
+        if sock is not None and mask:
+            if self.ari_sock is None:
+                self.selector.register(sock, mask, ("ari", None))
+            elif mask != self.ari_mask:
+                self.selector.modify(sock, mask, ("ari", None))
+            self.ari_sock, self.ari_mask = sock, mask
+        if self.events.connects != self.connects_seen:
+            self.connects_seen = self.events.connects
+            self.reconciliation.after_connect()
+            self._reconcile()
+            if not self.ready:
+                self.ready = True
+                systemd.notify("READY=1")
+            self._notify_status()
 
     def _on_ari_event(self, event: dict) -> None:
         kind = event["type"]
         channel = event.get("channel") if isinstance(event.get("channel"), dict) else {}
         channel_id = str(channel.get("id", ""))
         if kind == "StasisStart":
-            if ids.is_our_channel(channel):
-                return  # our externalMedia channel entering the app: not a call
+            if self.ids.is_media_channel(channel):
+                return  # an externalMedia channel entering the app: not a call
             self.admit(channel)
         elif kind in ("StasisEnd", "ChannelHangupRequest", "ChannelDestroyed"):
             entry = self.calls.get(channel_id)
             if entry is not None and not entry.caller_gone:
                 entry.caller_gone = True
                 entry.request_end(EndReason.CALLER_HANGUP)
-            if kind != "ChannelHangupRequest":
-                self.busy.pop(channel_id, None)  # a turned-away caller left by itself
-        elif kind == "PlaybackFinished":
-            playback = event.get("playback")
-            playback_id = str(playback.get("id", "")) if isinstance(playback, dict) else ""
-            target = playback_id.removeprefix(f"{ids.PREFIX}busy-")
-            if target != playback_id and target in self.busy:
-                self.busy[target] = 0.0  # hang up at the next tick
         elif kind == "ApplicationReplaced":
             log.error(
-                "another program connected to ARI as app %r and took its events; reconnecting",
+                "another program connected to ARI as app %r and took its events; each instance "
+                "needs its own ARI_APP_NAME. Reconnecting in %.0f s",
                 self.settings.ari_app_name,
+                BACKOFF_CAP,
             )
+            self.events.replaced()
+
+    # --- reconciliation (supervisor/reconcile.py): a helper lists, the loop decides
+
+    def _reconcile(self) -> None:
+        if self.events.state is not LinkState.CONNECTED or not self.reconciliation.due(time.monotonic()):
+            return
+        asked = time.monotonic()
+        older = set(self.calls)
+        live = set(self.calls)
+        started = self._helper(
+            "reconcile",
+            lambda: list_asterisk(self.settings, skip=live),
+            lambda result, ok: self._on_listing(result, ok, older, asked),
+        )
+        if started is not None:
+            self.reconciliation.started(asked)
+
+    def _on_listing(self, listing, ok: bool, older: set[str], asked: float) -> None:
+        if not ok or not isinstance(listing, dict):
+            return self.reconciliation.finished("the listing helper failed (see its log line)")
+        self.reconciliation.finished(listing.get("error"))
+        if "error" in listing:
+            return
+        ours = {call_id for call_id, when in self.recent.items() if when >= asked - RECENT_MARGIN}
+        todo = plan(listing, set(self.calls), older, self.busy | ours, self.ids, self.settings.ari_app_name)
+        for call_id in todo.gone:
+            entry = self.calls.get(call_id)
+            if entry is not None and not entry.caller_gone:
+                entry.caller_gone = True
+                entry.request_end(EndReason.CALLER_HANGUP)
+        if todo.remove:
+            self._start_teardown("", todo.remove)
+        for channel in todo.adopt:
+            log.info(
+                "adopting a call that entered while the events connection was down",
+                extra={"call_id": str(channel.get("id", ""))},
+            )
+            self.admit(channel)
+        if any(todo.counts().values()):
+            log.info(
+                "reconciled with Asterisk: %s", ", ".join(f"{k} {v}" for k, v in todo.counts().items() if v)
+            )
+
+    def _start_teardown(self, call_id: str, targets) -> None:
+        started = self._helper(
+            "teardown", lambda: asterisk_work.teardown(self.settings, targets, call_id), key=call_id
+        )
+        if started is None:  # what is left is found by the next reconciliation
+            self.reconciliation.after_connect()
 
     # --- calls
 
@@ -241,7 +372,7 @@ class Supervisor:
         dialled = str(_field(channel, "dialplan", "exten"))
         info = CallInfo(channel_id, caller, dialled, str(channel.get("name", "")), time.monotonic_ns())
         try:
-            segment = CallSegment.create(segment_name(channel_id, self.settings.shm_prefix))
+            segment = CallSegment.create(segment_name(channel_id, self.settings.segment_prefix))
         except SegmentExistsError:
             log.error("a segment for call %s exists already; not starting it twice", channel_id)
             return
@@ -252,12 +383,7 @@ class Supervisor:
         others = [entry.segment for entry in self.calls.values()]
         try:
             pid = process.spawn(
-                self.settings,
-                info,
-                segment,
-                close_fds=self._fds_for_children(),
-                close_segments=others,
-                in_child=[self.ari.close],
+                self.settings, info, segment, close_fds=self._fds_for_children(), close_segments=others
             )
         except OSError as exc:  # fork failed: EAGAIN (process limit), ENOMEM
             segment.destroy()
@@ -266,6 +392,7 @@ class Supervisor:
             return
         entry = CallEntry(channel_id, caller, dialled, info.channel_name, pid, segment)
         self.calls[channel_id] = entry
+        self.recent[channel_id] = time.monotonic()
         self.by_pid[pid] = entry
         self.calls_taken += 1
         log.info(
@@ -279,20 +406,41 @@ class Supervisor:
         self._notify_status()
 
     def _turn_away(self, channel_id: str, why: str) -> None:
+        """The busy prompt and the hang-up are a helper's (supervisor/turn_away.py)."""
         self.calls_busy += 1
-        self.busy[channel_id] = time.monotonic() + BUSY_PROMPT_LIMIT
         log.warning("turning a call away (%s): busy prompt, then hang-up", why, extra={"call_id": channel_id})
-        try:
-            self.ari.answer(channel_id)
-            self.ari.play(channel_id, self.settings.busy_prompt, f"{ids.PREFIX}busy-{channel_id}")
-        except AriError as exc:
-            log.warning("busy prompt failed: %s", exc, extra={"call_id": channel_id})
-            self.busy[channel_id] = 0.0
+        self.recent[channel_id] = time.monotonic()
+        helper = self._helper(
+            "busy",
+            lambda: turn_away(self.settings, channel_id, why),
+            lambda result, ok: self._turned_away(channel_id),
+            key=channel_id,
+        )
+        if helper is not None:
+            self.busy.add(channel_id)
+            self.turn_away_pending.pop(channel_id, None)
+        else:  # tried again on the tick: the caller must not be left in Stasis
+            self.turn_away_pending[channel_id] = why
+
+    def _turned_away(self, channel_id: str) -> None:
+        self.busy.discard(channel_id)
+        self.recent[channel_id] = time.monotonic()
+
+    def _helper(self, kind: str, work, on_done=None, key: str = ""):
+        """Start a helper with nothing of the supervisor's and no call's audio."""
+        return self.helpers.start(
+            kind,
+            work,
+            on_done,
+            key=key,
+            close_fds=self._fds_for_children(),
+            close_segments=[entry.segment for entry in self.calls.values()],
+        )
 
     def _fds_for_children(self) -> list[int]:
-        fds = self.stopping.fds()
-        if self.ari_fd >= 0:
-            fds.append(self.ari_fd)
+        fds = self.stopping.fds() + self.helpers.fds()
+        if self.events.sock is not None:
+            fds.append(self.events.fileno())
         if self.control is not None:
             fds.extend(self.control.fds())
         selector_fd = getattr(self.selector, "fileno", lambda: -1)()
@@ -307,7 +455,9 @@ class Supervisor:
             pass
 
     def _reap(self) -> None:
-        """Collect every exited child; children that are not workers are tolerated."""
+        """Collect every exited child: workers, helpers, and children that are neither (the
+        multiprocessing resource tracker), which are tolerated. Each child's handling is
+        guarded on its own: one that cannot be described or cleaned up stops no other."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -317,12 +467,14 @@ class Supervisor:
                 return
             entry = self.by_pid.pop(pid, None)
             if entry is not None:
-                self._finish_call(entry, status)
+                self._guarded(self._finish_call, entry, status)
+            elif not self.helpers.reaped(pid, status):
+                log.debug("reaped child %d (%s), not ours to track", pid, describe_status(status))
 
     def _finish_call(self, entry: CallEntry, status: int) -> None:
         entry.exit_status = status
         counters = entry.header.snapshot()
-        ending = cleanup.describe_exit(status, counters)
+        ending = describe_exit(status, counters)
         if ending.crashed:
             self.calls_failed += 1
             log.error(
@@ -336,56 +488,88 @@ class Supervisor:
             )
         elif ending.reason is EndReason.SETUP_FAILED:
             self.calls_failed += 1
-        self.cleanup.teardown(entry.call_id, hang_up_caller=not entry.caller_gone or ending.crashed)
-        entry.segment.close()
-        entry.segment.unlink()
-        entry.phase = Phase.GONE  # worker reaped, Asterisk cleaned, segment unlinked
-        del self.calls[entry.call_id]
-        self.health.forget(entry.pid)
-        log.info("%s", cleanup.summary_line(entry, counters, ending), extra={"call_id": entry.call_id})
+        if ending.crashed or ending.how == f"exit:{process.EXIT_TEARDOWN_LEFT}":
+            # The worker did not finish its own teardown: a helper does it, with the caller's
+            # hang-up unless the caller left by itself.
+            targets = asterisk_work.call_targets(
+                self.ids, entry.call_id, hang_up_caller=not entry.caller_gone
+            )
+            self._start_teardown(entry.call_id, targets)
+        try:
+            entry.segment.close()
+        finally:
+            entry.segment.unlink()
+            entry.phase = Phase.GONE  # worker reaped, teardown done or handed over, segment unlinked
+            self.calls.pop(entry.call_id, None)
+            self.recent[entry.call_id] = time.monotonic()
+            self.health.forget(entry.pid)
+        log.info("%s", summary_line(entry, counters, ending), extra={"call_id": entry.call_id})
         self._notify_status()
 
     # --- once a second
 
     def _tick(self) -> None:
+        """Once a second. Each part is guarded on its own: a bug in one stops no other, and
+        the watchdog (sent by the loop after the tick) keeps going."""
         now = time.monotonic()
-        if self.ari_fd >= 0 and self.reconciliation.due(now):
-            self.reconciliation.retry(self)
+        self._guarded(self.events.check_time, now)
+        self._guarded(self._after_ari)
+        self._guarded(self._reconcile)
+        self._guarded(self._check_models, now)
+        self.helpers.kill(("reconcile",), older_than=RECONCILE_LIMIT)
+        for channel_id, why in list(self.turn_away_pending.items()):
+            self._guarded(self._turn_away_again, channel_id, why)
         for entry in self.live_calls():
-            entry.observe()
-            problem = self.health.sample(entry)
-            if problem and entry.request_end(EndReason.WORKER_CRASHED):
-                log.error("ending the call: %s", problem, extra={"call_id": entry.call_id})
-            if entry.end_requested_at and entry.killed_at is None:
-                grace = HARD_STOP_GRACE if self.stopping.hard_stop_at else END_GRACE
-                if now - entry.end_requested_at > grace:
-                    entry.killed_at = now
-                    log.error(
-                        "worker %d did not end within %.0f s; killing it",
-                        entry.pid,
-                        grace,
-                        extra={"call_id": entry.call_id},
-                    )
-                    self._signal_worker(entry, signal.SIGKILL)
+            self._guarded(self._watch_call, entry, now)
         if self.calls and self.stopping.drain_expired(now):
             log.info("drain timeout: ending %d calls", len(self.calls))
             for entry in self.live_calls():
                 entry.request_end(EndReason.SHUTDOWN)
-        for channel_id, deadline in list(self.busy.items()):
-            if now >= deadline:
-                del self.busy[channel_id]
-                try:
-                    self.ari.hangup(channel_id)
-                except AriError as exc:
-                    log.warning(
-                        "could not hang up a turned-away call: %s", exc, extra={"call_id": channel_id}
-                    )
-        if self.events.state is LinkState.CONNECTED:
-            self.cleanup.retry(live=self.calls)
+        for call_id, when in list(self.recent.items()):
+            if now - when > RECENT_KEEP and call_id not in self.calls:
+                del self.recent[call_id]
         if self.control is not None:
-            self.control.tick()
-        systemd.notify("WATCHDOG=1")
+            self._guarded(self.control.tick)
         self._notify_status()
+
+    def _turn_away_again(self, channel_id: str, why: str) -> None:
+        self.calls_busy -= 1  # counted once, when it was first turned away
+        self._turn_away(channel_id, why)
+
+    def _watch_call(self, entry: CallEntry, now: float) -> None:
+        entry.observe()
+        problem = self.health.sample(entry)
+        if problem and entry.request_end(EndReason.WORKER_CRASHED):
+            log.error("ending the call: %s", problem, extra={"call_id": entry.call_id})
+        ending_since = entry.ending_since()
+        if ending_since is None or entry.killed_at is not None:
+            return
+        if self.stopping.hard_stop_at:
+            grace = HARD_STOP_GRACE
+        elif entry.header.get(Slot.END_REQUEST) == EndReason.WORKER_CRASHED:
+            grace = STUCK_GRACE
+        else:
+            grace = END_GRACE
+        if now - ending_since > grace:
+            entry.killed_at = now
+            log.error(
+                "worker %d did not end within %.0f s; killing it",
+                entry.pid,
+                grace,
+                extra={"call_id": entry.call_id},
+            )
+            self._signal_worker(entry, signal.SIGKILL)
+
+    def _check_models(self, now: float) -> None:
+        """At start and once a day, a helper asks OpenAI when the configured models shut
+        down and logs what it found (callbridge/model_lifecycle.py)."""
+        if self.stopping.draining or not self.model_watch.due(now):
+            return
+        self.model_watch.started(now)
+        self._helper("models", lambda: log_model_lifecycle(self.settings), self._on_models_checked)
+
+    def _on_models_checked(self, worst, ok: bool) -> None:
+        self.models = {0: "ok", 1: "warning", 2: "failure"}.get(worst, "unknown") if ok else "check failed"
 
     def _notify_status(self) -> None:
         state = "draining, " if self.stopping.draining else ""
@@ -417,12 +601,14 @@ class Supervisor:
             except ChildProcessError:
                 status = 0
             self.by_pid.pop(entry.pid, None)
-            self._finish_call(entry, status)
+            self._guarded(self._finish_call, entry, status)
+        # Listings and lookups are of no use any more; teardown and busy helpers finish
+        # their work on their own (they do not die with us).
+        self.helpers.kill(("reconcile", "resolve", "models"))
         self.stopping.close()
         if self.control is not None:
             self.control.close()
         self.events.close()
-        self.ari.close()
         log.info("callbridge stopped: %d calls taken, %d failed", self.calls_taken, self.calls_failed)
 
 

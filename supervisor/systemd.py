@@ -24,15 +24,3 @@ def notify(message: str) -> bool:
         return True
     except OSError:
         return False
-
-
-def watchdog_interval() -> float | None:
-    """Seconds between WATCHDOG=1 pings systemd expects (half its WatchdogSec), or None."""
-    usec = os.environ.get("WATCHDOG_USEC")
-    pid = os.environ.get("WATCHDOG_PID")
-    if not usec or (pid and pid != str(os.getpid())):
-        return None
-    try:
-        return int(usec) / 1e6 / 2
-    except ValueError:
-        return None

@@ -19,11 +19,6 @@ def no_segment_left_behind():
     assert left == [], f"tests left shared memory segments behind: {left}"
 
 
-@pytest.fixture
-def shm_prefix() -> str:
-    return TEST_PREFIX
-
-
 @pytest.fixture(scope="module")
 def asterisk():
     """The simulated Asterisk, one per test module."""

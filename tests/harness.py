@@ -57,7 +57,14 @@ class WorkerCall:
 
 class MiniSupervisor:
     """What the supervisor does for a call, reduced to what worker tests need: listen to
-    ARI events, create the segment, fork the worker, pass on the caller's hang-up, reap."""
+    ARI events, create the segment, start the worker through the real spawn path
+    (`call_worker.process.spawn`: its fork, descriptor closing, other calls' segments
+    unmapped, signal set-up and exit codes), pass on the caller's hang-up, reap, unlink.
+
+    It differs from supervisor/service.py on purpose in two ways: it reaps its own pids,
+    never `waitpid(-1)`, because the simulators are children of the test process too; and
+    it keeps a reaped call's segment mapped (unlinked, as the supervisor does) until
+    `close()`, so that tests can read the call's final counters."""
 
     def __init__(self, asterisk: AsteriskSim, settings: cfg.Settings, prefix: str) -> None:
         self.asterisk = asterisk
@@ -94,7 +101,10 @@ class MiniSupervisor:
         info = CallInfo(
             channel["id"], channel["caller"]["number"], channel["dialplan"]["exten"], channel["name"]
         )
-        pid = process.spawn(self.settings, info, segment, close_fds=[self.ws.sock.fileno()])
+        others = [call.segment for call in self.calls.values()]  # still mapped here, reaped or not
+        pid = process.spawn(
+            self.settings, info, segment, close_fds=[self.ws.sock.fileno()], close_segments=others
+        )
         self.calls[channel["id"]] = WorkerCall(channel["id"], segment, pid)
 
     def place(self, script: list[dict], timeout: float = 5.0) -> WorkerCall:
@@ -108,6 +118,7 @@ class MiniSupervisor:
                 pid, status = os.waitpid(call.pid, os.WNOHANG)
                 if pid:
                     call.exit_status = status
+                    call.segment.unlink()
 
     def wait(self, predicate, timeout: float = 10.0):
         deadline = time.monotonic() + timeout
@@ -133,5 +144,5 @@ class MiniSupervisor:
                 except (ProcessLookupError, ChildProcessError):
                     pass
             call.segment.close()
-            call.segment.unlink()
+            call.segment.unlink()  # False when reaped already: unlinking is idempotent
         self.ws.close()

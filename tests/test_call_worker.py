@@ -33,7 +33,7 @@ def realtime_long():
 
 
 @pytest.fixture
-def calls(asterisk, realtime, request):
+def calls(asterisk, realtime):
     """A MiniSupervisor factory; checks after the test that nothing is left in Asterisk."""
     made = []
 
@@ -180,7 +180,7 @@ def test_greeting_plays_first(calls, asterisk, realtime):
     assert creates[0][1]["response"]["instructions"] == "Greet the caller."
 
 
-def test_max_call_seconds_says_goodbye_then_hangs_up(calls, asterisk, realtime):
+def test_max_call_seconds_says_goodbye_then_hangs_up(calls, asterisk):
     sup = calls(MAX_CALL_SECONDS="2")
     call = sup.place([{"silence": 30000}])
     assert sup.wait_ended(call, 20) == 0
@@ -191,7 +191,7 @@ def test_max_call_seconds_says_goodbye_then_hangs_up(calls, asterisk, realtime):
     assert call.segment.header.get(Slot.END_REASON) == EndReason.MAX_CALL_SECONDS
 
 
-def test_idle_timeout_says_goodbye_then_hangs_up(calls, asterisk, realtime):
+def test_idle_timeout_says_goodbye_then_hangs_up(calls, asterisk):
     sup = calls(IDLE_TIMEOUT_SECONDS="2")
     call = sup.place([{"say": 800}, {"silence": 30000}])
     assert sup.wait_ended(call, 20) == 0
@@ -202,15 +202,15 @@ def test_idle_timeout_says_goodbye_then_hangs_up(calls, asterisk, realtime):
 
 
 @pytest.mark.parametrize(
-    ("overrides", "fault"),
+    "overrides",
     [
-        ({"OPENAI_API_KEY": "sk-wrong-key"}, None),
-        ({"OPENAI_API_SHAPE": "beta"}, None),
-        ({"OPENAI_REALTIME_MODEL": "gpt-4o-realtime-preview-2024-12-17"}, None),
+        {"OPENAI_API_KEY": "sk-wrong-key"},
+        {"OPENAI_API_SHAPE": "beta"},
+        {"OPENAI_REALTIME_MODEL": "gpt-4o-realtime-preview-2024-12-17"},
     ],
     ids=["invalid-key", "beta-disabled", "unknown-model"],
 )
-def test_fatal_realtime_configuration_plays_the_failure_prompt(calls, asterisk, realtime, overrides, fault):
+def test_fatal_realtime_configuration_plays_the_failure_prompt(calls, asterisk, realtime, overrides):
     sup = calls(**overrides)
     call = sup.place([{"say": 1000}, {"silence": 20000}])
     assert sup.wait_ended(call, 20) == 0
@@ -243,7 +243,7 @@ def test_lost_realtime_session_is_replaced_and_the_call_goes_on(calls, asterisk,
     assert call.segment.header.get(Slot.END_REASON) == EndReason.CALLER_HANGUP
 
 
-def test_realtime_unreachable_at_start_plays_the_failure_prompt(calls, asterisk, realtime):
+def test_realtime_unreachable_at_start_plays_the_failure_prompt(calls, asterisk):
     sup = calls(OPENAI_REALTIME_URL="ws://127.0.0.1:9/v1/realtime")
     call = sup.place([{"silence": 20000}])
     assert sup.wait_ended(call, 25) == 0
@@ -263,7 +263,7 @@ def test_caller_hangs_up_mid_reply(calls, asterisk, realtime_long):
     assert 0 < len(loud(record)) < 500
 
 
-def test_sigterm_ends_the_call_politely(calls, asterisk, realtime):
+def test_sigterm_ends_the_call_politely(calls, asterisk):
     sup = calls()
     call = sup.place([{"silence": 30000}])
     sup.wait(lambda: call.segment.header.get(Slot.FRAMES_IN) > 5)
@@ -290,7 +290,7 @@ def test_beta_shape_works_with_a_server_that_still_speaks_it(calls, asterisk):
         beta_server.stop()
 
 
-def test_call_record_keeps_both_transcripts_and_usage(calls, asterisk, realtime, tmp_path):
+def test_call_record_keeps_both_transcripts_and_usage(calls, tmp_path):
     import json
 
     sup = calls(CALL_RECORDS_DIR=str(tmp_path))

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from harness import API_KEY, ARI_PASSWORD, ARI_USER, RealtimeSim, started
@@ -47,8 +48,10 @@ def test_everything_passes(env):
     result = check(env)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert all(line.startswith("✓") for line in lines) and len(lines) == 7
-    assert "accepted the key and model gpt-realtime" in result.stdout
+    assert all(line.startswith("✓") for line in lines) and len(lines) == 9
+    assert "accepted the key and model gpt-realtime-2.1" in result.stdout
+    assert "✓ Realtime model: gpt-realtime-2.1: no shutdown date announced" in lines
+    assert "✓ transcription model: gpt-transcribe: no shutdown date announced" in lines
     assert ARI_PASSWORD not in result.stdout + result.stderr and API_KEY not in result.stdout + result.stderr
 
 
@@ -123,3 +126,82 @@ def test_app_name_held_by_another_program(env, asterisk):
 def test_invalid_configuration_exits_78(env):
     result = check({**env, "ASTERISK_PORT": "eighty"})
     assert result.returncode == 78 and "ASTERISK_PORT" in result.stderr
+
+
+# --- model shutdown dates (callbridge/model_lifecycle.py), from the simulator's /v1/models
+
+TODAY = datetime.now(UTC).date()
+PAST, SOON, LATER = (TODAY + timedelta(days=n) for n in (-1, 30, 61))
+
+
+@pytest.fixture(scope="module")
+def dated_realtime():
+    yield from started(
+        RealtimeSim(
+            "--model-shutdown",
+            f"gpt-realtime={PAST}",
+            "--model-shutdown",
+            f"gpt-realtime-mini={SOON}",
+            "--model-shutdown",
+            f"gpt-realtime-2.1-mini={LATER}",
+            "--model-shutdown",
+            f"gpt-4o-mini-transcribe={SOON}",
+        )
+    )
+
+
+@pytest.fixture
+def dated_env(env, dated_realtime):
+    return {**env, "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{dated_realtime.port}/v1/realtime"}
+
+
+def test_model_past_its_shutdown_fails_naming_model_and_date(dated_env):
+    result = check({**dated_env, "OPENAI_REALTIME_MODEL": "gpt-realtime"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        f"✗ Realtime model: gpt-realtime was shut down on {PAST}: set OPENAI_REALTIME_MODEL" in result.stderr
+    )
+    assert "1 check(s) failed" in result.stderr
+
+
+def test_model_shutting_down_within_60_days_warns_and_passes(dated_env):
+    result = check({**dated_env, "OPENAI_REALTIME_MODEL": "gpt-realtime-mini"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"! Realtime model: gpt-realtime-mini shuts down on {SOON}, in 30 days" in result.stderr
+    assert "check(s) failed" not in result.stderr
+
+
+def test_model_shutting_down_later_passes_with_its_date(dated_env):
+    result = check({**dated_env, "OPENAI_REALTIME_MODEL": "gpt-realtime-2.1-mini"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        f"✓ Realtime model: gpt-realtime-2.1-mini shuts down on {LATER} (61 days from now)" in result.stdout
+    )
+
+
+def test_transcription_model_is_checked_when_set(dated_env):
+    result = check({**dated_env, "OPENAI_TRANSCRIPTION_MODEL": "gpt-4o-mini-transcribe"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"! transcription model: gpt-4o-mini-transcribe shuts down on {SOON}" in result.stderr
+    off = check({**dated_env, "OPENAI_TRANSCRIPTION_MODEL": ""})
+    assert off.returncode == 0 and "transcription model" not in off.stdout + off.stderr
+
+
+def test_unknown_model_fails(dated_env):
+    result = check({**dated_env, "OPENAI_TRANSCRIPTION_MODEL": "gpt-no-such-transcribe"})
+    assert result.returncode == 1
+    assert "✗ transcription model: gpt-no-such-transcribe is not a model OpenAI knows" in result.stderr
+
+
+def test_restricted_key_403_only_warns(env):
+    sim = RealtimeSim("--models-status", "403")
+    try:
+        result = check({**env, "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{sim.port}/v1/realtime"})
+    finally:
+        sim.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        "! Realtime model: this key may not read models, so gpt-realtime-2.1's shutdown date" in result.stderr
+    )
+    assert "! transcription model: this key may not read models" in result.stderr
+    assert API_KEY not in result.stdout + result.stderr

@@ -1,4 +1,5 @@
-"""Configuration: precedence, sources, validation (one line naming the variable, exit 78)."""
+"""Configuration: precedence, sources, validation (every problem at once, one line each naming
+its variable, exit 78)."""
 
 from __future__ import annotations
 
@@ -33,14 +34,15 @@ def test_defaults_and_seed_names():
     loaded = cfg.load(environ=BASE)
     s = loaded.settings
     assert s.asterisk_host == "localhost" and s.asterisk_port == 8088
-    assert s.openai_realtime_model == "gpt-realtime"
+    assert s.openai_realtime_model == "gpt-realtime-2.1"
+    assert s.openai_transcription_model == "gpt-transcribe"
     assert s.openai_api_shape == "ga"
     assert s.ari_app_name == "openai-app"
     assert s.rtp_port_range == (10000, 20000)
     assert s.asterisk_password.reveal() == "ari-pass-1234"
     assert loaded.sources["ASTERISK_HOST"] == "default"
     assert loaded.sources["ASTERISK_USERNAME"] == "environment"
-    assert s.realtime_url == "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+    assert s.realtime_url == "wss://api.openai.com/v1/realtime?model=gpt-realtime-2.1"
     assert s.ari_events_url == "ws://localhost:8088/ari/events"
 
 
@@ -114,12 +116,13 @@ def test_config_command_masks_secrets_and_shows_sources(monkeypatch):
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
     assert shown["ASTERISK_PASSWORD"] == {"value": "********", "source": "environment"}
-    assert shown["OPENAI_REALTIME_MODEL"] == {"value": "gpt-realtime", "source": "default"}
+    assert shown["OPENAI_REALTIME_MODEL"] == {"value": "gpt-realtime-2.1", "source": "default"}
     assert "ari-pass-1234" not in result.output and "sk-test-key-5678" not in result.output
 
 
-def test_config_without_password_exits_78_naming_it(tmp_path):
-    """The real console script, in a clean environment: one line on stderr, EX_CONFIG."""
+def test_config_without_password_exits_78_showing_the_table(tmp_path):
+    """The real console script, in a clean environment: the whole table on stdout with the
+    missing variable marked, one line on stderr naming it, EX_CONFIG."""
     env = {"PATH": os.environ["PATH"], "ASTERISK_USERNAME": "u", "OPENAI_API_KEY": "sk-x-123"}
     result = subprocess.run(
         [sys.executable, "-m", "callbridge.cli", "config"],
@@ -130,9 +133,108 @@ def test_config_without_password_exits_78_naming_it(tmp_path):
         timeout=60,
     )
     assert result.returncode == 78
-    assert result.stdout == ""
+    rows = result.stdout.splitlines()[1:]
+    assert [row[2:].split()[0] for row in rows] == [var.name for var in cfg.VARIABLES]
+    marked = [row for row in rows if row.startswith("✗")]
+    assert len(marked) == 1 and marked[0][2:].split()[0] == "ASTERISK_PASSWORD" and "is not set" in marked[0]
+    assert "sk-x-123" not in result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "ASTERISK_PASSWORD" in lines[0]
+
+
+BAD = {
+    "ASTERISK_PORT": "http",
+    "RTP_PORT_RANGE": "lots",
+    "LOG_FORMAT": "xml",
+    "ASTERISK_PASSWORD": "",
+}  # and OPENAI_API_KEY missing: five problems
+
+
+def _bad_environ() -> dict[str, str]:
+    return {**{k: v for k, v in BASE.items() if k != "OPENAI_API_KEY"}, **BAD}
+
+
+def test_load_reports_every_problem_at_once():
+    with pytest.raises(cfg.ConfigError) as info:
+        cfg.load(environ=_bad_environ())
+    errors = info.value.errors
+    expected = [v.name for v in cfg.VARIABLES if v.name in BAD or v.name == "OPENAI_API_KEY"]
+    assert [e.variable for e in errors] == expected and len(expected) == 5
+    lines = str(info.value).splitlines()
+    assert len(lines) == 5 and all(
+        line.startswith(f"{e.variable}: ") for line, e in zip(lines, errors, strict=True)
+    )
+    assert isinstance(info.value, cfg.ConfigErrors)
+    assert info.value.variable == errors[0].variable  # what a caller of the single error reads
+
+
+def test_config_command_marks_every_bad_value_and_exits_78(monkeypatch):
+    for key, value in _bad_environ().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("OPENAI_VOICE", "cedar")
+    result = CliRunner().invoke(app, ["config"])
+    assert result.exit_code == 78
+    rows = {row[2:].split()[0]: row for row in result.stdout.splitlines()[1:]}
+    assert list(rows) == [var.name for var in cfg.VARIABLES]
+    marked = {name for name, row in rows.items() if row.startswith("✗")}
+    assert marked == {*BAD, "OPENAI_API_KEY"}
+    assert "must be a whole number (got 'http')" in rows["ASTERISK_PORT"]
+    assert "is not set" in rows["OPENAI_API_KEY"] and "(required)" in rows["OPENAI_API_KEY"]
+    assert "cedar" in rows["OPENAI_VOICE"] and "(environment)" in rows["OPENAI_VOICE"]
+    assert rows["ASTERISK_USERNAME"].startswith("  ")
+    assert "5 configuration problem(s)" in result.stderr
+
+    as_json = CliRunner().invoke(app, ["config", "--json"])
+    assert as_json.exit_code == 78
+    shown = json.loads(as_json.stdout)
+    assert shown["ASTERISK_PORT"] == {
+        "value": "http",
+        "source": "environment",
+        "problem": "must be a whole number (got 'http')",
+    }
+    assert "problem" not in shown["OPENAI_VOICE"]
+
+
+def test_a_bad_secret_stays_masked(monkeypatch):
+    """A secret's parser that quotes its input: neither the value nor the problem shows it."""
+
+    def picky(raw: str):
+        raise ValueError(f"must start with sk- (got {raw!r})")
+
+    key = next(v for v in cfg.VARIABLES if v.name == "OPENAI_API_KEY")
+    variables = tuple(
+        cfg.Variable(v.name, picky, v.default, v.help, v.group, secret=True) if v is key else v
+        for v in cfg.VARIABLES
+    )
+    monkeypatch.setattr(cfg, "VARIABLES", variables)
+    for k, value in {**BASE, "OPENAI_API_KEY": "leaky-key-9876"}.items():
+        monkeypatch.setenv(k, value)
+    for argv in (["config"], ["config", "--json"], ["run"], ["check", "--offline"]):
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 78, (argv, result.output)
+        assert "OPENAI_API_KEY" in result.output
+        assert "leaky-key-9876" not in result.output and "ari-pass-1234" not in result.output
+    table = CliRunner().invoke(app, ["config"]).stdout
+    row = next(line for line in table.splitlines() if "OPENAI_API_KEY" in line)
+    assert row.startswith("✗") and "********" in row and "must start with sk- (got '********')" in row
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_run_and_check_print_every_problem_and_exit_78(tmp_path, command):
+    """The real console script: one stderr line per problem, each naming its variable."""
+    env = {"PATH": os.environ["PATH"], **_bad_environ()}
+    result = subprocess.run(
+        [sys.executable, "-m", "callbridge.cli", command],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 78
+    lines = result.stderr.strip().splitlines()
+    named = [line.split("configuration error: ", 1)[1].split(":", 1)[0] for line in lines]
+    assert named == [v.name for v in cfg.VARIABLES if v.name in BAD or v.name == "OPENAI_API_KEY"]
 
 
 def test_version_and_help():

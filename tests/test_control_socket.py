@@ -41,7 +41,7 @@ def _as_nobody(action) -> bytes:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
-def test_control_socket_refuses_other_users(service, tmp_path_factory):
+def test_control_socket_refuses_other_users(service):
     import tempfile
 
     public = tempfile.mkdtemp(prefix="cbtest-sock-")  # every ancestor traversable by others

@@ -1,16 +1,20 @@
-"""The README's first command: `callbridge demo` runs everything and exits 0."""
+"""The README's first command: `callbridge demo` runs everything and exits 0, showing one
+status table (not a copy per second) with its legend, and a summary with units."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 
 import pytest
+from rich.console import Console
 
-pytestmark = pytest.mark.slow
+from callbridge.demo import LEGEND, StatusView
 
 
+@pytest.mark.slow
 def test_demo_runs_calls_and_exits_zero(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "callbridge.cli", "demo", "--calls", "2", "--seconds", "9"],
@@ -22,8 +26,56 @@ def test_demo_runs_calls_and_exits_zero(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
-    assert "2 live" in out  # live status was shown while the calls ran
+    # stdout is a pipe: one table, the last sample with both calls live, and its legend
+    assert out.count("live / 20 max") == 1 and "2 live" in out
+    assert LEGEND in out and "FILL: " in out and "UNDER: " in out
     assert "per-call summary" in out
     summary = out.split("per-call summary", 1)[1]
     rows = [line for line in summary.splitlines() if line.startswith("sim-")]
     assert len(rows) == 2 and all(row.endswith("caller_hangup") for row in rows)
+    for row in rows:  # said, heard in s; reply after, gap p50, dev p99, dev max in ms
+        cells = row.split()
+        assert cells[2] == "s" and cells[4] == "s" and cells[6:13:2] == ["ms"] * 4, row
+
+
+def _status(live: int, frames: int) -> dict:
+    supervisor = {
+        "version": "0",
+        "pid": 1,
+        "uptime_s": frames / 50,
+        "ari": "connected",
+        "draining": False,
+        "calls_live": live,
+        "max_concurrent_calls": 20,
+        "calls_taken": 1,
+        "calls_failed": 0,
+        "calls_rejected_busy": 0,
+    }
+    calls = [{"call_id": "sim-1", "age_s": 1.0, "frames_in": frames}] if live else []
+    return {"supervisor": supervisor, "calls": calls}
+
+
+def test_on_a_terminal_the_table_is_redrawn_in_place_and_the_last_live_one_stays():
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=160, color_system=None)
+    with StatusView(console, echo=lambda text: console.print(text)) as view:
+        for frames in (50, 100, 150):
+            view.show(_status(1, frames))
+        view.show(_status(0, 150))
+    drawn = screen.getvalue()
+    assert "\x1b[2K" in drawn and "\x1b[1A" in drawn  # rich's Live erases and rewrites its lines
+    assert drawn.count(LEGEND.splitlines()[0]) >= 4  # each sample drawn over the one before
+    final = drawn.rsplit("\x1b[2K", 1)[1]  # what stays on the screen: the last sample with the call
+    assert final.startswith("callbridge 0") and "1 live" in final and final.count("live /") == 1
+    assert final.split("sim-1", 1)[1].splitlines()[0].split() == ["0:01", "150"]
+
+
+def test_off_a_terminal_only_the_last_sample_with_calls_live_is_printed():
+    printed: list[str] = []
+    console = Console(file=io.StringIO(), force_terminal=False)
+    with StatusView(console, echo=printed.append) as view:
+        for frames in (50, 100, 150):
+            view.show(_status(1, frames))
+        view.show(_status(0, 150))
+    assert len(printed) == 1
+    assert "1 live" in printed[0] and " 150" in printed[0] and printed[0].rstrip().endswith(LEGEND)

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from callbridge import config as cfg
+from callbridge.cli import app
+from supervisor.service import END_GRACE, HELPERS_WAIT, TICK
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "openai-inbound-calls.service"
@@ -20,12 +22,13 @@ INSTALLER = REPO / "install_service.sh"
 # Variables the code reads that are not callbridge settings: systemd's and the shell's.
 SYSTEM_VARIABLES = {
     "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
     "CONTROL_SOCKET_PATH",
     "EDITOR",
     "PYTHON",
 }
+
+
+REQUIRED = {"ASTERISK_USERNAME": "u", "ASTERISK_PASSWORD": "pw-1234", "OPENAI_API_KEY": "sk-1"}
 
 
 def _tool(name: str) -> str:
@@ -47,19 +50,74 @@ def _unit_settings() -> dict[str, list[str]]:
     return values
 
 
-def test_unit_has_what_operations_need():
+def _installer_value(name: str) -> str:
+    """A plain `NAME=value` assignment of the installer (no shell expansion)."""
+    match = re.search(rf"^{name}=(\S+)", INSTALLER.read_text(), re.MULTILINE)
+    assert match, f"install_service.sh sets no {name}"
+    return match.group(1)
+
+
+def _within(path: str, folders: list[str]) -> bool:
+    return any(Path(path).is_relative_to(folder) for folder in folders)
+
+
+def test_unit_starts_what_the_installer_installs():
     unit = _unit_settings()
-    assert unit["Type"] == ["notify"] and unit["WatchdogSec"] == ["30"]
-    assert unit["Restart"] == ["on-failure"] and unit["RestartPreventExitStatus"] == ["78"]
-    assert "asterisk.service" in unit["After"][0] and "Requires" not in unit
-    assert unit["KillMode"] == ["mixed"] and int(unit["TimeoutStopSec"][0]) > 30  # room for the drain
-    assert "MemoryMax" in unit and "MemoryLimit" not in unit and "LimitNOFILE" in unit
-    assert unit["User"] == ["callbridge"] and unit["EnvironmentFile"] == ["/etc/callbridge/callbridge.env"]
-    assert unit["ProtectSystem"] == ["strict"] and unit["NoNewPrivileges"] == ["yes"]
-    assert unit["RuntimeDirectory"] == ["callbridge"]
-    assert cfg.load(
-        environ={"ASTERISK_USERNAME": "u", "ASTERISK_PASSWORD": "pw-1234", "OPENAI_API_KEY": "sk-1"}
-    ).settings.control_socket_path.startswith("/run/callbridge/")
+    user = _installer_value("APP_USER")
+    assert unit["User"] == [user] and unit["Group"] == [user]
+    # install_service.sh: the program in $PREFIX/venv, PREFIX=/opt/callbridge, the
+    # configuration in /etc/callbridge, the documents in $PREFIX/share.
+    assert "PREFIX=$(path /opt/callbridge)" in INSTALLER.read_text()
+    assert unit["ExecStart"] == ["/opt/callbridge/venv/bin/callbridge run"]
+    assert "run" in {command.name for command in app.registered_commands}  # `callbridge run`
+    assert "ENV_DIR=$(path /etc/callbridge)" in INSTALLER.read_text()
+    assert unit["EnvironmentFile"] == ["/etc/callbridge/" + _installer_value("ENV_FILE").split("/")[-1]]
+    for document in unit["Documentation"][0].split():
+        name = document.removeprefix("file:/opt/callbridge/share/")
+        assert name != document and f'"$PREFIX/share/{name}"' in INSTALLER.read_text(), document
+
+
+def test_unit_fits_how_the_service_behaves():
+    unit = _unit_settings()
+    # The supervisor itself sends READY=1 and WATCHDOG=1 (supervisor/systemd.py); workers
+    # never do, so only the main process may notify.
+    assert unit["Type"] == ["notify"] and unit["NotifyAccess"] == ["main"]
+    # WATCHDOG=1 goes out every TICK of the loop: the watchdog must tolerate a few slow ticks.
+    assert int(unit["WatchdogSec"][0]) >= 10 * TICK
+    # A configuration error is not cured by restarting.
+    assert unit["Restart"] == ["on-failure"]
+    assert str(cfg.EX_CONFIG) in unit["RestartPreventExitStatus"][0].split()
+    # SIGTERM to the supervisor only: it drains, then ends its workers itself. With the
+    # default KillMode every worker would get SIGTERM at once and end its call mid-sentence.
+    assert unit["KillMode"] == ["mixed"] and unit["KillSignal"] == ["SIGTERM"]
+    drain = int(cfg.load(environ=REQUIRED).settings.drain_timeout_seconds)
+    # The drain, then the workers' ending, then the helpers a caller waits on (turned-away
+    # callers, teardowns): systemd must not kill them first.
+    assert int(unit["TimeoutStopSec"][0]) > drain + END_GRACE + HELPERS_WAIT
+    # Asterisk may run on another host: order after it when it is here, never require it.
+    assert "asterisk.service" in unit["After"][0].split() and "Requires" not in unit
+    # The control socket (AF_UNIX), sd_notify (AF_UNIX), ARI, RTP and OpenAI (IPv4 and IPv6).
+    assert set(unit["RestrictAddressFamilies"][0].split()) >= {"AF_UNIX", "AF_INET", "AF_INET6"}
+
+
+def test_every_path_the_service_writes_is_writable_under_the_unit():
+    """ProtectSystem=strict makes the whole file system read-only except the directories
+    the unit names: the default control socket and the paths docs/operations.md tells
+    operators to use must lie inside them."""
+    unit = _unit_settings()
+    assert unit["ProtectSystem"] == ["strict"]
+    writable = [
+        f"/run/{unit['RuntimeDirectory'][0]}",
+        f"/var/lib/{unit['StateDirectory'][0]}",
+        f"/var/log/{unit['LogsDirectory'][0]}",
+    ]
+    paths = [cfg.load(environ=REQUIRED).settings.control_socket_path]
+    documented = re.findall(
+        r"`(?:LOG_FILE_PATH|CALL_RECORDS_DIR)=(/[^`\s]+)`", (REPO / "docs/operations.md").read_text()
+    )
+    assert len(documented) == 2, documented
+    paths += documented
+    assert [path for path in paths if not _within(path, writable)] == []
 
 
 def test_unit_passes_systemd_analyze_verify_and_security(tmp_path):
@@ -148,7 +206,7 @@ def test_installer_into_a_staging_root_is_idempotent_and_keeps_the_config(tmp_pa
     assert not unit.exists() and not (root / "opt/callbridge").exists() and env_file.exists()
 
 
-def test_installer_rejects_unknown_options(tmp_path):
+def test_installer_rejects_unknown_options():
     result = subprocess.run(
         ["bash", str(INSTALLER), "--frobnicate"], capture_output=True, text=True, timeout=30
     )
@@ -165,4 +223,4 @@ def test_every_variable_the_code_reads_is_in_the_env_template():
     read.update(var.name for var in cfg.VARIABLES)
     undocumented = sorted(name for name in read - SYSTEM_VARIABLES if f"{name}=" not in example)
     assert undocumented == []
-    assert {"NOTIFY_SOCKET", "WATCHDOG_USEC"} <= read  # the scan does see environment reads
+    assert "NOTIFY_SOCKET" in read  # the scan does see environment reads

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from testenv import TEST_PREFIX
+from testenv import TEST_PREFIX, gone, reap, wait_until
 
 from shm_ring import CallSegment, SegmentGoneError, Slot, list_segments, segment_name, sweep
 
@@ -71,8 +71,7 @@ def test_forked_producer_moves_10_MB_intact(segment):
         if n:
             digest.update(buffer[:n])
             received += n
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert os.waitstatus_to_exitcode(reap(pid, timeout=30)) == 0
     assert received == total
     assert digest.hexdigest() == hashlib.sha256(payload).hexdigest()
     assert ring.write_total == ring.read_total == total
@@ -92,10 +91,15 @@ def test_producer_killed_mid_stream_leaves_every_committed_byte_readable(segment
     pid = _child(produce_forever)
     received = bytearray()
     # Consume while it produces, then kill it mid-stream with data still in the ring.
+    deadline = time.monotonic() + 30
     while ring.write_total < 2_000_000:
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+            reap(pid)
+            pytest.fail(f"the producer wrote only {ring.write_total} bytes in 30 s")
         received += ring.read(700)
     os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
+    status = reap(pid)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     committed = ring.write_total
     while ring.readable():
@@ -135,7 +139,7 @@ def test_attach_to_a_missing_segment_is_a_clear_error():
 
 def test_sweep_removes_dead_owners_segments_and_keeps_live_ones():
     dead_pid = _child(lambda: None)
-    os.waitpid(dead_pid, 0)
+    reap(dead_pid)
     stale = CallSegment.create(segment_name("stale", TEST_PREFIX, owner_pid=dead_pid))
     live = CallSegment.create(segment_name("live", TEST_PREFIX, owner_pid=os.getppid()))
     stale.close()
@@ -153,6 +157,8 @@ from shm_ring import CallSegment
 seg = CallSegment.attach(sys.argv[1])
 assert seg.uplink.read(3) == b"abc", "wrong data"
 seg.close()
+from multiprocessing import resource_tracker
+print(resource_tracker._resource_tracker._pid or "")  # the tracker this process started, if any
 """
 
 
@@ -192,8 +198,11 @@ def test_no_tracker_warning_and_no_early_unlink_on_this_python(segment, interpre
     assert result.returncode == 0, result.stderr
     assert "resource_tracker" not in result.stderr and "leaked" not in result.stderr
     assert "Traceback" not in result.stderr
-    # Give a tracker (were one registered) time to act, then check the name survived.
-    time.sleep(0.2)
+    # A tracker unlinks what is still registered when it shuts down, after this process
+    # exited: once it is gone too, the name must still be there.
+    tracker = result.stdout.strip()
+    if tracker:
+        wait_until(lambda: gone(int(tracker)), timeout=10)
     assert segment.name in list_segments(TEST_PREFIX)
 
 

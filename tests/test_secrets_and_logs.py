@@ -64,7 +64,7 @@ def test_no_log_line_contains_a_secret(tmp_path, capsys, fmt):
     assert MASK in written
 
 
-def test_config_output_and_errors_hold_no_secret(tmp_path):
+def test_config_output_and_errors_hold_no_secret():
     env = {**ENV, "ASTERISK_PORT": "not-a-port"}
     result = CliRunner().invoke(app, ["config"], env=env)
     assert result.exit_code == 78

@@ -56,6 +56,25 @@ def test_killing_one_worker_costs_the_other_calls_nothing(service, asterisk):
     assert svc.log().count("call summary:") == 10
 
 
+def test_a_worker_killed_by_a_real_time_signal_ends_only_its_call(service, asterisk):
+    """signal.Signals(SIGRTMIN+1) raises: the reap must describe it and go on."""
+    svc = service()
+    script = [{"say": 800}, {"silence": 4000}, {"hangup": True}]
+    call_ids = [asterisk.place_call(script) for _ in range(3)]
+    victim = call_ids[1]
+    row = svc.wait(lambda: (r := svc.call_row(victim)) and r["phase"] == "active" and r)
+    os.kill(row["pid"], signal.SIGRTMIN + 1)
+    svc.wait(lambda: f"worker {row['pid']} died (signal:SIGRTMIN+1)" in svc.log(), timeout=5)
+    svc.wait(lambda: asterisk.call(victim, packets=False)["hangup_by"] == "ari", timeout=5)
+    later = asterisk.place_call([{"say": 600}, {"silence": 1500}, {"hangup": True}])  # still taking calls
+    svc.wait(lambda: _ended(asterisk, call_ids + [later]), timeout=20)
+    for call_id in (call_ids[0], call_ids[2], later):
+        assert asterisk.call(call_id, packets=False)["hangup_by"] == "caller"  # lived to the end
+    svc.wait(lambda: svc.status()["supervisor"]["calls_live"] == 0)
+    assert svc.status()["supervisor"]["calls_failed"] == 1
+    assert "Traceback" not in svc.log()
+
+
 def test_supervisor_killed_workers_follow_and_a_new_one_cleans_up(service, asterisk):
     svc = service()
     call_ids = [asterisk.place_call([{"say": 800}, {"silence": 30000}]) for _ in range(5)]
@@ -244,3 +263,36 @@ def test_malformed_ari_events_change_nothing(service, asterisk):
     svc.wait(lambda: asterisk.call(call_id, packets=False)["hangup"] is not None, timeout=15)
     assert len(loud(asterisk.call(call_id))) == 150  # a normal call still works in full
     assert list_segments(TEST_PREFIX) == [] or svc.wait(lambda: list_segments(TEST_PREFIX) == [])
+
+
+def test_a_caller_turned_away_while_draining_is_hung_up_before_the_exit(service, asterisk):
+    svc = service(DRAIN_TIMEOUT_SECONDS="30")
+    last = asterisk.place_call([{"say": 600}, {"silence": 300}, {"hangup": True}])
+    svc.wait(lambda: len(svc.status()["calls"]) == 1)
+    svc.signal(signal.SIGTERM)
+    svc.wait(lambda: svc.status()["supervisor"]["draining"])
+    late = asterisk.place_call([{"silence": 20000}])  # turned away; the live call ends first
+    assert svc.proc.wait(15) == 0
+    assert asterisk.call(last, packets=False)["hangup_by"] == "caller"
+    record = asterisk.call(late, packets=False)
+    assert [p["media"] for p in record["playbacks"]] == ["sound:all-circuits-busy-now"]
+    assert record["hangup_by"] == "ari"  # before the supervisor exited, not left in Stasis
+
+
+def test_a_restart_never_adopts_a_caller_a_dead_run_turned_away(service, asterisk):
+    svc = service(MAX_CONCURRENT_CALLS="1")
+    kept = asterisk.place_call([{"say": 600}, {"silence": 60000}])
+    svc.wait(lambda: len(svc.status()["calls"]) == 1)
+    turned = asterisk.place_call([{"silence": 60000}])
+    svc.wait(lambda: asterisk.call(turned, packets=False)["playbacks"])
+    everything = [svc.proc.pid] + [p.pid for p in psutil.Process(svc.proc.pid).children(recursive=True)]
+    for pid in everything:  # supervisor, worker and the busy helper die together
+        os.kill(pid, signal.SIGKILL)
+    svc.proc.wait()
+    assert asterisk.call(turned, packets=False)["hangup"] is None  # still waiting in Stasis
+    fresh = service()
+    fresh.wait(lambda: asterisk.call(turned, packets=False)["hangup"] is not None, timeout=10)
+    fresh.wait(lambda: asterisk.call(kept, packets=False)["hangup"] is not None, timeout=10)
+    assert asterisk.call(turned, packets=False)["hangup_by"] == "ari"
+    assert "adopting" not in fresh.log()
+    assert fresh.status()["supervisor"]["calls_taken"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable
 
@@ -21,3 +22,30 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: 
         if time.monotonic() >= deadline:
             pytest.fail(f"condition not met within {timeout} s: {predicate}")
         time.sleep(interval)
+
+
+def reap(pid: int, timeout: float = 10.0) -> int:
+    """Wait for the child `pid` to exit, polling to a deadline; return its wait status.
+
+    Past the deadline the child is killed, so that no test leaves it behind, and the test
+    fails (waiting after SIGKILL is bounded: the signal cannot be caught or ignored)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"process {pid} did not exit within {timeout} s")
+        time.sleep(0.005)
+
+
+def gone(pid: int) -> bool:
+    """True once `pid` has exited (a zombie counts: it runs no more), for processes that
+    are not our children and so cannot be waited for."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True

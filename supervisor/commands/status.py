@@ -1,8 +1,9 @@
 """`status`: the supervisor and every live call.
 
 Request:  {"cmd": "status"}
-Reply:    {"ok": true, "supervisor": {pid, version, uptime_s, ari, ari_connects, draining,
-           calls_live, calls_taken, calls_failed, calls_rejected_busy, max_concurrent_calls},
+Reply:    {"ok": true, "supervisor": {pid, version, instance, uptime_s, ari, ari_connects, draining,
+           calls_live, calls_taken, calls_failed, calls_rejected_busy, max_concurrent_calls,
+           ari_last_error, helpers, models},
            "calls": [{call_id, caller, dialled, age_s, pid, phase, worker_state, realtime,
            frames_in, frames_out, uplink_fill, downlink_fill, underruns, barge_ins,
            rejected_packets, reconnects, cpu_percent, rss_mb, uss_mb, fds, threads, health}]}
@@ -51,8 +52,9 @@ COLUMNS = [
 def render(reply: dict) -> str:
     sup = reply["supervisor"]
     lines = [
-        f"callbridge {sup['version']}  pid {sup['pid']}  up {_duration(sup['uptime_s'])}  "
-        f"ARI {sup['ari']}{' (draining)' if sup['draining'] else ''}",
+        f"callbridge {sup['version']}  instance {sup.get('instance', '-')}  pid {sup['pid']}  "
+        f"up {_duration(sup['uptime_s'])}  ARI {sup['ari']}{' (draining)' if sup['draining'] else ''}  "
+        f"models {sup.get('models', '-')}",
         f"calls: {sup['calls_live']} live / {sup['max_concurrent_calls']} max, {sup['calls_taken']} taken, "
         f"{sup['calls_failed']} failed, {sup['calls_rejected_busy']} turned away busy",
     ]

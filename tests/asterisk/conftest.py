@@ -69,6 +69,7 @@ def voices(tmp_path_factory, real_asterisk):
             ["Hello, can you tell me about your prices?", 3.0, "Wait, sorry, I have another question.", 8.0],
             folder / "barge.wav",
         ),
+        "silent": speech.script([30.0], folder / "silent.wav"),
     }
 
 
@@ -82,11 +83,13 @@ class Bridge:
         self.services: list[Service] = []
         self.worker_pids: set[int] = set()
 
-    def start(self, **overrides: str) -> Service:
+    def start(self, workdir: Path | None = None, **overrides: str) -> Service:
+        if workdir is not None:
+            workdir.mkdir(exist_ok=True)
         service = Service(
             None,
             self.realtime,
-            self.workdir,
+            workdir or self.workdir,
             TEST_PREFIX,
             ari=(PORTS.ari, ARI_USER, ARI_PASSWORD),
             RTP_PORT_RANGE=f"{PORTS.callbridge_rtp[0]}-{PORTS.callbridge_rtp[1]}",

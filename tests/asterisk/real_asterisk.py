@@ -167,9 +167,22 @@ class Asterisk:
     # --- sipp, inside the same chroot
 
     def sipp(
-        self, wav: Path, hold_ms: int, calls: int = 1, rate: int = 10, timeout_s: float = 120
+        self,
+        wav: Path,
+        hold_ms: int,
+        calls: int = 1,
+        rate: int = 10,
+        timeout_s: float = 120,
+        number: str = "100",
+        second: bool = False,
     ) -> subprocess.Popen:
-        """Start sipp placing `calls` calls that stream `wav` and hang up after `hold_ms`."""
+        """Start sipp placing `calls` calls to `number` that stream `wav` and hang up after
+        `hold_ms`. `second`: a second sipp running beside the first, on its own SIP port and
+        the upper half of the RTP range (Asterisk identifies sipp by address alone)."""
+        sip_port = self.ports.sipp + (1 if second else 0)
+        low, high = self.ports.sipp_rtp
+        middle = (low + high) // 2
+        rtp_low, rtp_high = (middle + 1, high) if second else (low, middle)
         inside = Path("/tmp/callbridge-test-run")
         name = f"caller-{time.monotonic_ns()}"
         shutil.copy(wav, self.run_dir / f"{name}.wav")
@@ -187,17 +200,17 @@ class Asterisk:
             "-sf",
             str(inside / f"{name}.xml"),
             "-s",
-            "100",
+            number,
             "-i",
             "127.0.0.1",
             "-p",
-            str(self.ports.sipp),
+            str(sip_port),
             "-mi",
             "127.0.0.1",
             "-min_rtp_port",
-            str(self.ports.sipp_rtp[0]),
+            str(rtp_low),
             "-max_rtp_port",
-            str(self.ports.sipp_rtp[1]),
+            str(rtp_high),
             "-m",
             str(calls),
             "-l",

@@ -102,7 +102,7 @@ def test_barge_in_stops_playback_and_truncates(bridge, real_asterisk, realtime, 
     assert session_events(session, "out", "conversation.item.truncated")
 
 
-def test_caller_hangs_up_mid_reply(bridge, real_asterisk, realtime, voices, tmp_path):
+def test_caller_hangs_up_mid_reply(bridge, real_asterisk, voices, tmp_path):
     service = bridge.start()
     capture = Capture(tmp_path / "hangup.pcap", PORTS)
     code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=6500)
@@ -114,7 +114,7 @@ def test_caller_hangs_up_mid_reply(bridge, real_asterisk, realtime, voices, tmp_
     assert "end=caller_hangup" in service.log()
 
 
-def test_max_call_seconds_ends_the_call_with_a_bye(bridge, real_asterisk, realtime, voices, tmp_path):
+def test_max_call_seconds_ends_the_call_with_a_bye(bridge, real_asterisk, voices):
     service = bridge.start(MAX_CALL_SECONDS="5")
     started = time.monotonic()
     code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=40000)
@@ -141,7 +141,7 @@ def test_twenty_concurrent_calls_have_audio_both_ways(bridge, real_asterisk, rea
     service.wait(lambda: service.log().count("call summary") == 20, timeout=15)
 
 
-def test_worker_killed_mid_call_is_hung_up(bridge, real_asterisk, realtime, voices):
+def test_worker_killed_mid_call_is_hung_up(bridge, real_asterisk, voices):
     service = bridge.start()
     sipp = real_asterisk.sipp(voices["question"], hold_ms=40000)
     rows = service.wait(
@@ -155,9 +155,7 @@ def test_worker_killed_mid_call_is_hung_up(bridge, real_asterisk, realtime, voic
     service.wait(lambda: "died (signal:SIGKILL)" in service.log())
 
 
-def test_restart_with_live_calls_leaves_nothing_and_takes_new_calls(
-    bridge, real_asterisk, realtime, voices, tmp_path
-):
+def test_restart_with_live_calls_leaves_nothing_and_takes_new_calls(bridge, real_asterisk, voices, tmp_path):
     first = bridge.start()
     sipp = real_asterisk.sipp(voices["question"], hold_ms=40000, calls=3)
     first.wait(
@@ -181,7 +179,7 @@ def test_restart_with_live_calls_leaves_nothing_and_takes_new_calls(
     second.wait(lambda: "end=caller_hangup" in second.log())
 
 
-def test_a_crash_of_everything_is_reconciled_at_the_next_start(bridge, real_asterisk, realtime, voices):
+def test_a_crash_of_everything_is_reconciled_at_the_next_start(bridge, real_asterisk, voices):
     """Supervisor and workers all gone at once (a host-level kill): Asterisk keeps the
     callers in Stasis with their bridges and externalMedia channels; the next start must
     find and remove all of it, and the callers get a BYE."""
@@ -207,3 +205,29 @@ def test_a_crash_of_everything_is_reconciled_at_the_next_start(bridge, real_aste
     output, _ = sipp.communicate(timeout=30)
     assert sipp.returncode == 0, output[-2000:]  # both callers were sent a BYE
     assert "removed 2 shared-memory segments left by an earlier run" in second.log()
+
+
+def test_two_instances_share_asterisk_and_a_restart_spares_the_other(bridge, real_asterisk, voices, tmp_path):
+    """Instance A (app openai-app) is SIGKILLed mid-call and started again while instance B
+    (app peer-app, numbers 8...) is playing replies: B's callers hear every frame."""
+    first = bridge.start(workdir=tmp_path / "a")
+    peer = bridge.start(workdir=tmp_path / "b", ARI_APP_NAME="peer-app")
+    capture = Capture(tmp_path / "two.pcap", PORTS)
+    peer_sipp = real_asterisk.sipp(voices["question"], hold_ms=16000, calls=2, number="800")
+    first_sipp = real_asterisk.sipp(voices["silent"], hold_ms=40000, calls=2, second=True)  # greeting only
+    first.wait(lambda: len(bridge.note_workers(first)) == 2, timeout=20)
+    peer.wait(
+        lambda: len(r := bridge.note_workers(peer)) == 2 and all(x["frames_out"] > 150 for x in r), timeout=30
+    )
+    first.proc.kill()  # mid-reply for B's callers; A's workers end their own calls
+    first.proc.wait()
+    again = bridge.start(workdir=tmp_path / "a")
+    again.wait(lambda: again.status()["supervisor"]["ari"] == "connected")
+    output, _ = first_sipp.communicate(timeout=40)
+    assert first_sipp.returncode == 0, output[-2000:]
+    output, _ = peer_sipp.communicate(timeout=60)
+    assert peer_sipp.returncode == 0, output[-2000:]
+    legs = _legs(capture.stop())
+    whole = [packets for packets in legs["to_sipp"] if len(_loud(packets)) >= 285]
+    assert len(whole) == 2, [len(_loud(p)) for p in legs["to_sipp"]]  # B's two replies, uncut
+    peer.wait(lambda: peer.log().count("end=caller_hangup") == 2, timeout=15)

@@ -1,0 +1,41 @@
+"""What the CLI says when the service is not there: one sentence, the path it tried, and
+how to point it at another instance."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from typer.testing import CliRunner
+
+from callbridge import config as cfg
+from callbridge.cli import app
+
+HINT = "; use --socket PATH or CONTROL_SOCKET_PATH for another instance)"
+
+
+@pytest.fixture(autouse=True)
+def clean_configuration(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cfg, "SYSTEM_ENV_FILE", tmp_path / "absent.env")
+    for var in cfg.VARIABLES:
+        monkeypatch.delenv(var.name, raising=False)
+
+
+@pytest.mark.parametrize("argv", [["status"], ["hangup", "--all"]])
+def test_no_control_socket_names_the_path_and_the_way_out(tmp_path, argv):
+    path = tmp_path / "control.sock"
+    result = CliRunner().invoke(app, [*argv, "--socket", str(path)])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"callbridge is not running (no control socket at {path}{HINT}"
+
+
+def test_a_stale_socket_file_and_the_configured_path(tmp_path, monkeypatch):
+    """No --socket: the path comes from CONTROL_SOCKET_PATH, even with the rest unset."""
+    path = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
+        stale.bind(str(path))  # bound, never listening: connecting is refused
+    monkeypatch.setenv("CONTROL_SOCKET_PATH", str(path))
+    result = CliRunner().invoke(app, ["status"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"callbridge is not running (nobody listens on {path}{HINT}"
