@@ -6,8 +6,8 @@ State machine (written to the call header for the supervisor and `status`):
     STARTING --set-up failed----------------------------------------> ENDING --> ENDED
 
 The main thread runs the control loop every 100 ms: the supervisor's end request, the
-call and idle limits, a dead supervisor, a fatal Realtime failure. Audio never passes
-through it.
+call and idle limits (a reply in progress finishes first, up to REPLY_GRACE, then the
+goodbye), a dead supervisor, a fatal Realtime failure. Audio never passes through it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from call_worker import realtime_protocol as proto
 from call_worker import rtp
-from call_worker.conversation import Conversation
+from call_worker.conversation import RECONNECT_OPEN_TIMEOUT, Conversation
 from call_worker.media import RtpIn, RtpOut
 from call_worker.playback import Playback
 from call_worker.realtime_link import RealtimeConnectError
@@ -41,7 +41,11 @@ log = logging.getLogger(__name__)
 
 CONTROL_TICK = 0.1  # end requests, limits and health need no finer clock; fewer wake-ups per call
 GOODBYE_LIMIT = 20.0  # seconds a goodbye may take before the call is ended anyway
+REPLY_GRACE = 10.0  # seconds a reply in progress at a limit may go on before the goodbye cuts it
 PROMPT_LIMIT = 15.0  # seconds the failure prompt may play
+# The first handshake, then one more try of RECONNECT_OPEN_TIMEOUT: a service that accepts
+# TCP and never answers leaves the caller at most ~8 s before the failure prompt.
+SETUP_OPEN_TIMEOUT = 5.0
 TEARDOWN_LIMIT = 15.0  # seconds of teardown retries; the supervisor's END_GRACE is longer
 ADD_TO_BRIDGE_ATTEMPTS = 50  # 10 ms apart
 
@@ -158,7 +162,7 @@ class Call:
 
         def open_realtime() -> None:
             try:
-                self.conversation.open()
+                self.conversation.open(timeout=SETUP_OPEN_TIMEOUT)
             except RealtimeConnectError as exc:
                 realtime_error.append(exc)
             else:
@@ -209,11 +213,11 @@ class Call:
         except AriError as exc:
             wait_all(side_requests)  # before teardown: nothing may be created after it
             reason = EndReason.CALLER_HANGUP if exc.status == 404 else EndReason.SETUP_FAILED
-            opener.join(timeout=12)
+            opener.join(timeout=SETUP_OPEN_TIMEOUT + 2)
             raise SetupError(f"Asterisk refused the call set-up: {exc}", reason) from None
         except (KeyError, ValueError, TypeError) as exc:
             wait_all(side_requests)
-            opener.join(timeout=12)
+            opener.join(timeout=SETUP_OPEN_TIMEOUT + 2)
             raise SetupError(
                 f"externalMedia reply without a usable address: {exc!r}", EndReason.SETUP_FAILED
             ) from None
@@ -230,12 +234,13 @@ class Call:
             local[1],
             *asterisk,
         )
-        opener.join(timeout=15)
+        opener.join(timeout=SETUP_OPEN_TIMEOUT + 2)
         if realtime_error or self.conversation.ws is None:
             error = realtime_error[0] if realtime_error else RealtimeConnectError("open timed out", False)
             if not error.fatal:
                 try:
-                    self.conversation.open()  # one more try before giving up on the caller
+                    # one more try before giving up on the caller
+                    self.conversation.open(timeout=RECONNECT_OPEN_TIMEOUT)
                     error = None
                 except RealtimeConnectError as again:
                     error = again
@@ -284,6 +289,9 @@ class Call:
         header, settings = self.header, self.settings
         goodbye_deadline = 0.0
         goodbye_reason = EndReason.NONE
+        # A limit reached while the agent speaks: the goodbye waits for the end of the reply
+        # (a caller cut off mid-sentence hears a fault, not a polite end), up to REPLY_GRACE.
+        limit: tuple[EndReason, str, float] | None = None
         last_activity = time.monotonic()
         while True:
             now = time.monotonic()
@@ -304,16 +312,21 @@ class Call:
                 said = self.conversation.goodbye_done.is_set() and not self.playback.is_playing()
                 if said or now >= goodbye_deadline:
                     return goodbye_reason
-            elif settings.max_call_seconds and now - self.started >= settings.max_call_seconds:
-                log.info("call reached MAX_CALL_SECONDS=%d; saying goodbye", settings.max_call_seconds)
-                goodbye_reason, goodbye_deadline = EndReason.MAX_CALL_SECONDS, now + GOODBYE_LIMIT
-                self.conversation.say_goodbye(proto.GOODBYE_TIME_LIMIT)
-            elif settings.idle_timeout_seconds and now - last_activity >= settings.idle_timeout_seconds:
-                log.info(
-                    "nobody spoke for IDLE_TIMEOUT_SECONDS=%d; saying goodbye", settings.idle_timeout_seconds
-                )
-                goodbye_reason, goodbye_deadline = EndReason.IDLE_TIMEOUT, now + GOODBYE_LIMIT
-                self.conversation.say_goodbye(proto.GOODBYE_IDLE)
+            elif limit is None:
+                if settings.max_call_seconds and now - self.started >= settings.max_call_seconds:
+                    log.info("call reached MAX_CALL_SECONDS=%d", settings.max_call_seconds)
+                    limit = (EndReason.MAX_CALL_SECONDS, proto.GOODBYE_TIME_LIMIT, now + REPLY_GRACE)
+                elif settings.idle_timeout_seconds and now - last_activity >= settings.idle_timeout_seconds:
+                    log.info("nobody spoke for IDLE_TIMEOUT_SECONDS=%d", settings.idle_timeout_seconds)
+                    limit = (EndReason.IDLE_TIMEOUT, proto.GOODBYE_IDLE, now + REPLY_GRACE)
+                if limit is not None and self.playback.is_playing():
+                    log.info("letting the reply finish (at most %.0f s) before the goodbye", REPLY_GRACE)
+            if limit is not None and not goodbye_reason:
+                reason, instructions, reply_deadline = limit
+                if not self.playback.is_playing() or now >= reply_deadline:
+                    log.info("saying goodbye (%s)", reason.name.lower())
+                    goodbye_reason, goodbye_deadline = reason, now + GOODBYE_LIMIT
+                    self.conversation.say_goodbye(instructions)
             self.stop.wait(CONTROL_TICK)
 
     # --- ending (docs/architecture.md, steps 6 and 7)
@@ -371,7 +384,7 @@ class Call:
             "setup_ms": self.timeline.as_ms(),
             "setup_bridge_retries": self.timeline.bridge_retries,
             "usage": self.conversation.usage,
-            "transcript": self.conversation.transcript,
+            "transcript": self.conversation.transcript.entries,
         }
         if self.fatal_message:
             record["failure"] = self.fatal_message

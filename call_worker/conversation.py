@@ -4,8 +4,9 @@ realtime-send drains the uplink ring into `input_audio_buffer.append` events the
 rtp-in signals a frame (no re-chunking delay). realtime-recv reads server events: audio
 deltas go to the downlink ring through `Playback`, speech_started while a reply plays is
 a barge-in, transcripts and usage are kept. When the connection drops or the session
-expires, a new session is opened and the conversation so far is re-injected; when the
-configuration cannot work (bad key, unknown model, beta refused) the call is told to end.
+expires, a new session is opened and the conversation so far is re-injected (the agent's
+turns as the caller heard them); when the configuration cannot work (bad key, unknown model,
+beta refused) or no new session opens within RECONNECT_BUDGET, the call is told to end.
 """
 
 from __future__ import annotations
@@ -22,14 +23,21 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
 from call_worker import realtime_protocol as proto
+from call_worker.goodbye import Goodbye
 from call_worker.playback import Playback
 from call_worker.realtime_link import RealtimeConnectError, connect_realtime
+from call_worker.transcript import Transcript
 from callbridge.config import Settings
 from shm_ring import ByteRing, CallHeader, RealtimeState, Slot
 
 log = logging.getLogger(__name__)
 
 RECONNECT_DELAYS = (0.2, 1.0, 2.0)
+# From the loss of a session to giving up. With a frozen service noticed within 6 s
+# (call_worker/realtime_link.py) and the failure prompt, the caller is told within 15 s.
+RECONNECT_BUDGET = 5.0
+RECONNECT_OPEN_TIMEOUT = 3.0  # one handshake; a real one takes well under a second
+MIN_ATTEMPT = 0.5  # a handshake given less than this is not worth starting
 _APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"'
 
 
@@ -53,7 +61,7 @@ class Conversation:
         self.on_fatal = on_fatal
         self.beta = settings.openai_api_shape == "beta"
         self.ws: ClientConnection | None = None
-        self.transcript: list[dict] = []
+        self.transcript = Transcript()
         self.usage = {
             "input_tokens": 0,
             "output_tokens": 0,
@@ -66,24 +74,22 @@ class Conversation:
         # Goodbye: the main thread only posts the request (one attribute assignment);
         # realtime-recv carries it out, so Playback and the response state keep one writer.
         self._goodbye_request: str | None = None
-        self.goodbye_instructions: str | None = None
-        self.goodbye_response: str | None = None
-        self.goodbye_requested = False
-        self.goodbye_sent = False
-        self.goodbye_done = threading.Event()
+        self.goodbye = Goodbye(settings, self._send)
+        self.goodbye_done = self.goodbye.done
         self._malformed_logged = False
         self._threads: list[threading.Thread] = []
 
     # --- connection
 
-    def open(self) -> None:
-        """Connect and configure a session; raises RealtimeConnectError for any failure."""
+    def open(self, timeout: float = 10.0) -> None:
+        """Connect and configure a session, the handshake bounded by `timeout`; raises
+        RealtimeConnectError for any failure."""
         self.header.set(Slot.REALTIME_STATE, RealtimeState.CONNECTING)
         try:
             update = json.dumps(proto.session_update(self.settings))
         except OSError as exc:  # OPENAI_INSTRUCTIONS_FILE became unreadable
             raise RealtimeConnectError(f"cannot read the instructions: {exc}", fatal=True) from None
-        ws = connect_realtime(self.settings)
+        ws = connect_realtime(self.settings, timeout)
         try:
             ws.send(update)
         except ConnectionClosed:
@@ -159,19 +165,11 @@ class Conversation:
     def _start_goodbye(self) -> None:
         """(realtime-recv) Carry out a posted goodbye request."""
         instructions, self._goodbye_request = self._goodbye_request, None
-        if instructions is None or self.goodbye_requested:
+        if instructions is None or self.goodbye.requested:
             return
-        self.goodbye_requested = True
-        self.goodbye_instructions = instructions
-        if self.playback.is_playing():
+        if self.playback.is_playing():  # the main thread gave the reply its time already
             self._interrupt()
-        if self.active_response is None:
-            self._send_goodbye()
-        # else: sent at that response's response.done (avoids conversation_already_has_active_response)
-
-    def _send_goodbye(self) -> None:
-        self.goodbye_sent = True
-        self._send(proto.response_create(self.goodbye_instructions or proto.GOODBYE_IDLE, purpose="goodbye"))
+        self.goodbye.begin(instructions)
 
     # --- threads
 
@@ -231,32 +229,44 @@ class Conversation:
         why = "session expired" if self.last_error_code == "session_expired" else f"closed (code {code})"
         log.warning("Realtime connection %s; opening a new session", why)
         self.header.set(Slot.REALTIME_STATE, RealtimeState.RECONNECTING)
-        self.ws = None
+        old, self.ws = self.ws, None
+        if old is not None:
+            try:
+                old.close()  # bounded by the close timeout even when the peer is frozen
+            except Exception:  # closing a broken connection may fail in many ways; none matter
+                pass
         self.active_response = None
-        self.goodbye_response = None  # a goodbye in flight died with the session: asked again below
-        self.goodbye_sent = False
+        self.goodbye.session_lost()  # a goodbye in flight died with the session: asked again below
         self.playback.response_finished(self.playback.open_response or "")
+        deadline = time.monotonic() + RECONNECT_BUDGET
+        attempts = 0
         for delay in RECONNECT_DELAYS:
+            if deadline - time.monotonic() - delay < MIN_ATTEMPT:
+                break
             if self.stop.wait(delay):
                 return False
             self.header.add(Slot.RECONNECTS)
+            attempts += 1
             try:
-                self.open()
+                self.open(timeout=min(RECONNECT_OPEN_TIMEOUT, deadline - time.monotonic()))
             except RealtimeConnectError as exc:
                 if exc.fatal:
                     self._fatal(str(exc))
                     return False
                 log.warning("Realtime reconnect failed: %s", exc)
                 continue
+            if self.ws is None:
+                return False  # the call ended while this was connecting
             self.last_error_code = ""
-            turns = [(t["role"], t["text"]) for t in self.transcript]
+            turns = self.transcript.history()
             for event in proto.context_items(turns, self.beta):
                 self._send(event)
             log.info("Realtime session resumed with %d earlier turns", len(turns))
-            if self.goodbye_requested and not self.goodbye_done.is_set():
-                self._send_goodbye()
+            self.goodbye.session_opened()
             return True
-        self._fatal(f"Realtime service unreachable after {len(RECONNECT_DELAYS)} attempts")
+        self._fatal(
+            f"Realtime service unreachable: no new session within {RECONNECT_BUDGET:.0f} s ({attempts} attempts)"
+        )
         return False
 
     def _fatal(self, message: str) -> None:
@@ -302,6 +312,7 @@ class Conversation:
         if self.active_response is not None:
             self._send({"type": "response.cancel", "response_id": self.active_response})
         if truncation is not None:
+            self.transcript.truncated(truncation)
             self._send(
                 {
                     "type": "conversation.item.truncate",
@@ -325,9 +336,7 @@ class Conversation:
         self.active_response = response_id
         self.playback.response_started(response_id)
         self.header.add(Slot.RESPONSES)
-        metadata = event["response"].get("metadata") or {}
-        if self.goodbye_sent and self.goodbye_response is None and metadata.get("purpose") == "goodbye":
-            self.goodbye_response = response_id  # tagged: a VAD-created reply cannot be taken for it
+        self.goodbye.on_response_created(response_id)
 
     def _on_response_done(self, event: dict) -> None:
         response = event["response"]
@@ -335,31 +344,38 @@ class Conversation:
         self.playback.response_finished(response_id)
         if self.active_response == response_id:
             self.active_response = None
-        usage = response.get("usage") or {}
-        self.usage["input_tokens"] += int(usage.get("input_tokens") or 0)
-        self.usage["output_tokens"] += int(usage.get("output_tokens") or 0)
-        self.usage["input_audio_tokens"] += int(
-            (usage.get("input_token_details") or {}).get("audio_tokens") or 0
-        )
-        self.usage["output_audio_tokens"] += int(
-            (usage.get("output_token_details") or {}).get("audio_tokens") or 0
-        )
+        proto.add_usage(self.usage, response.get("usage") or {})
         self.header.set(Slot.INPUT_TOKENS, self.usage["input_tokens"])
         self.header.set(Slot.OUTPUT_TOKENS, self.usage["output_tokens"])
-        if response_id == self.goodbye_response:
-            self.goodbye_done.set()
-        elif self.goodbye_requested and not self.goodbye_sent and self.active_response is None:
-            self._send_goodbye()
+        items = [
+            str(item["id"])
+            for item in response.get("output") or []
+            if isinstance(item, dict) and "id" in item
+        ]
+        self.transcript.response_ended(items)
+        self.goodbye.on_response_done(response_id, self.active_response is not None)
+
+    def _on_session_updated(self, event: dict) -> None:
+        # The acknowledgement of a session's opening update (automatic responses on) is
+        # not the goodbye's; a server that echoes no turn detection is taken at its word.
+        if proto.creates_responses(event.get("session") or {}, self.beta) is not True:
+            self.goodbye.on_session_updated(self.active_response is not None)
+
+    def _on_agent_transcript_delta(self, event: dict) -> None:
+        self.transcript.agent_delta(str(event["item_id"]), str(event.get("delta") or ""))
 
     def _on_agent_transcript(self, event: dict) -> None:
         text = str(event.get("transcript") or "").strip()
         interrupted = event.get("response_id") in self.playback.ignored_responses
-        self.transcript.append({"role": "agent", "text": text, "t": time.time(), "interrupted": interrupted})
-        log.info("agent: %s%s", text, " [interrupted]" if interrupted else "")
+        entry = self.transcript.agent_done(str(event["item_id"]), text, interrupted)
+        if entry["interrupted"]:
+            log.info("agent: %s [interrupted; heard: %s]", text, entry["heard"])
+        else:
+            log.info("agent: %s", text)
 
     def _on_caller_transcript(self, event: dict) -> None:
         text = str(event.get("transcript") or "").strip()
-        self.transcript.append({"role": "caller", "text": text, "t": time.time()})
+        self.transcript.caller(text)
         seconds = ((event.get("usage") or {}).get("seconds")) or 0
         self.usage["transcription_seconds"] += float(seconds)
         log.info("caller: %s", text)
@@ -379,6 +395,7 @@ class Conversation:
         else:
             self.header.add(Slot.REALTIME_ERRORS)
             log.warning("Realtime error %s: %s", code or "(no code)", message)
+            self.goodbye.on_error(self.active_response is not None)
 
     _handlers: dict[str, Callable[[Conversation, dict], None]] = {
         "response.output_audio.delta": _on_audio_delta,
@@ -386,6 +403,8 @@ class Conversation:
         "input_audio_buffer.speech_stopped": _on_speech_stopped,
         "response.created": _on_response_created,
         "response.done": _on_response_done,
+        "session.updated": _on_session_updated,
+        "response.output_audio_transcript.delta": _on_agent_transcript_delta,
         "response.output_audio_transcript.done": _on_agent_transcript,
         "conversation.item.input_audio_transcription.completed": _on_caller_transcript,
         "error": _on_error,

@@ -30,7 +30,8 @@ class AudioItem:
 @dataclass(frozen=True)
 class Truncation:
     item_id: str
-    audio_end_ms: int
+    audio_end_ms: int  # what the caller heard of the item
+    item_audio_ms: int  # what had been received of it
 
 
 class Playback:
@@ -93,5 +94,7 @@ class Playback:
                 if played >= item.end and item.response_id not in self.ignored_responses:
                     return None  # that item had finished playing: nothing to truncate
                 heard = min(played, item.end) - item.start
-                return Truncation(item.item_id, heard // BYTES_PER_MS)
+                return Truncation(
+                    item.item_id, heard // BYTES_PER_MS, (item.end - item.start) // BYTES_PER_MS
+                )
         return None

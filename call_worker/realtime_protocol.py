@@ -69,16 +69,31 @@ def classify_error(error: dict) -> ErrorAction:
     return ErrorAction.LOG
 
 
-def session_update(settings: Settings) -> dict:
-    vad = {
+def _turn_detection(settings: Settings, respond: bool) -> dict:
+    return {
         "type": "server_vad",
         "threshold": settings.openai_vad_threshold,
         "prefix_padding_ms": settings.openai_vad_prefix_ms,
         "silence_duration_ms": settings.openai_vad_silence_ms,
-        # Explicit, because OpenAI does not document their defaults.
-        "create_response": True,
-        "interrupt_response": True,
+        # Explicit: their defaults are not documented. Off only for the goodbye
+        # (call_worker/goodbye.py), so that the next response is ours.
+        "create_response": respond,
+        "interrupt_response": respond,
     }
+
+
+def _audio_input(settings: Settings, respond: bool) -> dict:
+    audio_input: dict = {
+        "format": GA_FORMATS[settings.audio_format],
+        "turn_detection": _turn_detection(settings, respond),
+    }
+    if settings.openai_transcription_model:
+        audio_input["transcription"] = {"model": settings.openai_transcription_model}
+    return audio_input
+
+
+def session_update(settings: Settings) -> dict:
+    vad = _turn_detection(settings, respond=True)
     transcription = (
         {"model": settings.openai_transcription_model} if settings.openai_transcription_model else None
     )
@@ -94,9 +109,6 @@ def session_update(settings: Settings) -> dict:
         if transcription:
             session["input_audio_transcription"] = transcription
         return {"type": "session.update", "session": session}
-    audio_input: dict = {"format": GA_FORMATS[settings.audio_format], "turn_detection": vad}
-    if transcription:
-        audio_input["transcription"] = transcription
     return {
         "type": "session.update",
         "session": {
@@ -104,20 +116,56 @@ def session_update(settings: Settings) -> dict:
             "instructions": settings.instructions(),
             "output_modalities": ["audio"],
             "audio": {
-                "input": audio_input,
+                "input": _audio_input(settings, respond=True),
                 "output": {"format": GA_FORMATS[settings.audio_format], "voice": settings.openai_voice},
             },
         },
     }
 
 
+def session_update_no_responses(settings: Settings) -> dict:
+    """Turn detection stays on (speech is still heard and transcribed) but creates and
+    interrupts no response. Only the input side is sent: the voice may not change once
+    audio has been output, and the instructions need not be sent again."""
+    if settings.openai_api_shape == "beta":
+        session = {
+            "input_audio_format": BETA_FORMATS[settings.audio_format],
+            "turn_detection": _turn_detection(settings, False),
+        }
+        return {"type": "session.update", "session": session}
+    return {
+        "type": "session.update",
+        "session": {"type": "realtime", "audio": {"input": _audio_input(settings, respond=False)}},
+    }
+
+
+def creates_responses(session: dict, beta: bool) -> bool | None:
+    """Whether the session that a session.updated describes answers turns by itself (None:
+    not said)."""
+    if beta:
+        detection = session.get("turn_detection")
+    else:
+        detection = ((session.get("audio") or {}).get("input") or {}).get("turn_detection")
+    if not isinstance(detection, dict) or "create_response" not in detection:
+        return None
+    return bool(detection["create_response"])
+
+
 def response_create(instructions: str, purpose: str = "") -> dict:
-    """A response with its own instructions; `purpose` comes back in response.created's
-    metadata, which tells our own responses apart from those server VAD creates."""
+    """A response with its own instructions. `purpose` goes in its metadata, for logs and
+    traces only: servers need not echo it, so nothing relies on it (call_worker/goodbye.py)."""
     response: dict = {"instructions": instructions}
     if purpose:
         response["metadata"] = {"purpose": purpose}
     return {"type": "response.create", "response": response}
+
+
+def add_usage(totals: dict, usage: dict) -> None:
+    """Add one response.done's `usage` to the call's token totals."""
+    totals["input_tokens"] += int(usage.get("input_tokens") or 0)
+    totals["output_tokens"] += int(usage.get("output_tokens") or 0)
+    totals["input_audio_tokens"] += int((usage.get("input_token_details") or {}).get("audio_tokens") or 0)
+    totals["output_audio_tokens"] += int((usage.get("output_token_details") or {}).get("audio_tokens") or 0)
 
 
 def context_items(turns: list[tuple[str, str]], beta: bool) -> list[dict]:

@@ -1,12 +1,16 @@
 """A simulated OpenAI Realtime server (WebSocket), for the demo, tests and benchmarks.
 
     python -m simulators.realtime --port 0 [--api-key KEY] [--reply echo|tone] [--speed 5]
+        [--no-metadata]
 
 prints {"port": N} on its first line. Behaviour: see realtime_session.py. Faults are
 injected per connection, for the next `count` connections, through the control URL
 (plain GET on the same port):
 
     /sim/faults?kind=invalid_key|model_not_found|drop|expire|slow_accept&after=SECONDS&count=N
+    /sim/freeze[?new=0]      stop every open connection dead (see realtime_freeze.py), and new
+                             handshakes too unless new=0
+    /sim/thaw                end a freeze
     /sim/sessions            every session's recorded events with timestamps (JSON)
     /sim/reset               forget sessions and faults
 
@@ -38,6 +42,7 @@ from urllib.parse import parse_qs, urlparse
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from simulators.realtime_freeze import Freezer, Gate
 from simulators.realtime_session import ReplyOptions, Session
 
 FLUSH_LIMIT = 2.0  # seconds queued events may take to go out before a deliberate close
@@ -81,8 +86,9 @@ class Outbox:
     """The connection's outgoing frames, written in order by one task, so that the session's
     synchronous code can send without awaiting."""
 
-    def __init__(self, ws: ServerConnection) -> None:
+    def __init__(self, ws: ServerConnection, gate: Gate) -> None:
         self.ws = ws
+        self.gate = gate  # closed while the service is frozen
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.writer = asyncio.get_running_loop().create_task(self._write())
 
@@ -93,6 +99,7 @@ class Outbox:
         try:
             while True:
                 text = await self.queue.get()
+                await self.gate.wait()
                 try:
                     await self.ws.send(text)
                 finally:
@@ -132,6 +139,7 @@ class SimulatedRealtime:
         self.reply = reply or ReplyOptions()
         self.sessions: list[SessionRecord] = []
         self.faults: list[Fault] = []
+        self.freezer = Freezer()
 
     def take_fault(self) -> Fault | None:
         if not self.faults:
@@ -186,9 +194,16 @@ class SimulatedRealtime:
         if path == "/sim/sessions":
             body = [s.__dict__ for s in self.sessions]
             return connection.respond(HTTPStatus.OK, json.dumps(body) + "\n")
+        if path == "/sim/freeze":
+            frozen = self.freezer.freeze(new_handshakes=query.get("new", "1") != "0")
+            return connection.respond(HTTPStatus.OK, json.dumps({"frozen": frozen}) + "\n")
+        if path == "/sim/thaw":
+            self.freezer.thaw()
+            return connection.respond(HTTPStatus.OK, "{}\n")
         if path == "/sim/reset":
             self.sessions.clear()
             self.faults.clear()
+            self.freezer.thaw()
             return connection.respond(HTTPStatus.OK, "{}\n")
         return connection.respond(HTTPStatus.NOT_FOUND, "unknown control path\n")
 
@@ -200,14 +215,16 @@ class SimulatedRealtime:
         record = SessionRecord(len(self.sessions) + 1, request.path, beta, time.monotonic())
         self.sessions.append(record)
         fault = self.take_fault()
-        outbox = Outbox(ws)
+        gate = self.freezer.register(ws)
+        outbox = Outbox(ws, gate)
         session = Session(outbox.put, record.add, beta, self.reply)
         tasks: list[asyncio.Task] = []
         try:
-            await self._run(ws, request, session, record, fault, outbox, tasks)
+            await self._run(ws, request, session, record, fault, outbox, tasks, gate)
         except ConnectionClosed:
             pass
         finally:
+            self.freezer.unregister(ws)
             record.closed = time.monotonic()
             record.close_code = record.close_code or ws.close_code
             session.close()
@@ -247,7 +264,7 @@ class SimulatedRealtime:
         await outbox.flush()  # the error event goes out before the close frame
         await ws.close(code, reason)
 
-    async def _run(self, ws, request, session, record, fault, outbox, tasks) -> None:
+    async def _run(self, ws, request, session, record, fault, outbox, tasks, gate) -> None:
         if fault and fault.kind == "garbage":
             tasks.append(asyncio.get_running_loop().create_task(self._garbage(outbox, fault.after)))
             fault = None
@@ -278,6 +295,7 @@ class SimulatedRealtime:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + fault.after if fault and fault.kind in ("drop", "expire") else None
         while True:
+            await gate.wait()
             timeout = None if deadline is None else max(0.0, deadline - loop.time())
             try:
                 message = await asyncio.wait_for(ws.recv(), timeout)  # recv is safe to cancel
@@ -301,6 +319,7 @@ async def serve_until_stopped(host: str, port: int, **options) -> None:
         host,
         port,
         process_request=sim.process_request,
+        process_response=sim.freezer.hold_handshake,
         compression=None,
         max_size=16 * 1024 * 1024,
         ping_interval=None,
@@ -320,6 +339,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--greeting-ms", type=int, default=1500)
     parser.add_argument("--speed", type=float, default=5.0)
     parser.add_argument(
+        "--no-metadata",
+        action="store_true",
+        help="never echo a response's metadata, as some Realtime-compatible servers do",
+    )
+    parser.add_argument(
         "--model-shutdown",
         action="append",
         default=[],
@@ -335,7 +359,11 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--model-shutdown wants MODEL=DATE (got {item!r})")
         shutdown_dates[model] = int(when) if when.isdigit() else when
     reply = ReplyOptions(
-        mode=args.reply, reply_ms=args.reply_ms, greeting_ms=args.greeting_ms, speed=args.speed
+        mode=args.reply,
+        reply_ms=args.reply_ms,
+        greeting_ms=args.greeting_ms,
+        speed=args.speed,
+        echo_metadata=not args.no_metadata,
     )
     try:
         asyncio.run(

@@ -33,6 +33,14 @@ class ReplyOptions:
     speed: float = 5.0  # times faster than real time
     chunk_ms: int = 100  # audio per delta
     first_delta_delay_ms: int = 30
+    echo_metadata: bool = True  # False: like servers that drop response.metadata
+
+
+def reply_transcript(turn_ms: int, reply_ms: int) -> str:
+    """A reply's text: one numbered word per 250 ms of its audio, so that how much of it
+    was heard shows in the words."""
+    words = " ".join(f"w{n}" for n in range(1, reply_ms // 250 + 1))
+    return f"reply to {turn_ms} ms of speech: {words}".strip()
 
 
 @dataclass
@@ -136,7 +144,8 @@ class Session:
             self.turn_detection = audio_in.get("turn_detection", self.turn_detection)
             self.law = "alaw" if (audio_in.get("format") or {}).get("type") == "audio/pcma" else "ulaw"
         silence = (self.turn_detection or {}).get("silence_duration_ms", 500)
-        self.vad = Vad(self.law, silence_ms=silence)
+        if (self.law, silence) != (self.vad.law, self.vad.silence_ms):  # keep a turn in progress
+            self.vad = Vad(self.law, silence_ms=silence)
         self.send({"type": "session.updated", "session": session})
 
     def _append(self, event: dict) -> None:
@@ -197,7 +206,7 @@ class Session:
                 if self.reply.mode == "echo"
                 else g711.tone(self.reply.reply_ms, 300.0, 9000, self.law)
             )
-            self._start_response(audio, f"reply to {turn_ms} ms of speech")
+            self._start_response(audio, reply_transcript(turn_ms, len(audio) // 8))
 
     def _commit(self, event: dict) -> None:
         if self.vad.speaking or not self.vad.turn_audio:
@@ -242,7 +251,7 @@ class Session:
                 "Conversation already has an active response in progress.",
             )
         instructions = ((event.get("response") or {}).get("instructions")) or "reply"
-        metadata = (event.get("response") or {}).get("metadata")
+        metadata = (event.get("response") or {}).get("metadata") if self.reply.echo_metadata else None
         self._start_response(
             g711.tone(self.reply.greeting_ms, 350.0, 9000, self.law), instructions[:60], metadata
         )

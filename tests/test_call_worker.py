@@ -3,16 +3,21 @@ timing of both audio directions, barge-in, bad input, and every way a call ends.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import socket
 import statistics
+import time
 
 import pytest
+import requests
 from analysis import assert_paced, gaps_ms, loud, packets, session_events, uplink_latencies_ms
 from harness import MiniSupervisor, RealtimeSim, settings_for, started
 from testenv import TEST_PREFIX
 
-from shm_ring import EndReason, Slot
+from call_worker.heard import heard_text
+from shm_ring import EndReason, RealtimeState, Slot
 
 pytestmark = pytest.mark.slow
 
@@ -306,3 +311,167 @@ def test_call_record_keeps_both_transcripts_and_usage(calls, tmp_path):
     assert 0 <= setup["worker_started"] <= min(setup["answered"], setup["external_media"])
     assert max(setup["answered"], setup["external_media"], setup["bridge_created"]) <= setup["bridged"] < 5000
     assert record["setup_bridge_retries"] == 0
+
+
+# --- a frozen Realtime service (issue 11 item 5)
+
+
+def _freeze(rt: RealtimeSim, new_handshakes: bool = True, sessions: int = 1) -> float:
+    """Freeze the simulated service; returns when (time.monotonic, shared by every process)."""
+    reply = requests.get(f"{rt.base}/sim/freeze", params={"new": int(new_handshakes)}, timeout=5)
+    assert reply.json()["frozen"] == sessions  # the call's
+    return time.monotonic()
+
+
+def _thaw(rt: RealtimeSim) -> None:
+    requests.get(f"{rt.base}/sim/thaw", timeout=5)
+
+
+@pytest.mark.parametrize("recovery", ["new-session", "thaw"])
+def test_frozen_realtime_is_noticed_within_8_s_and_a_new_session_carries_the_call_on(
+    calls, asterisk, realtime, recovery
+):
+    """new-session: the frozen connection stays frozen, a new handshake works. thaw: new
+    handshakes hang too, until the service thaws 1 s after the worker noticed."""
+    sup = calls()
+    call = sup.place([{"say": 800}, {"silence": 12000}, {"say": 800}, {"silence": 3000}, {"hangup": True}])
+    header = call.segment.header
+    sup.wait(lambda: header.get(Slot.FRAMES_OUT) >= 75, 10)  # the first reply was heard
+    try:
+        frozen_at = _freeze(realtime, new_handshakes=recovery == "thaw")
+        sup.wait(lambda: header.get(Slot.REALTIME_STATE) == RealtimeState.RECONNECTING, 10)
+        noticed = time.monotonic() - frozen_at
+        if recovery == "thaw":
+            sup.wait(lambda: time.monotonic() > frozen_at + noticed + 1.0)  # a handshake is waiting
+            _thaw(realtime)
+        assert sup.wait_ended(call, 25) == 0
+    finally:
+        _thaw(realtime)
+    assert noticed <= 8.0, f"the freeze was noticed after {noticed:.1f} s"
+    sessions = realtime.sessions()
+    assert len(sessions) == 2
+    assert session_events(sessions[1], "out", "response.done")  # the new session answered
+    record = asterisk.call(call.channel_id)
+    assert len(loud(record)) == 150  # both replies heard in full: the call went on
+    assert record["hangup_by"] == "caller"
+    assert header.get(Slot.END_REASON) == EndReason.CALLER_HANGUP
+
+
+def test_realtime_frozen_for_good_plays_the_failure_prompt_within_15_s(calls, asterisk, realtime):
+    sup = calls()
+    call = sup.place([{"say": 800}, {"silence": 40000}])
+    header = call.segment.header
+    sup.wait(lambda: header.get(Slot.FRAMES_OUT) >= 75, 10)
+    try:
+        frozen_at = _freeze(realtime)  # open connection and new handshakes
+        assert sup.wait_ended(call, 25) == 0
+    finally:
+        _thaw(realtime)
+    record = asterisk.call(call.channel_id, packets=False)
+    assert [p["media"] for p in record["playbacks"]] == ["sound:an-error-has-occurred"]
+    assert record["hangup_by"] == "ari"
+    assert record["hangup"] - frozen_at < 15.0, f"ended {record['hangup'] - frozen_at:.1f} s after the freeze"
+    assert header.get(Slot.END_REASON) == EndReason.REALTIME_FAILED
+    assert header.get(Slot.RECONNECTS) >= 1  # it tried a new session before giving up
+
+
+def test_realtime_frozen_before_the_call_plays_the_failure_prompt_within_15_s(calls, asterisk, realtime):
+    sup = calls()
+    try:
+        frozen_at = _freeze(realtime, sessions=0)  # TCP accepted, handshakes never answered
+        call = sup.place([{"silence": 40000}])
+        assert sup.wait_ended(call, 30) == 0
+    finally:
+        _thaw(realtime)
+    record = asterisk.call(call.channel_id, packets=False)
+    assert [p["media"] for p in record["playbacks"]] == ["sound:an-error-has-occurred"]
+    assert record["hangup"] - frozen_at < 15.0, f"ended {record['hangup'] - frozen_at:.1f} s after the freeze"
+    assert call.segment.header.get(Slot.END_REASON) == EndReason.REALTIME_FAILED
+
+
+# --- truncation survives a reconnect (issue 11 item 6)
+
+
+def test_interrupted_reply_is_re_sent_as_heard_after_a_reconnect(calls, asterisk, realtime_long, tmp_path):
+    sup = calls(realtime_long, CALL_RECORDS_DIR=str(tmp_path))
+    # The 10 s reply is interrupted after ~3 s; the second reply streams in 2 s; then the
+    # connection drops (9 s after it opened) and a new session gets the history.
+    realtime_long.fault("drop", after=9.0)
+    call = sup.place(
+        [{"say": 1000}, {"silence": 3000}, {"say": 1200, "hz": 600}, {"silence": 6000}, {"hangup": True}]
+    )
+    assert sup.wait_ended(call, 30) == 0
+    first, second = realtime_long.sessions()
+    truncate = session_events(first, "in", "conversation.item.truncate")[0][1]
+    item = truncate["item_id"]
+    item_ms = (
+        sum(
+            len(base64.b64decode(e["delta"]))
+            for _, e in session_events(first, "out", "response.output_audio.delta")
+            if e["item_id"] == item
+        )
+        // 8
+    )
+    full = next(
+        e["transcript"]
+        for _, e in session_events(first, "out", "response.output_audio_transcript.done")
+        if e["item_id"] == item
+    )
+    heard = heard_text(full, truncate["audio_end_ms"], item_ms)
+    assert 0 < len(heard) < len(full) // 2  # ~3 s of 10 s
+    resent = [
+        e["item"]["content"][0]["text"]
+        for _, e in session_events(second, "in", "conversation.item.create")
+        if e["item"]["role"] == "assistant"
+    ]
+    assert resent[0] == heard, resent  # what the caller heard, not what the model wrote
+    assert full not in resent
+    kept = json.loads((tmp_path / f"{call.channel_id}.json").read_text())["transcript"]
+    agent = [t for t in kept if t["role"] == "agent"]
+    assert (agent[0]["text"], agent[0]["heard"], agent[0]["interrupted"]) == (full, heard, True)
+    assert agent[1]["heard"] == agent[1]["text"] and not agent[1]["interrupted"]
+
+
+# --- limits end politely (issue 11 item 9)
+
+
+def test_max_call_seconds_lets_the_reply_finish_then_says_goodbye(calls, asterisk, realtime_long):
+    sup = calls(realtime_long, MAX_CALL_SECONDS="4")
+    call = sup.place([{"say": 1000}, {"silence": 40000}])  # the 10 s reply runs past the limit
+    assert sup.wait_ended(call, 30) == 0
+    record = asterisk.call(call.channel_id)
+    heard = loud(record)
+    assert len(heard) == 500 + 75  # the whole reply, then the whole 1.5 s goodbye
+    session = _last_session(realtime_long)
+    assert not session_events(session, "in", "conversation.item.truncate")
+    assert not session_events(session, "in", "response.cancel")
+    reply_done = session_events(session, "out", "response.done")[0][0]
+    goodbye = session_events(session, "in", "response.create")[0][0]
+    assert goodbye > reply_done  # asked for only once the reply was over
+    assert record["hangup_by"] == "ari"
+    assert call.segment.header.get(Slot.END_REASON) == EndReason.MAX_CALL_SECONDS
+
+
+def test_goodbye_ends_the_call_with_a_server_that_echoes_no_metadata(calls, asterisk):
+    silent = RealtimeSim("--no-metadata", "--reply-ms", "1500", "--greeting-ms", "1000")
+    try:
+        sup = calls(silent, MAX_CALL_SECONDS="2")
+        call = sup.place([{"silence": 40000}])
+        assert sup.wait_ended(call, 30) == 0
+        record = asterisk.call(call.channel_id)
+        goodbye = loud(record)
+        assert len(goodbye) == 50
+        after = record["hangup"] - goodbye[-1]["arrival"]
+        assert after < 2.0, f"hung up {after:.1f} s after the goodbye's last frame"
+        assert record["hangup_by"] == "ari"
+        assert call.segment.header.get(Slot.END_REASON) == EndReason.MAX_CALL_SECONDS
+        session = silent.sessions()[-1]
+    finally:
+        silent.stop()
+    created = session_events(session, "out", "response.created")
+    assert [e["response"]["metadata"] for _, e in created] == [None]  # nothing echoed
+    # Automatic responses were off before the goodbye was asked for.
+    update = session_events(session, "in", "session.update")[-1]
+    detection = update[1]["session"]["audio"]["input"]["turn_detection"]
+    assert detection["create_response"] is False
+    assert update[0] < session_events(session, "in", "response.create")[0][0]

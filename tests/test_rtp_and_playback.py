@@ -100,7 +100,7 @@ def test_barge_in_waits_for_the_consumer_to_discard_and_truncates_where_it_stood
     finally:
         consumer.join(timeout=15)
     assert not consumer.is_alive()
-    assert truncation == Truncation("item1", 200)
+    assert truncation == Truncation("item1", 200, 1000)  # 200 ms heard of 1000 received
     # Late deltas of the interrupted response are ignored.
     playback.add_audio("r1", "item1", bytes(1600))
     assert ring.fill() == 0 and playback.late_deltas == 1
@@ -117,7 +117,7 @@ def test_barge_in_without_an_acknowledgement_gives_up_at_its_timeout():
     started = time.monotonic()
     truncation = playback.barge_in(ack_timeout=0.1)
     assert 0.1 <= time.monotonic() - started < 5
-    assert truncation == Truncation("item1", 200)
+    assert truncation == Truncation("item1", 200, 1000)  # 200 ms heard of 1000 received
     assert ring.discarded_total == 0  # nobody performed the discard
 
 

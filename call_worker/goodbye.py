@@ -1,0 +1,105 @@
+"""The goodbye at a limit (MAX_CALL_SECONDS, IDLE_TIMEOUT_SECONDS), as a state machine.
+
+Our goodbye must be told apart from replies that server VAD creates, without relying on
+the server echoing `response.metadata` (Realtime-compatible servers may drop it). So the
+goodbye first turns automatic responses off (`session.update` with create_response and
+interrupt_response false) and waits for `session.updated`: events come in order, so any
+reply the server created before that update shows up before its acknowledgement, and none
+can be created after it. Once no response is active, our `response.create` goes out and
+the next `response.created` is ours.
+
+    IDLE --begin--> QUIETING --session.updated, none active--> ASKED --created--> SPEAKING
+                    QUIETING --session.updated, one active--> WAITING --its done--> ASKED
+    SPEAKING --its response.done--> DONE
+    any of QUIETING..SPEAKING --session lost--> QUIETING again, on the new session
+
+Only realtime-recv drives it (one writer); the main thread reads `done`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from enum import Enum
+
+from call_worker import realtime_protocol as proto
+from callbridge.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class GoodbyeState(Enum):
+    IDLE = "idle"
+    QUIETING = "quieting"  # automatic responses being turned off
+    WAITING = "waiting"  # a reply still active: ours waits for its response.done
+    ASKED = "asked"  # our response.create sent: the next response.created is ours
+    SPEAKING = "speaking"  # our goodbye is being received
+    DONE = "done"  # fully received (the main thread waits for it to finish playing)
+
+
+class Goodbye:
+    def __init__(self, settings: Settings, send: Callable[[dict], bool]) -> None:
+        self.settings = settings
+        self.send = send
+        self.state = GoodbyeState.IDLE
+        self.instructions = proto.GOODBYE_IDLE
+        self.response_id: str | None = None
+        self.done = threading.Event()
+
+    @property
+    def requested(self) -> bool:
+        return self.state is not GoodbyeState.IDLE
+
+    def begin(self, instructions: str) -> None:
+        if self.state is not GoodbyeState.IDLE:
+            return  # one goodbye per call
+        self.instructions = instructions
+        self._quiet()
+
+    def _quiet(self) -> None:
+        # QUIETING: from now on only our own response.create makes a response.
+        self.state = GoodbyeState.QUIETING
+        self.send(proto.session_update_no_responses(self.settings))
+
+    def _ask(self) -> None:
+        # ASKED: nothing else can create a response, so the next one is ours.
+        self.state = GoodbyeState.ASKED
+        self.send(proto.response_create(self.instructions, purpose="goodbye"))
+
+    def on_session_updated(self, response_active: bool) -> None:
+        if self.state is GoodbyeState.QUIETING:
+            if response_active:
+                self.state = GoodbyeState.WAITING  # a reply created just before the update
+            else:
+                self._ask()
+
+    def on_error(self, response_active: bool) -> None:
+        """The update was refused (a server that does not take partial updates): asking
+        anyway is the best left; the goodbye limit still bounds the call."""
+        if self.state is GoodbyeState.QUIETING:
+            log.warning("automatic responses could not be turned off for the goodbye; asking anyway")
+            self.on_session_updated(response_active)
+
+    def on_response_created(self, response_id: str) -> None:
+        if self.state is GoodbyeState.ASKED:
+            self.state = GoodbyeState.SPEAKING
+            self.response_id = response_id
+
+    def on_response_done(self, response_id: str, response_active: bool) -> None:
+        if self.state is GoodbyeState.SPEAKING and response_id == self.response_id:
+            self.state = GoodbyeState.DONE  # cancelled by a barge-in counts too: it ended
+            self.done.set()
+        elif self.state is GoodbyeState.WAITING and not response_active:
+            self._ask()
+
+    def session_lost(self) -> None:
+        if self.state not in (GoodbyeState.IDLE, GoodbyeState.DONE):
+            self.response_id = None
+            self.state = GoodbyeState.QUIETING  # the new session starts with responses on
+
+    def session_opened(self) -> None:
+        """(after a reconnect) The new session's configuration answers automatically: quiet
+        it again before asking."""
+        if self.state is GoodbyeState.QUIETING:
+            self._quiet()
