@@ -35,6 +35,7 @@ from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
 from callbridge.netaddr import rtp_bind_address
 from callbridge.teardown import call_targets, remove_all
+from records.spool import CallSpool, final_record
 from shm_ring import CallSegment, CallState, EndReason, Slot
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class Call:
         self.media_ready = False
         self.teardown_left = False
         self.timeline = SetupTimeline(info.admitted_ns)
+        self.spool = CallSpool.for_call(settings, info, self.started)  # records/spool.py
 
     # --- the whole call
 
@@ -296,6 +298,7 @@ class Call:
         while True:
             now = time.monotonic()
             header.set(Slot.HEARTBEAT_MAIN, time.monotonic_ns())
+            self.spool.journal(self.conversation.transcript, self.conversation.usage)
             requested = header.get(Slot.END_REQUEST)
             if requested:
                 return EndReason(requested)
@@ -394,6 +397,7 @@ class Call:
             record["duration_s"],
             len(record["transcript"]),
         )
+        self.spool.finish(final_record(self))  # the drainer takes it to the database
         if self.settings.call_records_dir:
             path = Path(self.settings.call_records_dir) / f"{self.info.call_id}.json"
             try:

@@ -241,6 +241,11 @@ def demo_command(
     raise typer.Exit(run_demo(calls, seconds, echo=typer.echo))
 
 
+from callbridge import records_cli  # noqa: E402 -- after `app`, which it extends
+
+records_cli.register(app)
+
+
 def main() -> None:
     app(prog_name="callbridge")
 

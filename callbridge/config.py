@@ -25,6 +25,7 @@ from dotenv import dotenv_values
 
 from callbridge import ids
 from callbridge.secret import MASK, Secret
+from records.url import DatabaseUrl
 
 EX_CONFIG = 78
 SYSTEM_ENV_FILE = Path("/etc/callbridge/callbridge.env")
@@ -168,6 +169,11 @@ def _instance_id(raw: str) -> str:
     return value
 
 
+def _optional_database_url(raw: str) -> DatabaseUrl | None:
+    value = raw.strip()
+    return DatabaseUrl.parse(value) if value else None
+
+
 def _optional_readable_file(raw: str) -> str:
     value = raw.strip()
     if value and not os.access(value, os.R_OK):
@@ -283,6 +289,22 @@ VARIABLES: tuple[Variable, ...] = (
         _OPS,
     ),
     Variable("CALL_RECORDS_DIR", _text, "", "JSON record per call; empty: off", _OPS),
+    Variable("STATE_DIR", _required_text, "/var/lib/callbridge", "the service's own files", _OPS),
+    Variable(
+        "DATABASE_URL",
+        _optional_database_url,
+        "",
+        "call history database; empty: SQLite file STATE_DIR/callbridge.db",
+        _OPS,
+        secret=True,
+    ),
+    Variable(
+        "RECORDS_SPOOL_DIR",
+        _text,
+        "",
+        "records on their way to the database; empty: STATE_DIR/spool/INSTANCE",
+        _OPS,
+    ),
     Variable("LOG_FILE_PATH", _text, "", "log file; empty: stderr only", _OPS),
     Variable("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "log level", _OPS),
     Variable("LOG_FORMAT", _choice("text", "json"), "text", "text or JSON lines", _OPS),
@@ -322,6 +344,9 @@ class Settings:
     control_socket_path: str
     shm_prefix: str
     call_records_dir: str
+    state_dir: str
+    database_url: DatabaseUrl | None
+    records_spool_dir: str
     log_file_path: str
     log_level: str
     log_format: str
@@ -339,6 +364,16 @@ class Settings:
     def segment_prefix(self) -> str:
         """SHM_PREFIX (kept for existing set-ups), else derived from the instance."""
         return self.shm_prefix or f"callbridge-{self.instance}"
+
+    @property
+    def database(self) -> DatabaseUrl:
+        """DATABASE_URL, else the embedded SQLite file in STATE_DIR (shared by instances)."""
+        return self.database_url or DatabaseUrl.sqlite_file(Path(self.state_dir) / "callbridge.db")
+
+    @property
+    def spool_dir(self) -> Path:
+        """RECORDS_SPOOL_DIR, else one directory per instance: each has its own drainer."""
+        return Path(self.records_spool_dir or Path(self.state_dir) / "spool" / self.instance)
 
     @property
     def ari_base_url(self) -> str:
@@ -470,6 +505,8 @@ def load(
 
 def _display(value: Any) -> str:
     """A parsed value as `callbridge config` shows it: secrets masked, tuples joined."""
+    if value is None:  # an optional value left empty
+        return ""
     if isinstance(value, tuple):
         return "-".join(str(part) for part in value)
     if isinstance(value, bool):

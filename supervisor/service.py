@@ -23,6 +23,7 @@ from call_worker.call import CallInfo
 from callbridge import __version__, ids
 from callbridge.config import Settings
 from callbridge.model_lifecycle import ModelWatch, log_model_lifecycle
+from records.drainer import DrainerKeeper, crash_record_work
 from shm_ring import CallSegment, EndReason, SegmentExistsError, Slot, segment_name, start_tracker, sweep
 from supervisor import asterisk_work, systemd
 from supervisor.ari_events import BACKOFF_CAP, AriEvents, LinkState
@@ -83,6 +84,7 @@ class Supervisor:
         self.helpers_wait_since: float | None = None
         self.model_watch = ModelWatch()
         self.models = "unchecked"  # the last model check's worst finding, for status
+        self.drainer = DrainerKeeper(settings)  # records/drainer.py: spool -> database
 
     # --- public, for the commands
 
@@ -495,6 +497,8 @@ class Supervisor:
                 self.ids, entry.call_id, hang_up_caller=not entry.caller_gone
             )
             self._start_teardown(entry.call_id, targets)
+        if ending.crashed:  # its record, from its journal and these last counters (records/spool.py)
+            self._helper("record", crash_record_work(self.settings, entry, counters, ending.how), key=entry.call_id)
         try:
             entry.segment.close()
         finally:
@@ -516,6 +520,7 @@ class Supervisor:
         self._guarded(self._after_ari)
         self._guarded(self._reconcile)
         self._guarded(self._check_models, now)
+        self._guarded(self.drainer.tick, now, self._helper)
         self.helpers.kill(("reconcile",), older_than=RECONCILE_LIMIT)
         for channel_id, why in list(self.turn_away_pending.items()):
             self._guarded(self._turn_away_again, channel_id, why)
@@ -604,7 +609,7 @@ class Supervisor:
             self._guarded(self._finish_call, entry, status)
         # Listings and lookups are of no use any more; teardown and busy helpers finish
         # their work on their own (they do not die with us).
-        self.helpers.kill(("reconcile", "resolve", "models"))
+        self.helpers.kill(("reconcile", "resolve", "models", "drainer"))
         self.stopping.close()
         if self.control is not None:
             self.control.close()

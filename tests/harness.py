@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import signal
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,9 @@ from call_worker.call import CallInfo
 from callbridge import config as cfg
 from shm_ring import CallSegment, EndReason, Slot, segment_name
 from simulators import clients
+
+# Workers started from these settings spool their records here (records/spool.py).
+TEST_STATE_DIR = tempfile.mkdtemp(prefix="callbridge-test-state-")
 
 REPO = Path(__file__).resolve().parents[1]
 ARI_USER, ARI_PASSWORD, API_KEY = "asterisk", "sim-ari-password", "sk-sim-test-key"
@@ -42,6 +46,7 @@ def started(sim):
 
 
 def settings_for(asterisk: AsteriskSim, realtime: RealtimeSim, **overrides: str) -> cfg.Settings:
+    overrides.setdefault("STATE_DIR", TEST_STATE_DIR)  # call records' spool: never the machine's
     env = clients.simulated_env(asterisk, realtime, RTP_PORT_RANGE="30000-39999", **overrides)
     return cfg.load(env_file=None, environ=env).settings
 

@@ -36,6 +36,7 @@ class Service:
             "SHM_PREFIX": prefix,
             "LOG_FILE_PATH": str(self.log_path),
             "MAX_CONCURRENT_CALLS": "50",
+            "STATE_DIR": str(workdir / "state"),  # the call history and its spool
             **overrides,
         }
         self.env = {

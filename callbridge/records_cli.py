@@ -1,0 +1,355 @@
+"""`callbridge db`, `callbridge calls` and `callbridge usage`: a thin layer over records/.
+
+These need only the call history's settings (STATE_DIR, DATABASE_URL, INSTANCE_ID,
+ARI_APP_NAME), so they work where the rest of the configuration is not readable or not
+complete. Times are shown, and read from --since/--until, in this machine's timezone.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from callbridge import config as cfg
+
+NEEDED = ("ARI_APP_NAME", "INSTANCE_ID", "STATE_DIR", "DATABASE_URL")
+
+db_app = typer.Typer(help="The call history database.", no_args_is_help=True)
+calls_app = typer.Typer(help="The call history: recent calls, one call, export, import.")
+
+EnvFile = Annotated[str | None, typer.Option("--env-file", help="Env file to read.", show_default=False)]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+Since = Annotated[str | None, typer.Option(help="From: 2026-05-01, '2026-05-01 08:00', or 2h / 3d / 1w ago.")]
+Until = Annotated[str | None, typer.Option(help="Before: same forms as --since.")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"callbridge: {message}", err=True)
+    return typer.Exit(code)
+
+
+class Where:
+    """The records settings without the rest of the configuration."""
+
+    def __init__(self, env_file: str | None) -> None:
+        try:
+            checked = cfg.check(env_file)
+        except cfg.ConfigError as exc:
+            raise _fail(f"configuration error: {exc}", cfg.EX_CONFIG) from None
+        values = {}
+        for entry in checked.entries:
+            if entry.var.name in NEEDED:
+                if entry.problem is not None:
+                    raise _fail(f"configuration error: {entry.var.name}: {entry.problem}", cfg.EX_CONFIG)
+                values[entry.var.field] = entry.value
+        self.state_dir = values["state_dir"]
+        self.database_url = values["database_url"]
+        self.instance = values["instance_id"] or cfg.ids.instance_from_app(values["ari_app_name"])
+
+    @property
+    def database(self):
+        from records.url import DatabaseUrl
+
+        return self.database_url or DatabaseUrl.sqlite_file(Path(self.state_dir) / "callbridge.db")
+
+    def engine(self, migrated: bool = True):
+        from records.migrate import current
+        from records.store import open_engine
+
+        database = self.database
+        if database.is_sqlite and migrated and not Path(database.url.database).exists():
+            raise _fail(f"no call history yet: {database.url.database} does not exist")
+        engine = open_engine(database)
+        if migrated:
+            try:
+                revision = current(engine)
+            except Exception as exc:
+                raise _fail(f"cannot read the call history at {database}: {_short(exc)}") from None
+            if revision is None:
+                raise _fail(
+                    f"the database at {database} has no call history tables: run `callbridge db upgrade`"
+                )
+        return engine
+
+
+def _short(exc: Exception) -> str:
+    return (str(getattr(exc, "orig", None) or exc).splitlines() or [type(exc).__name__])[0][:300]
+
+
+def parse_when(text: str | None, now: datetime | None = None) -> datetime | None:
+    """A local date, date and time, or an age (30m, 2h, 3d, 1w), as naive UTC."""
+    if text is None:
+        return None
+    now = now or datetime.now(UTC)
+    match = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text)
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        delta = {"m": timedelta(minutes=amount), "h": timedelta(hours=amount)}.get(unit)
+        delta = delta or timedelta(days=amount * (7 if unit == "w" else 1))
+        return (now - delta).replace(tzinfo=None)
+    try:
+        local = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a date, a date and time, or an age like 3d") from None
+    if local.tzinfo is None:
+        local = local.astimezone()  # this machine's zone
+    return local.astimezone(UTC).replace(tzinfo=None)
+
+
+def _filter(where: Where, since, until, caller, number, end_reason, all_instances: bool = True):
+    from records.queries import CallFilter
+
+    return CallFilter(
+        since=parse_when(since),
+        until=parse_when(until),
+        caller=caller,
+        number=number,
+        end_reason=end_reason,
+        instance=None if all_instances else where.instance,
+    )
+
+
+def _local(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.replace(tzinfo=UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _jsonable(value):
+    return value.replace(tzinfo=UTC).isoformat() if isinstance(value, datetime) else value
+
+
+def _as_json(row: dict) -> dict:
+    return {key: _jsonable(value) for key, value in row.items()}
+
+
+# --- db
+
+
+@db_app.command("upgrade")
+def db_upgrade(env_file: EnvFile = None) -> None:
+    """Create or migrate the call history's tables to this version (the installer runs it)."""
+    from records.migrate import current, head, upgrade
+
+    where = Where(env_file)
+    database = where.database
+    if database.is_sqlite:
+        Path(database.url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = where.engine(migrated=False)
+    try:
+        before = current(engine)
+        upgrade(engine)
+    except Exception as exc:
+        raise _fail(f"cannot migrate the call history at {database}: {_short(exc)}") from None
+    after = head()
+    if before == after:
+        typer.echo(f"call history at {database}: up to date (revision {after})")
+    else:
+        typer.echo(f"call history at {database}: migrated from {before or 'empty'} to {after}")
+
+
+# --- calls
+
+
+@calls_app.callback(invoke_without_command=True)
+def calls_list(
+    ctx: typer.Context,
+    since: Since = None,
+    until: Until = None,
+    caller: Annotated[str | None, typer.Option(help="The caller's number contains this.")] = None,
+    number: Annotated[str | None, typer.Option(help="The number dialled contains this.")] = None,
+    end_reason: Annotated[str | None, typer.Option(help="e.g. caller_hangup, worker_crashed.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100000, help="At most this many, newest first.")] = 50,
+    as_json: AsJson = False,
+    env_file: EnvFile = None,
+) -> None:
+    """Recent calls, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from records.queries import recent_calls
+
+    where = Where(env_file)
+    rows = recent_calls(where.engine(), _filter(where, since, until, caller, number, end_reason), limit)
+    if as_json:
+        typer.echo(json.dumps([_as_json(row) for row in rows], indent=1, ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo("no calls")
+        return
+    typer.echo(f"{'started':<19}  {'call':<24} {'caller':<16} {'dialled':<10} {'secs':>7}  end")
+    for row in rows:
+        mark = "" if row["complete"] else " (rebuilt after a crash)"
+        typer.echo(
+            f"{_local(row['started_at']):<19}  {row['call_id'][:24]:<24} {row['caller'][:16]:<16} "
+            f"{row['dialled'][:10]:<10} {row['duration_s']:>7.1f}  {row['end_reason']}{mark}"
+        )
+
+
+@calls_app.command("show")
+def calls_show(
+    call_id: Annotated[str, typer.Argument(help="The call id (see `callbridge calls`).")],
+    instance: Annotated[str | None, typer.Option(help="Only this instance's call of that id.")] = None,
+    as_json: AsJson = False,
+    env_file: EnvFile = None,
+) -> None:
+    """One call with its transcript."""
+    from records.queries import find_calls
+
+    found = find_calls(Where(env_file).engine(), call_id, instance)
+    if not found:
+        raise _fail(f"no call {call_id!r} in the call history")
+    if as_json:
+        typer.echo(json.dumps([_as_json(call) for call in found], indent=1, ensure_ascii=False))
+        return
+    for call in found:
+        typer.echo(f"call {call['call_id']} (instance {call['instance']})")
+        for label, key in (
+            ("caller", "caller"),
+            ("dialled", "dialled"),
+            ("model", "model"),
+            ("end", "end_reason"),
+        ):
+            typer.echo(f"  {label:<9} {call[key]}")
+        typer.echo(f"  started   {_local(call['started_at'])}   answered {_local(call['answered_at'])}")
+        typer.echo(
+            f"  ended     {_local(call['ended_at'])}   {call['duration_s']:.1f} s, worker {call['worker_exit']}"
+        )
+        if not call["complete"]:
+            typer.echo("  (rebuilt from the journal after the worker died: turns up to the crash)")
+        if call["failure"]:
+            typer.echo(f"  failure   {call['failure']}")
+        tokens = ", ".join(f"{k.removesuffix('_tokens')} {call[k]}" for k in call if k.endswith("_tokens"))
+        typer.echo(f"  tokens    {tokens}")
+        if call["cost_estimate"] is not None:
+            typer.echo(f"  cost      {call['cost_estimate']:.4f} {call['currency']}")
+        typer.echo(
+            f"  audio     frames in {call['frames_in']} out {call['frames_out']}, underruns {call['underruns']}, barge-ins {call['barge_ins']}"
+        )
+        for turn in call["turns"]:
+            at = f"{turn['offset_ms'] / 1000:7.1f}s"
+            text = turn["text"]
+            if turn["interrupted"]:
+                text += (
+                    f"  [interrupted; heard: {turn['heard']!r}]"
+                    if turn["heard"] is not None
+                    else "  [interrupted]"
+                )
+            typer.echo(f"  {at} {turn['side']:<6} {text}")
+
+
+@calls_app.command("export")
+def calls_export(
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "csv",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    since: Since = None,
+    until: Until = None,
+    caller: Annotated[str | None, typer.Option(help="The caller's number contains this.")] = None,
+    number: Annotated[str | None, typer.Option(help="The number dialled contains this.")] = None,
+    end_reason: Annotated[str | None, typer.Option(help="Only calls that ended so.")] = None,
+    env_file: EnvFile = None,
+) -> None:
+    """Every matching call, oldest first: CSV (one row per call) or JSON lines (with turns)."""
+    from records.queries import find_calls, iter_calls
+    from records.schema import calls
+
+    if fmt not in ("csv", "jsonl"):
+        raise _fail("--format is csv or jsonl", 2)
+    where = Where(env_file)
+    engine = where.engine()
+    out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
+    try:
+        rows = iter_calls(engine, _filter(where, since, until, caller, number, end_reason))
+        if fmt == "csv":
+            writer = csv.DictWriter(out, fieldnames=[c.name for c in calls.columns])
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(
+                    {k: json.dumps(v) if isinstance(v, dict) else _jsonable(v) for k, v in row.items()}
+                )
+        else:
+            for row in list(rows):
+                full = find_calls(engine, row["call_id"], row["instance"])[0]
+                out.write(json.dumps(_as_json(full), ensure_ascii=False) + "\n")
+    finally:
+        if output:
+            out.close()
+
+
+@calls_app.command("import")
+def calls_import(
+    directory: Annotated[Path, typer.Argument(help="A CALL_RECORDS_DIR: one JSON file per call.")],
+    instance: Annotated[
+        str | None, typer.Option(help="The instance the calls belong to (default: this one).")
+    ] = None,
+    env_file: EnvFile = None,
+) -> None:
+    """Store today's CALL_RECORDS_DIR JSON files in the call history (again is harmless)."""
+    from records.legacy import from_call_record
+    from records.store import store_record
+
+    if not directory.is_dir():
+        raise _fail(f"{directory} is not a directory")
+    where = Where(env_file)
+    engine = where.engine()
+    added = present = bad = 0
+    for path in sorted(directory.glob("*.json")):
+        try:
+            record = from_call_record(
+                json.loads(path.read_text(encoding="utf-8")), instance or where.instance, path.stat().st_mtime
+            )
+            new = store_record(engine, record)
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            typer.echo(f"callbridge: skipping {path.name}: {exc}", err=True)
+            bad += 1
+            continue
+        added += new
+        present += not new
+    typer.echo(f"imported {added} calls, {present} were there already, {bad} files skipped")
+    if bad:
+        raise typer.Exit(1)
+
+
+def usage_command(
+    per: Annotated[str, typer.Option(help="day or month.")] = "day",
+    since: Since = None,
+    until: Until = None,
+    as_json: AsJson = False,
+    env_file: EnvFile = None,
+) -> None:
+    """Calls, minutes, tokens and cost per day or month (this machine's timezone)."""
+    from records.queries import CallFilter, usage
+
+    if per not in ("day", "month"):
+        raise _fail("--per is day or month", 2)
+    where = Where(env_file)
+    rows = usage(where.engine(), per, CallFilter(since=parse_when(since), until=parse_when(until)))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        typer.echo("no calls")
+        return
+    typer.echo(
+        f"{per:<10} {'calls':>6} {'minutes':>8} {'in audio':>9} {'in text':>8} {'out audio':>9} {'out text':>8}  cost"
+    )
+    for row in rows:
+        cost = f"{row['cost']:.4f} {row['currency']}" if row["cost"] is not None else "-"
+        typer.echo(
+            f"{row['period']:<10} {row['calls']:>6} {row['minutes']:>8.1f} {row['input_audio_tokens']:>9} "
+            f"{row['input_text_tokens']:>8} {row['output_audio_tokens']:>9} {row['output_text_tokens']:>8}  {cost}"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(db_app, name="db")
+    app.add_typer(calls_app, name="calls")
+    app.command("usage")(usage_command)

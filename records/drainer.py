@@ -1,0 +1,199 @@
+"""The drainer: one long-lived helper process per instance that moves spooled records into
+the database, in the order the calls ended, each exactly once.
+
+Exactly once: `records/store.py::store_record` is idempotent on (instance, call_id), and a
+spool file is removed only after the transaction that stored it has committed. Killed in
+between, the next drainer stores the same file again, which changes nothing.
+
+In order: the oldest record first; while it cannot be stored (database down, slow,
+locked, read-only) nothing after it is tried, and the drainer retries with a doubling
+delay (0.5 s up to 30 s). A record that can never be a row is moved to `bad/` with one
+log line, so it does not block the others.
+
+It also finishes journals a dead run left (worker and supervisor died together): a
+journal whose worker is no longer alive and that has not grown for a minute is completed
+as after a crash (records/spool.py::complete_crashed), without counters.
+
+The supervisor keeps it running (`DrainerKeeper`, on its tick); the drainer itself never
+runs on the supervisor's loop, and the worker never talks to the database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from records import spool
+from records.migrate import upgrade
+from records.store import open_engine, store_record
+
+log = logging.getLogger(__name__)
+
+POLL = 1.0  # seconds between looks at the spool when it is empty
+BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
+ORPHAN_QUIET = 60.0  # seconds a dead worker's journal must be still before it is completed
+RESTART_DELAYS = (1.0, 5.0, 30.0)  # the supervisor's delays before starting a drainer again
+
+
+class Backoff:
+    def __init__(self, low: float = BACKOFF_MIN, high: float = BACKOFF_MAX) -> None:
+        self.low, self.high = low, high
+        self.delay = 0.0
+
+    def failed(self) -> float:
+        self.delay = min(self.high, max(self.low, self.delay * 2))
+        return self.delay
+
+    def reset(self) -> None:
+        self.delay = 0.0
+
+
+def drain_once(engine, directory: Path) -> int:
+    """Store every pending record, oldest first; returns how many left the spool. Raises the
+    database's error at the first record it cannot store (the ones after it wait)."""
+    moved = 0
+    for path in spool.pending_records(directory):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+            new = store_record(engine, record)
+        except FileNotFoundError:
+            continue  # another drainer took it
+        except ValueError as exc:
+            _set_aside(path, str(exc))
+            continue
+        path.unlink(missing_ok=True)
+        moved += 1
+        log.debug("stored %s%s", path.name, "" if new else " (it was there already)")
+    return moved
+
+
+def complete_orphans(directory: Path, now: float | None = None) -> int:
+    """Journals of workers that are gone, quiet for ORPHAN_QUIET: completed as crashed."""
+    now = time.time() if now is None else now
+    done = 0
+    for path in spool.journals(directory):
+        try:
+            header, _, _ = spool.read_journal(path)
+            quiet = now - path.stat().st_mtime
+        except OSError:
+            continue
+        if header is None or quiet < ORPHAN_QUIET or _alive(int(header.get("worker_pid") or 0)):
+            continue
+        spool.complete_crashed(directory, header, None, "unknown (found after a restart)")
+        done += 1
+    return done
+
+
+def run(database, directory: Path, parent_pid: int, poll: float = POLL) -> None:
+    """The drainer's loop, until its supervisor is gone. `database` is a DatabaseUrl."""
+    engine = open_engine(database)
+    backoff = Backoff()
+    migrated = not database.is_sqlite  # a server's schema is `callbridge db upgrade`'s job
+    log.info("drainer started: spool %s, database %s", directory, database)
+    while os.getppid() == parent_pid:
+        try:
+            if not migrated:
+                upgrade(engine)
+                migrated = True
+            complete_orphans(directory)
+            moved = drain_once(engine, directory)
+        except (SQLAlchemyError, OSError) as exc:
+            delay = backoff.failed()
+            # The URL's password is registered with callbridge/secret.py: the log redacts it
+            # even when a driver quotes it in its message.
+            log.warning("cannot store call records yet (%s); retrying in %.1f s", _short(exc), delay)
+            engine.dispose()  # a fresh connection next time: the old one may be half dead
+            time.sleep(delay)
+            continue
+        if backoff.delay:
+            log.info("call records are being stored again")
+        backoff.reset()
+        if not moved:
+            time.sleep(poll)
+
+
+class DrainerKeeper:
+    """The supervisor's side: keep one drainer helper running; restart it, with growing
+    delays, when it exits. `tick` runs on the supervisor's loop and only forks."""
+
+    def __init__(self, settings) -> None:
+        self.settings = settings
+        self.helper = None
+        self.next_start = 0.0
+        self.failures = 0
+
+    def tick(self, now: float, start_helper) -> None:
+        if self.helper is not None or now < self.next_start:
+            return
+        settings, parent = self.settings, os.getpid()
+        self.helper = start_helper(
+            "drainer", lambda: run(settings.database, settings.spool_dir, parent), self._exited
+        )
+        if self.helper is None:  # could not fork: try again later
+            self.next_start = now + RESTART_DELAYS[-1]
+
+    def _exited(self, _result, ok: bool) -> None:
+        self.helper = None
+        delay = RESTART_DELAYS[min(self.failures, len(RESTART_DELAYS) - 1)]
+        self.failures += 1
+        self.next_start = time.monotonic() + delay
+        log.warning("the records drainer exited; starting it again in %.0f s", delay)
+
+
+def crash_record_work(settings, entry, counters: dict, worker_exit: str):
+    """For the supervisor's "record" helper after a worker died: what it knows of the call
+    (supervisor/calls.py::CallEntry) and the header's last counters, copied now, before
+    the segment is unlinked."""
+    from shm_ring import EndReason
+
+    fallback = {
+        "version": spool.VERSION,
+        "instance": settings.instance,
+        "call_id": entry.call_id,
+        "caller": entry.caller,
+        "dialled": entry.dialled,
+        "started_at": entry.started_wall,
+        "model": settings.openai_realtime_model,
+    }
+    counters = dict(counters)
+    written = counters.get("end_reason", 0)  # the worker may have died while ending for a reason
+    reason = EndReason(written).name.lower() if written in EndReason._value2member_map_ and written else None
+    directory = settings.spool_dir
+    return lambda: spool.complete_crashed(
+        directory, fallback, counters, worker_exit, reason or "worker_crashed"
+    )
+
+
+def _set_aside(path: Path, why: str) -> None:
+    bad = path.parent / "bad"
+    try:
+        bad.mkdir(exist_ok=True)
+        os.replace(path, bad / path.name)
+    except OSError as exc:
+        log.error("cannot set aside the bad record %s: %s", path.name, exc)
+        return
+    log.error("call record %s cannot be stored (%s); moved to %s", path.name, why, bad)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _short(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:300]

@@ -1,0 +1,132 @@
+"""The questions the CLI (and later the web pages) ask of the call history, one function
+each, next to the tables (records/schema.py). Times in and out are naive UTC."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from records.schema import calls, events, turns
+
+TOKEN_COLUMNS = (
+    "input_audio_tokens",
+    "input_text_tokens",
+    "input_cached_tokens",
+    "output_audio_tokens",
+    "output_text_tokens",
+)
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    caller: str | None = None  # a part of the caller's number
+    number: str | None = None  # a part of the number dialled
+    end_reason: str | None = None
+    instance: str | None = None
+
+    def where(self, query):
+        c = calls.c
+        if self.since is not None:
+            query = query.where(c.started_at >= self.since)
+        if self.until is not None:
+            query = query.where(c.started_at < self.until)
+        if self.caller:
+            query = query.where(c.caller.contains(self.caller, autoescape=True))
+        if self.number:
+            query = query.where(c.dialled.contains(self.number, autoescape=True))
+        if self.end_reason:
+            query = query.where(c.end_reason == self.end_reason)
+        if self.instance:
+            query = query.where(c.instance == self.instance)
+        return query
+
+
+def _row(row) -> dict:
+    out = dict(row._mapping)
+    if "setup_ms" in out:
+        out["setup_ms"] = json.loads(out["setup_ms"] or "{}")
+    return out
+
+
+def recent_calls(engine: Engine, where: CallFilter = CallFilter(), limit: int = 50) -> list[dict]:
+    """The newest calls first."""
+    query = where.where(select(calls)).order_by(calls.c.started_at.desc(), calls.c.call_id).limit(limit)
+    with engine.connect() as conn:
+        return [_row(row) for row in conn.execute(query)]
+
+
+def iter_calls(engine: Engine, where: CallFilter = CallFilter()) -> Iterator[dict]:
+    """Every matching call, oldest first, streamed (for export)."""
+    query = where.where(select(calls)).order_by(calls.c.started_at, calls.c.call_id)
+    with engine.connect() as conn:
+        for row in conn.execution_options(stream_results=True).execute(query):
+            yield _row(row)
+
+
+def find_calls(engine: Engine, call_id: str, instance: str | None = None) -> list[dict]:
+    """The call(s) with this id (one per instance that saw it), each with turns and events."""
+    query = select(calls).where(calls.c.call_id == call_id)
+    if instance:
+        query = query.where(calls.c.instance == instance)
+    found = []
+    with engine.connect() as conn:
+        for row in conn.execute(query.order_by(calls.c.instance)):
+            call = _row(row)
+            for name, table in (("turns", turns), ("events", events)):
+                key = (table.c.instance == call["instance"]) & (table.c.call_id == call_id)
+                children = [_row(r) for r in conn.execute(select(table).where(key).order_by(table.c.seq))]
+                for child in children:
+                    child.pop("instance"), child.pop("call_id")
+                    if "detail" in child:
+                        child["detail"] = json.loads(child["detail"] or "{}")
+                call[name] = children
+            found.append(call)
+    return found
+
+
+def usage(
+    engine: Engine, per: str = "day", where: CallFilter = CallFilter(), zone: tzinfo | None = None
+) -> list[dict]:
+    """Calls, minutes, tokens by kind and cost per day or month in `zone` (local by default).
+
+    Summed here rather than in SQL: grouping by a local day is spelled differently by
+    each database, and a period's calls are few enough to read."""
+    columns = [calls.c.started_at, calls.c.duration_s, calls.c.cost_estimate, calls.c.currency]
+    columns += [calls.c[name] for name in TOKEN_COLUMNS]
+    query = where.where(select(*columns)).order_by(calls.c.started_at)
+    fmt = "%Y-%m" if per == "month" else "%Y-%m-%d"
+    periods: OrderedDict[str, dict] = OrderedDict()
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            local = row.started_at.replace(tzinfo=UTC).astimezone(zone)
+            period = periods.setdefault(
+                local.strftime(fmt),
+                {
+                    "period": local.strftime(fmt),
+                    "calls": 0,
+                    "minutes": 0.0,
+                    **dict.fromkeys(TOKEN_COLUMNS, 0),
+                    "cost": None,
+                    "currency": "",
+                },
+            )
+            period["calls"] += 1
+            period["minutes"] += (row.duration_s or 0.0) / 60
+            for name in TOKEN_COLUMNS:
+                period[name] += getattr(row, name) or 0
+            if row.cost_estimate is not None:
+                period["cost"] = (period["cost"] or 0.0) + row.cost_estimate
+                period["currency"] = row.currency
+    for period in periods.values():
+        period["minutes"] = round(period["minutes"], 1)
+        if period["cost"] is not None:
+            period["cost"] = round(period["cost"], 4)
+    return list(periods.values())

@@ -1,0 +1,104 @@
+"""The call history's tables, declared once (SQLAlchemy Core). Migrations in
+records/migrations/versions must produce exactly this; tests/test_records_store.py checks it.
+
+One row per call in `calls`, keyed by (instance, call_id): several instances may share one
+MySQL or PostgreSQL database, and a call id (Asterisk's channel id) is unique only within
+one Asterisk. Its turns and events hang off the same key. Times are naive UTC.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+ID = 128  # Asterisk channel ids ("1733412345.42", or uuid-like when the dialplan sets them)
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("instance", String(64), primary_key=True),
+    Column("call_id", String(ID), primary_key=True),
+    # who and when
+    Column("caller", String(64), nullable=False, default=""),
+    Column("caller_name", String(128), nullable=False, default=""),
+    Column("dialled", String(64), nullable=False, default=""),
+    Column("started_at", DateTime, nullable=False),
+    Column("answered_at", DateTime),
+    Column("ended_at", DateTime),
+    Column("duration_s", Float, nullable=False, default=0.0),
+    Column("end_reason", String(32), nullable=False),
+    Column("worker_exit", String(64), nullable=False, default=""),
+    Column("agent", String(64), nullable=False, default=""),
+    Column("model", String(64), nullable=False, default=""),
+    Column("failure", Text, nullable=False, default=""),
+    # False when a helper rebuilt the record from the journal after the worker died
+    Column("complete", Boolean, nullable=False, default=True),
+    # set-up timeline (ms since admission, JSON object) and the worker's audio figures
+    Column("setup_ms", Text, nullable=False, default="{}"),
+    Column("setup_bridge_retries", Integer, nullable=False, default=0),
+    Column("frames_in", BigInteger, nullable=False, default=0),
+    Column("frames_out", BigInteger, nullable=False, default=0),
+    Column("underruns", BigInteger, nullable=False, default=0),
+    Column("barge_ins", Integer, nullable=False, default=0),
+    Column("rejected_packets", BigInteger, nullable=False, default=0),
+    Column("reconnects", Integer, nullable=False, default=0),
+    # usage by kind (tokens), and the estimate made from it when the record was stored
+    Column("input_audio_tokens", BigInteger, nullable=False, default=0),
+    Column("input_text_tokens", BigInteger, nullable=False, default=0),
+    Column("input_cached_tokens", BigInteger, nullable=False, default=0),
+    Column("output_audio_tokens", BigInteger, nullable=False, default=0),
+    Column("output_text_tokens", BigInteger, nullable=False, default=0),
+    Column("transcription_seconds", Float, nullable=False, default=0.0),
+    Column("cost_estimate", Float),  # None: no price known for the model
+    Column("currency", String(8), nullable=False, default=""),
+    Index("ix_calls_started_at", "started_at"),
+    Index("ix_calls_caller", "caller"),
+)
+
+turns = Table(
+    "turns",
+    metadata,
+    Column("instance", String(64), primary_key=True),
+    Column("call_id", String(ID), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("side", String(8), nullable=False),  # "caller" or "agent"
+    Column("offset_ms", BigInteger, nullable=False, default=0),  # since the call started
+    Column("text", Text, nullable=False, default=""),
+    # an interrupted agent turn: `text` is what the model said, `heard` what the caller heard
+    Column("interrupted", Boolean, nullable=False, default=False),
+    Column("heard", Text),
+    ForeignKeyConstraint(
+        ["instance", "call_id"], ["calls.instance", "calls.call_id"], ondelete="CASCADE", name="fk_turns_call"
+    ),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("instance", String(64), primary_key=True),
+    Column("call_id", String(ID), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("offset_ms", BigInteger, nullable=False, default=0),
+    Column("kind", String(32), nullable=False),  # later issues: tool calls, transfers, DTMF
+    Column("detail", Text, nullable=False, default="{}"),  # JSON object
+    ForeignKeyConstraint(
+        ["instance", "call_id"],
+        ["calls.instance", "calls.call_id"],
+        ondelete="CASCADE",
+        name="fk_events_call",
+    ),
+)

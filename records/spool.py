@@ -1,0 +1,305 @@
+"""The spool: where a call's record waits for the database, so that nothing is lost and
+nothing waits on it.
+
+Per call, in the instance's spool directory:
+
+- `<key>.journal`, JSON lines, append-only, written by the worker's main thread as the
+  call goes: a header line (who, when, agent, model, worker pid), then one line per
+  finished turn, each carrying the usage so far. A worker that dies keeps everything up to
+  its last control tick (100 ms).
+- `<ended ms>_<key>.json`, the final record, written once (temp file, fsync, rename: the
+  drainer never sees half a record), after which the journal is removed. Names sort by
+  the end of the call, which is the order the drainer stores them in.
+
+After a crash a helper (`complete_crashed`) builds the record from the journal and the
+last counters the supervisor read from the call's header; the record says complete=false.
+The worker's side is `CallSpool`: `call_worker/call.py` opens it, journals on its control
+tick and finishes it in `_report`. A spool that cannot be written costs the record, never
+the call: one warning, then the spool is off for that call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+JOURNAL, RECORD, TEMP = ".journal", ".json", ".tmp"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def file_key(call_id: str) -> str:
+    """The call id as a file name part (Asterisk's ids are safe already; others are quoted)."""
+    return _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", call_id)[:200] or "_"
+
+
+def record_name(ended_at: float, call_id: str) -> str:
+    return f"{int(ended_at * 1000):013d}_{file_key(call_id)}{RECORD}"
+
+
+def journal_path(directory: Path, call_id: str) -> Path:
+    return directory / f"{file_key(call_id)}{JOURNAL}"
+
+
+def pending_records(directory: Path) -> list[Path]:
+    """Final records waiting for the database, oldest call end first."""
+    try:
+        return sorted(p for p in directory.iterdir() if p.name.endswith(RECORD))
+    except FileNotFoundError:
+        return []
+
+
+def journals(directory: Path) -> list[Path]:
+    try:
+        return sorted(p for p in directory.iterdir() if p.name.endswith(JOURNAL))
+    except FileNotFoundError:
+        return []
+
+
+def write_record(directory: Path, record: dict) -> Path:
+    """Atomically: a reader sees no file or the whole record."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / record_name(record["ended_at"], record["call_id"])
+    temp = path.with_name(path.name + TEMP)
+    with open(temp, "w", encoding="utf-8") as out:
+        json.dump(record, out, ensure_ascii=False)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temp, path)
+    return path
+
+
+def turn_entry(turn: dict, started_at: float) -> dict:
+    """A conversation's transcript item (call_worker/conversation.py) as a spooled turn."""
+    entry = {
+        "side": turn.get("role", ""),
+        "offset_ms": max(0, int((float(turn.get("t") or started_at) - started_at) * 1000)),
+        "text": turn.get("text", ""),
+        "interrupted": bool(turn.get("interrupted")),
+    }
+    if turn.get("heard") is not None:  # what the caller heard of an interrupted reply
+        entry["heard"] = turn["heard"]
+    return entry
+
+
+def usage_by_kind(usage: dict) -> dict:
+    """call_worker/conversation.py's usage totals split by kind: text is total less audio."""
+    input_audio = int(usage.get("input_audio_tokens") or 0)
+    output_audio = int(usage.get("output_audio_tokens") or 0)
+    cached = int(usage.get("input_cached_tokens") or 0)
+    return {
+        "input_audio_tokens": input_audio,
+        "input_text_tokens": max(0, int(usage.get("input_tokens") or 0) - input_audio - cached),
+        "input_cached_tokens": cached,
+        "output_audio_tokens": output_audio,
+        "output_text_tokens": max(0, int(usage.get("output_tokens") or 0) - output_audio),
+        "transcription_seconds": float(usage.get("transcription_seconds") or 0.0),
+    }
+
+
+def figures(counters: dict) -> dict:
+    """The worker's audio figures from a header snapshot (shm_ring/header.py)."""
+    rejected = sum(int(counters.get(name, 0)) for name in counters if name.startswith("rejected_"))
+    return {
+        "frames_in": int(counters.get("frames_in", 0)),
+        "frames_out": int(counters.get("frames_out", 0)),
+        "underruns": int(counters.get("underruns", 0)),
+        "barge_ins": int(counters.get("barge_ins", 0)),
+        "rejected_packets": rejected,
+        "reconnects": int(counters.get("reconnects", 0)),
+    }
+
+
+class CallSpool:
+    """The worker's journal and final record for one call. Main thread only."""
+
+    def __init__(self, directory: Path, header: dict) -> None:
+        self.directory = directory
+        self.header = header
+        self.started_at = header["started_at"]
+        self.turns_written = 0
+        self.usage_written: dict = {}
+        self._journal = None
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._journal = open(journal_path(directory, header["call_id"]), "a", encoding="utf-8")  # noqa: SIM115 -- open for the whole call
+            self._write({"kind": "header", **header})
+        except OSError as exc:
+            self._off(exc)
+
+    @classmethod
+    def for_call(cls, settings, info, started_monotonic: float) -> CallSpool:
+        """The spool of one call (`call_worker/call.py::CallInfo`), started at admission."""
+        now_wall, now_mono = time.time(), time.monotonic()
+        admitted = info.admitted_ns / 1e9 if info.admitted_ns else started_monotonic
+        header = {
+            "version": VERSION,
+            "instance": settings.instance,
+            "call_id": info.call_id,
+            "caller": info.caller,
+            "caller_name": getattr(info, "caller_name", ""),
+            "dialled": info.dialled,
+            "started_at": round(now_wall - (now_mono - admitted), 3),
+            "agent": getattr(settings, "agent", "") or "",
+            "model": settings.openai_realtime_model,
+            "worker_pid": os.getpid(),
+        }
+        return cls(settings.spool_dir, header)
+
+    def journal(self, transcript: list[dict], usage: dict) -> None:
+        """Append the turns finished since the last call (the transcript only grows)."""
+        if self._journal is None or len(transcript) <= self.turns_written:
+            return
+        try:
+            for turn in transcript[self.turns_written : len(transcript)]:
+                self._write(
+                    {"kind": "turn", **turn_entry(turn, self.started_at), "usage": usage_by_kind(usage)}
+                )
+                self.turns_written += 1
+        except OSError as exc:
+            self._off(exc)
+
+    def finish(self, record: dict) -> Path | None:
+        """Write the final record, then drop the journal it supersedes."""
+        try:
+            path = write_record(self.directory, {**self.header, **record})
+        except OSError as exc:
+            log.warning("cannot write the call's record to the spool %s: %s", self.directory, exc)
+            return None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        try:
+            journal_path(self.directory, self.header["call_id"]).unlink()
+        except OSError:
+            pass
+        return path
+
+    def _write(self, line: dict) -> None:
+        self._journal.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._journal.flush()  # in the kernel: a crash of this process loses nothing written
+
+    def _off(self, exc: OSError) -> None:
+        log.warning(
+            "cannot journal the call to the spool %s (%s); its record may be lost", self.directory, exc
+        )
+        if self._journal is not None:
+            try:
+                self._journal.close()
+            except OSError:
+                pass
+        self._journal = None
+
+
+def final_record(call) -> dict:
+    """What `call_worker/call.py::Call` knows at its end, as the record's body."""
+    counters = call.header.snapshot()
+    conversation = call.conversation
+    started_at = call.spool.started_at
+    answered_ns = counters.get("answered_ns", 0)
+    admitted = call.info.admitted_ns or counters.get("started_ns", 0)
+    answered_at = started_at + (answered_ns - admitted) / 1e9 if answered_ns and admitted else None
+    if call.teardown_left:
+        exit_how = "exit:4"  # call_worker/process.py EXIT_TEARDOWN_LEFT
+    elif call.end_reason.name == "SETUP_FAILED":
+        exit_how = "exit:3"
+    else:
+        exit_how = "exit:0"
+    ended_at = time.time()
+    return {
+        "answered_at": answered_at,
+        "ended_at": ended_at,
+        "duration_s": round(ended_at - started_at, 2),
+        "end_reason": call.end_reason.name.lower(),
+        "worker_exit": exit_how,
+        "failure": call.fatal_message,
+        "complete": True,
+        "setup_ms": call.timeline.as_ms(),
+        "setup_bridge_retries": call.timeline.bridge_retries,
+        "figures": figures(counters),
+        "usage": usage_by_kind(conversation.usage),
+        "turns": [turn_entry(turn, started_at) for turn in conversation.transcript],
+        "events": [],
+    }
+
+
+def read_journal(path: Path) -> tuple[dict | None, list[dict], dict]:
+    """(header, turns, last usage) from a journal; a torn last line (the crash) is skipped."""
+    header, turns, usage = None, [], {}
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(item, dict):
+                continue
+            kind = item.pop("kind", "")
+            if kind == "header":
+                header = item
+            elif kind == "turn":
+                usage = item.pop("usage", usage) or usage
+                turns.append(item)
+    return header, turns, usage
+
+
+def complete_crashed(
+    directory: Path,
+    fallback: dict,
+    counters: dict | None,
+    worker_exit: str,
+    end_reason: str = "worker_crashed",
+) -> str:
+    """After the worker died: the record from its journal and the header's last counters.
+
+    `fallback` holds what the supervisor knows (instance, call_id, caller, dialled,
+    started_at) for a worker that died before it opened its journal. Runs in a helper
+    process (or the drainer, for journals a dead run left); returns what it did."""
+    call_id = fallback["call_id"]
+    path = journal_path(directory, call_id)
+    header, turns, usage = None, [], {}
+    try:
+        header, turns, usage = read_journal(path)
+    except FileNotFoundError:
+        pass
+    if any(p.name.endswith(f"_{file_key(call_id)}{RECORD}") for p in pending_records(directory)):
+        path.unlink(missing_ok=True)  # the worker wrote its record before it died
+        return "recorded by the worker"
+    header = {**fallback, **(header or {})}
+    counters = counters or {}
+    ended_at = time.time()
+    record = {
+        **header,
+        "ended_at": ended_at,
+        "duration_s": round(ended_at - float(header["started_at"]), 2),
+        "end_reason": end_reason,
+        "worker_exit": worker_exit,
+        "complete": False,
+        "figures": figures(counters),
+        "usage": usage,
+        "turns": turns,
+        "events": [],
+    }
+    if counters.get("input_tokens") or counters.get("output_tokens"):
+        # The header's totals are newer than the journal's last turn; kinds are not known.
+        known_in = sum(
+            usage.get(k, 0) for k in ("input_audio_tokens", "input_text_tokens", "input_cached_tokens")
+        )
+        known_out = sum(usage.get(k, 0) for k in ("output_audio_tokens", "output_text_tokens"))
+        record["usage"] = {
+            **usage_by_kind({}),
+            **usage,
+            "input_text_tokens": usage.get("input_text_tokens", 0)
+            + max(0, counters.get("input_tokens", 0) - known_in),
+            "output_text_tokens": usage.get("output_text_tokens", 0)
+            + max(0, counters.get("output_tokens", 0) - known_out),
+        }
+    write_record(directory, record)
+    path.unlink(missing_ok=True)
+    return f"rebuilt from the journal ({len(turns)} turns)"

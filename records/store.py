@@ -1,0 +1,156 @@
+"""The records store: an engine for DATABASE_URL, and writing one call's record exactly once.
+
+One code path for SQLite, MariaDB/MySQL and PostgreSQL. SQLite gets WAL (readers such as
+`callbridge calls` never block the drainer, nor it them) and a busy timeout, so a reader
+holding the file for a moment is waited for instead of failing the write.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import create_engine, event, insert, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from records.schema import calls, events, turns
+from records.url import DatabaseUrl
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_MS = 5000
+CONNECT_TIMEOUT = 10  # seconds; a server that does not answer is "down" for the drainer
+
+
+def open_engine(url: DatabaseUrl) -> Engine:
+    """An engine for `url`; nothing connects until the first query."""
+    if url.is_sqlite:
+        engine = create_engine(url.url, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT}
+    if url.backend == "mysql":
+        connect_args.update(read_timeout=30, write_timeout=30, charset="utf8mb4")
+    return create_engine(url.url, connect_args=connect_args, pool_pre_ping=True)
+
+
+def utc(epoch: float | None) -> datetime | None:
+    """A spool record's epoch seconds as the naive UTC the tables hold."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(float(epoch), UTC).replace(tzinfo=None)
+
+
+def call_row(record: dict) -> dict:
+    """The `calls` row for a spool record (records/spool.py's format)."""
+    usage = record.get("usage") or {}
+    figures = record.get("figures") or {}
+    return {
+        "instance": record["instance"],
+        "call_id": record["call_id"],
+        "caller": str(record.get("caller") or "")[:64],
+        "caller_name": str(record.get("caller_name") or "")[:128],
+        "dialled": str(record.get("dialled") or "")[:64],
+        "started_at": utc(record["started_at"]),
+        "answered_at": utc(record.get("answered_at")),
+        "ended_at": utc(record.get("ended_at")),
+        "duration_s": float(record.get("duration_s") or 0.0),
+        "end_reason": str(record.get("end_reason") or "unknown")[:32],
+        "worker_exit": str(record.get("worker_exit") or "")[:64],
+        "agent": str(record.get("agent") or "")[:64],
+        "model": str(record.get("model") or "")[:64],
+        "failure": str(record.get("failure") or ""),
+        "complete": bool(record.get("complete", True)),
+        "setup_ms": json.dumps(record.get("setup_ms") or {}),
+        "setup_bridge_retries": int(record.get("setup_bridge_retries") or 0),
+        "frames_in": int(figures.get("frames_in") or 0),
+        "frames_out": int(figures.get("frames_out") or 0),
+        "underruns": int(figures.get("underruns") or 0),
+        "barge_ins": int(figures.get("barge_ins") or 0),
+        "rejected_packets": int(figures.get("rejected_packets") or 0),
+        "reconnects": int(figures.get("reconnects") or 0),
+        "input_audio_tokens": int(usage.get("input_audio_tokens") or 0),
+        "input_text_tokens": int(usage.get("input_text_tokens") or 0),
+        "input_cached_tokens": int(usage.get("input_cached_tokens") or 0),
+        "output_audio_tokens": int(usage.get("output_audio_tokens") or 0),
+        "output_text_tokens": int(usage.get("output_text_tokens") or 0),
+        "transcription_seconds": float(usage.get("transcription_seconds") or 0.0),
+        "cost_estimate": record.get("cost_estimate"),
+        "currency": str(record.get("currency") or "")[:8],
+    }
+
+
+def turn_rows(record: dict) -> list[dict]:
+    rows = []
+    for seq, turn in enumerate(record.get("turns") or []):
+        rows.append(
+            {
+                "instance": record["instance"],
+                "call_id": record["call_id"],
+                "seq": seq,
+                "side": str(turn.get("side") or "")[:8],
+                "offset_ms": int(turn.get("offset_ms") or 0),
+                "text": str(turn.get("text") or ""),
+                "interrupted": bool(turn.get("interrupted")),
+                "heard": turn.get("heard"),
+            }
+        )
+    return rows
+
+
+def event_rows(record: dict) -> list[dict]:
+    rows = []
+    for seq, item in enumerate(record.get("events") or []):
+        rows.append(
+            {
+                "instance": record["instance"],
+                "call_id": record["call_id"],
+                "seq": seq,
+                "offset_ms": int(item.get("offset_ms") or 0),
+                "kind": str(item.get("kind") or "")[:32],
+                "detail": json.dumps(item.get("detail") or {}),
+            }
+        )
+    return rows
+
+
+def store_record(engine: Engine, record: dict) -> bool:
+    """Write one call with its turns and events in one transaction. Idempotent on
+    (instance, call_id): True when this call wrote it, False when it was there already
+    (a drainer killed between the commit and removing the spool file sends it again).
+
+    Raises ValueError for a record that cannot be a row (the drainer sets it aside), and
+    SQLAlchemy's errors when the database cannot be written (the drainer retries)."""
+    try:
+        row = call_row(record)
+        children = turn_rows(record), event_rows(record)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"not a call record: {exc!r}") from None
+    key = (calls.c.instance == row["instance"]) & (calls.c.call_id == row["call_id"])
+    try:
+        with engine.begin() as conn:
+            if conn.execute(select(calls.c.call_id).where(key)).first() is not None:
+                return False
+            conn.execute(insert(calls), [row])
+            for table, rows in zip((turns, events), children, strict=True):
+                if rows:
+                    conn.execute(insert(table), rows)
+    except IntegrityError:
+        # Another writer (a second drainer, an import) stored the same call between our
+        # check and our insert: the call is there, which is all we promised.
+        with engine.connect() as conn:
+            if conn.execute(select(calls.c.call_id).where(key)).first() is not None:
+                return False
+        raise
+    return True
