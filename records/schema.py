@@ -22,8 +22,12 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects import mysql
 
 metadata = MetaData()
+
+# Microseconds on every backend: MySQL's DATETIME keeps whole seconds unless told.
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 ID = 128  # Asterisk channel ids ("1733412345.42", or uuid-like when the dialplan sets them)
 
@@ -36,9 +40,9 @@ calls = Table(
     Column("caller", String(64), nullable=False, default=""),
     Column("caller_name", String(128), nullable=False, default=""),
     Column("dialled", String(64), nullable=False, default=""),
-    Column("started_at", DateTime, nullable=False),
-    Column("answered_at", DateTime),
-    Column("ended_at", DateTime),
+    Column("started_at", Timestamp, nullable=False),
+    Column("answered_at", Timestamp),
+    Column("ended_at", Timestamp),
     Column("duration_s", Float, nullable=False, default=0.0),
     Column("end_reason", String(32), nullable=False),
     Column("worker_exit", String(64), nullable=False, default=""),

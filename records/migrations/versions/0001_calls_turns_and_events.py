@@ -11,6 +11,10 @@ Create Date: 2026-12-01 21:49:02.973686
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
+
+# As records/schema.py's Timestamp (written out here: a migration must not change with it).
+TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 revision = "0001"
 down_revision = None
@@ -26,9 +30,9 @@ def upgrade() -> None:
         sa.Column("caller", sa.String(length=64), nullable=False),
         sa.Column("caller_name", sa.String(length=128), nullable=False),
         sa.Column("dialled", sa.String(length=64), nullable=False),
-        sa.Column("started_at", sa.DateTime(), nullable=False),
-        sa.Column("answered_at", sa.DateTime(), nullable=True),
-        sa.Column("ended_at", sa.DateTime(), nullable=True),
+        sa.Column("started_at", TIMESTAMP, nullable=False),
+        sa.Column("answered_at", TIMESTAMP, nullable=True),
+        sa.Column("ended_at", TIMESTAMP, nullable=True),
         sa.Column("duration_s", sa.Float(), nullable=False),
         sa.Column("end_reason", sa.String(length=32), nullable=False),
         sa.Column("worker_exit", sa.String(length=64), nullable=False),

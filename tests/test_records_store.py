@@ -1,0 +1,122 @@
+"""The call history's store on SQLite, MariaDB and PostgreSQL: migrations from an empty
+database, one row per call exactly once, its turns and events, and the CLI's queries."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from records_fixtures import a_record, database  # noqa: F401 -- the parametrized fixture
+from sqlalchemy import func, inspect, select, text
+
+from records import queries
+from records.migrate import current, head, upgrade
+from records.schema import calls, metadata, turns
+from records.store import open_engine, store_record, utc
+
+
+@pytest.fixture
+def engine(database):  # noqa: F811
+    engine = open_engine(database)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_migrating_an_empty_database_gives_exactly_the_declared_tables(database):  # noqa: F811
+    engine = open_engine(database)
+    assert current(engine) is None
+    upgrade(engine)
+    assert current(engine) == head() == "0001"
+    assert {"calls", "turns", "events"} <= set(inspect(engine).get_table_names())
+    with engine.connect() as conn:  # what the migrations built is what records/schema.py says
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+    upgrade(engine)  # again: nothing to do, nothing fails
+    assert current(engine) == "0001"
+    engine.dispose()
+
+
+def test_a_record_is_stored_once_with_its_turns_and_events(engine):
+    record = a_record()
+    assert store_record(engine, record) is True
+    assert store_record(engine, record) is False  # the drainer sent it again: no change
+    assert store_record(engine, a_record(caller="+1999")) is False  # same key: the first one stays
+    [call] = queries.find_calls(engine, record["call_id"])
+    assert call["caller"] == "+34600111222" and call["caller_name"] == "Ana"
+    assert call["instance"] == "clinic" and call["end_reason"] == "caller_hangup"
+    assert call["duration_s"] == 61.5 and call["complete"] is True
+    assert call["setup_ms"] == {"answered": 9.3, "bridged": 19.4}
+    assert call["frames_in"] == 3000 and call["underruns"] == 2 and call["barge_ins"] == 1
+    assert call["input_cached_tokens"] == 64 and call["output_audio_tokens"] == 1200
+    assert abs((call["started_at"] - utc(record["started_at"])).total_seconds()) < 1e-3
+    assert [t["text"] for t in call["turns"]] == [t["text"] for t in record["turns"]]  # in order, UTF-8 intact
+    interrupted = call["turns"][2]
+    assert interrupted["interrupted"] is True and interrupted["heard"] == "Claro, tenemos"
+    assert call["turns"][0]["heard"] is None
+    assert call["events"] == [{"seq": 0, "offset_ms": 4100, "kind": "barge_in", "detail": {"heard_ms": 700}}]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(calls)).scalar() == 1
+        assert conn.execute(select(func.count()).select_from(turns)).scalar() == 3
+
+
+def test_two_instances_keep_their_own_call_of_the_same_id(engine):
+    assert store_record(engine, a_record(instance="clinic"))
+    assert store_record(engine, a_record(instance="shop", caller="+1555"))
+    found = queries.find_calls(engine, "1733412345.42")
+    assert [(c["instance"], c["caller"]) for c in found] == [("clinic", "+34600111222"), ("shop", "+1555")]
+    assert [c["instance"] for c in queries.find_calls(engine, "1733412345.42", "shop")] == ["shop"]
+
+
+def test_a_record_that_is_not_a_call_is_refused_and_changes_nothing(engine):
+    with pytest.raises(ValueError):
+        store_record(engine, {"call_id": "x"})  # no instance, no start
+    with pytest.raises(ValueError):
+        store_record(engine, {**a_record(), "started_at": "yesterday"})
+    assert queries.recent_calls(engine) == []
+
+
+def test_recent_calls_filter_by_time_caller_number_and_end_reason(engine):
+    now = time.time()
+    store_record(engine, a_record("a", started_at=now - 3 * 86400, caller="+34911000001", dialled="100"))
+    store_record(engine, a_record("b", started_at=now - 3600, caller="+34911000002", dialled="200", end_reason="idle_timeout"))
+    store_record(engine, a_record("c", started_at=now - 60, caller="+44207000003", dialled="100_%"))
+    ids = lambda rows: [r["call_id"] for r in rows]  # noqa: E731
+    assert ids(queries.recent_calls(engine)) == ["c", "b", "a"]  # newest first
+    since = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=1)
+    assert ids(queries.recent_calls(engine, queries.CallFilter(since=since))) == ["c", "b"]
+    assert ids(queries.recent_calls(engine, queries.CallFilter(until=since))) == ["a"]
+    assert ids(queries.recent_calls(engine, queries.CallFilter(caller="+34911"))) == ["b", "a"]
+    assert ids(queries.recent_calls(engine, queries.CallFilter(number="_%"))) == ["c"]  # no wildcards
+    assert ids(queries.recent_calls(engine, queries.CallFilter(end_reason="idle_timeout"))) == ["b"]
+    assert ids(queries.recent_calls(engine, limit=1)) == ["c"]
+    assert ids(queries.iter_calls(engine)) == ["a", "b", "c"]  # export: oldest first
+
+
+def test_usage_sums_calls_minutes_and_tokens_per_day_and_month(engine):
+    base = datetime(2026, 3, 30, 12, 0).timestamp()
+    for n, day in enumerate((0, 0, 1, 3)):
+        store_record(engine, a_record(f"c{n}", started_at=base + day * 86400, duration_s=90.0))
+    days = queries.usage(engine, "day")
+    assert [(d["period"], d["calls"], d["minutes"]) for d in days] == [
+        ("2026-03-30", 2, 3.0),
+        ("2026-03-31", 1, 1.5),
+        ("2026-04-02", 1, 1.5),
+    ]
+    assert days[0]["input_audio_tokens"] == 1600 and days[0]["cost"] is None
+    months = queries.usage(engine, "month")
+    assert [(m["period"], m["calls"]) for m in months] == [("2026-03", 3), ("2026-04", 1)]
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path):
+    from records.url import DatabaseUrl
+
+    engine = open_engine(DatabaseUrl.sqlite_file(tmp_path / "h.db"))
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    engine.dispose()
