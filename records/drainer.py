@@ -91,10 +91,10 @@ def complete_orphans(directory: Path, now: float | None = None) -> int:
     return done
 
 
-def run(database, directory: Path, parent_pid: int, poll: float = POLL) -> None:
+def run(database, directory: Path, parent_pid: int, poll: float = POLL, backoff_max: float = BACKOFF_MAX) -> None:
     """The drainer's loop, until its supervisor is gone. `database` is a DatabaseUrl."""
     engine = open_engine(database)
-    backoff = Backoff()
+    backoff = Backoff(high=backoff_max)
     migrated = not database.is_sqlite  # a server's schema is `callbridge db upgrade`'s job
     log.info("drainer started: spool %s, database %s", directory, database)
     while os.getppid() == parent_pid:

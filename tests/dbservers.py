@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from testenv import wait_until
@@ -34,9 +34,13 @@ def _user(name: str) -> pwd.struct_passwd | None:
         return None
 
 
-def _as(user: str, argv: list[str], **kwargs) -> list[str]:
-    """Run as `user` when we are root (servers refuse root), else as ourselves."""
-    return (["runuser", "-u", user, "--", *argv] if os.geteuid() == 0 else argv), kwargs
+def _as(user: str) -> dict:
+    """subprocess arguments that run as `user` when we are root (servers refuse root). No
+    runuser in between: a signal must reach the server itself."""
+    if os.geteuid() != 0:
+        return {}
+    account = pwd.getpwnam(user)
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
 
 def _accepts(port: int) -> bool:
@@ -50,6 +54,7 @@ def _accepts(port: int) -> bool:
 class Server:
     name = ""
     user = ""
+    stop_signal = signal.SIGTERM
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix=f"callbridge-{self.name}-"))
@@ -69,7 +74,7 @@ class Server:
     def stop(self) -> None:
         """Stopped for real (the outage test), and started again by `start`."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(self.stop_signal)
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -82,9 +87,8 @@ class Server:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _spawn(self, argv: list[str]) -> None:
-        command, _ = _as(self.user, argv)
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 -- the server's for its life
-        self.proc = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, **_as(self.user))
         log.close()
         wait_until(lambda: _accepts(self.port) or self.proc.poll() is not None, timeout=60, interval=0.1)
         if self.proc.poll() is not None:
@@ -105,12 +109,14 @@ class MariaDB(Server):
     def __init__(self) -> None:
         super().__init__()
         self.socket = self.root / "mysqld.sock"
-        command, _ = _as(
-            self.user,
-            ["mariadb-install-db", f"--datadir={self.data}", "--auth-root-authentication-method=normal",
-             "--skip-test-db", "--skip-name-resolve"],
-        )
-        subprocess.run(command, check=True, capture_output=True, timeout=300)
+        command = [
+            "mariadb-install-db",
+            f"--datadir={self.data}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            "--skip-name-resolve",
+        ]
+        subprocess.run(command, check=True, capture_output=True, timeout=300, cwd=self.root, **_as(self.user))
         self.start()
         self._sql(
             "CREATE DATABASE callbridge CHARACTER SET utf8mb4; "
@@ -120,14 +126,23 @@ class MariaDB(Server):
 
     def start(self) -> None:
         self._spawn(
-            ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={self.data}", f"--socket={self.socket}",
-             "--bind-address=127.0.0.1", f"--port={self.port}", f"--pid-file={self.root / 'mysqld.pid'}",
-             "--skip-name-resolve", "--innodb-buffer-pool-size=32M", "--skip-log-bin"]
+            [
+                "/usr/sbin/mariadbd",
+                "--no-defaults",
+                f"--datadir={self.data}",
+                f"--socket={self.socket}",
+                "--bind-address=127.0.0.1",
+                f"--port={self.port}",
+                f"--pid-file={self.root / 'mysqld.pid'}",
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=32M",
+                "--skip-log-bin",
+            ]
         )
 
     def _sql(self, sql: str) -> None:
-        command, _ = _as(self.user, ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "-e", sql])
-        subprocess.run(command, check=True, capture_output=True, timeout=60)
+        command = ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "-e", sql]
+        subprocess.run(command, check=True, capture_output=True, timeout=60, **_as(self.user))
 
     def url(self) -> str:
         return f"mysql+pymysql://cb:cb-secret-pw@127.0.0.1:{self.port}/callbridge"
@@ -138,6 +153,7 @@ class MariaDB(Server):
 
 class PostgreSQL(Server):
     name, user = "postgresql", "postgres"
+    stop_signal = signal.SIGINT  # "fast" shutdown: a smart one would wait for our clients
 
     @staticmethod
     def available() -> str | None:
@@ -153,24 +169,59 @@ class PostgreSQL(Server):
         pwfile = self.root / "pw"
         pwfile.write_text("cb-secret-pw\n")
         os.chmod(pwfile, 0o644)
-        command, _ = _as(
-            self.user,
-            [str(self.bin / "initdb"), "-D", str(self.data), "-U", "cb", f"--pwfile={pwfile}",
-             "--auth=scram-sha-256", "-E", "UTF8", "--locale=C"],
-        )
-        subprocess.run(command, check=True, capture_output=True, timeout=300)
+        command = [
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "cb",
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]
+        subprocess.run(command, check=True, capture_output=True, timeout=300, cwd=self.root, **_as(self.user))
         self.start()
         self._psql("CREATE DATABASE callbridge")
 
     def start(self) -> None:
         self._spawn(
-            [str(self.bin / "postgres"), "-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.port),
-             "-k", str(self.root), "-c", "fsync=off", "-c", "shared_buffers=16MB"]
+            [
+                str(self.bin / "postgres"),
+                "-D",
+                str(self.data),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.root),
+                "-c",
+                "fsync=off",
+                "-c",
+                "shared_buffers=16MB",
+            ]
         )
 
     def _psql(self, sql: str, db: str = "postgres") -> None:
-        command, _ = _as(self.user, [str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "cb", "-d", db, "-c", sql])
-        subprocess.run(command, check=True, capture_output=True, timeout=60, env={**os.environ, "PGPASSWORD": "cb-secret-pw"})
+        command = [
+            str(self.bin / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "cb",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ]
+        env = {**os.environ, "PGPASSWORD": "cb-secret-pw"}
+        subprocess.run(
+            command, check=True, capture_output=True, timeout=60, env=env, cwd=self.root, **_as(self.user)
+        )
 
     def url(self) -> str:
         return f"postgresql+psycopg://cb:cb-secret-pw@127.0.0.1:{self.port}/callbridge"
@@ -178,13 +229,3 @@ class PostgreSQL(Server):
     def reset(self) -> None:
         self._psql("DROP DATABASE callbridge WITH (FORCE)")
         self._psql("CREATE DATABASE callbridge")
-
-
-def started(kind: type[Server]):
-    """For a fixture: yields the running server, or raises the skip reason as RuntimeError."""
-    server = kind()
-    try:
-        yield server
-    finally:
-        server.close()
-        time.sleep(0)  # nothing to wait for: close() waited for the process

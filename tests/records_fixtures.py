@@ -34,16 +34,18 @@ def _server(name: str):
     return server
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _stop_servers():
-    yield
+@pytest.fixture(scope="session")
+def db_servers():
+    """The servers started so far, stopped at the end of the session. A test module imports
+    this with `database`, which needs it."""
+    yield _servers
     for server in _servers.values():
         if not isinstance(server, str):
             server.close()
 
 
 @pytest.fixture(params=BACKENDS)
-def database(request, tmp_path) -> DatabaseUrl:
+def database(request, tmp_path, db_servers) -> DatabaseUrl:
     """An empty database of each kind, as the DatabaseUrl callbridge would read."""
     if request.param == "sqlite":
         return DatabaseUrl.sqlite_file(tmp_path / "callbridge.db")
@@ -81,7 +83,14 @@ def a_record(call_id: str = "1733412345.42", instance: str = "clinic", **changes
         "complete": True,
         "setup_ms": {"answered": 9.3, "bridged": 19.4},
         "setup_bridge_retries": 1,
-        "figures": {"frames_in": 3000, "frames_out": 1500, "underruns": 2, "barge_ins": 1, "rejected_packets": 0, "reconnects": 0},
+        "figures": {
+            "frames_in": 3000,
+            "frames_out": 1500,
+            "underruns": 2,
+            "barge_ins": 1,
+            "rejected_packets": 0,
+            "reconnects": 0,
+        },
         "usage": {
             "input_audio_tokens": 800,
             "input_text_tokens": 300,
@@ -91,9 +100,20 @@ def a_record(call_id: str = "1733412345.42", instance: str = "clinic", **changes
             "transcription_seconds": 20.0,
         },
         "turns": [
-            {"side": "agent", "offset_ms": 300, "text": "Hola, ¿en qué puedo ayudarle?", "interrupted": False},
+            {
+                "side": "agent",
+                "offset_ms": 300,
+                "text": "Hola, ¿en qué puedo ayudarle?",
+                "interrupted": False,
+            },
             {"side": "caller", "offset_ms": 2500, "text": "Quiero una cita", "interrupted": False},
-            {"side": "agent", "offset_ms": 4000, "text": "Claro, tenemos el lunes o el martes", "interrupted": True, "heard": "Claro, tenemos"},
+            {
+                "side": "agent",
+                "offset_ms": 4000,
+                "text": "Claro, tenemos el lunes o el martes",
+                "interrupted": True,
+                "heard": "Claro, tenemos",
+            },
         ],
         "events": [{"offset_ms": 4100, "kind": "barge_in", "detail": {"heard_ms": 700}}],
     }

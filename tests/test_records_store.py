@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from records_fixtures import a_record, database  # noqa: F401 -- the parametrized fixture
+from records_fixtures import a_record, database, db_servers  # noqa: F401 -- the parametrized fixture
 from sqlalchemy import func, inspect, select, text
 
 from records import queries
@@ -53,7 +53,9 @@ def test_a_record_is_stored_once_with_its_turns_and_events(engine):
     assert call["frames_in"] == 3000 and call["underruns"] == 2 and call["barge_ins"] == 1
     assert call["input_cached_tokens"] == 64 and call["output_audio_tokens"] == 1200
     assert abs((call["started_at"] - utc(record["started_at"])).total_seconds()) < 1e-3
-    assert [t["text"] for t in call["turns"]] == [t["text"] for t in record["turns"]]  # in order, UTF-8 intact
+    assert [t["text"] for t in call["turns"]] == [
+        t["text"] for t in record["turns"]
+    ]  # in order, UTF-8 intact
     interrupted = call["turns"][2]
     assert interrupted["interrupted"] is True and interrupted["heard"] == "Claro, tenemos"
     assert call["turns"][0]["heard"] is None
@@ -82,7 +84,10 @@ def test_a_record_that_is_not_a_call_is_refused_and_changes_nothing(engine):
 def test_recent_calls_filter_by_time_caller_number_and_end_reason(engine):
     now = time.time()
     store_record(engine, a_record("a", started_at=now - 3 * 86400, caller="+34911000001", dialled="100"))
-    store_record(engine, a_record("b", started_at=now - 3600, caller="+34911000002", dialled="200", end_reason="idle_timeout"))
+    store_record(
+        engine,
+        a_record("b", started_at=now - 3600, caller="+34911000002", dialled="200", end_reason="idle_timeout"),
+    )
     store_record(engine, a_record("c", started_at=now - 60, caller="+44207000003", dialled="100_%"))
     ids = lambda rows: [r["call_id"] for r in rows]  # noqa: E731
     assert ids(queries.recent_calls(engine)) == ["c", "b", "a"]  # newest first

@@ -1,0 +1,204 @@
+"""How a record travels: the worker's spool, the rebuild after a crash, and the drainer,
+a real process, storing every record exactly once while the database goes away and comes
+back (SQLite: locked by another writer; MariaDB and PostgreSQL: the server stopped)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from records_fixtures import a_record, database, db_servers, server_for  # noqa: F401 -- the parametrized fixture
+from sqlalchemy import func, select
+from testenv import reap, wait_until
+
+from records import queries, spool
+from records.drainer import complete_orphans, drain_once
+from records.migrate import upgrade
+from records.schema import calls
+from records.store import open_engine, store_record
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _spool(tmp_path: Path, started_at: float = 1_790_000_000.0) -> spool.CallSpool:
+    header = {
+        "version": 1,
+        "instance": "clinic",
+        "call_id": "1733.7",
+        "caller": "+3460",
+        "caller_name": "",
+        "dialled": "100",
+        "started_at": started_at,
+        "agent": "",
+        "model": "gpt-realtime-2.1",
+        "worker_pid": os.getpid(),
+    }
+    return spool.CallSpool(tmp_path / "spool", header)
+
+
+def _transcript(started_at: float, n: int) -> list[dict]:
+    return [
+        {"role": ("caller", "agent")[i % 2], "text": f"turn {i}", "t": started_at + i, "interrupted": False}
+        for i in range(n)
+    ]
+
+
+def test_the_worker_journals_each_turn_once_and_its_record_replaces_the_journal(tmp_path):
+    call = _spool(tmp_path)
+    usage = {"input_tokens": 120, "input_audio_tokens": 100, "output_tokens": 50, "output_audio_tokens": 40}
+    call.journal(_transcript(call.started_at, 2), usage)
+    call.journal(_transcript(call.started_at, 2), usage)  # nothing new: nothing written
+    call.journal(_transcript(call.started_at, 3), usage)
+    journal = spool.journal_path(tmp_path / "spool", "1733.7")
+    header, turns, last_usage = spool.read_journal(journal)
+    assert header["caller"] == "+3460" and [t["text"] for t in turns] == ["turn 0", "turn 1", "turn 2"]
+    assert [t["offset_ms"] for t in turns] == [0, 1000, 2000]
+    assert last_usage["input_text_tokens"] == 20 and last_usage["output_audio_tokens"] == 40
+    path = call.finish({"ended_at": call.started_at + 5, "end_reason": "caller_hangup", "turns": turns})
+    assert not journal.exists()
+    assert [p.name for p in (tmp_path / "spool").iterdir()] == [path.name]  # no temp file left
+    assert json.loads(path.read_text())["end_reason"] == "caller_hangup"
+
+
+def test_a_spool_that_cannot_be_written_costs_the_record_not_the_call(tmp_path, caplog):
+    (tmp_path / "spool").write_text("a file where the directory should be")
+    call = _spool(tmp_path)
+    call.journal(_transcript(call.started_at, 1), {})
+    assert call.finish({"ended_at": call.started_at + 1}) is None
+    assert "cannot journal the call" in caplog.text
+
+
+def test_after_a_crash_the_record_is_rebuilt_from_the_journal_and_the_last_counters(tmp_path):
+    call = _spool(tmp_path)
+    call.journal(_transcript(call.started_at, 2), {"input_tokens": 10, "input_audio_tokens": 10})
+    with open(spool.journal_path(tmp_path / "spool", "1733.7"), "a") as torn:
+        torn.write('{"kind": "turn", "side": "caller", "te')  # the crash hit mid-line
+    counters = {
+        "frames_in": 900,
+        "frames_out": 400,
+        "rejected_source": 2,
+        "input_tokens": 30,
+        "output_tokens": 7,
+    }
+    done = spool.complete_crashed(
+        tmp_path / "spool", {"instance": "clinic", "call_id": "1733.7"}, counters, "signal:SIGKILL"
+    )
+    assert done == "rebuilt from the journal (2 turns)"
+    [path] = spool.pending_records(tmp_path / "spool")
+    record = json.loads(path.read_text())
+    assert record["complete"] is False and record["end_reason"] == "worker_crashed"
+    assert record["worker_exit"] == "signal:SIGKILL" and record["caller"] == "+3460"
+    assert [t["text"] for t in record["turns"]] == ["turn 0", "turn 1"]
+    assert record["figures"]["frames_in"] == 900 and record["figures"]["rejected_packets"] == 2
+    assert record["usage"]["input_audio_tokens"] == 10 and record["usage"]["input_text_tokens"] == 20
+    assert not spool.journal_path(tmp_path / "spool", "1733.7").exists()
+
+
+def test_a_journal_left_by_a_dead_run_is_completed_by_the_drainer(tmp_path):
+    directory = tmp_path / "spool"
+    child = os.fork()
+    if child == 0:  # a worker that journals one turn and dies without a record
+        call = _spool(tmp_path)
+        call.header["worker_pid"] = os.getpid()
+        call.journal(_transcript(call.started_at, 1), {})
+        os._exit(0)
+    reap(child)
+    assert complete_orphans(directory) == 0  # too fresh: its supervisor's helper may be on it
+    assert complete_orphans(directory, now=os.path.getmtime(next(directory.iterdir())) + 61) == 1
+    [path] = spool.pending_records(directory)
+    assert json.loads(path.read_text())["turns"][0]["text"] == "turn 0"
+
+
+def test_drain_is_idempotent_when_a_record_was_stored_but_its_file_not_removed(tmp_path):
+    engine = open_engine_for(tmp_path)
+    directory = tmp_path / "spool"
+    record = a_record()
+    store_record(engine, record)  # a drainer killed after its commit, before the unlink
+    spool.write_record(directory, record)
+    (directory / "0000000000001_bad.json").write_text("[1, 2]")  # never a row: set aside
+    assert drain_once(engine, directory) == 1
+    assert spool.pending_records(directory) == [] and (directory / "bad" / "0000000000001_bad.json").exists()
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(calls)).scalar() == 1
+
+
+def open_engine_for(tmp_path):
+    from records.url import DatabaseUrl
+
+    engine = open_engine(DatabaseUrl.sqlite_file(tmp_path / "h.db"))
+    upgrade(engine)
+    return engine
+
+
+class Drainer:
+    """records/drainer.py::run in its own process, as the supervisor's helper runs it."""
+
+    def __init__(self, url: str, directory: Path, log: Path) -> None:
+        code = (
+            "import sys; from pathlib import Path; from callbridge import logs; "
+            "from records.drainer import run; from records.url import DatabaseUrl; "
+            "logs.setup('debug', 'text', sys.argv[3]); "
+            "run(DatabaseUrl.parse(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[4]), poll=0.1, backoff_max=1.0)"
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, url, str(directory), str(log), str(os.getpid())],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stderr=subprocess.DEVNULL,
+        )
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+def test_the_database_going_away_mid_run_loses_nothing_and_stores_nothing_twice(database, tmp_path):  # noqa: F811
+    engine = open_engine(database)
+    upgrade(engine)
+    directory, log = tmp_path / "spool", tmp_path / "drainer.log"
+    drainer = Drainer(database.reveal(), directory, log)
+    try:
+        for n in range(3):
+            spool.write_record(directory, a_record(f"before.{n}", ended_at=1_790_000_000 + n))
+        wait_until(lambda: spool.pending_records(directory) == [], timeout=30)
+
+        # The database goes away: locked by another writer (SQLite) or stopped (servers).
+        server = server_for(database)
+        lock = None
+        if server is None:
+            lock = sqlite3.connect(database.url.database, isolation_level=None)
+            lock.execute("BEGIN EXCLUSIVE")
+        else:
+            engine.dispose()
+            server.stop()
+        for n in range(3):
+            spool.write_record(directory, a_record(f"during.{n}", ended_at=1_790_000_100 + n))
+        crashed = _spool(tmp_path)  # a worker killed mid-call while the database is away
+        crashed.journal(_transcript(crashed.started_at, 2), {})
+        spool.complete_crashed(directory, crashed.header, {"frames_in": 50}, "signal:SIGKILL")
+        wait_until(lambda: "cannot store call records yet" in log.read_text(), timeout=60, interval=0.1)
+        assert len(spool.pending_records(directory)) == 4  # waiting, in the spool
+        drainer.kill()  # and the drainer dies during the outage: its successor carries on
+        drainer = Drainer(database.reveal(), directory, log)
+        if lock is not None:
+            lock.rollback()
+            lock.close()
+        else:
+            server.start()
+        wait_until(lambda: spool.pending_records(directory) == [], timeout=60, interval=0.1)
+    finally:
+        drainer.kill()
+    with engine.connect() as conn:
+        rows = conn.execute(select(calls.c.call_id, func.count()).group_by(calls.c.call_id)).all()
+    assert sorted(rows) == sorted(
+        [(f"before.{n}", 1) for n in range(3)] + [(f"during.{n}", 1) for n in range(3)] + [("1733.7", 1)]
+    )
+    [rebuilt] = queries.find_calls(engine, "1733.7")
+    assert rebuilt["complete"] is False and [t["text"] for t in rebuilt["turns"]] == ["turn 0", "turn 1"]
+    assert "cb-secret-pw" not in log.read_text()  # the URL's password never reaches the log
+    engine.dispose()
