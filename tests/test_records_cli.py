@@ -1,0 +1,195 @@
+"""`callbridge db upgrade`, `calls`, `calls show`, `calls export`, `calls import` and
+`usage` through typer's CliRunner on a real SQLite file; and a real service whose calls,
+one of them crashed, reach the call history through the spool and the drainer."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import time
+
+import pytest
+from records_fixtures import a_record
+from typer.testing import CliRunner
+
+from callbridge.cli import app
+from records.migrate import upgrade
+from records.store import open_engine, store_record
+from records.url import DatabaseUrl
+
+runner = CliRunner()
+
+
+def cli(tmp_path, *args: str, **env: str):
+    environ = {"STATE_DIR": str(tmp_path / "state"), "INSTANCE_ID": "clinic", "DATABASE_URL": "", **env}
+    return runner.invoke(app, list(args), env=environ, catch_exceptions=False)
+
+
+@pytest.fixture
+def history(tmp_path):
+    """A migrated history with three calls: two yesterday-ish, one crashed today."""
+    url = DatabaseUrl.sqlite_file(tmp_path / "state" / "callbridge.db")
+    (tmp_path / "state").mkdir()
+    engine = open_engine(url)
+    upgrade(engine)
+    now = time.time()
+    store_record(engine, a_record("100.1", started_at=now - 30 * 3600, caller="+34911000001"))
+    store_record(
+        engine,
+        a_record("100.2", started_at=now - 26 * 3600, caller="+44207000002", end_reason="idle_timeout"),
+    )
+    store_record(engine, a_record("100.3", started_at=now - 60, complete=False, end_reason="worker_crashed"))
+    engine.dispose()
+    return tmp_path
+
+
+def test_db_upgrade_creates_then_finds_the_schema_up_to_date(tmp_path):
+    first = cli(tmp_path, "db", "upgrade")
+    assert first.exit_code == 0 and "migrated from empty to 0001" in first.output
+    again = cli(tmp_path, "db", "upgrade")
+    assert again.exit_code == 0 and "up to date (revision 0001)" in again.output
+
+
+def test_calls_before_any_history_says_so(tmp_path):
+    result = cli(tmp_path, "calls")
+    assert result.exit_code == 1 and "no call history yet" in result.output
+
+
+def test_calls_lists_newest_first_and_filters(history):
+    result = cli(history, "calls")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[2] for line in lines[1:]] == ["100.3", "100.2", "100.1"]
+    assert "rebuilt after a crash" in lines[1]
+    only = json.loads(cli(history, "calls", "--caller", "+44", "--json").output)
+    assert [c["call_id"] for c in only] == ["100.2"] and only[0]["started_at"].endswith("+00:00")
+    recent = json.loads(cli(history, "calls", "--since", "2h", "--json").output)
+    assert [c["call_id"] for c in recent] == ["100.3"]
+    ended = json.loads(cli(history, "calls", "--end-reason", "idle_timeout", "--json").output)
+    assert [c["call_id"] for c in ended] == ["100.2"]
+    assert json.loads(cli(history, "calls", "--number", "999", "--json").output) == []
+    bad = cli(history, "calls", "--since", "last tuesday")
+    assert bad.exit_code == 2 and "not a date" in bad.output
+
+
+def test_calls_show_prints_the_transcript_with_what_was_heard(history):
+    result = cli(history, "calls", "show", "100.1")
+    assert result.exit_code == 0, result.output
+    assert "+34600111222" in result.output and "1 s, worker exit:0" in result.output
+    assert "Quiero una cita" in result.output
+    assert "[interrupted; heard: 'Claro, tenemos']" in result.output
+    data = json.loads(cli(history, "calls", "show", "100.1", "--json").output)
+    assert len(data[0]["turns"]) == 3 and data[0]["events"][0]["kind"] == "barge_in"
+    missing = cli(history, "calls", "show", "nope")
+    assert missing.exit_code == 1 and "no call 'nope'" in missing.output
+
+
+def test_export_as_csv_and_json_lines(history):
+    out = cli(history, "calls", "export")
+    assert out.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(out.output)))
+    assert [r["call_id"] for r in rows] == ["100.1", "100.2", "100.3"]  # oldest first
+    assert rows[0]["caller"] == "+34911000001" and json.loads(rows[0]["setup_ms"])["bridged"] == 19.4
+    lines = cli(history, "calls", "export", "--format", "jsonl", "--since", "2h").output.splitlines()
+    assert [json.loads(line)["call_id"] for line in lines] == ["100.3"]
+    assert json.loads(lines[0])["turns"][1]["text"] == "Quiero una cita"
+
+
+def test_import_reads_call_records_dir_files_once(history):
+    records = history / "calls"
+    records.mkdir()
+    legacy = {
+        "call_id": "200.1",
+        "caller": "+3493",
+        "dialled": "100",
+        "end_reason": "caller_hangup",
+        "duration_s": 12.5,
+        "frames_in": 600,
+        "frames_out": 300,
+        "barge_ins": 0,
+        "underruns": 0,
+        "setup_ms": {"bridged": 20.0},
+        "setup_bridge_retries": 0,
+        "usage": {
+            "input_tokens": 50,
+            "output_tokens": 80,
+            "input_audio_tokens": 40,
+            "output_audio_tokens": 70,
+            "transcription_seconds": 3.0,
+        },
+        "transcript": [{"role": "caller", "text": "hola", "t": time.time() - 5}],
+    }
+    (records / "200.1.json").write_text(json.dumps(legacy))
+    (records / "broken.json").write_text("{not json")
+    first = cli(history, "calls", "import", str(records))
+    assert first.exit_code == 1 and "imported 1 calls, 0 were there already, 1 files skipped" in first.output
+    again = cli(history, "calls", "import", str(records))
+    assert "imported 0 calls, 1 were there already" in again.output
+    [call] = json.loads(cli(history, "calls", "show", "200.1", "--json").output)
+    assert call["instance"] == "clinic" and call["duration_s"] == 12.5
+    assert call["input_text_tokens"] == 10 and call["output_audio_tokens"] == 70
+    assert call["turns"][0]["text"] == "hola" and call["turns"][0]["side"] == "caller"
+
+
+def test_usage_per_day_and_month(history):
+    days = json.loads(cli(history, "usage", "--json").output)
+    assert sum(d["calls"] for d in days) == 3 and all(d["minutes"] > 0 for d in days)
+    months = json.loads(cli(history, "usage", "--per", "month", "--json").output)
+    assert sum(m["calls"] for m in months) == 3
+    table = cli(history, "usage")
+    assert table.exit_code == 0 and table.output.startswith("day")
+
+
+def test_the_database_password_never_shows(tmp_path):
+    url = "postgresql+psycopg://cb:pw-never-shown@127.0.0.1:1/callbridge"
+    result = cli(tmp_path, "calls", DATABASE_URL=url)
+    assert result.exit_code == 1 and "cannot read the call history" in result.output
+    assert "pw-never-shown" not in result.output and "cb:********@127.0.0.1" in result.output
+    shown = cli(
+        tmp_path,
+        "config",
+        "--json",
+        DATABASE_URL=url,
+        ASTERISK_USERNAME="u",
+        ASTERISK_PASSWORD="p4ss",
+        OPENAI_API_KEY="sk-x",
+    )
+    assert "pw-never-shown" not in shown.output and "cb:********@" in shown.output
+    bad = cli(tmp_path, "calls", DATABASE_URL="oracle://u:pw-never-shown@h/db")
+    assert bad.exit_code == 78 and "not supported" in bad.output and "pw-never-shown" not in bad.output
+
+
+@pytest.mark.slow
+def test_a_services_calls_reach_the_history_even_the_crashed_one(service, asterisk, tmp_path):
+    svc = service()
+    done = asterisk.place_call([{"say": 1000}, {"silence": 2500}, {"hangup": True}])
+    victim = asterisk.place_call([{"say": 1000}, {"silence": 30000}])
+    # The victim's first turns are journaled (the simulator transcribes the caller's speech).
+    row = svc.wait(lambda: (r := svc.call_row(victim)) and r["frames_out"] >= 25 and r, timeout=20)
+    journal = tmp_path / "state" / "spool" / svc.env.get("INSTANCE_ID", "openai-app")
+    svc.wait(
+        lambda: any(p.name.endswith(".journal") and "turn" in p.read_text() for p in journal.glob("*")),
+        timeout=20,
+    )
+    os.kill(row["pid"], signal.SIGKILL)
+    environ = {k: svc.env[k] for k in ("STATE_DIR", "ARI_APP_NAME") if k in svc.env}
+
+    def history() -> dict:
+        result = runner.invoke(app, ["calls", "--json"], env=environ, catch_exceptions=False)
+        return {c["call_id"]: c for c in json.loads(result.output)} if result.exit_code == 0 else {}
+
+    calls = svc.wait(lambda: (h := history()) and {done, victim} <= set(h) and h, timeout=30)
+    assert calls[done]["complete"] is True and calls[done]["end_reason"] == "caller_hangup"
+    assert calls[done]["caller"] and calls[done]["frames_in"] > 0
+    crashed = calls[victim]
+    assert crashed["complete"] is False and crashed["worker_exit"] == "signal:SIGKILL"
+    assert crashed["frames_out"] >= 25  # the header's last counters
+    [shown] = json.loads(runner.invoke(app, ["calls", "show", victim, "--json"], env=environ).output)
+    assert shown["turns"], "the crashed call keeps its turns up to the crash"
+    done_turns = json.loads(runner.invoke(app, ["calls", "show", done, "--json"], env=environ).output)[0][
+        "turns"
+    ]
+    assert [t["side"] for t in done_turns][:2] == ["caller", "agent"]
