@@ -2,7 +2,9 @@
 # System tools of the suites that need them: debootstrap builds a Debian sid
 # chroot with Asterisk 22 and sipp (once, cached outside the repository), espeak-ng and
 # sox make the callers' speech, tcpdump captures RTP on loopback (tests/asterisk);
-# the installer and the unit are checked with shellcheck and systemd-analyze. Needs root.
+# the installer and the unit are checked with shellcheck and systemd-analyze; a MariaDB and
+# a PostgreSQL server for the call history's store tests (tests/dbservers.py starts its own
+# on loopback; the packages' own services are not used). Needs root.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null; then
@@ -14,4 +16,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq debootstrap espeak-ng sox tcpdump shellcheck systemd >/dev/null
-echo "e2e tools installed: $(command -v debootstrap espeak-ng sox tcpdump | tr '\n' ' ')"
+apt-get install -y -qq --no-install-recommends mariadb-server postgresql >/dev/null
+echo "e2e tools installed: $(command -v debootstrap espeak-ng sox tcpdump mariadbd | tr '\n' ' ')"

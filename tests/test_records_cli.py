@@ -78,7 +78,7 @@ def test_calls_lists_newest_first_and_filters(history):
 def test_calls_show_prints_the_transcript_with_what_was_heard(history):
     result = cli(history, "calls", "show", "100.1")
     assert result.exit_code == 0, result.output
-    assert "+34600111222" in result.output and "1 s, worker exit:0" in result.output
+    assert "+34911000001" in result.output and "61.5 s, worker exit:0" in result.output
     assert "Quiero una cita" in result.output
     assert "[interrupted; heard: 'Claro, tenemos']" in result.output
     data = json.loads(cli(history, "calls", "show", "100.1", "--json").output)
