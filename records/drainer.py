@@ -93,6 +93,7 @@ def complete_orphans(directory: Path, now: float | None = None) -> int:
 
 def run(database, directory: Path, parent_pid: int, poll: float = POLL, backoff_max: float = BACKOFF_MAX) -> None:
     """The drainer's loop, until its supervisor is gone. `database` is a DatabaseUrl."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-start chatter is noise here
     engine = open_engine(database)
     backoff = Backoff(high=backoff_max)
     migrated = not database.is_sqlite  # a server's schema is `callbridge db upgrade`'s job
