@@ -298,6 +298,10 @@ VARIABLES: tuple[Variable, ...] = (
         _OPS,
         secret=True,
     ),
+    Variable("RECORDS_TRANSCRIPTS", _boolean, "true", "keep what was said; false: turns without text", _OPS),
+    Variable(
+        "RECORDS_RETENTION_DAYS", _integer(0, 36500), "0", "delete calls older than this; 0: keep all", _OPS
+    ),
     Variable(
         "RECORDS_SPOOL_DIR",
         _text,
@@ -346,6 +350,8 @@ class Settings:
     call_records_dir: str
     state_dir: str
     database_url: DatabaseUrl | None
+    records_transcripts: bool
+    records_retention_days: int
     records_spool_dir: str
     log_file_path: str
     log_level: str

@@ -24,12 +24,14 @@ import json
 import logging
 import os
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from records import spool
 from records.migrate import upgrade
+from records.queries import delete_before
 from records.store import open_engine, store_record
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,8 @@ log = logging.getLogger(__name__)
 POLL = 1.0  # seconds between looks at the spool when it is empty
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
 ORPHAN_QUIET = 60.0  # seconds a dead worker's journal must be still before it is completed
-RESTART_DELAYS = (1.0, 5.0, 30.0)  # the supervisor's delays before starting a drainer again
+RESTART_DELAYS = (1.0, 5.0, 30.0)
+RETENTION_EVERY = 3600.0  # seconds between RECORDS_RETENTION_DAYS sweeps  # the supervisor's delays before starting a drainer again
 
 
 class Backoff:
@@ -91,12 +94,20 @@ def complete_orphans(directory: Path, now: float | None = None) -> int:
     return done
 
 
-def run(database, directory: Path, parent_pid: int, poll: float = POLL, backoff_max: float = BACKOFF_MAX) -> None:
+def run(
+    database,
+    directory: Path,
+    parent_pid: int,
+    poll: float = POLL,
+    backoff_max: float = BACKOFF_MAX,
+    retention_days: int = 0,
+) -> None:
     """The drainer's loop, until its supervisor is gone. `database` is a DatabaseUrl."""
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-start chatter is noise here
     engine = open_engine(database)
     backoff = Backoff(high=backoff_max)
     migrated = not database.is_sqlite  # a server's schema is `callbridge db upgrade`'s job
+    next_sweep = 0.0
     log.info("drainer started: spool %s, database %s", directory, database)
     while os.getppid() == parent_pid:
         try:
@@ -105,6 +116,9 @@ def run(database, directory: Path, parent_pid: int, poll: float = POLL, backoff_
                 migrated = True
             complete_orphans(directory)
             moved = drain_once(engine, directory)
+            if retention_days and time.monotonic() >= next_sweep:
+                sweep_old(engine, retention_days)
+                next_sweep = time.monotonic() + RETENTION_EVERY
         except (SQLAlchemyError, OSError) as exc:
             delay = backoff.failed()
             # The URL's password is registered with callbridge/secret.py: the log redacts it
@@ -118,6 +132,16 @@ def run(database, directory: Path, parent_pid: int, poll: float = POLL, backoff_
         backoff.reset()
         if not moved:
             time.sleep(poll)
+
+
+def sweep_old(engine, retention_days: int) -> int:
+    """Delete calls older than RECORDS_RETENTION_DAYS (of every instance: with a shared
+    database the instances should agree on it)."""
+    cutoff = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=retention_days)
+    removed = delete_before(engine, cutoff)
+    if removed:
+        log.info("deleted %d calls older than %d days (RECORDS_RETENTION_DAYS)", removed, retention_days)
+    return removed
 
 
 class DrainerKeeper:
@@ -135,7 +159,11 @@ class DrainerKeeper:
             return
         settings, parent = self.settings, os.getpid()
         self.helper = start_helper(
-            "drainer", lambda: run(settings.database, settings.spool_dir, parent), self._exited
+            "drainer",
+            lambda: run(
+                settings.database, settings.spool_dir, parent, retention_days=settings.records_retention_days
+            ),
+            self._exited,
         )
         if self.helper is None:  # could not fork: try again later
             self.next_start = now + RESTART_DELAYS[-1]

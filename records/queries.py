@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
 from records.schema import calls, events, turns
@@ -130,3 +130,22 @@ def usage(
         if period["cost"] is not None:
             period["cost"] = round(period["cost"], 4)
     return list(periods.values())
+
+
+def delete_before(engine: Engine, cutoff: datetime, batch: int = 500) -> int:
+    """RECORDS_RETENTION_DAYS: remove calls started before `cutoff`, with their turns and
+    events, a batch per transaction (a long delete would hold SQLite's write lock)."""
+    removed = 0
+    while True:
+        with engine.begin() as conn:
+            keys = conn.execute(
+                select(calls.c.instance, calls.c.call_id).where(calls.c.started_at < cutoff).limit(batch)
+            ).all()
+            for instance, call_id in keys:
+                for table in (turns, events, calls):
+                    conn.execute(
+                        delete(table).where((table.c.instance == instance) & (table.c.call_id == call_id))
+                    )
+        removed += len(keys)
+        if len(keys) < batch:
+            return removed

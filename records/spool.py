@@ -75,15 +75,16 @@ def write_record(directory: Path, record: dict) -> Path:
     return path
 
 
-def turn_entry(turn: dict, started_at: float) -> dict:
-    """A conversation's transcript item (call_worker/conversation.py) as a spooled turn."""
+def turn_entry(turn: dict, started_at: float, transcripts: bool = True) -> dict:
+    """A conversation's transcript item (call_worker/conversation.py) as a spooled turn;
+    without its text when transcripts are off (RECORDS_TRANSCRIPTS=false)."""
     entry = {
         "side": turn.get("role", ""),
         "offset_ms": max(0, int((float(turn.get("t") or started_at) - started_at) * 1000)),
-        "text": turn.get("text", ""),
+        "text": turn.get("text", "") if transcripts else "",
         "interrupted": bool(turn.get("interrupted")),
     }
-    if turn.get("heard") is not None:  # what the caller heard of an interrupted reply
+    if transcripts and turn.get("heard") is not None:  # what the caller heard of an interrupted reply
         entry["heard"] = turn["heard"]
     return entry
 
@@ -119,9 +120,10 @@ def figures(counters: dict) -> dict:
 class CallSpool:
     """The worker's journal and final record for one call. Main thread only."""
 
-    def __init__(self, directory: Path, header: dict) -> None:
+    def __init__(self, directory: Path, header: dict, transcripts: bool = True) -> None:
         self.directory = directory
         self.header = header
+        self.transcripts = transcripts  # RECORDS_TRANSCRIPTS: false keeps no text, not even here
         self.started_at = header["started_at"]
         self.turns_written = 0
         self.usage_written: dict = {}
@@ -150,7 +152,7 @@ class CallSpool:
             "model": settings.openai_realtime_model,
             "worker_pid": os.getpid(),
         }
-        return cls(settings.spool_dir, header)
+        return cls(settings.spool_dir, header, settings.records_transcripts)
 
     def journal(self, transcript: list[dict], usage: dict) -> None:
         """Append the turns finished since the last call (the transcript only grows)."""
@@ -159,7 +161,11 @@ class CallSpool:
         try:
             for turn in transcript[self.turns_written : len(transcript)]:
                 self._write(
-                    {"kind": "turn", **turn_entry(turn, self.started_at), "usage": usage_by_kind(usage)}
+                    {
+                        "kind": "turn",
+                        **turn_entry(turn, self.started_at, self.transcripts),
+                        "usage": usage_by_kind(usage),
+                    }
                 )
                 self.turns_written += 1
         except OSError as exc:
@@ -224,7 +230,7 @@ def final_record(call) -> dict:
         "setup_bridge_retries": call.timeline.bridge_retries,
         "figures": figures(counters),
         "usage": usage_by_kind(conversation.usage),
-        "turns": [turn_entry(turn, started_at) for turn in conversation.transcript],
+        "turns": [turn_entry(turn, started_at, call.spool.transcripts) for turn in conversation.transcript],
         "events": [],
     }
 

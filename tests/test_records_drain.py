@@ -202,3 +202,14 @@ def test_the_database_going_away_mid_run_loses_nothing_and_stores_nothing_twice(
     assert rebuilt["complete"] is False and [t["text"] for t in rebuilt["turns"]] == ["turn 0", "turn 1"]
     assert "cb-secret-pw" not in log.read_text()  # the URL's password never reaches the log
     engine.dispose()
+
+
+def test_with_transcripts_off_turns_keep_side_and_time_but_no_text(tmp_path):
+    call = _spool(tmp_path)
+    call.transcripts = False
+    turns = _transcript(call.started_at, 2)
+    turns[1].update(interrupted=True, heard="tu")
+    call.journal(turns, {})
+    _, journaled, _ = spool.read_journal(spool.journal_path(tmp_path / "spool", "1733.7"))
+    assert [(t["side"], t["offset_ms"], t["text"]) for t in journaled] == [("caller", 0, ""), ("agent", 1000, "")]
+    assert "heard" not in journaled[1] and "turn 1" not in spool.journal_path(tmp_path / "spool", "1733.7").read_text()

@@ -125,3 +125,17 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
     engine.dispose()
+
+
+def test_retention_deletes_old_calls_with_their_turns_and_keeps_the_rest(engine):
+    from records.drainer import sweep_old
+
+    now = time.time()
+    for n in range(3):
+        store_record(engine, a_record(f"old.{n}", started_at=now - 40 * 86400))
+    store_record(engine, a_record("new", started_at=now - 86400))
+    assert sweep_old(engine, 30) == 3
+    assert [c["call_id"] for c in queries.recent_calls(engine)] == ["new"]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(turns)).scalar() == 3  # the new call's
+    assert sweep_old(engine, 30) == 0
