@@ -6,6 +6,7 @@ end of the run: a missing server is seen, never silently passed over."""
 
 from __future__ import annotations
 
+import importlib.util
 import time
 
 import pytest
@@ -21,6 +22,9 @@ def _server(name: str):
     if name not in _servers:
         kind = MariaDB if name == "mariadb" else PostgreSQL
         reason = kind.available()
+        driver = "pymysql" if name == "mariadb" else "psycopg"
+        if reason is None and importlib.util.find_spec(driver) is None:
+            reason = f"the {driver} driver is not installed (pip install -e '.[test]')"
         if reason is not None:
             _servers[name] = reason
         else:
