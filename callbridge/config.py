@@ -25,6 +25,7 @@ from dotenv import dotenv_values
 
 from callbridge import ids
 from callbridge.secret import MASK, Secret
+from records.prices import PriceTable
 from records.url import DatabaseUrl
 
 EX_CONFIG = 78
@@ -303,6 +304,14 @@ VARIABLES: tuple[Variable, ...] = (
         "RECORDS_RETENTION_DAYS", _integer(0, 36500), "0", "delete calls older than this; 0: keep all", _OPS
     ),
     Variable(
+        "RECORDS_PRICES",
+        PriceTable.parse,
+        "",
+        'cost estimate: JSON {"MODEL": {"input_audio": PRICE, ...}} per 1M tokens; empty: none',
+        _OPS,
+    ),
+    Variable("RECORDS_CURRENCY", _text, "USD", "the currency of RECORDS_PRICES", _OPS),
+    Variable(
         "RECORDS_SPOOL_DIR",
         _text,
         "",
@@ -352,6 +361,8 @@ class Settings:
     database_url: DatabaseUrl | None
     records_transcripts: bool
     records_retention_days: int
+    records_prices: PriceTable
+    records_currency: str
     records_spool_dir: str
     log_file_path: str
     log_level: str

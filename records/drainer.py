@@ -190,13 +190,15 @@ def crash_record_work(settings, entry, counters: dict, worker_exit: str):
         "dialled": entry.dialled,
         "started_at": entry.started_wall,
         "model": settings.openai_realtime_model,
+        "currency": settings.records_currency,
     }
+    prices = settings.records_prices
     counters = dict(counters)
     written = counters.get("end_reason", 0)  # the worker may have died while ending for a reason
     reason = EndReason(written).name.lower() if written in EndReason._value2member_map_ and written else None
     directory = settings.spool_dir
     return lambda: spool.complete_crashed(
-        directory, fallback, counters, worker_exit, reason or "worker_crashed"
+        directory, fallback, counters, worker_exit, reason or "worker_crashed", prices
     )
 
 

@@ -150,6 +150,7 @@ class CallSpool:
             "started_at": round(now_wall - (now_mono - admitted), 3),
             "agent": getattr(settings, "agent", "") or "",
             "model": settings.openai_realtime_model,
+            "currency": settings.records_currency,
             "worker_pid": os.getpid(),
         }
         return cls(settings.spool_dir, header, settings.records_transcripts)
@@ -218,7 +219,9 @@ def final_record(call) -> dict:
     else:
         exit_how = "exit:0"
     ended_at = time.time()
+    usage = usage_by_kind(conversation.usage)
     return {
+        "cost_estimate": call.settings.records_prices.estimate(call.settings.openai_realtime_model, usage),
         "answered_at": answered_at,
         "ended_at": ended_at,
         "duration_s": round(ended_at - started_at, 2),
@@ -229,7 +232,7 @@ def final_record(call) -> dict:
         "setup_ms": call.timeline.as_ms(),
         "setup_bridge_retries": call.timeline.bridge_retries,
         "figures": figures(counters),
-        "usage": usage_by_kind(conversation.usage),
+        "usage": usage,
         "turns": [turn_entry(turn, started_at, call.spool.transcripts) for turn in conversation.transcript],
         "events": [],
     }
@@ -261,6 +264,7 @@ def complete_crashed(
     counters: dict | None,
     worker_exit: str,
     end_reason: str = "worker_crashed",
+    prices=None,
 ) -> str:
     """After the worker died: the record from its journal and the header's last counters.
 
@@ -306,6 +310,8 @@ def complete_crashed(
             "output_text_tokens": usage.get("output_text_tokens", 0)
             + max(0, counters.get("output_tokens", 0) - known_out),
         }
+    if prices is not None:  # records/prices.py::PriceTable
+        record["cost_estimate"] = prices.estimate(str(record.get("model") or ""), record["usage"])
     write_record(directory, record)
     path.unlink(missing_ok=True)
     return f"rebuilt from the journal ({len(turns)} turns)"

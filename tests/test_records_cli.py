@@ -164,7 +164,8 @@ def test_the_database_password_never_shows(tmp_path):
 
 @pytest.mark.slow
 def test_a_services_calls_reach_the_history_even_the_crashed_one(service, asterisk, tmp_path):
-    svc = service()
+    prices = '{"gpt-realtime-2.1": {"input_audio": 32, "input_text": 4, "output_audio": 64}}'
+    svc = service(RECORDS_PRICES=prices, RECORDS_CURRENCY="EUR")
     done = asterisk.place_call([{"say": 1000}, {"silence": 2500}, {"hangup": True}])
     victim = asterisk.place_call([{"say": 1000}, {"silence": 30000}])
     # The victim's first turns are journaled (the simulator transcribes the caller's speech).
@@ -184,6 +185,7 @@ def test_a_services_calls_reach_the_history_even_the_crashed_one(service, asteri
     calls = svc.wait(lambda: (h := history()) and {done, victim} <= set(h) and h, timeout=30)
     assert calls[done]["complete"] is True and calls[done]["end_reason"] == "caller_hangup"
     assert calls[done]["caller"] and calls[done]["frames_in"] > 0
+    assert calls[done]["cost_estimate"] > 0 and calls[done]["currency"] == "EUR"
     crashed = calls[victim]
     assert crashed["complete"] is False and crashed["worker_exit"] == "signal:SIGKILL"
     assert crashed["frames_out"] >= 25  # the header's last counters

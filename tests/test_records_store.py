@@ -139,3 +139,26 @@ def test_retention_deletes_old_calls_with_their_turns_and_keeps_the_rest(engine)
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(turns)).scalar() == 3  # the new call's
     assert sweep_old(engine, 30) == 0
+
+
+def test_a_price_table_gives_each_call_its_cost_and_usage_sums_it():
+    from records.prices import PriceTable
+
+    table = PriceTable.parse('{"gpt-realtime-2.1": {"input_audio": 32, "input_text": 4, "output_audio": 64}}')
+    usage = a_record()["usage"]  # 800 audio in, 300 text in, 1200 audio out
+    assert table.estimate("gpt-realtime-2.1", usage) == pytest.approx((800 * 32 + 300 * 4 + 1200 * 64) / 1e6)
+    assert table.estimate("another-model", usage) is None  # no guess
+    for bad, problem in (
+        ("[1]", "JSON object"),
+        ('{"m": {"audio": 1}}', "unknown kind"),
+        ('{"m": {"input_text": -1}}', ">= 0"),
+    ):
+        with pytest.raises(ValueError, match=problem):
+            PriceTable.parse(bad)
+
+
+def test_usage_adds_up_the_costs_in_their_currency(engine):
+    store_record(engine, a_record("p1", cost_estimate=0.25, currency="EUR"))
+    store_record(engine, a_record("p2", cost_estimate=0.5, currency="EUR"))
+    [day] = queries.usage(engine, "day")
+    assert day["cost"] == 0.75 and day["currency"] == "EUR"
