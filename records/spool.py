@@ -84,7 +84,9 @@ def turn_entry(turn: dict, started_at: float, transcripts: bool = True) -> dict:
         "text": turn.get("text", "") if transcripts else "",
         "interrupted": bool(turn.get("interrupted")),
     }
-    if transcripts and turn.get("heard") is not None:  # what the caller heard of an interrupted reply
+    # what the caller heard of an interrupted reply (call_worker/heard.py): kept only where
+    # it differs in meaning from the text, i.e. for a turn that was cut
+    if transcripts and entry["interrupted"] and turn.get("heard") is not None:
         entry["heard"] = turn["heard"]
     return entry
 
@@ -155,8 +157,13 @@ class CallSpool:
         }
         return cls(settings.spool_dir, header, settings.records_transcripts)
 
-    def journal(self, transcript: list[dict], usage: dict) -> None:
-        """Append the turns finished since the last call (the transcript only grows)."""
+    def journal(self, transcript, usage: dict) -> None:
+        """Append the turns finished since the last call (the transcript only grows).
+
+        `transcript` is call_worker/transcript.py's Transcript (or its list of entries).
+        A cut that reaches an agent turn after it was journaled is in the final record but
+        not in the journal: after a crash such a turn may show its whole text as heard."""
+        transcript = getattr(transcript, "entries", transcript)
         if self._journal is None or len(transcript) <= self.turns_written:
             return
         try:
@@ -233,7 +240,10 @@ def final_record(call) -> dict:
         "setup_bridge_retries": call.timeline.bridge_retries,
         "figures": figures(counters),
         "usage": usage,
-        "turns": [turn_entry(turn, started_at, call.spool.transcripts) for turn in conversation.transcript],
+        "turns": [
+            turn_entry(turn, started_at, call.spool.transcripts)
+            for turn in getattr(conversation.transcript, "entries", conversation.transcript)
+        ],
         "events": [],
     }
 

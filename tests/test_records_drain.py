@@ -211,5 +211,31 @@ def test_with_transcripts_off_turns_keep_side_and_time_but_no_text(tmp_path):
     turns[1].update(interrupted=True, heard="tu")
     call.journal(turns, {})
     _, journaled, _ = spool.read_journal(spool.journal_path(tmp_path / "spool", "1733.7"))
-    assert [(t["side"], t["offset_ms"], t["text"]) for t in journaled] == [("caller", 0, ""), ("agent", 1000, "")]
-    assert "heard" not in journaled[1] and "turn 1" not in spool.journal_path(tmp_path / "spool", "1733.7").read_text()
+    assert [(t["side"], t["offset_ms"], t["text"]) for t in journaled] == [
+        ("caller", 0, ""),
+        ("agent", 1000, ""),
+    ]
+    assert (
+        "heard" not in journaled[1]
+        and "turn 1" not in spool.journal_path(tmp_path / "spool", "1733.7").read_text()
+    )
+
+
+def test_the_journal_keeps_what_the_caller_heard_of_a_cut_reply_only(tmp_path):
+    from call_worker.playback import Truncation
+    from call_worker.transcript import Transcript
+
+    call = _spool(tmp_path)
+    transcript = Transcript()
+    transcript.agent_done("item1", "Buenos días, clínica", interrupted=False)
+    transcript.truncated(Truncation("item2", audio_end_ms=1000, item_audio_ms=4000))
+    transcript.agent_done("item2", "Tenemos cita el lunes a las diez o el martes", interrupted=True)
+    call.journal(transcript, {})  # the worker passes call_worker/transcript.py's object
+    _, turns, _ = spool.read_journal(spool.journal_path(tmp_path / "spool", "1733.7"))
+    assert "heard" not in turns[0] and turns[0]["interrupted"] is False
+    assert turns[1]["interrupted"] is True and turns[1]["text"].startswith("Tenemos cita")
+    assert (
+        turns[1]["heard"]
+        and turns[1]["text"].startswith(turns[1]["heard"])
+        and turns[1]["heard"] != turns[1]["text"]
+    )
