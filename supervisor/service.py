@@ -26,17 +26,17 @@ from callbridge.model_lifecycle import ModelWatch, log_model_lifecycle
 from records.drainer import DrainerKeeper, crash_record_work
 from shm_ring import CallSegment, EndReason, SegmentExistsError, Slot, segment_name, start_tracker, sweep
 from supervisor import asterisk_work, systemd
-from supervisor.ari_events import BACKOFF_CAP, AriEvents, LinkState
+from supervisor.ari_events import AriEvents, LinkState
+from supervisor.asterisk_side import AsteriskSide
 from supervisor.calls import CallEntry, Phase
 from supervisor.commands import COMMANDS
 from supervisor.control import ControlServer
 from supervisor.exits import describe_exit, describe_status, signal_name
 from supervisor.health import HealthMonitor
 from supervisor.helpers import Helpers
-from supervisor.reconcile import Reconciliation, list_asterisk, plan
+from supervisor.reconcile import Reconciliation
 from supervisor.stopping import STOP_SIGNALS, Stopping
 from supervisor.summary import summary_line
-from supervisor.turn_away import turn_away
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +47,17 @@ TICK = 1.0
 END_GRACE = 40.0
 STUCK_GRACE = 10.0  # a worker ended for being stuck (health) is given less: it is not working
 HARD_STOP_GRACE = 5.0
-# Helpers whose work must be done before the process exits: a caller waits on each. Under
+# Helpers whose work must be done before the process exits: a caller waits on each (or, for
+# "record", a crashed call's record is written to the spool). Under
 # systemd they die with the service, so the supervisor waits for them, up to HELPERS_WAIT
 # (the unit's TimeoutStopSec leaves room for it after the drain).
-MUST_FINISH = ("teardown", "busy")
+MUST_FINISH = ("teardown", "busy", "record")
 HELPERS_WAIT = 45.0
 RECONCILE_LIMIT = 60.0  # a listing helper slower than this is killed and the listing retried
-RECENT_MARGIN = 5.0  # seconds before a listing was asked for in which a call still counts as ours
 RECENT_KEEP = 600.0
 
 
-class Supervisor:
+class Supervisor(AsteriskSide):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.ids = settings.ids
@@ -222,140 +222,6 @@ class Supervisor:
             entry.request_end(EndReason.SHUTDOWN)
             self._signal_worker(entry, signal.SIGTERM)
 
-    # --- ARI events (never waits: see supervisor/ari_events.py)
-
-    def _connect_ari(self) -> None:
-        host, port = self.settings.asterisk_host, self.settings.asterisk_port
-        try:  # an address needs no lookup; a name is looked up by a helper (DNS can hang)
-            address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)[0]
-        except socket.gaierror:
-            self.events.state = LinkState.CONNECTING
-            self.events.deadline = time.monotonic() + 30.0
-            started = self._helper(
-                "resolve",
-                lambda: asterisk_work.resolve(host, port),
-                self._on_resolved,
-            )
-            if started is None:
-                self.events.resolve_failed("cannot start a helper to look up ASTERISK_HOST")
-            return
-        self.events.connect(address)
-        self._after_ari()
-
-    def _on_resolved(self, result, ok: bool) -> None:
-        if self.events.state is not LinkState.CONNECTING or self.events.sock is not None:
-            return  # timed out meanwhile
-        if not ok or not result:
-            self.events.resolve_failed(f"cannot look up ASTERISK_HOST {self.settings.asterisk_host!r}")
-            return
-        self.events.connect(asterisk_work.address_from_json(result[0]))
-        self._after_ari()
-
-    def _forget_ari_sock(self, sock) -> None:
-        """The link is about to close its socket: out of the selector first, while the
-        descriptor number still belongs to it (a pipe or client opened next may reuse it)."""
-        if self.ari_sock is sock:
-            try:
-                self.selector.unregister(sock)
-            except (KeyError, ValueError):
-                pass
-            self.ari_sock, self.ari_mask = None, 0
-
-    def _after_ari(self) -> None:
-        """Keep the selector's registration in step with the link, and act on a new connect."""
-        sock, mask = self.events.sock, self.events.interest()
-        if self.ari_sock is not None and (sock is not self.ari_sock or not mask):
-            try:
-                self.selector.unregister(self.ari_sock)
-            except (KeyError, ValueError):
-                pass
-            self.ari_sock, self.ari_mask = None, 0
-        if sock is not None and mask:
-            if self.ari_sock is None:
-                self.selector.register(sock, mask, ("ari", None))
-            elif mask != self.ari_mask:
-                self.selector.modify(sock, mask, ("ari", None))
-            self.ari_sock, self.ari_mask = sock, mask
-        if self.events.connects != self.connects_seen:
-            self.connects_seen = self.events.connects
-            self.reconciliation.after_connect()
-            self._reconcile()
-            if not self.ready:
-                self.ready = True
-                systemd.notify("READY=1")
-            self._notify_status()
-
-    def _on_ari_event(self, event: dict) -> None:
-        kind = event["type"]
-        channel = event.get("channel") if isinstance(event.get("channel"), dict) else {}
-        channel_id = str(channel.get("id", ""))
-        if kind == "StasisStart":
-            if self.ids.is_media_channel(channel):
-                return  # an externalMedia channel entering the app: not a call
-            self.admit(channel)
-        elif kind in ("StasisEnd", "ChannelHangupRequest", "ChannelDestroyed"):
-            entry = self.calls.get(channel_id)
-            if entry is not None and not entry.caller_gone:
-                entry.caller_gone = True
-                entry.request_end(EndReason.CALLER_HANGUP)
-        elif kind == "ApplicationReplaced":
-            log.error(
-                "another program connected to ARI as app %r and took its events; each instance "
-                "needs its own ARI_APP_NAME. Reconnecting in %.0f s",
-                self.settings.ari_app_name,
-                BACKOFF_CAP,
-            )
-            self.events.replaced()
-
-    # --- reconciliation (supervisor/reconcile.py): a helper lists, the loop decides
-
-    def _reconcile(self) -> None:
-        if self.events.state is not LinkState.CONNECTED or not self.reconciliation.due(time.monotonic()):
-            return
-        asked = time.monotonic()
-        older = set(self.calls)
-        live = set(self.calls)
-        started = self._helper(
-            "reconcile",
-            lambda: list_asterisk(self.settings, skip=live),
-            lambda result, ok: self._on_listing(result, ok, older, asked),
-        )
-        if started is not None:
-            self.reconciliation.started(asked)
-
-    def _on_listing(self, listing, ok: bool, older: set[str], asked: float) -> None:
-        if not ok or not isinstance(listing, dict):
-            return self.reconciliation.finished("the listing helper failed (see its log line)")
-        self.reconciliation.finished(listing.get("error"))
-        if "error" in listing:
-            return
-        ours = {call_id for call_id, when in self.recent.items() if when >= asked - RECENT_MARGIN}
-        todo = plan(listing, set(self.calls), older, self.busy | ours, self.ids, self.settings.ari_app_name)
-        for call_id in todo.gone:
-            entry = self.calls.get(call_id)
-            if entry is not None and not entry.caller_gone:
-                entry.caller_gone = True
-                entry.request_end(EndReason.CALLER_HANGUP)
-        if todo.remove:
-            self._start_teardown("", todo.remove)
-        for channel in todo.adopt:
-            log.info(
-                "adopting a call that entered while the events connection was down",
-                extra={"call_id": str(channel.get("id", ""))},
-            )
-            self.admit(channel)
-        if any(todo.counts().values()):
-            log.info(
-                "reconciled with Asterisk: %s", ", ".join(f"{k} {v}" for k, v in todo.counts().items() if v)
-            )
-
-    def _start_teardown(self, call_id: str, targets) -> None:
-        started = self._helper(
-            "teardown", lambda: asterisk_work.teardown(self.settings, targets, call_id), key=call_id
-        )
-        if started is None:  # what is left is found by the next reconciliation
-            self.reconciliation.after_connect()
-
     # --- calls
 
     def admit(self, channel: dict) -> None:
@@ -406,27 +272,6 @@ class Supervisor:
             extra={"call_id": channel_id},
         )
         self._notify_status()
-
-    def _turn_away(self, channel_id: str, why: str) -> None:
-        """The busy prompt and the hang-up are a helper's (supervisor/turn_away.py)."""
-        self.calls_busy += 1
-        log.warning("turning a call away (%s): busy prompt, then hang-up", why, extra={"call_id": channel_id})
-        self.recent[channel_id] = time.monotonic()
-        helper = self._helper(
-            "busy",
-            lambda: turn_away(self.settings, channel_id, why),
-            lambda result, ok: self._turned_away(channel_id),
-            key=channel_id,
-        )
-        if helper is not None:
-            self.busy.add(channel_id)
-            self.turn_away_pending.pop(channel_id, None)
-        else:  # tried again on the tick: the caller must not be left in Stasis
-            self.turn_away_pending[channel_id] = why
-
-    def _turned_away(self, channel_id: str) -> None:
-        self.busy.discard(channel_id)
-        self.recent[channel_id] = time.monotonic()
 
     def _helper(self, kind: str, work, on_done=None, key: str = ""):
         """Start a helper with nothing of the supervisor's and no call's audio."""
@@ -498,7 +343,9 @@ class Supervisor:
             )
             self._start_teardown(entry.call_id, targets)
         if ending.crashed:  # its record, from its journal and these last counters (records/spool.py)
-            self._helper("record", crash_record_work(self.settings, entry, counters, ending.how), key=entry.call_id)
+            self._helper(
+                "record", crash_record_work(self.settings, entry, counters, ending.how), key=entry.call_id
+            )
         try:
             entry.segment.close()
         finally:
@@ -536,10 +383,6 @@ class Supervisor:
         if self.control is not None:
             self._guarded(self.control.tick)
         self._notify_status()
-
-    def _turn_away_again(self, channel_id: str, why: str) -> None:
-        self.calls_busy -= 1  # counted once, when it was first turned away
-        self._turn_away(channel_id, why)
 
     def _watch_call(self, entry: CallEntry, now: float) -> None:
         entry.observe()
