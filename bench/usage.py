@@ -9,12 +9,21 @@ from pathlib import Path
 
 import psutil
 
+from supervisor.helpers import HELPER_NAME_PREFIX
+
 
 def _cmdline(process: psutil.Process) -> list[str]:
     try:
         return process.cmdline()
     except psutil.Error:
         return []
+
+
+def _name(process: psutil.Process) -> str:
+    try:
+        return process.name()
+    except psutil.Error:
+        return ""
 
 
 def cpu_seconds(process: psutil.Process, reaped_children: bool = False) -> float:
@@ -89,8 +98,13 @@ class Sampler:
         return result
 
     def sample(self, measure_uss: bool) -> int:
-        # Workers only: the supervisor also starts Python's resource tracker (3.11/3.12).
-        children = [c for c in self.supervisor.children() if "resource_tracker" not in " ".join(_cmdline(c))]
+        # Workers only: the supervisor also starts Python's resource tracker (3.11/3.12) and
+        # helper processes, which name themselves cb-<kind> (supervisor/helpers.py).
+        children = [
+            c
+            for c in self.supervisor.children()
+            if "resource_tracker" not in " ".join(_cmdline(c)) and not _name(c).startswith(HELPER_NAME_PREFIX)
+        ]
         for child in children:
             try:
                 times = child.cpu_times()
