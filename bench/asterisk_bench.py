@@ -116,6 +116,7 @@ def measure(
             RTP_PORT_RANGE=f"{PORTS.callbridge_rtp[0]}-{PORTS.callbridge_rtp[1]}",
             SHM_PREFIX=f"callbridge-abench{os.getpid()}",
             CALL_RECORDS_DIR=str(records),
+            STATE_DIR=str(records),
             LOG_LEVEL="warning",
             MAX_CONCURRENT_CALLS=str(calls + 10),
         ),

@@ -83,6 +83,7 @@ def measure(calls: int, seconds: float, workdir: Path, callbridge_cpus: set[int]
             SHM_PREFIX=f"callbridge-bench{os.getpid()}",
             RTP_PORT_RANGE="40000-59999",
             CALL_RECORDS_DIR=str(records_dir),
+            STATE_DIR=str(records_dir),
         ),
     }
     env.pop("NOTIFY_SOCKET", None)

@@ -146,6 +146,7 @@ def run_demo(calls: int, seconds: float, echo=print, console: Console | None = N
                 LOG_FILE_PATH=str(workdir / "callbridge.log"),
                 SHM_PREFIX=f"callbridge-demo{os.getpid()}",
                 CALL_RECORDS_DIR=str(workdir),
+                STATE_DIR=str(workdir),  # its call history and spool: the demo's own, not the machine's
             ),
         }
         env.pop("NOTIFY_SOCKET", None)

@@ -3,12 +3,25 @@ session fails if any is left behind (the "no leaked segment" rule, checked for r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from harness import AsteriskSim, RealtimeSim, started
 from service import Service
 from testenv import TEST_PREFIX
 
 from shm_ring import list_segments, sweep
+
+DEFAULT_STATE_DIR = Path("/var/lib/callbridge")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def the_machines_state_dir_is_left_alone():
+    """Tests, the demo and the benchmarks keep their history and spool in their own
+    directories: none may write to the service's default STATE_DIR on this machine."""
+    existed = DEFAULT_STATE_DIR.exists()
+    yield
+    assert existed or not DEFAULT_STATE_DIR.exists(), f"something wrote to {DEFAULT_STATE_DIR}"
 
 
 @pytest.fixture(scope="session", autouse=True)
