@@ -33,7 +33,9 @@ class Transcript:
             self._partial[item_id] = self._partial.get(item_id, "") + delta
 
     def agent_done(self, item_id: str, text: str, interrupted: bool) -> dict:
-        """The item's final transcript; returns its entry."""
+        """The item's final transcript; returns its entry. An empty one (a cancelled reply
+        may end so) leaves the item the deltas it had."""
+        text = text or self._partial.get(item_id, "").strip()
         self._partial.pop(item_id, None)
         entry = self._agent.get(item_id)
         if entry is None:

@@ -127,3 +127,14 @@ def test_the_goodbyes_acknowledgement_is_told_from_the_opening_one(goodbye, shap
     assert proto.creates_responses(opening, beta) is True
     assert proto.creates_responses(quiet, beta) is False
     assert proto.creates_responses({}, beta) is None  # a server that echoes nothing
+
+
+def test_an_empty_final_transcript_keeps_the_deltas():
+    """A cancelled reply may end with an empty transcript.done: its deltas are its text."""
+    transcript = Transcript()
+    for word in ("Good ", "morning, ", "how "):
+        transcript.agent_delta("item_d", word)
+    entry = transcript.agent_done("item_d", "", interrupted=True)
+    assert entry["text"] == "Good morning, how" and entry["heard"] == "Good morning, how"
+    transcript.response_ended(["item_d"])
+    assert transcript.history() == [("agent", "Good morning, how")]
