@@ -236,6 +236,7 @@ class Conversation:
             except Exception:  # closing a broken connection may fail in many ways; none matter
                 pass
         self.active_response = None
+        self.transcript.session_lost()  # a reply in flight keeps what it had
         self.goodbye.session_lost()  # a goodbye in flight died with the session: asked again below
         self.playback.response_finished(self.playback.open_response or "")
         deadline = time.monotonic() + RECONNECT_BUDGET

@@ -55,6 +55,11 @@ class Transcript:
             if item_id not in self._agent and partial and partial.strip():
                 self.agent_done(item_id, partial.strip(), interrupted=True)
 
+    def session_lost(self) -> None:
+        """The session died: no item of it will get its final transcript, so each one in
+        flight ends now with the deltas it had (before the history is built from them)."""
+        self.response_ended(list(self._partial))
+
     def truncated(self, cut: Truncation) -> None:
         self._cuts[cut.item_id] = cut
         entry = self._agent.get(cut.item_id)

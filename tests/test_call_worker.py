@@ -475,3 +475,19 @@ def test_goodbye_ends_the_call_with_a_server_that_echoes_no_metadata(calls, aste
     detection = update[1]["session"]["audio"]["input"]["turn_detection"]
     assert detection["create_response"] is False
     assert update[0] < session_events(session, "in", "response.create")[0][0]
+
+
+def test_a_reply_in_flight_when_the_session_is_lost_keeps_its_text(calls, asterisk, realtime_long, tmp_path):
+    """The connection drops while the reply streams (after its 5th transcript delta): the
+    reply never gets its transcript.done, and its deltas are its text in the call record."""
+    sup = calls(realtime_long, CALL_RECORDS_DIR=str(tmp_path))
+    realtime_long.fault("drop", on="response.output_audio_transcript.delta", nth=5)
+    call = sup.place([{"say": 1000}, {"silence": 4000}, {"hangup": True}])
+    assert sup.wait_ended(call, 30) == 0
+    first = realtime_long.sessions()[0]
+    assert first["close_code"] == 1006 and not session_events(first, "out", "response.done")
+    deltas = [e["delta"] for _, e in session_events(first, "out", "response.output_audio_transcript.delta")]
+    kept = json.loads((tmp_path / f"{call.channel_id}.json").read_text())["transcript"]
+    agent = [t for t in kept if t["role"] == "agent"]
+    assert len(agent) == 1 and agent[0]["text"] == "".join(deltas).strip(), kept
+    assert len(deltas) == 5
