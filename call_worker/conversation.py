@@ -302,7 +302,7 @@ class Conversation:
 
     def _on_speech_started(self, event: dict) -> None:
         self.header.set(Slot.LAST_SPEECH_NS, time.monotonic_ns())
-        if self.playback.is_playing():
+        if self.playback.is_playing() and not self.goodbye.uninterruptible:
             self._interrupt()
 
     def _interrupt(self) -> None:

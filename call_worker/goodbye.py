@@ -51,6 +51,12 @@ class Goodbye:
     def requested(self) -> bool:
         return self.state is not GoodbyeState.IDLE
 
+    @property
+    def uninterruptible(self) -> bool:
+        """Asked for, being said or said: the caller's speech must not cut it (the server's
+        interrupt_response is off too), or the call would hang up on a half goodbye."""
+        return self.state in (GoodbyeState.ASKED, GoodbyeState.SPEAKING, GoodbyeState.DONE)
+
     def begin(self, instructions: str) -> None:
         if self.state is not GoodbyeState.IDLE:
             return  # one goodbye per call

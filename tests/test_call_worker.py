@@ -491,3 +491,21 @@ def test_a_reply_in_flight_when_the_session_is_lost_keeps_its_text(calls, asteri
     agent = [t for t in kept if t["role"] == "agent"]
     assert len(agent) == 1 and agent[0]["text"] == "".join(deltas).strip(), kept
     assert len(deltas) == 5
+
+
+def test_caller_speech_over_the_goodbye_does_not_cut_it(calls, asterisk, realtime_long):
+    """Once the goodbye is asked for, the caller's speech neither cuts it (the server's
+    interrupt_response is off, and so is our own barge-in) nor hangs up early."""
+    sup = calls(realtime_long, MAX_CALL_SECONDS="2")
+    call = sup.place([{"silence": 2700}, {"say": 1500, "hz": 600}, {"silence": 6000}])
+    assert sup.wait_ended(call, 30) == 0
+    record = asterisk.call(call.channel_id)
+    goodbye = loud(record)
+    session = _last_session(realtime_long)
+    spoken = [t for t, _ in session_events(session, "out", "input_audio_buffer.speech_started")]
+    assert spoken and 0.1 < spoken[0] - goodbye[0]["arrival"] < 1.2  # speech over its 1.5 s
+    assert len(goodbye) == 75  # the 1.5 s goodbye to its last frame
+    assert not session_events(session, "in", "response.cancel")
+    assert not session_events(session, "in", "conversation.item.truncate")
+    assert call.segment.header.get(Slot.BARGE_INS) == 0
+    assert call.segment.header.get(Slot.END_REASON) == EndReason.MAX_CALL_SECONDS
