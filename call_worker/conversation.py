@@ -227,18 +227,17 @@ class Conversation:
             self._fatal(f"Realtime refused this configuration ({self.last_error_code or code}): {fix}")
             return False
         why = "session expired" if self.last_error_code == "session_expired" else f"closed (code {code})"
-        log.warning("Realtime connection %s; opening a new session", why)
-        self.header.set(Slot.REALTIME_STATE, RealtimeState.RECONNECTING)
-        old, self.ws = self.ws, None
-        if old is not None:
-            try:
-                old.close()  # bounded by the close timeout even when the peer is frozen
-            except Exception:  # closing a broken connection may fail in many ways; none matter
-                pass
         self.active_response = None
         self.transcript.session_lost()  # a reply in flight keeps what it had
-        self.goodbye.session_lost()  # a goodbye in flight died with the session: asked again below
         self.playback.response_finished(self.playback.open_response or "")
+        if not self.goodbye.session_lost():  # a goodbye being quieted for is asked again below
+            log.warning("Realtime connection %s during the goodbye; ending with what was received", why)
+            self._drop_connection()
+            self.header.set(Slot.REALTIME_STATE, RealtimeState.CLOSED)
+            return False
+        log.warning("Realtime connection %s; opening a new session", why)
+        self.header.set(Slot.REALTIME_STATE, RealtimeState.RECONNECTING)
+        self._drop_connection()
         deadline = time.monotonic() + RECONNECT_BUDGET
         attempts = 0
         for delay in RECONNECT_DELAYS:
@@ -269,6 +268,14 @@ class Conversation:
             f"Realtime service unreachable: no new session within {RECONNECT_BUDGET:.0f} s ({attempts} attempts)"
         )
         return False
+
+    def _drop_connection(self) -> None:
+        old, self.ws = self.ws, None
+        if old is not None:
+            try:
+                old.close()  # bounded by the close timeout even when the peer is frozen
+            except Exception:  # closing a broken connection may fail in many ways; none matter
+                pass
 
     def _fatal(self, message: str) -> None:
         self.header.set(Slot.REALTIME_STATE, RealtimeState.FAILED)

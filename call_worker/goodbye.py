@@ -11,7 +11,10 @@ the next `response.created` is ours.
     IDLE --begin--> QUIETING --session.updated, none active--> ASKED --created--> SPEAKING
                     QUIETING --session.updated, one active--> WAITING --its done--> ASKED
     SPEAKING --its response.done--> DONE
-    any of QUIETING..SPEAKING --session lost--> QUIETING again, on the new session
+    QUIETING, WAITING --session lost--> QUIETING again, on the new session
+    ASKED, SPEAKING --session lost--> DONE, with no new session: a new one would come up
+                                      answering the caller, and the goodbye asked of the
+                                      lost one cannot be resumed; what arrived plays out
 
 Only realtime-recv drives it (one writer); the main thread reads `done`.
 """
@@ -99,10 +102,16 @@ class Goodbye:
         elif self.state is GoodbyeState.WAITING and not response_active:
             self._ask()
 
-    def session_lost(self) -> None:
-        if self.state not in (GoodbyeState.IDLE, GoodbyeState.DONE):
+    def session_lost(self) -> bool:
+        """The session is gone; returns whether a new one should be opened."""
+        if self.uninterruptible:
+            self.state = GoodbyeState.DONE  # ended with what was received of it
+            self.done.set()
+            return False
+        if self.state is not GoodbyeState.IDLE:
             self.response_id = None
             self.state = GoodbyeState.QUIETING  # the new session starts with responses on
+        return True
 
     def session_opened(self) -> None:
         """(after a reconnect) The new session's configuration answers automatically: quiet

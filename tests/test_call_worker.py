@@ -509,3 +509,22 @@ def test_caller_speech_over_the_goodbye_does_not_cut_it(calls, asterisk, realtim
     assert not session_events(session, "in", "conversation.item.truncate")
     assert call.segment.header.get(Slot.BARGE_INS) == 0
     assert call.segment.header.get(Slot.END_REASON) == EndReason.MAX_CALL_SECONDS
+
+
+def test_a_session_lost_during_the_goodbye_ends_the_call_with_what_was_received(calls, asterisk, realtime):
+    """A new session would come up answering the caller, and the goodbye asked of the lost
+    one cannot be resumed: the worker plays out what it received and ends the call."""
+    sup = calls(MAX_CALL_SECONDS="2")
+    realtime.fault("drop", on="response.output_audio.delta", nth=3)  # the goodbye's third
+    call = sup.place([{"silence": 30000}])
+    assert sup.wait_ended(call, 20) == 0
+    sessions = realtime.sessions()
+    assert len(sessions) == 1 and sessions[0]["close_code"] == 1006  # no new session
+    record = asterisk.call(call.channel_id)
+    heard = loud(record)
+    assert 15 <= len(heard) < 50  # what had arrived of the 1 s goodbye, and no more
+    after = record["hangup"] - heard[-1]["arrival"]
+    assert after < 1.5, f"hung up {after:.1f} s after the last frame"
+    assert record["hangup_by"] == "ari"
+    assert call.segment.header.get(Slot.RECONNECTS) == 0
+    assert call.segment.header.get(Slot.END_REASON) == EndReason.MAX_CALL_SECONDS

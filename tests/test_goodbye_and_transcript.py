@@ -56,19 +56,36 @@ def test_a_reply_created_just_before_the_update_is_not_taken_for_the_goodbye(goo
     assert goodbye.done.is_set()
 
 
-def test_a_lost_session_quiets_the_new_one_and_asks_again(goodbye):
+def test_a_session_lost_before_the_goodbye_is_asked_quiets_the_new_one_and_asks(goodbye):
     goodbye.begin("say bye")
-    goodbye.on_session_updated(response_active=False)
-    goodbye.on_response_created("resp_1")
-    goodbye.session_lost()
-    goodbye.on_response_done("resp_1", response_active=False)  # a stale id changes nothing
-    assert not goodbye.done.is_set()
+    goodbye.on_response_created("resp_vad")
+    goodbye.on_session_updated(response_active=True)  # WAITING for resp_vad
+    assert goodbye.session_lost() is True
+    goodbye.on_response_done("resp_vad", response_active=False)  # a stale id changes nothing
+    assert _kinds(goodbye) == ["session.update"] and not goodbye.done.is_set()
     goodbye.session_opened()
-    assert _kinds(goodbye) == ["session.update", "response.create", "session.update"]
+    assert _kinds(goodbye) == ["session.update", "session.update"]
     goodbye.on_session_updated(response_active=False)
     goodbye.on_response_created("resp_2")
     goodbye.on_response_done("resp_2", response_active=False)
-    assert goodbye.done.is_set()
+    assert _kinds(goodbye)[-1] == "response.create" and goodbye.done.is_set()
+
+
+@pytest.mark.parametrize("received", [False, True])
+def test_a_session_lost_once_the_goodbye_is_asked_ends_it_without_a_new_session(goodbye, received):
+    """A new session would answer the caller again: the goodbye ends with what arrived."""
+    goodbye.begin("say bye")
+    goodbye.on_session_updated(response_active=False)
+    if received:
+        goodbye.on_response_created("resp_1")
+    assert goodbye.session_lost() is False
+    assert goodbye.state is GoodbyeState.DONE and goodbye.done.is_set()
+    goodbye.session_opened()
+    assert _kinds(goodbye) == ["session.update", "response.create"]  # nothing asked again
+
+
+def test_without_a_goodbye_a_lost_session_is_replaced(goodbye):
+    assert goodbye.session_lost() is True and goodbye.state is GoodbyeState.IDLE
 
 
 def test_one_goodbye_per_call(goodbye):
