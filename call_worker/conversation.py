@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from websockets.exceptions import ConnectionClosed
@@ -39,6 +41,31 @@ RECONNECT_BUDGET = 5.0
 RECONNECT_OPEN_TIMEOUT = 3.0  # one handshake; a real one takes well under a second
 MIN_ATTEMPT = 0.5  # a handshake given less than this is not worth starting
 _APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"'
+
+
+class SessionUpdates:
+    """Which session.update a session.updated acknowledges. The acknowledgement names no
+    event_id and its content is whatever the server echoes (possibly nothing), but events
+    are answered in order: the Nth session.updated on a connection acknowledges the Nth
+    update sent on it that was not refused (an error naming its event_id)."""
+
+    def __init__(self) -> None:
+        self._pending: deque[str] = deque()
+
+    def opened(self, event_id: str) -> None:
+        """A new connection, configured by the update sent as `event_id`."""
+        self._pending = deque([event_id])
+
+    def sent(self, event_id: str) -> None:
+        self._pending.append(event_id)
+
+    def acknowledged(self) -> str | None:
+        """A session.updated arrived: the event_id of the update it answers."""
+        return self._pending.popleft() if self._pending else None
+
+    def refused(self, event_id: str) -> None:
+        if event_id in self._pending:
+            self._pending.remove(event_id)
 
 
 class Conversation:
@@ -75,6 +102,8 @@ class Conversation:
         # realtime-recv carries it out, so Playback and the response state keep one writer.
         self._goodbye_request: str | None = None
         self.goodbye = Goodbye(settings, self._send)
+        self.updates = SessionUpdates()
+        self._opening_ids = itertools.count(1)
         self.goodbye_done = self.goodbye.done
         self._malformed_logged = False
         self._threads: list[threading.Thread] = []
@@ -86,17 +115,19 @@ class Conversation:
         RealtimeConnectError for any failure."""
         self.header.set(Slot.REALTIME_STATE, RealtimeState.CONNECTING)
         try:
-            update = json.dumps(proto.session_update(self.settings))
+            event = proto.session_update(self.settings)
         except OSError as exc:  # OPENAI_INSTRUCTIONS_FILE became unreadable
             raise RealtimeConnectError(f"cannot read the instructions: {exc}", fatal=True) from None
+        event["event_id"] = f"cb_open_{next(self._opening_ids)}"
         ws = connect_realtime(self.settings, timeout)
         try:
-            ws.send(update)
+            ws.send(json.dumps(event))
         except ConnectionClosed:
             pass  # refused at once: recv reports why (the error event came before the close)
         except OSError as exc:
             ws.close()
             raise RealtimeConnectError(f"Realtime connection failed at once: {exc}", fatal=False) from None
+        self.updates.opened(event["event_id"])
         # Published only now: realtime-send must never append audio to an unconfigured session.
         self.ws = ws
         if self.stop.is_set():  # the call ended while this was connecting
@@ -143,7 +174,10 @@ class Conversation:
             thread.join(timeout=3)
 
     def _send(self, event: dict) -> bool:
-        return self._send_text(json.dumps(event))
+        sent = self._send_text(json.dumps(event))
+        if sent and event["type"] == "session.update":  # (realtime-recv: the goodbye's)
+            self.updates.sent(event["event_id"])
+        return sent
 
     def _send_text(self, text: str) -> bool:
         ws = self.ws
@@ -364,10 +398,9 @@ class Conversation:
         self.goodbye.on_response_done(response_id, self.active_response is not None)
 
     def _on_session_updated(self, event: dict) -> None:
-        # The acknowledgement of a session's opening update (automatic responses on) is
-        # not the goodbye's; a server that echoes no turn detection is taken at its word.
-        if proto.creates_responses(event.get("session") or {}, self.beta) is not True:
-            self.goodbye.on_session_updated(self.active_response is not None)
+        # After a reconnect the opening update (automatic responses on) is acknowledged
+        # first: only the acknowledgement of the goodbye's own update lets it ask.
+        self.goodbye.on_session_updated(self.active_response is not None, self.updates.acknowledged())
 
     def _on_agent_transcript_delta(self, event: dict) -> None:
         self.transcript.agent_delta(str(event["item_id"]), str(event.get("delta") or ""))
@@ -403,7 +436,10 @@ class Conversation:
         else:
             self.header.add(Slot.REALTIME_ERRORS)
             log.warning("Realtime error %s: %s", code or "(no code)", message)
-            self.goodbye.on_error(self.active_response is not None)
+        cause = error.get("event_id")  # the client event that caused it, when one did
+        if isinstance(cause, str):
+            self.updates.refused(cause)  # a refused update is never acknowledged
+            self.goodbye.on_error(self.active_response is not None, cause)
 
     _handlers: dict[str, Callable[[Conversation, dict], None]] = {
         "response.output_audio.delta": _on_audio_delta,

@@ -5,7 +5,9 @@ the server echoing `response.metadata` (Realtime-compatible servers may drop it)
 goodbye first turns automatic responses off (`session.update` with create_response and
 interrupt_response false) and waits for `session.updated`: events come in order, so any
 reply the server created before that update shows up before its acknowledgement, and none
-can be created after it. Once no response is active, our `response.create` goes out and
+can be created after it. Which `session.updated` acknowledges which update is told by
+order, not content (a server may echo no turn detection at all): the caller passes the
+event_id of the update each acknowledgement answers (call_worker/conversation.py). Once no response is active, our `response.create` goes out and
 the next `response.created` is ours.
 
     IDLE --begin--> QUIETING --session.updated, none active--> ASKED --created--> SPEAKING
@@ -48,6 +50,8 @@ class Goodbye:
         self.state = GoodbyeState.IDLE
         self.instructions = proto.GOODBYE_IDLE
         self.response_id: str | None = None
+        self.update_id = ""  # event_id of our latest quiet update
+        self._updates_sent = 0
         self.done = threading.Event()
 
     @property
@@ -69,26 +73,31 @@ class Goodbye:
     def _quiet(self) -> None:
         # QUIETING: from now on only our own response.create makes a response.
         self.state = GoodbyeState.QUIETING
-        self.send(proto.session_update_no_responses(self.settings))
+        self._updates_sent += 1
+        event = proto.session_update_no_responses(self.settings)
+        event["event_id"] = self.update_id = f"cb_quiet_{self._updates_sent}"
+        self.send(event)
 
     def _ask(self) -> None:
         # ASKED: nothing else can create a response, so the next one is ours.
         self.state = GoodbyeState.ASKED
         self.send(proto.response_create(self.instructions, purpose="goodbye"))
 
-    def on_session_updated(self, response_active: bool) -> None:
-        if self.state is GoodbyeState.QUIETING:
+    def on_session_updated(self, response_active: bool, event_id: str | None) -> None:
+        """A session.updated arrived, acknowledging the update sent as `event_id`."""
+        if self.state is GoodbyeState.QUIETING and event_id == self.update_id:
             if response_active:
                 self.state = GoodbyeState.WAITING  # a reply created just before the update
             else:
                 self._ask()
 
-    def on_error(self, response_active: bool) -> None:
-        """The update was refused (a server that does not take partial updates): asking
-        anyway is the best left; the goodbye limit still bounds the call."""
-        if self.state is GoodbyeState.QUIETING:
+    def on_error(self, response_active: bool, event_id: str | None) -> None:
+        """An error caused by the event sent as `event_id`. If that is our update, it was
+        refused (a server that does not take partial updates): asking anyway is the best
+        left; the goodbye limit still bounds the call."""
+        if self.state is GoodbyeState.QUIETING and event_id == self.update_id:
             log.warning("automatic responses could not be turned off for the goodbye; asking anyway")
-            self.on_session_updated(response_active)
+            self.on_session_updated(response_active, event_id)
 
     def on_response_created(self, response_id: str) -> None:
         if self.state is GoodbyeState.ASKED:
