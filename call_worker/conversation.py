@@ -1,7 +1,8 @@
 """The call's Realtime conversation: two threads around one WebSocket.
 
 realtime-send drains the uplink ring into `input_audio_buffer.append` events the moment
-rtp-in signals a frame (no re-chunking delay). realtime-recv reads server events: audio
+rtp-in signals a frame (no re-chunking delay), except while a new session opens: the ring
+is then the backlog, sent once the new session has the history. realtime-recv reads server events: audio
 deltas go to the downlink ring through `Playback`, speech_started while a reply plays is
 a barge-in, transcripts and usage are kept. When the connection drops or the session
 expires, a new session is opened and the conversation so far is re-injected (the agent's
@@ -106,6 +107,9 @@ class Conversation:
         self._opening_ids = itertools.count(1)
         self.goodbye_done = self.goodbye.done
         self._malformed_logged = False
+        # Set by realtime-recv while a new session opens: realtime-send leaves the uplink
+        # ring unread meanwhile, so the caller's words (up to its ~8 s) reach the new session.
+        self._uplink_held = False
         self._threads: list[threading.Thread] = []
 
     # --- connection
@@ -216,11 +220,13 @@ class Conversation:
             wake.clear()
             header.set(Slot.HEARTBEAT_REALTIME, time.monotonic_ns())
             while True:
+                if self._uplink_held:
+                    break  # reconnecting: the ring keeps the caller's audio for the new session
                 n = uplink.read_into(buffer)
                 if n == 0:
                     break
                 if self.ws is None:
-                    continue  # reconnecting: what the caller says meanwhile cannot be heard
+                    continue  # no session and none coming: nobody can hear it
                 text = _APPEND_HEAD + base64.b64encode(view[:n]).decode("ascii") + '"}'
                 if self._send_text(text):
                     header.add(Slot.FRAMES_TO_REALTIME, n // 160)
@@ -271,6 +277,7 @@ class Conversation:
             return False
         log.warning("Realtime connection %s; opening a new session", why)
         self.header.set(Slot.REALTIME_STATE, RealtimeState.RECONNECTING)
+        self._uplink_held = True
         self._drop_connection()
         deadline = time.monotonic() + RECONNECT_BUDGET
         attempts = 0
@@ -296,6 +303,8 @@ class Conversation:
             for event in proto.context_items(turns, self.beta):
                 self._send(event)
             log.info("Realtime session resumed with %d earlier turns", len(turns))
+            self._uplink_held = False  # the backlog follows the history it answers
+            self.uplink_wake.set()
             self.goodbye.session_opened()
             return True
         self._fatal(

@@ -528,3 +528,24 @@ def test_a_session_lost_during_the_goodbye_ends_the_call_with_what_was_received(
     assert record["hangup_by"] == "ari"
     assert call.segment.header.get(Slot.RECONNECTS) == 0
     assert call.segment.header.get(Slot.END_REASON) == EndReason.MAX_CALL_SECONDS
+
+
+def test_what_the_caller_says_during_a_reconnect_reaches_the_new_session(calls, asterisk, realtime):
+    """The uplink ring is the backlog while a new session opens: the caller's audio meanwhile
+    is sent to the new session once it has the history, not thrown away."""
+    sup = calls()
+    # Dropped as the caller starts the second utterance: it goes on through the reconnect.
+    realtime.fault("drop", on="input_audio_buffer.speech_started", nth=2)
+    call = sup.place([{"say": 800}, {"silence": 2500}, {"say": 1500}, {"silence": 3000}, {"hangup": True}])
+    assert sup.wait_ended(call, 25) == 0
+    first, second = realtime.sessions()
+    record = asterisk.call(call.channel_id)
+    received = [session_events(s, "in", "input_audio_buffer.append") for s in (first, second)]
+    total = sum(appends[-1][1]["total"] for appends in received)
+    lost_frames = record["frames_sent"] - total // 160
+    # Only what was on its way when the connection died may be lost (a reconnect takes
+    # 200 ms and more: 10 frames).
+    assert 0 <= lost_frames <= 4, f"{lost_frames} frames lost"
+    history = session_events(second, "in", "conversation.item.create")
+    assert history and received[1][0][0] > history[-1][0]  # the backlog follows the context
+    assert call.segment.header.get(Slot.RECONNECTS) == 1
