@@ -27,7 +27,7 @@ from websockets.sync.client import ClientConnection
 
 from call_worker import realtime_protocol as proto
 from call_worker.goodbye import Goodbye
-from call_worker.playback import Playback
+from call_worker.playback import AudioItem, Playback
 from call_worker.realtime_link import RealtimeConnectError, connect_realtime
 from call_worker.transcript import Transcript
 from callbridge.config import Settings
@@ -110,6 +110,10 @@ class Conversation:
         # Set by realtime-recv while a new session opens: realtime-send leaves the uplink
         # ring unread meanwhile, so the caller's words (up to its ~8 s) reach the new session.
         self._uplink_held = False
+        # Replies of a lost session still playing from the downlink ring: how much the caller
+        # will hear of them is not known yet, so the new session gets them only when they
+        # have finished playing or been cut (realtime-recv's only).
+        self._held: list[AudioItem] = []
         self._threads: list[threading.Thread] = []
 
     # --- connection
@@ -176,6 +180,10 @@ class Conversation:
         self.uplink_wake.set()
         for thread in self._threads:
             thread.join(timeout=3)
+        # The call is over: a reply still in the ring was heard up to where playback stopped.
+        for item in self.playback.unplayed():
+            if self.transcript.has_agent(item.item_id):
+                self.transcript.truncated(self.playback.heard(item, self.playback.ring.read_total))
 
     def _send(self, event: dict) -> bool:
         sent = self._send_text(json.dumps(event))
@@ -239,6 +247,8 @@ class Conversation:
             self.header.set(Slot.HEARTBEAT_REALTIME_RECV, time.monotonic_ns())
             if self._goodbye_request is not None:
                 self._start_goodbye()
+            if self._held:
+                self._release_held(self.playback.ring.read_total)
             try:
                 # A short timeout so that a posted goodbye is acted on within 100 ms.
                 message = ws.recv(timeout=0.1)
@@ -299,7 +309,8 @@ class Conversation:
             if self.ws is None:
                 return False  # the call ended while this was connecting
             self.last_error_code = ""
-            turns = self.transcript.history()
+            self._held = [i for i in self.playback.unplayed() if self.transcript.has_agent(i.item_id)]
+            turns = self.transcript.history(held=frozenset(i.item_id for i in self._held))
             for event in proto.context_items(turns, self.beta):
                 self._send(event)
             log.info("Realtime session resumed with %d earlier turns", len(turns))
@@ -319,6 +330,20 @@ class Conversation:
                 old.close()  # bounded by the close timeout even when the peer is frozen
             except Exception:  # closing a broken connection may fail in many ways; none matter
                 pass
+
+    def _release_held(self, played: int, cut: bool = False) -> None:
+        """Give the new session each held reply the caller has finished hearing (all of it
+        played, or playback `cut` at `played`), as heard."""
+        keep = []
+        for item in self._held:
+            if item.end > played and not cut:
+                keep.append(item)
+                continue
+            if item.end > played:
+                self.transcript.truncated(self.playback.heard(item, played))
+            for event in proto.context_items([("agent", self.transcript.heard(item.item_id))], self.beta):
+                self._send(event)
+        self._held = keep
 
     def _fatal(self, message: str) -> None:
         self.header.set(Slot.REALTIME_STATE, RealtimeState.FAILED)
@@ -362,6 +387,10 @@ class Conversation:
         self.header.add(Slot.BARGE_INS)
         if self.active_response is not None:
             self._send({"type": "response.cancel", "response_id": self.active_response})
+        if self._held:  # a lost session's reply: this session has no such item to truncate
+            if truncation is not None and any(i.item_id == truncation.item_id for i in self._held):
+                truncation = None
+            self._release_held(self.playback.cut_at, cut=True)
         if truncation is not None:
             self.transcript.truncated(truncation)
             self._send(

@@ -72,6 +72,17 @@ class Transcript:
         if cut is not None:
             entry["heard"] = heard_text(entry["text"], cut.audio_end_ms, cut.item_audio_ms)
 
-    def history(self) -> list[tuple[str, str]]:
-        """(role, text) per turn as the caller lived it: agent turns as heard."""
-        return [(e["role"], e["heard"] if e["role"] == "agent" else e["text"]) for e in self.entries]
+    def has_agent(self, item_id: str) -> bool:
+        return item_id in self._agent
+
+    def heard(self, item_id: str) -> str:
+        return self._agent[item_id]["heard"]
+
+    def history(self, held: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+        """(role, text) per turn as the caller lived it: agent turns as heard, but for the
+        `held` items, whose hearing is not over yet."""
+        return [
+            (e["role"], e["heard"] if e["role"] == "agent" else e["text"])
+            for e in self.entries
+            if e.get("item_id") not in held
+        ]

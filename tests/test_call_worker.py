@@ -395,8 +395,9 @@ def test_realtime_frozen_before_the_call_plays_the_failure_prompt_within_15_s(ca
 def test_interrupted_reply_is_re_sent_as_heard_after_a_reconnect(calls, asterisk, realtime_long, tmp_path):
     sup = calls(realtime_long, CALL_RECORDS_DIR=str(tmp_path))
     # The 10 s reply is interrupted after ~3 s; the second reply streams in 2 s; then the
-    # connection drops (9 s after it opened) and a new session gets the history.
-    realtime_long.fault("drop", after=9.0)
+    # connection drops (once that reply is received: an event, not a clock) and a new
+    # session gets the history while the second reply plays on from the ring.
+    realtime_long.fault("drop", on="response.done", nth=2)
     call = sup.place(
         [{"say": 1000}, {"silence": 3000}, {"say": 1200, "hz": 600}, {"silence": 6000}, {"hangup": True}]
     )
@@ -424,12 +425,16 @@ def test_interrupted_reply_is_re_sent_as_heard_after_a_reconnect(calls, asterisk
         for _, e in session_events(second, "in", "conversation.item.create")
         if e["item"]["role"] == "assistant"
     ]
-    assert resent[0] == heard, resent  # what the caller heard, not what the model wrote
-    assert full not in resent
+    # What the caller heard, not what the model wrote; the second reply, still playing when
+    # the caller hung up, never finished: it is not re-sent at all.
+    assert resent == [heard], resent
     kept = json.loads((tmp_path / f"{call.channel_id}.json").read_text())["transcript"]
     agent = [t for t in kept if t["role"] == "agent"]
     assert (agent[0]["text"], agent[0]["heard"], agent[0]["interrupted"]) == (full, heard, True)
-    assert agent[1]["heard"] == agent[1]["text"] and not agent[1]["interrupted"]
+    # The hang-up came ~5 s into the second 10 s reply: it was heard in part.
+    second_text, second_heard = agent[1]["text"], agent[1]["heard"]
+    assert 0 < len(second_heard) < len(second_text) and second_text.startswith(second_heard), agent[1]
+    assert agent[1]["interrupted"]
 
 
 # --- limits end politely (issue 11 item 9)
@@ -549,3 +554,23 @@ def test_what_the_caller_says_during_a_reconnect_reaches_the_new_session(calls, 
     history = session_events(second, "in", "conversation.item.create")
     assert history and received[1][0][0] > history[-1][0]  # the backlog follows the context
     assert call.segment.header.get(Slot.RECONNECTS) == 1
+
+
+def test_a_reply_still_playing_at_a_reconnect_is_re_sent_once_it_has_been_heard(calls, asterisk, realtime):
+    """The session is lost right after the reply is received, while it plays from the ring:
+    the new session gets it only when it has finished playing, whole."""
+    sup = calls()
+    realtime.fault("drop", on="response.done", nth=1)
+    call = sup.place([{"say": 800}, {"silence": 3500}, {"hangup": True}])
+    assert sup.wait_ended(call, 25) == 0
+    first, second = realtime.sessions()
+    full = session_events(first, "out", "response.output_audio_transcript.done")[0][1]["transcript"]
+    created = session_events(second, "in", "conversation.item.create")
+    roles = [e["item"]["role"] for _, e in created]
+    assert roles == ["user", "assistant"], roles
+    (at, event), = [(t, e) for t, e in created if e["item"]["role"] == "assistant"]
+    assert event["item"]["content"][0]["text"] == full
+    reply = loud(asterisk.call(call.channel_id))
+    assert len(reply) == 75
+    assert at >= reply[-1]["arrival"] - 0.05  # sent once its last frame had been played
+    assert at - created[0][0] > 0.5  # and not with the history (the reply lasts 1.5 s)
