@@ -574,3 +574,26 @@ def test_a_reply_still_playing_at_a_reconnect_is_re_sent_once_it_has_been_heard(
     assert len(reply) == 75
     assert at >= reply[-1]["arrival"] - 0.05  # sent once its last frame had been played
     assert at - created[0][0] > 0.5  # and not with the history (the reply lasts 1.5 s)
+
+
+def test_a_held_reply_cut_by_a_barge_in_is_re_sent_as_heard(calls, asterisk, realtime_long):
+    """Lost right after the 10 s reply is received; the caller talks over it in the new
+    session: it is given to the new session as heard (and not truncated there: that
+    session never had the item)."""
+    sup = calls(realtime_long)
+    realtime_long.fault("drop", on="response.done", nth=1)
+    call = sup.place(
+        [{"say": 1000}, {"silence": 3000}, {"say": 1200, "hz": 600}, {"silence": 1500}, {"hangup": True}]
+    )
+    assert sup.wait_ended(call, 30) == 0
+    first, second = realtime_long.sessions()
+    full = session_events(first, "out", "response.output_audio_transcript.done")[0][1]["transcript"]
+    resent = [
+        e["item"]["content"][0]["text"]
+        for _, e in session_events(second, "in", "conversation.item.create")
+        if e["item"]["role"] == "assistant"
+    ]
+    assert len(resent) == 1 and 0 < len(resent[0]) < len(full) // 2 and full.startswith(resent[0]), resent
+    assert not session_events(second, "in", "conversation.item.truncate")
+    assert not [e for _, e in session_events(second, "out", "error")]
+    assert call.segment.header.get(Slot.BARGE_INS) == 1
