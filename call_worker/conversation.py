@@ -288,8 +288,9 @@ class Conversation:
         log.warning("Realtime connection %s; opening a new session", why)
         self.header.set(Slot.REALTIME_STATE, RealtimeState.RECONNECTING)
         self._uplink_held = True
-        self._drop_connection()
+        # Counted from the loss: closing a frozen connection takes its close timeout.
         deadline = time.monotonic() + RECONNECT_BUDGET
+        self._drop_connection()
         attempts = 0
         for delay in RECONNECT_DELAYS:
             if deadline - time.monotonic() - delay < MIN_ATTEMPT:
