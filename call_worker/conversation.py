@@ -19,7 +19,6 @@ import json
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 
 from websockets.exceptions import ConnectionClosed
@@ -29,6 +28,7 @@ from call_worker import realtime_protocol as proto
 from call_worker.goodbye import Goodbye
 from call_worker.playback import AudioItem, Playback
 from call_worker.realtime_link import RealtimeConnectError, connect_realtime
+from call_worker.session_updates import SessionUpdates
 from call_worker.transcript import Transcript
 from callbridge.config import Settings
 from shm_ring import ByteRing, CallHeader, RealtimeState, Slot
@@ -42,31 +42,6 @@ RECONNECT_BUDGET = 5.0
 RECONNECT_OPEN_TIMEOUT = 3.0  # one handshake; a real one takes well under a second
 MIN_ATTEMPT = 0.5  # a handshake given less than this is not worth starting
 _APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"'
-
-
-class SessionUpdates:
-    """Which session.update a session.updated acknowledges. The acknowledgement names no
-    event_id and its content is whatever the server echoes (possibly nothing), but events
-    are answered in order: the Nth session.updated on a connection acknowledges the Nth
-    update sent on it that was not refused (an error naming its event_id)."""
-
-    def __init__(self) -> None:
-        self._pending: deque[str] = deque()
-
-    def opened(self, event_id: str) -> None:
-        """A new connection, configured by the update sent as `event_id`."""
-        self._pending = deque([event_id])
-
-    def sent(self, event_id: str) -> None:
-        self._pending.append(event_id)
-
-    def acknowledged(self) -> str | None:
-        """A session.updated arrived: the event_id of the update it answers."""
-        return self._pending.popleft() if self._pending else None
-
-    def refused(self, event_id: str) -> None:
-        if event_id in self._pending:
-            self._pending.remove(event_id)
 
 
 class Conversation:

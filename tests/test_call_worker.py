@@ -568,7 +568,7 @@ def test_a_reply_still_playing_at_a_reconnect_is_re_sent_once_it_has_been_heard(
     created = session_events(second, "in", "conversation.item.create")
     roles = [e["item"]["role"] for _, e in created]
     assert roles == ["user", "assistant"], roles
-    (at, event), = [(t, e) for t, e in created if e["item"]["role"] == "assistant"]
+    ((at, event),) = [(t, e) for t, e in created if e["item"]["role"] == "assistant"]
     assert event["item"]["content"][0]["text"] == full
     reply = loud(asterisk.call(call.channel_id))
     assert len(reply) == 75

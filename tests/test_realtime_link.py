@@ -96,7 +96,13 @@ def test_the_reconnect_budget_counts_from_the_loss_of_the_session(settings, real
     failed = threading.Event()
     header = CallHeader(memoryview(bytearray(HEADER_BYTES)))
     conv = conv_module.Conversation(
-        settings, header, ring(), Playback(ring()), threading.Event(), threading.Event(), lambda m: failed.set()
+        settings,
+        header,
+        ring(),
+        Playback(ring()),
+        threading.Event(),
+        threading.Event(),
+        lambda m: failed.set(),
     )
     conv.ws = realtime_link.connect_realtime(settings)
     _freeze(realtime, new_handshakes=True)  # the open connection and every new handshake
