@@ -13,6 +13,8 @@ the next `response.created` is ours.
     IDLE --begin--> QUIETING --session.updated, none active--> ASKED --created--> SPEAKING
                     QUIETING --session.updated, one active--> WAITING --its done--> ASKED
     SPEAKING --its response.done--> DONE
+    ASKED --error naming our response.create, one active--> WAITING (asked again after it)
+    ASKED --error naming our response.create, none active--> DONE (nothing left to wait for)
     QUIETING, WAITING --session lost--> QUIETING again, on the new session
     ASKED, SPEAKING --session lost--> DONE, with no new session: a new one would come up
                                       answering the caller, and the goodbye asked of the
@@ -51,7 +53,9 @@ class Goodbye:
         self.instructions = proto.GOODBYE_IDLE
         self.response_id: str | None = None
         self.update_id = ""  # event_id of our latest quiet update
+        self.ask_id = ""  # event_id of our latest response.create
         self._updates_sent = 0
+        self._asks_sent = 0
         self.done = threading.Event()
 
     @property
@@ -81,7 +85,10 @@ class Goodbye:
     def _ask(self) -> None:
         # ASKED: nothing else can create a response, so the next one is ours.
         self.state = GoodbyeState.ASKED
-        self.send(proto.response_create(self.instructions, purpose="goodbye"))
+        self._asks_sent += 1
+        event = proto.response_create(self.instructions, purpose="goodbye")
+        event["event_id"] = self.ask_id = f"cb_bye_{self._asks_sent}"
+        self.send(event)
 
     def on_session_updated(self, response_active: bool, event_id: str | None) -> None:
         """A session.updated arrived, acknowledging the update sent as `event_id`."""
@@ -94,10 +101,19 @@ class Goodbye:
     def on_error(self, response_active: bool, event_id: str | None) -> None:
         """An error caused by the event sent as `event_id`. If that is our update, it was
         refused (a server that does not take partial updates): asking anyway is the best
-        left; the goodbye limit still bounds the call."""
+        left; the goodbye limit still bounds the call. If it is our response.create, the
+        goodbye was refused."""
         if self.state is GoodbyeState.QUIETING and event_id == self.update_id:
             log.warning("automatic responses could not be turned off for the goodbye; asking anyway")
             self.on_session_updated(response_active, event_id)
+        elif self.state is GoodbyeState.ASKED and event_id == self.ask_id:
+            if response_active:  # e.g. conversation_already_has_active_response
+                log.warning("the goodbye was refused while a reply is active; asking again after it")
+                self.state = GoodbyeState.WAITING
+            else:  # waiting on would only be GOODBYE_LIMIT (call.py) of dead air
+                log.warning("the goodbye was refused; ending the call without it")
+                self.state = GoodbyeState.DONE
+                self.done.set()
 
     def on_response_created(self, response_id: str) -> None:
         if self.state is GoodbyeState.ASKED:

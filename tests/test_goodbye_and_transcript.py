@@ -236,3 +236,28 @@ def test_the_quiet_updates_refusal_gets_the_goodbye_asked_anyway(conversation):
     conv._start_goodbye()
     _server(conv, {"type": "error", "error": UNRELATED | {"event_id": conv.goodbye.update_id}})
     assert conv.goodbye.state is GoodbyeState.ASKED and conv.ws.sent[-1]["type"] == "response.create"
+
+
+def test_a_refused_goodbye_request_waits_for_the_active_reply_then_asks_again(goodbye):
+    """response.create refused (conversation_already_has_active_response, named by its
+    event_id): ask again once that reply is done, instead of waiting out GOODBYE_LIMIT."""
+    goodbye.begin("say bye")
+    goodbye.on_session_updated(response_active=False, event_id=goodbye.update_id)
+    ask = goodbye.sent[-1]
+    assert ask["type"] == "response.create" and ask["event_id"]
+    goodbye.on_error(response_active=True, event_id="cb_other")  # not ours: nothing changes
+    assert goodbye.state is GoodbyeState.ASKED
+    goodbye.on_error(response_active=True, event_id=ask["event_id"])
+    assert goodbye.state is GoodbyeState.WAITING
+    goodbye.on_response_created("resp_vad")  # (not taken for ours)
+    goodbye.on_response_done("resp_vad", response_active=False)
+    again = goodbye.sent[-1]
+    assert again["type"] == "response.create" and again["event_id"] != ask["event_id"]
+    assert goodbye.state is GoodbyeState.ASKED
+
+
+def test_a_goodbye_request_refused_with_nothing_active_ends_the_goodbye(goodbye):
+    goodbye.begin("say bye")
+    goodbye.on_session_updated(response_active=False, event_id=goodbye.update_id)
+    goodbye.on_error(response_active=False, event_id=goodbye.sent[-1]["event_id"])
+    assert goodbye.state is GoodbyeState.DONE and goodbye.done.is_set()  # the call ends now
