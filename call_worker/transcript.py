@@ -7,7 +7,8 @@ short by a barge-in may end without one, and its deltas are then its text. Its t
 session gets `history()`: the agent's turns as heard, as the old session had them after
 its `conversation.item.truncate`.
 
-Written only by realtime-recv; read by the main thread once the call has ended.
+Written by realtime-recv; once that thread has stopped, Conversation.close() settles it (a
+reply still in the ring at the end of the call) and the main thread reads it.
 """
 
 from __future__ import annotations
