@@ -1,7 +1,8 @@
 """The call's Realtime conversation: two threads around one WebSocket.
 
 realtime-send drains the uplink ring into `input_audio_buffer.append` events the moment
-rtp-in signals a frame (no re-chunking delay). realtime-recv reads server events: audio
+rtp-in signals a frame (no re-chunking delay), except while a new session opens: the ring
+is then the backlog, sent once the new session has the history. realtime-recv reads server events: audio
 deltas go to the downlink ring through `Playback`, speech_started while a reply plays is
 a barge-in, transcripts and usage are kept. When the connection drops or the session
 expires, a new session is opened and the conversation so far is re-injected (the agent's
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import logging
 import threading
@@ -24,8 +26,9 @@ from websockets.sync.client import ClientConnection
 
 from call_worker import realtime_protocol as proto
 from call_worker.goodbye import Goodbye
-from call_worker.playback import Playback
+from call_worker.playback import AudioItem, Playback
 from call_worker.realtime_link import RealtimeConnectError, connect_realtime
+from call_worker.session_updates import SessionUpdates
 from call_worker.transcript import Transcript
 from callbridge.config import Settings
 from shm_ring import ByteRing, CallHeader, RealtimeState, Slot
@@ -75,8 +78,17 @@ class Conversation:
         # realtime-recv carries it out, so Playback and the response state keep one writer.
         self._goodbye_request: str | None = None
         self.goodbye = Goodbye(settings, self._send)
+        self.updates = SessionUpdates()
+        self._opening_ids = itertools.count(1)
         self.goodbye_done = self.goodbye.done
         self._malformed_logged = False
+        # Set by realtime-recv while a new session opens: realtime-send leaves the uplink
+        # ring unread meanwhile, so the caller's words (up to its ~8 s) reach the new session.
+        self._uplink_held = False
+        # Replies of a lost session still playing from the downlink ring: how much the caller
+        # will hear of them is not known yet, so the new session gets them only when they
+        # have finished playing or been cut (realtime-recv's only).
+        self._held: list[AudioItem] = []
         self._threads: list[threading.Thread] = []
 
     # --- connection
@@ -86,17 +98,19 @@ class Conversation:
         RealtimeConnectError for any failure."""
         self.header.set(Slot.REALTIME_STATE, RealtimeState.CONNECTING)
         try:
-            update = json.dumps(proto.session_update(self.settings))
+            event = proto.session_update(self.settings)
         except OSError as exc:  # OPENAI_INSTRUCTIONS_FILE became unreadable
             raise RealtimeConnectError(f"cannot read the instructions: {exc}", fatal=True) from None
+        event["event_id"] = f"cb_open_{next(self._opening_ids)}"
         ws = connect_realtime(self.settings, timeout)
         try:
-            ws.send(update)
+            ws.send(json.dumps(event))
         except ConnectionClosed:
             pass  # refused at once: recv reports why (the error event came before the close)
         except OSError as exc:
             ws.close()
             raise RealtimeConnectError(f"Realtime connection failed at once: {exc}", fatal=False) from None
+        self.updates.opened(event["event_id"])
         # Published only now: realtime-send must never append audio to an unconfigured session.
         self.ws = ws
         if self.stop.is_set():  # the call ended while this was connecting
@@ -141,9 +155,16 @@ class Conversation:
         self.uplink_wake.set()
         for thread in self._threads:
             thread.join(timeout=3)
+        # The call is over: a reply still in the ring was heard up to where playback stopped.
+        for item in self.playback.unplayed():
+            if self.transcript.has_agent(item.item_id):
+                self.transcript.truncated(self.playback.heard(item, self.playback.ring.read_total))
 
     def _send(self, event: dict) -> bool:
-        return self._send_text(json.dumps(event))
+        sent = self._send_text(json.dumps(event))
+        if sent and event["type"] == "session.update":  # (realtime-recv: the goodbye's)
+            self.updates.sent(event["event_id"])
+        return sent
 
     def _send_text(self, text: str) -> bool:
         ws = self.ws
@@ -182,11 +203,13 @@ class Conversation:
             wake.clear()
             header.set(Slot.HEARTBEAT_REALTIME, time.monotonic_ns())
             while True:
+                if self._uplink_held:
+                    break  # reconnecting: the ring keeps the caller's audio for the new session
                 n = uplink.read_into(buffer)
                 if n == 0:
                     break
                 if self.ws is None:
-                    continue  # reconnecting: what the caller says meanwhile cannot be heard
+                    continue  # no session and none coming: nobody can hear it
                 text = _APPEND_HEAD + base64.b64encode(view[:n]).decode("ascii") + '"}'
                 if self._send_text(text):
                     header.add(Slot.FRAMES_TO_REALTIME, n // 160)
@@ -199,6 +222,8 @@ class Conversation:
             self.header.set(Slot.HEARTBEAT_REALTIME_RECV, time.monotonic_ns())
             if self._goodbye_request is not None:
                 self._start_goodbye()
+            if self._held:
+                self._release_held(self.playback.ring.read_total)
             try:
                 # A short timeout so that a posted goodbye is acted on within 100 ms.
                 message = ws.recv(timeout=0.1)
@@ -227,18 +252,20 @@ class Conversation:
             self._fatal(f"Realtime refused this configuration ({self.last_error_code or code}): {fix}")
             return False
         why = "session expired" if self.last_error_code == "session_expired" else f"closed (code {code})"
+        self.active_response = None
+        self.transcript.session_lost()  # a reply in flight keeps what it had
+        self.playback.response_finished(self.playback.open_response or "")
+        if not self.goodbye.session_lost():  # a goodbye being quieted for is asked again below
+            log.warning("Realtime connection %s during the goodbye; ending with what was received", why)
+            self._drop_connection()
+            self.header.set(Slot.REALTIME_STATE, RealtimeState.CLOSED)
+            return False
         log.warning("Realtime connection %s; opening a new session", why)
         self.header.set(Slot.REALTIME_STATE, RealtimeState.RECONNECTING)
-        old, self.ws = self.ws, None
-        if old is not None:
-            try:
-                old.close()  # bounded by the close timeout even when the peer is frozen
-            except Exception:  # closing a broken connection may fail in many ways; none matter
-                pass
-        self.active_response = None
-        self.goodbye.session_lost()  # a goodbye in flight died with the session: asked again below
-        self.playback.response_finished(self.playback.open_response or "")
+        self._uplink_held = True
+        # Counted from the loss: closing a frozen connection takes its close timeout.
         deadline = time.monotonic() + RECONNECT_BUDGET
+        self._drop_connection()
         attempts = 0
         for delay in RECONNECT_DELAYS:
             if deadline - time.monotonic() - delay < MIN_ATTEMPT:
@@ -258,16 +285,41 @@ class Conversation:
             if self.ws is None:
                 return False  # the call ended while this was connecting
             self.last_error_code = ""
-            turns = self.transcript.history()
+            self._held = [i for i in self.playback.unplayed() if self.transcript.has_agent(i.item_id)]
+            turns = self.transcript.history(held=frozenset(i.item_id for i in self._held))
             for event in proto.context_items(turns, self.beta):
                 self._send(event)
             log.info("Realtime session resumed with %d earlier turns", len(turns))
+            self._uplink_held = False  # the backlog follows the history it answers
+            self.uplink_wake.set()
             self.goodbye.session_opened()
             return True
         self._fatal(
             f"Realtime service unreachable: no new session within {RECONNECT_BUDGET:.0f} s ({attempts} attempts)"
         )
         return False
+
+    def _drop_connection(self) -> None:
+        old, self.ws = self.ws, None
+        if old is not None:
+            try:
+                old.close()  # bounded by the close timeout even when the peer is frozen
+            except Exception:  # closing a broken connection may fail in many ways; none matter
+                pass
+
+    def _release_held(self, played: int, cut: bool = False) -> None:
+        """Give the new session each held reply the caller has finished hearing (all of it
+        played, or playback `cut` at `played`), as heard."""
+        keep = []
+        for item in self._held:
+            if item.end > played and not cut:
+                keep.append(item)
+                continue
+            if item.end > played:
+                self.transcript.truncated(self.playback.heard(item, played))
+            for event in proto.context_items([("agent", self.transcript.heard(item.item_id))], self.beta):
+                self._send(event)
+        self._held = keep
 
     def _fatal(self, message: str) -> None:
         self.header.set(Slot.REALTIME_STATE, RealtimeState.FAILED)
@@ -301,7 +353,7 @@ class Conversation:
 
     def _on_speech_started(self, event: dict) -> None:
         self.header.set(Slot.LAST_SPEECH_NS, time.monotonic_ns())
-        if self.playback.is_playing():
+        if self.playback.is_playing() and not self.goodbye.uninterruptible:
             self._interrupt()
 
     def _interrupt(self) -> None:
@@ -311,6 +363,10 @@ class Conversation:
         self.header.add(Slot.BARGE_INS)
         if self.active_response is not None:
             self._send({"type": "response.cancel", "response_id": self.active_response})
+        if self._held:  # a lost session's reply: this session has no such item to truncate
+            if truncation is not None and any(i.item_id == truncation.item_id for i in self._held):
+                truncation = None
+            self._release_held(self.playback.cut_at, cut=True)
         if truncation is not None:
             self.transcript.truncated(truncation)
             self._send(
@@ -356,10 +412,9 @@ class Conversation:
         self.goodbye.on_response_done(response_id, self.active_response is not None)
 
     def _on_session_updated(self, event: dict) -> None:
-        # The acknowledgement of a session's opening update (automatic responses on) is
-        # not the goodbye's; a server that echoes no turn detection is taken at its word.
-        if proto.creates_responses(event.get("session") or {}, self.beta) is not True:
-            self.goodbye.on_session_updated(self.active_response is not None)
+        # After a reconnect the opening update (automatic responses on) is acknowledged
+        # first: only the acknowledgement of the goodbye's own update lets it ask.
+        self.goodbye.on_session_updated(self.active_response is not None, self.updates.acknowledged())
 
     def _on_agent_transcript_delta(self, event: dict) -> None:
         self.transcript.agent_delta(str(event["item_id"]), str(event.get("delta") or ""))
@@ -395,7 +450,10 @@ class Conversation:
         else:
             self.header.add(Slot.REALTIME_ERRORS)
             log.warning("Realtime error %s: %s", code or "(no code)", message)
-            self.goodbye.on_error(self.active_response is not None)
+        cause = error.get("event_id")  # the client event that caused it, when one did
+        if isinstance(cause, str):
+            self.updates.refused(cause)  # a refused update is never acknowledged
+            self.goodbye.on_error(self.active_response is not None, cause)
 
     _handlers: dict[str, Callable[[Conversation, dict], None]] = {
         "response.output_audio.delta": _on_audio_delta,

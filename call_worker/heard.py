@@ -31,12 +31,19 @@ def heard_text(transcript: str, audio_end_ms: int, item_audio_ms: int) -> str:
 def _is_boundary(text: str, index: int) -> bool:
     """May the text be cut before `text[index]`? Between words (whitespace, any script's),
     or between two characters of a script written without spaces (Chinese, Japanese), where
-    each character stands on its own. Punctuation stays with the word it follows."""
+    each character stands on its own. Korean is wide too but puts spaces between its words,
+    so a Hangul word is cut only whole. Punctuation stays with the word it follows."""
     before, after = text[index - 1], text[index]
     if before.isspace() or after.isspace():
         return True
     return _unspaced_letter(before) and _unspaced_letter(after)
 
 
+# Hangul: conjoining jamo, compatibility jamo, syllables.
+_HANGUL = ((0x1100, 0x11FF), (0x3130, 0x318F), (0xAC00, 0xD7AF))
+
+
 def _unspaced_letter(char: str) -> bool:
+    if any(low <= ord(char) <= high for low, high in _HANGUL):
+        return False
     return unicodedata.category(char) == "Lo" and unicodedata.east_asian_width(char) in ("W", "F")

@@ -42,6 +42,7 @@ class Playback:
         self.open_response: str | None = None  # a response whose audio may still arrive
         self.late_deltas = 0
         self.overrun_bytes = 0
+        self.cut_at = 0  # the ring position where the last barge-in stopped playback
 
     def response_started(self, response_id: str) -> None:
         self.open_response = response_id
@@ -69,6 +70,17 @@ class Playback:
         self.overrun_bytes += len(audio) - written
         return len(audio) - written
 
+    def unplayed(self) -> list[AudioItem]:
+        """Items whose audio the caller has not all heard yet (still in the ring)."""
+        played = self.ring.read_total
+        return [item for item in self.items if item.end > played and item.end > item.start]
+
+    @staticmethod
+    def heard(item: AudioItem, played: int) -> Truncation:
+        """How much of `item` the caller heard once playback stood at `played`."""
+        heard = min(max(played, item.start), item.end) - item.start
+        return Truncation(item.item_id, heard // BYTES_PER_MS, (item.end - item.start) // BYTES_PER_MS)
+
     def is_playing(self) -> bool:
         """Audio is queued or still arriving for the caller."""
         return self.ring.fill() > 0 or self.more_audio_expected
@@ -89,12 +101,10 @@ class Playback:
         while ring.read_total < mark and time.monotonic() < deadline:
             time.sleep(0.001)
         played = ring.discarded_at if ring.discarded_total > discarded_before else ring.read_total
+        self.cut_at = played
         for item in reversed(self.items):
             if item.start <= played and item.end > item.start:
                 if played >= item.end and item.response_id not in self.ignored_responses:
                     return None  # that item had finished playing: nothing to truncate
-                heard = min(played, item.end) - item.start
-                return Truncation(
-                    item.item_id, heard // BYTES_PER_MS, (item.end - item.start) // BYTES_PER_MS
-                )
+                return self.heard(item, played)
         return None

@@ -139,18 +139,6 @@ def session_update_no_responses(settings: Settings) -> dict:
     }
 
 
-def creates_responses(session: dict, beta: bool) -> bool | None:
-    """Whether the session that a session.updated describes answers turns by itself (None:
-    not said)."""
-    if beta:
-        detection = session.get("turn_detection")
-    else:
-        detection = ((session.get("audio") or {}).get("input") or {}).get("turn_detection")
-    if not isinstance(detection, dict) or "create_response" not in detection:
-        return None
-    return bool(detection["create_response"])
-
-
 def response_create(instructions: str, purpose: str = "") -> dict:
     """A response with its own instructions. `purpose` goes in its metadata, for logs and
     traces only: servers need not echo it, so nothing relies on it (call_worker/goodbye.py)."""

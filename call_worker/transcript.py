@@ -7,7 +7,8 @@ short by a barge-in may end without one, and its deltas are then its text. Its t
 session gets `history()`: the agent's turns as heard, as the old session had them after
 its `conversation.item.truncate`.
 
-Written only by realtime-recv; read by the main thread once the call has ended.
+Written by realtime-recv; once that thread has stopped, Conversation.close() settles it (a
+reply still in the ring at the end of the call) and the main thread reads it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class Transcript:
             self._partial[item_id] = self._partial.get(item_id, "") + delta
 
     def agent_done(self, item_id: str, text: str, interrupted: bool) -> dict:
-        """The item's final transcript; returns its entry."""
+        """The item's final transcript; returns its entry. An empty one (a cancelled reply
+        may end so) leaves the item the deltas it had."""
+        text = text or self._partial.get(item_id, "").strip()
         self._partial.pop(item_id, None)
         entry = self._agent.get(item_id)
         if entry is None:
@@ -53,6 +56,11 @@ class Transcript:
             if item_id not in self._agent and partial and partial.strip():
                 self.agent_done(item_id, partial.strip(), interrupted=True)
 
+    def session_lost(self) -> None:
+        """The session died: no item of it will get its final transcript, so each one in
+        flight ends now with the deltas it had (before the history is built from them)."""
+        self.response_ended(list(self._partial))
+
     def truncated(self, cut: Truncation) -> None:
         self._cuts[cut.item_id] = cut
         entry = self._agent.get(cut.item_id)
@@ -65,6 +73,17 @@ class Transcript:
         if cut is not None:
             entry["heard"] = heard_text(entry["text"], cut.audio_end_ms, cut.item_audio_ms)
 
-    def history(self) -> list[tuple[str, str]]:
-        """(role, text) per turn as the caller lived it: agent turns as heard."""
-        return [(e["role"], e["heard"] if e["role"] == "agent" else e["text"]) for e in self.entries]
+    def has_agent(self, item_id: str) -> bool:
+        return item_id in self._agent
+
+    def heard(self, item_id: str) -> str:
+        return self._agent[item_id]["heard"]
+
+    def history(self, held: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+        """(role, text) per turn as the caller lived it: agent turns as heard, but for the
+        `held` items, whose hearing is not over yet."""
+        return [
+            (e["role"], e["heard"] if e["role"] == "agent" else e["text"])
+            for e in self.entries
+            if e.get("item_id") not in held
+        ]

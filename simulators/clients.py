@@ -79,10 +79,11 @@ class RealtimeSim(SimProcess):
         super().__init__("simulators.realtime", "--api-key", api_key, *args, quiet=quiet)
         self.api_key = api_key
 
-    def fault(self, kind: str, after: float = 0.0, count: int = 1) -> None:
-        requests.get(
-            f"{self.base}/sim/faults", params={"kind": kind, "after": after, "count": count}, timeout=5
-        )
+    def fault(self, kind: str, after: float = 0.0, count: int = 1, on: str = "", nth: int = 1) -> None:
+        params = {"kind": kind, "after": after, "count": count}
+        if on:
+            params.update(on=on, nth=nth)
+        requests.get(f"{self.base}/sim/faults", params=params, timeout=5)
 
     def sessions(self) -> list[dict]:
         return requests.get(f"{self.base}/sim/sessions", timeout=10).json()

@@ -8,6 +8,9 @@ injected per connection, for the next `count` connections, through the control U
 (plain GET on the same port):
 
     /sim/faults?kind=invalid_key|model_not_found|drop|expire|slow_accept&after=SECONDS&count=N
+    /sim/faults?kind=drop&on=EVENT_TYPE&nth=N
+                             drop the connection once the server has sent its Nth event of
+                             that type (an event, not a clock, so that tests do not race)
     /sim/freeze[?new=0]      stop every open connection dead (see realtime_freeze.py), and new
                              handshakes too unless new=0
     /sim/thaw                end a freeze
@@ -66,6 +69,8 @@ class Fault:
     kind: str
     after: float = 0.0
     count: int = 1
+    on: str = ""  # drop after the server's `nth` event of this type (instead of `after`)
+    nth: int = 1
 
 
 @dataclass
@@ -188,7 +193,13 @@ class SimulatedRealtime:
 
     def _control(self, connection, path: str, query: dict):
         if path == "/sim/faults":
-            fault = Fault(query["kind"], float(query.get("after", 0)), int(query.get("count", 1)))
+            fault = Fault(
+                query["kind"],
+                float(query.get("after", 0)),
+                int(query.get("count", 1)),
+                query.get("on", ""),
+                int(query.get("nth", 1)),
+            )
             self.faults.append(fault)
             return connection.respond(HTTPStatus.OK, json.dumps({"queued": fault.kind}) + "\n")
         if path == "/sim/sessions":
@@ -217,8 +228,11 @@ class SimulatedRealtime:
         fault = self.take_fault()
         gate = self.freezer.register(ws)
         outbox = Outbox(ws, gate)
-        session = Session(outbox.put, record.add, beta, self.reply)
         tasks: list[asyncio.Task] = []
+        record_event = record.add
+        if fault and fault.kind == "drop" and fault.on:
+            record_event = self._drop_on(fault, ws, record, outbox, tasks)
+        session = Session(outbox.put, record_event, beta, self.reply)
         try:
             await self._run(ws, request, session, record, fault, outbox, tasks, gate)
         except ConnectionClosed:
@@ -259,6 +273,26 @@ class SimulatedRealtime:
             if index % 100 == 99:
                 await asyncio.sleep(0.005)
 
+    @staticmethod
+    def _drop_on(fault: Fault, ws, record: SessionRecord, outbox: Outbox, tasks: list):
+        """A recorder that drops the connection once the fault's event has gone out."""
+        seen = 0
+
+        async def drop() -> None:
+            await outbox.flush()  # the triggering event reaches the client first
+            record.close_code = 1006
+            ws.transport.abort()
+
+        def add(direction: str, event: dict) -> None:
+            nonlocal seen
+            record.add(direction, event)
+            if direction == "out" and event.get("type") == fault.on:
+                seen += 1
+                if seen == fault.nth:
+                    tasks.append(asyncio.get_running_loop().create_task(drop()))
+
+        return add
+
     async def _close(self, ws, record: SessionRecord, outbox: Outbox, code: int, reason: str) -> None:
         record.close_code = code
         await outbox.flush()  # the error event goes out before the close frame
@@ -293,7 +327,8 @@ class SimulatedRealtime:
             }
         )
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + fault.after if fault and fault.kind in ("drop", "expire") else None
+        timed = fault and fault.kind in ("drop", "expire") and not fault.on
+        deadline = loop.time() + fault.after if timed else None
         while True:
             await gate.wait()
             timeout = None if deadline is None else max(0.0, deadline - loop.time())

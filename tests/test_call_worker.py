@@ -395,8 +395,9 @@ def test_realtime_frozen_before_the_call_plays_the_failure_prompt_within_15_s(ca
 def test_interrupted_reply_is_re_sent_as_heard_after_a_reconnect(calls, asterisk, realtime_long, tmp_path):
     sup = calls(realtime_long, CALL_RECORDS_DIR=str(tmp_path))
     # The 10 s reply is interrupted after ~3 s; the second reply streams in 2 s; then the
-    # connection drops (9 s after it opened) and a new session gets the history.
-    realtime_long.fault("drop", after=9.0)
+    # connection drops (once that reply is received: an event, not a clock) and a new
+    # session gets the history while the second reply plays on from the ring.
+    realtime_long.fault("drop", on="response.done", nth=2)
     call = sup.place(
         [{"say": 1000}, {"silence": 3000}, {"say": 1200, "hz": 600}, {"silence": 6000}, {"hangup": True}]
     )
@@ -424,12 +425,16 @@ def test_interrupted_reply_is_re_sent_as_heard_after_a_reconnect(calls, asterisk
         for _, e in session_events(second, "in", "conversation.item.create")
         if e["item"]["role"] == "assistant"
     ]
-    assert resent[0] == heard, resent  # what the caller heard, not what the model wrote
-    assert full not in resent
+    # What the caller heard, not what the model wrote; the second reply, still playing when
+    # the caller hung up, never finished: it is not re-sent at all.
+    assert resent == [heard], resent
     kept = json.loads((tmp_path / f"{call.channel_id}.json").read_text())["transcript"]
     agent = [t for t in kept if t["role"] == "agent"]
     assert (agent[0]["text"], agent[0]["heard"], agent[0]["interrupted"]) == (full, heard, True)
-    assert agent[1]["heard"] == agent[1]["text"] and not agent[1]["interrupted"]
+    # The hang-up came ~5 s into the second 10 s reply: it was heard in part.
+    second_text, second_heard = agent[1]["text"], agent[1]["heard"]
+    assert 0 < len(second_heard) < len(second_text) and second_text.startswith(second_heard), agent[1]
+    assert agent[1]["interrupted"]
 
 
 # --- limits end politely (issue 11 item 9)
@@ -475,3 +480,120 @@ def test_goodbye_ends_the_call_with_a_server_that_echoes_no_metadata(calls, aste
     detection = update[1]["session"]["audio"]["input"]["turn_detection"]
     assert detection["create_response"] is False
     assert update[0] < session_events(session, "in", "response.create")[0][0]
+
+
+def test_a_reply_in_flight_when_the_session_is_lost_keeps_its_text(calls, asterisk, realtime_long, tmp_path):
+    """The connection drops while the reply streams (after its 5th transcript delta): the
+    reply never gets its transcript.done, and its deltas are its text in the call record."""
+    sup = calls(realtime_long, CALL_RECORDS_DIR=str(tmp_path))
+    realtime_long.fault("drop", on="response.output_audio_transcript.delta", nth=5)
+    call = sup.place([{"say": 1000}, {"silence": 4000}, {"hangup": True}])
+    assert sup.wait_ended(call, 30) == 0
+    first = realtime_long.sessions()[0]
+    assert first["close_code"] == 1006 and not session_events(first, "out", "response.done")
+    deltas = [e["delta"] for _, e in session_events(first, "out", "response.output_audio_transcript.delta")]
+    kept = json.loads((tmp_path / f"{call.channel_id}.json").read_text())["transcript"]
+    agent = [t for t in kept if t["role"] == "agent"]
+    assert len(agent) == 1 and agent[0]["text"] == "".join(deltas).strip(), kept
+    assert len(deltas) == 5
+
+
+def test_caller_speech_over_the_goodbye_does_not_cut_it(calls, asterisk, realtime_long):
+    """Once the goodbye is asked for, the caller's speech neither cuts it (the server's
+    interrupt_response is off, and so is our own barge-in) nor hangs up early."""
+    sup = calls(realtime_long, MAX_CALL_SECONDS="2")
+    call = sup.place([{"silence": 2700}, {"say": 1500, "hz": 600}, {"silence": 6000}])
+    assert sup.wait_ended(call, 30) == 0
+    record = asterisk.call(call.channel_id)
+    goodbye = loud(record)
+    session = _last_session(realtime_long)
+    spoken = [t for t, _ in session_events(session, "out", "input_audio_buffer.speech_started")]
+    assert spoken and 0.1 < spoken[0] - goodbye[0]["arrival"] < 1.2  # speech over its 1.5 s
+    assert len(goodbye) == 75  # the 1.5 s goodbye to its last frame
+    assert not session_events(session, "in", "response.cancel")
+    assert not session_events(session, "in", "conversation.item.truncate")
+    assert call.segment.header.get(Slot.BARGE_INS) == 0
+    assert call.segment.header.get(Slot.END_REASON) == EndReason.MAX_CALL_SECONDS
+
+
+def test_a_session_lost_during_the_goodbye_ends_the_call_with_what_was_received(calls, asterisk, realtime):
+    """A new session would come up answering the caller, and the goodbye asked of the lost
+    one cannot be resumed: the worker plays out what it received and ends the call."""
+    sup = calls(MAX_CALL_SECONDS="2")
+    realtime.fault("drop", on="response.output_audio.delta", nth=3)  # the goodbye's third
+    call = sup.place([{"silence": 30000}])
+    assert sup.wait_ended(call, 20) == 0
+    sessions = realtime.sessions()
+    assert len(sessions) == 1 and sessions[0]["close_code"] == 1006  # no new session
+    record = asterisk.call(call.channel_id)
+    heard = loud(record)
+    assert 15 <= len(heard) < 50  # what had arrived of the 1 s goodbye, and no more
+    after = record["hangup"] - heard[-1]["arrival"]
+    assert after < 1.5, f"hung up {after:.1f} s after the last frame"
+    assert record["hangup_by"] == "ari"
+    assert call.segment.header.get(Slot.RECONNECTS) == 0
+    assert call.segment.header.get(Slot.END_REASON) == EndReason.MAX_CALL_SECONDS
+
+
+def test_what_the_caller_says_during_a_reconnect_reaches_the_new_session(calls, asterisk, realtime):
+    """The uplink ring is the backlog while a new session opens: the caller's audio meanwhile
+    is sent to the new session once it has the history, not thrown away."""
+    sup = calls()
+    # Dropped as the caller starts the second utterance: it goes on through the reconnect.
+    realtime.fault("drop", on="input_audio_buffer.speech_started", nth=2)
+    call = sup.place([{"say": 800}, {"silence": 2500}, {"say": 1500}, {"silence": 3000}, {"hangup": True}])
+    assert sup.wait_ended(call, 25) == 0
+    first, second = realtime.sessions()
+    record = asterisk.call(call.channel_id)
+    received = [session_events(s, "in", "input_audio_buffer.append") for s in (first, second)]
+    total = sum(appends[-1][1]["total"] for appends in received)
+    lost_frames = record["frames_sent"] - total // 160
+    # Only what was on its way when the connection died may be lost (a reconnect takes
+    # 200 ms and more: 10 frames).
+    assert 0 <= lost_frames <= 4, f"{lost_frames} frames lost"
+    history = session_events(second, "in", "conversation.item.create")
+    assert history and received[1][0][0] > history[-1][0]  # the backlog follows the context
+    assert call.segment.header.get(Slot.RECONNECTS) == 1
+
+
+def test_a_reply_still_playing_at_a_reconnect_is_re_sent_once_it_has_been_heard(calls, asterisk, realtime):
+    """The session is lost right after the reply is received, while it plays from the ring:
+    the new session gets it only when it has finished playing, whole."""
+    sup = calls()
+    realtime.fault("drop", on="response.done", nth=1)
+    call = sup.place([{"say": 800}, {"silence": 3500}, {"hangup": True}])
+    assert sup.wait_ended(call, 25) == 0
+    first, second = realtime.sessions()
+    full = session_events(first, "out", "response.output_audio_transcript.done")[0][1]["transcript"]
+    created = session_events(second, "in", "conversation.item.create")
+    roles = [e["item"]["role"] for _, e in created]
+    assert roles == ["user", "assistant"], roles
+    ((at, event),) = [(t, e) for t, e in created if e["item"]["role"] == "assistant"]
+    assert event["item"]["content"][0]["text"] == full
+    reply = loud(asterisk.call(call.channel_id))
+    assert len(reply) == 75
+    assert at >= reply[-1]["arrival"] - 0.05  # sent once its last frame had been played
+    assert at - created[0][0] > 0.5  # and not with the history (the reply lasts 1.5 s)
+
+
+def test_a_held_reply_cut_by_a_barge_in_is_re_sent_as_heard(calls, asterisk, realtime_long):
+    """Lost right after the 10 s reply is received; the caller talks over it in the new
+    session: it is given to the new session as heard (and not truncated there: that
+    session never had the item)."""
+    sup = calls(realtime_long)
+    realtime_long.fault("drop", on="response.done", nth=1)
+    call = sup.place(
+        [{"say": 1000}, {"silence": 3000}, {"say": 1200, "hz": 600}, {"silence": 1500}, {"hangup": True}]
+    )
+    assert sup.wait_ended(call, 30) == 0
+    first, second = realtime_long.sessions()
+    full = session_events(first, "out", "response.output_audio_transcript.done")[0][1]["transcript"]
+    resent = [
+        e["item"]["content"][0]["text"]
+        for _, e in session_events(second, "in", "conversation.item.create")
+        if e["item"]["role"] == "assistant"
+    ]
+    assert len(resent) == 1 and 0 < len(resent[0]) < len(full) // 2 and full.startswith(resent[0]), resent
+    assert not session_events(second, "in", "conversation.item.truncate")
+    assert not [e for _, e in session_events(second, "out", "error")]
+    assert call.segment.header.get(Slot.BARGE_INS) == 1

@@ -3,15 +3,21 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from dataclasses import replace
 
 import pytest
 
 from call_worker import realtime_protocol as proto
+from call_worker.conversation import Conversation
 from call_worker.goodbye import Goodbye, GoodbyeState
-from call_worker.playback import Truncation
+from call_worker.playback import Playback, Truncation
 from call_worker.transcript import Transcript
 from callbridge import config as cfg
+from shm_ring import ByteRing, CallHeader
+from shm_ring.header import HEADER_BYTES
+from shm_ring.ring import region_size
 
 
 @pytest.fixture
@@ -37,7 +43,7 @@ def test_automatic_responses_go_off_before_the_goodbye_is_asked_for(goodbye):
     assert _kinds(goodbye) == ["session.update"]
     detection = goodbye.sent[0]["session"]["audio"]["input"]["turn_detection"]
     assert detection["create_response"] is False and detection["interrupt_response"] is False
-    goodbye.on_session_updated(response_active=False)
+    goodbye.on_session_updated(response_active=False, event_id=goodbye.update_id)
     assert _kinds(goodbye) == ["session.update", "response.create"]
     goodbye.on_response_created("resp_1")  # no metadata needed: nothing else can create one
     goodbye.on_response_done("resp_1", response_active=False)
@@ -47,7 +53,7 @@ def test_automatic_responses_go_off_before_the_goodbye_is_asked_for(goodbye):
 def test_a_reply_created_just_before_the_update_is_not_taken_for_the_goodbye(goodbye):
     goodbye.begin("say bye")
     goodbye.on_response_created("resp_vad")  # VAD made it before the update arrived
-    goodbye.on_session_updated(response_active=True)
+    goodbye.on_session_updated(response_active=True, event_id=goodbye.update_id)
     assert goodbye.state is GoodbyeState.WAITING and _kinds(goodbye) == ["session.update"]
     goodbye.on_response_done("resp_vad", response_active=False)
     assert _kinds(goodbye)[-1] == "response.create" and not goodbye.done.is_set()
@@ -56,19 +62,36 @@ def test_a_reply_created_just_before_the_update_is_not_taken_for_the_goodbye(goo
     assert goodbye.done.is_set()
 
 
-def test_a_lost_session_quiets_the_new_one_and_asks_again(goodbye):
+def test_a_session_lost_before_the_goodbye_is_asked_quiets_the_new_one_and_asks(goodbye):
     goodbye.begin("say bye")
-    goodbye.on_session_updated(response_active=False)
-    goodbye.on_response_created("resp_1")
-    goodbye.session_lost()
-    goodbye.on_response_done("resp_1", response_active=False)  # a stale id changes nothing
-    assert not goodbye.done.is_set()
+    goodbye.on_response_created("resp_vad")
+    goodbye.on_session_updated(response_active=True, event_id=goodbye.update_id)  # WAITING for resp_vad
+    assert goodbye.session_lost() is True
+    goodbye.on_response_done("resp_vad", response_active=False)  # a stale id changes nothing
+    assert _kinds(goodbye) == ["session.update"] and not goodbye.done.is_set()
     goodbye.session_opened()
-    assert _kinds(goodbye) == ["session.update", "response.create", "session.update"]
-    goodbye.on_session_updated(response_active=False)
+    assert _kinds(goodbye) == ["session.update", "session.update"]
+    goodbye.on_session_updated(response_active=False, event_id=goodbye.update_id)
     goodbye.on_response_created("resp_2")
     goodbye.on_response_done("resp_2", response_active=False)
-    assert goodbye.done.is_set()
+    assert _kinds(goodbye)[-1] == "response.create" and goodbye.done.is_set()
+
+
+@pytest.mark.parametrize("received", [False, True])
+def test_a_session_lost_once_the_goodbye_is_asked_ends_it_without_a_new_session(goodbye, received):
+    """A new session would answer the caller again: the goodbye ends with what arrived."""
+    goodbye.begin("say bye")
+    goodbye.on_session_updated(response_active=False, event_id=goodbye.update_id)
+    if received:
+        goodbye.on_response_created("resp_1")
+    assert goodbye.session_lost() is False
+    assert goodbye.state is GoodbyeState.DONE and goodbye.done.is_set()
+    goodbye.session_opened()
+    assert _kinds(goodbye) == ["session.update", "response.create"]  # nothing asked again
+
+
+def test_without_a_goodbye_a_lost_session_is_replaced(goodbye):
+    assert goodbye.session_lost() is True and goodbye.state is GoodbyeState.IDLE
 
 
 def test_one_goodbye_per_call(goodbye):
@@ -79,7 +102,7 @@ def test_one_goodbye_per_call(goodbye):
 
 def test_a_refused_update_still_gets_the_goodbye_asked(goodbye):
     goodbye.begin("say bye")
-    goodbye.on_error(response_active=False)
+    goodbye.on_error(response_active=False, event_id=goodbye.update_id)
     assert _kinds(goodbye) == ["session.update", "response.create"]
 
 
@@ -116,14 +139,125 @@ def test_a_whole_turn_is_heard_whole():
     assert transcript.entries[0]["heard"] == "All done." and transcript.entries[0]["interrupted"] is False
 
 
-@pytest.mark.parametrize("shape", ["ga", "beta"])
-def test_the_goodbyes_acknowledgement_is_told_from_the_opening_one(goodbye, shape):
-    """After a reconnect the opening session.update (responses on) is acknowledged first:
-    only the acknowledgement of the goodbye's own update may let it ask."""
-    settings = replace(goodbye.settings, openai_api_shape=shape)
-    beta = shape == "beta"
-    opening = proto.session_update(settings)["session"]
-    quiet = proto.session_update_no_responses(settings)["session"]
-    assert proto.creates_responses(opening, beta) is True
-    assert proto.creates_responses(quiet, beta) is False
-    assert proto.creates_responses({}, beta) is None  # a server that echoes nothing
+def test_an_empty_final_transcript_keeps_the_deltas():
+    """A cancelled reply may end with an empty transcript.done: its deltas are its text."""
+    transcript = Transcript()
+    for word in ("Good ", "morning, ", "how "):
+        transcript.agent_delta("item_d", word)
+    entry = transcript.agent_done("item_d", "", interrupted=True)
+    assert entry["text"] == "Good morning, how" and entry["heard"] == "Good morning, how"
+    transcript.response_ended(["item_d"])
+    assert transcript.history() == [("agent", "Good morning, how")]
+
+
+# --- which session.updated is the goodbye's, through Conversation's handlers
+
+
+class _Socket:
+    """What Conversation sends, as the server would receive it."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    def send(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+
+def _ring() -> ByteRing:
+    return ByteRing(memoryview(bytearray(region_size(16000))), 16000)
+
+
+@pytest.fixture(params=["ga", "beta"])
+def conversation(goodbye, request):
+    settings = replace(goodbye.settings, openai_api_shape=request.param)
+    header = CallHeader(memoryview(bytearray(HEADER_BYTES)))
+    conv = Conversation(
+        settings, header, _ring(), Playback(_ring()), threading.Event(), threading.Event(), lambda m: None
+    )
+    conv.ws = _Socket()
+    conv.updates.opened("cb_open_1")  # what open() does once the opening update is sent
+    return conv
+
+
+def _server(conv: Conversation, event: dict) -> None:
+    conv._dispatch(json.dumps(event))
+
+
+def _echo(conv: Conversation, update: dict, echoes: bool) -> dict:
+    """session.updated as a server sends it: the session it now has, or (some servers) {}."""
+    return {"type": "session.updated", "session": update["session"] if echoes else {}}
+
+
+def _reconnected(conv: Conversation) -> dict:
+    """What _recover does around a new connection; returns the opening update it sent."""
+    conv.goodbye.session_lost()
+    opening = proto.session_update(conv.settings) | {"event_id": "cb_open_2"}
+    conv.ws.sent.append(opening)
+    conv.updates.opened("cb_open_2")
+    conv.goodbye.session_opened()
+    return opening
+
+
+@pytest.mark.parametrize("echoes", [True, False], ids=["echoes-session", "echoes-nothing"])
+def test_after_a_reconnect_the_opening_acknowledgement_is_not_the_goodbyes(conversation, echoes):
+    conv = conversation
+    conv.say_goodbye("say bye")
+    conv._start_goodbye()  # quiet update on the first connection, lost before its answer
+    opening = _reconnected(conv)
+    quiet = conv.ws.sent[-1]
+    assert quiet["type"] == "session.update" and quiet["event_id"] == conv.goodbye.update_id
+    _server(conv, _echo(conv, opening, echoes))  # answers the opening update
+    assert conv.goodbye.state is GoodbyeState.QUIETING
+    assert "response.create" not in [e["type"] for e in conv.ws.sent]
+    _server(conv, {"type": "response.created", "response": {"id": "resp_vad"}})  # VAD's, before ours
+    _server(conv, _echo(conv, quiet, echoes))  # answers the goodbye's update
+    assert conv.goodbye.state is GoodbyeState.WAITING and conv.goodbye.response_id is None
+    _server(conv, {"type": "response.done", "response": {"id": "resp_vad", "output": []}})
+    assert conv.ws.sent[-1]["type"] == "response.create" and conv.goodbye.state is GoodbyeState.ASKED
+
+
+UNRELATED = {"type": "invalid_request_error", "code": "invalid_value", "message": "no"}
+
+
+def test_an_error_caused_by_another_event_is_not_the_quiet_updates_refusal(conversation):
+    conv = conversation
+    conv.say_goodbye("say bye")
+    conv._start_goodbye()
+    _server(conv, {"type": "error", "error": UNRELATED})  # names no event
+    _server(conv, {"type": "error", "error": UNRELATED | {"event_id": "cb_open_1"}})  # the opening's
+    assert conv.goodbye.state is GoodbyeState.QUIETING
+    _server(conv, {"type": "session.updated", "session": {}})  # the opening was refused: this is ours
+    assert conv.goodbye.state is GoodbyeState.ASKED
+
+
+def test_the_quiet_updates_refusal_gets_the_goodbye_asked_anyway(conversation):
+    conv = conversation
+    conv.say_goodbye("say bye")
+    conv._start_goodbye()
+    _server(conv, {"type": "error", "error": UNRELATED | {"event_id": conv.goodbye.update_id}})
+    assert conv.goodbye.state is GoodbyeState.ASKED and conv.ws.sent[-1]["type"] == "response.create"
+
+
+def test_a_refused_goodbye_request_waits_for_the_active_reply_then_asks_again(goodbye):
+    """response.create refused (conversation_already_has_active_response, named by its
+    event_id): ask again once that reply is done, instead of waiting out GOODBYE_LIMIT."""
+    goodbye.begin("say bye")
+    goodbye.on_session_updated(response_active=False, event_id=goodbye.update_id)
+    ask = goodbye.sent[-1]
+    assert ask["type"] == "response.create" and ask["event_id"]
+    goodbye.on_error(response_active=True, event_id="cb_other")  # not ours: nothing changes
+    assert goodbye.state is GoodbyeState.ASKED
+    goodbye.on_error(response_active=True, event_id=ask["event_id"])
+    assert goodbye.state is GoodbyeState.WAITING
+    goodbye.on_response_created("resp_vad")  # (not taken for ours)
+    goodbye.on_response_done("resp_vad", response_active=False)
+    again = goodbye.sent[-1]
+    assert again["type"] == "response.create" and again["event_id"] != ask["event_id"]
+    assert goodbye.state is GoodbyeState.ASKED
+
+
+def test_a_goodbye_request_refused_with_nothing_active_ends_the_goodbye(goodbye):
+    goodbye.begin("say bye")
+    goodbye.on_session_updated(response_active=False, event_id=goodbye.update_id)
+    goodbye.on_error(response_active=False, event_id=goodbye.sent[-1]["event_id"])
+    assert goodbye.state is GoodbyeState.DONE and goodbye.done.is_set()  # the call ends now

@@ -88,3 +88,13 @@ def test_scripts_without_spaces_are_cut_between_characters():
 
 def test_other_whitespace_separates_words():
     assert heard_text("one\u00a0two\tthree\nfour", 8, 18) == "one\u00a0two"
+
+
+def test_korean_is_written_with_spaces_and_cut_only_between_words():
+    """Hangul is wide like Chinese, but Korean puts spaces between words."""
+    text = "안녕하세요 여러분"
+    assert heard_text(text, 3, len(text)) == ""
+    assert heard_text(text, 5, len(text)) == "안녕하세요"
+    assert heard_text(text, 8, len(text)) == "안녕하세요"
+    jamo = "\u1100\u1161 \u3131\u314f"  # conjoining and compatibility jamo: letters of words too
+    assert heard_text(jamo, 1, len(jamo)) == ""

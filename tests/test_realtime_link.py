@@ -79,3 +79,35 @@ def test_a_handshake_the_frozen_service_never_answers_times_out(settings, realti
         realtime_link.connect_realtime(settings, timeout=2.0)
     assert time.monotonic() - started < 3.0
     assert refused.value.fatal is False  # worth another try
+
+
+def test_the_reconnect_budget_counts_from_the_loss_of_the_session(settings, realtime):
+    """Closing a frozen connection takes its close timeout: that time is part of the 5 s
+    from the loss of a session to giving up, not added to it."""
+    from call_worker import conversation as conv_module
+    from call_worker.playback import Playback
+    from shm_ring import ByteRing, CallHeader
+    from shm_ring.header import HEADER_BYTES
+    from shm_ring.ring import region_size
+
+    def ring() -> ByteRing:
+        return ByteRing(memoryview(bytearray(region_size(16000))), 16000)
+
+    failed = threading.Event()
+    header = CallHeader(memoryview(bytearray(HEADER_BYTES)))
+    conv = conv_module.Conversation(
+        settings,
+        header,
+        ring(),
+        Playback(ring()),
+        threading.Event(),
+        threading.Event(),
+        lambda m: failed.set(),
+    )
+    conv.ws = realtime_link.connect_realtime(settings)
+    _freeze(realtime, new_handshakes=True)  # the open connection and every new handshake
+    lost_at = time.monotonic()
+    assert conv._recover(None) is False
+    elapsed = time.monotonic() - lost_at
+    assert failed.is_set()
+    assert elapsed <= conv_module.RECONNECT_BUDGET + 0.75, f"gave up {elapsed:.1f} s after the loss"
