@@ -86,6 +86,13 @@ def _secret(raw: str) -> Secret:
     return Secret(value)
 
 
+def _optional_secret(raw: str) -> Secret:
+    value = raw.strip()
+    if value and len(value) < 16:
+        raise ValueError("must be at least 16 characters (a short key is guessed quickly)")
+    return Secret(value)
+
+
 def _host(raw: str) -> str:
     value = raw.strip()
     if not value:
@@ -301,6 +308,22 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("RECORDS_TRANSCRIPTS", _boolean, "true", "keep what was said; false: turns without text", _OPS),
     Variable(
+        "RECORDS_MASK_CALLERS",
+        _boolean,
+        "false",
+        "store, log and show caller numbers masked (needs RECORDS_HASH_KEY)",
+        _OPS,
+    ),
+    Variable("RECORDS_MASK_KEEP_DIGITS", _integer(0, 8), "3", "digits of a masked number left visible", _OPS),
+    Variable(
+        "RECORDS_HASH_KEY",
+        _optional_secret,
+        "",
+        "key of the caller number's hash, so a full number finds masked calls",
+        _OPS,
+        secret=True,
+    ),
+    Variable(
         "RECORDS_RETENTION_DAYS", _integer(0, 36500), "0", "delete calls older than this; 0: keep all", _OPS
     ),
     Variable(
@@ -360,6 +383,9 @@ class Settings:
     state_dir: str
     database_url: DatabaseUrl | None
     records_transcripts: bool
+    records_mask_callers: bool
+    records_mask_keep_digits: int
+    records_hash_key: Secret
     records_retention_days: int
     records_prices: PriceTable
     records_currency: str
@@ -502,7 +528,18 @@ def check(
             if var.secret and raw.strip():  # a parser that quotes its input must not leak a secret
                 problem = problem.replace(raw.strip(), MASK)
             entries.append(Entry(var, raw, source, problem=problem))
-    return Checked(tuple(entries), path)
+    return Checked(tuple(_relations(entries)), path)
+
+
+def _relations(entries: list[Entry]) -> list[Entry]:
+    """Problems that lie between variables, reported on the variable that must change."""
+    by_name = {entry.var.name: entry for entry in entries}
+    mask, key = by_name["RECORDS_MASK_CALLERS"], by_name["RECORDS_HASH_KEY"]
+    if mask.value and key.problem is None and not key.value:
+        # Without the hash a masked number could never be found by the full number again.
+        problem = "is empty, but RECORDS_MASK_CALLERS=true needs it (the full number finds masked calls)"
+        entries[entries.index(key)] = Entry(key.var, key.raw, key.source, problem=problem)
+    return entries
 
 
 def load(

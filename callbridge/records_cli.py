@@ -19,7 +19,7 @@ import typer
 
 from callbridge import config as cfg
 
-NEEDED = ("ARI_APP_NAME", "INSTANCE_ID", "STATE_DIR", "DATABASE_URL")
+NEEDED = ("ARI_APP_NAME", "INSTANCE_ID", "STATE_DIR", "DATABASE_URL", "RECORDS_HASH_KEY")
 
 db_app = typer.Typer(help="The call history database.", no_args_is_help=True)
 calls_app = typer.Typer(help="The call history: recent calls, one call, export, import.")
@@ -52,6 +52,7 @@ class Where:
         self.state_dir = values["state_dir"]
         self.database_url = values["database_url"]
         self.instance = values["instance_id"] or cfg.ids.instance_from_app(values["ari_app_name"])
+        self.hash_key = values["records_hash_key"]  # a Secret: `--caller` is hashed with it
 
     @property
     def database(self):
@@ -104,12 +105,15 @@ def parse_when(text: str | None, now: datetime | None = None) -> datetime | None
 
 
 def _filter(where: Where, since, until, caller, number, end_reason, all_instances: bool = True):
+    from records.privacy import number_hash
     from records.queries import CallFilter
 
     return CallFilter(
         since=parse_when(since),
         until=parse_when(until),
         caller=caller,
+        # a masked caller (RECORDS_MASK_CALLERS) is found by the full number's hash
+        caller_hash=number_hash(caller, where.hash_key.reveal()) if caller else None,
         number=number,
         end_reason=end_reason,
         instance=None if all_instances else where.instance,
@@ -163,7 +167,9 @@ def calls_list(
     ctx: typer.Context,
     since: Since = None,
     until: Until = None,
-    caller: Annotated[str | None, typer.Option(help="The caller's number contains this.")] = None,
+    caller: Annotated[
+        str | None, typer.Option(help="The caller's number contains this, or is this full number.")
+    ] = None,
     number: Annotated[str | None, typer.Option(help="The number dialled contains this.")] = None,
     end_reason: Annotated[str | None, typer.Option(help="e.g. caller_hangup, worker_crashed.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100000, help="At most this many, newest first.")] = 50,

@@ -187,6 +187,7 @@ def crash_record_work(settings, entry, counters: dict, worker_exit: str):
         "instance": settings.instance,
         "call_id": entry.call_id,
         "caller": entry.caller,
+        "caller_hash": entry.caller_hash,
         "dialled": entry.dialled,
         "started_at": entry.started_wall,
         "model": settings.openai_realtime_model,

@@ -146,7 +146,8 @@ class CallSpool:
             "version": VERSION,
             "instance": settings.instance,
             "call_id": info.call_id,
-            "caller": info.caller,
+            "caller": info.caller,  # masked by the supervisor when RECORDS_MASK_CALLERS
+            "caller_hash": getattr(info, "caller_hash", ""),
             "caller_name": getattr(info, "caller_name", ""),
             "dialled": info.dialled,
             "started_at": round(now_wall - (now_mono - admitted), 3),
