@@ -330,7 +330,7 @@ VARIABLES: tuple[Variable, ...] = (
         "RECORDS_PRICES",
         PriceTable.parse,
         "",
-        'cost estimate: JSON {"MODEL": {"input_audio": PRICE, ...}} per 1M tokens; empty: none',
+        'cost estimate: JSON {"MODEL": {"input_audio": PRICE, ...}} per 1M tokens, over the defaults',
         _OPS,
     ),
     Variable("RECORDS_CURRENCY", _text, "USD", "the currency of RECORDS_PRICES", _OPS),
@@ -412,6 +412,11 @@ class Settings:
     def database(self) -> DatabaseUrl:
         """DATABASE_URL, else the embedded SQLite file in STATE_DIR (shared by instances)."""
         return self.database_url or DatabaseUrl.sqlite_file(Path(self.state_dir) / "callbridge.db")
+
+    @property
+    def prices(self) -> PriceTable:
+        """What cost estimates use: RECORDS_PRICES over the built-in defaults (records/prices.py)."""
+        return self.records_prices.with_defaults(self.records_currency)
 
     @property
     def spool_dir(self) -> Path:

@@ -229,7 +229,7 @@ def final_record(call) -> dict:
     ended_at = time.time()
     usage = usage_by_kind(conversation.usage)
     return {
-        "cost_estimate": call.settings.records_prices.estimate(call.settings.openai_realtime_model, usage),
+        "cost_estimate": call.settings.prices.estimate(call.settings.openai_realtime_model, usage),
         "answered_at": answered_at,
         "ended_at": ended_at,
         "duration_s": round(ended_at - started_at, 2),

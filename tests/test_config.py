@@ -277,3 +277,19 @@ def test_masking_callers_needs_a_hash_key_and_the_key_never_shows(monkeypatch):
     for argv in (["config"], ["config", "--json"]):
         result = CliRunner().invoke(app, argv)
         assert result.exit_code == 0 and "RECORDS_HASH_KEY" in result.output and key not in result.output
+
+
+def test_default_prices_per_model_with_the_operators_prices_winning_kind_by_kind():
+    usage = {"input_audio_tokens": 1_000_000, "input_text_tokens": 0, "output_audio_tokens": 1_000_000}
+    plain = cfg.load(environ=BASE).settings
+    assert plain.prices.estimate("gpt-realtime-2.1", usage) == 32 + 64  # USD, cited in docs/operations.md
+    assert plain.prices.estimate("gpt-realtime-2.1-mini", usage) == 10 + 20
+    assert plain.prices.estimate("gpt-transcribe", usage) is None  # priced per minute: no default
+    assert plain.prices.estimate("some-other-model", usage) is None
+    override = '{"gpt-realtime-2.1": {"output_audio": 50}, "mine": {"input_audio": 1}}'
+    mine = cfg.load(environ={**BASE, "RECORDS_PRICES": override}).settings
+    assert mine.prices.estimate("gpt-realtime-2.1", usage) == 32 + 50
+    assert mine.prices.estimate("mine", usage) == 1
+    euros = cfg.load(environ={**BASE, "RECORDS_PRICES": override, "RECORDS_CURRENCY": "EUR"}).settings
+    assert euros.prices.estimate("gpt-realtime-2.1-mini", usage) is None  # no dollar defaults in euros
+    assert euros.prices.estimate("gpt-realtime-2.1", usage) == 50
