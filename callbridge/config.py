@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
@@ -91,6 +92,18 @@ def _optional_secret(raw: str) -> Secret:
     if value and len(value) < 16:
         raise ValueError("must be at least 16 characters (a short key is guessed quickly)")
     return Secret(value)
+
+
+def _timezone(raw: str) -> str:
+    value = raw.strip()
+    if value:
+        try:
+            ZoneInfo(value)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(
+                f"must be a timezone name like Europe/Madrid or UTC (got {value[:60]!r})"
+            ) from None
+    return value
 
 
 def _host(raw: str) -> str:
@@ -335,6 +348,13 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("RECORDS_CURRENCY", _text, "USD", "the currency of RECORDS_PRICES", _OPS),
     Variable(
+        "RECORDS_TIMEZONE",
+        _timezone,
+        "",
+        "timezone of the CLI's dates (Europe/Madrid); empty: the machine's",
+        _OPS,
+    ),
+    Variable(
         "RECORDS_SPOOL_DIR",
         _text,
         "",
@@ -389,6 +409,7 @@ class Settings:
     records_retention_days: int
     records_prices: PriceTable
     records_currency: str
+    records_timezone: str
     records_spool_dir: str
     log_file_path: str
     log_level: str

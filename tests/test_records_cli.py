@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import time
+from datetime import UTC, datetime
 
 import pytest
 from records_fixtures import a_record
@@ -226,3 +227,22 @@ def test_masked_callers_leave_no_full_number_in_the_database_or_the_log(service,
         if path.is_file():
             assert full.encode() not in path.read_bytes(), path
             assert key.encode() not in path.read_bytes(), path
+
+
+def test_records_timezone_sets_the_zone_of_the_dates_shown_read_and_summed(tmp_path):
+    (tmp_path / "state").mkdir()
+    engine = open_engine(DatabaseUrl.sqlite_file(tmp_path / "state" / "callbridge.db"))
+    upgrade(engine)
+    late = datetime(2026, 6, 30, 23, 30, tzinfo=UTC).timestamp()  # already July in Madrid (UTC+2)
+    store_record(engine, a_record("tz.1", started_at=late))
+    engine.dispose()
+    madrid = {"RECORDS_TIMEZONE": "Europe/Madrid"}
+    assert "2026-07-01 01:30:00" in cli(tmp_path, "calls", **madrid).output
+    assert "2026-06-30 23:30:00" in cli(tmp_path, "calls", RECORDS_TIMEZONE="UTC").output
+    assert "started   2026-07-01 01:30:00" in cli(tmp_path, "calls", "show", "tz.1", **madrid).output
+    assert "tz.1" in cli(tmp_path, "calls", "--since", "2026-07-01", **madrid).output
+    assert "no calls" in cli(tmp_path, "calls", "--since", "2026-07-01", RECORDS_TIMEZONE="UTC").output
+    [month] = json.loads(cli(tmp_path, "usage", "--per", "month", "--json", **madrid).output)
+    assert month["period"] == "2026-07"
+    bad = cli(tmp_path, "calls", RECORDS_TIMEZONE="Mars/Olympus")
+    assert bad.exit_code == 78 and "RECORDS_TIMEZONE" in bad.output and "timezone name" in bad.output
