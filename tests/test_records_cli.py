@@ -196,6 +196,15 @@ def test_a_services_calls_reach_the_history_even_the_crashed_one(service, asteri
         "turns"
     ]
     assert [t["side"] for t in done_turns][:2] == ["caller", "agent"]
+    # The set-up timeline and the end are the call's events, in time order (issue 13).
+    events = json.loads(runner.invoke(app, ["calls", "show", done, "--json"], env=environ).output)[0][
+        "events"
+    ]
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "setup_worker_started" and "setup_answered" in kinds and "setup_bridged" in kinds
+    assert kinds[-1] == "ended" and events[-1]["detail"]["reason"] == "caller_hangup"
+    assert [e["offset_ms"] for e in events] == sorted(e["offset_ms"] for e in events)
+    assert [e["kind"] for e in shown["events"]] == ["ended"]  # the crashed call: its end only
 
 
 @pytest.mark.slow

@@ -110,6 +110,9 @@ def test_a_real_call_becomes_a_record_in_the_call_history(bridge, real_asterisk,
     assert "caller" in sides and "agent" in sides, call["turns"]
     assert all(turn["text"] for turn in call["turns"] if turn["side"] == "agent")
     assert call["input_audio_tokens"] > 0 and call["output_audio_tokens"] > 0
+    kinds = [event["kind"] for event in call["events"]]
+    assert "setup_answered" in kinds and "setup_bridged" in kinds and kinds[-1] == "ended", kinds
+    assert call["events"][-1]["detail"]["reason"] == "caller_hangup"
 
 
 def test_barge_in_stops_playback_and_truncates(bridge, real_asterisk, realtime, voices, tmp_path):
