@@ -15,10 +15,11 @@ from analysis import assert_paced, session_events
 from conftest import PORTS
 from pcap import in_range, read_rtp, streams
 from real_asterisk import Capture
+from records_fixtures import database, db_servers  # noqa: F401 -- the parametrized fixture
 
 from records import queries
+from records.migrate import upgrade
 from records.store import open_engine
-from records.url import DatabaseUrl
 
 LOUD = 1000
 CLOCK_OFFSET = time.time() - time.monotonic()  # pcap stamps are wall-clock, the simulator's monotonic
@@ -84,13 +85,15 @@ def test_one_call_audio_both_ways_with_clean_rtp(bridge, real_asterisk, realtime
     assert "end=caller_hangup" in service.log()
 
 
-def test_a_real_call_becomes_a_record_in_the_call_history(bridge, real_asterisk, voices, tmp_path):
-    """The issue 13 path end to end: sipp's INVITE through Asterisk, the worker's spool, the
-    drainer, the embedded SQLite history; read back with records/queries.py."""
-    service = bridge.start()
+def test_a_real_call_becomes_a_record_in_the_call_history(bridge, real_asterisk, voices, database):  # noqa: F811
+    """The issue 13 path end to end, on SQLite, MariaDB and PostgreSQL: sipp's INVITE through
+    Asterisk, the worker's spool, the drainer, the database; read back with records/queries.py."""
+    engine = open_engine(database)
+    if not database.is_sqlite:
+        upgrade(engine)  # `callbridge db upgrade` (the installer's step); SQLite migrates itself
+    service = bridge.start(DATABASE_URL=database.reveal())
     code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=13000)
     assert code == 0, output[-2000:]
-    engine = open_engine(DatabaseUrl.sqlite_file(tmp_path / "state" / "callbridge.db"))
 
     def stored() -> list[dict]:
         try:
