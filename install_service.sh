@@ -12,7 +12,9 @@
 # its own virtual environment under /opt/callbridge/venv; creates
 # /etc/callbridge/callbridge.env from .env.example only if it does not exist (mode 0640,
 # root:callbridge; an existing file is never overwritten); installs the unit, reloads
-# systemd and enables the service (skipped, with a message, where systemd is not running).
+# systemd and enables the service (skipped, with a message, where systemd is not running);
+# migrates the call history (callbridge db upgrade, as the service user with the env file;
+# in a staging root it prints the command to run on the target instead).
 set -euo pipefail
 
 SERVICE=openai-inbound-calls
@@ -156,6 +158,28 @@ install_unit() {
   fi
 }
 
+# The command that migrates the call history, as the service would open it: its user, its
+# env file (DATABASE_URL, STATE_DIR). Paths are the target's, so a staging root prints it.
+MIGRATE=(runuser -u "$APP_USER" -- /opt/callbridge/venv/bin/callbridge db upgrade --env-file /etc/callbridge/callbridge.env)
+
+migrate_history() {
+  if [ "$ROOT" != / ]; then
+    note "staging root: skipped migrating the call history; on the target run: ${MIGRATE[*]}"
+    return
+  fi
+  # Where the embedded SQLite history lives by default; the unit's StateDirectory= makes
+  # the same directory, but the service may not have started yet.
+  install -d -m 0750 -o "$APP_USER" -g "$APP_USER" /var/lib/callbridge
+  local output
+  if output=$("${MIGRATE[@]}" 2>&1); then
+    ok "$output"
+  else
+    # Not fatal: a server database may not exist yet on a first install. The service's
+    # records wait in the spool until the tables are there.
+    note "could not migrate the call history (run it again when the database is ready: ${MIGRATE[*]}): $output"
+  fi
+}
+
 edit_env_file() {
   local editor=${EDITOR:-}
   if [ -z "$editor" ]; then
@@ -179,6 +203,7 @@ do_install() {
     read -r -p "Edit $ENV_FILE now? [y/N] " answer
     case "$answer" in [yY]*) edit_env_file ;; esac
   fi
+  migrate_history  # after editing: DATABASE_URL may just have been set
   if [ "$ROOT" = / ]; then
     if "$PREFIX/venv/bin/callbridge" config --env-file "$ENV_FILE" >/dev/null 2>&1; then
       ok "configuration is valid; run: sudo -u $APP_USER $PREFIX/venv/bin/callbridge check --env-file $ENV_FILE"

@@ -58,6 +58,7 @@ class CallInfo:
     dialled: str = ""
     channel_name: str = ""
     admitted_ns: int = 0  # time.monotonic_ns() when the supervisor took the StasisStart
+    caller_hash: str = ""  # records/privacy.py; `caller` is masked when RECORDS_MASK_CALLERS
 
 
 def host_port(address: str, port: int) -> str:

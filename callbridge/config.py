@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
@@ -84,6 +85,25 @@ def _secret(raw: str) -> Secret:
     if not value:
         raise ValueError("is empty")
     return Secret(value)
+
+
+def _optional_secret(raw: str) -> Secret:
+    value = raw.strip()
+    if value and len(value) < 16:
+        raise ValueError("must be at least 16 characters (a short key is guessed quickly)")
+    return Secret(value)
+
+
+def _timezone(raw: str) -> str:
+    value = raw.strip()
+    if value:
+        try:
+            ZoneInfo(value)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(
+                f"must be a timezone name like Europe/Madrid or UTC (got {value[:60]!r})"
+            ) from None
+    return value
 
 
 def _host(raw: str) -> str:
@@ -301,16 +321,39 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("RECORDS_TRANSCRIPTS", _boolean, "true", "keep what was said; false: turns without text", _OPS),
     Variable(
+        "RECORDS_MASK_CALLERS",
+        _boolean,
+        "false",
+        "store, log and show caller numbers masked (needs RECORDS_HASH_KEY)",
+        _OPS,
+    ),
+    Variable("RECORDS_MASK_KEEP_DIGITS", _integer(0, 8), "3", "digits of a masked number left visible", _OPS),
+    Variable(
+        "RECORDS_HASH_KEY",
+        _optional_secret,
+        "",
+        "key of the caller number's hash, so a full number finds masked calls",
+        _OPS,
+        secret=True,
+    ),
+    Variable(
         "RECORDS_RETENTION_DAYS", _integer(0, 36500), "0", "delete calls older than this; 0: keep all", _OPS
     ),
     Variable(
         "RECORDS_PRICES",
         PriceTable.parse,
         "",
-        'cost estimate: JSON {"MODEL": {"input_audio": PRICE, ...}} per 1M tokens; empty: none',
+        'cost estimate: JSON {"MODEL": {"input_audio": PRICE, ...}} per 1M tokens, over the defaults',
         _OPS,
     ),
     Variable("RECORDS_CURRENCY", _text, "USD", "the currency of RECORDS_PRICES", _OPS),
+    Variable(
+        "RECORDS_TIMEZONE",
+        _timezone,
+        "",
+        "timezone of the CLI's dates (Europe/Madrid); empty: the machine's",
+        _OPS,
+    ),
     Variable(
         "RECORDS_SPOOL_DIR",
         _text,
@@ -360,9 +403,13 @@ class Settings:
     state_dir: str
     database_url: DatabaseUrl | None
     records_transcripts: bool
+    records_mask_callers: bool
+    records_mask_keep_digits: int
+    records_hash_key: Secret
     records_retention_days: int
     records_prices: PriceTable
     records_currency: str
+    records_timezone: str
     records_spool_dir: str
     log_file_path: str
     log_level: str
@@ -386,6 +433,11 @@ class Settings:
     def database(self) -> DatabaseUrl:
         """DATABASE_URL, else the embedded SQLite file in STATE_DIR (shared by instances)."""
         return self.database_url or DatabaseUrl.sqlite_file(Path(self.state_dir) / "callbridge.db")
+
+    @property
+    def prices(self) -> PriceTable:
+        """What cost estimates use: RECORDS_PRICES over the built-in defaults (records/prices.py)."""
+        return self.records_prices.with_defaults(self.records_currency)
 
     @property
     def spool_dir(self) -> Path:
@@ -502,7 +554,18 @@ def check(
             if var.secret and raw.strip():  # a parser that quotes its input must not leak a secret
                 problem = problem.replace(raw.strip(), MASK)
             entries.append(Entry(var, raw, source, problem=problem))
-    return Checked(tuple(entries), path)
+    return Checked(tuple(_relations(entries)), path)
+
+
+def _relations(entries: list[Entry]) -> list[Entry]:
+    """Problems that lie between variables, reported on the variable that must change."""
+    by_name = {entry.var.name: entry for entry in entries}
+    mask, key = by_name["RECORDS_MASK_CALLERS"], by_name["RECORDS_HASH_KEY"]
+    if mask.value and key.problem is None and not key.value:
+        # Without the hash a masked number could never be found by the full number again.
+        problem = "is empty, but RECORDS_MASK_CALLERS=true needs it (the full number finds masked calls)"
+        entries[entries.index(key)] = Entry(key.var, key.raw, key.source, problem=problem)
+    return entries
 
 
 def load(

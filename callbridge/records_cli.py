@@ -2,7 +2,8 @@
 
 These need only the call history's settings (STATE_DIR, DATABASE_URL, INSTANCE_ID,
 ARI_APP_NAME), so they work where the rest of the configuration is not readable or not
-complete. Times are shown, and read from --since/--until, in this machine's timezone.
+complete. Times are shown, and read from --since/--until, in RECORDS_TIMEZONE (empty: this
+machine's timezone).
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ import csv
 import json
 import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 
 from callbridge import config as cfg
 
-NEEDED = ("ARI_APP_NAME", "INSTANCE_ID", "STATE_DIR", "DATABASE_URL")
+NEEDED = ("ARI_APP_NAME", "INSTANCE_ID", "STATE_DIR", "DATABASE_URL", "RECORDS_HASH_KEY", "RECORDS_TIMEZONE")
 
 db_app = typer.Typer(help="The call history database.", no_args_is_help=True)
 calls_app = typer.Typer(help="The call history: recent calls, one call, export, import.")
@@ -52,6 +54,9 @@ class Where:
         self.state_dir = values["state_dir"]
         self.database_url = values["database_url"]
         self.instance = values["instance_id"] or cfg.ids.instance_from_app(values["ari_app_name"])
+        self.hash_key = values["records_hash_key"]  # a Secret: `--caller` is hashed with it
+        # None: this machine's zone (astimezone(None)); the name was checked by config.py
+        self.zone = ZoneInfo(values["records_timezone"]) if values["records_timezone"] else None
 
     @property
     def database(self):
@@ -83,8 +88,9 @@ def _short(exc: Exception) -> str:
     return (str(getattr(exc, "orig", None) or exc).splitlines() or [type(exc).__name__])[0][:300]
 
 
-def parse_when(text: str | None, now: datetime | None = None) -> datetime | None:
-    """A local date, date and time, or an age (30m, 2h, 3d, 1w), as naive UTC."""
+def parse_when(text: str | None, now: datetime | None = None, zone: tzinfo | None = None) -> datetime | None:
+    """A date, date and time in `zone` (None: this machine's), or an age (30m, 2h, 3d, 1w),
+    as naive UTC."""
     if text is None:
         return None
     now = now or datetime.now(UTC)
@@ -99,27 +105,30 @@ def parse_when(text: str | None, now: datetime | None = None) -> datetime | None
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a date, a date and time, or an age like 3d") from None
     if local.tzinfo is None:
-        local = local.astimezone()  # this machine's zone
+        local = local.replace(tzinfo=zone) if zone is not None else local.astimezone()
     return local.astimezone(UTC).replace(tzinfo=None)
 
 
 def _filter(where: Where, since, until, caller, number, end_reason, all_instances: bool = True):
+    from records.privacy import number_hash
     from records.queries import CallFilter
 
     return CallFilter(
-        since=parse_when(since),
-        until=parse_when(until),
+        since=parse_when(since, zone=where.zone),
+        until=parse_when(until, zone=where.zone),
         caller=caller,
+        # a masked caller (RECORDS_MASK_CALLERS) is found by the full number's hash
+        caller_hash=number_hash(caller, where.hash_key.reveal()) if caller else None,
         number=number,
         end_reason=end_reason,
         instance=None if all_instances else where.instance,
     )
 
 
-def _local(value: datetime | None) -> str:
+def _local(value: datetime | None, zone: tzinfo | None) -> str:
     if value is None:
         return ""
-    return value.replace(tzinfo=UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return value.replace(tzinfo=UTC).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _jsonable(value):
@@ -163,7 +172,9 @@ def calls_list(
     ctx: typer.Context,
     since: Since = None,
     until: Until = None,
-    caller: Annotated[str | None, typer.Option(help="The caller's number contains this.")] = None,
+    caller: Annotated[
+        str | None, typer.Option(help="The caller's number contains this, or is this full number.")
+    ] = None,
     number: Annotated[str | None, typer.Option(help="The number dialled contains this.")] = None,
     end_reason: Annotated[str | None, typer.Option(help="e.g. caller_hangup, worker_crashed.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100000, help="At most this many, newest first.")] = 50,
@@ -187,7 +198,7 @@ def calls_list(
     for row in rows:
         mark = "" if row["complete"] else " (rebuilt after a crash)"
         typer.echo(
-            f"{_local(row['started_at']):<19}  {row['call_id'][:24]:<24} {row['caller'][:16]:<16} "
+            f"{_local(row['started_at'], where.zone):<19}  {row['call_id'][:24]:<24} {row['caller'][:16]:<16} "
             f"{row['dialled'][:10]:<10} {row['duration_s']:>7.1f}  {row['end_reason']}{mark}"
         )
 
@@ -202,7 +213,9 @@ def calls_show(
     """One call with its transcript."""
     from records.queries import find_calls
 
-    found = find_calls(Where(env_file).engine(), call_id, instance)
+    where = Where(env_file)
+    zone = where.zone
+    found = find_calls(where.engine(), call_id, instance)
     if not found:
         raise _fail(f"no call {call_id!r} in the call history")
     if as_json:
@@ -217,9 +230,11 @@ def calls_show(
             ("end", "end_reason"),
         ):
             typer.echo(f"  {label:<9} {call[key]}")
-        typer.echo(f"  started   {_local(call['started_at'])}   answered {_local(call['answered_at'])}")
         typer.echo(
-            f"  ended     {_local(call['ended_at'])}   {call['duration_s']:.1f} s, worker {call['worker_exit']}"
+            f"  started   {_local(call['started_at'], zone)}   answered {_local(call['answered_at'], zone)}"
+        )
+        typer.echo(
+            f"  ended     {_local(call['ended_at'], zone)}   {call['duration_s']:.1f} s, worker {call['worker_exit']}"
         )
         if not call["complete"]:
             typer.echo("  (rebuilt from the journal after the worker died: turns up to the crash)")
@@ -325,13 +340,14 @@ def usage_command(
     as_json: AsJson = False,
     env_file: EnvFile = None,
 ) -> None:
-    """Calls, minutes, tokens and cost per day or month (this machine's timezone)."""
+    """Calls, minutes, tokens and cost per day or month (in RECORDS_TIMEZONE)."""
     from records.queries import CallFilter, usage
 
     if per not in ("day", "month"):
         raise _fail("--per is day or month", 2)
     where = Where(env_file)
-    rows = usage(where.engine(), per, CallFilter(since=parse_when(since), until=parse_when(until)))
+    when = CallFilter(since=parse_when(since, zone=where.zone), until=parse_when(until, zone=where.zone))
+    rows = usage(where.engine(), per, when, zone=where.zone)
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
         return

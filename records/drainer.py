@@ -187,12 +187,13 @@ def crash_record_work(settings, entry, counters: dict, worker_exit: str):
         "instance": settings.instance,
         "call_id": entry.call_id,
         "caller": entry.caller,
+        "caller_hash": entry.caller_hash,
         "dialled": entry.dialled,
         "started_at": entry.started_wall,
         "model": settings.openai_realtime_model,
         "currency": settings.records_currency,
     }
-    prices = settings.records_prices
+    prices = settings.prices
     counters = dict(counters)
     written = counters.get("end_reason", 0)  # the worker may have died while ending for a reason
     reason = EndReason(written).name.lower() if written in EndReason._value2member_map_ and written else None

@@ -5,8 +5,12 @@ tokens of each kind, e.g.
     {"gpt-realtime-2.1": {"input_audio": 32, "input_text": 4, "input_cached": 0.4,
                           "output_audio": 64, "output_text": 16}}
 A kind left out costs nothing; a model left out gets no estimate (the call's cost is
-empty, never a guess). No prices are built in yet: callbridge ships none it could not
-cite, so the operator copies them from the provider's price list.
+empty, never a guess).
+
+Built in are OpenAI's list prices in USD (`DEFAULTS`) for the models we could cite; each
+source is in docs/operations.md ("Cost"). The operator's RECORDS_PRICES win kind by kind
+over them; with a RECORDS_CURRENCY other than USD the defaults are not used at all (a
+dollar price is no estimate in euros).
 """
 
 from __future__ import annotations
@@ -14,6 +18,29 @@ from __future__ import annotations
 import json
 
 KINDS = ("input_audio", "input_text", "input_cached", "output_audio", "output_text")
+
+DEFAULTS_CURRENCY = "USD"
+# USD per million tokens, as OpenAI's model pages list them (docs/operations.md cites them).
+# The usage we keep has one cached-input count, not split into audio and text: it is priced
+# at the cached *audio* input price, the higher of the two where they differ (the mini), so
+# the estimate errs high rather than low. gpt-transcribe has no entry: it is priced per
+# minute of audio, not per token, and its cost is not in the estimate.
+DEFAULTS = {
+    "gpt-realtime-2.1": {
+        "input_audio": 32.0,
+        "input_text": 4.0,
+        "input_cached": 0.4,
+        "output_audio": 64.0,
+        "output_text": 24.0,
+    },
+    "gpt-realtime-2.1-mini": {
+        "input_audio": 10.0,
+        "input_text": 0.6,
+        "input_cached": 0.3,
+        "output_audio": 20.0,
+        "output_text": 2.4,
+    },
+}
 
 
 class PriceTable:
@@ -45,6 +72,16 @@ class PriceTable:
                     raise ValueError(f"{model}.{kind}: must be a number >= 0")
             models[model] = {kind: float(price) for kind, price in prices.items()}
         return cls(models)
+
+    def with_defaults(self, currency: str) -> PriceTable:
+        """The table estimates use: `DEFAULTS` under the operator's prices (kind by kind),
+        or the operator's prices alone when they are not in the defaults' currency."""
+        if currency.strip().upper() != DEFAULTS_CURRENCY:
+            return self
+        models = {name: dict(prices) for name, prices in DEFAULTS.items()}
+        for name, prices in self._models.items():
+            models[name] = {**models.get(name, {}), **prices}
+        return PriceTable(models)
 
     def estimate(self, model: str, usage: dict) -> float | None:
         """The cost of `usage` (records/spool.py's usage by kind), or None for an unknown model."""

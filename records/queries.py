@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.engine import Engine
 
 from records.schema import calls, events, turns
@@ -27,7 +27,8 @@ TOKEN_COLUMNS = (
 class CallFilter:
     since: datetime | None = None
     until: datetime | None = None
-    caller: str | None = None  # a part of the caller's number
+    caller: str | None = None  # a part of the caller's number (as stored: masked, maybe)
+    caller_hash: str | None = None  # or, with it, the full number's hash (records/privacy.py)
     number: str | None = None  # a part of the number dialled
     end_reason: str | None = None
     instance: str | None = None
@@ -38,7 +39,11 @@ class CallFilter:
             query = query.where(c.started_at >= self.since)
         if self.until is not None:
             query = query.where(c.started_at < self.until)
-        if self.caller:
+        if self.caller and self.caller_hash:
+            query = query.where(
+                or_(c.caller.contains(self.caller, autoescape=True), c.caller_hash == self.caller_hash)
+            )
+        elif self.caller:
             query = query.where(c.caller.contains(self.caller, autoescape=True))
         if self.number:
             query = query.where(c.dialled.contains(self.number, autoescape=True))

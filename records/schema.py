@@ -37,7 +37,9 @@ calls = Table(
     Column("instance", String(64), primary_key=True),
     Column("call_id", String(ID), primary_key=True),
     # who and when
-    Column("caller", String(64), nullable=False, default=""),
+    Column("caller", String(64), nullable=False, default=""),  # masked with RECORDS_MASK_CALLERS
+    # HMAC-SHA256 of the full number (records/privacy.py), "" without RECORDS_HASH_KEY
+    Column("caller_hash", String(64), nullable=False, default="", server_default=""),
     Column("caller_name", String(128), nullable=False, default=""),
     Column("dialled", String(64), nullable=False, default=""),
     Column("started_at", Timestamp, nullable=False),
@@ -71,6 +73,7 @@ calls = Table(
     Column("currency", String(8), nullable=False, default=""),
     Index("ix_calls_started_at", "started_at"),
     Index("ix_calls_caller", "caller"),
+    Index("ix_calls_caller_hash", "caller_hash"),
 )
 
 turns = Table(

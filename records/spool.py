@@ -119,6 +119,24 @@ def figures(counters: dict) -> dict:
     }
 
 
+def call_events(setup_ms: dict, bridge_retries: int, end: dict) -> list[dict]:
+    """The call's events: each set-up mark (call_worker/setup_timeline.py, ms since
+    admission, the same origin as the turns' offsets) in time order, then its end.
+
+    The columns hold the same figures for queries; as events they make one timeline with
+    the tool calls, transfers and DTMF that later issues add."""
+    events = [
+        {"offset_ms": int(ms), "kind": f"setup_{name}"[:32], "detail": {}}
+        for name, ms in sorted(setup_ms.items(), key=lambda item: item[1])
+    ]
+    if bridge_retries:
+        for item in events:
+            if item["kind"] == "setup_bridged":
+                item["detail"] = {"bridge_retries": bridge_retries}
+    events.append({"offset_ms": int(end["offset_ms"]), "kind": "ended", "detail": end["detail"]})
+    return events
+
+
 class CallSpool:
     """The worker's journal and final record for one call. Main thread only."""
 
@@ -146,7 +164,8 @@ class CallSpool:
             "version": VERSION,
             "instance": settings.instance,
             "call_id": info.call_id,
-            "caller": info.caller,
+            "caller": info.caller,  # masked by the supervisor when RECORDS_MASK_CALLERS
+            "caller_hash": getattr(info, "caller_hash", ""),
             "caller_name": getattr(info, "caller_name", ""),
             "dialled": info.dialled,
             "started_at": round(now_wall - (now_mono - admitted), 3),
@@ -227,8 +246,12 @@ def final_record(call) -> dict:
         exit_how = "exit:0"
     ended_at = time.time()
     usage = usage_by_kind(conversation.usage)
+    setup_ms = call.timeline.as_ms()
+    end = {"reason": call.end_reason.name.lower(), "worker_exit": exit_how}
+    if call.fatal_message:
+        end["failure"] = call.fatal_message
     return {
-        "cost_estimate": call.settings.records_prices.estimate(call.settings.openai_realtime_model, usage),
+        "cost_estimate": call.settings.prices.estimate(call.settings.openai_realtime_model, usage),
         "answered_at": answered_at,
         "ended_at": ended_at,
         "duration_s": round(ended_at - started_at, 2),
@@ -236,7 +259,7 @@ def final_record(call) -> dict:
         "worker_exit": exit_how,
         "failure": call.fatal_message,
         "complete": True,
-        "setup_ms": call.timeline.as_ms(),
+        "setup_ms": setup_ms,
         "setup_bridge_retries": call.timeline.bridge_retries,
         "figures": figures(counters),
         "usage": usage,
@@ -244,7 +267,11 @@ def final_record(call) -> dict:
             turn_entry(turn, started_at, call.spool.transcripts)
             for turn in getattr(conversation.transcript, "entries", conversation.transcript)
         ],
-        "events": [],
+        "events": call_events(
+            setup_ms,
+            call.timeline.bridge_retries,
+            {"offset_ms": (ended_at - started_at) * 1000, "detail": end},
+        ),
     }
 
 
@@ -304,7 +331,15 @@ def complete_crashed(
         "figures": figures(counters),
         "usage": usage,
         "turns": turns,
-        "events": [],
+        # The journal holds no set-up timeline: the crashed call's events are its end only.
+        "events": call_events(
+            {},
+            0,
+            {
+                "offset_ms": max(0.0, (ended_at - float(header["started_at"])) * 1000),
+                "detail": {"reason": end_reason, "worker_exit": worker_exit},
+            },
+        ),
     }
     if counters.get("input_tokens") or counters.get("output_tokens"):
         # The header's totals are newer than the journal's last turn; kinds are not known.

@@ -60,6 +60,7 @@ def call_row(record: dict) -> dict:
         "instance": record["instance"],
         "call_id": record["call_id"],
         "caller": str(record.get("caller") or "")[:64],
+        "caller_hash": str(record.get("caller_hash") or "")[:64],
         "caller_name": str(record.get("caller_name") or "")[:128],
         "dialled": str(record.get("dialled") or "")[:64],
         "started_at": utc(record["started_at"]),

@@ -46,6 +46,7 @@ class CallEntry:
     caller_gone: bool = False
     exit_status: int | None = None
     health: dict = field(default_factory=dict)
+    caller_hash: str = ""  # records/privacy.py; `caller` is masked when RECORDS_MASK_CALLERS
 
     @property
     def header(self):

@@ -24,6 +24,7 @@ from callbridge import __version__, ids
 from callbridge.config import Settings
 from callbridge.model_lifecycle import ModelWatch, log_model_lifecycle
 from records.drainer import DrainerKeeper, crash_record_work
+from records.privacy import caller_fields
 from shm_ring import CallSegment, EndReason, SegmentExistsError, Slot, segment_name, start_tracker, sweep
 from supervisor import asterisk_work, systemd
 from supervisor.ari_events import AriEvents, LinkState
@@ -236,9 +237,13 @@ class Supervisor(AsteriskSide):
         if self.stopping.draining or len(self.calls) >= self.settings.max_concurrent_calls:
             self._turn_away(channel_id, "draining" if self.stopping.draining else "at MAX_CONCURRENT_CALLS")
             return
-        caller = str(_field(channel, "caller", "number"))
+        # Masked here, once (RECORDS_MASK_CALLERS): the entry, its log lines, status, the
+        # worker and its record never hold the full number, only it and its keyed hash.
+        caller, caller_hash = caller_fields(self.settings, str(_field(channel, "caller", "number")))
         dialled = str(_field(channel, "dialplan", "exten"))
-        info = CallInfo(channel_id, caller, dialled, str(channel.get("name", "")), time.monotonic_ns())
+        info = CallInfo(
+            channel_id, caller, dialled, str(channel.get("name", "")), time.monotonic_ns(), caller_hash
+        )
         try:
             segment = CallSegment.create(segment_name(channel_id, self.settings.segment_prefix))
         except SegmentExistsError:
@@ -258,7 +263,9 @@ class Supervisor(AsteriskSide):
             log.error("cannot start a worker (%s); turning the call away", exc, extra={"call_id": channel_id})
             self._turn_away(channel_id, "no worker")
             return
-        entry = CallEntry(channel_id, caller, dialled, info.channel_name, pid, segment)
+        entry = CallEntry(
+            channel_id, caller, dialled, info.channel_name, pid, segment, caller_hash=caller_hash
+        )
         self.calls[channel_id] = entry
         self.recent[channel_id] = time.monotonic()
         self.by_pid[pid] = entry

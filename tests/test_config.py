@@ -258,3 +258,38 @@ def test_env_example_documents_every_variable_and_parses():
     values = {k: v for k, v in dotenv_values(example).items() if v is not None}
     assert set(values) == {"ASTERISK_USERNAME", "ASTERISK_PASSWORD", "OPENAI_API_KEY"}
     cfg.load(example, environ={})
+
+
+def test_masking_callers_needs_a_hash_key_and_the_key_never_shows(monkeypatch):
+    no_key = cfg.check(environ={**BASE, "RECORDS_MASK_CALLERS": "true"})
+    assert [str(e) for e in no_key.errors()] == [
+        "RECORDS_HASH_KEY: is empty, but RECORDS_MASK_CALLERS=true needs it (the full number finds masked calls)"
+    ]
+    short = cfg.check(environ={**BASE, "RECORDS_MASK_CALLERS": "true", "RECORDS_HASH_KEY": "short"})
+    assert [e.variable for e in short.errors()] == ["RECORDS_HASH_KEY"]
+    assert "short" not in str(short.errors()[0])
+    key = "clinic-hash-key-0123456789"
+    loaded = cfg.load(environ={**BASE, "RECORDS_MASK_CALLERS": "true", "RECORDS_HASH_KEY": key})
+    assert loaded.settings.records_mask_callers and loaded.settings.records_hash_key.reveal() == key
+    assert key not in repr(loaded.settings)
+    for k, value in {**BASE, "RECORDS_MASK_CALLERS": "true", "RECORDS_HASH_KEY": key}.items():
+        monkeypatch.setenv(k, value)
+    for argv in (["config"], ["config", "--json"]):
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 0 and "RECORDS_HASH_KEY" in result.output and key not in result.output
+
+
+def test_default_prices_per_model_with_the_operators_prices_winning_kind_by_kind():
+    usage = {"input_audio_tokens": 1_000_000, "input_text_tokens": 0, "output_audio_tokens": 1_000_000}
+    plain = cfg.load(environ=BASE).settings
+    assert plain.prices.estimate("gpt-realtime-2.1", usage) == 32 + 64  # USD, cited in docs/operations.md
+    assert plain.prices.estimate("gpt-realtime-2.1-mini", usage) == 10 + 20
+    assert plain.prices.estimate("gpt-transcribe", usage) is None  # priced per minute: no default
+    assert plain.prices.estimate("some-other-model", usage) is None
+    override = '{"gpt-realtime-2.1": {"output_audio": 50}, "mine": {"input_audio": 1}}'
+    mine = cfg.load(environ={**BASE, "RECORDS_PRICES": override}).settings
+    assert mine.prices.estimate("gpt-realtime-2.1", usage) == 32 + 50
+    assert mine.prices.estimate("mine", usage) == 1
+    euros = cfg.load(environ={**BASE, "RECORDS_PRICES": override, "RECORDS_CURRENCY": "EUR"}).settings
+    assert euros.prices.estimate("gpt-realtime-2.1-mini", usage) is None  # no dollar defaults in euros
+    assert euros.prices.estimate("gpt-realtime-2.1", usage) == 50

@@ -194,6 +194,11 @@ def test_installer_into_a_staging_root_is_idempotent_and_keeps_the_config(tmp_pa
     unit = root / "etc/systemd/system/openai-inbound-calls.service"
     assert stat.S_IMODE(unit.stat().st_mode) == 0o644 and unit.read_text() == UNIT.read_text()
     assert "skipped daemon-reload and enable" in first.stdout
+    # The call history is migrated as the service user with its env file; a staging root
+    # cannot (its paths are the target's), so it prints the command the target runs.
+    migrate = "runuser -u callbridge -- /opt/callbridge/venv/bin/callbridge db upgrade"
+    assert f"skipped migrating the call history; on the target run: {migrate}" in first.stdout
+    assert "--env-file /etc/callbridge/callbridge.env" in first.stdout
     # The operator edits the configuration; a second run changes nothing of it.
     env_file.write_text("ASTERISK_PASSWORD=my-real-password\n")
     env_file.chmod(0o600)

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import time
+from datetime import UTC, datetime
 
 import pytest
 from records_fixtures import a_record
@@ -48,9 +49,9 @@ def history(tmp_path):
 
 def test_db_upgrade_creates_then_finds_the_schema_up_to_date(tmp_path):
     first = cli(tmp_path, "db", "upgrade")
-    assert first.exit_code == 0 and "migrated from empty to 0001" in first.output
+    assert first.exit_code == 0 and "migrated from empty to 0002" in first.output
     again = cli(tmp_path, "db", "upgrade")
-    assert again.exit_code == 0 and "up to date (revision 0001)" in again.output
+    assert again.exit_code == 0 and "up to date (revision 0002)" in again.output
 
 
 def test_calls_before_any_history_says_so(tmp_path):
@@ -195,3 +196,62 @@ def test_a_services_calls_reach_the_history_even_the_crashed_one(service, asteri
         "turns"
     ]
     assert [t["side"] for t in done_turns][:2] == ["caller", "agent"]
+    # The set-up timeline and the end are the call's events, in time order (issue 13).
+    events = json.loads(runner.invoke(app, ["calls", "show", done, "--json"], env=environ).output)[0][
+        "events"
+    ]
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "setup_worker_started" and "setup_answered" in kinds and "setup_bridged" in kinds
+    assert kinds[-1] == "ended" and events[-1]["detail"]["reason"] == "caller_hangup"
+    assert [e["offset_ms"] for e in events] == sorted(e["offset_ms"] for e in events)
+    assert [e["kind"] for e in shown["events"]] == ["ended"]  # the crashed call: its end only
+
+
+@pytest.mark.slow
+def test_masked_callers_leave_no_full_number_in_the_database_or_the_log(service, asterisk, tmp_path):
+    key = "clinic-hash-key-never-logged"
+    full, masked = "+34600111222", "+********222"
+    svc = service(RECORDS_MASK_CALLERS="true", RECORDS_MASK_KEEP_DIGITS="3", RECORDS_HASH_KEY=key)
+    done = asterisk.place_call([{"say": 1000}, {"silence": 2500}, {"hangup": True}], caller=full)
+    victim = asterisk.place_call([{"say": 1000}, {"silence": 30000}], caller=full)
+    row = svc.wait(lambda: (r := svc.call_row(victim)) and r["frames_out"] >= 25 and r, timeout=20)
+    assert row["caller"] == masked  # `callbridge status` too
+    os.kill(row["pid"], signal.SIGKILL)  # the crashed call's record is made by a helper
+    environ = {k: svc.env[k] for k in ("STATE_DIR", "ARI_APP_NAME") if k in svc.env}
+
+    def found(*args: str) -> dict:
+        result = runner.invoke(app, ["calls", "--json", *args], env={**environ, "RECORDS_HASH_KEY": key})
+        return {c["call_id"]: c for c in json.loads(result.output)} if result.exit_code == 0 else {}
+
+    calls = svc.wait(lambda: (h := found()) and {done, victim} <= set(h) and h, timeout=30)
+    assert {calls[done]["caller"], calls[victim]["caller"]} == {masked}
+    assert calls[done]["caller_hash"] == calls[victim]["caller_hash"] != ""
+    # The full number, as typed, finds both calls; another full number finds none.
+    assert set(found("--caller", "+34 600 111 222")) == {done, victim}
+    assert found("--caller", "+34600111223") == {}
+    svc.wait(lambda: "call summary" in svc.log() and svc.log().count("call summary") >= 2, timeout=20)
+    log = svc.log()
+    assert masked in log and full not in log and key not in log
+    for path in (tmp_path / "state").rglob("*"):  # the database (and its WAL) and the spool
+        if path.is_file():
+            assert full.encode() not in path.read_bytes(), path
+            assert key.encode() not in path.read_bytes(), path
+
+
+def test_records_timezone_sets_the_zone_of_the_dates_shown_read_and_summed(tmp_path):
+    (tmp_path / "state").mkdir()
+    engine = open_engine(DatabaseUrl.sqlite_file(tmp_path / "state" / "callbridge.db"))
+    upgrade(engine)
+    late = datetime(2026, 6, 30, 23, 30, tzinfo=UTC).timestamp()  # already July in Madrid (UTC+2)
+    store_record(engine, a_record("tz.1", started_at=late))
+    engine.dispose()
+    madrid = {"RECORDS_TIMEZONE": "Europe/Madrid"}
+    assert "2026-07-01 01:30:00" in cli(tmp_path, "calls", **madrid).output
+    assert "2026-06-30 23:30:00" in cli(tmp_path, "calls", RECORDS_TIMEZONE="UTC").output
+    assert "started   2026-07-01 01:30:00" in cli(tmp_path, "calls", "show", "tz.1", **madrid).output
+    assert "tz.1" in cli(tmp_path, "calls", "--since", "2026-07-01", **madrid).output
+    assert "no calls" in cli(tmp_path, "calls", "--since", "2026-07-01", RECORDS_TIMEZONE="UTC").output
+    [month] = json.loads(cli(tmp_path, "usage", "--per", "month", "--json", **madrid).output)
+    assert month["period"] == "2026-07"
+    bad = cli(tmp_path, "calls", RECORDS_TIMEZONE="Mars/Olympus")
+    assert bad.exit_code == 78 and "RECORDS_TIMEZONE" in bad.output and "timezone name" in bad.output

@@ -96,6 +96,9 @@ def test_after_a_crash_the_record_is_rebuilt_from_the_journal_and_the_last_count
     assert [t["text"] for t in record["turns"]] == ["turn 0", "turn 1"]
     assert record["figures"]["frames_in"] == 900 and record["figures"]["rejected_packets"] == 2
     assert record["usage"]["input_audio_tokens"] == 10 and record["usage"]["input_text_tokens"] == 20
+    [ended] = record["events"]  # no set-up timeline in a journal: only the end
+    assert ended["kind"] == "ended" and ended["offset_ms"] >= 0
+    assert ended["detail"] == {"reason": "worker_crashed", "worker_exit": "signal:SIGKILL"}
     assert not spool.journal_path(tmp_path / "spool", "1733.7").exists()
 
 

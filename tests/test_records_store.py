@@ -10,11 +10,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from records_fixtures import a_record, database, db_servers  # noqa: F401 -- the parametrized fixture
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import column, func, inspect, select, table, text
 
 from records import queries
 from records.migrate import current, head, upgrade
+from records.privacy import mask_number, number_hash
 from records.schema import calls, metadata, turns
+from records.store import call_row as store_call_row
 from records.store import open_engine, store_record, utc
 
 
@@ -30,13 +32,27 @@ def test_migrating_an_empty_database_gives_exactly_the_declared_tables(database)
     engine = open_engine(database)
     assert current(engine) is None
     upgrade(engine)
-    assert current(engine) == head() == "0001"
+    assert current(engine) == head() == "0002"
     assert {"calls", "turns", "events"} <= set(inspect(engine).get_table_names())
     with engine.connect() as conn:  # what the migrations built is what records/schema.py says
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
     upgrade(engine)  # again: nothing to do, nothing fails
-    assert current(engine) == "0001"
+    assert current(engine) == "0002"
+    engine.dispose()
+
+
+def test_migrating_from_the_first_schema_keeps_its_calls_without_a_caller_hash(database):  # noqa: F811
+    engine = open_engine(database)
+    upgrade(engine, "0001")
+    with engine.begin() as conn:
+        row = {k: v for k, v in store_call_row(a_record("old.1")).items() if k != "caller_hash"}
+        first_schema = table("calls", *(column(name) for name in row))  # without caller_hash
+        conn.execute(first_schema.insert().values(**row))
+    upgrade(engine)
+    assert current(engine) == "0002"
+    [old] = queries.recent_calls(engine)
+    assert old["call_id"] == "old.1" and old["caller"] == "+34600111222" and old["caller_hash"] == ""
     engine.dispose()
 
 
@@ -99,6 +115,27 @@ def test_recent_calls_filter_by_time_caller_number_and_end_reason(engine):
     assert ids(queries.recent_calls(engine, queries.CallFilter(end_reason="idle_timeout"))) == ["b"]
     assert ids(queries.recent_calls(engine, limit=1)) == ["c"]
     assert ids(queries.iter_calls(engine)) == ["a", "b", "c"]  # export: oldest first
+
+
+def test_a_masked_caller_is_found_by_the_hash_of_the_full_number(engine):
+    key = "k" * 16
+    full = "+34600111222"
+    masked = a_record("m", caller=mask_number(full, 3), caller_hash=number_hash(full, key))
+    store_record(engine, masked)
+    store_record(
+        engine, a_record("other", caller="+34600999888", caller_hash=number_hash("+34600999888", key))
+    )
+    [row] = [r for r in queries.recent_calls(engine) if r["call_id"] == "m"]
+    assert row["caller"] == "+********222" and full not in str(row)
+    query = "+34 600 111 222"  # as typed
+    found = queries.recent_calls(
+        engine, queries.CallFilter(caller=query, caller_hash=number_hash(query, key))
+    )
+    assert [r["call_id"] for r in found] == ["m"]
+    by_digits = queries.recent_calls(
+        engine, queries.CallFilter(caller="222", caller_hash=number_hash("222", key))
+    )
+    assert [r["call_id"] for r in by_digits] == ["m"]  # the visible digits still match
 
 
 def test_usage_sums_calls_minutes_and_tokens_per_day_and_month(engine):

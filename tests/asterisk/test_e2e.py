@@ -15,6 +15,11 @@ from analysis import assert_paced, session_events
 from conftest import PORTS
 from pcap import in_range, read_rtp, streams
 from real_asterisk import Capture
+from records_fixtures import database, db_servers  # noqa: F401 -- the parametrized fixture
+
+from records import queries
+from records.migrate import upgrade
+from records.store import open_engine
 
 LOUD = 1000
 CLOCK_OFFSET = time.time() - time.monotonic()  # pcap stamps are wall-clock, the simulator's monotonic
@@ -78,6 +83,39 @@ def test_one_call_audio_both_ways_with_clean_rtp(bridge, real_asterisk, realtime
     assert heard >= 285, f"the caller heard {heard} reply frames"
     service.wait(lambda: "call summary" in service.log())
     assert "end=caller_hangup" in service.log()
+
+
+def test_a_real_call_becomes_a_record_in_the_call_history(bridge, real_asterisk, voices, database):  # noqa: F811
+    """The issue 13 path end to end, on SQLite, MariaDB and PostgreSQL: sipp's INVITE through
+    Asterisk, the worker's spool, the drainer, the database; read back with records/queries.py."""
+    engine = open_engine(database)
+    if not database.is_sqlite:
+        upgrade(engine)  # `callbridge db upgrade` (the installer's step); SQLite migrates itself
+    service = bridge.start(DATABASE_URL=database.reveal())
+    code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=13000)
+    assert code == 0, output[-2000:]
+
+    def stored() -> list[dict]:
+        try:
+            return [c for c in queries.recent_calls(engine) if c["end_reason"] == "caller_hangup"]
+        except Exception:  # the drainer has not created the file or its tables yet
+            return []
+
+    [row] = service.wait(stored, timeout=30)
+    [call] = queries.find_calls(engine, row["call_id"])
+    engine.dispose()
+    assert call["caller"].startswith("+15550"), call["caller"]  # sipp's From: user, as Asterisk saw it
+    assert call["dialled"] == "100" and call["complete"] is True and call["worker_exit"] == "exit:0"
+    assert call["answered_at"] is not None and call["duration_s"] > 10
+    assert {"bridged"} <= set(call["setup_ms"]), call["setup_ms"]
+    assert call["frames_in"] > 500 and call["frames_out"] >= 295  # the 6 s reply
+    sides = [turn["side"] for turn in call["turns"]]
+    assert "caller" in sides and "agent" in sides, call["turns"]
+    assert all(turn["text"] for turn in call["turns"] if turn["side"] == "agent")
+    assert call["input_audio_tokens"] > 0 and call["output_audio_tokens"] > 0
+    kinds = [event["kind"] for event in call["events"]]
+    assert "setup_answered" in kinds and "setup_bridged" in kinds and kinds[-1] == "ended", kinds
+    assert call["events"][-1]["detail"]["reason"] == "caller_hangup"
 
 
 def test_barge_in_stops_playback_and_truncates(bridge, real_asterisk, realtime, voices, tmp_path):
