@@ -7,8 +7,11 @@ shared-memory segment and no worker process left."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 from analysis import assert_paced, session_events
@@ -116,6 +119,29 @@ def test_a_real_call_becomes_a_record_in_the_call_history(bridge, real_asterisk,
     kinds = [event["kind"] for event in call["events"]]
     assert "setup_answered" in kinds and "setup_bridged" in kinds and kinds[-1] == "ended", kinds
     assert call["events"][-1]["detail"]["reason"] == "caller_hangup"
+    assert call["cost_estimate"] and call["cost_estimate"] > 0 and call["currency"], call["cost_estimate"]
+    # And as an operator sees it: `callbridge calls` and `callbridge calls show`.
+    listed = subprocess.run(
+        [sys.executable, "-m", "callbridge.cli", "calls", "--json"],
+        env=service.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert row["call_id"] in {c["call_id"] for c in json.loads(listed.stdout)}
+    shown = subprocess.run(
+        [sys.executable, "-m", "callbridge.cli", "calls", "show", row["call_id"]],
+        env=service.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    agent_text = next(turn["text"] for turn in call["turns"] if turn["side"] == "agent")
+    assert agent_text[:20] in shown.stdout
+    password = database.url.password
+    assert not password or password not in listed.stdout + shown.stdout + shown.stderr
 
 
 def test_barge_in_stops_playback_and_truncates(bridge, real_asterisk, realtime, voices, tmp_path):
