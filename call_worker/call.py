@@ -5,9 +5,12 @@ State machine (written to the call header for the supervisor and `status`):
     STARTING --media and Realtime ready--> ACTIVE --an end condition--> ENDING --> ENDED
     STARTING --set-up failed----------------------------------------> ENDING --> ENDED
 
-The main thread runs the control loop every 100 ms: the supervisor's end request, the
-call and idle limits (a reply in progress finishes first, up to REPLY_GRACE, then the
-goodbye), a dead supervisor, a fatal Realtime failure. Audio never passes through it.
+Two threads for the whole call (docs/architecture.md, "Inside a worker"): the media loop
+(call_worker/media.py) carries the audio and the voice session; the main thread sleeps until
+something can end the call, and then ends it. It wakes only when told (the supervisor's end
+request comes with a signal, a fatal failure, a reply or the goodbye finished playing, a
+turn to journal) or at the next deadline of a limit (call and idle limits: a reply in
+progress finishes first, up to REPLY_GRACE, then the goodbye). Audio never passes through it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import logging
 import os
 import random
+import select
 import socket
 import threading
 import time
@@ -25,22 +29,22 @@ from pathlib import Path
 
 from call_worker import realtime_protocol as proto
 from call_worker import rtp
+from call_worker.adapter import ConnectError, adapter_for
 from call_worker.conversation import RECONNECT_OPEN_TIMEOUT, Conversation
-from call_worker.media import RtpIn, RtpOut
+from call_worker.media import MediaLoop
 from call_worker.playback import Playback
-from call_worker.realtime_link import RealtimeConnectError
 from call_worker.setup_timeline import SetupTimeline
 from call_worker.side_requests import SideRequest, finish_all, wait_all
+from call_worker.wake import Waker
 from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
 from callbridge.netaddr import rtp_bind_address
 from callbridge.teardown import call_targets, remove_all
 from records.spool import CallSpool, final_record
-from shm_ring import CallSegment, CallState, EndReason, Slot
+from shm_ring import CallSegment, CallState, EndReason, RealtimeState, Slot
 
 log = logging.getLogger(__name__)
 
-CONTROL_TICK = 0.1  # end requests, limits and health need no finer clock; fewer wake-ups per call
 GOODBYE_LIMIT = 20.0  # seconds a goodbye may take before the call is ended anyway
 REPLY_GRACE = 10.0  # seconds a reply in progress at a limit may go on before the goodbye cuts it
 PROMPT_LIMIT = 15.0  # seconds the failure prompt may play
@@ -94,7 +98,12 @@ def bind_rtp_socket(address: str, port_range: tuple[int, int], attempts: int = 6
 
 class Call:
     def __init__(
-        self, settings: Settings, info: CallInfo, segment: CallSegment, supervisor_pid: int | None = None
+        self,
+        settings: Settings,
+        info: CallInfo,
+        segment: CallSegment,
+        supervisor_pid: int | None = None,
+        main_wake: Waker | None = None,
     ) -> None:
         self.settings = settings
         self.ids = settings.ids
@@ -105,14 +114,28 @@ class Call:
         self.stop = threading.Event()
         self.fatal = threading.Event()
         self.fatal_message = ""
-        self.uplink_wake = threading.Event()
+        # The main thread's wake-up; process.py points signals at it too (set_wakeup_fd).
+        self.main_wake = main_wake or Waker()
+        self.loop_wake = Waker()  # the media loop's
         self.playback = Playback(segment.downlink)
         self.ari = AriRest(settings.ari_base_url, settings.asterisk_username, settings.asterisk_password)
         self.conversation = Conversation(
-            settings, self.header, segment.uplink, self.playback, self.uplink_wake, self.stop, self._on_fatal
+            settings,
+            self.header,
+            segment.uplink,
+            self.playback,
+            adapter_for(settings),
+            self.loop_wake,
+            self.stop,
+            self._on_fatal,
+            on_turn=self._turn_finished,
+            on_goodbye_done=self.main_wake.wake,
         )
         self.sock: socket.socket | None = None
+        self.media: MediaLoop | None = None
         self.threads: list[threading.Thread] = []
+        self._journal_due = False
+        self._opened: list = []  # set-up's session until the media loop has it
         self.end_reason = EndReason.NONE
         self.started = time.monotonic()
         self.media_ready = False
@@ -148,6 +171,11 @@ class Call:
     def _on_fatal(self, message: str) -> None:
         self.fatal_message = message
         self.fatal.set()
+        self.main_wake.wake()
+
+    def _turn_finished(self) -> None:
+        self._journal_due = True
+        self.main_wake.wake()
 
     # --- set-up (docs/architecture.md, "One call, end to end", step 2)
 
@@ -161,27 +189,29 @@ class Call:
             ) from None
         self.sock = bind_rtp_socket(address, settings.rtp_port_range)
         local = self.sock.getsockname()
-        realtime_error: list[RealtimeConnectError] = []
+        opened: list = self._opened  # (link, opening id), or the ConnectError
 
         def open_realtime() -> None:
             try:
-                self.conversation.open(timeout=SETUP_OPEN_TIMEOUT)
-            except RealtimeConnectError as exc:
-                realtime_error.append(exc)
+                opened.append(self.conversation.connect(timeout=SETUP_OPEN_TIMEOUT))
+            except ConnectError as exc:
+                opened.append(exc)
             else:
                 self.timeline.mark("realtime_open")
 
         opener = threading.Thread(target=open_realtime, name="realtime-open", daemon=True)
         opener.start()
-        payload_type = rtp.PAYLOAD_TYPES[settings.audio_format]
-        rtp_in = RtpIn(self.sock, self.header, self.segment.uplink, payload_type, self.uplink_wake, self.stop)
-        rtp_out = RtpOut(
+        media = self.media = MediaLoop(
             self.sock,
             self.header,
+            self.segment.uplink,
             self.playback,
-            payload_type,
+            self.conversation,
+            rtp.PAYLOAD_TYPES[settings.audio_format],
             rtp.SILENCE_BYTE[settings.audio_format],
             self.stop,
+            self.loop_wake,
+            on_quiet=self.main_wake.wake,
         )
 
         def answer(ari: AriRest) -> None:
@@ -199,18 +229,18 @@ class Call:
             self._side_request("ari-bridge", create_bridge),
         ]
         try:
-            media = self.ari.external_media(
+            reply = self.ari.external_media(
                 settings.ari_app_name,
                 self.ids.external_channel(info.call_id),
                 host_port(local[0], local[1]),
                 settings.audio_format,
                 info.call_id,
             )
-            variables = (media or {}).get("channelvars") or {}
+            variables = (reply or {}).get("channelvars") or {}
             asterisk = (variables["UNICASTRTP_LOCAL_ADDRESS"], int(variables["UNICASTRTP_LOCAL_PORT"]))
-            rtp_in.asterisk = rtp_out.destination = asterisk
+            media.asterisk = asterisk
             self.timeline.mark("external_media")
-            self._start_thread("rtp-in", rtp_in.run)
+            self._start_thread("media", media.run)  # receives from now on; sends once bridged
             finish_all(side_requests)
             self._add_to_bridge()
         except AriError as exc:
@@ -227,7 +257,7 @@ class Call:
         except BaseException:  # a bug: teardown follows, and must not race a request in flight
             wait_all(side_requests)
             raise
-        self._start_thread("rtp-out", rtp_out.run)
+        media.start_sending()
         self.media_ready = True
         self.header.set(Slot.MEDIA_READY_NS, self.timeline.mark("bridged"))
         log.info(
@@ -238,19 +268,18 @@ class Call:
             *asterisk,
         )
         opener.join(timeout=SETUP_OPEN_TIMEOUT + 2)
-        if realtime_error or self.conversation.ws is None:
-            error = realtime_error[0] if realtime_error else RealtimeConnectError("open timed out", False)
-            if not error.fatal:
-                try:
-                    # one more try before giving up on the caller
-                    self.conversation.open(timeout=RECONNECT_OPEN_TIMEOUT)
-                    error = None
-                except RealtimeConnectError as again:
-                    error = again
-            if error is not None:
-                self._on_fatal(str(error))
-                raise SetupError(str(error), EndReason.REALTIME_FAILED)
-        self.conversation.start(greet=True)
+        outcome = opened[0] if opened else ConnectError("open timed out", False)
+        if isinstance(outcome, ConnectError) and not outcome.fatal:
+            try:
+                outcome = self.conversation.connect(timeout=RECONNECT_OPEN_TIMEOUT)  # one more try
+            except ConnectError as again:
+                outcome = again
+        if isinstance(outcome, ConnectError):
+            self.header.set(Slot.REALTIME_STATE, RealtimeState.FAILED)
+            self._on_fatal(str(outcome))
+            raise SetupError(str(outcome), EndReason.REALTIME_FAILED)
+        self._opened = []
+        self.conversation.begin(*outcome, greet=True)
 
     def _side_request(self, name: str, request) -> SideRequest:
         settings = self.settings
@@ -295,43 +324,71 @@ class Call:
         # A limit reached while the agent speaks: the goodbye waits for the end of the reply
         # (a caller cut off mid-sentence hears a fault, not a polite end), up to REPLY_GRACE.
         limit: tuple[EndReason, str, float] | None = None
-        last_activity = time.monotonic()
+        call_deadline = self.started + settings.max_call_seconds if settings.max_call_seconds else None
         while True:
             now = time.monotonic()
-            header.set(Slot.HEARTBEAT_MAIN, time.monotonic_ns())
-            self.spool.journal(self.conversation.transcript, self.conversation.usage)
+            if self._journal_due:
+                self._journal_due = False
+                self.spool.journal(self.conversation.transcript, self.conversation.usage)
+            # The supervisor's death comes as SIGTERM (process.py): tell it from a shutdown.
+            if self.supervisor_pid is not None and os.getppid() != self.supervisor_pid:
+                log.error("supervisor is gone; ending the call")
+                return EndReason.SUPERVISOR_GONE
             requested = header.get(Slot.END_REQUEST)
             if requested:
                 return EndReason(requested)
             if self.fatal.is_set():
                 return EndReason.REALTIME_FAILED
-            if self.supervisor_pid is not None and os.getppid() != self.supervisor_pid:
-                log.error("supervisor is gone; ending the call")
-                return EndReason.SUPERVISOR_GONE
-            if self.playback.is_playing():
-                last_activity = now
-            speech = header.get(Slot.LAST_SPEECH_NS) / 1e9
-            last_activity = max(last_activity, speech)
+            playing = self.playback.is_playing()
+            wake_at: list[float] = []
             if goodbye_reason:
-                said = self.conversation.goodbye_done.is_set() and not self.playback.is_playing()
+                said = self.conversation.goodbye_done.is_set() and not playing
                 if said or now >= goodbye_deadline:
                     return goodbye_reason
+                wake_at.append(goodbye_deadline)
             elif limit is None:
-                if settings.max_call_seconds and now - self.started >= settings.max_call_seconds:
+                idle_deadline = self._idle_deadline(now, playing)
+                if call_deadline is not None and now >= call_deadline:
                     log.info("call reached MAX_CALL_SECONDS=%d", settings.max_call_seconds)
                     limit = (EndReason.MAX_CALL_SECONDS, proto.GOODBYE_TIME_LIMIT, now + REPLY_GRACE)
-                elif settings.idle_timeout_seconds and now - last_activity >= settings.idle_timeout_seconds:
+                elif idle_deadline is not None and now >= idle_deadline:
                     log.info("nobody spoke for IDLE_TIMEOUT_SECONDS=%d", settings.idle_timeout_seconds)
                     limit = (EndReason.IDLE_TIMEOUT, proto.GOODBYE_IDLE, now + REPLY_GRACE)
-                if limit is not None and self.playback.is_playing():
+                else:
+                    wake_at += [t for t in (call_deadline, idle_deadline) if t is not None]
+                if limit is not None and playing:
                     log.info("letting the reply finish (at most %.0f s) before the goodbye", REPLY_GRACE)
             if limit is not None and not goodbye_reason:
                 reason, instructions, reply_deadline = limit
-                if not self.playback.is_playing() or now >= reply_deadline:
+                if not playing or now >= reply_deadline:
                     log.info("saying goodbye (%s)", reason.name.lower())
                     goodbye_reason, goodbye_deadline = reason, now + GOODBYE_LIMIT
                     self.conversation.say_goodbye(instructions)
-            self.stop.wait(CONTROL_TICK)
+                    wake_at.append(goodbye_deadline)
+                else:
+                    wake_at.append(reply_deadline)
+            self._sleep(min(wake_at) - time.monotonic() if wake_at else None)
+
+    def _idle_deadline(self, now: float, playing: bool) -> float | None:
+        """When the call becomes idle if nobody speaks and nothing plays until then."""
+        idle = self.settings.idle_timeout_seconds
+        if not idle:
+            return None
+        if playing:
+            return now + idle  # re-checked when the reply ends (the media loop wakes us)
+        speech = self.header.get(Slot.LAST_SPEECH_NS) / 1e9
+        last_reply = self.media.last_reply_frame if self.media is not None else 0.0
+        return max(self.started, speech, last_reply) + idle
+
+    def _sleep(self, timeout: float | None) -> None:
+        """Until a wake-up (a signal, another thread) or `timeout`."""
+        if timeout is not None and timeout <= 0:
+            return
+        try:
+            select.select([self.main_wake], [], [], timeout)
+        except InterruptedError:
+            pass
+        self.main_wake.drain()
 
     # --- ending (docs/architecture.md, steps 6 and 7)
 
@@ -340,9 +397,13 @@ class Call:
         if reason is EndReason.REALTIME_FAILED:
             self._play_failure_prompt()
         self.stop.set()
-        self.conversation.close()
+        self.loop_wake.wake()
         for thread in self.threads:
             thread.join(timeout=2)
+        self.conversation.close()
+        for outcome in self._opened:  # set-up failed after its session opened
+            if isinstance(outcome, tuple):
+                outcome[0].close()
         self._teardown(hang_up_caller=reason is not EndReason.CALLER_HANGUP)
         if self.sock is not None:
             self.sock.close()

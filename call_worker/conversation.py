@@ -1,47 +1,48 @@
-"""The call's Realtime conversation: two threads around one WebSocket.
+"""The call's conversation with the voice service, run by the media loop's thread.
 
-realtime-send drains the uplink ring into `input_audio_buffer.append` events the moment
-rtp-in signals a frame (no re-chunking delay), except while a new session opens: the ring
-is then the backlog, sent once the new session has the history. realtime-recv reads server events: audio
-deltas go to the downlink ring through `Playback`, speech_started while a reply plays is
-a barge-in, transcripts and usage are kept. When the connection drops or the session
-expires, a new session is opened and the conversation so far is re-injected (the agent's
-turns as the caller heard them); when the configuration cannot work (bad key, unknown model,
-beta refused) or no new session opens within RECONNECT_BUDGET, the call is told to end.
+The media loop (call_worker/media.py) owns everything here: it reads the session's link at
+each 20 ms tick (`tick`), and sends the caller's audio the moment it arrives (`send_uplink`).
+Audio deltas go to the downlink ring through `Playback`; the caller speaking over a reply is
+a barge-in; transcripts and usage are kept. Only three things cross threads, each posted and
+followed by a wake-up of the loop: a link an opener thread has opened (`begin`, and the
+reconnect below), the main thread's goodbye request (`say_goodbye`), and the end (`close`,
+once the loop has stopped).
+
+When the connection drops or the session expires, an opener thread opens a new session
+while the uplink ring keeps the caller's audio (its backlog, replayed in order once the new
+session has the conversation so far: the agent's turns as the caller heard them). When the
+configuration cannot work (bad key, unknown model, beta refused) or no new session opens
+within RECONNECT_BUDGET, the call is told to end.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import itertools
-import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection
-
-from call_worker import realtime_protocol as proto
+from call_worker import adapter as seam
 from call_worker.goodbye import Goodbye
 from call_worker.playback import AudioItem, Playback
-from call_worker.realtime_link import RealtimeConnectError, connect_realtime
 from call_worker.session_updates import SessionUpdates
 from call_worker.transcript import Transcript
+from call_worker.wake import Waker
+from call_worker.ws_link import Closed, WsLink
 from callbridge.config import Settings
 from shm_ring import ByteRing, CallHeader, RealtimeState, Slot
 
 log = logging.getLogger(__name__)
 
 RECONNECT_DELAYS = (0.2, 1.0, 2.0)
-# From the loss of a session to giving up. With a frozen service noticed within 6 s
-# (call_worker/realtime_link.py) and the failure prompt, the caller is told within 15 s.
+# From the loss of a session to giving up. With a frozen service noticed within 4.5 s
+# (call_worker/ws_link.py) and the failure prompt, the caller is told within 15 s.
 RECONNECT_BUDGET = 5.0
 RECONNECT_OPEN_TIMEOUT = 3.0  # one handshake; a real one takes well under a second
 MIN_ATTEMPT = 0.5  # a handshake given less than this is not worth starting
-_APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"'
+BACKLOG_CHUNK = 3200  # bytes per append when replaying the backlog (200 ms)
 
 
 class Conversation:
@@ -51,140 +52,195 @@ class Conversation:
         header: CallHeader,
         uplink: ByteRing,
         playback: Playback,
-        uplink_wake: threading.Event,
+        adapter: seam.Adapter,
+        loop_wake: Waker,
         stop: threading.Event,
         on_fatal: Callable[[str], None],
+        on_turn: Callable[[], None] = lambda: None,
+        on_goodbye_done: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.header = header
         self.uplink = uplink
         self.playback = playback
-        self.uplink_wake = uplink_wake
+        self.adapter = adapter
+        self.loop_wake = loop_wake
         self.stop = stop
         self.on_fatal = on_fatal
-        self.beta = settings.openai_api_shape == "beta"
-        self.ws: ClientConnection | None = None
+        self.on_turn = on_turn  # a turn finished (the main thread journals it)
+        self.link: WsLink | None = None
         self.transcript = Transcript()
         self.usage = {
             "input_tokens": 0,
             "output_tokens": 0,
             "input_audio_tokens": 0,
+            "input_cached_tokens": 0,
             "output_audio_tokens": 0,
             "transcription_seconds": 0.0,
         }
         self.active_response: str | None = None
         self.last_error_code = ""
-        # Goodbye: the main thread only posts the request (one attribute assignment);
-        # realtime-recv carries it out, so Playback and the response state keep one writer.
-        self._goodbye_request: str | None = None
-        self.goodbye = Goodbye(settings, self._send)
+        self.goodbye = Goodbye(self._send_quiet, self._send_ask, on_goodbye_done)
+        self.goodbye_done = self.goodbye.done
         self.updates = SessionUpdates()
         self._opening_ids = itertools.count(1)
-        self.goodbye_done = self.goodbye.done
         self._malformed_logged = False
-        # Set by realtime-recv while a new session opens: realtime-send leaves the uplink
-        # ring unread meanwhile, so the caller's words (up to its ~8 s) reach the new session.
-        self._uplink_held = False
+        self._tool_calls_logged = False
+        self._fatal_codes: dict[str, str] = {}  # codes the service called fatal, with their fixes
+        self._had_session = False
+        # Posted by other threads, taken by the loop: (link, opening id, greet) from an
+        # opener, or an error message when no session could be opened.
+        self._arrivals: deque[tuple[WsLink, str, bool] | str] = deque()
+        self._goodbye_request: str | None = None
+        # While a new session opens the uplink ring is the backlog: nothing is sent.
+        self._uplink_held = True
+        self._append_buffer = bytearray(BACKLOG_CHUNK)
         # Replies of a lost session still playing from the downlink ring: how much the caller
         # will hear of them is not known yet, so the new session gets them only when they
-        # have finished playing or been cut (realtime-recv's only).
+        # have finished playing or been cut.
         self._held: list[AudioItem] = []
-        self._threads: list[threading.Thread] = []
+        self._handlers = {
+            seam.AgentAudio: self._on_audio,
+            seam.CallerSpeechStarted: self._on_speech_started,
+            seam.CallerSpeechStopped: self._on_speech_stopped,
+            seam.ReplyStarted: self._on_reply_started,
+            seam.ReplyDone: self._on_reply_done,
+            seam.SettingsApplied: self._on_settings_applied,
+            seam.AgentTextDelta: self._on_agent_text_delta,
+            seam.AgentText: self._on_agent_text,
+            seam.CallerText: self._on_caller_text,
+            seam.ToolCall: self._on_tool_call,
+            seam.ServiceError: self._on_error,
+        }
 
-    # --- connection
+    # --- opening (any thread but the loop's; blocking, bounded)
 
-    def open(self, timeout: float = 10.0) -> None:
-        """Connect and configure a session, the handshake bounded by `timeout`; raises
-        RealtimeConnectError for any failure."""
+    def connect(self, timeout: float) -> tuple[WsLink, str]:
+        """Open and configure a session; raises adapter.ConnectError."""
         self.header.set(Slot.REALTIME_STATE, RealtimeState.CONNECTING)
-        try:
-            event = proto.session_update(self.settings)
-        except OSError as exc:  # OPENAI_INSTRUCTIONS_FILE became unreadable
-            raise RealtimeConnectError(f"cannot read the instructions: {exc}", fatal=True) from None
-        event["event_id"] = f"cb_open_{next(self._opening_ids)}"
-        ws = connect_realtime(self.settings, timeout)
-        try:
-            ws.send(json.dumps(event))
-        except ConnectionClosed:
-            pass  # refused at once: recv reports why (the error event came before the close)
-        except OSError as exc:
-            ws.close()
-            raise RealtimeConnectError(f"Realtime connection failed at once: {exc}", fatal=False) from None
-        self.updates.opened(event["event_id"])
-        # Published only now: realtime-send must never append audio to an unconfigured session.
-        self.ws = ws
-        if self.stop.is_set():  # the call ended while this was connecting
-            self.ws = None
-            ws.close()
+        opening_id = f"cb_open_{next(self._opening_ids)}"
+        return self.adapter.connect(timeout, opening_id), opening_id
+
+    def begin(self, link: WsLink, opening_id: str, greet: bool) -> None:
+        """Hand an open session to the loop."""
+        self._arrivals.append((link, opening_id, greet))
+        self.loop_wake.wake()
+
+    def say_goodbye(self, instructions: str) -> None:
+        """(main thread) Ask for a goodbye: the loop cuts any reply short and has the agent
+        say it; `goodbye_done` is set once that reply has been fully received."""
+        self._goodbye_request = instructions
+        self.loop_wake.wake()
+
+    # --- the loop's side
+
+    @property
+    def link_fd(self) -> int:
+        link = self.link
+        return link.fileno() if link is not None and link.closed is None else -1
+
+    @property
+    def wants_write(self) -> bool:
+        return self.link is not None and self.link.wants_write
+
+    def tick(self, now: float) -> None:
+        """(each 20 ms tick, before the frame is sent) Everything the link brought, and
+        what other threads posted."""
+        while self._arrivals:
+            arrival = self._arrivals.popleft()
+            if isinstance(arrival, str):
+                self._fatal(arrival)
+            else:
+                self._install(*arrival)
+        if self._goodbye_request is not None:
+            self._start_goodbye()
+        if self._held:
+            self._release_held(self.playback.ring.read_total)
+        link = self.link
+        if link is None:
             return
-        self.header.set(Slot.REALTIME_STATE, RealtimeState.CONNECTED)
-        log.info(
-            "Realtime session open (model %s, %s shape)",
-            self.settings.openai_realtime_model,
-            self.settings.openai_api_shape.upper(),
-        )
+        for _is_text, payload in link.receive():
+            self._dispatch(payload)
+            if self.link is not link:
+                return  # the session ended while its messages were handled
+        link.check_time(now)
+        if link.closed is not None and self.link is link:
+            self._lost(link.closed)
 
-    def start(self, greet: bool) -> None:
-        for name, target in (("realtime-recv", self._recv_loop), ("realtime-send", self._send_loop)):
-            thread = threading.Thread(target=self._guard(target, name), name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        if greet and self.settings.openai_greeting:
-            self._send(proto.response_create(self.settings.openai_greeting))
+    def send_uplink(self) -> None:
+        """Send the uplink ring's audio (one frame as it arrives, or the backlog after a
+        reconnect), unless a new session is opening."""
+        if self._uplink_held or self.link is None:
+            return
+        buffer, uplink, link, adapter = self._append_buffer, self.uplink, self.link, self.adapter
+        while True:
+            n = uplink.read_into(buffer)
+            if n == 0:
+                return
+            if not link.send_text(adapter.append(memoryview(buffer)[:n])):
+                return  # lost: the next tick notices and reconnects; this audio is gone
+            self.header.add(Slot.FRAMES_TO_REALTIME, n // 160)
 
-    def _guard(self, target, name: str):
-        def run() -> None:
-            try:
-                target()
-            except Exception:
-                if self.stop.is_set():
-                    return
-                log.exception("%s thread crashed", name)
-                self._fatal(f"{name} thread crashed")
-
-        return run
+    def flush(self) -> None:
+        if self.link is not None:
+            self.link.flush()
 
     def close(self) -> None:
+        """(main thread, the loop stopped) End the session."""
         self.header.set(Slot.REALTIME_STATE, RealtimeState.CLOSED)
-        ws, self.ws = self.ws, None
-        if ws is not None:
-            try:
-                ws.close()
-            except Exception:  # closing a broken connection may fail in many ways; none matter
-                pass
-        self.uplink_wake.set()
-        for thread in self._threads:
-            thread.join(timeout=3)
+        self._drop_link()
+        while self._arrivals:  # an opener finished after the loop stopped
+            arrival = self._arrivals.popleft()
+            if not isinstance(arrival, str):
+                arrival[0].close()
         # The call is over: a reply still in the ring was heard up to where playback stopped.
         for item in self.playback.unplayed():
             if self.transcript.has_agent(item.item_id):
                 self.transcript.truncated(self.playback.heard(item, self.playback.ring.read_total))
 
-    def _send(self, event: dict) -> bool:
-        sent = self._send_text(json.dumps(event))
-        if sent and event["type"] == "session.update":  # (realtime-recv: the goodbye's)
-            self.updates.sent(event["event_id"])
+    def _install(self, link: WsLink, opening_id: str, greet: bool) -> None:
+        if self.stop.is_set():
+            link.close()
+            return
+        resumed, self._had_session = self._had_session, True
+        self._drop_link()
+        self.link = link
+        self.updates.opened(opening_id)
+        self.header.set(Slot.REALTIME_STATE, RealtimeState.CONNECTED)
+        if resumed:
+            self.last_error_code = ""
+            self._held = [i for i in self.playback.unplayed() if self.transcript.has_agent(i.item_id)]
+            turns = self.transcript.history(held=frozenset(i.item_id for i in self._held))
+            self._send_texts(self.adapter.inject(turns))
+            log.info("Realtime session resumed with %d earlier turns", len(turns))
+            self.goodbye.session_opened()
+        else:
+            log.info(
+                "Realtime session open (model %s, %s shape)",
+                self.settings.openai_realtime_model,
+                self.settings.openai_api_shape.upper(),
+            )
+        if greet and self.settings.openai_greeting:
+            self._send_texts(self.adapter.respond(self.settings.openai_greeting))
+        self._uplink_held = False  # the backlog follows the history it answers
+        self.send_uplink()
+
+    def _send_texts(self, texts: list[str]) -> bool:
+        link = self.link
+        if link is None:
+            return False
+        return all([link.send_text(text) for text in texts])
+
+    def _send_quiet(self, event_id: str) -> bool:
+        sent = self._send_texts(self.adapter.quiet(event_id))
+        if sent:
+            self.updates.sent(event_id)
         return sent
 
-    def _send_text(self, text: str) -> bool:
-        ws = self.ws
-        if ws is None:
-            return False
-        try:
-            ws.send(text)
-            return True
-        except (ConnectionClosed, OSError, RuntimeError):
-            return False  # the recv thread notices the closed connection and reconnects
-
-    # --- goodbye (time limit, idle)
-
-    def say_goodbye(self, instructions: str) -> None:
-        """(main thread) Ask for a goodbye: realtime-recv cuts any reply short and has the
-        agent say it; `goodbye_done` is set once that reply has been fully received."""
-        self._goodbye_request = instructions
+    def _send_ask(self, instructions: str, event_id: str) -> bool:
+        return self._send_texts(self.adapter.respond(instructions, "goodbye", event_id))
 
     def _start_goodbye(self) -> None:
-        """(realtime-recv) Carry out a posted goodbye request."""
         instructions, self._goodbye_request = self._goodbye_request, None
         if instructions is None or self.goodbye.requested:
             return
@@ -192,120 +248,70 @@ class Conversation:
             self._interrupt()
         self.goodbye.begin(instructions)
 
-    # --- threads
+    # --- losing a session, and opening the next
 
-    def _send_loop(self) -> None:
-        buffer = bytearray(3200)
-        view = memoryview(buffer)
-        header, uplink, wake = self.header, self.uplink, self.uplink_wake
-        while not self.stop.is_set():
-            wake.wait(0.2)
-            wake.clear()
-            header.set(Slot.HEARTBEAT_REALTIME, time.monotonic_ns())
-            while True:
-                if self._uplink_held:
-                    break  # reconnecting: the ring keeps the caller's audio for the new session
-                n = uplink.read_into(buffer)
-                if n == 0:
-                    break
-                if self.ws is None:
-                    continue  # no session and none coming: nobody can hear it
-                text = _APPEND_HEAD + base64.b64encode(view[:n]).decode("ascii") + '"}'
-                if self._send_text(text):
-                    header.add(Slot.FRAMES_TO_REALTIME, n // 160)
-
-    def _recv_loop(self) -> None:
-        while not self.stop.is_set():
-            ws = self.ws
-            if ws is None:
-                return
-            self.header.set(Slot.HEARTBEAT_REALTIME_RECV, time.monotonic_ns())
-            if self._goodbye_request is not None:
-                self._start_goodbye()
-            if self._held:
-                self._release_held(self.playback.ring.read_total)
-            try:
-                # A short timeout so that a posted goodbye is acted on within 100 ms.
-                message = ws.recv(timeout=0.1)
-            except TimeoutError:
-                continue
-            except ConnectionClosed as closed:
-                if self.stop.is_set():
-                    return
-                if not self._recover(closed):
-                    return
-                continue
-            except (OSError, RuntimeError) as exc:
-                if self.stop.is_set():
-                    return
-                log.warning("Realtime connection failed: %s", exc)
-                if not self._recover(None):
-                    return
-                continue
-            self._dispatch(message)
-
-    def _recover(self, closed: ConnectionClosed | None) -> bool:
+    def _lost(self, closed: Closed | None) -> None:
         """After the connection ended: reconnect when that can save the call."""
-        code = closed.rcvd.code if closed is not None and closed.rcvd is not None else None
-        if code == 4000 or proto.ERROR_ACTIONS.get(self.last_error_code) is proto.ErrorAction.FATAL_CONFIG:
-            fix = proto.FIXES.get(self.last_error_code, "check the OpenAI settings")
+        code = closed.code if closed is not None else None
+        self._drop_link()
+        fatal = self.adapter.refused_by_close(code) or self.last_error_code in self._fatal_codes
+        if fatal:
+            fix = self._fatal_codes.get(self.last_error_code, "check the OpenAI settings")
             self._fatal(f"Realtime refused this configuration ({self.last_error_code or code}): {fix}")
-            return False
-        why = "session expired" if self.last_error_code == "session_expired" else f"closed (code {code})"
+            return
+        if self.last_error_code == "session_expired":
+            why = "session expired"
+        else:
+            why = f"closed (code {code}: {closed.reason})" if closed is not None else "closed"
         self.active_response = None
         self.transcript.session_lost()  # a reply in flight keeps what it had
         self.playback.response_finished(self.playback.open_response or "")
-        if not self.goodbye.session_lost():  # a goodbye being quieted for is asked again below
+        if not self.goodbye.session_lost():  # a goodbye being quieted for is asked again later
             log.warning("Realtime connection %s during the goodbye; ending with what was received", why)
-            self._drop_connection()
             self.header.set(Slot.REALTIME_STATE, RealtimeState.CLOSED)
-            return False
+            return
         log.warning("Realtime connection %s; opening a new session", why)
         self.header.set(Slot.REALTIME_STATE, RealtimeState.RECONNECTING)
         self._uplink_held = True
-        # Counted from the loss: closing a frozen connection takes its close timeout.
-        deadline = time.monotonic() + RECONNECT_BUDGET
-        self._drop_connection()
-        attempts = 0
-        for delay in RECONNECT_DELAYS:
-            if deadline - time.monotonic() - delay < MIN_ATTEMPT:
-                break
-            if self.stop.wait(delay):
-                return False
-            self.header.add(Slot.RECONNECTS)
-            attempts += 1
-            try:
-                self.open(timeout=min(RECONNECT_OPEN_TIMEOUT, deadline - time.monotonic()))
-            except RealtimeConnectError as exc:
-                if exc.fatal:
-                    self._fatal(str(exc))
-                    return False
-                log.warning("Realtime reconnect failed: %s", exc)
-                continue
-            if self.ws is None:
-                return False  # the call ended while this was connecting
-            self.last_error_code = ""
-            self._held = [i for i in self.playback.unplayed() if self.transcript.has_agent(i.item_id)]
-            turns = self.transcript.history(held=frozenset(i.item_id for i in self._held))
-            for event in proto.context_items(turns, self.beta):
-                self._send(event)
-            log.info("Realtime session resumed with %d earlier turns", len(turns))
-            self._uplink_held = False  # the backlog follows the history it answers
-            self.uplink_wake.set()
-            self.goodbye.session_opened()
-            return True
-        self._fatal(
-            f"Realtime service unreachable: no new session within {RECONNECT_BUDGET:.0f} s ({attempts} attempts)"
+        opener = threading.Thread(
+            target=self._reconnect,
+            args=(time.monotonic() + RECONNECT_BUDGET,),
+            name="realtime-open",
+            daemon=True,
         )
-        return False
+        opener.start()
 
-    def _drop_connection(self) -> None:
-        old, self.ws = self.ws, None
+    def _reconnect(self, deadline: float) -> None:
+        """(an opener thread) Try for a new session until `deadline`; post the outcome."""
+        attempts = 0
+        try:
+            for delay in RECONNECT_DELAYS:
+                if deadline - time.monotonic() - delay < MIN_ATTEMPT:
+                    break
+                if self.stop.wait(delay):
+                    return
+                self.header.add(Slot.RECONNECTS)
+                attempts += 1
+                try:
+                    link, opening_id = self.connect(min(RECONNECT_OPEN_TIMEOUT, deadline - time.monotonic()))
+                except seam.ConnectError as exc:
+                    if exc.fatal:
+                        self._arrivals.append(str(exc))
+                        return
+                    log.warning("Realtime reconnect failed: %s", exc)
+                    continue
+                self._arrivals.append((link, opening_id, False))
+                return
+            self._arrivals.append(
+                f"Realtime service unreachable: no new session within {RECONNECT_BUDGET:.0f} s ({attempts} attempts)"
+            )
+        finally:
+            self.loop_wake.wake()
+
+    def _drop_link(self) -> None:
+        old, self.link = self.link, None
         if old is not None:
-            try:
-                old.close()  # bounded by the close timeout even when the peer is frozen
-            except Exception:  # closing a broken connection may fail in many ways; none matter
-                pass
+            old.close()
 
     def _release_held(self, played: int, cut: bool = False) -> None:
         """Give the new session each held reply the caller has finished hearing (all of it
@@ -317,153 +323,124 @@ class Conversation:
                 continue
             if item.end > played:
                 self.transcript.truncated(self.playback.heard(item, played))
-            for event in proto.context_items([("agent", self.transcript.heard(item.item_id))], self.beta):
-                self._send(event)
+            self._send_texts(self.adapter.inject([("agent", self.transcript.heard(item.item_id))]))
         self._held = keep
 
     def _fatal(self, message: str) -> None:
         self.header.set(Slot.REALTIME_STATE, RealtimeState.FAILED)
+        self._drop_link()
         log.error("%s", message)
         self.on_fatal(message)
 
     # --- events
 
-    def _dispatch(self, message: str | bytes) -> None:
+    def _dispatch(self, message: bytes | str) -> None:
         try:
-            event = json.loads(message)
-            kind = event["type"]
-            kind = proto.BETA_TO_GA.get(kind, kind) if self.beta else kind
-            handler = self._handlers.get(kind)
-            if handler is not None:
-                handler(self, event)
-        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+            events = self.adapter.events(message)
+        except seam.MalformedEvent as exc:
             self.header.add(Slot.MALFORMED_EVENTS)
             if not self._malformed_logged:
                 self._malformed_logged = True
-                log.warning(
-                    "ignoring a malformed Realtime event (%s: %s); further ones are only counted",
-                    type(exc).__name__,
-                    exc,
-                )
+                log.warning("ignoring a malformed Realtime event (%s); further ones are only counted", exc)
+            return
+        for event in events:
+            self._handlers[type(event)](event)
 
-    def _on_audio_delta(self, event: dict) -> None:
-        audio = base64.b64decode(event["delta"], validate=True)
-        if self.playback.add_audio(event["response_id"], event["item_id"], audio):
+    def _on_audio(self, event: seam.AgentAudio) -> None:
+        if self.playback.add_audio(event.response_id, event.item_id, event.audio):
             self.header.add(Slot.DOWNLINK_OVERRUNS)
 
-    def _on_speech_started(self, event: dict) -> None:
+    def _on_speech_started(self, event: seam.CallerSpeechStarted) -> None:
         self.header.set(Slot.LAST_SPEECH_NS, time.monotonic_ns())
         if self.playback.is_playing() and not self.goodbye.uninterruptible:
             self._interrupt()
 
     def _interrupt(self) -> None:
-        """Barge-in: silence the reply now, cancel it, tell the model what was heard."""
-        started = time.monotonic()
+        """Barge-in: silence the reply from the next frame, cancel it, tell the model what
+        was heard."""
         truncation = self.playback.barge_in()
         self.header.add(Slot.BARGE_INS)
         if self.active_response is not None:
-            self._send({"type": "response.cancel", "response_id": self.active_response})
+            self._send_texts(self.adapter.cancel(self.active_response))
         if self._held:  # a lost session's reply: this session has no such item to truncate
             if truncation is not None and any(i.item_id == truncation.item_id for i in self._held):
                 truncation = None
             self._release_held(self.playback.cut_at, cut=True)
         if truncation is not None:
             self.transcript.truncated(truncation)
-            self._send(
-                {
-                    "type": "conversation.item.truncate",
-                    "item_id": truncation.item_id,
-                    "content_index": 0,
-                    "audio_end_ms": truncation.audio_end_ms,
-                }
-            )
+            self._send_texts(self.adapter.truncate(truncation.item_id, truncation.audio_end_ms))
         log.info(
-            "barge-in: reply stopped after %d ms of item %s (%.1f ms to stop)",
+            "barge-in: reply stopped after %d ms of item %s",
             truncation.audio_end_ms if truncation else -1,
             truncation.item_id if truncation else "-",
-            (time.monotonic() - started) * 1000,
         )
 
-    def _on_speech_stopped(self, event: dict) -> None:
+    def _on_speech_stopped(self, event: seam.CallerSpeechStopped) -> None:
         self.header.set(Slot.LAST_SPEECH_NS, time.monotonic_ns())
 
-    def _on_response_created(self, event: dict) -> None:
-        response_id = event["response"]["id"]
-        self.active_response = response_id
-        self.playback.response_started(response_id)
+    def _on_reply_started(self, event: seam.ReplyStarted) -> None:
+        self.active_response = event.response_id
+        self.playback.response_started(event.response_id)
         self.header.add(Slot.RESPONSES)
-        self.goodbye.on_response_created(response_id)
+        self.goodbye.on_response_created(event.response_id)
 
-    def _on_response_done(self, event: dict) -> None:
-        response = event["response"]
-        response_id = response["id"]
-        self.playback.response_finished(response_id)
-        if self.active_response == response_id:
+    def _on_reply_done(self, event: seam.ReplyDone) -> None:
+        self.playback.response_finished(event.response_id)
+        if self.active_response == event.response_id:
             self.active_response = None
-        proto.add_usage(self.usage, response.get("usage") or {})
+        for kind, amount in event.usage.items():
+            self.usage[kind] = self.usage.get(kind, 0) + amount
         self.header.set(Slot.INPUT_TOKENS, self.usage["input_tokens"])
         self.header.set(Slot.OUTPUT_TOKENS, self.usage["output_tokens"])
-        items = [
-            str(item["id"])
-            for item in response.get("output") or []
-            if isinstance(item, dict) and "id" in item
-        ]
-        self.transcript.response_ended(items)
-        self.goodbye.on_response_done(response_id, self.active_response is not None)
+        self.transcript.response_ended(list(event.item_ids))
+        self.goodbye.on_response_done(event.response_id, self.active_response is not None)
 
-    def _on_session_updated(self, event: dict) -> None:
+    def _on_settings_applied(self, event: seam.SettingsApplied) -> None:
         # After a reconnect the opening update (automatic responses on) is acknowledged
         # first: only the acknowledgement of the goodbye's own update lets it ask.
         self.goodbye.on_session_updated(self.active_response is not None, self.updates.acknowledged())
 
-    def _on_agent_transcript_delta(self, event: dict) -> None:
-        self.transcript.agent_delta(str(event["item_id"]), str(event.get("delta") or ""))
+    def _on_agent_text_delta(self, event: seam.AgentTextDelta) -> None:
+        self.transcript.agent_delta(event.item_id, event.text)
 
-    def _on_agent_transcript(self, event: dict) -> None:
-        text = str(event.get("transcript") or "").strip()
-        interrupted = event.get("response_id") in self.playback.ignored_responses
-        entry = self.transcript.agent_done(str(event["item_id"]), text, interrupted)
+    def _on_agent_text(self, event: seam.AgentText) -> None:
+        interrupted = event.response_id in self.playback.ignored_responses
+        entry = self.transcript.agent_done(event.item_id, event.text, interrupted)
         if entry["interrupted"]:
-            log.info("agent: %s [interrupted; heard: %s]", text, entry["heard"])
+            log.info("agent: %s [interrupted; heard: %s]", event.text, entry["heard"])
         else:
-            log.info("agent: %s", text)
+            log.info("agent: %s", event.text)
+        self.on_turn()
 
-    def _on_caller_transcript(self, event: dict) -> None:
-        text = str(event.get("transcript") or "").strip()
-        self.transcript.caller(text)
-        seconds = ((event.get("usage") or {}).get("seconds")) or 0
-        self.usage["transcription_seconds"] += float(seconds)
-        log.info("caller: %s", text)
+    def _on_caller_text(self, event: seam.CallerText) -> None:
+        self.transcript.caller(event.text)
+        self.usage["transcription_seconds"] += event.seconds
+        log.info("caller: %s", event.text)
+        self.on_turn()
 
-    def _on_error(self, event: dict) -> None:
-        error = event.get("error") or {}
-        code = str(error.get("code") or "")
-        self.last_error_code = code
-        action = proto.classify_error(error)
-        message = str(error.get("message") or "")[:300]
-        if action is proto.ErrorAction.BENIGN:
-            log.debug("Realtime (benign) %s: %s", code, message)
-        elif action is proto.ErrorAction.FATAL_CONFIG:
-            log.error("Realtime error %s: %s -- %s", code, message, proto.FIXES.get(code, ""))
-        elif action is proto.ErrorAction.RECONNECT:
-            log.warning("Realtime error %s: %s", code, message)
+    def _on_tool_call(self, event: seam.ToolCall) -> None:
+        # No tools are offered yet: a model that calls one anyway gets told so, and goes on.
+        if not self._tool_calls_logged:
+            self._tool_calls_logged = True
+            log.warning(
+                "the model called a tool (%s) although none is offered; answering that none exists",
+                event.name,
+            )
+        self._send_texts(self.adapter.tool_result(event.call_id, '{"error": "no such tool"}'))
+
+    def _on_error(self, event: seam.ServiceError) -> None:
+        self.last_error_code = event.code
+        action = event.action
+        if action is seam.ErrorAction.BENIGN:
+            log.debug("Realtime (benign) %s: %s", event.code, event.message)
+        elif action is seam.ErrorAction.FATAL_CONFIG:
+            self._fatal_codes[event.code] = event.fix or "check the OpenAI settings"
+            log.error("Realtime error %s: %s -- %s", event.code, event.message, event.fix)
+        elif action is seam.ErrorAction.RECONNECT:
+            log.warning("Realtime error %s: %s", event.code, event.message)
         else:
             self.header.add(Slot.REALTIME_ERRORS)
-            log.warning("Realtime error %s: %s", code or "(no code)", message)
-        cause = error.get("event_id")  # the client event that caused it, when one did
-        if isinstance(cause, str):
-            self.updates.refused(cause)  # a refused update is never acknowledged
-            self.goodbye.on_error(self.active_response is not None, cause)
-
-    _handlers: dict[str, Callable[[Conversation, dict], None]] = {
-        "response.output_audio.delta": _on_audio_delta,
-        "input_audio_buffer.speech_started": _on_speech_started,
-        "input_audio_buffer.speech_stopped": _on_speech_stopped,
-        "response.created": _on_response_created,
-        "response.done": _on_response_done,
-        "session.updated": _on_session_updated,
-        "response.output_audio_transcript.delta": _on_agent_transcript_delta,
-        "response.output_audio_transcript.done": _on_agent_transcript,
-        "conversation.item.input_audio_transcription.completed": _on_caller_transcript,
-        "error": _on_error,
-    }
+            log.warning("Realtime error %s: %s", event.code or "(no code)", event.message)
+        if event.cause is not None:
+            self.updates.refused(event.cause)  # a refused update is never acknowledged
+            self.goodbye.on_error(self.active_response is not None, event.cause)

@@ -20,7 +20,8 @@ the next `response.created` is ours.
                                       answering the caller, and the goodbye asked of the
                                       lost one cannot be resumed; what arrived plays out
 
-Only realtime-recv drives it (one writer); the main thread reads `done`.
+Only the media loop drives it (one writer); the main thread reads `done`. What it sends goes
+through the conversation's two callables, so it knows no protocol (call_worker/adapter.py).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from collections.abc import Callable
 from enum import Enum
 
 from call_worker import realtime_protocol as proto
-from callbridge.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,17 @@ class GoodbyeState(Enum):
 
 
 class Goodbye:
-    def __init__(self, settings: Settings, send: Callable[[dict], bool]) -> None:
-        self.settings = settings
-        self.send = send
+    def __init__(
+        self,
+        quiet: Callable[[str], bool],
+        ask: Callable[[str, str], bool],
+        on_done: Callable[[], None] = lambda: None,
+    ) -> None:
+        """`quiet(event_id)` turns automatic replies off; `ask(instructions, event_id)`
+        asks for the goodbye; `on_done()` wakes whoever waits for `done`."""
+        self.quiet = quiet
+        self.ask = ask
+        self.on_done = on_done
         self.state = GoodbyeState.IDLE
         self.instructions = proto.GOODBYE_IDLE
         self.response_id: str | None = None
@@ -57,6 +65,11 @@ class Goodbye:
         self._updates_sent = 0
         self._asks_sent = 0
         self.done = threading.Event()
+
+    def _finished(self) -> None:
+        self.state = GoodbyeState.DONE
+        self.done.set()
+        self.on_done()
 
     @property
     def requested(self) -> bool:
@@ -78,17 +91,15 @@ class Goodbye:
         # QUIETING: from now on only our own response.create makes a response.
         self.state = GoodbyeState.QUIETING
         self._updates_sent += 1
-        event = proto.session_update_no_responses(self.settings)
-        event["event_id"] = self.update_id = f"cb_quiet_{self._updates_sent}"
-        self.send(event)
+        self.update_id = f"cb_quiet_{self._updates_sent}"
+        self.quiet(self.update_id)
 
     def _ask(self) -> None:
         # ASKED: nothing else can create a response, so the next one is ours.
         self.state = GoodbyeState.ASKED
         self._asks_sent += 1
-        event = proto.response_create(self.instructions, purpose="goodbye")
-        event["event_id"] = self.ask_id = f"cb_bye_{self._asks_sent}"
-        self.send(event)
+        self.ask_id = f"cb_bye_{self._asks_sent}"
+        self.ask(self.instructions, self.ask_id)
 
     def on_session_updated(self, response_active: bool, event_id: str | None) -> None:
         """A session.updated arrived, acknowledging the update sent as `event_id`."""
@@ -113,7 +124,7 @@ class Goodbye:
             else:  # waiting on would only be GOODBYE_LIMIT (call.py) of dead air
                 log.warning("the goodbye was refused; ending the call without it")
                 self.state = GoodbyeState.DONE
-                self.done.set()
+                self._finished()
 
     def on_response_created(self, response_id: str) -> None:
         if self.state is GoodbyeState.ASKED:
@@ -123,7 +134,7 @@ class Goodbye:
     def on_response_done(self, response_id: str, response_active: bool) -> None:
         if self.state is GoodbyeState.SPEAKING and response_id == self.response_id:
             self.state = GoodbyeState.DONE  # cancelled by a barge-in counts too: it ended
-            self.done.set()
+            self._finished()
         elif self.state is GoodbyeState.WAITING and not response_active:
             self._ask()
 
@@ -131,7 +142,7 @@ class Goodbye:
         """The session is gone; returns whether a new one should be opened."""
         if self.uninterruptible:
             self.state = GoodbyeState.DONE  # ended with what was received of it
-            self.done.set()
+            self._finished()
             return False
         if self.state is not GoodbyeState.IDLE:
             self.response_id = None

@@ -1,16 +1,15 @@
 """Which assistant audio item occupies which bytes of the downlink ring, so that a
 barge-in can say exactly how much of the item the caller heard.
 
-The realtime thread is the ring's producer: it appends each audio delta and records, per
-item, the ring's write totals before and after. rtp-out is the consumer; its read total
-is what was sent to the caller, byte for byte. On barge-in the producer asks the
-consumer to discard everything unread, and the ring's `discarded_at` then tells where
-playback stood: truncate at `discarded_at - item.start` bytes, 8 bytes a millisecond.
+The media loop is both the ring's producer (it appends each audio delta and records, per
+item, the ring's write totals before and after) and its consumer (its read total is what
+was sent to the caller, byte for byte). On barge-in it discards everything unread, and the
+ring's `discarded_at` then tells where playback stood: truncate at `discarded_at -
+item.start` bytes, 8 bytes a millisecond.
 """
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -85,21 +84,18 @@ class Playback:
         """Audio is queued or still arriving for the caller."""
         return self.ring.fill() > 0 or self.more_audio_expected
 
-    def barge_in(self, ack_timeout: float = 0.1) -> Truncation | None:
+    def barge_in(self) -> Truncation | None:
         """Drop all queued audio; return the truncation for the item that was playing.
 
-        Waits (at most `ack_timeout`) for rtp-out to perform the discard, which it does at
-        its next 20 ms tick, so the position is exact rather than estimated.
-        """
+        Called by the ring's consumer (the media loop, between two frames), so the discard
+        is performed at once and the position is exact: the next frame is silence."""
         if self.open_response is not None:
             self.ignored_responses.add(self.open_response)
             self.open_response = None
         ring = self.ring
         discarded_before = ring.discarded_total
-        mark = ring.request_discard()
-        deadline = time.monotonic() + ack_timeout
-        while ring.read_total < mark and time.monotonic() < deadline:
-            time.sleep(0.001)
+        ring.request_discard()
+        ring.readable()  # performs the discard
         played = ring.discarded_at if ring.discarded_total > discarded_before else ring.read_total
         self.cut_at = played
         for item in reversed(self.items):

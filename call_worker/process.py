@@ -7,6 +7,9 @@ The supervisor calls `spawn()` with no threads alive. The child:
   other workers' pipes), so a dead supervisor's sockets are not held open by a child;
 - turns SIGTERM into an end request (the call ends politely: teardown, record) and
   ignores SIGINT, so that Ctrl-C in a terminal reaches the supervisor's drain logic;
+- wakes the call's main thread for any signal (signal.set_wakeup_fd): the supervisor
+  writes END_REQUEST into the header and then sends END_SIGNAL, so the call's main thread
+  sleeps until then instead of polling the header;
 - exits with a code the supervisor can explain (EXIT_* below), via os._exit so that no
   atexit handler or buffered state of the parent runs twice.
 """
@@ -21,9 +24,10 @@ import sys
 import threading
 
 from call_worker.call import Call, CallInfo
+from call_worker.wake import Waker
 from callbridge import logs
 from callbridge.config import Settings
-from shm_ring import CallSegment, EndReason, Slot
+from shm_ring import END_SIGNAL, CallSegment, EndReason, Slot
 
 EXIT_OK = 0
 EXIT_SETUP_FAILED = 3
@@ -89,7 +93,9 @@ def _child(
 ) -> int:
     _die_with_parent()
     sys.setswitchinterval(0.001)
-    signal.set_wakeup_fd(-1)  # the supervisor's wake-up socket is not ours to write to
+    main_wake = Waker()
+    # The supervisor's wake-up socket is not ours to write to; our main thread's pipe is.
+    signal.set_wakeup_fd(main_wake.write_fd, warn_on_full_buffer=False)
     for fd in close_fds:
         try:
             os.close(fd)
@@ -102,19 +108,20 @@ def _child(
     header = segment.header
 
     def on_term(_signo, _frame) -> None:
-        # Only record it: the control loop sees the request within 100 ms and ends the call.
+        # Only record it: the wake-up fd wakes the control loop, which ends the call.
         # END_REQUEST is the supervisor's slot, but the supervisor writes it only before it
         # signals, so standing in for it here cannot race with it.
         if not header.get(Slot.END_REQUEST):
             header.set(Slot.END_REQUEST, EndReason.SHUTDOWN)
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(END_SIGNAL, lambda _signo, _frame: None)  # the wake-up fd is the point
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if supervisor_pid != os.getppid():  # the supervisor died before prctl took effect
         return EXIT_SETUP_FAILED
-    call = Call(settings, info, segment, supervisor_pid=supervisor_pid)
+    call = Call(settings, info, segment, supervisor_pid=supervisor_pid, main_wake=main_wake)
     reason = call.run()
     if call.teardown_left:
         return EXIT_TEARDOWN_LEFT

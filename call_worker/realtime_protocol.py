@@ -148,12 +148,18 @@ def response_create(instructions: str, purpose: str = "") -> dict:
     return {"type": "response.create", "response": response}
 
 
-def add_usage(totals: dict, usage: dict) -> None:
-    """Add one response.done's `usage` to the call's token totals."""
-    totals["input_tokens"] += int(usage.get("input_tokens") or 0)
-    totals["output_tokens"] += int(usage.get("output_tokens") or 0)
-    totals["input_audio_tokens"] += int((usage.get("input_token_details") or {}).get("audio_tokens") or 0)
-    totals["output_audio_tokens"] += int((usage.get("output_token_details") or {}).get("audio_tokens") or 0)
+def usage_of(usage: dict) -> dict:
+    """One response.done's `usage` as the call's token totals count it (records/spool.py
+    splits them by kind: text is total less audio and cached)."""
+    inputs = usage.get("input_token_details") or {}
+    outputs = usage.get("output_token_details") or {}
+    return {
+        "input_tokens": int(usage.get("input_tokens") or 0),
+        "output_tokens": int(usage.get("output_tokens") or 0),
+        "input_audio_tokens": int(inputs.get("audio_tokens") or 0),
+        "input_cached_tokens": int(inputs.get("cached_tokens") or 0),
+        "output_audio_tokens": int(outputs.get("audio_tokens") or 0),
+    }
 
 
 def context_items(turns: list[tuple[str, str]], beta: bool) -> list[dict]:

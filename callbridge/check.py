@@ -9,18 +9,16 @@ come fails, one within 60 days warns, and so does a key that may not read models
 
 from __future__ import annotations
 
-import json
 import os
 import random
+import select
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from websockets.exceptions import ConnectionClosed
-
-from call_worker import realtime_protocol as proto
-from call_worker.realtime_link import RealtimeConnectError, connect_realtime
+from call_worker.adapter import ConnectError, MalformedEvent, ServiceError, SettingsApplied, adapter_for
 from callbridge import model_lifecycle
 from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
@@ -125,36 +123,39 @@ def check_app_name(settings: Settings) -> Result:
 
 
 def check_realtime(settings: Settings) -> Result:
-    """A real handshake: connect, send session.update, wait for session.updated or an error."""
+    """A real handshake through the worker's own adapter (call_worker/adapter.py): connect,
+    send the opening settings, wait for their acknowledgement or an error."""
+    adapter = adapter_for(settings)
     try:
-        ws = connect_realtime(settings, timeout=10)
-    except RealtimeConnectError as exc:
+        link = adapter.connect(10, "cb_check")
+    except ConnectError as exc:
         return Result("Realtime", False, str(exc))
+    deadline = time.monotonic() + 10
     try:
-        try:
-            ws.send(json.dumps(proto.session_update(settings)))
-        except ConnectionClosed:
-            pass  # refused at once: the reason is in the events received before the close
-        while True:
-            event = json.loads(ws.recv(timeout=10))
-            kind = event.get("type")
-            if kind == "session.updated":
-                return Result(
-                    "Realtime",
-                    True,
-                    f"{settings.openai_realtime_url} accepted the key and model "
-                    f"{settings.openai_realtime_model}",
-                )
-            if kind == "error":
-                code = (event.get("error") or {}).get("code") or ""
-                message = (event.get("error") or {}).get("message") or ""
-                return Result("Realtime", False, f"{code}: {proto.FIXES.get(code, message)}")
-    except TimeoutError:
-        return Result("Realtime", False, "no answer to session.update within 10 s")
-    except ConnectionClosed as exc:
-        return Result("Realtime", False, f"the service closed the connection ({exc})")
+        while link.closed is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return Result("Realtime", False, "no answer to session.update within 10 s")
+            select.select([link], [link] if link.wants_write else [], [], left)
+            link.flush()
+            for _is_text, message in link.receive():
+                try:
+                    events = adapter.events(message)
+                except MalformedEvent:
+                    continue
+                for event in events:
+                    if isinstance(event, SettingsApplied):
+                        return Result(
+                            "Realtime",
+                            True,
+                            f"{settings.openai_realtime_url} accepted the key and model "
+                            f"{settings.openai_realtime_model}",
+                        )
+                    if isinstance(event, ServiceError):
+                        return Result("Realtime", False, f"{event.code}: {event.fix or event.message}")
+        return Result("Realtime", False, f"the service closed the connection ({link.closed.reason})")
     finally:
-        ws.close()
+        link.close()
 
 
 _MODEL_NAMES = {

@@ -8,10 +8,12 @@ Heartbeats are `time.monotonic_ns()`, which on Linux is one clock for all proces
 
 from __future__ import annotations
 
+import signal
 from enum import IntEnum
 
 from shm_ring.errors import LayoutError
 
+END_SIGNAL = signal.SIGUSR1  # "look at END_REQUEST" (call_worker/process.py)
 HEADER_BYTES = 4096
 MAGIC = 0x31304745534243  # "CBSEG01" little-endian: marks a callbridge segment
 LAYOUT_VERSION = 1
@@ -28,12 +30,12 @@ class Slot(IntEnum):
     WORKER_PID = 8
     CALL_STATE = 9
     END_REASON = 10
-    HEARTBEAT_MAIN = 11
+    RESERVED_11 = 11  # was the main thread's heartbeat (it now sleeps until needed)
     STARTED_NS = 12
     ANSWERED_NS = 13
     MEDIA_READY_NS = 14
     # rtp-in thread
-    HEARTBEAT_RTP_IN = 16
+    RESERVED_16 = 16  # was rtp-in's heartbeat (one media thread now)
     FRAMES_IN = 17
     REJECTED_SOURCE = 18
     REJECTED_MALFORMED = 19
@@ -43,14 +45,14 @@ class Slot(IntEnum):
     LAST_FRAME_IN_NS = 23
     FIRST_FRAME_IN_NS = 24
     # rtp-out thread
-    HEARTBEAT_RTP_OUT = 32
+    HEARTBEAT_MEDIA = 32  # the media loop, at every frame it sends
     FRAMES_OUT = 33
     SILENCE_FRAMES_OUT = 34
     UNDERRUNS = 35
     LATE_TICKS = 36
     MAX_LATENESS_US = 37
     # realtime threads
-    HEARTBEAT_REALTIME = 48
+    RESERVED_48 = 48  # was realtime-send's heartbeat
     REALTIME_STATE = 49
     FRAMES_TO_REALTIME = 50
     RESPONSES = 51
@@ -63,8 +65,9 @@ class Slot(IntEnum):
     MALFORMED_EVENTS = 58
     LAST_SPEECH_NS = 59
     FIRST_AUDIO_OUT_NS = 60
-    HEARTBEAT_REALTIME_RECV = 61
-    # the supervisor (the only slot a worker reads but does not write)
+    RESERVED_61 = 61  # was realtime-recv's heartbeat
+    # the supervisor (the only slot a worker reads but does not write); after writing it the
+    # supervisor sends END_SIGNAL, so that the worker's main thread need not poll it
     END_REQUEST = 64
 
 

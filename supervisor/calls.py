@@ -15,11 +15,12 @@ messages to it. The only thing the supervisor writes into the header is END_REQU
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from enum import Enum
 
-from shm_ring import CallSegment, CallState, EndReason, RealtimeState, Slot
+from shm_ring import END_SIGNAL, CallSegment, CallState, EndReason, RealtimeState, Slot
 
 
 class Phase(Enum):
@@ -73,7 +74,8 @@ class CallEntry:
             return False
         self.header.set(Slot.END_REQUEST, reason)
         self.end_requested_at = time.monotonic()
-        self.phase = Phase.ENDING  # the worker sees the request within one 100 ms tick
+        self.phase = Phase.ENDING
+        signal_end(self.pid)
         return True
 
     def age(self) -> float:
@@ -109,3 +111,12 @@ class CallEntry:
             "reconnects": h.get(Slot.RECONNECTS),
             **self.health,
         }
+
+
+def signal_end(pid: int | None) -> None:
+    """Wake a worker to read its END_REQUEST (a zombie or a worker gone meanwhile: nothing)."""
+    if pid:
+        try:
+            os.kill(pid, END_SIGNAL)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -19,6 +19,7 @@ from call_worker.call import CallInfo
 from callbridge import config as cfg
 from shm_ring import CallSegment, EndReason, Slot, segment_name
 from simulators import clients
+from supervisor.calls import signal_end
 
 # Workers started from these settings spool their records here (records/spool.py).
 TEST_STATE_DIR = tempfile.mkdtemp(prefix="callbridge-test-state-")
@@ -99,6 +100,7 @@ class MiniSupervisor:
                 call = self.calls[channel]
                 if call.exit_status is None:
                     call.segment.header.set(Slot.END_REQUEST, EndReason.CALLER_HANGUP)
+                    signal_end(call.pid)
             self.ws.settimeout(0.001)
 
     def _start(self, channel: dict) -> None:

@@ -1,0 +1,176 @@
+"""The one seam between a call and a voice service: what the worker asks of it and what
+it hears back, independent of any protocol's event names.
+
+An Adapter is sans-I/O apart from `connect` (blocking, run by an opener thread, bounded
+by its timeout): it turns commands into the text messages its protocol sends and the
+messages received into the events below. The conversation (call_worker/conversation.py)
+and the media loop (call_worker/media.py) see only these; Realtime GA and its legacy
+beta shape live behind it in call_worker/realtime_adapter.py, and later protocols
+(GPT-Live) go beside that file.
+
+The media loop calls `append` for every caller frame, so it returns the message text
+itself (no dict, no json.dumps): it is the hottest call of the seam.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from call_worker.realtime_protocol import ErrorAction
+from call_worker.ws_link import WsLink
+
+__all__ = ["ErrorAction"]  # re-exported: what a ServiceError means for the call
+
+
+class ConnectError(Exception):
+    """Opening a session failed; `fatal` when retrying cannot help (key, model, shape)."""
+
+    def __init__(self, message: str, fatal: bool) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+
+
+# --- what the service says (one class per kind; the conversation dispatches on the class)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAudio:
+    response_id: str
+    item_id: str
+    audio: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CallerSpeechStarted:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CallerSpeechStopped:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyStarted:
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyDone:
+    response_id: str
+    usage: dict
+    item_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsApplied:
+    """The service acknowledged a settings change (the goodbye waits for its own)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTextDelta:
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentText:
+    item_id: str
+    response_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallerText:
+    text: str
+    seconds: float  # of audio transcribed, when the service says
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    call_id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceError:
+    code: str
+    message: str
+    cause: str | None  # the event_id of our message that caused it, when the service says
+    action: ErrorAction
+    fix: str = ""  # for FATAL: what the operator should change
+
+
+Event = (
+    AgentAudio
+    | CallerSpeechStarted
+    | CallerSpeechStopped
+    | ReplyStarted
+    | ReplyDone
+    | SettingsApplied
+    | AgentTextDelta
+    | AgentText
+    | CallerText
+    | ToolCall
+    | ServiceError
+)
+
+
+class MalformedEvent(ValueError):
+    """A message the protocol cannot read (counted and logged once by the conversation)."""
+
+
+class Adapter(ABC):
+    """One voice protocol. Commands return the message texts to send, in order."""
+
+    name: str
+
+    @abstractmethod
+    def connect(self, timeout: float, opening_id: str) -> WsLink:
+        """Open and configure a session (the opening message carries `opening_id`);
+        raises ConnectError."""
+
+    @abstractmethod
+    def append(self, audio: bytes | memoryview) -> str:
+        """Caller audio, as it arrives."""
+
+    @abstractmethod
+    def respond(self, instructions: str, purpose: str = "", event_id: str = "") -> list[str]:
+        """Ask for a reply now, with its own instructions (greeting, goodbye)."""
+
+    @abstractmethod
+    def quiet(self, event_id: str) -> list[str]:
+        """Stop replying on its own (turn detection still hears and transcribes)."""
+
+    @abstractmethod
+    def cancel(self, response_id: str) -> list[str]:
+        """Stop generating the reply (barge-in)."""
+
+    @abstractmethod
+    def truncate(self, item_id: str, audio_end_ms: int) -> list[str]:
+        """The caller heard only `audio_end_ms` of the item."""
+
+    @abstractmethod
+    def inject(self, turns: list[tuple[str, str]]) -> list[str]:
+        """Earlier turns ("caller" or "agent", text) for a new session's context."""
+
+    @abstractmethod
+    def tool_result(self, call_id: str, output: str) -> list[str]:
+        """A tool's result, and a request for the reply that uses it."""
+
+    @abstractmethod
+    def events(self, message: bytes) -> list[Event]:
+        """The events of one received message (unknown kinds: none); raises
+        MalformedEvent for one that cannot be read."""
+
+    def refused_by_close(self, code: int | None) -> bool:
+        """A close code that means the service refuses this configuration."""
+        return False
+
+
+def adapter_for(settings) -> Adapter:
+    from call_worker.realtime_adapter import RealtimeAdapter
+
+    return RealtimeAdapter(settings)
