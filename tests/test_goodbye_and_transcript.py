@@ -13,7 +13,9 @@ from call_worker import realtime_protocol as proto
 from call_worker.conversation import Conversation
 from call_worker.goodbye import Goodbye, GoodbyeState
 from call_worker.playback import Playback, Truncation
+from call_worker.realtime_adapter import RealtimeAdapter
 from call_worker.transcript import Transcript
+from call_worker.wake import Waker
 from callbridge import config as cfg
 from shm_ring import ByteRing, CallHeader
 from shm_ring.header import HEADER_BYTES
@@ -28,9 +30,20 @@ def goodbye():
         "ASTERISK_PASSWORD": "p",
         "OPENAI_API_KEY": "sk-unit",
     }
+    settings = cfg.load(env_file=None, environ=env).settings
+    adapter = RealtimeAdapter(settings)
     sent: list[dict] = []
-    machine = Goodbye(cfg.load(env_file=None, environ=env).settings, lambda e: sent.append(e) or True)
+
+    def send(texts: list[str]) -> bool:
+        sent.extend(json.loads(text) for text in texts)
+        return True
+
+    machine = Goodbye(
+        lambda event_id: send(adapter.quiet(event_id)),
+        lambda instructions, event_id: send(adapter.respond(instructions, "goodbye", event_id)),
+    )
     machine.sent = sent
+    machine.settings = settings
     return machine
 
 
@@ -153,14 +166,16 @@ def test_an_empty_final_transcript_keeps_the_deltas():
 # --- which session.updated is the goodbye's, through Conversation's handlers
 
 
-class _Socket:
+class _Link:
     """What Conversation sends, as the server would receive it."""
 
     def __init__(self) -> None:
         self.sent: list[dict] = []
+        self.closed = None
 
-    def send(self, text: str) -> None:
+    def send_text(self, text: str) -> bool:
         self.sent.append(json.loads(text))
+        return True
 
 
 def _ring() -> ByteRing:
@@ -172,10 +187,10 @@ def conversation(goodbye, request):
     settings = replace(goodbye.settings, openai_api_shape=request.param)
     header = CallHeader(memoryview(bytearray(HEADER_BYTES)))
     conv = Conversation(
-        settings, header, _ring(), Playback(_ring()), threading.Event(), threading.Event(), lambda m: None
+        settings, header, _ring(), Playback(_ring()), RealtimeAdapter(settings), Waker(), threading.Event(), print
     )
-    conv.ws = _Socket()
-    conv.updates.opened("cb_open_1")  # what open() does once the opening update is sent
+    conv.link = _Link()
+    conv.updates.opened("cb_open_1")  # what _install() does with the session's opening id
     return conv
 
 
@@ -189,10 +204,10 @@ def _echo(conv: Conversation, update: dict, echoes: bool) -> dict:
 
 
 def _reconnected(conv: Conversation) -> dict:
-    """What _recover does around a new connection; returns the opening update it sent."""
+    """What _lost and _install do around a new connection; returns the opening update sent."""
     conv.goodbye.session_lost()
     opening = proto.session_update(conv.settings) | {"event_id": "cb_open_2"}
-    conv.ws.sent.append(opening)
+    conv.link.sent.append(opening)
     conv.updates.opened("cb_open_2")
     conv.goodbye.session_opened()
     return opening
@@ -204,16 +219,16 @@ def test_after_a_reconnect_the_opening_acknowledgement_is_not_the_goodbyes(conve
     conv.say_goodbye("say bye")
     conv._start_goodbye()  # quiet update on the first connection, lost before its answer
     opening = _reconnected(conv)
-    quiet = conv.ws.sent[-1]
+    quiet = conv.link.sent[-1]
     assert quiet["type"] == "session.update" and quiet["event_id"] == conv.goodbye.update_id
     _server(conv, _echo(conv, opening, echoes))  # answers the opening update
     assert conv.goodbye.state is GoodbyeState.QUIETING
-    assert "response.create" not in [e["type"] for e in conv.ws.sent]
+    assert "response.create" not in [e["type"] for e in conv.link.sent]
     _server(conv, {"type": "response.created", "response": {"id": "resp_vad"}})  # VAD's, before ours
     _server(conv, _echo(conv, quiet, echoes))  # answers the goodbye's update
     assert conv.goodbye.state is GoodbyeState.WAITING and conv.goodbye.response_id is None
     _server(conv, {"type": "response.done", "response": {"id": "resp_vad", "output": []}})
-    assert conv.ws.sent[-1]["type"] == "response.create" and conv.goodbye.state is GoodbyeState.ASKED
+    assert conv.link.sent[-1]["type"] == "response.create" and conv.goodbye.state is GoodbyeState.ASKED
 
 
 UNRELATED = {"type": "invalid_request_error", "code": "invalid_value", "message": "no"}
@@ -235,7 +250,7 @@ def test_the_quiet_updates_refusal_gets_the_goodbye_asked_anyway(conversation):
     conv.say_goodbye("say bye")
     conv._start_goodbye()
     _server(conv, {"type": "error", "error": UNRELATED | {"event_id": conv.goodbye.update_id}})
-    assert conv.goodbye.state is GoodbyeState.ASKED and conv.ws.sent[-1]["type"] == "response.create"
+    assert conv.goodbye.state is GoodbyeState.ASKED and conv.link.sent[-1]["type"] == "response.create"
 
 
 def test_a_refused_goodbye_request_waits_for_the_active_reply_then_asks_again(goodbye):

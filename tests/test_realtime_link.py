@@ -3,16 +3,15 @@ wait is bounded, so a service that accepts TCP and then stops moving cannot hang
 
 from __future__ import annotations
 
-import socket
+import select
 import threading
 import time
 
 import pytest
 import requests
 from harness import API_KEY
-from websockets.exceptions import ConnectionClosed
 
-from call_worker import realtime_link
+from call_worker.adapter import ConnectError, adapter_for
 from callbridge import config as cfg
 from simulators import clients
 
@@ -33,59 +32,66 @@ def _freeze(realtime, new_handshakes: bool) -> float:
     return time.monotonic()
 
 
+def _adapter(settings):
+    return adapter_for(settings)
+
+
+def _run_until_closed(link, limit: float) -> None:
+    """What the media loop does with a link: read it at ticks, keep it alive."""
+    deadline = time.monotonic() + limit
+    while link.closed is None and time.monotonic() < deadline:
+        select.select([link], [link] if link.wants_write else [], [], 0.02)
+        link.flush()
+        link.receive()
+        link.check_time(time.monotonic())
+
+
 def test_silence_is_noticed_within_8_s(settings, realtime):
-    ws = realtime_link.connect_realtime(settings)
+    link = _adapter(settings).connect(5, "cb_open_1")
     try:
         frozen_at = _freeze(realtime, new_handshakes=False)
-        with pytest.raises(ConnectionClosed):
-            while True:
-                ws.recv(timeout=10)  # session.created may come first
+        _run_until_closed(link, 15)
+        assert link.closed is not None, "a frozen service went unnoticed for 15 s"
         assert time.monotonic() - frozen_at <= 8.0
     finally:
-        ws.close()
+        link.close()
 
 
-def test_a_send_the_frozen_service_never_reads_fails_instead_of_hanging(settings, realtime):
-    """Without a send timeout, websockets' sendall() would block forever while holding the
-    connection's lock, and with it the keepalive pings that notice the freeze."""
-    ws = realtime_link.connect_realtime(settings)
-    outcome: list[BaseException] = []
-
-    def flood() -> None:
-        chunk = "x" * 65536
-        try:
-            for _ in range(100_000):  # far more than any socket buffer holds
-                ws.send(chunk)
-        except BaseException as exc:
-            outcome.append(exc)
-
+def test_a_send_the_frozen_service_never_reads_never_blocks_and_ends_the_link(settings, realtime):
+    """The media loop sends the caller's audio itself: a send must never wait for a peer
+    that stopped reading, and such a peer must end the link within seconds."""
+    link = _adapter(settings).connect(5, "cb_open_1")
     frozen_at = _freeze(realtime, new_handshakes=False)
-    sender = threading.Thread(target=flood, daemon=True)
-    sender.start()
-    sender.join(timeout=15)
+    chunk = "x" * 65536
+    slowest = 0.0
+    try:
+        while link.closed is None and time.monotonic() - frozen_at < 15:
+            started = time.monotonic()
+            link.send_text(chunk)  # far more, over the loop, than any socket buffer holds
+            slowest = max(slowest, time.monotonic() - started)
+            link.receive()
+            link.check_time(time.monotonic())
+            time.sleep(0.02)
+    finally:
+        link.close()
     took = time.monotonic() - frozen_at
-    if sender.is_alive():
-        ws.socket.shutdown(socket.SHUT_RDWR)  # wakes the blocked send; close() would wait for it
-        pytest.fail("a send to the frozen service blocked for 15 s")
-    ws.close()
-    assert outcome and isinstance(outcome[0], ConnectionClosed), outcome
-    assert took <= 8.0
+    assert link.closed is not None and took <= 8.0, f"still open after {took:.1f} s"
+    assert slowest < 0.1, f"a send blocked for {slowest * 1000:.0f} ms"
 
 
 def test_a_handshake_the_frozen_service_never_answers_times_out(settings, realtime):
     _freeze(realtime, new_handshakes=True)
     started = time.monotonic()
-    with pytest.raises(realtime_link.RealtimeConnectError) as refused:
-        realtime_link.connect_realtime(settings, timeout=2.0)
+    with pytest.raises(ConnectError) as refused:
+        _adapter(settings).connect(2.0, "cb_open_1")
     assert time.monotonic() - started < 3.0
     assert refused.value.fatal is False  # worth another try
 
 
 def test_the_reconnect_budget_counts_from_the_loss_of_the_session(settings, realtime):
-    """Closing a frozen connection takes its close timeout: that time is part of the 5 s
-    from the loss of a session to giving up, not added to it."""
     from call_worker import conversation as conv_module
     from call_worker.playback import Playback
+    from call_worker.wake import Waker
     from shm_ring import ByteRing, CallHeader
     from shm_ring.header import HEADER_BYTES
     from shm_ring.ring import region_size
@@ -93,21 +99,20 @@ def test_the_reconnect_budget_counts_from_the_loss_of_the_session(settings, real
     def ring() -> ByteRing:
         return ByteRing(memoryview(bytearray(region_size(16000))), 16000)
 
-    failed = threading.Event()
+    failed: list[str] = []
     header = CallHeader(memoryview(bytearray(HEADER_BYTES)))
     conv = conv_module.Conversation(
-        settings,
-        header,
-        ring(),
-        Playback(ring()),
-        threading.Event(),
-        threading.Event(),
-        lambda m: failed.set(),
+        settings, header, ring(), Playback(ring()), _adapter(settings), Waker(), threading.Event(), failed.append
     )
-    conv.ws = realtime_link.connect_realtime(settings)
+    conv.begin(*conv.connect(5), greet=False)
+    conv.tick(time.monotonic())
+    assert conv.link is not None
     _freeze(realtime, new_handshakes=True)  # the open connection and every new handshake
     lost_at = time.monotonic()
-    assert conv._recover(None) is False
+    conv._lost(None)
+    while not failed and time.monotonic() - lost_at < 15:
+        time.sleep(0.02)
+        conv.tick(time.monotonic())
     elapsed = time.monotonic() - lost_at
-    assert failed.is_set()
+    assert failed, "never gave up"
     assert elapsed <= conv_module.RECONNECT_BUDGET + 0.75, f"gave up {elapsed:.1f} s after the loss"
