@@ -276,6 +276,25 @@ COLUMNS = [
 ]
 
 
+def split_cpus(parser: argparse.ArgumentParser) -> set[int]:
+    """The last CPU for callbridge, the others for this process and the simulators it
+    starts (they inherit its affinity)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        parser.error("--split-cpus needs at least two CPUs")
+    os.sched_setaffinity(0, set(cpus[:-1]))
+    return {cpus[-1]}
+
+
+def machine() -> dict:
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", default="1,10,50,100", help="comma-separated concurrent call counts")
@@ -288,13 +307,7 @@ def main() -> None:
         "side's limit shows apart from the other's",
     )
     args = parser.parse_args()
-    callbridge_cpus = None
-    if args.split_cpus:
-        cpus = sorted(os.sched_getaffinity(0))
-        if len(cpus) < 2:
-            parser.error("--split-cpus needs at least two CPUs")
-        callbridge_cpus = {cpus[-1]}
-        os.sched_setaffinity(0, set(cpus[:-1]))  # the simulators are started from here: they inherit it
+    callbridge_cpus = split_cpus(parser) if args.split_cpus else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
@@ -307,12 +320,7 @@ def main() -> None:
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     passing = [r["calls"] for r in results if r["meets_targets"]]
     report = {
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        },
+        "machine": machine(),
         "arrivals_per_second": ARRIVALS_PER_SECOND,
         "callbridge_cpus": sorted(callbridge_cpus) if callbridge_cpus else "shared with the load generator",
         "seconds_per_call": args.seconds,
