@@ -1,7 +1,7 @@
 """Call set-up against the real Asterisk 22: how long after StasisStart the caller's
 voice reaches callbridge, for N calls placed by sipp.
 
-    python bench/asterisk_bench.py --calls 1,10,20 [--rate 10] [--out bench/results]
+    python bench/asterisk_bench.py --calls 1,10,20 [--rate 10] [--seconds 6] [--out bench/results]
 
 Uses the end-to-end suite's Asterisk (a Debian sid chroot with Asterisk and sipp, built
 once; needs root, see tests/asterisk/) and the simulated Realtime server. Measured
@@ -122,6 +122,7 @@ def measure(
     rate: int,
     work: Path,
     code_dir: Path = ROOT,
+    seconds: float = 6.0,
 ) -> dict:
     """One run of N calls; `callbridge run` imports callbridge from code_dir (bench/compare.py
     passes a worktree of another ref), everything else comes from this tree."""
@@ -167,9 +168,10 @@ def measure(
             time.sleep(0.05)
         capture = Capture(work / "setup.pcap", PORTS)
         sampler = Sampler(service.pid, {"asterisk": asterisk.proc.pid, "realtime_sim": realtime.proc.pid})
-        sipp = asterisk.sipp(voice, hold_ms=6000, calls=calls, rate=rate)
+        limit = calls / rate + seconds + 120
+        sipp = asterisk.sipp(voice, hold_ms=int(seconds * 1000), calls=calls, rate=rate, timeout_s=limit)
         output: list[str] = []
-        reader = threading.Thread(target=lambda: output.append(sipp.communicate(timeout=120)[0]))
+        reader = threading.Thread(target=lambda: output.append(sipp.communicate(timeout=limit)[0]))
         reader.start()  # sipp's output is read meanwhile, so that a full pipe never stalls it
         started = time.monotonic()
         while reader.is_alive():
@@ -288,14 +290,15 @@ class Bench:
             self.realtime.stop()
         self.asterisk.stop()
 
-    def measure(self, calls: int, rate: int, code_dir: Path = ROOT) -> dict:
-        return measure(self.asterisk, self.realtime, self.voice, calls, rate, self.work, code_dir)
+    def measure(self, calls: int, rate: int, code_dir: Path = ROOT, seconds: float = 6.0) -> dict:
+        return measure(self.asterisk, self.realtime, self.voice, calls, rate, self.work, code_dir, seconds)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", default="1,10,20")
     parser.add_argument("--rate", type=int, default=10, help="calls placed per second")
+    parser.add_argument("--seconds", type=float, default=6.0, help="how long each caller stays on the line")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     out = Path(args.out)
@@ -304,7 +307,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="callbridge-abench-") as scratch, Bench(Path(scratch)) as bench:
         for count in (int(c) for c in args.calls.split(",")):
             print(f"placing {count} calls on the real Asterisk ...", file=sys.stderr, flush=True)
-            results.append(bench.measure(count, args.rate))
+            results.append(bench.measure(count, args.rate, seconds=args.seconds))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     table = markdown(results, COLUMNS)
     (out / "asterisk-bench.json").write_text(json.dumps({"results": results}, indent=2))

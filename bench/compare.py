@@ -3,6 +3,7 @@
     python bench/compare.py --before main --after HEAD [--calls 10,50,100] [--seconds 20]
                             [--split-cpus] [--repeat 1] [--out bench/results]
     python bench/compare.py --bench asterisk --before main --after HEAD --calls 10,50 [--rate 10]
+                            [--seconds 6]
 
 Each ref is checked out into a temporary git worktree (`git worktree add --detach`; `.`
 means this tree as it is, uncommitted changes included). Only the code under test comes
@@ -122,7 +123,7 @@ def main() -> None:
     parser.add_argument("--after", required=True, help="git ref of the code after (or . for this tree)")
     parser.add_argument("--bench", choices=("calls", "asterisk"), default="calls")
     parser.add_argument("--calls", default="10,50,100", help="comma-separated concurrent call counts")
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of each call (calls bench)")
+    parser.add_argument("--seconds", type=float, help="length of each call (default 20, asterisk: 6)")
     parser.add_argument("--rate", type=int, default=10, help="calls placed per second (asterisk bench)")
     parser.add_argument("--split-cpus", action="store_true", help="as calls_bench.py --split-cpus")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each ref per call count")
@@ -131,6 +132,8 @@ def main() -> None:
     if args.split_cpus and args.bench != "calls":
         parser.error("--split-cpus is for the calls bench")
     counts = [int(c) for c in args.calls.split(",")]
+    if args.seconds is None:
+        args.seconds = 6.0 if args.bench == "asterisk" else 20.0
     callbridge_cpus = calls_bench.split_cpus(parser) if args.split_cpus else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -147,7 +150,7 @@ def main() -> None:
             bench = stack.enter_context(asterisk_bench.Bench(scratch))
 
             def measure(count: int, tree: Path) -> dict:
-                return bench.measure(count, args.rate, tree)
+                return bench.measure(count, args.rate, tree, args.seconds)
         else:
 
             def measure(count: int, tree: Path) -> dict:
@@ -170,7 +173,7 @@ def main() -> None:
         "before": trees["before"][1],
         "after": trees["after"][1],
         "machine": calls_bench.machine(),
-        "seconds_per_call": args.seconds if args.bench == "calls" else None,
+        "seconds_per_call": args.seconds,
         "arrivals_per_second": args.rate if args.bench == "asterisk" else calls_bench.ARRIVALS_PER_SECOND,
         "callbridge_cpus": sorted(callbridge_cpus) if callbridge_cpus else "shared with the load generator",
         "results": results,
