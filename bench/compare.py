@@ -14,8 +14,8 @@ service imports the worker from.
 
 Runs alternate: for each call count (and each repetition) one ref then the other, the
 order swapped every time, so that drift on the machine (load, steal) hits both. Prints one
-table, a row per figure and a column per run, and writes compare-<bench>.json and .md
-to --out. `--bench asterisk` runs bench/asterisk_bench.py's measurement on the real
+table, a row per figure and per run the figure before, after and their ratio, and writes
+compare-<bench>.json and .md to --out. `--bench asterisk` runs bench/asterisk_bench.py's measurement on the real
 Asterisk (root, see tests/asterisk/), started once for all runs.
 """
 
@@ -104,16 +104,34 @@ def runs(counts: list[int], repeat: int) -> list[tuple[int, int, tuple[str, str]
     return plan
 
 
+def ratio(before, after) -> str:
+    if (
+        isinstance(before, bool)
+        or not isinstance(before, (int, float))
+        or not isinstance(after, (int, float))
+    ):
+        return ""
+    return f"{after / before:.2f}" if before else ""
+
+
 def table(results: list[dict], figures: list[tuple[str, str]]) -> str:
-    columns = [(r["calls"], r["repetition"], r["side"]) for r in results]
-    columns.sort(key=lambda c: (c[0], c[1], c[2] != "before"))
-    by_column = {(r["calls"], r["repetition"], r["side"]): r for r in results}
-    repeated = any(c[1] for c in columns)
-    titles = [f"{n}{f' #{k + 1}' if repeated else ''} {side}" for n, k, side in columns]
-    lines = ["| figure | " + " | ".join(titles) + " |", "|---|" + "---|" * len(columns)]
+    """A row per figure; per call count (and repetition) the before and after columns and
+    their ratio (after / before: 0.5 is half)."""
+    by_run = {(r["calls"], r["repetition"], r["side"]): r for r in results}
+    pairs = sorted({(r["calls"], r["repetition"]) for r in results})
+    repeated = any(k for _, k in pairs)
+    titles = []
+    for n, k in pairs:
+        run = f"{n}{f' #{k + 1}' if repeated else ''}"
+        titles += [f"{run} before", f"{run} after", f"{run} after/before"]
+    lines = ["| figure | " + " | ".join(titles) + " |", "|---|" + "---|" * len(titles)]
     for key, title in figures:
-        cells = [by_column[c].get(key) for c in columns]
-        lines.append(f"| {title} | " + " | ".join("" if v is None else str(v) for v in cells) + " |")
+        cells = []
+        for n, k in pairs:
+            before, after = by_run[(n, k, "before")].get(key), by_run[(n, k, "after")].get(key)
+            cells += ["" if before is None else str(before), "" if after is None else str(after)]
+            cells.append(ratio(before, after))
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

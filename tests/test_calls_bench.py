@@ -111,7 +111,7 @@ def test_compare_measures_each_ref_from_its_own_worktree(tmp_path):
         assert row["sessions_matched"] == 1 and row["frames_lost"] == 0, row
         assert row["wakeups_per_call_second"] and row["cpu_percent_per_call_kernel"], row
     lines = (tmp_path / "compare-calls.md").read_text().splitlines()
-    assert "| figure | 1 before | 1 after |" in lines
+    assert "| figure | 1 before | 1 after | 1 after/before |" in lines
     assert any(line.startswith("| wake-ups per call-second |") for line in lines)
     worktrees = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True)
     assert before["code_under_test"] not in worktrees.stdout
