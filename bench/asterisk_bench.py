@@ -1,7 +1,7 @@
 """Call set-up against the real Asterisk 22: how long after StasisStart the caller's
 voice reaches callbridge, for N calls placed by sipp.
 
-    python bench/asterisk_bench.py --calls 1,10,20 [--rate 10] [--out bench/results]
+    python bench/asterisk_bench.py --calls 1,10,20 [--rate 10] [--seconds 6] [--out bench/results]
 
 Uses the end-to-end suite's Asterisk (a Debian sid chroot with Asterisk and sipp, built
 once; needs root, see tests/asterisk/) and the simulated Realtime server. Measured
@@ -15,6 +15,14 @@ outside callbridge:
   from the externalMedia channel's name.
 sipp's callers send RTP from the moment Asterisk answers them (the dialplan answers
 before Stasis), so the first packet leaves Asterisk as soon as the bridge is up.
+
+Also measured, for the same calls:
+- downlink pacing at the caller: the capture times of the RTP packets Asterisk sends to
+  each sipp caller's media port (callbridge's frames, relayed by the bridge), |gap - 20 ms|
+  p99 and max, bursts (gaps under 10 ms) and sequence gaps;
+- CPU % of a core per call and wake-ups per call-second, counted by the kernel
+  (bench/cost.py: from the call records, or at the reap for code whose records lack
+  them), and psutil's CPU and USS of the workers (bench/usage.py).
 Writes asterisk-bench.json and .md to --out and prints the table.
 """
 
@@ -45,14 +53,20 @@ import speech  # noqa: E402
 from pcap import in_range, read_rtp  # noqa: E402
 from real_asterisk import ARI_PASSWORD, ARI_USER, Asterisk, Capture, Ports, ensure_root  # noqa: E402
 
-from bench.report import markdown, percentile, setup_breakdown  # noqa: E402
+from bench.cost import call_cost, code_env, code_location  # noqa: E402
+from bench.report import markdown, pacing, percentile, setup_breakdown  # noqa: E402
+from bench.usage import Sampler  # noqa: E402
 from simulators.clients import RealtimeSim, callbridge_env, stop_process  # noqa: E402
 from supervisor import wire  # noqa: E402
 
 PORTS = Ports()
 OBSERVER_APP = "cb-bench-observer"
 SETUP_TARGET_MS = 100.0
+_RTCP_TYPES = range(72, 77)  # SR, RR, SDES, BYE, APP (200-204) read as an RTP payload type
 _EXTERNAL_NAME = re.compile(r"UnicastRTP/[^:]+:(\d+)-")
+# The externalMedia channel's id names its call: cb.<instance>.em.<call> (callbridge/ids.py),
+# cb-em-<call> in code before instances.
+_EXTERNAL_ID = re.compile(r"^(?:cb\.[^.]+\.em\.|cb-em-)(.+)$")
 
 
 class Observer:
@@ -82,10 +96,11 @@ class Observer:
             if event.get("type") == "ChannelDialplan" and event.get("dialplan_app") == "Stasis":
                 stamped = datetime.strptime(event["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
                 self.stasis.setdefault(channel.get("id", ""), stamped)
-            elif event.get("type") == "ChannelCreated" and channel.get("id", "").startswith("cb-em-"):
+            elif event.get("type") == "ChannelCreated" and _EXTERNAL_ID.match(channel.get("id", "")):
                 match = _EXTERNAL_NAME.match(channel.get("name", ""))
                 if match:
-                    self.media_port[channel["id"].removeprefix("cb-em-")] = int(match.group(1))
+                    call_id = _EXTERNAL_ID.match(channel["id"]).group(1)
+                    self.media_port[call_id] = int(match.group(1))
 
     def close(self) -> None:
         self.ws.close()
@@ -100,13 +115,24 @@ def ari_connected(control_socket: Path) -> bool:
 
 
 def measure(
-    asterisk: Asterisk, realtime: RealtimeSim, voice: Path, calls: int, rate: int, work: Path
+    asterisk: Asterisk,
+    realtime: RealtimeSim,
+    voice: Path,
+    calls: int,
+    rate: int,
+    work: Path,
+    code_dir: Path = ROOT,
+    seconds: float = 6.0,
 ) -> dict:
+    """One run of N calls; `callbridge run` imports callbridge from code_dir (bench/compare.py
+    passes a worktree of another ref), everything else comes from this tree."""
     work = Path(tempfile.mkdtemp(dir=work, prefix=f"calls-{calls}-"))  # N may repeat
     records = work / "records"
     records.mkdir()
+    reap_log = work / "reaped.jsonl"
     env = {
         **os.environ,
+        **code_env(code_dir, reap_log),
         **callbridge_env(
             realtime,
             PORTS.ari,
@@ -122,6 +148,7 @@ def measure(
         ),
     }
     env.pop("NOTIFY_SOCKET", None)
+    location = code_location(env, work)
     observer = Observer()
     steal_start, clock_start = psutil.cpu_times().steal, time.monotonic()
     with open(work / "callbridge.log", "w") as log_file:
@@ -140,8 +167,21 @@ def measure(
                 raise RuntimeError("callbridge did not connect to the real Asterisk")
             time.sleep(0.05)
         capture = Capture(work / "setup.pcap", PORTS)
-        sipp = asterisk.sipp(voice, hold_ms=6000, calls=calls, rate=rate)
-        output, _ = sipp.communicate(timeout=120)
+        sampler = Sampler(service.pid, {"asterisk": asterisk.proc.pid, "realtime_sim": realtime.proc.pid})
+        limit = calls / rate + seconds + 120
+        sipp = asterisk.sipp(voice, hold_ms=int(seconds * 1000), calls=calls, rate=rate, timeout_s=limit)
+        output: list[str] = []
+        reader = threading.Thread(target=lambda: output.append(sipp.communicate(timeout=limit)[0]))
+        reader.start()  # sipp's output is read meanwhile, so that a full pipe never stalls it
+        started = time.monotonic()
+        while reader.is_alive():
+            sampler.sample(measure_uss=time.monotonic() - started > 3.0)
+            reader.join(0.5)
+        # The workers end after their callers hang up: their records and reaps are the cost.
+        deadline = time.monotonic() + 30
+        while sampler.sample(measure_uss=False) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        usage = sampler.totals()
         steal = (psutil.cpu_times().steal - steal_start) / (time.monotonic() - clock_start) * 100
     finally:
         if sipp is not None and sipp.poll() is None:
@@ -151,9 +191,15 @@ def measure(
         stop_process(service, timeout=30)
         observer.close()
     arrivals: dict[int, list[float]] = {}  # callbridge's RTP port -> packet times
+    downlink: dict[tuple, list[tuple[float, int]]] = {}  # Asterisk -> a sipp caller, per stream
     for packet in read_rtp(packets):
+        if packet.payload_type in _RTCP_TYPES:  # RTCP (on the odd ports) passes the RTP check
+            continue
         if in_range(packet.dst[1], PORTS.callbridge_rtp):
             arrivals.setdefault(packet.dst[1], []).append(packet.time)
+        elif in_range(packet.src[1], PORTS.asterisk_rtp) and in_range(packet.dst[1], PORTS.sipp_rtp):
+            key = (packet.src, packet.dst, packet.ssrc)  # ports are reused by later calls
+            downlink.setdefault(key, []).append((packet.time, packet.sequence))
     setup = []
     for call_id, started in observer.stasis.items():
         # Ports are reused by later calls: the first packet after this call's start is its.
@@ -161,6 +207,8 @@ def measure(
         first = next((t for t in times if t >= started), None)
         if first is not None:
             setup.append((first - started) * 1000)
+    worker_cpu = sampler.final_worker_cpu
+    lives = sum(json.loads(path.read_text()).get("duration_s", 0.0) for path in records.glob("*.json"))
     result = {
         "calls": calls,
         "arrivals_per_second": rate,
@@ -169,17 +217,25 @@ def measure(
         "setup_p50_ms": percentile(setup, 0.5),
         "setup_p99_ms": percentile(setup, 0.99),
         "setup_max_ms": max(setup) if setup else None,
+        **pacing(list(downlink.values())),
+        "downlink_streams": len(downlink),
+        # psutil, as in bench/calls_bench.py: worker CPU over the workers' whole lives
+        "cpu_percent_per_call": worker_cpu / lives * 100 if lives else None,
+        "worker_uss_max_mb": max(sampler.uss.values()) if sampler.uss else None,
+        **usage,
         "steal_percent": steal,
         **setup_breakdown(records),
+        **call_cost(records, reap_log, set(sampler.cpu)),
+        "code_under_test": location,
     }
     for key, value in list(result.items()):
         if isinstance(value, float):
-            result[key] = round(value, 1)
+            result[key] = round(value, 2)
     result["meets_setup_target"] = (
         result["calls_measured"] == calls and (result["setup_p99_ms"] or 1e9) <= SETUP_TARGET_MS
     )
     if sipp.returncode != 0:
-        result["sipp_output"] = output[-1000:]
+        result["sipp_output"] = "".join(output)[-1000:]
     return result
 
 
@@ -193,34 +249,66 @@ COLUMNS = [
     ("inside_worker_started_p50_ms", "worker started p50"),
     ("inside_bridged_p50_ms", "bridged p50 (inside)"),
     ("inside_bridged_p99_ms", "bridged p99 (inside)"),
+    ("pacing_dev_p99_ms", "pacing dev p99 ms"),
+    ("pacing_dev_max_ms", "pacing dev max ms"),
+    ("bursts", "bursts"),
+    ("frames_lost", "lost"),
+    ("cpu_percent_per_call", "CPU %/call"),
+    ("cpu_percent_per_call_kernel", "CPU %/call (rusage)"),
+    ("wakeups_per_call_second", "wake-ups/call-s"),
+    ("cost_source", "counted from"),
+    ("worker_uss_max_mb", "worker USS MB"),
     ("steal_percent", "steal %"),
     ("meets_setup_target", "p99 <= 100 ms"),
 ]
+
+
+class Bench:
+    """The real Asterisk and the simulated Realtime server, started once for many runs
+    (bench/compare.py alternates the code under test between them)."""
+
+    def __init__(self, scratch: Path) -> None:
+        self.work = scratch
+        self.asterisk = Asterisk(ensure_root(), PORTS)
+        self.realtime: RealtimeSim | None = None
+        self.voice: Path | None = None
+
+    def __enter__(self) -> Bench:
+        self.asterisk.start()
+        try:
+            self.realtime = RealtimeSim("--reply-ms", "2000", quiet=True)
+            self.voice = speech.script(
+                ["Hello, what are your opening hours today?", 4.0], self.work / "voice.wav"
+            )
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_) -> None:
+        if self.realtime is not None:
+            self.realtime.stop()
+        self.asterisk.stop()
+
+    def measure(self, calls: int, rate: int, code_dir: Path = ROOT, seconds: float = 6.0) -> dict:
+        return measure(self.asterisk, self.realtime, self.voice, calls, rate, self.work, code_dir, seconds)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", default="1,10,20")
     parser.add_argument("--rate", type=int, default=10, help="calls placed per second")
+    parser.add_argument("--seconds", type=float, default=6.0, help="how long each caller stays on the line")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    asterisk = Asterisk(ensure_root(), PORTS)
-    asterisk.start()
-    realtime = RealtimeSim("--reply-ms", "2000", quiet=True)
     results = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="callbridge-abench-") as scratch:
-            work = Path(scratch)
-            voice = speech.script(["Hello, what are your opening hours today?", 4.0], work / "voice.wav")
-            for count in (int(c) for c in args.calls.split(",")):
-                print(f"placing {count} calls on the real Asterisk ...", file=sys.stderr, flush=True)
-                results.append(measure(asterisk, realtime, voice, count, args.rate, work))
-                print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    finally:
-        realtime.stop()
-        asterisk.stop()
+    with tempfile.TemporaryDirectory(prefix="callbridge-abench-") as scratch, Bench(Path(scratch)) as bench:
+        for count in (int(c) for c in args.calls.split(",")):
+            print(f"placing {count} calls on the real Asterisk ...", file=sys.stderr, flush=True)
+            results.append(bench.measure(count, args.rate, seconds=args.seconds))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     table = markdown(results, COLUMNS)
     (out / "asterisk-bench.json").write_text(json.dumps({"results": results}, indent=2))
     (out / "asterisk-bench.md").write_text(table + "\n")

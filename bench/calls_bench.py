@@ -29,6 +29,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.cost import call_cost, code_env, code_location  # noqa: E402
 from bench.report import markdown, percentile, setup_breakdown  # noqa: E402
 from bench.usage import Sampler  # noqa: E402
 from simulators.clients import AsteriskSim, RealtimeSim, simulated_env, stop_process  # noqa: E402
@@ -65,15 +66,21 @@ def script(seconds: float, index: int) -> list[dict]:
     return steps
 
 
-def measure(calls: int, seconds: float, workdir: Path, callbridge_cpus: set[int] | None) -> dict:
+def measure(
+    calls: int, seconds: float, workdir: Path, callbridge_cpus: set[int] | None, code_dir: Path = ROOT
+) -> dict:
+    """One run of N calls; `callbridge run` imports callbridge from code_dir (bench/compare.py
+    passes a worktree of another ref), everything else comes from this tree."""
     asterisk = AsteriskSim(quiet=True)
     realtime = RealtimeSim("--reply-ms", "2000", "--speed", "5", quiet=True)
     run_dir = Path(tempfile.mkdtemp(dir=workdir, prefix=f"calls-{calls}-"))  # N may repeat
     socket_path = run_dir / "control.sock"
     records_dir = run_dir / "records"
     records_dir.mkdir()
+    reap_log = run_dir / "reaped.jsonl"
     env = {
         **os.environ,
+        **code_env(code_dir, reap_log),
         **simulated_env(
             asterisk,
             realtime,
@@ -87,6 +94,7 @@ def measure(calls: int, seconds: float, workdir: Path, callbridge_cpus: set[int]
         ),
     }
     env.pop("NOTIFY_SOCKET", None)
+    location = code_location(env, run_dir)
     with open(run_dir / "callbridge.log", "w") as log_file:
         service = subprocess.Popen(
             [sys.executable, "-m", "callbridge.cli", "run"],
@@ -141,7 +149,14 @@ def measure(calls: int, seconds: float, workdir: Path, callbridge_cpus: set[int]
         asterisk.stop()
         realtime.stop()
     breakdown = setup_breakdown(records_dir)
-    return {**analyse(calls, seconds, ids, records, sessions, sampler, peak), **usage, **breakdown}
+    cost = call_cost(records_dir, reap_log, set(sampler.cpu))
+    return {
+        **analyse(calls, seconds, ids, records, sessions, sampler, peak),
+        **usage,
+        **breakdown,
+        **cost,
+        "code_under_test": location,
+    }
 
 
 def analyse(calls, seconds, ids, records, sessions, sampler, peak) -> dict:
@@ -249,6 +264,9 @@ COLUMNS = [
     ("frames_lost", "lost"),
     ("barge_in_stop_max_ms", "barge-in stop max"),
     ("cpu_percent_per_call", "CPU %/call"),
+    ("cpu_percent_per_call_kernel", "CPU %/call (rusage)"),
+    ("wakeups_per_call_second", "wake-ups/call-s"),
+    ("cost_source", "counted from"),
     ("worker_uss_max_mb", "worker USS MB"),
     ("supervisor_rss_mb", "supervisor RSS MB"),
     ("callbridge_cpu_percent", "callbridge CPU %"),
@@ -256,6 +274,25 @@ COLUMNS = [
     ("steal_percent", "steal %"),
     ("meets_targets", "meets targets"),
 ]
+
+
+def split_cpus(parser: argparse.ArgumentParser) -> set[int]:
+    """The last CPU for callbridge, the others for this process and the simulators it
+    starts (they inherit its affinity)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        parser.error("--split-cpus needs at least two CPUs")
+    os.sched_setaffinity(0, set(cpus[:-1]))
+    return {cpus[-1]}
+
+
+def machine() -> dict:
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+    }
 
 
 def main() -> None:
@@ -270,13 +307,7 @@ def main() -> None:
         "side's limit shows apart from the other's",
     )
     args = parser.parse_args()
-    callbridge_cpus = None
-    if args.split_cpus:
-        cpus = sorted(os.sched_getaffinity(0))
-        if len(cpus) < 2:
-            parser.error("--split-cpus needs at least two CPUs")
-        callbridge_cpus = {cpus[-1]}
-        os.sched_setaffinity(0, set(cpus[:-1]))  # the simulators are started from here: they inherit it
+    callbridge_cpus = split_cpus(parser) if args.split_cpus else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
@@ -289,12 +320,7 @@ def main() -> None:
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     passing = [r["calls"] for r in results if r["meets_targets"]]
     report = {
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        },
+        "machine": machine(),
         "arrivals_per_second": ARRIVALS_PER_SECOND,
         "callbridge_cpus": sorted(callbridge_cpus) if callbridge_cpus else "shared with the load generator",
         "seconds_per_call": args.seconds,

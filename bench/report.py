@@ -44,3 +44,24 @@ def markdown(results: list[dict], columns: list[tuple[str, str]]) -> str:
     for row in results:
         lines.append("| " + " | ".join(str(row.get(key, "")) for key, _ in columns) + " |")
     return "\n".join(lines)
+
+
+def pacing(streams: list[list[tuple[float, int]]]) -> dict:
+    """Downlink pacing from each stream's (arrival time, RTP sequence) in arrival order:
+    |gap - 20 ms| between consecutive packets, bursts (gaps under 10 ms), sequence gaps."""
+    deviations: list[float] = []
+    bursts = lost = 0
+    for stream in streams:
+        for (a, seq_a), (b, seq_b) in zip(stream, stream[1:], strict=False):
+            gap = (b - a) * 1000
+            deviations.append(abs(gap - 20.0))
+            bursts += gap < 10.0
+            lost += (seq_b - seq_a - 1) % 65536
+    return {
+        "pacing_dev_p50_ms": percentile(deviations, 0.5),
+        "pacing_dev_p99_ms": percentile(deviations, 0.99),
+        "pacing_dev_max_ms": max(deviations) if deviations else None,
+        "bursts": bursts,
+        "frames_lost": lost,
+        "frames_paced": len(deviations),
+    }

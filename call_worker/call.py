@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import random
+import resource
 import select
 import socket
 import threading
@@ -53,6 +54,9 @@ PROMPT_LIMIT = 15.0  # seconds the failure prompt may play
 SETUP_OPEN_TIMEOUT = 5.0
 TEARDOWN_LIMIT = 15.0  # seconds of teardown retries; the supervisor's END_GRACE is longer
 ADD_TO_BRIDGE_ATTEMPTS = 50  # 10 ms apart
+# What the call cost the worker, for bench/calls_bench.py and bench/asterisk_bench.py:
+# voluntary context switches are its threads' wake-ups.
+RUSAGE_FIELDS = ("ru_utime", "ru_stime", "ru_nvcsw", "ru_nivcsw", "ru_minflt")
 
 
 @dataclass(frozen=True)
@@ -436,6 +440,8 @@ class Call:
 
     def _report(self) -> None:
         counters = self.header.snapshot()
+        usage = resource.getrusage(resource.RUSAGE_SELF)  # all threads', ended ones too (benchmarks)
+        media_ns = self.header.get(Slot.MEDIA_READY_NS) if self.media_ready else time.monotonic_ns()
         record = {
             "call_id": self.info.call_id,
             "caller": self.info.caller,
@@ -448,6 +454,8 @@ class Call:
             "underruns": counters["underruns"],
             "setup_ms": self.timeline.as_ms(),
             "setup_bridge_retries": self.timeline.bridge_retries,
+            "active_s": round((time.monotonic_ns() - media_ns) / 1e9, 3),  # media ready to now
+            "rusage": {name: getattr(usage, name) for name in RUSAGE_FIELDS},
             "usage": self.conversation.usage,
             "transcript": self.conversation.transcript.entries,
         }

@@ -1,0 +1,206 @@
+"""The same benchmark against two versions of callbridge in one run: each figure before and after.
+
+    python bench/compare.py --before main --after HEAD [--calls 10,50,100] [--seconds 20]
+                            [--split-cpus] [--repeat 1] [--out bench/results]
+    python bench/compare.py --bench asterisk --before main --after HEAD --calls 10,50 [--rate 10]
+                            [--seconds 6]
+
+Each ref is checked out into a temporary git worktree (`git worktree add --detach`; `.`
+means this tree as it is, uncommitted changes included). Only the code under test comes
+from the ref: `callbridge run` is started with the ref's tree first on PYTHONPATH, while
+the benchmark, its simulators, the harness and the way figures are computed are this
+tree's, so both refs are measured by the same tools. Each run checks where the started
+service imports the worker from.
+
+Runs alternate: for each call count (and each repetition) one ref then the other, the
+order swapped every time, so that drift on the machine (load, steal) hits both. Prints one
+table, a row per figure and per run the figure before, after and their ratio, and writes
+compare-<bench>.json and .md to --out. `--bench asterisk` runs bench/asterisk_bench.py's measurement on the real
+Asterisk (root, see tests/asterisk/), started once for all runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import calls_bench  # noqa: E402
+
+# (key, title): the issue's figures, then what says how the run went.
+CALLS_FIGURES = [
+    ("wakeups_per_call_second", "wake-ups per call-second"),
+    ("cpu_percent_per_call_kernel", "CPU % of a core per call (rusage)"),
+    ("cpu_percent_per_call", "CPU % of a core per call (psutil)"),
+    ("pacing_dev_p99_ms", "pacing dev p99 ms"),
+    ("pacing_dev_max_ms", "pacing dev max ms"),
+    ("bursts", "bursts"),
+    ("frames_lost", "lost"),
+    ("uplink_p99_ms", "uplink p99 ms"),
+    ("setup_p99_ms", "set-up p99 ms"),
+    ("downlink_first_audio_p99_ms", "first audio p99 ms"),
+    ("barge_in_stop_max_ms", "barge-in stop max ms"),
+    ("worker_uss_max_mb", "worker USS MB"),
+    ("involuntary_switches_per_call_second", "involuntary switches per call-second"),
+    ("minor_faults_per_call", "minor faults per call"),
+    ("callbridge_cpu_percent", "callbridge CPU %"),
+    ("load_generator_cpu_percent", "load generator CPU %"),
+    ("steal_percent", "steal %"),
+    ("cost_source", "wake-ups and CPU counted from"),
+]
+ASTERISK_FIGURES = [
+    ("wakeups_per_call_second", "wake-ups per call-second"),
+    ("cpu_percent_per_call_kernel", "CPU % of a core per call (rusage)"),
+    ("cpu_percent_per_call", "CPU % of a core per call (psutil)"),
+    ("pacing_dev_p99_ms", "pacing dev p99 ms (at the caller)"),
+    ("pacing_dev_max_ms", "pacing dev max ms (at the caller)"),
+    ("bursts", "bursts"),
+    ("frames_lost", "lost (downlink sequence gaps)"),
+    ("setup_p50_ms", "set-up p50 ms"),
+    ("setup_p99_ms", "set-up p99 ms"),
+    ("calls_measured", "calls measured"),
+    ("worker_uss_max_mb", "worker USS MB"),
+    ("involuntary_switches_per_call_second", "involuntary switches per call-second"),
+    ("minor_faults_per_call", "minor faults per call"),
+    ("callbridge_cpu_percent", "callbridge CPU %"),
+    ("steal_percent", "steal %"),
+    ("cost_source", "wake-ups and CPU counted from"),
+]
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout
+
+
+@contextlib.contextmanager
+def checked_out(ref: str, scratch: Path, name: str):
+    """(tree, description) of ref: this tree for `.`, else a detached worktree removed after."""
+    if ref == ".":
+        yield ROOT, f". ({git('rev-parse', '--short', 'HEAD').strip()} + working tree)"
+        return
+    commit = git("rev-parse", "--verify", f"{ref}^{{commit}}").strip()
+    tree = scratch / name
+    git("worktree", "add", "--detach", str(tree), commit)
+    try:
+        yield tree, f"{ref} ({commit[:10]})"
+    finally:
+        git("worktree", "remove", "--force", str(tree))
+
+
+def runs(counts: list[int], repeat: int) -> list[tuple[int, int, tuple[str, str]]]:
+    """(count, repetition, order) for every pair of runs, the order swapped each time."""
+    plan = []
+    for repetition in range(repeat):
+        for count in counts:
+            order = ("before", "after") if len(plan) % 2 == 0 else ("after", "before")
+            plan.append((count, repetition, order))
+    return plan
+
+
+def ratio(before, after) -> str:
+    if (
+        isinstance(before, bool)
+        or not isinstance(before, (int, float))
+        or not isinstance(after, (int, float))
+    ):
+        return ""
+    return f"{after / before:.2f}" if before else ""
+
+
+def table(results: list[dict], figures: list[tuple[str, str]]) -> str:
+    """A row per figure; per call count (and repetition) the before and after columns and
+    their ratio (after / before: 0.5 is half)."""
+    by_run = {(r["calls"], r["repetition"], r["side"]): r for r in results}
+    pairs = sorted({(r["calls"], r["repetition"]) for r in results})
+    repeated = any(k for _, k in pairs)
+    titles = []
+    for n, k in pairs:
+        run = f"{n}{f' #{k + 1}' if repeated else ''}"
+        titles += [f"{run} before", f"{run} after", f"{run} after/before"]
+    lines = ["| figure | " + " | ".join(titles) + " |", "|---|" + "---|" * len(titles)]
+    for key, title in figures:
+        cells = []
+        for n, k in pairs:
+            before, after = by_run[(n, k, "before")].get(key), by_run[(n, k, "after")].get(key)
+            cells += ["" if before is None else str(before), "" if after is None else str(after)]
+            cells.append(ratio(before, after))
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", required=True, help="git ref of the code before (or . for this tree)")
+    parser.add_argument("--after", required=True, help="git ref of the code after (or . for this tree)")
+    parser.add_argument("--bench", choices=("calls", "asterisk"), default="calls")
+    parser.add_argument("--calls", default="10,50,100", help="comma-separated concurrent call counts")
+    parser.add_argument("--seconds", type=float, help="length of each call (default 20, asterisk: 6)")
+    parser.add_argument("--rate", type=int, default=10, help="calls placed per second (asterisk bench)")
+    parser.add_argument("--split-cpus", action="store_true", help="as calls_bench.py --split-cpus")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each ref per call count")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+    if args.split_cpus and args.bench != "calls":
+        parser.error("--split-cpus is for the calls bench")
+    counts = [int(c) for c in args.calls.split(",")]
+    if args.seconds is None:
+        args.seconds = 6.0 if args.bench == "asterisk" else 20.0
+    callbridge_cpus = calls_bench.split_cpus(parser) if args.split_cpus else None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: list[dict] = []
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="callbridge-compare-")))
+        trees = {}
+        for side, ref in (("before", args.before), ("after", args.after)):
+            trees[side] = stack.enter_context(checked_out(ref, scratch, side))
+            print(f"{side}: {trees[side][1]}", file=sys.stderr, flush=True)
+        if args.bench == "asterisk":
+            from bench import asterisk_bench  # needs tests/asterisk only here
+
+            bench = stack.enter_context(asterisk_bench.Bench(scratch))
+
+            def measure(count: int, tree: Path) -> dict:
+                return bench.measure(count, args.rate, tree, args.seconds)
+        else:
+
+            def measure(count: int, tree: Path) -> dict:
+                return calls_bench.measure(count, args.seconds, scratch, callbridge_cpus, tree)
+
+        for count, repetition, order in runs(counts, args.repeat):
+            for side in order:
+                tree, description = trees[side]
+                print(f"{count} calls, {side}: {description} ...", file=sys.stderr, flush=True)
+                result = measure(count, tree)
+                if Path(result["code_under_test"]).resolve() != tree.resolve():
+                    raise SystemExit(f"the service imported {result['code_under_test']}, not {tree}")
+                results.append({**result, "side": side, "ref": description, "repetition": repetition})
+                print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    figures = ASTERISK_FIGURES if args.bench == "asterisk" else CALLS_FIGURES
+    text = table(results, figures)
+    header = f"before: {trees['before'][1]}; after: {trees['after'][1]}"
+    report = {
+        "bench": args.bench,
+        "before": trees["before"][1],
+        "after": trees["after"][1],
+        "machine": calls_bench.machine(),
+        "seconds_per_call": args.seconds,
+        "arrivals_per_second": args.rate if args.bench == "asterisk" else calls_bench.ARRIVALS_PER_SECOND,
+        "callbridge_cpus": sorted(callbridge_cpus) if callbridge_cpus else "shared with the load generator",
+        "results": results,
+    }
+    (out / f"compare-{args.bench}.json").write_text(json.dumps(report, indent=2))
+    (out / f"compare-{args.bench}.md").write_text(f"{header}\n\n{text}\n")
+    print(header)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
