@@ -3,7 +3,7 @@ build outbound ones with a correct sequence, timestamp, SSRC and marker bit.
 
 Only what a G.711 leg needs: no CSRC lists or extensions are produced; on input they are
 skipped correctly, and padding is removed. Parsing never raises on bad input; it returns
-a reason that rtp-in counts, because a malformed or foreign packet must cost nothing
+a reason that the media loop counts, because a malformed or foreign packet must cost nothing
 but a counter.
 """
 
@@ -33,7 +33,7 @@ def parse(packet: bytes | memoryview, payload_type: int) -> tuple[int, int, int]
     """Validate `packet`; return (payload offset, payload length, sequence) or why not.
 
     Accepts any payload length from 1 to 1024 bytes (a phone may send 10 or 30 ms frames;
-    rtp-in re-slices the stream into 20 ms frames).
+    the uplink ring and the service take audio of any length).
     """
     size = len(packet)
     if size < HEADER_BYTES:

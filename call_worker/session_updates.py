@@ -1,7 +1,7 @@
 """Which session.update a session.updated acknowledges (the goodbye waits for its own,
 call_worker/goodbye.py).
 
-Written and read only by realtime-recv.
+Written and read only by the media loop (call_worker/media.py).
 """
 
 from __future__ import annotations

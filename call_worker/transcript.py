@@ -7,7 +7,7 @@ short by a barge-in may end without one, and its deltas are then its text. Its t
 session gets `history()`: the agent's turns as heard, as the old session had them after
 its `conversation.item.truncate`.
 
-Written by realtime-recv; once that thread has stopped, Conversation.close() settles it (a
+Written by the media loop; once it has stopped, Conversation.close() settles it (a
 reply still in the ring at the end of the call) and the main thread reads it.
 """
 

@@ -5,8 +5,8 @@ Per call, in the instance's spool directory:
 
 - `<key>.journal`, JSON lines, append-only, written by the worker's main thread as the
   call goes: a header line (who, when, agent, model, worker pid), then one line per
-  finished turn, each carrying the usage so far. A worker that dies keeps everything up to
-  its last control tick (100 ms).
+  finished turn, each carrying the usage so far. A worker that dies keeps every turn that
+  had finished (the media loop wakes the main thread for each).
 - `<ended ms>_<key>.json`, the final record, written once (temp file, fsync, rename: the
   drainer never sees half a record), after which the journal is removed. Names sort by
   the end of the call, which is the order the drainer stores them in.
