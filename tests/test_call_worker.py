@@ -313,6 +313,23 @@ def test_call_record_keeps_both_transcripts_and_usage(calls, tmp_path):
     assert record["setup_bridge_retries"] == 0
 
 
+def test_a_call_costs_about_two_wake_ups_per_frame(calls, tmp_path):
+    """One media thread: a packet in and a frame out per 20 ms, plus a little for replies
+    and set-up (docs/performance.md). The worker of four threads and polling loops woke
+    over 200 times per call-second; the benchmark's target is 110, this bound is loose."""
+    import json
+
+    sup = calls(CALL_RECORDS_DIR=str(tmp_path))
+    script = [{"say": 1200}, {"silence": 2500}, {"say": 1200}, {"silence": 2500}, {"hangup": True}]
+    call = sup.place(script)
+    assert sup.wait_ended(call) == 0
+    record = json.loads((tmp_path / f"{call.channel_id}.json").read_text())
+    seconds = record["duration_s"]
+    wakeups = record["rusage"]["ru_nvcsw"] / seconds
+    assert seconds > 7 and record["frames_out"] > 100  # the call really talked
+    assert wakeups < 150, f"{wakeups:.0f} voluntary context switches per call-second"
+
+
 # --- a frozen Realtime service (issue 11 item 5)
 
 

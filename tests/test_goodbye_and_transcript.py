@@ -187,7 +187,14 @@ def conversation(goodbye, request):
     settings = replace(goodbye.settings, openai_api_shape=request.param)
     header = CallHeader(memoryview(bytearray(HEADER_BYTES)))
     conv = Conversation(
-        settings, header, _ring(), Playback(_ring()), RealtimeAdapter(settings), Waker(), threading.Event(), print
+        settings,
+        header,
+        _ring(),
+        Playback(_ring()),
+        RealtimeAdapter(settings),
+        Waker(),
+        threading.Event(),
+        print,
     )
     conv.link = _Link()
     conv.updates.opened("cb_open_1")  # what _install() does with the session's opening id

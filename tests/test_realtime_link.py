@@ -102,7 +102,14 @@ def test_the_reconnect_budget_counts_from_the_loss_of_the_session(settings, real
     failed: list[str] = []
     header = CallHeader(memoryview(bytearray(HEADER_BYTES)))
     conv = conv_module.Conversation(
-        settings, header, ring(), Playback(ring()), _adapter(settings), Waker(), threading.Event(), failed.append
+        settings,
+        header,
+        ring(),
+        Playback(ring()),
+        _adapter(settings),
+        Waker(),
+        threading.Event(),
+        failed.append,
     )
     conv.begin(*conv.connect(5), greet=False)
     conv.tick(time.monotonic())
