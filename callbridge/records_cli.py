@@ -242,6 +242,8 @@ def calls_show(
             typer.echo(f"  failure   {call['failure']}")
         tokens = ", ".join(f"{k.removesuffix('_tokens')} {call[k]}" for k in call if k.endswith("_tokens"))
         typer.echo(f"  tokens    {tokens}")
+        if call["transcription_seconds"] or call["transcription_model"]:
+            typer.echo(f"  transcr.  {_transcription(call)}")
         if call["cost_estimate"] is not None:
             typer.echo(f"  cost      {call['cost_estimate']:.4f} {call['currency']}")
         typer.echo(
@@ -333,6 +335,19 @@ def calls_import(
         raise typer.Exit(1)
 
 
+def _transcription(call: dict) -> str:
+    """The caller's transcription: minutes, model and their part of the cost."""
+    minutes = call["transcription_seconds"] / 60
+    model = f" ({call['transcription_model']})" if call["transcription_model"] else ""
+    if call["transcription_cost"] is not None:
+        price = f"{call['transcription_cost']:.4f} {call['currency']}, in the cost"
+    elif call["transcription_model"]:
+        price = "not priced (RECORDS_PRICES: transcription_minute)"
+    else:
+        price = "cost not known (stored before it was kept)"
+    return f"{minutes:.2f} min{model}: {price}"
+
+
 def usage_command(
     per: Annotated[str, typer.Option(help="day or month.")] = "day",
     since: Since = None,
@@ -355,13 +370,16 @@ def usage_command(
         typer.echo("no calls")
         return
     typer.echo(
-        f"{per:<10} {'calls':>6} {'minutes':>8} {'in audio':>9} {'in text':>8} {'out audio':>9} {'out text':>8}  cost"
+        f"{per:<10} {'calls':>6} {'minutes':>8} {'in audio':>9} {'in text':>8} {'out audio':>9} {'out text':>8}"
+        f" {'transcr. min':>12} {'transcr. cost':>13}  cost"
     )
     for row in rows:
         cost = f"{row['cost']:.4f} {row['currency']}" if row["cost"] is not None else "-"
+        spoken = f"{row['transcription_cost']:.4f}" if row["transcription_cost"] is not None else "-"
         typer.echo(
             f"{row['period']:<10} {row['calls']:>6} {row['minutes']:>8.1f} {row['input_audio_tokens']:>9} "
-            f"{row['input_text_tokens']:>8} {row['output_audio_tokens']:>9} {row['output_text_tokens']:>8}  {cost}"
+            f"{row['input_text_tokens']:>8} {row['output_audio_tokens']:>9} {row['output_text_tokens']:>8}"
+            f" {row['transcription_minutes']:>12.2f} {spoken:>13}  {cost}"
         )
 
 

@@ -105,6 +105,7 @@ def usage(
     Summed here rather than in SQL: grouping by a local day is spelled differently by
     each database, and a period's calls are few enough to read."""
     columns = [calls.c.started_at, calls.c.duration_s, calls.c.cost_estimate, calls.c.currency]
+    columns += [calls.c.transcription_seconds, calls.c.transcription_cost]
     columns += [calls.c[name] for name in TOKEN_COLUMNS]
     query = where.where(select(*columns)).order_by(calls.c.started_at)
     fmt = "%Y-%m" if per == "month" else "%Y-%m-%d"
@@ -119,6 +120,8 @@ def usage(
                     "calls": 0,
                     "minutes": 0.0,
                     **dict.fromkeys(TOKEN_COLUMNS, 0),
+                    "transcription_minutes": 0.0,
+                    "transcription_cost": None,  # the part of `cost` that is transcription
                     "cost": None,
                     "currency": "",
                 },
@@ -127,13 +130,20 @@ def usage(
             period["minutes"] += (row.duration_s or 0.0) / 60
             for name in TOKEN_COLUMNS:
                 period[name] += getattr(row, name) or 0
+            period["transcription_minutes"] += (row.transcription_seconds or 0.0) / 60
             if row.cost_estimate is not None:
                 period["cost"] = (period["cost"] or 0.0) + row.cost_estimate
                 period["currency"] = row.currency
+                if row.transcription_cost is not None:
+                    period["transcription_cost"] = (
+                        period["transcription_cost"] or 0.0
+                    ) + row.transcription_cost
     for period in periods.values():
         period["minutes"] = round(period["minutes"], 1)
-        if period["cost"] is not None:
-            period["cost"] = round(period["cost"], 4)
+        period["transcription_minutes"] = round(period["transcription_minutes"], 2)
+        for name in ("cost", "transcription_cost"):
+            if period[name] is not None:
+                period[name] = round(period[name], 4)
     return list(periods.values())
 
 

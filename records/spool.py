@@ -119,6 +119,15 @@ def figures(counters: dict) -> dict:
     }
 
 
+def costs(prices, model: str, transcription_model: str, usage: dict) -> dict:
+    """The record's estimates under records/prices.py's PriceTable: the whole call's (tokens
+    and transcription minutes) and the transcription's part."""
+    return {
+        "cost_estimate": prices.estimate(model, usage, transcription_model),
+        "transcription_cost": prices.transcription(transcription_model, usage),
+    }
+
+
 def call_events(setup_ms: dict, bridge_retries: int, end: dict) -> list[dict]:
     """The call's events: each set-up mark (call_worker/setup_timeline.py, ms since
     admission, the same origin as the turns' offsets) in time order, then its end.
@@ -171,6 +180,7 @@ class CallSpool:
             "started_at": round(now_wall - (now_mono - admitted), 3),
             "agent": getattr(settings, "agent", "") or "",
             "model": settings.openai_realtime_model,
+            "transcription_model": settings.openai_transcription_model,
             "currency": settings.records_currency,
             "worker_pid": os.getpid(),
         }
@@ -251,7 +261,12 @@ def final_record(call) -> dict:
     if call.fatal_message:
         end["failure"] = call.fatal_message
     return {
-        "cost_estimate": call.settings.prices.estimate(call.settings.openai_realtime_model, usage),
+        **costs(
+            call.settings.prices,
+            call.settings.openai_realtime_model,
+            call.settings.openai_transcription_model,
+            usage,
+        ),
         "answered_at": answered_at,
         "ended_at": ended_at,
         "duration_s": round(ended_at - started_at, 2),
@@ -356,7 +371,8 @@ def complete_crashed(
             + max(0, counters.get("output_tokens", 0) - known_out),
         }
     if prices is not None:  # records/prices.py::PriceTable
-        record["cost_estimate"] = prices.estimate(str(record.get("model") or ""), record["usage"])
+        model, transcription = str(record.get("model") or ""), str(record.get("transcription_model") or "")
+        record.update(costs(prices, model, transcription, record["usage"]))
     write_record(directory, record)
     path.unlink(missing_ok=True)
     return f"rebuilt from the journal ({len(turns)} turns)"

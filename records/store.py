@@ -87,6 +87,8 @@ def call_row(record: dict) -> dict:
         "output_audio_tokens": int(usage.get("output_audio_tokens") or 0),
         "output_text_tokens": int(usage.get("output_text_tokens") or 0),
         "transcription_seconds": float(usage.get("transcription_seconds") or 0.0),
+        "transcription_model": str(record.get("transcription_model") or "")[:64],
+        "transcription_cost": record.get("transcription_cost"),
         "cost_estimate": record.get("cost_estimate"),
         "currency": str(record.get("currency") or "")[:8],
     }
