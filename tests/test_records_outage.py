@@ -122,6 +122,7 @@ def test_the_database_server_stopped_mid_run_loses_no_call_and_stores_none_twice
         (t["side"], t["text"]) for t in turns_before_kill
     ]
     assert {t["side"] for t in crashed["turns"]} >= {"caller", "agent"}
+    assert "setup_bridged" in [e["kind"] for e in crashed["events"]]  # its journaled set-up timeline
     assert _count(engine, turns, victim) == len(turns_before_kill)  # no turn stored twice
     for call_id in (before, *during):
         [call] = queries.find_calls(engine, call_id)
