@@ -64,24 +64,40 @@ class Where:
 
         return self.database_url or DatabaseUrl.sqlite_file(Path(self.state_dir) / "callbridge.db")
 
-    def engine(self, migrated: bool = True):
+    def engine(self, migrated: bool = True, read_only: bool = False):
+        """`read_only`: for questions; SQLite opens the file so that it cannot change it."""
         from records.migrate import current
         from records.store import open_engine
 
         database = self.database
         if database.is_sqlite and migrated and not Path(database.url.database).exists():
             raise _fail(f"no call history yet: {database.url.database} does not exist")
-        engine = open_engine(database)
+        engine = open_engine(database, read_only=read_only)
         if migrated:
             try:
                 revision = current(engine)
             except Exception as exc:
-                raise _fail(f"cannot read the call history at {database}: {_short(exc)}") from None
+                raise _fail(
+                    f"cannot read the call history at {database}: {_short(exc)}{_sqlite_hint(database, exc)}"
+                ) from None
             if revision is None:
                 raise _fail(
                     f"the database at {database} has no call history tables: run `callbridge db upgrade`"
                 )
         return engine
+
+
+def _sqlite_hint(database, exc: Exception) -> str:
+    """Why a member of the service's group may not read its SQLite file (records/store.py)."""
+    text = str(getattr(exc, "orig", None) or exc)
+    if not database.is_sqlite or ("readonly" not in text and "unable to open" not in text):
+        return ""
+    folder = Path(database.url.database).parent
+    return (
+        f" (in WAL mode a reader needs to write the database's -shm file, and to create it in {folder}"
+        " when the service is not running: the directory must be group-writable and setgid, the"
+        " database file 0660, as install_service.sh sets them; see docs/operations.md)"
+    )
 
 
 def _short(exc: Exception) -> str:
@@ -187,7 +203,9 @@ def calls_list(
     from records.queries import recent_calls
 
     where = Where(env_file)
-    rows = recent_calls(where.engine(), _filter(where, since, until, caller, number, end_reason), limit)
+    rows = recent_calls(
+        where.engine(read_only=True), _filter(where, since, until, caller, number, end_reason), limit
+    )
     if as_json:
         typer.echo(json.dumps([_as_json(row) for row in rows], indent=1, ensure_ascii=False))
         return
@@ -215,7 +233,7 @@ def calls_show(
 
     where = Where(env_file)
     zone = where.zone
-    found = find_calls(where.engine(), call_id, instance)
+    found = find_calls(where.engine(read_only=True), call_id, instance)
     if not found:
         raise _fail(f"no call {call_id!r} in the call history")
     if as_json:
@@ -281,7 +299,7 @@ def calls_export(
     if fmt not in ("csv", "jsonl"):
         raise _fail("--format is csv or jsonl", 2)
     where = Where(env_file)
-    engine = where.engine()
+    engine = where.engine(read_only=True)
     out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
     try:
         rows = iter_calls(engine, _filter(where, since, until, caller, number, end_reason))
@@ -362,7 +380,7 @@ def usage_command(
         raise _fail("--per is day or month", 2)
     where = Where(env_file)
     when = CallFilter(since=parse_when(since, zone=where.zone), until=parse_when(until, zone=where.zone))
-    rows = usage(where.engine(), per, when, zone=where.zone)
+    rows = usage(where.engine(read_only=True), per, when, zone=where.zone)
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
         return
