@@ -21,7 +21,16 @@ import typer
 
 from callbridge import config as cfg
 
-NEEDED = ("ARI_APP_NAME", "INSTANCE_ID", "STATE_DIR", "DATABASE_URL", "RECORDS_HASH_KEY", "RECORDS_TIMEZONE")
+NEEDED = (
+    "ARI_APP_NAME",
+    "INSTANCE_ID",
+    "STATE_DIR",
+    "DATABASE_URL",
+    "RECORDS_HASH_KEY",
+    "RECORDS_TIMEZONE",
+    "RECORDS_MASK_CALLERS",
+    "RECORDS_MASK_KEEP_DIGITS",
+)
 
 db_app = typer.Typer(help="The call history database.", no_args_is_help=True)
 calls_app = typer.Typer(help="The call history: recent calls, one call, export, import.")
@@ -55,6 +64,8 @@ class Where:
         self.database_url = values["database_url"]
         self.instance = values["instance_id"] or cfg.ids.instance_from_app(values["ari_app_name"])
         self.hash_key = values["records_hash_key"]  # a Secret: `--caller` is hashed with it
+        self.mask_callers = values["records_mask_callers"]
+        self.mask_keep_digits = values["records_mask_keep_digits"]
         # None: this machine's zone (astimezone(None)); the name was checked by config.py
         self.zone = ZoneInfo(values["records_timezone"]) if values["records_timezone"] else None
 
@@ -178,6 +189,31 @@ def db_upgrade(env_file: EnvFile = None) -> None:
         typer.echo(f"call history at {database}: up to date (revision {after})")
     else:
         typer.echo(f"call history at {database}: migrated from {before or 'empty'} to {after}")
+
+
+@db_app.command("mask-existing")
+def db_mask_existing(
+    instance: Annotated[
+        str | None, typer.Option(help="Only this instance's calls (default: every call in the database).")
+    ] = None,
+    env_file: EnvFile = None,
+) -> None:
+    """Mask the caller numbers of calls stored before RECORDS_MASK_CALLERS was turned on."""
+    from records.queries import mask_callers
+
+    where = Where(env_file)
+    if not where.mask_callers:
+        raise _fail("RECORDS_MASK_CALLERS is off: turn it on (with RECORDS_HASH_KEY) first", 2)
+    try:
+        masked = mask_callers(
+            where.engine(), where.mask_keep_digits, where.hash_key.reveal(), instance=instance
+        )
+    except Exception as exc:  # noqa: BLE001 -- the database's error, shown short, password masked
+        raise _fail(f"cannot mask the call history at {where.database}: {_short(exc)}") from None
+    typer.echo(
+        f"masked the caller numbers of {masked} calls (last {where.mask_keep_digits} digits kept;"
+        " `callbridge calls --caller FULL_NUMBER` still finds them)"
+    )
 
 
 # --- calls

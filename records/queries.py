@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.engine import Engine
 
+from records.privacy import mask_number, number_hash
 from records.schema import calls, events, turns
 
 TOKEN_COLUMNS = (
@@ -164,3 +165,37 @@ def delete_before(engine: Engine, cutoff: datetime, batch: int = 500) -> int:
         removed += len(keys)
         if len(keys) < batch:
             return removed
+
+
+def mask_callers(engine: Engine, keep: int, key: str, instance: str | None = None, batch: int = 500) -> int:
+    """`callbridge db mask-existing`: the calls stored before RECORDS_MASK_CALLERS was on get
+    their number masked as the service masks new ones, and the keyed hash of the full
+    number, so `calls --caller FULL` still finds them. A number with a '*' is masked
+    already (mask_number always leaves one) and is left alone, so running it again changes
+    nothing. A batch per transaction, like `delete_before`."""
+    c = calls.c
+    masked = 0
+    last: tuple[str, str] = ("", "")
+    while True:
+        query = select(c.instance, c.call_id, c.caller, c.caller_hash).where(
+            c.caller != "",
+            ~c.caller.contains("*", autoescape=True),
+            (c.instance > last[0]) | ((c.instance == last[0]) & (c.call_id > last[1])),
+        )
+        if instance:
+            query = query.where(c.instance == instance)
+        with engine.begin() as conn:
+            rows = conn.execute(query.order_by(c.instance, c.call_id).limit(batch)).all()
+            for row in rows:
+                conn.execute(
+                    update(calls)
+                    .where((c.instance == row.instance) & (c.call_id == row.call_id))
+                    .values(
+                        caller=mask_number(row.caller, keep)[:64],
+                        caller_hash=row.caller_hash or number_hash(row.caller, key),
+                    )
+                )
+        masked += len(rows)
+        if len(rows) < batch:
+            return masked
+        last = (rows[-1].instance, rows[-1].call_id)

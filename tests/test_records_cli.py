@@ -172,6 +172,22 @@ def test_calls_show_and_usage_show_the_transcription_minutes_and_their_cost(tmp_
     assert day["transcription_minutes"] == 0.67 and day["transcription_cost"] == 0.0015
 
 
+def test_db_mask_existing_masks_earlier_calls_only_when_masking_is_on(history):
+    key = "clinic-hash-key-0123"
+    off = cli(history, "db", "mask-existing")
+    assert off.exit_code == 2 and "RECORDS_MASK_CALLERS is off" in off.output
+    on = {"RECORDS_MASK_CALLERS": "true", "RECORDS_HASH_KEY": key, "RECORDS_MASK_KEEP_DIGITS": "2"}
+    done = cli(history, "db", "mask-existing", **on)
+    assert done.exit_code == 0 and "masked the caller numbers of 3 calls (last 2 digits kept" in done.output
+    listed = json.loads(cli(history, "calls", "--json", **on).output)
+    assert {c["call_id"]: c["caller"] for c in listed}["100.1"] == "+*********01"
+    assert "+34911000001" not in cli(history, "calls", "export", **on).output
+    found = json.loads(cli(history, "calls", "--caller", "+34 911 000 001", "--json", **on).output)
+    assert [c["call_id"] for c in found] == ["100.1"]
+    assert "of 0 calls" in cli(history, "db", "mask-existing", **on).output
+    assert key not in done.output
+
+
 def test_the_database_password_never_shows(tmp_path):
     url = "postgresql+psycopg://cb:pw-never-shown@127.0.0.1:1/callbridge"
     result = cli(tmp_path, "calls", DATABASE_URL=url)

@@ -156,6 +156,30 @@ def test_a_masked_caller_is_found_by_the_hash_of_the_full_number(engine):
     assert [r["call_id"] for r in by_digits] == ["m"]  # the visible digits still match
 
 
+def test_masking_existing_calls_masks_each_number_once_and_the_full_number_still_finds_it(engine):
+    key = "k" * 16
+    store_record(engine, a_record("old.1", caller="+34600111222"))  # stored before masking
+    store_record(engine, a_record("old.2", caller="+34 600-999 888", instance="branch"))
+    store_record(engine, a_record("anon", caller=""))  # anonymous: nothing to mask
+    already = a_record(
+        "new", caller=mask_number("+34600555444", 3), caller_hash=number_hash("+34600555444", key)
+    )
+    store_record(engine, already)
+    assert queries.mask_callers(engine, 3, key, instance="clinic", batch=1) == 1  # one instance only
+    assert queries.mask_callers(engine, 3, key, batch=1) == 1  # then the other's
+    assert queries.mask_callers(engine, 3, key) == 0  # again: nothing left to mask
+    rows = {r["call_id"]: r for r in queries.recent_calls(engine)}
+    assert rows["old.1"]["caller"] == "+********222" and rows["old.2"]["caller"] == "+********888"
+    assert rows["old.1"]["caller_hash"] == number_hash("+34600111222", key)
+    assert rows["anon"]["caller"] == "" and rows["new"] == {**rows["new"], "caller": already["caller"]}
+    assert rows["new"]["caller_hash"] == already["caller_hash"]  # never re-hashed from the mask
+    assert "600111222" not in str(rows) and "600-999" not in str(rows)
+    found = queries.recent_calls(
+        engine, queries.CallFilter(caller="+34600999888", caller_hash=number_hash("+34600999888", key))
+    )
+    assert [r["call_id"] for r in found] == ["old.2"]
+
+
 def test_usage_sums_calls_minutes_and_tokens_per_day_and_month(engine):
     base = datetime(2026, 3, 30, 12, 0).timestamp()
     for n, day in enumerate((0, 0, 1, 3)):
