@@ -156,6 +156,17 @@ def test_a_masked_caller_is_found_by_the_hash_of_the_full_number(engine):
     assert [r["call_id"] for r in by_digits] == ["m"]  # the visible digits still match
 
 
+def test_a_channel_name_holding_the_callers_number_is_masked_there_only():
+    from records.privacy import mask_within
+
+    assert mask_within("Local/34600111222@from-trunk-0000002a;2", "+34600111222", 3) == (
+        "Local/********222@from-trunk-0000002a;2"
+    )
+    assert mask_within("PJSIP/600111222-00000001", "+34 600 111 222", 2) == "PJSIP/*******22-00000001"
+    assert mask_within("PJSIP/trunk-00000001", "+34600111222", 3) == "PJSIP/trunk-00000001"
+    assert mask_within("SIP/1001-0000000b", "", 3) == "SIP/1001-0000000b"  # anonymous
+
+
 def test_masking_existing_calls_masks_each_number_once_and_the_full_number_still_finds_it(engine):
     key = "k" * 16
     store_record(engine, a_record("old.1", caller="+34600111222"))  # stored before masking
