@@ -168,8 +168,15 @@ migrate_history() {
     return
   fi
   # Where the embedded SQLite history lives by default; the unit's StateDirectory= makes
-  # the same directory, but the service may not have started yet.
-  install -d -m 0750 -o "$APP_USER" -g "$APP_USER" /var/lib/callbridge
+  # the same directory (mode 2770, as here), but the service may not have started yet.
+  # Group-writable and setgid: the group's `callbridge calls` may create SQLite's -wal and
+  # -shm files here, and they stay the group's (records/store.py). A database made by an
+  # earlier version is 0640: 0660, so that those files are, too.
+  install -d -m 2770 -o "$APP_USER" -g "$APP_USER" /var/lib/callbridge
+  local file
+  for file in /var/lib/callbridge/callbridge.db /var/lib/callbridge/callbridge.db-wal /var/lib/callbridge/callbridge.db-shm; do
+    if [ -e "$file" ]; then chmod g+rw "$file"; fi
+  done
   local output
   if output=$("${MIGRATE[@]}" 2>&1); then
     ok "$output"

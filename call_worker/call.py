@@ -156,6 +156,7 @@ class Call:
         header.set(Slot.CALL_STATE, CallState.STARTING)
         try:
             self._setup()
+            self.spool.setup(self.timeline)  # journaled: a record rebuilt after a crash keeps it
             header.set(Slot.CALL_STATE, CallState.ACTIVE)  # media flows both ways
             self.end_reason = self._control_loop()
         except SetupError as exc:

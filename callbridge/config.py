@@ -343,7 +343,8 @@ VARIABLES: tuple[Variable, ...] = (
         "RECORDS_PRICES",
         PriceTable.parse,
         "",
-        'cost estimate: JSON {"MODEL": {"input_audio": PRICE, ...}} per 1M tokens, over the defaults',
+        'cost estimate: JSON {"MODEL": {"input_audio": PRICE, ...}} per 1M tokens'
+        ' ({"transcription_minute": PRICE} per minute for a transcription model), over the defaults',
         _OPS,
     ),
     Variable("RECORDS_CURRENCY", _text, "USD", "the currency of RECORDS_PRICES", _OPS),

@@ -21,7 +21,16 @@ import typer
 
 from callbridge import config as cfg
 
-NEEDED = ("ARI_APP_NAME", "INSTANCE_ID", "STATE_DIR", "DATABASE_URL", "RECORDS_HASH_KEY", "RECORDS_TIMEZONE")
+NEEDED = (
+    "ARI_APP_NAME",
+    "INSTANCE_ID",
+    "STATE_DIR",
+    "DATABASE_URL",
+    "RECORDS_HASH_KEY",
+    "RECORDS_TIMEZONE",
+    "RECORDS_MASK_CALLERS",
+    "RECORDS_MASK_KEEP_DIGITS",
+)
 
 db_app = typer.Typer(help="The call history database.", no_args_is_help=True)
 calls_app = typer.Typer(help="The call history: recent calls, one call, export, import.")
@@ -55,6 +64,8 @@ class Where:
         self.database_url = values["database_url"]
         self.instance = values["instance_id"] or cfg.ids.instance_from_app(values["ari_app_name"])
         self.hash_key = values["records_hash_key"]  # a Secret: `--caller` is hashed with it
+        self.mask_callers = values["records_mask_callers"]
+        self.mask_keep_digits = values["records_mask_keep_digits"]
         # None: this machine's zone (astimezone(None)); the name was checked by config.py
         self.zone = ZoneInfo(values["records_timezone"]) if values["records_timezone"] else None
 
@@ -64,24 +75,40 @@ class Where:
 
         return self.database_url or DatabaseUrl.sqlite_file(Path(self.state_dir) / "callbridge.db")
 
-    def engine(self, migrated: bool = True):
+    def engine(self, migrated: bool = True, read_only: bool = False):
+        """`read_only`: for questions; SQLite opens the file so that it cannot change it."""
         from records.migrate import current
         from records.store import open_engine
 
         database = self.database
         if database.is_sqlite and migrated and not Path(database.url.database).exists():
             raise _fail(f"no call history yet: {database.url.database} does not exist")
-        engine = open_engine(database)
+        engine = open_engine(database, read_only=read_only)
         if migrated:
             try:
                 revision = current(engine)
             except Exception as exc:
-                raise _fail(f"cannot read the call history at {database}: {_short(exc)}") from None
+                raise _fail(
+                    f"cannot read the call history at {database}: {_short(exc)}{_sqlite_hint(database, exc)}"
+                ) from None
             if revision is None:
                 raise _fail(
                     f"the database at {database} has no call history tables: run `callbridge db upgrade`"
                 )
         return engine
+
+
+def _sqlite_hint(database, exc: Exception) -> str:
+    """Why a member of the service's group may not read its SQLite file (records/store.py)."""
+    text = str(getattr(exc, "orig", None) or exc)
+    if not database.is_sqlite or ("readonly" not in text and "unable to open" not in text):
+        return ""
+    folder = Path(database.url.database).parent
+    return (
+        f" (in WAL mode a reader needs to write the database's -shm file, and to create it in {folder}"
+        " when the service is not running: the directory must be group-writable and setgid, the"
+        " database file 0660, as install_service.sh sets them; see docs/operations.md)"
+    )
 
 
 def _short(exc: Exception) -> str:
@@ -164,6 +191,31 @@ def db_upgrade(env_file: EnvFile = None) -> None:
         typer.echo(f"call history at {database}: migrated from {before or 'empty'} to {after}")
 
 
+@db_app.command("mask-existing")
+def db_mask_existing(
+    instance: Annotated[
+        str | None, typer.Option(help="Only this instance's calls (default: every call in the database).")
+    ] = None,
+    env_file: EnvFile = None,
+) -> None:
+    """Mask the caller numbers of calls stored before RECORDS_MASK_CALLERS was turned on."""
+    from records.queries import mask_callers
+
+    where = Where(env_file)
+    if not where.mask_callers:
+        raise _fail("RECORDS_MASK_CALLERS is off: turn it on (with RECORDS_HASH_KEY) first", 2)
+    try:
+        masked = mask_callers(
+            where.engine(), where.mask_keep_digits, where.hash_key.reveal(), instance=instance
+        )
+    except Exception as exc:  # noqa: BLE001 -- the database's error, shown short, password masked
+        raise _fail(f"cannot mask the call history at {where.database}: {_short(exc)}") from None
+    typer.echo(
+        f"masked the caller numbers of {masked} calls (last {where.mask_keep_digits} digits kept;"
+        " `callbridge calls --caller FULL_NUMBER` still finds them)"
+    )
+
+
 # --- calls
 
 
@@ -187,7 +239,9 @@ def calls_list(
     from records.queries import recent_calls
 
     where = Where(env_file)
-    rows = recent_calls(where.engine(), _filter(where, since, until, caller, number, end_reason), limit)
+    rows = recent_calls(
+        where.engine(read_only=True), _filter(where, since, until, caller, number, end_reason), limit
+    )
     if as_json:
         typer.echo(json.dumps([_as_json(row) for row in rows], indent=1, ensure_ascii=False))
         return
@@ -215,7 +269,7 @@ def calls_show(
 
     where = Where(env_file)
     zone = where.zone
-    found = find_calls(where.engine(), call_id, instance)
+    found = find_calls(where.engine(read_only=True), call_id, instance)
     if not found:
         raise _fail(f"no call {call_id!r} in the call history")
     if as_json:
@@ -242,6 +296,8 @@ def calls_show(
             typer.echo(f"  failure   {call['failure']}")
         tokens = ", ".join(f"{k.removesuffix('_tokens')} {call[k]}" for k in call if k.endswith("_tokens"))
         typer.echo(f"  tokens    {tokens}")
+        if call["transcription_seconds"] or call["transcription_model"]:
+            typer.echo(f"  transcr.  {_transcription(call)}")
         if call["cost_estimate"] is not None:
             typer.echo(f"  cost      {call['cost_estimate']:.4f} {call['currency']}")
         typer.echo(
@@ -279,7 +335,7 @@ def calls_export(
     if fmt not in ("csv", "jsonl"):
         raise _fail("--format is csv or jsonl", 2)
     where = Where(env_file)
-    engine = where.engine()
+    engine = where.engine(read_only=True)
     out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
     try:
         rows = iter_calls(engine, _filter(where, since, until, caller, number, end_reason))
@@ -333,6 +389,19 @@ def calls_import(
         raise typer.Exit(1)
 
 
+def _transcription(call: dict) -> str:
+    """The caller's transcription: minutes, model and their part of the cost."""
+    minutes = call["transcription_seconds"] / 60
+    model = f" ({call['transcription_model']})" if call["transcription_model"] else ""
+    if call["transcription_cost"] is not None:
+        price = f"{call['transcription_cost']:.4f} {call['currency']}, in the cost"
+    elif call["transcription_model"]:
+        price = "not priced (RECORDS_PRICES: transcription_minute)"
+    else:
+        price = "cost not known (stored before it was kept)"
+    return f"{minutes:.2f} min{model}: {price}"
+
+
 def usage_command(
     per: Annotated[str, typer.Option(help="day or month.")] = "day",
     since: Since = None,
@@ -347,7 +416,7 @@ def usage_command(
         raise _fail("--per is day or month", 2)
     where = Where(env_file)
     when = CallFilter(since=parse_when(since, zone=where.zone), until=parse_when(until, zone=where.zone))
-    rows = usage(where.engine(), per, when, zone=where.zone)
+    rows = usage(where.engine(read_only=True), per, when, zone=where.zone)
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
         return
@@ -355,13 +424,16 @@ def usage_command(
         typer.echo("no calls")
         return
     typer.echo(
-        f"{per:<10} {'calls':>6} {'minutes':>8} {'in audio':>9} {'in text':>8} {'out audio':>9} {'out text':>8}  cost"
+        f"{per:<10} {'calls':>6} {'minutes':>8} {'in audio':>9} {'in text':>8} {'out audio':>9} {'out text':>8}"
+        f" {'transcr. min':>12} {'transcr. cost':>13}  cost"
     )
     for row in rows:
         cost = f"{row['cost']:.4f} {row['currency']}" if row["cost"] is not None else "-"
+        spoken = f"{row['transcription_cost']:.4f}" if row["transcription_cost"] is not None else "-"
         typer.echo(
             f"{row['period']:<10} {row['calls']:>6} {row['minutes']:>8.1f} {row['input_audio_tokens']:>9} "
-            f"{row['input_text_tokens']:>8} {row['output_audio_tokens']:>9} {row['output_text_tokens']:>8}  {cost}"
+            f"{row['input_text_tokens']:>8} {row['output_audio_tokens']:>9} {row['output_text_tokens']:>8}"
+            f" {row['transcription_minutes']:>12.2f} {spoken:>13}  {cost}"
         )
 
 

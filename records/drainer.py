@@ -191,6 +191,7 @@ def crash_record_work(settings, entry, counters: dict, worker_exit: str):
         "dialled": entry.dialled,
         "started_at": entry.started_wall,
         "model": settings.openai_realtime_model,
+        "transcription_model": settings.openai_transcription_model,
         "currency": settings.records_currency,
     }
     prices = settings.prices

@@ -7,6 +7,13 @@ tokens of each kind, e.g.
 A kind left out costs nothing; a model left out gets no estimate (the call's cost is
 empty, never a guess).
 
+Transcription models are priced per minute of audio, not per token: their one kind is
+`transcription_minute`, in RECORDS_CURRENCY per minute, e.g.
+    {"gpt-transcribe": {"transcription_minute": 0.0045}}
+A call's estimate is its Realtime model's tokens plus its transcription model's minutes
+(the usage's `transcription_seconds`); a transcription model without that price adds
+nothing, and the call's `transcription_cost` says "not priced" (None).
+
 Built in are OpenAI's list prices in USD (`DEFAULTS`) for the models we could cite; each
 source is in docs/operations.md ("Cost"). The operator's RECORDS_PRICES win kind by kind
 over them; with a RECORDS_CURRENCY other than USD the defaults are not used at all (a
@@ -18,13 +25,14 @@ from __future__ import annotations
 import json
 
 KINDS = ("input_audio", "input_text", "input_cached", "output_audio", "output_text")
+PER_MINUTE = "transcription_minute"  # the one kind priced per minute of audio, not per 1M tokens
 
 DEFAULTS_CURRENCY = "USD"
 # USD per million tokens, as OpenAI's model pages list them (docs/operations.md cites them).
 # The usage we keep has one cached-input count, not split into audio and text: it is priced
 # at the cached *audio* input price, the higher of the two where they differ (the mini), so
-# the estimate errs high rather than low. gpt-transcribe has no entry: it is priced per
-# minute of audio, not per token, and its cost is not in the estimate.
+# the estimate errs high rather than low. gpt-transcribe (the default
+# OPENAI_TRANSCRIPTION_MODEL) is priced per minute of audio: USD per minute.
 DEFAULTS = {
     "gpt-realtime-2.1": {
         "input_audio": 32.0,
@@ -40,6 +48,7 @@ DEFAULTS = {
         "output_audio": 20.0,
         "output_text": 2.4,
     },
+    "gpt-transcribe": {PER_MINUTE: 0.0045},
 }
 
 
@@ -64,9 +73,11 @@ class PriceTable:
         for model, prices in data.items():
             if not isinstance(prices, dict):
                 raise ValueError(f"{model}: must be an object of prices per million tokens")
-            unknown = set(prices) - set(KINDS)
+            unknown = set(prices) - {*KINDS, PER_MINUTE}
             if unknown:
-                raise ValueError(f"{model}: unknown kind {sorted(unknown)[0]!r} (kinds: {', '.join(KINDS)})")
+                raise ValueError(
+                    f"{model}: unknown kind {sorted(unknown)[0]!r} (kinds: {', '.join((*KINDS, PER_MINUTE))})"
+                )
             for kind, price in prices.items():
                 if isinstance(price, bool) or not isinstance(price, int | float) or price < 0:
                     raise ValueError(f"{model}.{kind}: must be a number >= 0")
@@ -83,13 +94,22 @@ class PriceTable:
             models[name] = {**models.get(name, {}), **prices}
         return PriceTable(models)
 
-    def estimate(self, model: str, usage: dict) -> float | None:
-        """The cost of `usage` (records/spool.py's usage by kind), or None for an unknown model."""
+    def estimate(self, model: str, usage: dict, transcription_model: str = "") -> float | None:
+        """The cost of `usage` (records/spool.py's usage by kind): the Realtime `model`'s
+        tokens plus the transcription model's minutes; None for an unknown Realtime model."""
         prices = self._models.get(model)
         if prices is None:
             return None
         total = sum(prices.get(kind, 0.0) * float(usage.get(f"{kind}_tokens") or 0) for kind in KINDS)
-        return round(total / 1_000_000, 6)
+        return round(total / 1_000_000 + (self.transcription(transcription_model, usage) or 0.0), 6)
+
+    def transcription(self, model: str, usage: dict) -> float | None:
+        """The cost of the usage's `transcription_seconds` under `model`'s per-minute price;
+        None when that model has none (or no model transcribed)."""
+        price = self._models.get(model, {}).get(PER_MINUTE) if model else None
+        if price is None:
+            return None
+        return round(price * float(usage.get("transcription_seconds") or 0.0) / 60, 6)
 
     def __str__(self) -> str:
         return json.dumps(self._models) if self._models else ""

@@ -40,6 +40,33 @@ def number_hash(number: str, key: str) -> str:
     return hmac.new(key.encode(), text.encode(), hashlib.sha256).hexdigest()
 
 
+_DIGITS = re.compile(r"\d+")
+
+
+def mask_within(text: str, number: str, keep: int) -> str:
+    """`text` (an Asterisk channel name, "Local/34600111222@from-trunk-0000001;2" or
+    "PJSIP/600111222-00000001") with each run of digits that is the caller's number, or
+    its end without the country code, masked like the number; other digits stay."""
+    digits = normal(number).lstrip("+")
+    if len(digits) < 4:
+        return text
+    return _DIGITS.sub(
+        lambda m: (
+            mask_number(m.group(), keep) if len(m.group()) >= 4 and digits.endswith(m.group()) else m.group()
+        ),
+        text,
+    )
+
+
+def private_channel_name(settings, name: str, number: str) -> str:
+    """The channel name as the service keeps and logs it: with RECORDS_MASK_CALLERS, the
+    caller's number masked wherever the name holds it (dial plans that name channels after
+    the caller do)."""
+    if not settings.records_mask_callers:
+        return name
+    return mask_within(name, number, settings.records_mask_keep_digits)
+
+
 def caller_fields(settings, number: str) -> tuple[str, str]:
     """(the caller as the service keeps it, its hash) for a call's raw caller number."""
     key = settings.records_hash_key.reveal()

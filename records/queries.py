@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.engine import Engine
 
+from records.privacy import mask_number, number_hash
 from records.schema import calls, events, turns
 
 TOKEN_COLUMNS = (
@@ -105,6 +106,7 @@ def usage(
     Summed here rather than in SQL: grouping by a local day is spelled differently by
     each database, and a period's calls are few enough to read."""
     columns = [calls.c.started_at, calls.c.duration_s, calls.c.cost_estimate, calls.c.currency]
+    columns += [calls.c.transcription_seconds, calls.c.transcription_cost]
     columns += [calls.c[name] for name in TOKEN_COLUMNS]
     query = where.where(select(*columns)).order_by(calls.c.started_at)
     fmt = "%Y-%m" if per == "month" else "%Y-%m-%d"
@@ -119,6 +121,8 @@ def usage(
                     "calls": 0,
                     "minutes": 0.0,
                     **dict.fromkeys(TOKEN_COLUMNS, 0),
+                    "transcription_minutes": 0.0,
+                    "transcription_cost": None,  # the part of `cost` that is transcription
                     "cost": None,
                     "currency": "",
                 },
@@ -127,13 +131,20 @@ def usage(
             period["minutes"] += (row.duration_s or 0.0) / 60
             for name in TOKEN_COLUMNS:
                 period[name] += getattr(row, name) or 0
+            period["transcription_minutes"] += (row.transcription_seconds or 0.0) / 60
             if row.cost_estimate is not None:
                 period["cost"] = (period["cost"] or 0.0) + row.cost_estimate
                 period["currency"] = row.currency
+                if row.transcription_cost is not None:
+                    period["transcription_cost"] = (
+                        period["transcription_cost"] or 0.0
+                    ) + row.transcription_cost
     for period in periods.values():
         period["minutes"] = round(period["minutes"], 1)
-        if period["cost"] is not None:
-            period["cost"] = round(period["cost"], 4)
+        period["transcription_minutes"] = round(period["transcription_minutes"], 2)
+        for name in ("cost", "transcription_cost"):
+            if period[name] is not None:
+                period[name] = round(period[name], 4)
     return list(periods.values())
 
 
@@ -154,3 +165,37 @@ def delete_before(engine: Engine, cutoff: datetime, batch: int = 500) -> int:
         removed += len(keys)
         if len(keys) < batch:
             return removed
+
+
+def mask_callers(engine: Engine, keep: int, key: str, instance: str | None = None, batch: int = 500) -> int:
+    """`callbridge db mask-existing`: the calls stored before RECORDS_MASK_CALLERS was on get
+    their number masked as the service masks new ones, and the keyed hash of the full
+    number, so `calls --caller FULL` still finds them. A number with a '*' is masked
+    already (mask_number always leaves one) and is left alone, so running it again changes
+    nothing. A batch per transaction, like `delete_before`."""
+    c = calls.c
+    masked = 0
+    last: tuple[str, str] = ("", "")
+    while True:
+        query = select(c.instance, c.call_id, c.caller, c.caller_hash).where(
+            c.caller != "",
+            ~c.caller.contains("*", autoescape=True),
+            (c.instance > last[0]) | ((c.instance == last[0]) & (c.call_id > last[1])),
+        )
+        if instance:
+            query = query.where(c.instance == instance)
+        with engine.begin() as conn:
+            rows = conn.execute(query.order_by(c.instance, c.call_id).limit(batch)).all()
+            for row in rows:
+                conn.execute(
+                    update(calls)
+                    .where((c.instance == row.instance) & (c.call_id == row.call_id))
+                    .values(
+                        caller=mask_number(row.caller, keep)[:64],
+                        caller_hash=row.caller_hash or number_hash(row.caller, key),
+                    )
+                )
+        masked += len(rows)
+        if len(rows) < batch:
+            return masked
+        last = (rows[-1].instance, rows[-1].call_id)

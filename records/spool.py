@@ -4,9 +4,10 @@ nothing waits on it.
 Per call, in the instance's spool directory:
 
 - `<key>.journal`, JSON lines, append-only, written by the worker's main thread as the
-  call goes: a header line (who, when, agent, model, worker pid), then one line per
-  finished turn, each carrying the usage so far. A worker that dies keeps every turn that
-  had finished (the media loop wakes the main thread for each).
+  call goes: a header line (who, when, agent, model, worker pid), a set-up line once media
+  is ready (the set-up timeline), then one line per finished turn, each carrying the usage
+  so far. A worker that dies keeps every turn that had finished (the media loop wakes the
+  main thread for each).
 - `<ended ms>_<key>.json`, the final record, written once (temp file, fsync, rename: the
   drainer never sees half a record), after which the journal is removed. Names sort by
   the end of the call, which is the order the drainer stores them in.
@@ -119,6 +120,15 @@ def figures(counters: dict) -> dict:
     }
 
 
+def costs(prices, model: str, transcription_model: str, usage: dict) -> dict:
+    """The record's estimates under records/prices.py's PriceTable: the whole call's (tokens
+    and transcription minutes) and the transcription's part."""
+    return {
+        "cost_estimate": prices.estimate(model, usage, transcription_model),
+        "transcription_cost": prices.transcription(transcription_model, usage),
+    }
+
+
 def call_events(setup_ms: dict, bridge_retries: int, end: dict) -> list[dict]:
     """The call's events: each set-up mark (call_worker/setup_timeline.py, ms since
     admission, the same origin as the turns' offsets) in time order, then its end.
@@ -171,10 +181,27 @@ class CallSpool:
             "started_at": round(now_wall - (now_mono - admitted), 3),
             "agent": getattr(settings, "agent", "") or "",
             "model": settings.openai_realtime_model,
+            "transcription_model": settings.openai_transcription_model,
             "currency": settings.records_currency,
             "worker_pid": os.getpid(),
         }
         return cls(settings.spool_dir, header, settings.records_transcripts)
+
+    def setup(self, timeline) -> None:
+        """Journal the set-up timeline (call_worker/setup_timeline.py's SetupTimeline), once,
+        when media is ready: a record rebuilt after a crash keeps it, as its `setup_*` events."""
+        if self._journal is None:
+            return
+        try:
+            self._write(
+                {
+                    "kind": "setup",
+                    "setup_ms": timeline.as_ms(),
+                    "setup_bridge_retries": timeline.bridge_retries,
+                }
+            )
+        except OSError as exc:
+            self._off(exc)
 
     def journal(self, transcript, usage: dict) -> None:
         """Append the turns finished since the last call (the transcript only grows).
@@ -251,7 +278,12 @@ def final_record(call) -> dict:
     if call.fatal_message:
         end["failure"] = call.fatal_message
     return {
-        "cost_estimate": call.settings.prices.estimate(call.settings.openai_realtime_model, usage),
+        **costs(
+            call.settings.prices,
+            call.settings.openai_realtime_model,
+            call.settings.openai_transcription_model,
+            usage,
+        ),
         "answered_at": answered_at,
         "ended_at": ended_at,
         "duration_s": round(ended_at - started_at, 2),
@@ -276,7 +308,9 @@ def final_record(call) -> dict:
 
 
 def read_journal(path: Path) -> tuple[dict | None, list[dict], dict]:
-    """(header, turns, last usage) from a journal; a torn last line (the crash) is skipped."""
+    """(header, turns, last usage) from a journal; a torn last line (the crash) is skipped.
+    The set-up line, when the worker got that far, is in the header (`setup_ms`,
+    `setup_bridge_retries`), as it is in a final record."""
     header, turns, usage = None, [], {}
     with open(path, encoding="utf-8", errors="replace") as lines:
         for line in lines:
@@ -288,7 +322,9 @@ def read_journal(path: Path) -> tuple[dict | None, list[dict], dict]:
                 continue
             kind = item.pop("kind", "")
             if kind == "header":
-                header = item
+                header = {**item, **(header or {})}
+            elif kind == "setup":
+                header = {**(header or {}), **item}
             elif kind == "turn":
                 usage = item.pop("usage", usage) or usage
                 turns.append(item)
@@ -321,20 +357,26 @@ def complete_crashed(
     header = {**fallback, **(header or {})}
     counters = counters or {}
     ended_at = time.time()
+    # The set-up timeline, when the worker journaled it (media was ready), else none.
+    setup_ms = header.get("setup_ms") or {}
+    retries = int(header.get("setup_bridge_retries") or 0)
+    answered = setup_ms.get("answered")
     record = {
         **header,
+        "answered_at": None if answered is None else float(header["started_at"]) + answered / 1000,
         "ended_at": ended_at,
         "duration_s": round(ended_at - float(header["started_at"]), 2),
         "end_reason": end_reason,
         "worker_exit": worker_exit,
         "complete": False,
+        "setup_ms": setup_ms,
+        "setup_bridge_retries": retries,
         "figures": figures(counters),
         "usage": usage,
         "turns": turns,
-        # The journal holds no set-up timeline: the crashed call's events are its end only.
         "events": call_events(
-            {},
-            0,
+            setup_ms,
+            retries,
             {
                 "offset_ms": max(0.0, (ended_at - float(header["started_at"])) * 1000),
                 "detail": {"reason": end_reason, "worker_exit": worker_exit},
@@ -356,7 +398,8 @@ def complete_crashed(
             + max(0, counters.get("output_tokens", 0) - known_out),
         }
     if prices is not None:  # records/prices.py::PriceTable
-        record["cost_estimate"] = prices.estimate(str(record.get("model") or ""), record["usage"])
+        model, transcription = str(record.get("model") or ""), str(record.get("transcription_model") or "")
+        record.update(costs(prices, model, transcription, record["usage"]))
     write_record(directory, record)
     path.unlink(missing_ok=True)
     return f"rebuilt from the journal ({len(turns)} turns)"

@@ -3,14 +3,32 @@
 One code path for SQLite, MariaDB/MySQL and PostgreSQL. SQLite gets WAL (readers such as
 `callbridge calls` never block the drainer, nor it them) and a busy timeout, so a reader
 holding the file for a moment is waited for instead of failing the write.
+
+SQLite and the service's group: `callbridge calls` is for the same people as `callbridge
+status`, members of the group `callbridge`, not the service's user. In WAL mode even a
+reader writes: it maps the `-shm` file read-write and, when no connection has the database
+open (the `-wal` and `-shm` files are removed with the last one), creates both beside the
+database. `mode=ro` does not change that; `immutable=1` would, but it reads without locks
+and ignores the WAL, so it would miss the newest calls or read pages mid-write while the
+drainer works. So (docs/operations.md, "Call history"): the database's directory is
+group-writable and setgid (the unit's StateDirectoryMode=2770, install_service.sh), so
+files a member creates there belong to the group; and the database file is 0660, because
+SQLite gives the `-wal` and `-shm` files it creates the database file's mode, whoever
+creates them. A 0640 database would let a member's read leave a `-shm` the service can no
+longer write. The CLI's reads still open the file with `mode=ro`: they never change it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import sqlite3
+import stat
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import create_engine, event, insert, select
 from sqlalchemy.engine import Engine
@@ -25,15 +43,59 @@ SQLITE_BUSY_MS = 5000
 CONNECT_TIMEOUT = 10  # seconds; a server that does not answer is "down" for the drainer
 
 
-def open_engine(url: DatabaseUrl) -> Engine:
-    """An engine for `url`; nothing connects until the first query."""
+SQLITE_MODE = 0o660  # the database file, and so its -wal and -shm (see the module's docstring)
+
+
+def share_sqlite_file(path: Path) -> None:
+    """Create the SQLite file 0660 if it is missing (an empty file is an empty database), and
+    give an existing one, and its -wal and -shm, group read-write where we own them (a file
+    made by an earlier callbridge under UMask=0027 is 0640). Never fails the caller: a file
+    that stays 0640 costs the group's CLI, not the service."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, SQLITE_MODE)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        log.debug("cannot create %s: %s", path, exc)
+        return
+    else:
+        try:
+            os.fchmod(fd, SQLITE_MODE)  # the umask took bits away
+        finally:
+            os.close(fd)
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            info = name.stat()
+            if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & SQLITE_MODE != SQLITE_MODE:
+                os.chmod(name, stat.S_IMODE(info.st_mode) | SQLITE_MODE)
+        except OSError:
+            continue
+
+
+def open_engine(url: DatabaseUrl, read_only: bool = False) -> Engine:
+    """An engine for `url`; nothing connects until the first query. `read_only` (the CLI's
+    questions): SQLite opens the file with mode=ro, which can never change it; a server
+    database is read through the same engine as ever (its grants decide)."""
     if url.is_sqlite:
-        engine = create_engine(url.url, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
+        path = url.url.database
+        if read_only and path and path != ":memory:":
+            target = f"file:{quote(str(Path(path).absolute()))}?mode=ro"
+            engine = create_engine(
+                "sqlite://",
+                creator=lambda: sqlite3.connect(
+                    target, uri=True, timeout=SQLITE_BUSY_MS / 1000, check_same_thread=False
+                ),
+            )
+        else:
+            if path and path != ":memory:":
+                share_sqlite_file(Path(path))
+            engine = create_engine(url.url, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            if not read_only:  # a reader finds WAL set: it is kept in the database file
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
@@ -87,6 +149,8 @@ def call_row(record: dict) -> dict:
         "output_audio_tokens": int(usage.get("output_audio_tokens") or 0),
         "output_text_tokens": int(usage.get("output_text_tokens") or 0),
         "transcription_seconds": float(usage.get("transcription_seconds") or 0.0),
+        "transcription_model": str(record.get("transcription_model") or "")[:64],
+        "transcription_cost": record.get("transcription_cost"),
         "cost_estimate": record.get("cost_estimate"),
         "currency": str(record.get("currency") or "")[:8],
     }

@@ -134,7 +134,13 @@ class SimulatedAsterisk:
     # --- calls (the simulated PSTN side)
 
     def place_call(
-        self, app: str, script: list[dict], caller: str = "", exten: str = "100", tag: str = ""
+        self,
+        app: str,
+        script: list[dict],
+        caller: str = "",
+        exten: str = "100",
+        tag: str = "",
+        name: str = "",
     ) -> dict:
         with self.lock:
             if app not in self.sockets or self.sockets[app].closed.is_set():
@@ -147,7 +153,7 @@ class SimulatedAsterisk:
             leg.tag = tag.encode()[:32]
             chan = Channel(
                 channel_id,
-                f"PJSIP/sim-{number:08x}",
+                name or f"PJSIP/sim-{number:08x}",  # a dial plan may name it after the caller
                 "caller",
                 caller or f"+1555{number:07d}",
                 exten,

@@ -21,6 +21,7 @@ def handle(handler, method: str, parts: list[str], q: dict) -> None:
                 body.get("caller", ""),
                 body.get("exten", "100"),
                 body.get("tag", ""),
+                body.get("name", ""),
             )
         except LookupError as exc:
             return handler._error(409, str(exc))

@@ -52,11 +52,16 @@ class AsteriskSim(SimProcess):
         self.username, self.password = username, password
 
     def place_call(
-        self, script: list[dict], app: str = "openai-app", caller: str = "", exten: str = "100"
+        self,
+        script: list[dict],
+        app: str = "openai-app",
+        caller: str = "",
+        exten: str = "100",
+        name: str = "",
     ) -> str:
         reply = requests.post(
             f"{self.base}/sim/calls",
-            json={"script": script, "app": app, "caller": caller, "exten": exten},
+            json={"script": script, "app": app, "caller": caller, "exten": exten, "name": name},
             timeout=5,
         )
         reply.raise_for_status()

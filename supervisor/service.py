@@ -24,7 +24,7 @@ from callbridge import __version__, ids
 from callbridge.config import Settings
 from callbridge.model_lifecycle import ModelWatch, log_model_lifecycle
 from records.drainer import DrainerKeeper, crash_record_work
-from records.privacy import caller_fields
+from records.privacy import caller_fields, private_channel_name
 from shm_ring import CallSegment, EndReason, SegmentExistsError, Slot, segment_name, start_tracker, sweep
 from supervisor import asterisk_work, systemd
 from supervisor.ari_events import AriEvents, LinkState
@@ -239,11 +239,11 @@ class Supervisor(AsteriskSide):
             return
         # Masked here, once (RECORDS_MASK_CALLERS): the entry, its log lines, status, the
         # worker and its record never hold the full number, only it and its keyed hash.
-        caller, caller_hash = caller_fields(self.settings, str(_field(channel, "caller", "number")))
+        number = str(_field(channel, "caller", "number"))
+        caller, caller_hash = caller_fields(self.settings, number)
+        name = private_channel_name(self.settings, str(channel.get("name", "")), number)
         dialled = str(_field(channel, "dialplan", "exten"))
-        info = CallInfo(
-            channel_id, caller, dialled, str(channel.get("name", "")), time.monotonic_ns(), caller_hash
-        )
+        info = CallInfo(channel_id, caller, dialled, name, time.monotonic_ns(), caller_hash)
         try:
             segment = CallSegment.create(segment_name(channel_id, self.settings.segment_prefix))
         except SegmentExistsError:

@@ -284,7 +284,8 @@ def test_default_prices_per_model_with_the_operators_prices_winning_kind_by_kind
     plain = cfg.load(environ=BASE).settings
     assert plain.prices.estimate("gpt-realtime-2.1", usage) == 32 + 64  # USD, cited in docs/operations.md
     assert plain.prices.estimate("gpt-realtime-2.1-mini", usage) == 10 + 20
-    assert plain.prices.estimate("gpt-transcribe", usage) is None  # priced per minute: no default
+    minute = {"transcription_seconds": 60.0}  # gpt-transcribe is priced per minute of audio
+    assert plain.prices.transcription("gpt-transcribe", minute) == 0.0045
     assert plain.prices.estimate("some-other-model", usage) is None
     override = '{"gpt-realtime-2.1": {"output_audio": 50}, "mine": {"input_audio": 1}}'
     mine = cfg.load(environ={**BASE, "RECORDS_PRICES": override}).settings

@@ -49,9 +49,9 @@ def history(tmp_path):
 
 def test_db_upgrade_creates_then_finds_the_schema_up_to_date(tmp_path):
     first = cli(tmp_path, "db", "upgrade")
-    assert first.exit_code == 0 and "migrated from empty to 0002" in first.output
+    assert first.exit_code == 0 and "migrated from empty to 0003" in first.output
     again = cli(tmp_path, "db", "upgrade")
-    assert again.exit_code == 0 and "up to date (revision 0002)" in again.output
+    assert again.exit_code == 0 and "up to date (revision 0003)" in again.output
 
 
 def test_calls_before_any_history_says_so(tmp_path):
@@ -144,6 +144,50 @@ def test_usage_per_day_and_month(history):
     assert table.exit_code == 0 and table.output.startswith("day")
 
 
+def test_calls_show_and_usage_show_the_transcription_minutes_and_their_cost(tmp_path):
+    (tmp_path / "state").mkdir()
+    engine = open_engine(DatabaseUrl.sqlite_file(tmp_path / "state" / "callbridge.db"))
+    upgrade(engine)
+    store_record(
+        engine,
+        a_record(
+            "tr.1",
+            transcription_model="gpt-transcribe",
+            transcription_cost=0.0015,
+            cost_estimate=0.1,
+            currency="USD",
+        ),
+    )
+    store_record(engine, a_record("tr.2", transcription_model="whisper-x", cost_estimate=0.1, currency="USD"))
+    engine.dispose()
+    shown = cli(tmp_path, "calls", "show", "tr.1").output
+    assert "transcr.  0.33 min (gpt-transcribe): 0.0015 USD, in the cost" in shown
+    assert "cost      0.1000 USD" in shown
+    unpriced = cli(tmp_path, "calls", "show", "tr.2").output
+    assert "0.33 min (whisper-x): not priced (RECORDS_PRICES: transcription_minute)" in unpriced
+    table = cli(tmp_path, "usage").output.splitlines()
+    assert "transcr. min" in table[0] and "transcr. cost" in table[0]
+    assert table[1].split()[-4:] == ["0.67", "0.0015", "0.2000", "USD"]
+    [day] = json.loads(cli(tmp_path, "usage", "--json").output)
+    assert day["transcription_minutes"] == 0.67 and day["transcription_cost"] == 0.0015
+
+
+def test_db_mask_existing_masks_earlier_calls_only_when_masking_is_on(history):
+    key = "clinic-hash-key-0123"
+    off = cli(history, "db", "mask-existing")
+    assert off.exit_code == 2 and "RECORDS_MASK_CALLERS is off" in off.output
+    on = {"RECORDS_MASK_CALLERS": "true", "RECORDS_HASH_KEY": key, "RECORDS_MASK_KEEP_DIGITS": "2"}
+    done = cli(history, "db", "mask-existing", **on)
+    assert done.exit_code == 0 and "masked the caller numbers of 3 calls (last 2 digits kept" in done.output
+    listed = json.loads(cli(history, "calls", "--json", **on).output)
+    assert {c["call_id"]: c["caller"] for c in listed}["100.1"] == "+*********01"
+    assert "+34911000001" not in cli(history, "calls", "export", **on).output
+    found = json.loads(cli(history, "calls", "--caller", "+34 911 000 001", "--json", **on).output)
+    assert [c["call_id"] for c in found] == ["100.1"]
+    assert "of 0 calls" in cli(history, "db", "mask-existing", **on).output
+    assert key not in done.output
+
+
 def test_the_database_password_never_shows(tmp_path):
     url = "postgresql+psycopg://cb:pw-never-shown@127.0.0.1:1/callbridge"
     result = cli(tmp_path, "calls", DATABASE_URL=url)
@@ -165,7 +209,10 @@ def test_the_database_password_never_shows(tmp_path):
 
 @pytest.mark.slow
 def test_a_services_calls_reach_the_history_even_the_crashed_one(service, asterisk, tmp_path):
-    prices = '{"gpt-realtime-2.1": {"input_audio": 32, "input_text": 4, "output_audio": 64}}'
+    prices = (
+        '{"gpt-realtime-2.1": {"input_audio": 32, "input_text": 4, "output_audio": 64},'
+        ' "gpt-transcribe": {"transcription_minute": 0.006}}'
+    )
     svc = service(RECORDS_PRICES=prices, RECORDS_CURRENCY="EUR")
     done = asterisk.place_call([{"say": 1000}, {"silence": 2500}, {"hangup": True}])
     victim = asterisk.place_call([{"say": 1000}, {"silence": 30000}])
@@ -187,9 +234,16 @@ def test_a_services_calls_reach_the_history_even_the_crashed_one(service, asteri
     assert calls[done]["complete"] is True and calls[done]["end_reason"] == "caller_hangup"
     assert calls[done]["caller"] and calls[done]["frames_in"] > 0
     assert calls[done]["cost_estimate"] > 0 and calls[done]["currency"] == "EUR"
+    # The caller's speech was transcribed (the simulator reports its seconds): priced per minute.
+    assert calls[done]["transcription_model"] == "gpt-transcribe" and calls[done]["transcription_seconds"] > 0
+    assert calls[done]["transcription_cost"] == pytest.approx(
+        0.006 * calls[done]["transcription_seconds"] / 60
+    )
+    assert calls[done]["cost_estimate"] > calls[done]["transcription_cost"] > 0
     crashed = calls[victim]
     assert crashed["complete"] is False and crashed["worker_exit"] == "signal:SIGKILL"
     assert crashed["frames_out"] >= 25  # the header's last counters
+    assert crashed["transcription_model"] == "gpt-transcribe" and crashed["transcription_cost"] is not None
     [shown] = json.loads(runner.invoke(app, ["calls", "show", victim, "--json"], env=environ).output)
     assert shown["turns"], "the crashed call keeps its turns up to the crash"
     done_turns = json.loads(runner.invoke(app, ["calls", "show", done, "--json"], env=environ).output)[0][
@@ -204,15 +258,23 @@ def test_a_services_calls_reach_the_history_even_the_crashed_one(service, asteri
     assert kinds[0] == "setup_worker_started" and "setup_answered" in kinds and "setup_bridged" in kinds
     assert kinds[-1] == "ended" and events[-1]["detail"]["reason"] == "caller_hangup"
     assert [e["offset_ms"] for e in events] == sorted(e["offset_ms"] for e in events)
-    assert [e["kind"] for e in shown["events"]] == ["ended"]  # the crashed call: its end only
+    # The crashed call keeps the set-up timeline its worker journaled once media was ready.
+    crashed_kinds = [e["kind"] for e in shown["events"]]
+    assert crashed_kinds[0] == "setup_worker_started" and "setup_bridged" in crashed_kinds
+    assert crashed_kinds[-1] == "ended" and shown["setup_ms"]["bridged"] > 0
+    assert shown["answered_at"] is not None
 
 
 @pytest.mark.slow
 def test_masked_callers_leave_no_full_number_in_the_database_or_the_log(service, asterisk, tmp_path):
     key = "clinic-hash-key-never-logged"
     full, masked = "+34600111222", "+********222"
-    svc = service(RECORDS_MASK_CALLERS="true", RECORDS_MASK_KEEP_DIGITS="3", RECORDS_HASH_KEY=key)
-    done = asterisk.place_call([{"say": 1000}, {"silence": 2500}, {"hangup": True}], caller=full)
+    # At debug level, and with a channel named after the caller (as some dial plans do).
+    svc = service(
+        RECORDS_MASK_CALLERS="true", RECORDS_MASK_KEEP_DIGITS="3", RECORDS_HASH_KEY=key, LOG_LEVEL="debug"
+    )
+    named = "Local/34600111222@from-trunk-0000002a;2"
+    done = asterisk.place_call([{"say": 1000}, {"silence": 2500}, {"hangup": True}], caller=full, name=named)
     victim = asterisk.place_call([{"say": 1000}, {"silence": 30000}], caller=full)
     row = svc.wait(lambda: (r := svc.call_row(victim)) and r["frames_out"] >= 25 and r, timeout=20)
     assert row["caller"] == masked  # `callbridge status` too
@@ -232,9 +294,10 @@ def test_masked_callers_leave_no_full_number_in_the_database_or_the_log(service,
     svc.wait(lambda: "call summary" in svc.log() and svc.log().count("call summary") >= 2, timeout=20)
     log = svc.log()
     assert masked in log and full not in log and key not in log
+    assert "600111222" not in log and "Local/********222@from-trunk-0000002a;2" in log
     for path in (tmp_path / "state").rglob("*"):  # the database (and its WAL) and the spool
         if path.is_file():
-            assert full.encode() not in path.read_bytes(), path
+            assert b"600111222" not in path.read_bytes(), path
             assert key.encode() not in path.read_bytes(), path
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from records_fixtures import a_record, database, db_servers, server_for  # noqa: F401 -- the parametrized fixture
 from sqlalchemy import func, select
 from testenv import reap, wait_until
@@ -96,10 +97,37 @@ def test_after_a_crash_the_record_is_rebuilt_from_the_journal_and_the_last_count
     assert [t["text"] for t in record["turns"]] == ["turn 0", "turn 1"]
     assert record["figures"]["frames_in"] == 900 and record["figures"]["rejected_packets"] == 2
     assert record["usage"]["input_audio_tokens"] == 10 and record["usage"]["input_text_tokens"] == 20
-    [ended] = record["events"]  # no set-up timeline in a journal: only the end
+    [ended] = record["events"]  # died before media was ready: no set-up timeline, only the end
     assert ended["kind"] == "ended" and ended["offset_ms"] >= 0
     assert ended["detail"] == {"reason": "worker_crashed", "worker_exit": "signal:SIGKILL"}
     assert not spool.journal_path(tmp_path / "spool", "1733.7").exists()
+
+
+def test_a_crashed_calls_record_keeps_the_set_up_timeline_the_worker_journaled(tmp_path):
+    from call_worker.setup_timeline import SetupTimeline
+
+    call = _spool(tmp_path)
+    timeline = SetupTimeline(admitted_ns=1_000_000_000)
+    timeline.marks = {"worker_started": 1_004_000_000, "answered": 1_009_300_000, "bridged": 1_019_400_000}
+    timeline.bridge_retries = 1
+    call.setup(timeline)  # once media is ready (call_worker/call.py)
+    call.journal(_transcript(call.started_at, 2), {})
+    spool.complete_crashed(
+        tmp_path / "spool", {"instance": "clinic", "call_id": "1733.7"}, {}, "signal:SIGKILL"
+    )
+    [path] = spool.pending_records(tmp_path / "spool")
+    record = json.loads(path.read_text())
+    assert record["setup_ms"] == {"worker_started": 4.0, "answered": 9.3, "bridged": 19.4}
+    assert record["setup_bridge_retries"] == 1
+    assert record["answered_at"] == pytest.approx(call.started_at + 0.0093)
+    assert [(e["kind"], e["offset_ms"]) for e in record["events"][:3]] == [
+        ("setup_worker_started", 4),
+        ("setup_answered", 9),
+        ("setup_bridged", 19),
+    ]
+    assert record["events"][2]["detail"] == {"bridge_retries": 1}
+    assert record["events"][-1]["kind"] == "ended" and len(record["events"]) == 4
+    assert [t["text"] for t in record["turns"]] == ["turn 0", "turn 1"]  # the turns, as before
 
 
 def test_a_journal_left_by_a_dead_run_is_completed_by_the_drainer(tmp_path):

@@ -32,13 +32,13 @@ def test_migrating_an_empty_database_gives_exactly_the_declared_tables(database)
     engine = open_engine(database)
     assert current(engine) is None
     upgrade(engine)
-    assert current(engine) == head() == "0002"
+    assert current(engine) == head() == "0003"
     assert {"calls", "turns", "events"} <= set(inspect(engine).get_table_names())
     with engine.connect() as conn:  # what the migrations built is what records/schema.py says
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
     upgrade(engine)  # again: nothing to do, nothing fails
-    assert current(engine) == "0002"
+    assert current(engine) == "0003"
     engine.dispose()
 
 
@@ -46,13 +46,31 @@ def test_migrating_from_the_first_schema_keeps_its_calls_without_a_caller_hash(d
     engine = open_engine(database)
     upgrade(engine, "0001")
     with engine.begin() as conn:
-        row = {k: v for k, v in store_call_row(a_record("old.1")).items() if k != "caller_hash"}
-        first_schema = table("calls", *(column(name) for name in row))  # without caller_hash
+        later = {"caller_hash", "transcription_model", "transcription_cost"}  # 0002 and 0003 add them
+        row = {k: v for k, v in store_call_row(a_record("old.1")).items() if k not in later}
+        first_schema = table("calls", *(column(name) for name in row))  # without them
         conn.execute(first_schema.insert().values(**row))
     upgrade(engine)
-    assert current(engine) == "0002"
+    assert current(engine) == "0003"
     [old] = queries.recent_calls(engine)
     assert old["call_id"] == "old.1" and old["caller"] == "+34600111222" and old["caller_hash"] == ""
+    engine.dispose()
+
+
+def test_migrating_from_the_second_schema_keeps_its_calls_with_no_transcription_cost(database):  # noqa: F811
+    engine = open_engine(database)
+    upgrade(engine, "0002")
+    with engine.begin() as conn:
+        later = {"transcription_model", "transcription_cost"}  # 0003 adds them
+        row = {
+            k: v for k, v in store_call_row(a_record("old.2", cost_estimate=0.5)).items() if k not in later
+        }
+        conn.execute(table("calls", *(column(name) for name in row)).insert().values(**row))
+    upgrade(engine)
+    assert current(engine) == "0003"
+    [old] = queries.recent_calls(engine)
+    assert old["call_id"] == "old.2" and old["cost_estimate"] == 0.5 and old["transcription_seconds"] == 20.0
+    assert old["transcription_model"] == "" and old["transcription_cost"] is None
     engine.dispose()
 
 
@@ -138,6 +156,41 @@ def test_a_masked_caller_is_found_by_the_hash_of_the_full_number(engine):
     assert [r["call_id"] for r in by_digits] == ["m"]  # the visible digits still match
 
 
+def test_a_channel_name_holding_the_callers_number_is_masked_there_only():
+    from records.privacy import mask_within
+
+    assert mask_within("Local/34600111222@from-trunk-0000002a;2", "+34600111222", 3) == (
+        "Local/********222@from-trunk-0000002a;2"
+    )
+    assert mask_within("PJSIP/600111222-00000001", "+34 600 111 222", 2) == "PJSIP/*******22-00000001"
+    assert mask_within("PJSIP/trunk-00000001", "+34600111222", 3) == "PJSIP/trunk-00000001"
+    assert mask_within("SIP/1001-0000000b", "", 3) == "SIP/1001-0000000b"  # anonymous
+
+
+def test_masking_existing_calls_masks_each_number_once_and_the_full_number_still_finds_it(engine):
+    key = "k" * 16
+    store_record(engine, a_record("old.1", caller="+34600111222"))  # stored before masking
+    store_record(engine, a_record("old.2", caller="+34 600-999 888", instance="branch"))
+    store_record(engine, a_record("anon", caller=""))  # anonymous: nothing to mask
+    already = a_record(
+        "new", caller=mask_number("+34600555444", 3), caller_hash=number_hash("+34600555444", key)
+    )
+    store_record(engine, already)
+    assert queries.mask_callers(engine, 3, key, instance="clinic", batch=1) == 1  # one instance only
+    assert queries.mask_callers(engine, 3, key, batch=1) == 1  # then the other's
+    assert queries.mask_callers(engine, 3, key) == 0  # again: nothing left to mask
+    rows = {r["call_id"]: r for r in queries.recent_calls(engine)}
+    assert rows["old.1"]["caller"] == "+********222" and rows["old.2"]["caller"] == "+********888"
+    assert rows["old.1"]["caller_hash"] == number_hash("+34600111222", key)
+    assert rows["anon"]["caller"] == "" and rows["new"] == {**rows["new"], "caller": already["caller"]}
+    assert rows["new"]["caller_hash"] == already["caller_hash"]  # never re-hashed from the mask
+    assert "600111222" not in str(rows) and "600-999" not in str(rows)
+    found = queries.recent_calls(
+        engine, queries.CallFilter(caller="+34600999888", caller_hash=number_hash("+34600999888", key))
+    )
+    assert [r["call_id"] for r in found] == ["old.2"]
+
+
 def test_usage_sums_calls_minutes_and_tokens_per_day_and_month(engine):
     base = datetime(2026, 3, 30, 12, 0).timestamp()
     for n, day in enumerate((0, 0, 1, 3)):
@@ -185,6 +238,10 @@ def test_a_price_table_gives_each_call_its_cost_and_usage_sums_it():
     usage = a_record()["usage"]  # 800 audio in, 300 text in, 1200 audio out
     assert table.estimate("gpt-realtime-2.1", usage) == pytest.approx((800 * 32 + 300 * 4 + 1200 * 64) / 1e6)
     assert table.estimate("another-model", usage) is None  # no guess
+    assert table.transcription("gpt-transcribe", usage) is None  # not priced here: adds nothing
+    assert table.estimate("gpt-realtime-2.1", usage, "gpt-transcribe") == table.estimate(
+        "gpt-realtime-2.1", usage
+    )
     for bad, problem in (
         ("[1]", "JSON object"),
         ('{"m": {"audio": 1}}', "unknown kind"),
@@ -194,8 +251,33 @@ def test_a_price_table_gives_each_call_its_cost_and_usage_sums_it():
             PriceTable.parse(bad)
 
 
+def test_transcription_is_priced_per_minute_of_audio_with_a_default_for_gpt_transcribe():
+    from records.prices import DEFAULTS, PriceTable
+
+    usage = a_record()["usage"]  # 20 s of the caller's speech transcribed
+    tokens = PriceTable(DEFAULTS).estimate("gpt-realtime-2.1", usage)
+    defaults = PriceTable().with_defaults("USD")
+    assert defaults.transcription("gpt-transcribe", usage) == pytest.approx(0.0045 * 20 / 60)
+    assert defaults.estimate("gpt-realtime-2.1", usage, "gpt-transcribe") == pytest.approx(
+        tokens + 0.0045 * 20 / 60
+    )
+    # The operator's price, in the same form as the others, wins over the default.
+    mine = PriceTable.parse('{"gpt-transcribe": {"transcription_minute": 0.006}}').with_defaults("usd")
+    assert mine.transcription("gpt-transcribe", usage) == pytest.approx(0.002)
+    assert mine.estimate("gpt-realtime-2.1", usage, "gpt-transcribe") == pytest.approx(tokens + 0.002)
+    # In another currency the dollar defaults are not used, the operator's price is.
+    euros = PriceTable.parse('{"m": {"input_audio": 10}, "t": {"transcription_minute": 0.01}}')
+    assert euros.with_defaults("EUR").transcription("gpt-transcribe", usage) is None
+    assert euros.with_defaults("EUR").transcription("t", usage) == pytest.approx(0.01 / 3, abs=1e-6)
+    assert euros.transcription("", usage) is None  # transcription off
+    with pytest.raises(ValueError, match="transcription_minute"):
+        PriceTable.parse('{"t": {"per_minute": 0.01}}')  # the error names the kinds, this one too
+
+
 def test_usage_adds_up_the_costs_in_their_currency(engine):
     store_record(engine, a_record("p1", cost_estimate=0.25, currency="EUR"))
     store_record(engine, a_record("p2", cost_estimate=0.5, currency="EUR"))
+    store_record(engine, a_record("p3", cost_estimate=0.5, currency="EUR", transcription_cost=0.125))
     [day] = queries.usage(engine, "day")
-    assert day["cost"] == 0.75 and day["currency"] == "EUR"
+    assert day["cost"] == 1.25 and day["currency"] == "EUR"
+    assert day["transcription_minutes"] == 1.0 and day["transcription_cost"] == 0.125  # 3 x 20 s
