@@ -68,6 +68,17 @@ def call_cost(records_dir: Path, reap_log: Path, worker_pids: set[int]) -> dict:
         return {**result, "cost_source": None, "wakeups_per_call_second": None}
     if all("rusage" in r for r in records):
         result.update(_figures([r["rusage"] for r in records], seconds, len(records)), cost_source="record")
+        if all(r.get("rusage_bridged") for r in records):  # without set-up's share: the steady state
+            steady = [
+                {name: r["rusage"][name] - r["rusage_bridged"][name] for name in r["rusage"]} for r in records
+            ]
+            figures = _figures(steady, seconds, len(records))
+            result["wakeups_per_call_second_steady"] = figures["wakeups_per_call_second"]
+            result["cpu_percent_per_call_steady"] = figures["cpu_percent_per_call_kernel"]
+            setup_cpu = [
+                r["rusage_bridged"]["ru_utime"] + r["rusage_bridged"]["ru_stime"] for r in records
+            ]
+            result["setup_cpu_ms_per_call"] = round(sum(setup_cpu) / len(records) * 1000, 1)
         if reaped:  # the same kernel counters read at the reap: a cross-check
             check = _figures(reaped, seconds, len(reaped))
             result["wakeups_per_call_second_reap"] = check["wakeups_per_call_second"]

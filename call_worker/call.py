@@ -140,6 +140,7 @@ class Call:
         self.threads: list[threading.Thread] = []
         self._journal_due = False
         self._opened: list = []  # set-up's session until the media loop has it
+        self.rusage_bridged = None  # getrusage() once media is ready
         self.end_reason = EndReason.NONE
         self.started = time.monotonic()
         self.media_ready = False
@@ -263,6 +264,7 @@ class Call:
             wait_all(side_requests)
             raise
         media.start_sending()
+        self.rusage_bridged = resource.getrusage(resource.RUSAGE_SELF)  # set-up's share (benchmarks)
         self.media_ready = True
         self.header.set(Slot.MEDIA_READY_NS, self.timeline.mark("bridged"))
         log.info(
@@ -457,6 +459,7 @@ class Call:
             "setup_bridge_retries": self.timeline.bridge_retries,
             "active_s": round((time.monotonic_ns() - media_ns) / 1e9, 3),  # media ready to now
             "rusage": {name: getattr(usage, name) for name in RUSAGE_FIELDS},
+            "rusage_bridged": {name: getattr(self.rusage_bridged, name, 0) for name in RUSAGE_FIELDS},
             "usage": self.conversation.usage,
             "transcript": self.conversation.transcript.entries,
         }
