@@ -75,9 +75,7 @@ def call_cost(records_dir: Path, reap_log: Path, worker_pids: set[int]) -> dict:
             figures = _figures(steady, seconds, len(records))
             result["wakeups_per_call_second_steady"] = figures["wakeups_per_call_second"]
             result["cpu_percent_per_call_steady"] = figures["cpu_percent_per_call_kernel"]
-            setup_cpu = [
-                r["rusage_bridged"]["ru_utime"] + r["rusage_bridged"]["ru_stime"] for r in records
-            ]
+            setup_cpu = [r["rusage_bridged"]["ru_utime"] + r["rusage_bridged"]["ru_stime"] for r in records]
             result["setup_cpu_ms_per_call"] = round(sum(setup_cpu) / len(records) * 1000, 1)
         if reaped:  # the same kernel counters read at the reap: a cross-check
             check = _figures(reaped, seconds, len(reaped))

@@ -8,8 +8,9 @@ and the media loop (call_worker/media.py) see only these; Realtime GA and its le
 beta shape live behind it in call_worker/realtime_adapter.py, and later protocols
 (GPT-Live) go beside that file.
 
-The media loop calls `append` for every caller frame, so it returns the message text
-itself (no dict, no json.dumps): it is the hottest call of the seam.
+The media loop calls `append` for every caller frame, so it returns the message itself,
+as UTF-8 bytes (no dict, no json.dumps, no str to encode): it is the hottest call of the
+seam.
 """
 
 from __future__ import annotations
@@ -133,8 +134,8 @@ class Adapter(ABC):
         raises ConnectError."""
 
     @abstractmethod
-    def append(self, audio: bytes | memoryview) -> str:
-        """Caller audio, as it arrives."""
+    def append(self, audio: bytes | memoryview) -> bytes:
+        """Caller audio, as it arrives: the message, as UTF-8 text."""
 
     @abstractmethod
     def respond(self, instructions: str, purpose: str = "", event_id: str = "") -> list[str]:

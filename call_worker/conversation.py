@@ -43,6 +43,7 @@ RECONNECT_BUDGET = 5.0
 RECONNECT_OPEN_TIMEOUT = 3.0  # one handshake; a real one takes well under a second
 MIN_ATTEMPT = 0.5  # a handshake given less than this is not worth starting
 BACKLOG_CHUNK = 3200  # bytes per append when replaying the backlog (200 ms)
+_FRAMES_TO_REALTIME = int(Slot.FRAMES_TO_REALTIME)
 
 
 class Conversation:
@@ -94,7 +95,7 @@ class Conversation:
         self._goodbye_request: str | None = None
         # While a new session opens the uplink ring is the backlog: nothing is sent.
         self._uplink_held = True
-        self._append_buffer = bytearray(BACKLOG_CHUNK)
+        self._append_view = memoryview(bytearray(BACKLOG_CHUNK))
         # Replies of a lost session still playing from the downlink ring: how much the caller
         # will hear of them is not known yet, so the new session gets them only when they
         # have finished playing or been cut.
@@ -134,15 +135,6 @@ class Conversation:
 
     # --- the loop's side
 
-    @property
-    def link_fd(self) -> int:
-        link = self.link
-        return link.fileno() if link is not None and link.closed is None else -1
-
-    @property
-    def wants_write(self) -> bool:
-        return self.link is not None and self.link.wants_write
-
     def tick(self, now: float) -> None:
         """(each 20 ms tick, before the frame is sent) Everything the link brought, and
         what other threads posted."""
@@ -159,10 +151,11 @@ class Conversation:
         link = self.link
         if link is None:
             return
-        for _is_text, payload in link.receive():
-            self._dispatch(payload)
-            if self.link is not link:
-                return  # the session ended while its messages were handled
+        if link.readable():
+            for _is_text, payload in link.receive():
+                self._dispatch(payload)
+                if self.link is not link:
+                    return  # the session ended while its messages were handled
         link.check_time(now)
         if link.closed is not None and self.link is link:
             self._lost(link.closed)
@@ -172,14 +165,15 @@ class Conversation:
         reconnect), unless a new session is opening."""
         if self._uplink_held or self.link is None:
             return
-        buffer, uplink, link, adapter = self._append_buffer, self.uplink, self.link, self.adapter
+        uplink, link, append, view = self.uplink, self.link, self.adapter.append, self._append_view
+        slots = self.header.slots
         while True:
-            n = uplink.read_into(buffer)
+            n = uplink.read_into(view)
             if n == 0:
                 return
-            if not link.send_text(adapter.append(memoryview(buffer)[:n])):
+            if not link.send_text(append(view[:n])):
                 return  # lost: the next tick notices and reconnects; this audio is gone
-            self.header.add(Slot.FRAMES_TO_REALTIME, n // 160)
+            slots[_FRAMES_TO_REALTIME] += n // 160
 
     def flush(self) -> None:
         if self.link is not None:

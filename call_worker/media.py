@@ -41,10 +41,28 @@ log = logging.getLogger(__name__)
 FRAME_SECONDS = 0.020
 RESCHEDULE_AFTER = 0.010  # lateness beyond which the schedule restarts (no gap < 10 ms)
 _REJECT_SLOTS = {
-    rtp.Reject.MALFORMED: Slot.REJECTED_MALFORMED,
-    rtp.Reject.PAYLOAD_TYPE: Slot.REJECTED_PAYLOAD_TYPE,
-    rtp.Reject.SIZE: Slot.REJECTED_SIZE,
+    rtp.Reject.MALFORMED: int(Slot.REJECTED_MALFORMED),
+    rtp.Reject.PAYLOAD_TYPE: int(Slot.REJECTED_PAYLOAD_TYPE),
+    rtp.Reject.SIZE: int(Slot.REJECTED_SIZE),
 }
+# Slot numbers as plain ints: the loop indexes CallHeader.slots directly (shm_ring/header.py).
+_FRAMES_IN, _FIRST_FRAME_IN_NS, _UPLINK_OVERRUNS, _REJECTED_SOURCE = (
+    int(Slot.FRAMES_IN),
+    int(Slot.FIRST_FRAME_IN_NS),
+    int(Slot.UPLINK_OVERRUNS),
+    int(Slot.REJECTED_SOURCE),
+)
+_HEARTBEAT_MEDIA, _FRAMES_OUT, _SILENCE_FRAMES_OUT, _UNDERRUNS = (
+    int(Slot.HEARTBEAT_MEDIA),
+    int(Slot.FRAMES_OUT),
+    int(Slot.SILENCE_FRAMES_OUT),
+    int(Slot.UNDERRUNS),
+)
+_FIRST_AUDIO_OUT_NS, _LATE_TICKS, _MAX_LATENESS_US = (
+    int(Slot.FIRST_AUDIO_OUT_NS),
+    int(Slot.LATE_TICKS),
+    int(Slot.MAX_LATENESS_US),
+)
 
 
 class MediaLoop:
@@ -78,7 +96,11 @@ class MediaLoop:
         self.last_reply_frame = 0.0  # monotonic time of the last reply frame sent
         self._logged_reasons: set[str] = set()
         self._talking = False
+        self._heard = False  # the first caller frame arrived
         self._send_errors = 0
+        self._slots = header.slots
+        self._view = memoryview(bytearray(2048))
+        self._payload = self.packetizer.payload_area()
 
     def start_sending(self) -> None:
         self.sending = True
@@ -87,8 +109,8 @@ class MediaLoop:
     def run(self) -> None:
         self.sock.setblocking(False)
         rtp_fd, wake_fd = self.sock.fileno(), self.wake.fileno()
-        conversation, stop = self.conversation, self.stop
-        monotonic = time.monotonic
+        conversation, stop, wake = self.conversation, self.stop, self.wake
+        monotonic, wait = time.monotonic, select.select
         deadline: float | None = None
         while not stop.is_set():
             if deadline is None and self.sending:
@@ -98,59 +120,53 @@ class MediaLoop:
                 conversation.tick(now)
                 deadline = self._send_frame(deadline)
                 continue
-            reads = [rtp_fd, wake_fd]
-            writes = [conversation.link_fd] if conversation.wants_write else []
-            readable, writable, _ = select.select(
-                reads, writes, [], None if deadline is None else deadline - now
+            link = conversation.link
+            writes = [link] if link is not None and link.out and link.closed is None else []
+            readable, writable, _ = wait(
+                [rtp_fd, wake_fd], writes, [], None if deadline is None else deadline - now
             )
-            if rtp_fd in readable:
-                self._receive()
-            if wake_fd in readable:
-                self.wake.drain()
+            if readable:
+                if readable[0] == rtp_fd:
+                    self._receive()
+                if readable[-1] == wake_fd:
+                    wake.drain()
             if writable:
                 conversation.flush()
 
     # --- in
 
     def _receive(self) -> None:
-        header, uplink = self.header, self.uplink
-        buffer = bytearray(2048)
-        view = memoryview(buffer)
-        got = False
-        while True:
-            try:
-                size, source = self.sock.recvfrom_into(buffer)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                if self.stop.is_set():
-                    return
-                raise
-            if source[:2] != self.asterisk:  # IPv6 sources carry flow info and scope id
-                header.add(Slot.REJECTED_SOURCE)
-                self._note(
-                    "source",
-                    f"dropping RTP from {source[0]}:{source[1]} (only Asterisk's "
-                    f"{self.asterisk} is accepted)",
-                )
-                continue
-            parsed = rtp.parse(view[:size], self.payload_type)
-            if isinstance(parsed, rtp.Reject):
-                header.add(_REJECT_SLOTS[parsed])
-                self._note(parsed.value, f"dropping RTP packet: {parsed.value}")
-                continue
-            offset, length, _sequence = parsed
-            if uplink.write_all(view[offset : offset + length]):
-                header.add(Slot.FRAMES_IN)
-                now = time.monotonic_ns()
-                header.set(Slot.LAST_FRAME_IN_NS, now)
-                if header.get(Slot.FIRST_FRAME_IN_NS) == 0:
-                    header.set(Slot.FIRST_FRAME_IN_NS, now)
-                got = True
-            else:
-                header.add(Slot.UPLINK_OVERRUNS)
-        if got:
+        """One datagram (select() said one is there; more make it return again at once)."""
+        slots, view = self._slots, self._view
+        try:
+            size, source = self.sock.recvfrom_into(view)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            if self.stop.is_set():
+                return
+            raise
+        if source[:2] != self.asterisk:  # IPv6 sources carry flow info and scope id
+            slots[_REJECTED_SOURCE] += 1
+            self._note(
+                "source",
+                f"dropping RTP from {source[0]}:{source[1]} (only Asterisk's {self.asterisk} is accepted)",
+            )
+            return
+        parsed = rtp.parse(view[:size], self.payload_type)
+        if parsed.__class__ is rtp.Reject:
+            slots[_REJECT_SLOTS[parsed]] += 1
+            self._note(parsed.value, f"dropping RTP packet: {parsed.value}")
+            return
+        offset, length, _sequence = parsed
+        if self.uplink.write_all(view[offset : offset + length]):
+            slots[_FRAMES_IN] += 1
+            if not self._heard:
+                self._heard = True
+                slots[_FIRST_FRAME_IN_NS] = time.monotonic_ns()
             self.conversation.send_uplink()
+        else:
+            slots[_UPLINK_OVERRUNS] += 1
 
     def _note(self, reason: str, message: str) -> None:
         """Log the first rejection of each kind; the counters carry the rest."""
@@ -162,30 +178,31 @@ class MediaLoop:
 
     def _send_frame(self, deadline: float) -> float:
         """Send the frame due at `deadline`; return the next deadline."""
-        header, downlink, playback, packetizer = self.header, self.downlink, self.playback, self.packetizer
-        payload = packetizer.payload_area()
+        slots, downlink, playback, packetizer = self._slots, self.downlink, self.playback, self.packetizer
+        payload = self._payload
         frame = rtp.FRAME_BYTES
-        header.set(Slot.HEARTBEAT_MEDIA, time.monotonic_ns())
+        slots[_HEARTBEAT_MEDIA] = time.monotonic_ns()
         ready = downlink.readable()
-        if ready >= frame or (ready > 0 and not playback.more_audio_expected):
+        if ready >= frame or (ready > 0 and playback.open_response is None):
             got = downlink.read_into(payload, frame)
             if got < frame:  # the reply's last partial frame: pad with silence
                 payload[got:frame] = self.silence[: frame - got]
             if not self._talking:
                 packetizer.start_talkspurt()
                 self._talking = True
-                if header.get(Slot.FIRST_AUDIO_OUT_NS) == 0:
-                    header.set(Slot.FIRST_AUDIO_OUT_NS, time.monotonic_ns())
-            self.last_reply_frame = time.monotonic()
-            header.add(Slot.FRAMES_OUT)
+                if slots[_FIRST_AUDIO_OUT_NS] == 0:
+                    slots[_FIRST_AUDIO_OUT_NS] = time.monotonic_ns()
+            self.last_reply_frame = deadline
+            slots[_FRAMES_OUT] += 1
         else:
-            if self._talking and playback.more_audio_expected:
-                header.add(Slot.UNDERRUNS)  # the reply is late: the caller hears a gap
-            elif self._talking:
-                self._talking = False
-                self.on_quiet()
+            if self._talking:
+                if playback.open_response is not None:
+                    slots[_UNDERRUNS] += 1  # the reply is late: the caller hears a gap
+                else:
+                    self._talking = False
+                    self.on_quiet()
             payload[:frame] = self.silence
-            header.add(Slot.SILENCE_FRAMES_OUT)
+            slots[_SILENCE_FRAMES_OUT] += 1
         try:
             self.sock.sendto(packetizer.finish(), self.asterisk)
         except OSError as exc:
@@ -199,7 +216,8 @@ class MediaLoop:
         if lateness > RESCHEDULE_AFTER:
             # Keeping the old schedule would send the next frame less than 10 ms after
             # this one (a burst); restarting the schedule here costs a little drift, once.
-            header.add(Slot.LATE_TICKS)
-            header.raise_to(Slot.MAX_LATENESS_US, int(lateness * 1e6))
+            slots[_LATE_TICKS] += 1
+            if lateness * 1e6 > slots[_MAX_LATENESS_US]:
+                slots[_MAX_LATENESS_US] = int(lateness * 1e6)
             deadline += lateness
         return deadline + FRAME_SECONDS

@@ -21,8 +21,8 @@ from call_worker import realtime_protocol as proto
 from call_worker.ws_link import WsLink, open_link
 from callbridge.config import Settings
 
-_APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"'
-_APPEND_TAIL = '"}'
+_APPEND_HEAD = b'{"type":"input_audio_buffer.append","audio":"'
+_APPEND_TAIL = b'"}'
 REFUSED_CLOSE = 4000  # the service closes with it when it will not take the configuration
 
 
@@ -84,8 +84,8 @@ class RealtimeAdapter(seam.Adapter):
 
     # --- commands
 
-    def append(self, audio: bytes | memoryview) -> str:
-        return _APPEND_HEAD + base64.b64encode(audio).decode("ascii") + _APPEND_TAIL
+    def append(self, audio: bytes | memoryview) -> bytes:
+        return _APPEND_HEAD + binascii.b2a_base64(audio, newline=False) + _APPEND_TAIL
 
     def respond(self, instructions: str, purpose: str = "", event_id: str = "") -> list[str]:
         event = proto.response_create(instructions, purpose)

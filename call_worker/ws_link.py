@@ -19,14 +19,17 @@ cost a call seconds, not the rest of the call:
 
 from __future__ import annotations
 
+import os
+import select
 import socket
 import ssl
+import struct
 import time
 from dataclasses import dataclass
 
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidHandshake
-from websockets.frames import Frame, Opcode
+from websockets.frames import Frame, Opcode, apply_mask
 from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
@@ -39,6 +42,9 @@ MAX_MESSAGE = 16 * 1024 * 1024
 READ_CHUNK = 65536
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _tls_context: ssl.SSLContext | None = None  # loading the CA bundle costs ms: once per process
+_HEAD16 = struct.Struct("!BBH")
+_HEAD64 = struct.Struct("!BBQ")
+MASK_POOL = 4096  # bytes of os.urandom per refill: 1024 frames' masking keys, one syscall
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,11 @@ class WsLink:
         self._fragments: list[bytes] | None = None
         self._text = False
         self._early = list(early)
+        self._masks = b""
+        self._mask_at = 0
+        self._poll = select.poll()
+        self._poll.register(sock.fileno(), select.POLLIN)
+        self._tls = isinstance(sock, ssl.SSLSocket)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -128,12 +139,34 @@ class WsLink:
 
     # --- out
 
-    def send_text(self, text: str) -> bool:
-        """Queue one text message and send what the socket takes now; False once closed."""
+    def send_text(self, text: str | bytes) -> bool:
+        """Queue one text message (str, or bytes already UTF-8) and send what the socket
+        takes now; False once closed.
+
+        Data frames are framed here rather than by websockets' protocol object, whose
+        Python-level frame building cost more than the rest of a caller frame's path (see
+        bench/media_bench.py); it needs no word of them, since we never fragment. Both
+        write into `out` in call order, so pings, pongs and the close keep their place."""
         if self.closed is not None or self.protocol.state is not State.OPEN:
             return False  # (closing: the peer's close came with the upgrade; receive() says why)
-        self.protocol.send_text(text.encode())
-        self._queue()
+        data = text if isinstance(text, bytes) else text.encode()
+        size = len(data)
+        at = self._mask_at
+        if at + 4 > len(self._masks):
+            # RFC 6455 wants each key from a strong source of entropy: one read for many.
+            self._masks, at = os.urandom(MASK_POOL), 0
+        mask = self._masks[at : at + 4]
+        self._mask_at = at + 4
+        out = self.out
+        if size < 126:
+            out += bytes((0x81, 0x80 | size))
+        elif size < 65536:
+            out += _HEAD16.pack(0x81, 0xFE, size)
+        else:
+            out += _HEAD64.pack(0x81, 0xFF, size)
+        out += mask
+        out += apply_mask(data, mask)
+        self.flush()
         return self.closed is None
 
     def _queue(self) -> None:
@@ -159,6 +192,13 @@ class WsLink:
             self._lose(None, f"send failed: {exc}")
 
     # --- in
+
+    def readable(self) -> bool:
+        """Whether `receive` has anything to do: asked at each tick, it costs one poll(0)
+        instead of a failed recv() and its exception."""
+        if self._early or self.closed is not None:
+            return bool(self._early)
+        return bool(self._poll.poll(0)) or (self._tls and self.sock.pending() > 0)
 
     def receive(self) -> list[tuple[bool, bytes]]:
         """Everything that arrived, as (is_text, payload) messages; sets `closed` when the
