@@ -34,6 +34,7 @@ from call_worker.adapter import ConnectError, adapter_for
 from call_worker.conversation import RECONNECT_OPEN_TIMEOUT, Conversation
 from call_worker.media import MediaLoop
 from call_worker.playback import Playback
+from call_worker.realtime_adapter import RealtimeAdapter  # noqa: F401 -- imported before the fork (shared pages, not each worker's)
 from call_worker.setup_timeline import SetupTimeline
 from call_worker.side_requests import SideRequest, finish_all, wait_all
 from call_worker.wake import Waker

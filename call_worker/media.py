@@ -181,7 +181,7 @@ class MediaLoop:
         slots, downlink, playback, packetizer = self._slots, self.downlink, self.playback, self.packetizer
         payload = self._payload
         frame = rtp.FRAME_BYTES
-        slots[_HEARTBEAT_MEDIA] = time.monotonic_ns()
+        slots[_HEARTBEAT_MEDIA] = int(deadline * 1e9)  # time.monotonic's clock, without another read
         ready = downlink.readable()
         if ready >= frame or (ready > 0 and playback.open_response is None):
             got = downlink.read_into(payload, frame)
