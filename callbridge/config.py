@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dotenv import dotenv_values
 
 from callbridge import ids
+from callbridge.netaddr import ListenAddress
 from callbridge.secret import MASK, Secret
 from records.prices import PriceTable
 from records.url import DatabaseUrl
@@ -188,6 +189,17 @@ def _instance_id(raw: str) -> str:
     if problem:
         raise ValueError(f"{problem} (got {value[:40]!r})")
     return value
+
+
+def _optional_listen(raw: str) -> ListenAddress | None:
+    """HOST:PORT to listen on, or None when empty (off)."""
+    value = raw.strip()
+    if not value:
+        return None
+    try:
+        return ListenAddress.parse(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}, or empty for off") from None
 
 
 def _optional_database_url(raw: str) -> DatabaseUrl | None:
@@ -361,6 +373,13 @@ VARIABLES: tuple[Variable, ...] = (
         "records on their way to the database; empty: STATE_DIR/spool/INSTANCE",
         _OPS,
     ),
+    Variable(
+        "METRICS_LISTEN",
+        _optional_listen,
+        "127.0.0.1:9464",
+        "HOST:PORT of the Prometheus /metrics page (no login); empty: off",
+        _OPS,
+    ),
     Variable("LOG_FILE_PATH", _text, "", "log file; empty: stderr only", _OPS),
     Variable("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "log level", _OPS),
     Variable("LOG_FORMAT", _choice("text", "json"), "text", "text or JSON lines", _OPS),
@@ -411,6 +430,7 @@ class Settings:
     records_currency: str
     records_timezone: str
     records_spool_dir: str
+    metrics_listen: ListenAddress | None
     log_file_path: str
     log_level: str
     log_format: str
