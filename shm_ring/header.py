@@ -85,7 +85,7 @@ class Slot(IntEnum):
 # error with any other code is counted in REALTIME_ERRORS alone. A string cannot live in a
 # 64-bit slot, so the table of codes is the contract between the worker that counts and the
 # supervisor that exports (docs/architecture.md, "Metrics").
-ERROR_CODE_SLOTS: dict[str, Slot] = {
+ERROR_CODE_SLOTS = {  # code -> the slot counting it
     "invalid_api_key": Slot.ERRORS_INVALID_API_KEY,
     "insufficient_quota": Slot.ERRORS_INSUFFICIENT_QUOTA,
     "model_not_found": Slot.ERRORS_MODEL_NOT_FOUND,

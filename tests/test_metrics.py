@@ -93,7 +93,9 @@ def test_the_error_code_slots_are_the_codes_the_worker_acts_on():
     on (not the benign ones) must have a slot of its own, and each slot one code."""
     from call_worker import realtime_protocol as proto
 
-    acted_on = {code for code, action in proto.ERROR_ACTIONS.items() if action is not proto.ErrorAction.BENIGN}
+    acted_on = {
+        code for code, action in proto.ERROR_ACTIONS.items() if action is not proto.ErrorAction.BENIGN
+    }
     assert acted_on <= set(ERROR_CODE_SLOTS)
     assert len(set(ERROR_CODE_SLOTS.values())) == len(ERROR_CODE_SLOTS)
     worker_slots = {s for s in Slot if s < Slot.END_REQUEST or s > Slot.END_REQUEST}
