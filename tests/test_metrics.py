@@ -10,6 +10,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -308,23 +309,39 @@ def _status_latency_ms(svc) -> float:
 
 
 def _paced_call(svc, asterisk, scraper: Scraper | None) -> tuple[dict, list[float], int]:
-    """One call with a 3 s reply; scrapes about every 0.2 s while it lasts when `scraper`."""
+    """One call with a 3 s reply; `status` every 0.1 s while it lasts and, when `scraper`, a
+    scrape every 0.5 s from another thread, as Prometheus would, unrelated to `status`."""
     call_id = asterisk.place_call([{"say": 600}, {"silence": 5000}, {"hangup": True}])
-    latencies, scrapes = [], 0
-    while asterisk.call(call_id, packets=False)["hangup"] is None:
-        latencies.append(_status_latency_ms(svc))
-        if scraper is not None:
+    latencies, scrapes, done = [], [], threading.Event()
+
+    def scrape() -> None:
+        while not done.wait(0.5):
             scraper.text()
-            scrapes += 1
-        time.sleep(0.2)
-    return asterisk.call(call_id), latencies, scrapes
+            scrapes.append(1)
+
+    thread = threading.Thread(target=scrape) if scraper is not None else None
+    if thread is not None:
+        thread.start()
+    try:
+        while asterisk.call(call_id, packets=False)["hangup"] is None:
+            latencies.append(_status_latency_ms(svc))
+            time.sleep(0.1)
+    finally:
+        done.set()
+        if thread is not None:
+            thread.join(10)
+    return asterisk.call(call_id), latencies, len(scrapes)
+
+
+def _p90(values: list[float]) -> float:
+    return sorted(values)[int(0.9 * (len(values) - 1))]
 
 
 def test_scrapes_during_a_call_change_neither_its_pacing_nor_the_loop(service, asterisk):
     svc, scraper = _metered(service)
     quiet, quiet_latencies, _ = _paced_call(svc, asterisk, None)
     scraped, scraped_latencies, scrapes = _paced_call(svc, asterisk, scraper)
-    assert scrapes >= 20
+    assert scrapes >= 8
     for record in (quiet, scraped):
         reply = loud(record)
         assert len(reply) == 150  # the 3 s reply, whole
@@ -332,10 +349,15 @@ def test_scrapes_during_a_call_change_neither_its_pacing_nor_the_loop(service, a
     quiet_late = sum(1 for g in gaps_ms(loud(quiet)) if abs(g - 20.0) > 3.0)
     scraped_late = sum(1 for g in gaps_ms(loud(scraped)) if abs(g - 20.0) > 3.0)
     assert scraped_late <= quiet_late + 15, (quiet_late, scraped_late)  # generous: a loaded 2-core VM
-    assert statistics.median(scraped_latencies) <= max(20.0, 3 * statistics.median(quiet_latencies))
-    assert max(scraped_latencies) < 500.0
+    # The loop answers `status` as fast with scrapes as without (a scrape that held the loop
+    # for even 50 ms every 0.5 s would show in one status sample in ten).
+    assert _p90(scraped_latencies) <= max(25.0, 3 * _p90(quiet_latencies)), (
+        quiet_latencies,
+        scraped_latencies,
+    )
     print(
-        f"late frames: {quiet_late} quiet, {scraped_late} with {scrapes} scrapes; status median ms: "
-        f"{statistics.median(quiet_latencies):.1f} quiet, {statistics.median(scraped_latencies):.1f} scraped"
+        f"late frames: {quiet_late} quiet, {scraped_late} with {scrapes} scrapes; status p90 ms: "
+        f"{_p90(quiet_latencies):.1f} quiet, {_p90(scraped_latencies):.1f} scraped, "
+        f"median {statistics.median(quiet_latencies):.1f} / {statistics.median(scraped_latencies):.1f}"
     )
     svc.wait(lambda: scraper.value("callbridge_calls_total", reason="caller_hangup") == 2)
