@@ -292,6 +292,16 @@ def test_promtool_accepts_the_alert_rules():
     assert "SUCCESS" in checked.stdout
 
 
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: apt-get install prometheus")
+def test_each_alert_fires_on_its_condition_and_not_beside_it():
+    """docs/prometheus/callbridge.rules.test.yml: promtool's own rule unit tests."""
+    tests = RULES.with_name("callbridge.rules.test.yml")
+    checked = subprocess.run(
+        [PROMTOOL, "test", "rules", tests.name], cwd=tests.parent, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_promtool_is_needed_and_named_in_the_e2e_setup():
     """Skipped tests above say so loudly; the e2e machine must have promtool."""
     assert " prometheus" in Path(REPO / "scripts/setup-e2e.sh").read_text()
