@@ -12,13 +12,14 @@ import statistics
 import subprocess
 import threading
 import time
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psutil
 import pytest
 import requests
 from analysis import assert_paced, gaps_ms, loud
-from harness import REPO
+from harness import REPO, RealtimeSim, started
 from prometheus_client.parser import text_string_to_metric_families
 
 from callbridge import config as cfg
@@ -33,6 +34,15 @@ from supervisor.totals import Totals
 
 RULES = REPO / "docs/prometheus/callbridge.rules.yml"
 PROMTOOL = shutil.which("promtool")
+SHUTDOWN = date.today() + timedelta(days=45)  # of the default Realtime model, in this module
+
+
+@pytest.fixture(scope="module")
+def realtime():
+    """The simulated Realtime server, with a shutdown date announced for the default model."""
+    yield from started(
+        RealtimeSim("--reply-ms", "3000", "--model-shutdown", f"gpt-realtime-2.1={SHUTDOWN.isoformat()}")
+    )
 
 
 # --- the supervisor's side, pure
@@ -129,7 +139,7 @@ def test_the_families_render_as_prometheus_text():
 
     class Fixed:
         def collect(self):
-            return families(reply, __import__("datetime").date(2027, 1, 1))
+            return families(reply, date(2027, 1, 1))
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Fixed())
@@ -200,6 +210,8 @@ def test_a_scrape_counts_calls_by_reason_live_calls_and_a_crash(service, asteris
     svc, scraper = _metered(service)
     assert scraper.value("callbridge_calls_live") == 0
     assert scraper.value("callbridge_ari_connected") == 1
+    days = (SHUTDOWN - datetime.now(UTC).date()).days  # the collector counts in UTC days
+    svc.wait(lambda: scraper.value("callbridge_model_shutdown_days", model="gpt-realtime-2.1") == days)
     assert scraper.value("callbridge_calls_total", reason="caller_hangup") is None  # none yet
     short = [{"say": 600}, {"silence": 1500}, {"hangup": True}]
     call_ids = [asterisk.place_call(short) for _ in range(3)]
