@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
+from alerts.webhook import Webhook
 from callbridge import ids
 from callbridge.netaddr import ListenAddress
 from callbridge.secret import MASK, Secret
@@ -380,6 +381,14 @@ VARIABLES: tuple[Variable, ...] = (
         "HOST:PORT of the Prometheus /metrics page (no login); empty: off",
         _OPS,
     ),
+    Variable(
+        "ALERT_WEBHOOKS",
+        Webhook.parse_list,
+        "",
+        "built-in alerts: comma-separated [slack:|json:]URL; empty: none",
+        _OPS,
+        secret=True,
+    ),
     Variable("LOG_FILE_PATH", _text, "", "log file; empty: stderr only", _OPS),
     Variable("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "log level", _OPS),
     Variable("LOG_FORMAT", _choice("text", "json"), "text", "text or JSON lines", _OPS),
@@ -431,6 +440,7 @@ class Settings:
     records_timezone: str
     records_spool_dir: str
     metrics_listen: ListenAddress | None
+    alert_webhooks: tuple
     log_file_path: str
     log_level: str
     log_format: str

@@ -28,6 +28,7 @@ from records.drainer import DrainerKeeper, crash_record_work
 from records.privacy import caller_fields
 from shm_ring import CallSegment, EndReason, SegmentExistsError, Slot, segment_name, start_tracker, sweep
 from supervisor import asterisk_work, systemd
+from supervisor.alerting import Alerting
 from supervisor.ari_events import AriEvents, LinkState
 from supervisor.asterisk_side import AsteriskSide
 from supervisor.calls import CallEntry, Phase
@@ -55,7 +56,7 @@ HARD_STOP_GRACE = 5.0
 # "record", a crashed call's record is written to the spool). Under
 # systemd they die with the service, so the supervisor waits for them, up to HELPERS_WAIT
 # (the unit's TimeoutStopSec leaves room for it after the drain).
-MUST_FINISH = ("teardown", "busy", "record")
+MUST_FINISH = ("teardown", "busy", "record", "alert")
 HELPERS_WAIT = 45.0
 RECONCILE_LIMIT = 60.0  # a listing helper slower than this is killed and the listing retried
 RECENT_KEEP = 600.0
@@ -95,6 +96,7 @@ class Supervisor(AsteriskSide):
         self.totals = Totals(settings.openai_realtime_model, settings.prices)
         self.model_shutdown_dates: dict[str, str] = {}
         self.metrics_keeper = Keeper("metrics", self._metrics_work) if settings.metrics_listen else None
+        self.alerting = Alerting(settings, self._helper)  # ALERT_WEBHOOKS (supervisor/alerting.py)
 
     # --- public, for the commands
 
@@ -161,6 +163,7 @@ class Supervisor(AsteriskSide):
             self.settings.ari_app_name,
             self.settings.max_concurrent_calls,
         )
+        self._guarded(self.alerting.started, __version__)
         next_tick = time.monotonic()
         try:
             while not self._finished():
@@ -238,6 +241,7 @@ class Supervisor(AsteriskSide):
     def _begin_drain(self, why: str) -> None:
         self.stopping.begin_drain()
         systemd.notify("STOPPING=1")
+        self._guarded(self.alerting.stopping, why)
         log.info(
             "%s: no new calls; waiting up to %d s for %d live calls (send it again to end them now)",
             why,
@@ -390,7 +394,8 @@ class Supervisor(AsteriskSide):
             self.calls.pop(entry.call_id, None)
             self.recent[entry.call_id] = time.monotonic()
             self.health.forget(entry.pid)
-        self.totals.call_ended(counters, ending, entry.age())
+        reason, errors = self.totals.call_ended(counters, ending, entry.age())
+        self.alerting.call_ended(time.monotonic(), reason, errors)
         log.info("%s", summary_line(entry, counters, ending), extra={"call_id": entry.call_id})
         self._notify_status()
 
@@ -407,6 +412,8 @@ class Supervisor(AsteriskSide):
         self._guarded(self.drainer.tick, now, self._helper)
         if self.metrics_keeper is not None:
             self._guarded(self.metrics_keeper.tick, now, self._helper)
+        connected = self.events.state is LinkState.CONNECTED
+        self._guarded(self.alerting.tick, now, connected, self.model_shutdown_dates, self.calls_busy)
         self.helpers.kill(("reconcile",), older_than=RECONCILE_LIMIT)
         for channel_id, why in list(self.turn_away_pending.items()):
             self._guarded(self._turn_away_again, channel_id, why)
@@ -501,6 +508,7 @@ class Supervisor(AsteriskSide):
         if self.control is not None:
             self.control.close()
         self.events.close()
+        self.alerting.stopped()  # a clean exit: the next start is not "after an unclean stop"
         log.info("callbridge stopped: %d calls taken, %d failed", self.calls_taken, self.calls_failed)
 
 

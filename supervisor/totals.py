@@ -69,8 +69,9 @@ class Totals:
     underruns: int = 0
     barge_ins: int = 0
 
-    def call_ended(self, counters: dict[str, int], ending: Ending, duration_s: float) -> None:
-        """Add one reaped call: `counters` is its header's snapshot, taken at the reap."""
+    def call_ended(self, counters: dict[str, int], ending: Ending, duration_s: float) -> tuple[str, dict]:
+        """Add one reaped call: `counters` is its header's snapshot, taken at the reap.
+        Returns the call's end reason and its Realtime errors by code (for the alerts)."""
         reason = ending.reason if ending.reason is not EndReason.NONE else None
         name = reason.name.lower() if reason is not None else "unknown"
         self.calls_by_reason[name] = self.calls_by_reason.get(name, 0) + 1
@@ -80,9 +81,10 @@ class Totals:
         created, ready = counters.get("created_ns", 0), counters.get("media_ready_ns", 0)
         if created and ready >= created:  # a call that never got bridged has no set-up time
             self.setup.observe((ready - created) / 1e9)
-        for code, slot in ERROR_CODE_SLOTS.items():
-            self._add_error(code, counters.get(slot.name.lower(), 0))
-        self._add_error(OTHER_ERRORS, counters.get(Slot.REALTIME_ERRORS.name.lower(), 0))
+        errors = {code: counters.get(slot.name.lower(), 0) for code, slot in ERROR_CODE_SLOTS.items()}
+        errors[OTHER_ERRORS] = counters.get(Slot.REALTIME_ERRORS.name.lower(), 0)
+        for code, count in errors.items():
+            self._add_error(code, count)
         usage = usage_by_kind(counters)  # the header's token slots carry the same names
         for kind in TOKEN_KINDS:
             self.tokens_by_kind[kind] += int(usage[f"{kind}_tokens"])
@@ -91,6 +93,7 @@ class Totals:
             self.cost += cost
         self.underruns += counters.get("underruns", 0)
         self.barge_ins += counters.get("barge_ins", 0)
+        return name, {code: count for code, count in errors.items() if count}
 
     def _add_error(self, code: str, count: int) -> None:
         if count:
