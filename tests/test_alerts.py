@@ -29,8 +29,9 @@ def test_a_condition_is_announced_once_and_resolved_once():
     assert tracker.update(0.0, crash) == [Notice("worker_crashes", "firing", "warning", "3 crashed")]
     assert tracker.update(1.0, crash) == []  # still holding: said already
     assert tracker.update(50.0, crash) == []
-    assert tracker.update(51.0, {}) == [Notice("worker_crashes", "resolved", "info", "resolved: 3 crashed")]
-    assert tracker.update(52.0, {}) == []
+    assert tracker.update(500.0, crash) == []  # past the rate limit too: it is the same condition
+    assert tracker.update(501.0, {}) == [Notice("worker_crashes", "resolved", "info", "resolved: 3 crashed")]
+    assert tracker.update(502.0, {}) == []
 
 
 def test_a_condition_must_hold_for_its_hold_time_and_a_blip_says_nothing():
@@ -96,6 +97,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.got: list[tuple[str, dict]] = []
+        self.done_at: list[float] = []  # when each request had been kept, before the reply
         self.delay = 0.0
         self.status = 200
         self.body = b"ok"
@@ -107,6 +109,7 @@ class Receiver:
                 payload = json.loads(self.rfile.read(length) or b"null")
                 time.sleep(receiver.delay)
                 receiver.got.append((self.path, payload))
+                receiver.done_at.append(time.monotonic())
                 self.send_response(receiver.status)
                 self.end_headers()
                 self.wfile.write(receiver.body)
@@ -199,8 +202,12 @@ def test_a_service_announces_its_start_crashes_its_stop_and_an_unclean_restart(s
         os.kill(row["pid"], signal.SIGKILL)
     svc.wait(lambda: _texts_with(receiver, "call workers crashed"), timeout=10)
     svc.wait(lambda: all(asterisk.call(c, packets=False)["hangup"] for c in call_ids), timeout=10)
+    receiver.delay = 1.0  # a receiver taking its time: the supervisor waits for the helper
     assert svc.stop() == 0
-    assert _texts_with(receiver, "is stopping (SIGTERM)")  # sent before the exit
+    exited = time.monotonic()
+    assert _texts_with(receiver, "is stopping (SIGTERM)")
+    assert receiver.done_at[-1] <= exited  # it was delivered before the supervisor exited
+    receiver.delay = 0.0
     assert len(_texts_with(receiver, "call workers crashed")) == 1  # said once
 
     again = service(ALERT_WEBHOOKS=f"slack:{receiver.url('/hook')}")
