@@ -29,10 +29,9 @@ LABEL = "instance_id"
 
 
 class SupervisorCollector(Collector):
-    def __init__(self, socket_path: str, instance: str, today=lambda: datetime.now(UTC).date()) -> None:
+    def __init__(self, socket_path: str, instance: str) -> None:
         self.socket_path = socket_path
         self.instance = instance
-        self.today = today
         self.failed_since: float | None = None  # for one log line per outage, not per scrape
 
     def fetch(self) -> dict | None:
@@ -58,10 +57,10 @@ class SupervisorCollector(Collector):
         up.add_metric([self.instance], 1 if reply else 0)
         yield up
         if reply:
-            yield from families(reply, self.today())
+            yield from families(reply)
 
 
-def families(reply: dict, today: date):
+def families(reply: dict):
     """The metric families for one `metrics` reply (a pure function, for the tests too)."""
     inst = [str(reply.get("instance", ""))]
 
@@ -120,16 +119,19 @@ def families(reply: dict, today: date):
     yield cost
     yield counter("callbridge_underruns", "20 ms ticks with no reply audio while playing", reply["underruns"])
     yield counter("callbridge_barge_ins", "replies the caller interrupted", reply["barge_ins"])
+    # The date as a unix time (Prometheus' base unit is the second; promtool refuses "days"):
+    # days left are `(callbridge_model_shutdown_timestamp_seconds - time()) / 86400`.
     shutdown = GaugeMetricFamily(
-        "callbridge_model_shutdown_days",
-        "days until a configured model's announced shutdown (negative: past)",
+        "callbridge_model_shutdown_timestamp_seconds",
+        "when a configured model's announced shutdown begins (00:00 UTC of its date)",
         labels=[LABEL, "model"],
     )
     for model, when in sorted((reply.get("model_shutdown_dates") or {}).items()):
         try:
-            shutdown.add_metric([*inst, model], (date.fromisoformat(when) - today).days)
+            day = date.fromisoformat(when)
         except (TypeError, ValueError):
             continue
+        shutdown.add_metric([*inst, model], datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
     yield shutdown
 
 

@@ -139,12 +139,14 @@ def test_the_families_render_as_prometheus_text():
 
     class Fixed:
         def collect(self):
-            return families(reply, date(2027, 1, 1))
+            return families(reply)
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Fixed())
     text = generate_latest(registry).decode()
-    assert 'callbridge_model_shutdown_days{instance_id="main",model="gpt-x"} 19.0' in text
+    assert (
+        'callbridge_model_shutdown_timestamp_seconds{instance_id="main",model="gpt-x"} 1.8004032e+09' in text
+    )
     assert 'model="bad"' not in text
     assert 'callbridge_build_info{instance_id="main",version="9.9"} 1.0' in text
     assert 'callbridge_call_setup_seconds_bucket{instance_id="main",le="+Inf"} 0.0' in text
@@ -210,8 +212,12 @@ def test_a_scrape_counts_calls_by_reason_live_calls_and_a_crash(service, asteris
     svc, scraper = _metered(service)
     assert scraper.value("callbridge_calls_live") == 0
     assert scraper.value("callbridge_ari_connected") == 1
-    days = (SHUTDOWN - datetime.now(UTC).date()).days  # the collector counts in UTC days
-    svc.wait(lambda: scraper.value("callbridge_model_shutdown_days", model="gpt-realtime-2.1") == days)
+    midnight = datetime(SHUTDOWN.year, SHUTDOWN.month, SHUTDOWN.day, tzinfo=UTC).timestamp()
+    svc.wait(
+        lambda: (
+            scraper.value("callbridge_model_shutdown_timestamp_seconds", model="gpt-realtime-2.1") == midnight
+        )
+    )
     assert scraper.value("callbridge_calls_total", reason="caller_hangup") is None  # none yet
     short = [{"say": 600}, {"silence": 1500}, {"hangup": True}]
     call_ids = [asterisk.place_call(short) for _ in range(3)]
