@@ -30,7 +30,7 @@ class Alerting:
     def __init__(self, settings, start_helper) -> None:
         self.settings = settings
         self.start_helper = start_helper  # the supervisor's _helper: forks with its fds closed
-        self.channels = tuple(settings.alert_webhooks)
+        self.channels = settings.alert_channels
         self.tracker = Tracker()
         self.recent = Recent()
         self.queue: list[Notice] = []
