@@ -230,3 +230,31 @@ def test_a_slow_receiver_changes_nothing_for_calls(service, asterisk, receiver):
     assert time.monotonic() - started < 8.0  # the call did not wait for the receiver
     svc.wait(lambda: receiver.got, timeout=20)
     assert receiver.got[0][1]["key"] == "started"
+
+
+def test_ari_unreachable_fires_after_30_s_and_resolves_when_asterisk_returns(realtime, receiver, tmp_path):
+    """Its own simulated Asterisk, stopped for longer than the hold time, then started again
+    on the same port: one "firing" notice, then one "resolved"."""
+    from harness import AsteriskSim
+    from service import Service
+    from testenv import TEST_PREFIX
+
+    from alerts.watch import ARI_HOLD
+
+    pbx = AsteriskSim()
+    port = pbx.port
+    svc = Service(pbx, realtime, tmp_path, TEST_PREFIX, ALERT_WEBHOOKS=f"slack:{receiver.url('/hook')}")
+    try:
+        svc.start()
+        svc.wait(lambda: _texts_with(receiver, "started"))
+        pbx.stop()
+        down_at = time.monotonic()
+        svc.wait(lambda: _texts_with(receiver, "unreachable"), timeout=ARI_HOLD + 15)
+        assert time.monotonic() - down_at >= ARI_HOLD - 1  # not before the hold time
+        assert not _texts_with(receiver, "resolved")
+        pbx = AsteriskSim("--port", str(port))
+        svc.wait(lambda: _texts_with(receiver, "resolved"), timeout=30)
+        assert len(_texts_with(receiver, "unreachable")) == 2  # the firing, and its resolve
+    finally:
+        svc.stop()
+        pbx.stop()
