@@ -46,12 +46,11 @@ class Recent:
         self.busy.append(now)
 
     def prune(self, now: float) -> None:
-        for window, times in (
-            (FAILED_WINDOW, self.ended),
-            (CRASH_WINDOW, self.crashes),
-            (BUSY_WINDOW, self.busy),
-        ):
-            while times and now - (times[0][0] if isinstance(times[0], tuple) else times[0]) > window:
+        """Forget what has left its window."""
+        while self.ended and now - self.ended[0][0] > FAILED_WINDOW:
+            self.ended.popleft()
+        for window, times in ((CRASH_WINDOW, self.crashes), (BUSY_WINDOW, self.busy)):
+            while times and now - times[0] > window:
                 times.popleft()
         for code, when in list(self.refusals.items()):
             if now - when > FAILED_WINDOW:
