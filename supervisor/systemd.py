@@ -20,9 +20,7 @@ def notify(message: str) -> bool:
     try:
         # Non-blocking: a systemd too busy to read its queue must not stall the loop; a lost
         # WATCHDOG=1 is sent again at the next tick.
-        with socket.socket(
-            socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
-        ) as sock:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as sock:
             sock.connect(address)
             sock.send(message.encode())
         return True
