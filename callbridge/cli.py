@@ -245,6 +245,10 @@ from callbridge import records_cli  # noqa: E402 -- after `app`, which it extend
 
 records_cli.register(app)
 
+from callbridge import alert_cli  # noqa: E402 -- likewise
+
+alert_cli.register(app)
+
 
 def main() -> None:
     app(prog_name="callbridge")

@@ -24,7 +24,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
+from alerts.email import Email
+from alerts.webhook import Webhook
 from callbridge import ids
+from callbridge.netaddr import ListenAddress
 from callbridge.secret import MASK, Secret
 from records.prices import PriceTable
 from records.url import DatabaseUrl
@@ -188,6 +191,17 @@ def _instance_id(raw: str) -> str:
     if problem:
         raise ValueError(f"{problem} (got {value[:40]!r})")
     return value
+
+
+def _optional_listen(raw: str) -> ListenAddress | None:
+    """HOST:PORT to listen on, or None when empty (off)."""
+    value = raw.strip()
+    if not value:
+        return None
+    try:
+        return ListenAddress.parse(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}, or empty for off") from None
 
 
 def _optional_database_url(raw: str) -> DatabaseUrl | None:
@@ -362,6 +376,38 @@ VARIABLES: tuple[Variable, ...] = (
         "records on their way to the database; empty: STATE_DIR/spool/INSTANCE",
         _OPS,
     ),
+    Variable(
+        "METRICS_LISTEN",
+        _optional_listen,
+        "127.0.0.1:9464",
+        "HOST:PORT of the Prometheus /metrics page (no login); empty: off",
+        _OPS,
+    ),
+    Variable(
+        "ALERT_WEBHOOKS",
+        Webhook.parse_list,
+        "",
+        "built-in alerts: comma-separated [slack:|json:]URL; empty: none",
+        _OPS,
+        secret=True,
+    ),
+    Variable(
+        "ALERT_SMTP_URL",
+        Email.check_url,
+        "",
+        "alert e-mail server: smtp://USER:PASSWORD@HOST:587 (STARTTLS), smtps://...:465; empty: none",
+        _OPS,
+        secret=True,
+    ),
+    Variable("ALERT_EMAIL_FROM", _text, "", "sender of alert e-mail; empty: callbridge@HOST", _OPS),
+    Variable("ALERT_EMAIL_TO", _text, "", "comma-separated recipients of alert e-mail", _OPS),
+    Variable(
+        "ALERT_SMTP_CA_FILE",
+        _optional_readable_file,
+        "",
+        "CA certificates the SMTP server's is checked against; empty: the system's",
+        _OPS,
+    ),
     Variable("LOG_FILE_PATH", _text, "", "log file; empty: stderr only", _OPS),
     Variable("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "log level", _OPS),
     Variable("LOG_FORMAT", _choice("text", "json"), "text", "text or JSON lines", _OPS),
@@ -412,6 +458,12 @@ class Settings:
     records_currency: str
     records_timezone: str
     records_spool_dir: str
+    metrics_listen: ListenAddress | None
+    alert_webhooks: tuple
+    alert_smtp_url: Secret
+    alert_email_from: str
+    alert_email_to: str
+    alert_smtp_ca_file: str
     log_file_path: str
     log_level: str
     log_format: str
@@ -458,6 +510,17 @@ class Settings:
     @property
     def realtime_url(self) -> str:
         return f"{self.openai_realtime_url}?model={self.openai_realtime_model}"
+
+    @property
+    def alert_channels(self) -> tuple:
+        """Every configured alert channel (alerts/): the webhooks, then the e-mail."""
+        channels = list(self.alert_webhooks)
+        if self.alert_smtp_url:
+            recipients = tuple(a.strip() for a in self.alert_email_to.split(",") if a.strip())
+            host = self.alert_smtp_url.reveal().rpartition("@")[2].split(":")[0].split("/")[0]
+            sender = self.alert_email_from or f"callbridge@{host}"
+            channels.append(Email(self.alert_smtp_url, sender, recipients, self.alert_smtp_ca_file))
+        return tuple(channels)
 
     def instructions(self) -> str:
         """The agent's system prompt: the file's text when one is configured."""
@@ -566,6 +629,10 @@ def _relations(entries: list[Entry]) -> list[Entry]:
         # Without the hash a masked number could never be found by the full number again.
         problem = "is empty, but RECORDS_MASK_CALLERS=true needs it (the full number finds masked calls)"
         entries[entries.index(key)] = Entry(key.var, key.raw, key.source, problem=problem)
+    smtp, to = by_name["ALERT_SMTP_URL"], by_name["ALERT_EMAIL_TO"]
+    if smtp.value and to.problem is None and not str(to.value or "").strip():
+        problem = "is empty, but ALERT_SMTP_URL is set: name who gets the alert e-mail"
+        entries[entries.index(to)] = Entry(to.var, to.raw, to.source, problem=problem)
     return entries
 
 

@@ -199,11 +199,19 @@ def log_model_lifecycle(settings: Settings, today: date | None = None) -> int:
 
     Returns the worst severity found: 0 all ok, 1 a warning, 2 a failure.
     """
-    worst = 0
+    return log_and_report(settings, today)["worst"]
+
+
+def log_and_report(settings: Settings, today: date | None = None) -> dict:
+    """`log_model_lifecycle`, and what the service keeps of it for status and the metrics:
+    {"worst": 0-2, "shutdown_dates": {model: "YYYY-MM-DD"}} (only models with a date)."""
+    worst, dates = 0, {}
     for found in check_models(settings, today):
         log.log(_LOG_LEVELS[found.level], "model check %s: %s", found.variable, found.detail)
         worst = max(worst, SEVERITY[found.level])
-    return worst
+        if found.shutdown is not None:
+            dates[found.model] = found.shutdown.isoformat()
+    return {"worst": worst, "shutdown_dates": dates}
 
 
 class ModelWatch:

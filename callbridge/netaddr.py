@@ -8,6 +8,7 @@ sending a packet, so this works offline and behind any number of interfaces.
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 
 
 def local_address_towards(host: str, port: int = 9) -> str:
@@ -23,3 +24,28 @@ def local_address_towards(host: str, port: int = 9) -> str:
 
 def rtp_bind_address(configured: str, asterisk_host: str) -> str:
     return configured or local_address_towards(asterisk_host)
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """Where a server of ours listens (METRICS_LISTEN): shown as `callbridge config` takes it."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> ListenAddress:
+        """HOST:PORT, [IPv6]:PORT; raises ValueError."""
+        host, sep, port_text = text.strip().rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        try:
+            port = int(port_text)
+        except ValueError:
+            port = 0
+        if not sep or not host or not 1 <= port <= 65535 or any(c in host for c in "/ []"):
+            raise ValueError(f"must be HOST:PORT like 127.0.0.1:9464 (got {text.strip()[:60]!r})")
+        return cls(host, port)
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"

@@ -66,9 +66,42 @@ class Slot(IntEnum):
     LAST_SPEECH_NS = 59
     FIRST_AUDIO_OUT_NS = 60
     RESERVED_61 = 61  # was realtime-recv's heartbeat
+    # the media loop, for the metrics (supervisor/totals.py adds them up at the reap): usage
+    # by kind beside INPUT_TOKENS/OUTPUT_TOKENS, and Realtime errors counted by code
+    INPUT_AUDIO_TOKENS = 72
+    OUTPUT_AUDIO_TOKENS = 73
+    INPUT_CACHED_TOKENS = 74
+    ERRORS_INVALID_API_KEY = 80
+    ERRORS_INSUFFICIENT_QUOTA = 81
+    ERRORS_MODEL_NOT_FOUND = 82
+    ERRORS_BETA_API_SHAPE_DISABLED = 83
+    ERRORS_SESSION_EXPIRED = 84
+    ERRORS_RATE_LIMIT_EXCEEDED = 85
+    ERRORS_SERVER_ERROR = 86
     # the supervisor (the only slot a worker reads but does not write); after writing it the
     # supervisor sends END_SIGNAL, so that the worker's main thread need not poll it
     END_REQUEST = 64
+
+
+# The Realtime error codes counted one by one, each in its own slot: the codes an operator
+# acts on (the key, the quota, the model, the API shape) and the common transient ones. An
+# error with any other code is counted in REALTIME_ERRORS alone. A string cannot live in a
+# 64-bit slot, so the table of codes is the contract between the worker that counts and the
+# supervisor that exports (docs/architecture.md, "Metrics").
+ERROR_CODE_SLOTS = {  # code -> the slot counting it
+    "invalid_api_key": Slot.ERRORS_INVALID_API_KEY,
+    "insufficient_quota": Slot.ERRORS_INSUFFICIENT_QUOTA,
+    "model_not_found": Slot.ERRORS_MODEL_NOT_FOUND,
+    "beta_api_shape_disabled": Slot.ERRORS_BETA_API_SHAPE_DISABLED,
+    "session_expired": Slot.ERRORS_SESSION_EXPIRED,
+    "rate_limit_exceeded": Slot.ERRORS_RATE_LIMIT_EXCEEDED,
+    "server_error": Slot.ERRORS_SERVER_ERROR,
+}
+
+
+def error_slot(code: str) -> Slot | None:
+    """The slot that counts Realtime errors with this code; None: count it in REALTIME_ERRORS."""
+    return ERROR_CODE_SLOTS.get(code)
 
 
 class CallState(IntEnum):

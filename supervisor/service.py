@@ -22,11 +22,13 @@ from call_worker import process
 from call_worker.call import CallInfo
 from callbridge import __version__, ids
 from callbridge.config import Settings
-from callbridge.model_lifecycle import ModelWatch, log_model_lifecycle
+from callbridge.model_lifecycle import ModelWatch, log_and_report
+from metrics import exporter
 from records.drainer import DrainerKeeper, crash_record_work
 from records.privacy import caller_fields, private_channel_name
 from shm_ring import CallSegment, EndReason, SegmentExistsError, Slot, segment_name, start_tracker, sweep
 from supervisor import asterisk_work, systemd
+from supervisor.alerting import Alerting
 from supervisor.ari_events import AriEvents, LinkState
 from supervisor.asterisk_side import AsteriskSide
 from supervisor.calls import CallEntry, Phase
@@ -35,9 +37,11 @@ from supervisor.control import ControlServer
 from supervisor.exits import describe_exit, describe_status, signal_name
 from supervisor.health import HealthMonitor
 from supervisor.helpers import Helpers
+from supervisor.keeper import Keeper
 from supervisor.reconcile import Reconciliation
 from supervisor.stopping import STOP_SIGNALS, Stopping
 from supervisor.summary import summary_line
+from supervisor.totals import Totals
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,7 @@ HARD_STOP_GRACE = 5.0
 # "record", a crashed call's record is written to the spool). Under
 # systemd they die with the service, so the supervisor waits for them, up to HELPERS_WAIT
 # (the unit's TimeoutStopSec leaves room for it after the drain).
-MUST_FINISH = ("teardown", "busy", "record")
+MUST_FINISH = ("teardown", "busy", "record", "alert")
 HELPERS_WAIT = 45.0
 RECONCILE_LIMIT = 60.0  # a listing helper slower than this is killed and the listing retried
 RECENT_KEEP = 600.0
@@ -78,6 +82,7 @@ class Supervisor(AsteriskSide):
         self.recent: dict[str, float] = {}
         self.health = HealthMonitor()
         self.started = time.monotonic()
+        self.started_wall = time.time()
         self.calls_taken = self.calls_failed = self.calls_busy = 0
         self.stopping = Stopping(settings.drain_timeout_seconds)
         self.ready = False
@@ -86,6 +91,12 @@ class Supervisor(AsteriskSide):
         self.model_watch = ModelWatch()
         self.models = "unchecked"  # the last model check's worst finding, for status
         self.drainer = DrainerKeeper(settings)  # records/drainer.py: spool -> database
+        # What every reaped call added, for the metrics (supervisor/totals.py), and the
+        # exporter helper that serves them (metrics/exporter.py), when METRICS_LISTEN is set.
+        self.totals = Totals(settings.openai_realtime_model, settings.prices)
+        self.model_shutdown_dates: dict[str, str] = {}
+        self.metrics_keeper = Keeper("metrics", self._metrics_work) if settings.metrics_listen else None
+        self.alerting = Alerting(settings, self._helper)  # ALERT_WEBHOOKS (supervisor/alerting.py)
 
     # --- public, for the commands
 
@@ -114,6 +125,26 @@ class Supervisor(AsteriskSide):
             "models": self.models,
         }
 
+    def metrics(self) -> dict:
+        """What the `metrics` command answers (supervisor/commands/metrics.py)."""
+        return {
+            "instance": self.settings.instance,
+            "version": __version__,
+            "started_at": round(self.started_wall, 3),
+            "calls_live": len(self.calls),
+            "calls_turned_away": self.calls_busy,
+            "ari_connected": 1 if self.events.state is LinkState.CONNECTED else 0,
+            "model_shutdown_dates": dict(self.model_shutdown_dates),
+            "currency": self.settings.records_currency,
+            **self.totals.as_dict(),
+        }
+
+    def _metrics_work(self):
+        settings, parent = self.settings, os.getpid()
+        return lambda: exporter.run(
+            settings.metrics_listen, settings.control_socket_path, settings.instance, parent
+        )
+
     # --- the loop
 
     def run(self) -> int:
@@ -132,6 +163,7 @@ class Supervisor(AsteriskSide):
             self.settings.ari_app_name,
             self.settings.max_concurrent_calls,
         )
+        self._guarded(self.alerting.started, __version__)
         next_tick = time.monotonic()
         try:
             while not self._finished():
@@ -209,6 +241,7 @@ class Supervisor(AsteriskSide):
     def _begin_drain(self, why: str) -> None:
         self.stopping.begin_drain()
         systemd.notify("STOPPING=1")
+        self._guarded(self.alerting.stopping, why)
         log.info(
             "%s: no new calls; waiting up to %d s for %d live calls (send it again to end them now)",
             why,
@@ -361,6 +394,8 @@ class Supervisor(AsteriskSide):
             self.calls.pop(entry.call_id, None)
             self.recent[entry.call_id] = time.monotonic()
             self.health.forget(entry.pid)
+        reason, errors = self.totals.call_ended(counters, ending, entry.age())
+        self.alerting.call_ended(time.monotonic(), reason, errors)
         log.info("%s", summary_line(entry, counters, ending), extra={"call_id": entry.call_id})
         self._notify_status()
 
@@ -375,6 +410,10 @@ class Supervisor(AsteriskSide):
         self._guarded(self._reconcile)
         self._guarded(self._check_models, now)
         self._guarded(self.drainer.tick, now, self._helper)
+        if self.metrics_keeper is not None:
+            self._guarded(self.metrics_keeper.tick, now, self._helper)
+        connected = self.events.state is LinkState.CONNECTED
+        self._guarded(self.alerting.tick, now, connected, self.model_shutdown_dates, self.calls_busy)
         self.helpers.kill(("reconcile",), older_than=RECONCILE_LIMIT)
         for channel_id, why in list(self.turn_away_pending.items()):
             self._guarded(self._turn_away_again, channel_id, why)
@@ -421,10 +460,15 @@ class Supervisor(AsteriskSide):
         if self.stopping.draining or not self.model_watch.due(now):
             return
         self.model_watch.started(now)
-        self._helper("models", lambda: log_model_lifecycle(self.settings), self._on_models_checked)
+        self._helper("models", lambda: log_and_report(self.settings), self._on_models_checked)
 
-    def _on_models_checked(self, worst, ok: bool) -> None:
+    def _on_models_checked(self, found, ok: bool) -> None:
+        found = found if ok and isinstance(found, dict) else {}
+        worst = found.get("worst")
         self.models = {0: "ok", 1: "warning", 2: "failure"}.get(worst, "unknown") if ok else "check failed"
+        dates = found.get("shutdown_dates")
+        if isinstance(dates, dict):  # a failed check keeps the dates the last good one found
+            self.model_shutdown_dates = {str(m): str(d) for m, d in dates.items()}
 
     def _notify_status(self) -> None:
         state = "draining, " if self.stopping.draining else ""
@@ -459,11 +503,12 @@ class Supervisor(AsteriskSide):
             self._guarded(self._finish_call, entry, status)
         # Listings and lookups are of no use any more; teardown and busy helpers finish
         # their work on their own (they do not die with us).
-        self.helpers.kill(("reconcile", "resolve", "models", "drainer"))
+        self.helpers.kill(("reconcile", "resolve", "models", "drainer", "metrics"))
         self.stopping.close()
         if self.control is not None:
             self.control.close()
         self.events.close()
+        self.alerting.stopped()  # a clean exit: the next start is not "after an unclean stop"
         log.info("callbridge stopped: %d calls taken, %d failed", self.calls_taken, self.calls_failed)
 
 

@@ -37,6 +37,7 @@ class Service:
             "LOG_FILE_PATH": str(self.log_path),
             "MAX_CONCURRENT_CALLS": "50",
             "STATE_DIR": str(workdir / "state"),  # the call history and its spool
+            "METRICS_LISTEN": "",  # off: parallel services would all want 127.0.0.1:9464
             **overrides,
         }
         self.env = {

@@ -1,0 +1,1 @@
+"""The Prometheus exporter: a supervised helper process serving /metrics (METRICS_LISTEN)."""

@@ -1,0 +1,139 @@
+"""The Prometheus collector: at each scrape, the supervisor's totals as metric families.
+
+It reads current values when scraped (one `metrics` request over the control socket,
+supervisor/commands/metrics.py) instead of keeping counters of its own, so the helper that
+serves it can die and be restarted without losing or doubling a count: every counter is the
+supervisor's, since the service started.
+
+Every family carries `instance_id` (INSTANCE_ID, or the one derived from ARI_APP_NAME).
+Not `instance`: Prometheus sets that label to the scraped target's host:port, and a
+scraped `instance` would be renamed `exported_instance` or, with honor_labels, would
+replace the target's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, date, datetime
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from supervisor import wire
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = 5.0  # the supervisor answers within one loop pass; this is for a stuck one
+LABEL = "instance_id"
+
+
+class SupervisorCollector(Collector):
+    def __init__(self, socket_path: str, instance: str) -> None:
+        self.socket_path = socket_path
+        self.instance = instance
+        self.failed_since: float | None = None  # for one log line per outage, not per scrape
+
+    def fetch(self) -> dict | None:
+        try:
+            reply = wire.request(self.socket_path, {"cmd": "metrics"}, timeout=REQUEST_TIMEOUT)
+            if not reply.get("ok"):
+                raise wire.WireError(str(reply.get("error"))[:200])
+        except (OSError, wire.WireError) as exc:
+            if self.failed_since is None:
+                self.failed_since = time.monotonic()
+                log.warning("metrics: cannot read the supervisor's totals (%s); scrapes show it down", exc)
+            return None
+        if self.failed_since is not None:
+            log.info("metrics: the supervisor's totals can be read again")
+            self.failed_since = None
+        return reply
+
+    def collect(self):
+        reply = self.fetch()
+        up = GaugeMetricFamily(
+            "callbridge_supervisor_up", "1 when the supervisor answered this scrape", labels=[LABEL]
+        )
+        up.add_metric([self.instance], 1 if reply else 0)
+        yield up
+        if reply:
+            yield from families(reply)
+
+
+def families(reply: dict):
+    """The metric families for one `metrics` reply (a pure function, for the tests too)."""
+    inst = [str(reply.get("instance", ""))]
+
+    def gauge(name, doc, value):
+        family = GaugeMetricFamily(name, doc, labels=[LABEL])
+        family.add_metric(inst, value)
+        return family
+
+    def counter(name, doc, value):
+        family = CounterMetricFamily(name, doc, labels=[LABEL])
+        family.add_metric(inst, value)
+        return family
+
+    def by(name, doc, label, values: dict):
+        family = CounterMetricFamily(name, doc, labels=[LABEL, label])
+        for key, value in sorted(values.items()):
+            family.add_metric([*inst, str(key)], value)
+        return family
+
+    def histogram(name, doc, data: dict):
+        family = HistogramMetricFamily(name, doc, labels=[LABEL])
+        buckets = [(_bound(bound), count) for bound, count in data["buckets"]]
+        family.add_metric(inst, buckets, data["sum"])
+        return family
+
+    info = GaugeMetricFamily("callbridge_build_info", "the running version", labels=[LABEL, "version"])
+    info.add_metric([*inst, str(reply.get("version", ""))], 1)
+    yield info
+    yield gauge(
+        "callbridge_start_time_seconds", "when the supervisor started (unix time)", reply["started_at"]
+    )
+    yield gauge("callbridge_calls_live", "calls now in progress", reply["calls_live"])
+    yield gauge(
+        "callbridge_ari_connected", "1 while the ARI events link is connected", reply["ari_connected"]
+    )
+    yield by("callbridge_calls", "calls ended, by end reason", "reason", reply["calls_by_reason"])
+    yield counter("callbridge_calls_turned_away", "callers turned away busy", reply["calls_turned_away"])
+    yield counter("callbridge_worker_crashes", "call workers that died", reply["worker_crashes"])
+    yield histogram(
+        "callbridge_call_setup_seconds", "from admission to the bridged call", reply["setup_seconds"]
+    )
+    yield histogram("callbridge_call_duration_seconds", "calls' length", reply["duration_seconds"])
+    yield by(
+        "callbridge_realtime_errors",
+        "Realtime errors by code (other: codes without a slot of their own)",
+        "code",
+        reply["realtime_errors_by_code"],
+    )
+    yield by("callbridge_tokens", "Realtime tokens used, by kind", "kind", reply["tokens_by_kind"])
+    cost = CounterMetricFamily(
+        "callbridge_cost_estimate",
+        "estimated Realtime cost of ended calls (RECORDS_PRICES), in the currency label",
+        labels=[LABEL, "currency"],
+    )
+    cost.add_metric([*inst, str(reply.get("currency", ""))], reply["cost_estimate"])
+    yield cost
+    yield counter("callbridge_underruns", "20 ms ticks with no reply audio while playing", reply["underruns"])
+    yield counter("callbridge_barge_ins", "replies the caller interrupted", reply["barge_ins"])
+    # The date as a unix time (Prometheus' base unit is the second; promtool refuses "days"):
+    # days left are `(callbridge_model_shutdown_timestamp_seconds - time()) / 86400`.
+    shutdown = GaugeMetricFamily(
+        "callbridge_model_shutdown_timestamp_seconds",
+        "when a configured model's announced shutdown begins (00:00 UTC of its date)",
+        labels=[LABEL, "model"],
+    )
+    for model, when in sorted((reply.get("model_shutdown_dates") or {}).items()):
+        try:
+            day = date.fromisoformat(when)
+        except (TypeError, ValueError):
+            continue
+        shutdown.add_metric([*inst, model], datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+    yield shutdown
+
+
+def _bound(bound) -> str:
+    return bound if isinstance(bound, str) else repr(float(bound))

@@ -1,0 +1,124 @@
+"""The supervisor's side of the built-in alerts (ALERT_WEBHOOKS): feed the conditions from
+what the loop already sees, and hand the notices to an "alert" helper.
+
+On the tick it costs a few comparisons (alerts/watch.py, alerts/conditions.py); sending
+is a helper's (alerts/send.py), so a receiver that is down or slow never reaches the loop.
+A batch found while another is being sent waits for it, so notices leave in order and a
+slow receiver cannot pile up helpers.
+
+"Started after an unclean stop" is told by a marker file in STATE_DIR, written at start
+and removed at a clean exit: found at start, the last run did not reach its exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from alerts.conditions import Notice, Tracker
+from alerts.send import send_all
+from alerts.watch import Recent, holding
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUED = 200  # notices waiting for a helper; past this the oldest are dropped, logged
+
+
+class Alerting:
+    def __init__(self, settings, start_helper) -> None:
+        self.settings = settings
+        self.start_helper = start_helper  # the supervisor's _helper: forks with its fds closed
+        self.channels = settings.alert_channels
+        self.tracker = Tracker()
+        self.recent = Recent()
+        self.queue: list[Notice] = []
+        self.sending = None  # the helper sending the current batch
+        self.sent = self.failed = 0
+        self.marker = Path(settings.state_dir) / "run" / f"{settings.instance}.running"
+        self.busy_seen = 0
+
+    @property
+    def on(self) -> bool:
+        return bool(self.channels)
+
+    # --- what the supervisor tells it
+
+    def started(self, version: str) -> None:
+        if not self.on:
+            return
+        unclean = self._marker_was_left()
+        text = f"callbridge {version} started" + (
+            " after an unclean stop (the last run did not exit)" if unclean else ""
+        )
+        self.queue.append(self.tracker.event("started", text, "warning" if unclean else "info"))
+        self.flush()
+
+    def stopping(self, why: str) -> None:
+        self.queue.append(self.tracker.event("stopping", f"callbridge is stopping ({why}): no new calls"))
+        self.flush()  # now: once the calls are gone the supervisor waits for this helper, not for a tick
+
+    def stopped(self) -> None:
+        if not self.on:
+            return
+        try:
+            self.marker.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("alerts: cannot remove %s: %s", self.marker, exc)
+
+    def call_ended(self, now: float, reason: str, errors_by_code: dict[str, int]) -> None:
+        self.recent.call_ended(now, reason, errors_by_code)
+
+    # --- the tick
+
+    def tick(self, now: float, ari_connected: bool, shutdown_dates: dict[str, str], calls_busy: int) -> None:
+        if not self.on:
+            return
+        for _ in range(max(0, calls_busy - self.busy_seen)):  # callers turned away since the last tick
+            self.recent.turned_away(now)
+        self.busy_seen = calls_busy
+        today = datetime.now(UTC).date()
+        days = {}
+        for model, when in shutdown_dates.items():
+            try:
+                days[model] = (date.fromisoformat(when) - today).days
+            except ValueError:
+                continue
+        self.queue.extend(self.tracker.update(now, holding(now, ari_connected, self.recent, days)))
+        if len(self.queue) > MAX_QUEUED:
+            log.error("alerts: %d notices waiting; dropping the oldest", len(self.queue) - MAX_QUEUED)
+            del self.queue[: len(self.queue) - MAX_QUEUED]
+        self.flush()
+
+    def flush(self) -> None:
+        """Start a helper for what is queued, unless one is still sending."""
+        if not self.on or self.sending is not None or not self.queue:
+            return
+        batch, self.queue = self.queue, []
+        channels, instance = self.channels, self.settings.instance
+        self.sending = self.start_helper("alert", lambda: send_all(channels, batch, instance), self._sent)
+        if self.sending is None:  # could not fork: try again on the next tick
+            self.queue[:0] = batch
+
+    def _sent(self, outcomes, ok: bool) -> None:
+        self.sending = None
+        if not ok or not isinstance(outcomes, list):
+            self.failed += 1  # the helper logged each outcome it had; helpers.py logs its failure
+        else:
+            for outcome in outcomes:
+                delivered = isinstance(outcome, dict) and outcome.get("delivered")
+                self.sent, self.failed = self.sent + bool(delivered), self.failed + (not delivered)
+        self.flush()  # what queued meanwhile (the stopping notice, at the end)
+
+    def _marker_was_left(self) -> bool:
+        try:
+            left = self.marker.exists()
+            self.marker.parent.mkdir(parents=True, exist_ok=True)
+            self.marker.write_text(f"{os.getpid()}\n")
+            return left
+        except OSError as exc:
+            log.warning(
+                "alerts: cannot keep the run marker %s (%s): unclean stops go unnoticed", self.marker, exc
+            )
+            return False

@@ -1,0 +1,260 @@
+"""Built-in alerts: the condition tracker (dedup, hold, rate limit, resolve) with a fake
+clock; the conditions from the supervisor's state; the webhook channel against a real HTTP
+receiver (up, down, slow, answering garbage); and a real service that announces its start,
+its stop, crashes and an unclean restart to that receiver."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from alerts.conditions import Holding, Notice, Tracker
+from alerts.send import send_all
+from alerts.watch import CRASHES, Recent, holding
+from alerts.webhook import Webhook
+
+# --- the tracker, pure
+
+
+def test_a_condition_is_announced_once_and_resolved_once():
+    tracker = Tracker(repeat_after=100.0)
+    crash = {"worker_crashes": Holding("3 crashed")}
+    assert tracker.update(0.0, crash) == [Notice("worker_crashes", "firing", "warning", "3 crashed")]
+    assert tracker.update(1.0, crash) == []  # still holding: said already
+    assert tracker.update(50.0, crash) == []
+    assert tracker.update(500.0, crash) == []  # past the rate limit too: it is the same condition
+    assert tracker.update(501.0, {}) == [Notice("worker_crashes", "resolved", "info", "resolved: 3 crashed")]
+    assert tracker.update(502.0, {}) == []
+
+
+def test_a_condition_must_hold_for_its_hold_time_and_a_blip_says_nothing():
+    tracker = Tracker()
+    down = {"ari_unreachable": Holding("ARI down", "critical", hold=30.0)}
+    assert tracker.update(0.0, down) == []
+    assert tracker.update(20.0, {}) == []  # back within 30 s: nothing fired, nothing to resolve
+    assert tracker.update(21.0, down) == []
+    assert tracker.update(50.0, down) == []  # 29 s since it began again
+    assert [n.kind for n in tracker.update(51.0, down)] == ["firing"]
+
+
+def test_a_flapping_condition_is_rate_limited_and_announced_when_the_limit_allows():
+    tracker = Tracker(repeat_after=100.0)
+    busy = {"callers_turned_away": Holding("busy")}
+    assert [n.kind for n in tracker.update(0.0, busy)] == ["firing"]
+    assert [n.kind for n in tracker.update(10.0, {})] == ["resolved"]
+    assert tracker.update(20.0, busy) == []  # back within the limit: held back
+    assert tracker.update(30.0, {}) == []  # and gone again: it was never said, so no resolve
+    assert tracker.update(40.0, busy) == []
+    assert tracker.firing() == ["callers_turned_away"]
+    assert [n.kind for n in tracker.update(100.0, busy)] == ["firing"]  # still there when allowed
+    assert [n.kind for n in tracker.update(101.0, {})] == ["resolved"]
+
+
+def test_conditions_are_tracked_apart():
+    tracker = Tracker()
+    both = {"a": Holding("A"), "b": Holding("B")}
+    assert sorted(n.key for n in tracker.update(0.0, both)) == ["a", "b"]
+    assert [(n.key, n.kind) for n in tracker.update(1.0, {"b": Holding("B")})] == [("a", "resolved")]
+
+
+# --- the conditions, from the supervisor's state
+
+
+def test_the_conditions_from_the_supervisor_s_state():
+    recent = Recent()
+    assert holding(0.0, True, recent, {}) == {}
+    assert "ari_unreachable" in holding(0.0, False, recent, {})
+    for i in range(CRASHES):
+        recent.call_ended(float(i), "worker_crashed", {})
+    for i in range(3):
+        recent.call_ended(float(i), "caller_hangup", {"invalid_api_key": 1} if i == 0 else {})
+    found = holding(10.0, True, recent, {"gpt-realtime": 12, "gpt-transcribe": 400})
+    assert set(found) == {
+        "worker_crashes",
+        "failed_calls",
+        "realtime_invalid_api_key",
+        "model_shutdown_gpt-realtime",
+    }
+    assert found["realtime_invalid_api_key"].severity == "critical"
+    recent.turned_away(10.0)
+    assert "callers_turned_away" in holding(11.0, True, recent, {})
+    later = holding(10_000.0, True, recent, {})  # every window has passed
+    assert later == {}
+
+
+# --- the webhook channel, against a real receiver
+
+
+class Receiver:
+    """A real HTTP server on loopback that keeps what it is sent; it can be slow or rude."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, dict]] = []
+        self.done_at: list[float] = []  # when each request had been kept, before the reply
+        self.delay = 0.0
+        self.status = 200
+        self.body = b"ok"
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                length = int(self.headers.get("Content-Length") or 0)
+                payload = json.loads(self.rfile.read(length) or b"null")
+                time.sleep(receiver.delay)
+                receiver.got.append((self.path, payload))
+                receiver.done_at.append(time.monotonic())
+                self.send_response(receiver.status)
+                self.end_headers()
+                self.wfile.write(receiver.body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def texts(self) -> list[str]:
+        return [body.get("text", "") for _, body in self.got]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.stop()
+
+
+def test_webhooks_parse_their_forms_and_never_quote_a_url():
+    hooks = Webhook.parse_list(
+        "slack:https://hooks.slack.com/services/T/B/SECRETX, json:http://h/x ,http://h/y"
+    )
+    assert [(h.form, h.url.reveal()) for h in hooks] == [
+        ("slack", "https://hooks.slack.com/services/T/B/SECRETX"),
+        ("json", "http://h/x"),
+        ("json", "http://h/y"),
+    ]
+    assert "SECRETX" not in str(hooks[0]) and "SECRETX" not in repr(hooks)
+    with pytest.raises(ValueError) as refused:
+        Webhook.parse_list("http://ok/x, ftp://SECRETY/z")
+    assert "webhook 2" in str(refused.value) and "SECRETY" not in str(refused.value)
+    assert Webhook.parse_list("") == ()
+
+
+def test_each_form_reaches_a_real_receiver(receiver):
+    notice = Notice("worker_crashes", "firing", "warning", "3 call workers crashed")
+    channels = Webhook.parse_list(f"slack:{receiver.url('/slack')},json:{receiver.url('/json')}")
+    outcomes = send_all(channels, [notice], "main")
+    assert [o["delivered"] for o in outcomes] == [True, True]
+    got = dict(receiver.got)
+    assert got["/slack"] == {"text": ":rotating_light: callbridge main: 3 call workers crashed"}
+    assert {k: got["/json"][k] for k in ("instance", "key", "kind", "severity", "text")} == {
+        "instance": "main",
+        "key": "worker_crashes",
+        "kind": "firing",
+        "severity": "warning",
+        "text": "3 call workers crashed",
+    }
+
+
+def test_a_receiver_that_is_down_or_rude_is_an_outcome_not_an_exception(receiver):
+    notice = Notice("started", "event", "info", "callbridge started")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # nothing listens here once the probe closes
+    receiver.status, receiver.body = 500, b"\x00garbage"
+    channels = Webhook.parse_list(f"json:http://127.0.0.1:{closed}/x,slack:{receiver.url('/r')}")
+    outcomes = send_all(channels, [notice], "main")
+    assert [(o["delivered"], o["how"]) for o in outcomes] == [(False, "ConnectionError"), (False, "HTTP 500")]
+
+
+# --- a real service
+
+
+def _texts_with(receiver, fragment: str) -> list[str]:
+    return [t for t in receiver.texts() if fragment in t]
+
+
+def test_a_service_announces_its_start_crashes_its_stop_and_an_unclean_restart(service, asterisk, receiver):
+    svc = service(ALERT_WEBHOOKS=f"slack:{receiver.url('/hook')}")
+    svc.wait(lambda: _texts_with(receiver, "started"))
+    assert "unclean" not in _texts_with(receiver, "started")[0]
+    call_ids = [asterisk.place_call([{"say": 800}, {"silence": 30000}]) for _ in range(CRASHES)]
+    rows = svc.wait(
+        lambda: len(r := svc.status()["calls"]) == CRASHES and all(x["phase"] == "active" for x in r) and r
+    )
+    for row in rows:
+        os.kill(row["pid"], signal.SIGKILL)
+    svc.wait(lambda: _texts_with(receiver, "call workers crashed"), timeout=10)
+    svc.wait(lambda: all(asterisk.call(c, packets=False)["hangup"] for c in call_ids), timeout=10)
+    receiver.delay = 1.0  # a receiver taking its time: the supervisor waits for the helper
+    assert svc.stop() == 0
+    exited = time.monotonic()
+    assert _texts_with(receiver, "is stopping (SIGTERM)")
+    assert receiver.done_at[-1] <= exited  # it was delivered before the supervisor exited
+    receiver.delay = 0.0
+    assert len(_texts_with(receiver, "call workers crashed")) == 1  # said once
+
+    again = service(ALERT_WEBHOOKS=f"slack:{receiver.url('/hook')}")
+    again.wait(lambda: len(_texts_with(receiver, "started")) == 2)
+    assert "unclean" not in _texts_with(receiver, "started")[1]  # the last run exited
+    again.proc.kill()
+    again.proc.wait()
+    third = service(ALERT_WEBHOOKS=f"slack:{receiver.url('/hook')}")
+    third.wait(lambda: _texts_with(receiver, "after an unclean stop"))
+    assert "alert started event via webhook 1 (slack): HTTP 200" in third.log()
+    assert receiver.url("/hook") not in third.log()
+
+
+def test_a_slow_receiver_changes_nothing_for_calls(service, asterisk, receiver):
+    receiver.delay = 8.0  # each notice takes the helper 8 s
+    svc = service(ALERT_WEBHOOKS=f"json:{receiver.url('/slow')}")
+    started = time.monotonic()
+    call_id = asterisk.place_call([{"say": 600}, {"silence": 1500}, {"hangup": True}])
+    svc.wait(lambda: asterisk.call(call_id, packets=False)["hangup"] is not None, timeout=15)
+    assert time.monotonic() - started < 8.0  # the call did not wait for the receiver
+    svc.wait(lambda: receiver.got, timeout=20)
+    assert receiver.got[0][1]["key"] == "started"
+
+
+def test_ari_unreachable_fires_after_30_s_and_resolves_when_asterisk_returns(realtime, receiver, tmp_path):
+    """Its own simulated Asterisk, stopped for longer than the hold time, then started again
+    on the same port: one "firing" notice, then one "resolved"."""
+    from harness import AsteriskSim
+    from service import Service
+    from testenv import TEST_PREFIX
+
+    from alerts.watch import ARI_HOLD
+
+    pbx = AsteriskSim()
+    port = pbx.port
+    svc = Service(pbx, realtime, tmp_path, TEST_PREFIX, ALERT_WEBHOOKS=f"slack:{receiver.url('/hook')}")
+    try:
+        svc.start()
+        svc.wait(lambda: _texts_with(receiver, "started"))
+        pbx.stop()
+        down_at = time.monotonic()
+        svc.wait(lambda: _texts_with(receiver, "unreachable"), timeout=ARI_HOLD + 15)
+        assert time.monotonic() - down_at >= ARI_HOLD - 1  # not before the hold time
+        assert not _texts_with(receiver, "resolved")
+        pbx = AsteriskSim("--port", str(port))
+        svc.wait(lambda: _texts_with(receiver, "resolved"), timeout=30)
+        assert len(_texts_with(receiver, "unreachable")) == 2  # the firing, and its resolve
+    finally:
+        svc.stop()
+        pbx.stop()
