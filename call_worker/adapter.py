@@ -27,9 +27,10 @@ __all__ = ["ErrorAction"]  # re-exported: what a ServiceError means for the call
 class ConnectError(Exception):
     """Opening a session failed; `fatal` when retrying cannot help (key, model, shape)."""
 
-    def __init__(self, message: str, fatal: bool) -> None:
+    def __init__(self, message: str, fatal: bool, code: str = "") -> None:
         super().__init__(message)
         self.fatal = fatal
+        self.code = code  # the service's error code it amounts to (the metrics count it), if any
 
 
 # --- what the service says (one class per kind; the conversation dispatches on the class)

@@ -283,6 +283,7 @@ class Call:
             except ConnectError as again:
                 outcome = again
         if isinstance(outcome, ConnectError):
+            self.conversation.count_error(outcome.code)  # (no session yet: no other writer)
             self.header.set(Slot.REALTIME_STATE, RealtimeState.FAILED)
             self._on_fatal(str(outcome))
             raise SetupError(str(outcome), EndReason.REALTIME_FAILED)

@@ -33,6 +33,7 @@ from call_worker.wake import Waker
 from call_worker.ws_link import Closed, WsLink
 from callbridge.config import Settings
 from shm_ring import ByteRing, CallHeader, RealtimeState, Slot
+from shm_ring.header import error_slot
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class Conversation:
         self._had_session = False
         # Posted by other threads, taken by the loop: (link, opening id, greet) from an
         # opener, or an error message when no session could be opened.
-        self._arrivals: deque[tuple[WsLink, str, bool] | str] = deque()
+        self._arrivals: deque[tuple[WsLink, str, bool] | seam.ConnectError] = deque()
         self._goodbye_request: str | None = None
         # While a new session opens the uplink ring is the backlog: nothing is sent.
         self._uplink_held = True
@@ -140,8 +141,9 @@ class Conversation:
         what other threads posted."""
         while self._arrivals:
             arrival = self._arrivals.popleft()
-            if isinstance(arrival, str):
-                self._fatal(arrival)
+            if isinstance(arrival, seam.ConnectError):
+                self.count_error(arrival.code)
+                self._fatal(str(arrival))
             else:
                 self._install(*arrival)
         if self._goodbye_request is not None:
@@ -185,7 +187,7 @@ class Conversation:
         self._drop_link()
         while self._arrivals:  # an opener finished after the loop stopped
             arrival = self._arrivals.popleft()
-            if not isinstance(arrival, str):
+            if not isinstance(arrival, seam.ConnectError):
                 arrival[0].close()
         # The call is over: a reply still in the ring was heard up to where playback stopped.
         for item in self.playback.unplayed():
@@ -290,14 +292,18 @@ class Conversation:
                     link, opening_id = self.connect(min(RECONNECT_OPEN_TIMEOUT, deadline - time.monotonic()))
                 except seam.ConnectError as exc:
                     if exc.fatal:
-                        self._arrivals.append(str(exc))
+                        self._arrivals.append(exc)
                         return
                     log.warning("Realtime reconnect failed: %s", exc)
                     continue
                 self._arrivals.append((link, opening_id, False))
                 return
             self._arrivals.append(
-                f"Realtime service unreachable: no new session within {RECONNECT_BUDGET:.0f} s ({attempts} attempts)"
+                seam.ConnectError(
+                    f"Realtime service unreachable: no new session within {RECONNECT_BUDGET:.0f} s "
+                    f"({attempts} attempts)",
+                    fatal=True,
+                )
             )
         finally:
             self.loop_wake.wake()
@@ -319,6 +325,12 @@ class Conversation:
                 self.transcript.truncated(self.playback.heard(item, played))
             self._send_texts(self.adapter.inject([("agent", self.transcript.heard(item.item_id))]))
         self._held = keep
+
+    def count_error(self, code: str) -> None:
+        """One more error for the metrics: in its code's slot, or among the others. The
+        media loop's (or, before it has a session, set-up's), so each slot has one writer."""
+        slot = error_slot(code)
+        self.header.add(slot if slot is not None else Slot.REALTIME_ERRORS)
 
     def _fatal(self, message: str) -> None:
         self.header.set(Slot.REALTIME_STATE, RealtimeState.FAILED)
@@ -384,8 +396,12 @@ class Conversation:
             self.active_response = None
         for kind, amount in event.usage.items():
             self.usage[kind] = self.usage.get(kind, 0) + amount
-        self.header.set(Slot.INPUT_TOKENS, self.usage["input_tokens"])
-        self.header.set(Slot.OUTPUT_TOKENS, self.usage["output_tokens"])
+        usage, header = self.usage, self.header
+        header.set(Slot.INPUT_TOKENS, usage["input_tokens"])
+        header.set(Slot.OUTPUT_TOKENS, usage["output_tokens"])
+        header.set(Slot.INPUT_AUDIO_TOKENS, usage["input_audio_tokens"])
+        header.set(Slot.OUTPUT_AUDIO_TOKENS, usage["output_audio_tokens"])
+        header.set(Slot.INPUT_CACHED_TOKENS, usage["input_cached_tokens"])
         self.transcript.response_ended(list(event.item_ids))
         self.goodbye.on_response_done(event.response_id, self.active_response is not None)
 
@@ -433,8 +449,9 @@ class Conversation:
         elif action is seam.ErrorAction.RECONNECT:
             log.warning("Realtime error %s: %s", event.code, event.message)
         else:
-            self.header.add(Slot.REALTIME_ERRORS)
             log.warning("Realtime error %s: %s", event.code or "(no code)", event.message)
+        if action is not seam.ErrorAction.BENIGN:
+            self.count_error(event.code)
         if event.cause is not None:
             self.updates.refused(event.cause)  # a refused update is never acknowledged
             self.goodbye.on_error(self.active_response is not None, event.cause)

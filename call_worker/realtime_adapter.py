@@ -71,7 +71,10 @@ class RealtimeAdapter(seam.Adapter):
                 403: "access denied for this key",
                 404: f"unknown model or URL ({url})",
             }.get(status, f"HTTP {status}")
-            raise seam.ConnectError(f"Realtime handshake failed: {what}", status in (401, 403, 404)) from None
+            code = {401: "invalid_api_key", 404: "model_not_found"}.get(status, "")
+            raise seam.ConnectError(
+                f"Realtime handshake failed: {what}", status in (401, 403, 404), code
+            ) from None
         except (InvalidHandshake, OSError, TimeoutError) as exc:
             raise seam.ConnectError(f"cannot reach {url}: {type(exc).__name__}: {exc}", False) from None
         # Sent by the opener, so that a session is never handed over unconfigured. A

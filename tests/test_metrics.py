@@ -249,7 +249,7 @@ def test_a_scrape_counts_calls_by_reason_live_calls_and_a_crash(service, asteris
 def test_a_worker_s_error_codes_reach_the_exported_counter(service, asterisk):
     """How a code travels: the worker counts it in its header slot (shm_ring/header.py
     ERROR_CODE_SLOTS); the supervisor adds the header's counts at the reap. The test
-    writes the slot itself, standing in for the worker's realtime-recv thread."""
+    writes the slot itself, standing in for the worker's media loop."""
     svc, scraper = _metered(service)
     call_id = asterisk.place_call([{"say": 600}, {"silence": 2500}, {"hangup": True}])
     svc.wait(lambda: (r := svc.call_row(call_id)) and r["phase"] == "active")
@@ -261,6 +261,26 @@ def test_a_worker_s_error_codes_reach_the_exported_counter(service, asterisk):
         segment.close()
     svc.wait(lambda: scraper.value("callbridge_realtime_errors_total", code="invalid_api_key") == 2, 15)
     assert scraper.value("callbridge_realtime_errors_total", code="rate_limit_exceeded") == 1
+
+
+def test_the_worker_itself_counts_a_refused_key_and_tokens_by_kind(service, asterisk):
+    """The real worker path: a key the service refuses is counted once under its own code
+    (the alert rules key on it), and a call that talked reports its audio tokens."""
+    svc, scraper = _metered(service, OPENAI_API_KEY="sk-refused-by-the-simulator")
+    call_id = asterisk.place_call([{"say": 600}, {"silence": 4000}])
+    svc.wait(lambda: asterisk.call(call_id, packets=False)["hangup"] is not None, timeout=20)
+    svc.wait(lambda: scraper.value("callbridge_realtime_errors_total", code="invalid_api_key") == 1, 15)
+    assert scraper.value("callbridge_realtime_errors_total", code="other") in (None, 0)
+    assert scraper.value("callbridge_calls_total", reason="realtime_failed") == 1
+
+
+def test_a_call_reports_its_audio_tokens(service, asterisk):
+    svc, scraper = _metered(service)
+    call_id = asterisk.place_call([{"say": 600}, {"silence": 2500}, {"hangup": True}])
+    svc.wait(lambda: asterisk.call(call_id, packets=False)["hangup"] is not None, timeout=20)
+    svc.wait(lambda: scraper.value("callbridge_calls_total", reason="caller_hangup") == 1, timeout=10)
+    assert scraper.value("callbridge_tokens_total", kind="input_audio") > 0
+    assert scraper.value("callbridge_tokens_total", kind="output_audio") > 0
 
 
 def test_a_turned_away_caller_is_counted(service, asterisk):
