@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from records import spool
 from records.migrate import upgrade
 from records.queries import delete_before
-from records.store import open_engine, store_record
+from records.store import open_engine, store_alerts, store_record
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,10 @@ def drain_once(engine, directory: Path) -> int:
             record = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(record, dict):
                 raise ValueError("not a JSON object")
-            new = store_record(engine, record)
+            if record.get("kind") == spool.ALERTS:  # an alert helper's outcomes
+                new = store_alerts(engine, record)
+            else:
+                new = store_record(engine, record)
         except FileNotFoundError:
             continue  # another drainer took it
         except ValueError as exc:

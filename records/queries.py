@@ -13,7 +13,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.engine import Engine
 
 from records.privacy import mask_number, number_hash
-from records.schema import calls, events, turns
+from records.schema import alerts, calls, events, turns
 
 TOKEN_COLUMNS = (
     "input_audio_tokens",
@@ -150,7 +150,10 @@ def usage(
 
 def delete_before(engine: Engine, cutoff: datetime, batch: int = 500) -> int:
     """RECORDS_RETENTION_DAYS: remove calls started before `cutoff`, with their turns and
-    events, a batch per transaction (a long delete would hold SQLite's write lock)."""
+    events, a batch per transaction (a long delete would hold SQLite's write lock); alerts
+    sent before it go too."""
+    with engine.begin() as conn:
+        conn.execute(delete(alerts).where(alerts.c.sent_at < cutoff))
     removed = 0
     while True:
         with engine.begin() as conn:

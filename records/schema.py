@@ -113,3 +113,23 @@ events = Table(
         name="fk_events_call",
     ),
 )
+
+# Built-in alerts (alerts/send.py): one row per notice and channel, as the alert helper
+# sent it. Keyed by the helper's batch id and the row's place in it, so that a batch the
+# drainer stores twice (killed between commit and unlink) is stored once.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("instance", String(64), primary_key=True),
+    Column("batch_id", String(32), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("sent_at", Timestamp, nullable=False),
+    Column("alert_key", String(64), nullable=False),  # the condition (alerts/watch.py), or "test"
+    Column("kind", String(16), nullable=False),  # firing, resolved, event
+    Column("severity", String(16), nullable=False, default=""),
+    Column("text", Text, nullable=False, default=""),
+    Column("channel", String(128), nullable=False),  # which webhook or mail, without secrets
+    Column("delivered", Boolean, nullable=False),
+    Column("outcome", Text, nullable=False, default=""),  # what the receiver said, or why not
+    Index("ix_alerts_sent_at", "sent_at"),
+)

@@ -26,11 +26,13 @@ import logging
 import os
 import re
 import time
+import uuid
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
+ALERTS = "alerts"  # the "kind" of a spool file that holds alert outcomes, not a call
 JOURNAL, RECORD, TEMP = ".journal", ".json", ".tmp"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -42,6 +44,21 @@ def file_key(call_id: str) -> str:
 
 def record_name(ended_at: float, call_id: str) -> str:
     return f"{int(ended_at * 1000):013d}_{file_key(call_id)}{RECORD}"
+
+
+def write_alerts(directory: Path, instance: str, outcomes: list[dict], sent_at: float) -> Path:
+    """An alert helper's outcomes, for the drainer to store (records/store.py::store_alerts).
+    Named like a call record ("+" never occurs in a call's file key), so that the drainer
+    takes it in the same time order."""
+    batch_id = uuid.uuid4().hex
+    batch = {
+        "kind": ALERTS,
+        "instance": instance,
+        "batch_id": batch_id,
+        "sent_at": sent_at,
+        "alerts": outcomes,
+    }
+    return _write_atomically(directory, f"{int(sent_at * 1000):013d}_+alerts-{batch_id}{RECORD}", batch)
 
 
 def journal_path(directory: Path, call_id: str) -> Path:
@@ -65,11 +82,15 @@ def journals(directory: Path) -> list[Path]:
 
 def write_record(directory: Path, record: dict) -> Path:
     """Atomically: a reader sees no file or the whole record."""
+    return _write_atomically(directory, record_name(record["ended_at"], record["call_id"]), record)
+
+
+def _write_atomically(directory: Path, name: str, content: dict) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / record_name(record["ended_at"], record["call_id"])
+    path = directory / name
     temp = path.with_name(path.name + TEMP)
     with open(temp, "w", encoding="utf-8") as out:
-        json.dump(record, out, ensure_ascii=False)
+        json.dump(content, out, ensure_ascii=False)
         out.flush()
         os.fsync(out.fileno())
     os.replace(temp, path)

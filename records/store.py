@@ -34,7 +34,7 @@ from sqlalchemy import create_engine, event, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from records.schema import calls, events, turns
+from records.schema import alerts, calls, events, turns
 from records.url import DatabaseUrl
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,44 @@ def store_record(engine: Engine, record: dict) -> bool:
         # check and our insert: the call is there, which is all we promised.
         with engine.connect() as conn:
             if conn.execute(select(calls.c.call_id).where(key)).first() is not None:
+                return False
+        raise
+    return True
+
+
+def store_alerts(engine: Engine, batch: dict) -> bool:
+    """Write one alert helper's batch (records/spool.py::write_alerts) in one transaction.
+    Idempotent on (instance, batch_id): False when it was there already."""
+    try:
+        instance, batch_id = str(batch["instance"]), str(batch["batch_id"])
+        rows = [
+            {
+                "instance": instance,
+                "batch_id": batch_id,
+                "seq": seq,
+                "sent_at": utc(batch["sent_at"]),
+                "alert_key": str(item["key"])[:64],
+                "kind": str(item["kind"])[:16],
+                "severity": str(item.get("severity") or "")[:16],
+                "text": str(item.get("text") or ""),
+                "channel": str(item["channel"])[:128],
+                "delivered": bool(item["delivered"]),
+                "outcome": str(item.get("how") or ""),
+            }
+            for seq, item in enumerate(batch["alerts"])
+        ]
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"not an alerts batch: {exc!r}") from None
+    key = (alerts.c.instance == instance) & (alerts.c.batch_id == batch_id)
+    try:
+        with engine.begin() as conn:
+            if conn.execute(select(alerts.c.seq).where(key)).first() is not None:
+                return False
+            if rows:
+                conn.execute(insert(alerts), rows)
+    except IntegrityError:
+        with engine.connect() as conn:
+            if conn.execute(select(alerts.c.seq).where(key)).first() is not None:
                 return False
         raise
     return True

@@ -96,8 +96,10 @@ class Alerting:
         if not self.on or self.sending is not None or not self.queue:
             return
         batch, self.queue = self.queue, []
-        channels, instance = self.channels, self.settings.instance
-        self.sending = self.start_helper("alert", lambda: send_all(channels, batch, instance), self._sent)
+        channels, instance, spool_dir = self.channels, self.settings.instance, self.settings.spool_dir
+        self.sending = self.start_helper(
+            "alert", lambda: send_all(channels, batch, instance, spool_dir), self._sent
+        )
         if self.sending is None:  # could not fork: try again on the next tick
             self.queue[:0] = batch
 

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -219,6 +220,46 @@ def test_a_service_announces_its_start_crashes_its_stop_and_an_unclean_restart(s
     third.wait(lambda: _texts_with(receiver, "after an unclean stop"))
     assert "alert started event via webhook 1 (slack): HTTP 200" in third.log()
     assert receiver.url("/hook") not in third.log()
+
+
+def test_every_alert_and_its_outcome_per_channel_is_stored_in_the_records_database(service, receiver):
+    """Two channels, one of them down: the drainer stores each notice once per channel, with
+    what became of it (the alert helper spools its outcomes; the database may be away)."""
+    from sqlalchemy import select
+
+    from records.schema import alerts
+    from records.store import open_engine
+    from records.url import DatabaseUrl
+
+    down = f"http://127.0.0.1:{_closed_port()}/nobody"
+    svc = service(ALERT_WEBHOOKS=f"slack:{receiver.url('/hook')},json:{down}")
+    svc.wait(lambda: _texts_with(receiver, "started"))
+    engine = open_engine(DatabaseUrl.sqlite_file(Path(svc.env["STATE_DIR"]) / "callbridge.db"))
+
+    def stored() -> list:
+        try:
+            with engine.connect() as conn:
+                return list(conn.execute(select(alerts).order_by(alerts.c.seq)).mappings())
+        except Exception:  # the drainer has not created the tables yet
+            return []
+
+    rows = svc.wait(lambda: len(r := stored()) == 2 and r, timeout=20)
+    assert {row["alert_key"] for row in rows} == {"started"} and {row["kind"] for row in rows} == {"event"}
+    by_channel = {row["delivered"]: row for row in rows}
+    assert by_channel[True]["outcome"] == "HTTP 200" and "started" in by_channel[True]["text"]
+    assert not by_channel[False]["delivered"] and by_channel[False]["outcome"]
+    assert "nobody" not in " ".join(row["channel"] for row in rows)  # no URL (a webhook is a secret)
+    engine.dispose()
+
+
+def _closed_port() -> int:
+    import socket
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
 
 
 def test_a_slow_receiver_changes_nothing_for_calls(service, asterisk, receiver):

@@ -32,13 +32,13 @@ def test_migrating_an_empty_database_gives_exactly_the_declared_tables(database)
     engine = open_engine(database)
     assert current(engine) is None
     upgrade(engine)
-    assert current(engine) == head() == "0003"
+    assert current(engine) == head() == "0004"
     assert {"calls", "turns", "events"} <= set(inspect(engine).get_table_names())
     with engine.connect() as conn:  # what the migrations built is what records/schema.py says
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
     upgrade(engine)  # again: nothing to do, nothing fails
-    assert current(engine) == "0003"
+    assert current(engine) == "0004"
     engine.dispose()
 
 
@@ -51,7 +51,7 @@ def test_migrating_from_the_first_schema_keeps_its_calls_without_a_caller_hash(d
         first_schema = table("calls", *(column(name) for name in row))  # without them
         conn.execute(first_schema.insert().values(**row))
     upgrade(engine)
-    assert current(engine) == "0003"
+    assert current(engine) == "0004"
     [old] = queries.recent_calls(engine)
     assert old["call_id"] == "old.1" and old["caller"] == "+34600111222" and old["caller_hash"] == ""
     engine.dispose()
@@ -67,7 +67,7 @@ def test_migrating_from_the_second_schema_keeps_its_calls_with_no_transcription_
         }
         conn.execute(table("calls", *(column(name) for name in row)).insert().values(**row))
     upgrade(engine)
-    assert current(engine) == "0003"
+    assert current(engine) == "0004"
     [old] = queries.recent_calls(engine)
     assert old["call_id"] == "old.2" and old["cost_estimate"] == 0.5 and old["transcription_seconds"] == 20.0
     assert old["transcription_model"] == "" and old["transcription_cost"] is None
@@ -281,3 +281,46 @@ def test_usage_adds_up_the_costs_in_their_currency(engine):
     [day] = queries.usage(engine, "day")
     assert day["cost"] == 1.25 and day["currency"] == "EUR"
     assert day["transcription_minutes"] == 1.0 and day["transcription_cost"] == 0.125  # 3 x 20 s
+
+
+def test_an_alerts_batch_is_stored_once_per_channel_and_notice(engine):
+    from records.schema import alerts
+    from records.store import store_alerts
+
+    batch = {
+        "kind": "alerts",
+        "instance": "main",
+        "batch_id": "b" * 32,
+        "sent_at": 1764633600.25,
+        "alerts": [
+            {
+                "key": "worker_crashes",
+                "kind": "firing",
+                "severity": "critical",
+                "text": "3 crashed",
+                "channel": "webhook 1 (slack)",
+                "delivered": True,
+                "how": "HTTP 200",
+            },
+            {
+                "key": "worker_crashes",
+                "kind": "firing",
+                "severity": "critical",
+                "text": "3 crashed",
+                "channel": "mail to ops",
+                "delivered": False,
+                "how": "connection refused",
+            },
+        ],
+    }
+    assert store_alerts(engine, batch) is True
+    assert store_alerts(engine, batch) is False  # a drainer killed before the unlink sends it again
+    with engine.connect() as conn:
+        rows = list(conn.execute(select(alerts).order_by(alerts.c.seq)).mappings())
+    assert [(r["channel"], r["delivered"], r["outcome"]) for r in rows] == [
+        ("webhook 1 (slack)", True, "HTTP 200"),
+        ("mail to ops", False, "connection refused"),
+    ]
+    assert rows[0]["sent_at"].microsecond == 250000  # microseconds kept on every backend
+    with pytest.raises(ValueError):
+        store_alerts(engine, {"kind": "alerts", "instance": "main"})  # set aside, not retried
