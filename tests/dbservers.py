@@ -16,15 +16,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from testenv import wait_until
+from testenv import free_port, wait_until
 
 PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _user(name: str) -> pwd.struct_passwd | None:
@@ -65,7 +59,7 @@ class Server:
         if os.geteuid() == 0 and account is not None:  # its socket, pid file and data
             for path in (self.root, self.data):
                 os.chown(path, account.pw_uid, account.pw_gid)
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen | None = None
 
     def url(self) -> str:

@@ -4,13 +4,13 @@ refuses the login, offers no STARTTLS, or is not there."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from testenv import free_port
 
 from alerts.conditions import Notice
 from alerts.email import Email
@@ -18,12 +18,6 @@ from callbridge.secret import redact
 
 USER, PASSWORD = "alerts@example.org", "smtp-Pa55word!"
 NOTICE = Notice("worker_crashes", "firing", "warning", "3 call workers crashed within 10 minutes")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +76,7 @@ def _server(certificate, starttls: bool = True):
     controller = Controller(
         inbox,
         hostname="127.0.0.1",
-        port=_free_port(),
+        port=free_port(),
         tls_context=context if starttls else None,
         require_starttls=starttls,
         authenticator=_authenticator,
@@ -127,7 +121,7 @@ def test_a_refused_login_an_untrusted_certificate_and_no_server_are_outcomes(cer
     finally:
         controller.stop()
     assert inbox.messages == []
-    delivered, how = _email(_free_port(), certificate[0]).send(NOTICE, "main")
+    delivered, how = _email(free_port(), certificate[0]).send(NOTICE, "main")
     assert (delivered, how) == (False, "ConnectionRefusedError")
 
 

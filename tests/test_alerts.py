@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from testenv import free_port
 
 from alerts.conditions import Holding, Notice, Tracker
 from alerts.send import send_all
@@ -175,9 +175,7 @@ def test_each_form_reaches_a_real_receiver(receiver):
 
 def test_a_receiver_that_is_down_or_rude_is_an_outcome_not_an_exception(receiver):
     notice = Notice("started", "event", "info", "callbridge started")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]  # nothing listens here once the probe closes
+    closed = free_port()  # nothing listens there
     receiver.status, receiver.body = 500, b"\x00garbage"
     channels = Webhook.parse_list(f"json:http://127.0.0.1:{closed}/x,slack:{receiver.url('/r')}")
     outcomes = send_all(channels, [notice], "main")
@@ -231,7 +229,7 @@ def test_every_alert_and_its_outcome_per_channel_is_stored_in_the_records_databa
     from records.store import open_engine
     from records.url import DatabaseUrl
 
-    down = f"http://127.0.0.1:{_closed_port()}/nobody"
+    down = f"http://127.0.0.1:{free_port()}/nobody"
     svc = service(ALERT_WEBHOOKS=f"slack:{receiver.url('/hook')},json:{down}")
     svc.wait(lambda: _texts_with(receiver, "started"))
     engine = open_engine(DatabaseUrl.sqlite_file(Path(svc.env["STATE_DIR"]) / "callbridge.db"))
@@ -250,16 +248,6 @@ def test_every_alert_and_its_outcome_per_channel_is_stored_in_the_records_databa
     assert not by_channel[False]["delivered"] and by_channel[False]["outcome"]
     assert "nobody" not in " ".join(row["channel"] for row in rows)  # no URL (a webhook is a secret)
     engine.dispose()
-
-
-def _closed_port() -> int:
-    import socket
-
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    return port
 
 
 def test_a_slow_receiver_changes_nothing_for_calls(service, asterisk, receiver):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import threading
@@ -21,6 +20,7 @@ import requests
 from analysis import assert_paced, gaps_ms, loud
 from harness import REPO, RealtimeSim, started
 from prometheus_client.parser import text_string_to_metric_families
+from testenv import free_port
 
 from callbridge import config as cfg
 from callbridge.netaddr import ListenAddress
@@ -155,12 +155,6 @@ def test_the_families_render_as_prometheus_text():
 # --- a real service, scraped
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class Scraper:
     def __init__(self, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}/metrics"
@@ -187,7 +181,7 @@ class Scraper:
 
 
 def _metered(service, **overrides):
-    port = _free_port()
+    port = free_port()
     svc = service(METRICS_LISTEN=f"127.0.0.1:{port}", **overrides)
     scraper = Scraper(port)
     svc.wait(lambda: scraper.value("callbridge_supervisor_up") == 1, timeout=15)

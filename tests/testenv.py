@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 
 import pytest
 
 TEST_PREFIX = f"cbtest{os.getpid()}"
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on now (bound, read, released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.005):
