@@ -159,8 +159,8 @@ class Adapter(ABC):
         """Earlier turns ("caller" or "agent", text) for a new session's context."""
 
     @abstractmethod
-    def tool_result(self, call_id: str, output: str) -> list[str]:
-        """A tool's result, and a request for the reply that uses it."""
+    def tool_result(self, call_id: str, output: str, respond: bool = True) -> list[str]:
+        """A tool's result, and (`respond`) a request for the reply that uses it."""
 
     @abstractmethod
     def events(self, message: bytes) -> list[Event]:
@@ -172,7 +172,8 @@ class Adapter(ABC):
         return False
 
 
-def adapter_for(settings) -> Adapter:
+def adapter_for(settings, tools=()) -> Adapter:
+    """The protocol's adapter; `tools` (call_worker/tools.py ToolSpecs) are offered to the model."""
     from call_worker.realtime_adapter import RealtimeAdapter
 
-    return RealtimeAdapter(settings)
+    return RealtimeAdapter(settings, tools)

@@ -37,11 +37,14 @@ from call_worker.playback import Playback
 from call_worker.realtime_adapter import RealtimeAdapter  # noqa: F401 -- imported before the fork (shared pages, not each worker's)
 from call_worker.setup_timeline import SetupTimeline
 from call_worker.side_requests import SideRequest, finish_all, wait_all
+from call_worker.tools import Action, ToolBox, tools_for
+from call_worker.transfer import Failed, Transfer
 from call_worker.wake import Waker
+from callbridge.agents import Agent, Destination, default_agent
 from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
 from callbridge.netaddr import rtp_bind_address
-from callbridge.teardown import call_targets, remove_all
+from callbridge.teardown import Target, call_targets, remove_all
 from records.spool import CallSpool, final_record
 from shm_ring import CallSegment, CallState, EndReason, RealtimeState, Slot
 
@@ -68,6 +71,7 @@ class CallInfo:
     channel_name: str = ""
     admitted_ns: int = 0  # time.monotonic_ns() when the supervisor took the StasisStart
     caller_hash: str = ""  # records/privacy.py; `caller` is masked when RECORDS_MASK_CALLERS
+    agent: Agent | None = None  # None: the environment's default agent (callbridge/agents.py)
 
 
 def host_port(address: str, port: int) -> str:
@@ -110,6 +114,8 @@ class Call:
         supervisor_pid: int | None = None,
         main_wake: Waker | None = None,
     ) -> None:
+        self.agent = info.agent or default_agent(settings)
+        settings = self.agent.apply(settings)
         self.settings = settings
         self.ids = settings.ids
         self.info = info
@@ -124,23 +130,32 @@ class Call:
         self.loop_wake = Waker()  # the media loop's
         self.playback = Playback(segment.downlink)
         self.ari = AriRest(settings.ari_base_url, settings.asterisk_username, settings.asterisk_password)
+        # Events of the call's record besides its turns (tool calls, transfers): appended by
+        # either thread, journaled by the main thread when it wakes.
+        self.events: list[dict] = []
+        self._events_journaled = 0
+        self._actions: list[Action] = []  # the media loop's tool calls, for the main thread
+        self.toolbox = ToolBox(self.agent, self._tool_action, self._event)
+        self.transfer = Transfer(self.ids, self.ari, self.header, info.call_id, settings.ari_app_name)
         self.conversation = Conversation(
             settings,
             self.header,
             segment.uplink,
             self.playback,
-            adapter_for(settings),
+            adapter_for(settings, tools_for(self.agent)),
             self.loop_wake,
             self.stop,
             self._on_fatal,
             on_turn=self._turn_finished,
             on_goodbye_done=self.main_wake.wake,
+            toolbox=self.toolbox,
         )
         self.sock: socket.socket | None = None
         self.media: MediaLoop | None = None
         self.threads: list[threading.Thread] = []
         self._journal_due = False
         self._opened: list = []  # set-up's session until the media loop has it
+        self._pending_blind: tuple[Destination, int] | None = None
         self.rusage_bridged = None  # getrusage() once media is ready
         self.end_reason = EndReason.NONE
         self.started = time.monotonic()
@@ -181,6 +196,18 @@ class Call:
         self.main_wake.wake()
 
     def _turn_finished(self) -> None:
+        self._journal_due = True
+        self.main_wake.wake()
+
+    def _tool_action(self, action: Action) -> None:
+        """(media loop) A tool call the main thread must carry out."""
+        self._actions.append(action)
+        self.main_wake.wake()
+
+    def _event(self, kind: str, detail: dict) -> None:
+        """An event of the call's record, from either thread (list.append is atomic)."""
+        offset_ms = int((time.monotonic_ns() - (self.info.admitted_ns or int(self.started * 1e9))) / 1e6)
+        self.events.append({"offset_ms": offset_ms, "kind": kind, "detail": detail})
         self._journal_due = True
         self.main_wake.wake()
 
@@ -339,6 +366,7 @@ class Call:
             if self._journal_due:
                 self._journal_due = False
                 self.spool.journal(self.conversation.transcript, self.conversation.usage)
+                self._journal_events()
             # The supervisor's death comes as SIGTERM (process.py): tell it from a shutdown.
             if self.supervisor_pid is not None and os.getppid() != self.supervisor_pid:
                 log.error("supervisor is gone; ending the call")
@@ -350,6 +378,33 @@ class Call:
                 return EndReason.REALTIME_FAILED
             playing = self.playback.is_playing()
             wake_at: list[float] = []
+            while self._actions:
+                action = self._actions.pop(0)
+                if action.kind == "end" and not goodbye_reason:
+                    log.info("the agent ends the call (end_call)")
+                    self.transfer.cancel()
+                    goodbye_reason, goodbye_deadline = EndReason.AGENT_HANGUP, now + GOODBYE_LIMIT
+                    self.conversation.say_goodbye(proto.GOODBYE_AGENT)
+                elif action.kind == "transfer" and not goodbye_reason:
+                    self._start_transfer(action.destination, now)
+            if self._pending_blind is not None and not self._agent_speaking():
+                if self._blind_transfer():
+                    return EndReason.TRANSFERRED
+            elif self.transfer.active and not goodbye_reason:
+                failed = self.transfer.check(now)
+                if failed is not None:
+                    self._transfer_failed(failed)
+                elif self.transfer.ready_to_bridge(now, self._agent_speaking()):
+                    if self.transfer.bridge(
+                        self.ids.bridge(self.info.call_id), self.ids.external_channel(self.info.call_id)
+                    ):
+                        self._event("transferred", self._transfer_detail("answered", now))
+                        return EndReason.TRANSFERRED
+                    self._transfer_failed(
+                        Failed(self.transfer.destination, "the line was lost while connecting", 0)
+                    )
+                if self.transfer.active:
+                    wake_at.append(self.transfer.deadline)
             if goodbye_reason:
                 said = self.conversation.goodbye_done.is_set() and not playing
                 if said or now >= goodbye_deadline:
@@ -377,6 +432,71 @@ class Call:
                 else:
                     wake_at.append(reply_deadline)
             self._sleep(min(wake_at) - time.monotonic() if wake_at else None)
+
+    # --- tools: transfers (call_worker/transfer.py)
+
+    def _agent_speaking(self) -> bool:
+        """A reply of the agent is coming, being received or playing: an announcement is
+        not over yet."""
+        return self.conversation.agent_busy() or self.playback.is_playing()
+
+    def _start_transfer(self, destination: Destination, now: float) -> None:
+        place = list(self.agent.transfers).index(destination.name)
+        if destination.blind:
+            self._pending_blind = (destination, place)  # after the announcement
+            return
+        caller = self.ari_caller_id()
+        failed = self.transfer.dial(destination, place, caller, now)
+        self._event("transfer_dialled", {"destination": destination.name, "attempt": self.transfer.attempt})
+        if failed is not None:
+            self._transfer_failed(failed)
+
+    def ari_caller_id(self) -> str:
+        """The caller's own caller id, for the destination's display (the worker's copy of
+        the number may be masked for the records)."""
+        try:
+            channel = self.ari.channel(self.info.call_id) or {}
+        except AriError:
+            return ""
+        caller = channel.get("caller") or {}
+        number, name = str(caller.get("number") or ""), str(caller.get("name") or "")
+        return f'"{name}" <{number}>' if name and number else number
+
+    def _transfer_failed(self, failed: Failed) -> None:
+        self._event(
+            "transfer_failed",
+            {
+                "destination": failed.destination.name,
+                "why": failed.why,
+                "cause": failed.cause,
+                "after_ms": self.transfer.elapsed_ms(),
+            },
+        )
+        self.toolbox.settled()
+        self.conversation.tell(proto.transfer_failed(failed.destination.name, failed.why))
+
+    def _transfer_detail(self, outcome: str, now: float) -> dict:
+        return {
+            "destination": self.transfer.destination.name,
+            "outcome": outcome,
+            "attempt": self.transfer.attempt,
+            "after_ms": self.transfer.elapsed_ms(now),
+        }
+
+    def _blind_transfer(self) -> bool:
+        destination, place = self._pending_blind
+        self._pending_blind = None
+        if self.transfer.blind(destination, place):
+            self._event("transferred", {"destination": destination.name, "outcome": "blind"})
+            return True
+        self._transfer_failed(Failed(destination, "the line could not be reached", 0))
+        return False
+
+    def _journal_events(self) -> None:
+        new = self.events[self._events_journaled :]
+        if new:
+            self._events_journaled += len(new)
+            self.spool.events(new)
 
     def _idle_deadline(self, now: float, playing: bool) -> float | None:
         """When the call becomes idle if nobody speaks and nothing plays until then."""
@@ -413,7 +533,7 @@ class Call:
         for outcome in self._opened:  # set-up failed after its session opened
             if isinstance(outcome, tuple):
                 outcome[0].close()
-        self._teardown(hang_up_caller=reason is not EndReason.CALLER_HANGUP)
+        self._teardown(reason)
         if self.sock is not None:
             self.sock.close()
         self.ari.close()
@@ -436,12 +556,27 @@ class Call:
         except AriError as exc:
             log.warning("could not play the failure prompt: %s", exc)
 
-    def _teardown(self, hang_up_caller: bool) -> None:
+    def _teardown(self, reason: EndReason) -> None:
         """callbridge/teardown.py, bounded: what is still there after TEARDOWN_LIMIT is the
-        supervisor's to hand to a helper (the worker exits with EXIT_TEARDOWN_LEFT)."""
-        targets = call_targets(self.ids, self.info.call_id, hang_up_caller)
+        supervisor's to hand to a helper (the worker exits with EXIT_TEARDOWN_LEFT).
+
+        A transferred caller is never hung up: after an attended transfer the bridge holds
+        the caller and the destination (the supervisor watches them, supervisor/transfers.py),
+        so only our media channel goes; after a blind one the caller has left Stasis."""
+        call_id = self.info.call_id
+        if reason is EndReason.TRANSFERRED:
+            targets = [Target("channel", self.ids.external_channel(call_id))]
+            if self._blind_sent():
+                targets.insert(0, Target("bridge", self.ids.bridge(call_id)))
+        else:
+            targets = call_targets(self.ids, call_id, reason is not EndReason.CALLER_HANGUP)
+            if self.transfer.leftover():  # still ringing, or answered but never bridged
+                targets.append(Target("channel", self.transfer.leftover()))
         left = remove_all(self.ari, targets, time.monotonic() + TEARDOWN_LIMIT, self.info.call_id)
         self.teardown_left = bool(left)
+
+    def _blind_sent(self) -> bool:
+        return self.transfer.destination is not None and self.transfer.destination.blind
 
     def _report(self) -> None:
         counters = self.header.snapshot()

@@ -18,6 +18,7 @@ within RECONNECT_BUDGET, the call is told to end.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ from call_worker import adapter as seam
 from call_worker.goodbye import Goodbye
 from call_worker.playback import AudioItem, Playback
 from call_worker.session_updates import SessionUpdates
+from call_worker.tools import ToolBox
 from call_worker.transcript import Transcript
 from call_worker.wake import Waker
 from call_worker.ws_link import Closed, WsLink
@@ -42,6 +44,7 @@ RECONNECT_DELAYS = (0.2, 1.0, 2.0)
 # (call_worker/ws_link.py) and the failure prompt, the caller is told within 15 s.
 RECONNECT_BUDGET = 5.0
 RECONNECT_OPEN_TIMEOUT = 3.0  # one handshake; a real one takes well under a second
+ASK_WAIT = 3.0  # seconds a queued reply request waits for the one before it to begin
 MIN_ATTEMPT = 0.5  # a handshake given less than this is not worth starting
 BACKLOG_CHUNK = 3200  # bytes per append when replaying the backlog (200 ms)
 _FRAMES_TO_REALTIME = int(Slot.FRAMES_TO_REALTIME)
@@ -60,6 +63,7 @@ class Conversation:
         on_fatal: Callable[[str], None],
         on_turn: Callable[[], None] = lambda: None,
         on_goodbye_done: Callable[[], None] = lambda: None,
+        toolbox: ToolBox | None = None,
     ) -> None:
         self.settings = settings
         self.header = header
@@ -87,7 +91,13 @@ class Conversation:
         self.updates = SessionUpdates()
         self._opening_ids = itertools.count(1)
         self._malformed_logged = False
-        self._tool_calls_logged = False
+        self.toolbox = toolbox  # call_worker/tools.py; None: no tools offered
+        # Sent once no reply is active (the service refuses a response.create during one):
+        # tool results, whose call arrives before its reply's response.done, and what the
+        # main thread asks the agent to say (`tell`).
+        self._after_reply: deque[tuple[str, list[str], bool]] = deque()  # (tool|tell, texts, asks)
+        self._tell_requests: deque[str] = deque()
+        self._asked_until = 0.0
         self._fatal_codes: dict[str, str] = {}  # codes the service called fatal, with their fixes
         self._had_session = False
         # Posted by other threads, taken by the loop: (link, opening id, greet) from an
@@ -128,6 +138,20 @@ class Conversation:
         self._arrivals.append((link, opening_id, greet))
         self.loop_wake.wake()
 
+    def tell(self, instructions: str) -> None:
+        """(main thread) Have the agent say something now (a transfer failed), once no
+        reply is active."""
+        self._tell_requests.append(instructions)
+        self.loop_wake.wake()
+
+    def agent_busy(self) -> bool:
+        """(any thread) A reply is active or asked for: the agent is about to speak or speaking."""
+        return (
+            self.active_response is not None
+            or bool(self._after_reply or self._tell_requests)
+            or time.monotonic() < self._asked_until
+        )
+
     def say_goodbye(self, instructions: str) -> None:
         """(main thread) Ask for a goodbye: the loop cuts any reply short and has the agent
         say it; `goodbye_done` is set once that reply has been fully received."""
@@ -148,6 +172,12 @@ class Conversation:
                 self._install(*arrival)
         if self._goodbye_request is not None:
             self._start_goodbye()
+        while self._tell_requests and not self.goodbye.requested:
+            texts = self.adapter.respond(self._tell_requests.popleft(), "notice")
+            self._after_reply.append(("tell", texts, True))
+        self._tell_requests.clear()  # a goodbye began: it has the last word
+        if self._after_reply:
+            self._send_after_reply()
         if self._held:
             self._release_held(self.playback.ring.read_total)
         link = self.link
@@ -220,6 +250,17 @@ class Conversation:
             self._send_texts(self.adapter.respond(self.settings.openai_greeting))
         self._uplink_held = False  # the backlog follows the history it answers
         self.send_uplink()
+
+    def _send_after_reply(self) -> None:
+        """Queued texts in order, while no reply is active; one that asks for a reply is the
+        last until that reply begins (or ASK_WAIT passed: an ask the service refused)."""
+        while self._after_reply and self.link is not None and self.active_response is None:
+            if time.monotonic() < self._asked_until:
+                return
+            _kind, texts, asks = self._after_reply.popleft()
+            self._send_texts(texts)
+            if asks:
+                self._asked_until = time.monotonic() + ASK_WAIT
 
     def _send_texts(self, texts: list[str]) -> bool:
         link = self.link
@@ -310,6 +351,8 @@ class Conversation:
 
     def _drop_link(self) -> None:
         old, self.link = self.link, None
+        # Tool results name the lost session's calls; what the main thread asked for stays.
+        self._after_reply = deque(item for item in self._after_reply if item[0] == "tell")
         if old is not None:
             old.close()
 
@@ -386,6 +429,7 @@ class Conversation:
 
     def _on_reply_started(self, event: seam.ReplyStarted) -> None:
         self.active_response = event.response_id
+        self._asked_until = 0.0
         self.playback.response_started(event.response_id)
         self.header.add(Slot.RESPONSES)
         self.goodbye.on_response_created(event.response_id)
@@ -404,6 +448,8 @@ class Conversation:
         header.set(Slot.INPUT_CACHED_TOKENS, usage["input_cached_tokens"])
         self.transcript.response_ended(list(event.item_ids))
         self.goodbye.on_response_done(event.response_id, self.active_response is not None)
+        if self._after_reply:
+            self._send_after_reply()
 
     def _on_settings_applied(self, event: seam.SettingsApplied) -> None:
         # After a reconnect the opening update (automatic responses on) is acknowledged
@@ -429,14 +475,16 @@ class Conversation:
         self.on_turn()
 
     def _on_tool_call(self, event: seam.ToolCall) -> None:
-        # No tools are offered yet: a model that calls one anyway gets told so, and goes on.
-        if not self._tool_calls_logged:
-            self._tool_calls_logged = True
-            log.warning(
-                "the model called a tool (%s) although none is offered; answering that none exists",
-                event.name,
-            )
-        self._send_texts(self.adapter.tool_result(event.call_id, '{"error": "no such tool"}'))
+        self.header.add(Slot.TOOL_CALLS)
+        if self.toolbox is None:
+            output, respond = {"error": "no tools are offered"}, True
+        else:
+            output, respond = self.toolbox.handle(event)
+        log.info("tool call %s(%s) -> %s", event.name[:64], event.arguments[:200], output)
+        texts = self.adapter.tool_result(event.call_id, json.dumps(output), respond)
+        # Usually the reply carrying the call is still open: its response.done sends this.
+        self._after_reply.append(("tool", texts, respond))
+        self._send_after_reply()
 
     def _on_error(self, event: seam.ServiceError) -> None:
         self.last_error_code = event.code

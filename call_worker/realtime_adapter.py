@@ -27,8 +27,9 @@ REFUSED_CLOSE = 4000  # the service closes with it when it will not take the con
 
 
 class RealtimeAdapter(seam.Adapter):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tools=()) -> None:
         self.settings = settings
+        self.tools = tuple(tools)  # call_worker/tools.py ToolSpecs, offered in every session
         self.beta = settings.openai_api_shape == "beta"
         self.name = f"realtime-{settings.openai_api_shape}"
         self._parsers = {
@@ -54,7 +55,7 @@ class RealtimeAdapter(seam.Adapter):
     def connect(self, timeout: float, opening_id: str) -> WsLink:
         settings = self.settings
         try:
-            opening = proto.session_update(settings)
+            opening = proto.session_update(settings, self.tools)
         except OSError as exc:  # OPENAI_INSTRUCTIONS_FILE became unreadable
             raise seam.ConnectError(f"cannot read the instructions: {exc}", fatal=True) from None
         opening["event_id"] = opening_id
@@ -116,12 +117,12 @@ class RealtimeAdapter(seam.Adapter):
     def inject(self, turns: list[tuple[str, str]]) -> list[str]:
         return [json.dumps(event) for event in proto.context_items(turns, self.beta)]
 
-    def tool_result(self, call_id: str, output: str) -> list[str]:
+    def tool_result(self, call_id: str, output: str, respond: bool = True) -> list[str]:
         item = {"type": "function_call_output", "call_id": call_id, "output": output}
-        return [
-            json.dumps({"type": "conversation.item.create", "item": item}),
-            json.dumps({"type": "response.create"}),
-        ]
+        texts = [json.dumps({"type": "conversation.item.create", "item": item})]
+        if respond:
+            texts.append(json.dumps({"type": "response.create"}))
+        return texts
 
     # --- events
 

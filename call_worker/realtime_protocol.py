@@ -32,6 +32,20 @@ GOODBYE_IDLE = (
     "that you are ending the call, and say goodbye."
 )
 
+GOODBYE_AGENT = (
+    "The call ends now, as you asked. In one short sentence and in the caller's language, say "
+    "goodbye (if you have just said goodbye, a single 'Goodbye' is enough)."
+)
+
+
+def transfer_failed(destination: str, why: str) -> str:
+    """What the agent is told when a transfer did not go through (call_worker/transfer.py)."""
+    return (
+        f"The transfer to {destination} did not go through: {why}. The caller is still with you. "
+        "Tell them briefly and in their language, and offer to help another way, to take a "
+        "message, or to try again later."
+    )
+
 
 class ErrorAction(Enum):
     BENIGN = "benign"  # log at debug, carry on
@@ -92,7 +106,15 @@ def _audio_input(settings: Settings, respond: bool) -> dict:
     return audio_input
 
 
-def session_update(settings: Settings) -> dict:
+def tool_definitions(tools) -> list[dict]:
+    """call_worker/tools.py's ToolSpecs as Realtime function tools (GA and beta alike)."""
+    return [
+        {"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}
+        for t in tools
+    ]
+
+
+def session_update(settings: Settings, tools=()) -> dict:
     vad = _turn_detection(settings, respond=True)
     transcription = (
         {"model": settings.openai_transcription_model} if settings.openai_transcription_model else None
@@ -108,19 +130,21 @@ def session_update(settings: Settings) -> dict:
         }
         if transcription:
             session["input_audio_transcription"] = transcription
+        if tools:
+            session.update(tools=tool_definitions(tools), tool_choice="auto")
         return {"type": "session.update", "session": session}
-    return {
-        "type": "session.update",
-        "session": {
-            "type": "realtime",
-            "instructions": settings.instructions(),
-            "output_modalities": ["audio"],
-            "audio": {
-                "input": _audio_input(settings, respond=True),
-                "output": {"format": GA_FORMATS[settings.audio_format], "voice": settings.openai_voice},
-            },
+    session = {
+        "type": "realtime",
+        "instructions": settings.instructions(),
+        "output_modalities": ["audio"],
+        "audio": {
+            "input": _audio_input(settings, respond=True),
+            "output": {"format": GA_FORMATS[settings.audio_format], "voice": settings.openai_voice},
         },
     }
+    if tools:
+        session.update(tools=tool_definitions(tools), tool_choice="auto")
+    return {"type": "session.update", "session": session}
 
 
 def session_update_no_responses(settings: Settings) -> dict:

@@ -120,6 +120,42 @@ class AriRest:
         reply = self.request("GET", f"/channels/{channel_id}/variable", {"variable": name}, missing_ok=True)
         return None if reply is None else str(reply.get("value", ""))
 
+    def channel(self, channel_id: str) -> dict | None:
+        return self.request("GET", f"/channels/{channel_id}", missing_ok=True)
+
+    def originate(
+        self,
+        endpoint: str,
+        app: str,
+        channel_id: str,
+        app_args: str,
+        timeout: float,
+        caller_id: str = "",
+        originator: str = "",
+    ) -> dict:
+        """Dial `endpoint` (e.g. `Local/100@from-internal/n`); once answered the channel
+        enters `app` with `app_args`. Asterisk gives up after `timeout` seconds of ringing."""
+        params = {
+            "endpoint": endpoint,
+            "app": app,
+            "appArgs": app_args,
+            "channelId": channel_id,
+            "timeout": max(1, round(timeout)),
+        }
+        if caller_id:
+            params["callerId"] = caller_id
+        if originator:  # the caller's channel: Asterisk links the two (CDRs, linkedid)
+            params["originator"] = originator
+        return self.request("POST", "/channels", params)
+
+    def continue_in_dialplan(self, channel_id: str, context: str, extension: str, priority: int) -> None:
+        """The channel leaves Stasis (and any bridge) for this place in the dialplan."""
+        self.request(
+            "POST",
+            f"/channels/{channel_id}/continue",
+            {"context": context, "extension": extension, "priority": priority},
+        )
+
     def hangup(self, channel_id: str) -> None:
         self.request("DELETE", f"/channels/{channel_id}", missing_ok=True)
 

@@ -47,12 +47,29 @@ class InstanceIds:
         self.prefix = f"cb.{instance}."
         self._bridge = f"{self.prefix}br."
         self._external = f"{self.prefix}em."
+        self._transfer = f"{self.prefix}tr"
 
     def bridge(self, call_id: str) -> str:
         return self._bridge + call_id
 
     def external_channel(self, call_id: str) -> str:
         return self._external + call_id
+
+    def transfer_channel(self, call_id: str, attempt: int) -> str:
+        """The channel a transfer dials (ARI originate), one per attempt: a new attempt
+        never waits for Asterisk to forget the last one's id. Its Local `;2` half is
+        `<id>;2`."""
+        return f"{self._transfer}{attempt}.{call_id}"
+
+    def transfer_of(self, channel_id: str) -> tuple[str, int] | None:
+        """(call id, attempt) of one of THIS instance's transfer channels (either half), else None."""
+        if not channel_id.startswith(self._transfer):
+            return None
+        attempt, dot, call_id = channel_id[len(self._transfer) :].partition(".")
+        call_id = call_id.removesuffix(";2")
+        if not dot or not attempt.isdigit() or not call_id:
+            return None
+        return call_id, int(attempt)
 
     def playback(self, kind: str, key: str) -> str:
         """A playback id (`busy`, `fail`): ours to recognise in PlaybackFinished events."""

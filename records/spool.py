@@ -150,12 +150,12 @@ def costs(prices, model: str, transcription_model: str, usage: dict) -> dict:
     }
 
 
-def call_events(setup_ms: dict, bridge_retries: int, end: dict) -> list[dict]:
+def call_events(setup_ms: dict, bridge_retries: int, end: dict, during: list[dict] = ()) -> list[dict]:
     """The call's events: each set-up mark (call_worker/setup_timeline.py, ms since
-    admission, the same origin as the turns' offsets) in time order, then its end.
+    admission, the same origin as the turns' offsets) in time order, then what happened
+    during the call (tool calls, transfers: `during`), then its end.
 
-    The columns hold the same figures for queries; as events they make one timeline with
-    the tool calls, transfers and DTMF that later issues add."""
+    The columns hold the same figures for queries; as events they make one timeline."""
     events = [
         {"offset_ms": int(ms), "kind": f"setup_{name}"[:32], "detail": {}}
         for name, ms in sorted(setup_ms.items(), key=lambda item: item[1])
@@ -164,6 +164,10 @@ def call_events(setup_ms: dict, bridge_retries: int, end: dict) -> list[dict]:
         for item in events:
             if item["kind"] == "setup_bridged":
                 item["detail"] = {"bridge_retries": bridge_retries}
+    events += [
+        {"offset_ms": int(e["offset_ms"]), "kind": str(e["kind"])[:32], "detail": e.get("detail") or {}}
+        for e in during
+    ]
     events.append({"offset_ms": int(end["offset_ms"]), "kind": "ended", "detail": end["detail"]})
     return events
 
@@ -246,6 +250,17 @@ class CallSpool:
         except OSError as exc:
             self._off(exc)
 
+    def events(self, events: list[dict]) -> None:
+        """Journal events of the call as they happen (tool calls, transfers): a record
+        rebuilt after a crash keeps them."""
+        if self._journal is None:
+            return
+        try:
+            for event in events:
+                self._write({"kind": "event", **event})
+        except OSError as exc:
+            self._off(exc)
+
     def finish(self, record: dict) -> Path | None:
         """Write the final record, then drop the journal it supersedes."""
         try:
@@ -324,6 +339,7 @@ def final_record(call) -> dict:
             setup_ms,
             call.timeline.bridge_retries,
             {"offset_ms": (ended_at - started_at) * 1000, "detail": end},
+            list(call.events),
         ),
     }
 
@@ -349,6 +365,9 @@ def read_journal(path: Path) -> tuple[dict | None, list[dict], dict]:
             elif kind == "turn":
                 usage = item.pop("usage", usage) or usage
                 turns.append(item)
+            elif kind == "event":  # kept under the header until complete_crashed places them
+                header = header or {}
+                header.setdefault("journaled_events", []).append(item)
     return header, turns, usage
 
 
@@ -376,6 +395,7 @@ def complete_crashed(
         path.unlink(missing_ok=True)  # the worker wrote its record before it died
         return "recorded by the worker"
     header = {**fallback, **(header or {})}
+    during = header.pop("journaled_events", [])
     counters = counters or {}
     ended_at = time.time()
     # The set-up timeline, when the worker journaled it (media was ready), else none.
@@ -402,6 +422,7 @@ def complete_crashed(
                 "offset_ms": max(0.0, (ended_at - float(header["started_at"])) * 1000),
                 "detail": {"reason": end_reason, "worker_exit": worker_exit},
             },
+            during,
         ),
     }
     if counters.get("input_tokens") or counters.get("output_tokens"):

@@ -13,7 +13,7 @@ from enum import IntEnum
 
 from shm_ring.errors import LayoutError
 
-END_SIGNAL = signal.SIGUSR1  # "look at END_REQUEST" (call_worker/process.py)
+END_SIGNAL = signal.SIGUSR1  # "look at the supervisor's slots" (call_worker/process.py)
 HEADER_BYTES = 4096
 MAGIC = 0x31304745534243  # "CBSEG01" little-endian: marks a callbridge segment
 LAYOUT_VERSION = 1
@@ -78,9 +78,20 @@ class Slot(IntEnum):
     ERRORS_SESSION_EXPIRED = 84
     ERRORS_RATE_LIMIT_EXCEEDED = 85
     ERRORS_SERVER_ERROR = 86
-    # the supervisor (the only slot a worker reads but does not write); after writing it the
-    # supervisor sends END_SIGNAL, so that the worker's main thread need not poll it
+    # worker main thread: tools and transfers (call_worker/transfer.py)
+    TOOL_CALLS = 88  # written by the media loop, which receives them
+    TRANSFER_STATE = 89  # call_worker/transfer.py TransferState
+    TRANSFER_ATTEMPT = 90  # the current attempt's number (its channel id carries it)
+    TRANSFER_DESTINATION = 91  # 1 + the destination's place in the agent's list
+    TRANSFERS = 92  # attempts made
+    # the supervisor (the only slots a worker reads but does not write); after writing one
+    # the supervisor sends END_SIGNAL, so that the worker's main thread need not poll them
     END_REQUEST = 64
+    # what Asterisk said of a transfer's channel (supervisor/transfers.py relays it):
+    # the attempt it is about, then TransferNews and Asterisk's cause (written before NEWS)
+    TRANSFER_NEWS_ATTEMPT = 65
+    TRANSFER_NEWS = 66
+    TRANSFER_CAUSE = 67
 
 
 # The Realtime error codes counted one by one, each in its own slot: the codes an operator
@@ -132,6 +143,17 @@ class EndReason(IntEnum):
     SHUTDOWN = 7
     WORKER_CRASHED = 8
     SUPERVISOR_GONE = 9
+    AGENT_HANGUP = 10  # the agent's end_call tool, after its goodbye played
+    TRANSFERRED = 11  # the caller was bridged with a transfer destination, or sent to it
+
+
+class TransferNews(IntEnum):
+    """What the supervisor saw of a transfer's channel (Slot.TRANSFER_NEWS)."""
+
+    NONE = 0
+    RINGING = 1
+    ANSWERED = 2  # it entered Stasis, answered: it can be bridged
+    FAILED = 3  # gone before it answered; TRANSFER_CAUSE says why (Asterisk's cause code)
 
 
 class CallHeader:

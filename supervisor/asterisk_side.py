@@ -93,6 +93,8 @@ class AsteriskSide:
         kind = event["type"]
         channel = event.get("channel") if isinstance(event.get("channel"), dict) else {}
         channel_id = str(channel.get("id", ""))
+        if self.transfers.on_event(kind, event, self.calls):
+            return  # a transfer's channel, or a transferred caller (supervisor/transfers.py)
         if kind == "StasisStart":
             if self.ids.is_media_channel(channel):
                 return  # an externalMedia channel entering the app: not a call
@@ -134,7 +136,17 @@ class AsteriskSide:
         if "error" in listing:
             return
         ours = {call_id for call_id, when in self.recent.items() if when >= asked - RECENT_MARGIN}
-        todo = plan(listing, set(self.calls), older, self.busy | ours, self.ids, self.settings.ari_app_name)
+        todo = plan(
+            listing,
+            set(self.calls),
+            older,
+            self.busy | ours,
+            self.ids,
+            self.settings.ari_app_name,
+            watched=set(self.transfers.pairs),
+        )
+        for call_id, destination in todo.transferred.items():
+            self.transfers.adopt(call_id, destination)
         for call_id in todo.gone:
             entry = self.calls.get(call_id)
             if entry is not None and not entry.caller_gone:

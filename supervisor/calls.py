@@ -10,7 +10,8 @@ Every ENDING arms the same deadline (`ending_since`): a worker that does not exi
 is killed, whichever side began the ending.
 
 The worker's own progress is read from the call's shared header; nothing here sends
-messages to it. The only thing the supervisor writes into the header is END_REQUEST.
+messages to it. The supervisor writes only END_REQUEST and a transfer's news into the
+header (supervisor/transfers.py), each followed by END_SIGNAL.
 """
 
 from __future__ import annotations
@@ -109,8 +110,19 @@ class CallEntry:
                 )
             ),
             "reconnects": h.get(Slot.RECONNECTS),
+            "tool_calls": h.get(Slot.TOOL_CALLS),
+            "transfer": _transfer_state(h),
             **self.health,
         }
+
+
+def _transfer_state(header) -> str:
+    """ "" (none), or the attempt's state and destination number (call_worker/transfer.py)."""
+    state = header.get(Slot.TRANSFER_STATE)
+    names = {1: "dialling", 2: "answered", 3: "bridged", 4: "sent"}
+    if not state and not header.get(Slot.TRANSFERS):
+        return ""
+    return f"{names.get(state, 'idle')} #{header.get(Slot.TRANSFER_DESTINATION)}"
 
 
 def signal_end(pid: int | None) -> None:

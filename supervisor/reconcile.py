@@ -10,7 +10,10 @@ waits on Asterisk so the loop does not, supervisor/helpers.py), and the loop dec
   such leftovers), and callers a dead run had turned away (marked by supervisor/turn_away.py);
 - any other caller waiting in our Stasis app is admitted: its StasisStart was missed while
   the events connection was down;
-- live calls whose caller channel is gone are ended (the hang-up happened while disconnected).
+- live calls whose caller channel is gone are ended (the hang-up happened while disconnected);
+- a call's bridge that holds its caller and its transfer's channel is a transferred call
+  still talking (supervisor/transfers.py): adopted and watched, never removed; a transfer's
+  channel outside such a bridge whose call is not live is removed.
 Another instance's objects are never touched: its ids carry its own instance, and its
 callers wait in its own app.
 
@@ -77,28 +80,66 @@ class Plan:
     remove: list[Target] = field(default_factory=list)
     adopt: list[dict] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
+    transferred: dict[str, str] = field(default_factory=dict)  # call id -> destination channel
 
     def counts(self) -> dict:
-        return {"removed": len(self.remove), "adopted": len(self.adopt), "gone": len(self.gone)}
+        return {
+            "removed": len(self.remove),
+            "adopted": len(self.adopt),
+            "gone": len(self.gone),
+            "transferred": len(self.transferred),
+        }
 
 
-def plan(listing: dict, live: set[str], older: set[str], busy: set[str], ids: InstanceIds, app: str) -> Plan:
+def _talking_pair(bridge: dict, owner: str, ids: InstanceIds) -> str | None:
+    """The destination channel when `bridge` holds `owner`'s caller and its transfer's channel."""
+    members = [str(c) for c in bridge.get("channels") or [] if isinstance(c, str)]
+    if owner not in members:
+        return None
+    for member in members:
+        found = ids.transfer_of(member)
+        if found is not None and found[0] == owner and not member.endswith(";2"):
+            return member
+    return None
+
+
+def plan(
+    listing: dict,
+    live: set[str],
+    older: set[str],
+    busy: set[str],
+    ids: InstanceIds,
+    app: str,
+    watched: set[str] = frozenset(),
+) -> Plan:
     """What to do about a listing. `live`: every live call now (a call admitted while the
     listing ran may show up in it: it is not stale); `older`: the live calls admitted before
     the listing was asked for (only their absence means the caller left); `busy`: callers
     this run is turning away or has just had (turned away, or a call that ended while the
-    listing ran): theirs to finish, never adopted."""
+    listing ran): theirs to finish, never adopted; `watched`: transferred calls already
+    watched (supervisor/transfers.py)."""
     channels = [c for c in listing.get("channels", []) if isinstance(c, dict)]
     bridges = [b for b in listing.get("bridges", []) if isinstance(b, dict)]
     result = Plan()
     stale: set[str] = set()
+    talking: set[str] = set(watched)
     for bridge in bridges:
         owner = ids.call_id_of(str(bridge.get("id", "")))
-        if owner is not None and owner not in live:
-            stale.add(owner)
-            result.remove.append(Target("bridge", str(bridge["id"])))
+        if owner is None or owner in live or owner in watched:
+            continue
+        destination = _talking_pair(bridge, owner, ids)
+        if destination is not None:
+            result.transferred[owner] = destination
+            talking.add(owner)
+            continue
+        stale.add(owner)
+        result.remove.append(Target("bridge", str(bridge["id"])))
     for channel in channels:
-        owner = ids.call_id_of(str(channel.get("id", "")))
+        channel_id = str(channel.get("id", ""))
+        transfer = ids.transfer_of(channel_id)
+        owner = transfer[0] if transfer is not None else ids.call_id_of(channel_id)
+        if transfer is not None and (channel_id.endswith(";2") or owner in talking or owner in live):
+            continue  # a Local half goes with its other half; a talking pair or live call keeps its own
         if owner is not None and owner not in live:
             stale.add(owner)
             result.remove.append(Target("channel", str(channel["id"])))
@@ -109,7 +150,7 @@ def plan(listing: dict, live: set[str], older: set[str], busy: set[str], ids: In
     for channel in channels:
         channel_id = str(channel.get("id", ""))
         present.add(channel_id)
-        if channel_id in live or channel_id in busy or ids.is_media_channel(channel):
+        if channel_id in live or channel_id in busy or channel_id in talking or ids.is_media_channel(channel):
             continue
         if channel_id in stale:
             result.remove.append(Target("channel", channel_id))

@@ -23,6 +23,7 @@ from call_worker.call import CallInfo
 from callbridge import __version__, ids
 from callbridge.config import Settings
 from callbridge.model_lifecycle import ModelWatch, log_and_report
+from callbridge.teardown import Target
 from metrics import exporter
 from records.drainer import DrainerKeeper, crash_record_work
 from records.privacy import caller_fields, private_channel_name
@@ -42,6 +43,7 @@ from supervisor.reconcile import Reconciliation
 from supervisor.stopping import STOP_SIGNALS, Stopping
 from supervisor.summary import summary_line
 from supervisor.totals import Totals
+from supervisor.transfers import Transfers
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,7 @@ class Supervisor(AsteriskSide):
         self.model_shutdown_dates: dict[str, str] = {}
         self.metrics_keeper = Keeper("metrics", self._metrics_work) if settings.metrics_listen else None
         self.alerting = Alerting(settings, self._helper)  # ALERT_WEBHOOKS (supervisor/alerting.py)
+        self.transfers = Transfers(self.ids, self._start_teardown)  # supervisor/transfers.py
 
     # --- public, for the commands
 
@@ -123,6 +126,7 @@ class Supervisor(AsteriskSide):
             "ari_last_error": self.events.last_error,
             "helpers": len(self.helpers.by_pid),
             "models": self.models,
+            "calls_transferred_live": len(self.transfers.pairs),
         }
 
     def metrics(self) -> dict:
@@ -381,6 +385,9 @@ class Supervisor(AsteriskSide):
             targets = asterisk_work.call_targets(
                 self.ids, entry.call_id, hang_up_caller=not entry.caller_gone
             )
+            if counters.get("transfer_state") in (1, 2):  # a transfer still ringing or answered
+                attempt = counters.get("transfer_attempt", 0)
+                targets.append(Target("channel", self.ids.transfer_channel(entry.call_id, attempt)))
             self._start_teardown(entry.call_id, targets)
         if ending.crashed:  # its record, from its journal and these last counters (records/spool.py)
             self._helper(
@@ -394,6 +401,7 @@ class Supervisor(AsteriskSide):
             self.calls.pop(entry.call_id, None)
             self.recent[entry.call_id] = time.monotonic()
             self.health.forget(entry.pid)
+        self.transfers.call_reaped(entry, counters)
         reason, errors = self.totals.call_ended(counters, ending, entry.age())
         self.alerting.call_ended(time.monotonic(), reason, errors)
         log.info("%s", summary_line(entry, counters, ending), extra={"call_id": entry.call_id})

@@ -6,7 +6,9 @@ Reply:    {"ok": true, "supervisor": {pid, version, instance, uptime_s, ari, ari
            ari_last_error, helpers, models},
            "calls": [{call_id, caller, dialled, age_s, pid, phase, worker_state, realtime,
            frames_in, frames_out, uplink_fill, downlink_fill, underruns, barge_ins,
-           rejected_packets, reconnects, cpu_percent, rss_mb, uss_mb, fds, threads, health}]}
+           rejected_packets, reconnects, tool_calls, transfer, cpu_percent, rss_mb, uss_mb, fds,
+           threads, health}],
+           "transferred": [{call_id, destination_channel, transferred_s}]}
 CLI:      callbridge status [--json] [--watch]
 """
 
@@ -20,6 +22,7 @@ def execute(supervisor, request: dict) -> dict:
         "ok": True,
         "supervisor": supervisor.summary(),
         "calls": [entry.status_row() for entry in supervisor.live_calls()],
+        "transferred": supervisor.transfers.status_rows(),
     }
 
 
@@ -59,6 +62,10 @@ def render(reply: dict) -> str:
         f"{sup['calls_failed']} failed, {sup['calls_rejected_busy']} turned away busy",
     ]
     calls = reply["calls"]
+    transferred = reply.get("transferred") or []
+    if transferred:
+        lines.append(f"transferred, talking to their destination: {len(transferred)}")
+        lines += [f"  {row['call_id']}  {_duration(row['transferred_s'])}" for row in transferred]
     if not calls:
         lines.append("no live calls")
         return "\n".join(lines)

@@ -1,0 +1,140 @@
+"""The agent's built-in tools: what the model is offered, and what a call of one means.
+
+Protocol-neutral: a `ToolSpec` is a name, a description and a JSON schema of its
+arguments; the adapter puts it in its protocol's shape (call_worker/realtime_protocol.py).
+`ToolBox.handle` runs on the media loop when the model calls a tool: it decides at once
+(pure, no I/O) what to answer the model and which action the call must take, and hands the
+action to the main thread (`on_action`), which carries it out, because ending a call and
+dialling a destination wait on Asterisk.
+
+    end_call          the model gets {"ok": true}; the main thread asks for the goodbye and
+                      ends the call after its last frame (EndReason.AGENT_HANGUP)
+    transfer_call     a known destination: the model is told the line is being called and
+                      announces it; the main thread dials (call_worker/transfer.py).
+                      Unknown, or one already in progress: the model is told why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from call_worker.adapter import ToolCall
+from callbridge.agents import Agent, Destination
+
+log = logging.getLogger(__name__)
+
+END_CALL = "end_call"
+TRANSFER_CALL = "transfer_call"
+MAX_ARGUMENTS = 2000  # characters of a call's arguments we read (the model writes a few dozen)
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict
+
+
+@dataclass(frozen=True)
+class Action:
+    """What the main thread must do about a tool call."""
+
+    kind: str  # "end" | "transfer"
+    call_id: str
+    destination: Destination | None = None
+
+
+def tools_for(agent: Agent) -> tuple[ToolSpec, ...]:
+    """end_call always; transfer_call when the agent has somewhere to send a caller."""
+    tools = [
+        ToolSpec(
+            END_CALL,
+            "End the phone call. Use it when the caller's business is done or they say goodbye. "
+            "Callbridge then asks you for a short goodbye and hangs up after it has played.",
+            {"type": "object", "properties": {}, "additionalProperties": False},
+        )
+    ]
+    if agent.transfers:
+        lines = [
+            f"- {name}: {dest.description}" if dest.description else f"- {name}"
+            for name, dest in agent.transfers.items()
+        ]
+        tools.append(
+            ToolSpec(
+                TRANSFER_CALL,
+                "Transfer the caller to a person. Tell the caller you are putting them through, "
+                "then call this. The line is dialled while you stay with the caller; if it is "
+                "busy or nobody answers you are told, and the caller stays with you. "
+                "Destinations:\n" + "\n".join(lines),
+                {
+                    "type": "object",
+                    "properties": {
+                        "destination": {
+                            "type": "string",
+                            "enum": list(agent.transfers),
+                            "description": "the destination's name",
+                        }
+                    },
+                    "required": ["destination"],
+                    "additionalProperties": False,
+                },
+            )
+        )
+    return tuple(tools)
+
+
+class ToolBox:
+    """One call's tools (media loop: `handle`; the main thread: `settled`)."""
+
+    def __init__(
+        self, agent: Agent, on_action: Callable[[Action], None], on_event: Callable[[str, dict], None]
+    ):
+        self.agent = agent
+        self.on_action = on_action  # wakes the main thread
+        self.on_event = on_event  # (kind, detail): an event of the call's record
+        self.busy = ""  # "ending" | "transferring": what the main thread is still doing
+
+    def handle(self, call: ToolCall) -> tuple[dict, bool]:
+        """The output to send back for `call`, and whether the model should reply to it."""
+        output, respond, action = self._decide(call)
+        self.on_event(
+            "tool_call",
+            {"name": call.name[:64], "arguments": call.arguments[:200], "result": output},
+        )
+        if action is not None:
+            self.busy = "ending" if action.kind == "end" else "transferring"
+            self.on_action(action)
+        return output, respond
+
+    def settled(self) -> None:
+        """(main thread) A transfer attempt is over without a transfer: tools are free again."""
+        self.busy = ""
+
+    def _decide(self, call: ToolCall) -> tuple[dict, bool, Action | None]:
+        if self.busy == "ending":
+            return {"error": "the call is already ending"}, False, None
+        if call.name == END_CALL:
+            return {"ok": True, "next": "say a short goodbye"}, False, Action("end", call.call_id)
+        if call.name != TRANSFER_CALL or not self.agent.transfers:
+            log.warning("the model called an unknown tool %r; telling it so", call.name[:64])
+            return {"error": f"no tool named {call.name[:64]!r}"}, True, None
+        try:
+            arguments = json.loads(call.arguments[:MAX_ARGUMENTS])
+            name = arguments.get("destination") if isinstance(arguments, dict) else None
+        except ValueError:
+            name = None
+        destination = self.agent.transfers.get(name) if isinstance(name, str) else None
+        if destination is None:
+            known = ", ".join(self.agent.transfers)
+            return {"error": f"unknown destination {str(name)[:64]!r}; known: {known}"}, True, None
+        if self.busy == "transferring":
+            return {"error": "a transfer is already being dialled; wait for its outcome"}, True, None
+        note = (
+            f"calling {destination.name} now; stay with the caller until it answers"
+            if not destination.blind
+            else f"putting the caller through to {destination.name} after your announcement"
+        )
+        return {"status": "dialling", "note": note}, True, Action("transfer", call.call_id, destination)
