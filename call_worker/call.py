@@ -381,16 +381,17 @@ class Call:
             while self._actions:
                 action = self._actions.pop(0)
                 if action.kind == "end" and not goodbye_reason:
+                    # Like a limit: what the agent is saying (often its own farewell) plays
+                    # to its end, then the goodbye, then the hang-up after its last frame.
                     log.info("the agent ends the call (end_call)")
                     self.transfer.cancel()
-                    goodbye_reason, goodbye_deadline = EndReason.AGENT_HANGUP, now + GOODBYE_LIMIT
-                    self.conversation.say_goodbye(proto.GOODBYE_AGENT)
-                elif action.kind == "transfer" and not goodbye_reason:
+                    limit = (EndReason.AGENT_HANGUP, proto.GOODBYE_AGENT, now + REPLY_GRACE)
+                elif action.kind == "transfer" and not goodbye_reason and limit is None:
                     self._start_transfer(action.destination, now)
             if self._pending_blind is not None and not self._agent_speaking():
                 if self._blind_transfer():
                     return EndReason.TRANSFERRED
-            elif self.transfer.active and not goodbye_reason:
+            elif self.transfer.active and not goodbye_reason and limit is None:
                 failed = self.transfer.check(now)
                 if failed is not None:
                     self._transfer_failed(failed)
