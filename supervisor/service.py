@@ -395,7 +395,7 @@ class Supervisor(AsteriskSide):
             self.recent[entry.call_id] = time.monotonic()
             self.health.forget(entry.pid)
         reason, errors = self.totals.call_ended(counters, ending, entry.age())
-        self.alerting.call_ended(time.monotonic(), reason, errors)
+        self.alerting.call_ended(time.monotonic(), reason, errors, counters)
         log.info("%s", summary_line(entry, counters, ending), extra={"call_id": entry.call_id})
         self._notify_status()
 

@@ -18,7 +18,9 @@ from testenv import free_port
 
 from alerts.conditions import Holding, Notice, Tracker
 from alerts.send import send_all
-from alerts.watch import CRASHES, Recent, holding
+from alerts.watch import Recent, Thresholds, holding, opened_since
+
+CRASHES = Thresholds().crashes
 from alerts.webhook import Webhook
 
 # --- the tracker, pure
@@ -88,6 +90,61 @@ def test_the_conditions_from_the_supervisor_s_state():
     assert "callers_turned_away" in holding(11.0, True, recent, {})
     later = holding(10_000.0, True, recent, {})  # every window has passed
     assert later == {}
+
+
+def test_the_thresholds_decide_every_condition():
+    strict = Thresholds(
+        ari_down_seconds=2.0,
+        crashes=1,
+        crash_window_seconds=5.0,
+        failed_ratio=0.5,
+        failed_min_calls=2,
+        failed_window_seconds=8.0,
+        busy_window_seconds=3.0,
+        shutdown_days=100,
+    )
+    recent = Recent(strict)
+    assert holding(0.0, False, recent, {})["ari_unreachable"].hold == 2.0
+    recent.call_ended(0.0, "worker_crashed", {})
+    assert set(holding(1.0, True, recent, {})) == {"worker_crashes"}  # 1 of 1 call: too few calls
+    recent.call_ended(1.0, "caller_hangup", {})
+    assert set(holding(2.0, True, recent, {})) == {"worker_crashes"}  # 1 of 2 is not over 0.5
+    recent.call_ended(2.0, "setup_failed", {})
+    assert set(holding(3.0, True, recent, {})) == {"worker_crashes", "failed_calls"}
+    assert set(holding(6.0, True, recent, {})) == {"failed_calls"}  # the crash left its 5 s window
+    assert holding(11.0, True, recent, {}) == {}  # and every call its 8 s one
+    recent.turned_away(11.0)
+    assert set(holding(14.0, True, recent, {"m": 90})) == {"callers_turned_away", "model_shutdown_m"}
+    assert holding(14.5, True, recent, {"m": 101}) == {}
+    assert Recent().thresholds == Thresholds()  # the defaults: ALERT_*'s
+
+
+def _header(created_s: float, frames_to_realtime: int) -> dict:
+    return {"created_ns": int(created_s * 1e9), "frames_to_realtime": frames_to_realtime}
+
+
+def test_a_refusal_resolves_when_a_later_call_opens_a_session_fine():
+    recent = Recent(Thresholds(failed_window_seconds=100.0))
+    recent.call_ended(10.0, "realtime_failed", {"invalid_api_key": 1}, opened_since(_header(9.0, 3)))
+    recent.call_ended(11.0, "realtime_failed", {"insufficient_quota": 1}, opened_since(_header(10.5, 0)))
+    assert set(holding(12.0, True, recent, {})) >= {"realtime_invalid_api_key", "realtime_insufficient_quota"}
+    # No proof: a caller who left before a session opened; a call admitted before the refusal
+    # was seen (its session opened then); a refused call; a session that took no audio.
+    recent.call_ended(13.0, "caller_hangup", {}, opened_since(_header(12.5, 0)))
+    recent.call_ended(14.0, "caller_hangup", {}, opened_since(_header(5.0, 200)))
+    recent.call_ended(15.0, "realtime_failed", {}, opened_since(_header(14.5, 10)))
+    recent.call_ended(16.0, "caller_hangup", {"invalid_api_key": 1}, opened_since(_header(15.5, 10)))
+    assert "realtime_invalid_api_key" in holding(17.0, True, recent, {})
+    # Proof: admitted after the last refusal, its session opened and took the caller's audio.
+    recent.call_ended(20.0, "caller_hangup", {"rate_limit_exceeded": 1}, opened_since(_header(18.0, 90)))
+    assert not [key for key in holding(21.0, True, recent, {}) if key.startswith("realtime_")]
+
+
+def test_a_refusal_without_a_good_call_resolves_when_its_window_passes():
+    recent = Recent(Thresholds(failed_window_seconds=60.0))
+    recent.call_ended(0.0, "realtime_failed", {"model_not_found": 1})
+    assert "realtime_model_not_found" in holding(59.0, True, recent, {})
+    assert "realtime_model_not_found" not in holding(61.0, True, recent, {})
 
 
 # --- the webhook channel, against a real receiver
