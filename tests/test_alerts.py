@@ -19,9 +19,9 @@ from testenv import free_port
 from alerts.conditions import Holding, Notice, Tracker
 from alerts.send import send_all
 from alerts.watch import Recent, Thresholds, holding, opened_since
+from alerts.webhook import Webhook
 
 CRASHES = Thresholds().crashes
-from alerts.webhook import Webhook
 
 # --- the tracker, pure
 
