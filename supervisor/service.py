@@ -89,6 +89,7 @@ class Supervisor(AsteriskSide):
         self.control: ControlServer | None = None
         self.helpers_wait_since: float | None = None
         self.model_watch = ModelWatch()
+        self.models_checking = False  # a "models" helper is running
         self.models = "unchecked"  # the last model check's worst finding, for status
         self.drainer = DrainerKeeper(settings)  # records/drainer.py: spool -> database
         # What every reaped call added, for the metrics (supervisor/totals.py), and the
@@ -229,6 +230,7 @@ class Supervisor(AsteriskSide):
     # --- signals (supervisor/stopping.py): handlers record, the loop acts
 
     def _handle_signals(self) -> None:
+        reload = False
         for signum in self.stopping.take_signals():
             if signum in STOP_SIGNALS:
                 if not self.stopping.draining:
@@ -236,7 +238,23 @@ class Supervisor(AsteriskSide):
                 elif self.stopping.hard_stop_at is None:
                     self._hard_stop(signal_name(signum))
             elif signum == signal.SIGHUP:
-                log.info("SIGHUP: configuration is read at start; restart the service to apply changes")
+                reload = True  # several at once are one reload
+        if reload:
+            self._guarded(self.reload)
+
+    def reload(self) -> None:
+        """What SIGHUP asks for (`systemctl reload`, the unit's ExecReload): look again, now,
+        at what may have changed outside the service, without a restart.
+
+        Today that is the models' shutdown dates: the model check runs at once, in its
+        helper as at start and daily (callbridge/model_lifecycle.py), so an alert about a
+        model that no longer shuts down soon resolves without waiting a day. A reload never
+        touches a live call, the ARI link or the settings: those are read at start, and a
+        changed env file still needs a restart. Runs on the loop: it only starts helpers.
+        """
+        log.info("reload (SIGHUP): checking the models' shutdown dates again now")
+        self.model_watch.force()
+        self._check_models(time.monotonic())
 
     def _begin_drain(self, why: str) -> None:
         self.stopping.begin_drain()
@@ -457,12 +475,14 @@ class Supervisor(AsteriskSide):
     def _check_models(self, now: float) -> None:
         """At start and once a day, a helper asks OpenAI when the configured models shut
         down and logs what it found (callbridge/model_lifecycle.py)."""
-        if self.stopping.draining or not self.model_watch.due(now):
-            return
+        if self.stopping.draining or self.models_checking or not self.model_watch.due(now):
+            return  # one check at a time: a later one never lands before an earlier one
         self.model_watch.started(now)
-        self._helper("models", lambda: log_and_report(self.settings), self._on_models_checked)
+        helper = self._helper("models", lambda: log_and_report(self.settings), self._on_models_checked)
+        self.models_checking = helper is not None
 
     def _on_models_checked(self, found, ok: bool) -> None:
+        self.models_checking = False
         found = found if ok and isinstance(found, dict) else {}
         worst = found.get("worst")
         self.models = {0: "ok", 1: "warning", 2: "failure"}.get(worst, "unknown") if ok else "check failed"
