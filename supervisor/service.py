@@ -24,6 +24,7 @@ from callbridge import __version__, ids
 from callbridge.config import Settings
 from callbridge.model_lifecycle import ModelWatch, log_and_report
 from metrics import exporter
+from records.drain_figures import figures_path
 from records.drainer import DrainerKeeper, crash_record_work
 from records.privacy import caller_fields, private_channel_name
 from shm_ring import CallSegment, EndReason, SegmentExistsError, Slot, segment_name, start_tracker, sweep
@@ -91,7 +92,8 @@ class Supervisor(AsteriskSide):
         self.model_watch = ModelWatch()
         self.models_checking = False  # a "models" helper is running
         self.models = "unchecked"  # the last model check's worst finding, for status
-        self.drainer = DrainerKeeper(settings)  # records/drainer.py: spool -> database
+        # records/drainer.py: spool -> database; its figures name this run by the start time
+        self.drainer = DrainerKeeper(settings, round(self.started_wall, 3))
         # What every reaped call added, for the metrics (supervisor/totals.py), and the
         # exporter helper that serves them (metrics/exporter.py), when METRICS_LISTEN is set.
         self.totals = Totals(settings.openai_realtime_model, settings.prices)
@@ -142,8 +144,14 @@ class Supervisor(AsteriskSide):
 
     def _metrics_work(self):
         settings, parent = self.settings, os.getpid()
+        figures_file = figures_path(settings.state_dir, settings.instance)
         return lambda: exporter.run(
-            settings.metrics_listen, settings.control_socket_path, settings.instance, parent
+            settings.metrics_listen,
+            settings.control_socket_path,
+            settings.instance,
+            parent,
+            figures_file,
+            settings.spool_dir,
         )
 
     # --- the loop
