@@ -22,8 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-REPEAT_AFTER = 900.0  # seconds between two "firing" notices of one condition
-
 
 class State(Enum):
     IDLE = "idle"
@@ -59,7 +57,7 @@ class _Track:
 
 @dataclass
 class Tracker:
-    repeat_after: float = REPEAT_AFTER
+    repeat_after: float = 900.0  # seconds between two "firing" notices of one key (ALERT_REPEAT_SECONDS)
     tracks: dict[str, _Track] = field(default_factory=dict)
     last_fired: dict[str, float] = field(default_factory=dict)
 

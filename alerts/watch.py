@@ -3,7 +3,8 @@
 `Recent` keeps sliding windows of what the reaps and admissions saw (a few timestamps per
 call); `holding` turns them, the ARI link and the models' shutdown dates into the
 conditions that hold now (alerts/conditions.py decides what to say about them). Pure and
-cheap: no I/O, the caller passes the clock.
+cheap: no I/O, the caller passes the clock. The limits are one `Thresholds`, built once
+from the ALERT_* settings (callbridge/config.py::Settings.alert_thresholds).
 """
 
 from __future__ import annotations
@@ -13,11 +14,6 @@ from dataclasses import dataclass, field
 
 from alerts.conditions import Holding
 
-ARI_HOLD = 30.0  # seconds the ARI link may be down before it is an alert
-CRASHES, CRASH_WINDOW = 3, 600.0  # worker crashes within that many seconds
-FAILED_RATIO, FAILED_MIN_CALLS, FAILED_WINDOW = 0.2, 5, 900.0
-BUSY_WINDOW = 300.0  # callers turned away within these seconds
-SHUTDOWN_DAYS = 30
 REFUSALS = {  # Realtime error codes that mean no call can work (shm_ring/header.py ERROR_CODE_SLOTS)
     "invalid_api_key": "OpenAI refuses the API key (OPENAI_API_KEY)",
     "insufficient_quota": "the OpenAI account has no quota left",
@@ -27,68 +23,110 @@ REFUSALS = {  # Realtime error codes that mean no call can work (shm_ring/header
 FAILED_REASONS = ("worker_crashed", "setup_failed", "realtime_failed")
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """When a condition is an alert; the defaults are the ALERT_* settings' defaults."""
+
+    ari_down_seconds: float = 30.0  # the ARI link may be down this long before it is an alert
+    crashes: int = 3  # worker crashes ...
+    crash_window_seconds: float = 600.0  # ... within this many seconds
+    failed_ratio: float = 0.2  # failed calls over all calls above this fraction ...
+    failed_min_calls: int = 5  # ... of at least this many calls ...
+    failed_window_seconds: float = 900.0  # ... within this window (also: a refusal's lifetime)
+    busy_window_seconds: float = 300.0  # callers turned away within this window
+    shutdown_days: int = 30  # a configured model shuts down within this many days
+    repeat_seconds: float = 900.0  # between two "firing" notices of one condition
+
+
+def opened_since(counters: dict[str, int]) -> float | None:
+    """When a reaped call was admitted (monotonic seconds), if its Realtime session opened
+    and took the caller's audio; None if it never got that far. `counters` is the header's
+    snapshot at the reap: FRAMES_TO_REALTIME is counted only on an open session."""
+    if counters.get("frames_to_realtime", 0) <= 0 or counters.get("created_ns", 0) <= 0:
+        return None
+    return counters["created_ns"] / 1e9
+
+
 @dataclass
 class Recent:
+    thresholds: Thresholds = field(default_factory=Thresholds)
     ended: deque = field(default_factory=deque)  # (when, failed)
     crashes: deque = field(default_factory=deque)
     refusals: dict[str, float] = field(default_factory=dict)  # code -> last seen
     busy: deque = field(default_factory=deque)
 
-    def call_ended(self, now: float, reason: str, errors_by_code: dict[str, int]) -> None:
+    def call_ended(
+        self, now: float, reason: str, errors_by_code: dict[str, int], opened_at: float | None = None
+    ) -> None:
+        """One reaped call. `opened_at` (from `opened_since`): when a call whose Realtime
+        session opened was admitted."""
         self.ended.append((now, reason in FAILED_REASONS))
         if reason == "worker_crashed":
             self.crashes.append(now)
-        for code, count in errors_by_code.items():
-            if code in REFUSALS and count:
-                self.refusals[code] = now
+        refused = [code for code, count in errors_by_code.items() if code in REFUSALS and count]
+        for code in refused:
+            self.refusals[code] = now
+        if opened_at is not None and not refused and reason != "realtime_failed":
+            # A session opened fine with the same key, quota, model and shape: each refusal
+            # seen before this call was admitted is over. One seen while it ran is not.
+            for code, when in list(self.refusals.items()):
+                if when <= opened_at:
+                    del self.refusals[code]
 
     def turned_away(self, now: float) -> None:
         self.busy.append(now)
 
     def prune(self, now: float) -> None:
         """Forget what has left its window."""
-        while self.ended and now - self.ended[0][0] > FAILED_WINDOW:
+        limits = self.thresholds
+        while self.ended and now - self.ended[0][0] > limits.failed_window_seconds:
             self.ended.popleft()
-        for window, times in ((CRASH_WINDOW, self.crashes), (BUSY_WINDOW, self.busy)):
+        for window, times in (
+            (limits.crash_window_seconds, self.crashes),
+            (limits.busy_window_seconds, self.busy),
+        ):
             while times and now - times[0] > window:
                 times.popleft()
         for code, when in list(self.refusals.items()):
-            if now - when > FAILED_WINDOW:
+            if now - when > limits.failed_window_seconds:
                 del self.refusals[code]
 
 
 def holding(
     now: float, ari_connected: bool, recent: Recent, shutdown_days: dict[str, int]
 ) -> dict[str, Holding]:
-    """The conditions that hold at `now`, by key."""
+    """The conditions that hold at `now`, by key, against `recent.thresholds`."""
     recent.prune(now)
+    limits = recent.thresholds
     found: dict[str, Holding] = {}
     if not ari_connected:
         found["ari_unreachable"] = Holding(
-            f"Asterisk (ARI) unreachable for more than {ARI_HOLD:.0f} s: no calls are answered",
+            f"Asterisk (ARI) unreachable for more than {limits.ari_down_seconds:.0f} s: "
+            "no calls are answered",
             "critical",
-            hold=ARI_HOLD,
+            hold=limits.ari_down_seconds,
         )
     for code, text in sorted(REFUSALS.items()):
         if code in recent.refusals:
             found[f"realtime_{code}"] = Holding(f"Realtime refuses calls: {text}", "critical")
-    if len(recent.crashes) >= CRASHES:
+    if len(recent.crashes) >= limits.crashes:
         found["worker_crashes"] = Holding(
-            f"{len(recent.crashes)} call workers crashed within {CRASH_WINDOW / 60:.0f} minutes"
+            f"{len(recent.crashes)} call workers crashed within {_span(limits.crash_window_seconds)}"
         )
     failed = sum(1 for _, bad in recent.ended if bad)
-    if len(recent.ended) >= FAILED_MIN_CALLS and failed / len(recent.ended) > FAILED_RATIO:
+    calls = len(recent.ended)
+    if calls >= limits.failed_min_calls and failed / calls > limits.failed_ratio:
         found["failed_calls"] = Holding(
-            f"{failed} of the last {len(recent.ended)} calls failed (crash, set-up or Realtime), "
-            f"within {FAILED_WINDOW / 60:.0f} minutes"
+            f"{failed} of the last {calls} calls failed (crash, set-up or Realtime), "
+            f"within {_span(limits.failed_window_seconds)}"
         )
     if recent.busy:
         found["callers_turned_away"] = Holding(
-            f"{len(recent.busy)} callers turned away busy within {BUSY_WINDOW / 60:.0f} minutes "
+            f"{len(recent.busy)} callers turned away busy within {_span(limits.busy_window_seconds)} "
             "(MAX_CONCURRENT_CALLS)"
         )
     for model, days in sorted(shutdown_days.items()):
-        if days <= SHUTDOWN_DAYS:
+        if days <= limits.shutdown_days:
             found[f"model_shutdown_{model}"] = Holding(
                 f"{model} shuts down in {days} days: move to its replacement"
                 if days > 0
@@ -96,3 +134,8 @@ def holding(
                 "warning" if days > 0 else "critical",
             )
     return found
+
+
+def _span(seconds: float) -> str:
+    """ "10 minutes", or "45 s" for a window shorter than two minutes."""
+    return f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.0f} s"

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dotenv import dotenv_values
 
 from alerts.email import Email
+from alerts.watch import Thresholds
 from alerts.webhook import Webhook
 from callbridge import ids
 from callbridge.netaddr import ListenAddress
@@ -408,6 +409,46 @@ VARIABLES: tuple[Variable, ...] = (
         "CA certificates the SMTP server's is checked against; empty: the system's",
         _OPS,
     ),
+    # When a built-in alert condition holds (alerts/watch.py::Thresholds); read once at start.
+    Variable("ALERT_ARI_DOWN_SECONDS", _integer(0, 86400), "30", "alert: ARI down this long", _OPS),
+    Variable("ALERT_CRASHES", _integer(1, 10000), "3", "alert: this many worker crashes ...", _OPS),
+    Variable("ALERT_CRASH_WINDOW_SECONDS", _integer(1, 86400), "600", "... within this many seconds", _OPS),
+    Variable(
+        "ALERT_FAILED_RATIO",
+        _number(0.0, 1.0),
+        "0.2",
+        "alert: failed calls over all calls above this fraction (0-1) ...",
+        _OPS,
+    ),
+    Variable("ALERT_FAILED_MIN_CALLS", _integer(1, 100000), "5", "... of at least this many calls ...", _OPS),
+    Variable(
+        "ALERT_FAILED_WINDOW_SECONDS",
+        _integer(1, 86400),
+        "900",
+        "... within this many seconds; also how long a Realtime refusal is remembered",
+        _OPS,
+    ),
+    Variable(
+        "ALERT_BUSY_WINDOW_SECONDS",
+        _integer(1, 86400),
+        "300",
+        "alert: callers turned away this recently",
+        _OPS,
+    ),
+    Variable(
+        "ALERT_SHUTDOWN_DAYS",
+        _integer(0, 3650),
+        "30",
+        "alert: a model shuts down within this many days",
+        _OPS,
+    ),
+    Variable(
+        "ALERT_REPEAT_SECONDS",
+        _integer(0, 604800),
+        "900",
+        "least time between two firing alerts of one condition",
+        _OPS,
+    ),
     Variable("LOG_FILE_PATH", _text, "", "log file; empty: stderr only", _OPS),
     Variable("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "log level", _OPS),
     Variable("LOG_FORMAT", _choice("text", "json"), "text", "text or JSON lines", _OPS),
@@ -464,6 +505,15 @@ class Settings:
     alert_email_from: str
     alert_email_to: str
     alert_smtp_ca_file: str
+    alert_ari_down_seconds: int
+    alert_crashes: int
+    alert_crash_window_seconds: int
+    alert_failed_ratio: float
+    alert_failed_min_calls: int
+    alert_failed_window_seconds: int
+    alert_busy_window_seconds: int
+    alert_shutdown_days: int
+    alert_repeat_seconds: int
     log_file_path: str
     log_level: str
     log_format: str
@@ -521,6 +571,21 @@ class Settings:
             sender = self.alert_email_from or f"callbridge@{host}"
             channels.append(Email(self.alert_smtp_url, sender, recipients, self.alert_smtp_ca_file))
         return tuple(channels)
+
+    @property
+    def alert_thresholds(self) -> Thresholds:
+        """The ALERT_* limits as the one object the built-in alerts take (alerts/watch.py)."""
+        return Thresholds(
+            ari_down_seconds=float(self.alert_ari_down_seconds),
+            crashes=self.alert_crashes,
+            crash_window_seconds=float(self.alert_crash_window_seconds),
+            failed_ratio=self.alert_failed_ratio,
+            failed_min_calls=self.alert_failed_min_calls,
+            failed_window_seconds=float(self.alert_failed_window_seconds),
+            busy_window_seconds=float(self.alert_busy_window_seconds),
+            shutdown_days=self.alert_shutdown_days,
+            repeat_seconds=float(self.alert_repeat_seconds),
+        )
 
     def instructions(self) -> str:
         """The agent's system prompt: the file's text when one is configured."""

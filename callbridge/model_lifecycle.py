@@ -231,6 +231,10 @@ class ModelWatch:
     def started(self, now: float) -> None:
         self._last = now
 
+    def force(self) -> None:
+        """Due now (a reload), whenever the last check was."""
+        self._last = None
+
     def seconds_until_due(self, now: float) -> float:
         """For the loop's timeout: 0 when due."""
         if self._last is None:

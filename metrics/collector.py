@@ -1,9 +1,11 @@
-"""The Prometheus collector: at each scrape, the supervisor's totals as metric families.
+"""The Prometheus collector: at each scrape, the supervisor's totals and the drainer's
+figures as metric families.
 
 It reads current values when scraped (one `metrics` request over the control socket,
-supervisor/commands/metrics.py) instead of keeping counters of its own, so the helper that
+supervisor/commands/metrics.py; the drainer's figures file and the spool directory,
+records/drain_figures.py) instead of keeping counters of its own, so the helper that
 serves it can die and be restarted without losing or doubling a count: every counter is the
-supervisor's, since the service started.
+supervisor's or the drainer's, since the service started.
 
 Every family carries `instance_id` (INSTANCE_ID, or the one derived from ARI_APP_NAME).
 Not `instance`: Prometheus sets that label to the scraped target's host:port, and a
@@ -16,10 +18,12 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from records import drain_figures
 from supervisor import wire
 
 log = logging.getLogger(__name__)
@@ -29,9 +33,11 @@ LABEL = "instance_id"
 
 
 class SupervisorCollector(Collector):
-    def __init__(self, socket_path: str, instance: str) -> None:
+    def __init__(self, socket_path: str, instance: str, figures_file=None, spool_dir=None) -> None:
         self.socket_path = socket_path
         self.instance = instance
+        self.figures_file = figures_file
+        self.spool_dir = spool_dir
         self.failed_since: float | None = None  # for one log line per outage, not per scrape
 
     def fetch(self) -> dict | None:
@@ -58,6 +64,18 @@ class SupervisorCollector(Collector):
         yield up
         if reply:
             yield from families(reply)
+            if self.figures_file is not None and self.spool_dir is not None:
+                yield from drain_families(reply, self.drain(reply.get("started_at")))
+
+    def drain(self, service) -> dict:
+        """The drainer's counters for the run that started at `service` (the supervisor's
+        start time), and the spool's backlog, read now."""
+        waiting, oldest = drain_figures.backlog(Path(self.spool_dir))
+        return {
+            **drain_figures.run_counters(Path(self.figures_file), service),
+            "waiting": waiting,
+            "oldest_at": oldest,
+        }
 
 
 def families(reply: dict):
@@ -133,6 +151,50 @@ def families(reply: dict):
             continue
         shutdown.add_metric([*inst, model], datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
     yield shutdown
+
+
+def drain_families(reply: dict, drain: dict, now: float | None = None):
+    """The drainer's families (a pure function, for the tests too): `drain` as
+    SupervisorCollector.drain reads it."""
+    inst = [str(reply.get("instance", ""))]
+    now = time.time() if now is None else now
+
+    def one(kind, name, doc, value):
+        family = kind(name, doc, labels=[LABEL])
+        family.add_metric(inst, value)
+        return family
+
+    yield one(
+        CounterMetricFamily,
+        "callbridge_records_stored",
+        "call records the drainer stored in the database",
+        drain["stored"],
+    )
+    yield one(
+        CounterMetricFamily,
+        "callbridge_alert_batches_stored",
+        "batches of sent alerts the drainer stored in the database",
+        drain["alert_batches"],
+    )
+    yield one(
+        CounterMetricFamily,
+        "callbridge_records_store_failures",
+        "attempts to store records that failed (database down, slow, locked or refusing)",
+        drain["store_failures"],
+    )
+    yield one(
+        GaugeMetricFamily,
+        "callbridge_records_waiting",
+        "call records and alert batches in the spool, waiting for the database",
+        drain["waiting"],
+    )
+    oldest = drain.get("oldest_at")
+    yield one(
+        GaugeMetricFamily,
+        "callbridge_records_oldest_waiting_seconds",
+        "how long the oldest record in the spool has waited (0: none waits)",
+        max(0.0, now - oldest) if oldest is not None else 0.0,
+    )
 
 
 def _bound(bound) -> str:

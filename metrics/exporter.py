@@ -26,11 +26,12 @@ log = logging.getLogger(__name__)
 PARENT_POLL = 1.0
 
 
-def run(listen, socket_path: str, instance: str, parent_pid: int) -> None:
+def run(listen, socket_path: str, instance: str, parent_pid: int, figures_file=None, spool_dir=None) -> None:
     """Serve until the supervisor is gone. Raises OSError when it cannot listen (the
-    supervisor logs the helper's failure and starts it again later)."""
+    supervisor logs the helper's failure and starts it again later). `figures_file` and
+    `spool_dir`: where the drainer's figures are read (records/drain_figures.py)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SupervisorCollector(socket_path, instance))
+    registry.register(SupervisorCollector(socket_path, instance, figures_file, spool_dir))
     try:
         server, _ = start_http_server(listen.port, listen.host, registry=registry)
     except OSError as exc:

@@ -30,6 +30,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from records import spool
+from records.drain_figures import DrainFigures, figures_path
 from records.migrate import upgrade
 from records.queries import delete_before
 from records.store import open_engine, store_alerts, store_record
@@ -56,19 +57,18 @@ class Backoff:
         self.delay = 0.0
 
 
-def drain_once(engine, directory: Path) -> int:
+def drain_once(engine, directory: Path, figures: DrainFigures | None = None, on_change=None) -> int:
     """Store every pending record, oldest first; returns how many left the spool. Raises the
-    database's error at the first record it cannot store (the ones after it wait)."""
+    database's error at the first record it cannot store (the ones after it wait).
+    `figures` counts what the database did not have yet; `on_change()` follows each count."""
     moved = 0
     for path in spool.pending_records(directory):
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(record, dict):
                 raise ValueError("not a JSON object")
-            if record.get("kind") == spool.ALERTS:  # an alert helper's outcomes
-                new = store_alerts(engine, record)
-            else:
-                new = store_record(engine, record)
+            alerts = record.get("kind") == spool.ALERTS  # an alert helper's outcomes
+            new = store_alerts(engine, record) if alerts else store_record(engine, record)
         except FileNotFoundError:
             continue  # another drainer took it
         except ValueError as exc:
@@ -76,6 +76,13 @@ def drain_once(engine, directory: Path) -> int:
             continue
         path.unlink(missing_ok=True)
         moved += 1
+        if new and figures is not None:
+            if alerts:
+                figures.alert_batches += 1
+            else:
+                figures.stored += 1
+            if on_change is not None:
+                on_change()
         log.debug("stored %s%s", path.name, "" if new else " (it was there already)")
     return moved
 
@@ -104,9 +111,22 @@ def run(
     poll: float = POLL,
     backoff_max: float = BACKOFF_MAX,
     retention_days: int = 0,
+    figures_file: Path | None = None,
+    service: float = 0.0,
 ) -> None:
-    """The drainer's loop, until its supervisor is gone. `database` is a DatabaseUrl."""
+    """The drainer's loop, until its supervisor is gone. `database` is a DatabaseUrl.
+    `figures_file`: where its figures go for the metrics (records/drain_figures.py), for
+    the service run that started at `service`."""
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-start chatter is noise here
+    figures = DrainFigures.resume(figures_file, service) if figures_file else DrainFigures(service)
+
+    def save() -> None:
+        # Only while our supervisor lives: a drainer left by an earlier run must not
+        # overwrite the figures of the run that followed it.
+        if figures_file is not None and os.getppid() == parent_pid:
+            figures.save(figures_file)
+
+    save()
     engine = open_engine(database)
     backoff = Backoff(high=backoff_max)
     migrated = not database.is_sqlite  # a server's schema is `callbridge db upgrade`'s job
@@ -118,11 +138,13 @@ def run(
                 upgrade(engine)
                 migrated = True
             complete_orphans(directory)
-            moved = drain_once(engine, directory)
+            moved = drain_once(engine, directory, figures, save)
             if retention_days and time.monotonic() >= next_sweep:
                 sweep_old(engine, retention_days)
                 next_sweep = time.monotonic() + RETENTION_EVERY
         except (SQLAlchemyError, OSError) as exc:
+            figures.store_failures += 1
+            save()
             delay = backoff.failed()
             # The URL's password is registered with callbridge/secret.py: the log redacts it
             # even when a driver quotes it in its message.
@@ -151,8 +173,11 @@ class DrainerKeeper:
     """The supervisor's side: keep one drainer helper running; restart it, with growing
     delays, when it exits. `tick` runs on the supervisor's loop and only forks."""
 
-    def __init__(self, settings) -> None:
+    def __init__(self, settings, service: float = 0.0) -> None:
+        """`service`: the supervisor's start time as the `metrics` reply gives it, which
+        names this run in the drainer's figures (records/drain_figures.py)."""
         self.settings = settings
+        self.service = service
         self.helper = None
         self.next_start = 0.0
         self.failures = 0
@@ -160,11 +185,17 @@ class DrainerKeeper:
     def tick(self, now: float, start_helper) -> None:
         if self.helper is not None or now < self.next_start:
             return
-        settings, parent = self.settings, os.getpid()
+        settings, parent, service = self.settings, os.getpid(), self.service
+        figures_file = figures_path(settings.state_dir, settings.instance)
         self.helper = start_helper(
             "drainer",
             lambda: run(
-                settings.database, settings.spool_dir, parent, retention_days=settings.records_retention_days
+                settings.database,
+                settings.spool_dir,
+                parent,
+                retention_days=settings.records_retention_days,
+                figures_file=figures_file,
+                service=service,
             ),
             self._exited,
         )

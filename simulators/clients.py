@@ -96,6 +96,10 @@ class RealtimeSim(SimProcess):
     def reset(self) -> None:
         requests.get(f"{self.base}/sim/reset", timeout=5)
 
+    def model_shutdown(self, model: str, date: str = "") -> None:
+        """The shutdown date /v1/models announces for `model` from now on; "": none."""
+        requests.get(f"{self.base}/sim/model-shutdown", params={"model": model, "date": date}, timeout=5)
+
 
 def callbridge_env(
     realtime: RealtimeSim, ari_port: int, ari_user: str, ari_password: str, **overrides: str

@@ -7,7 +7,11 @@ prints {"port": N} on its first line. Behaviour: see realtime_session.py. Faults
 injected per connection, for the next `count` connections, through the control URL
 (plain GET on the same port):
 
-    /sim/faults?kind=invalid_key|model_not_found|drop|expire|slow_accept&after=SECONDS&count=N
+    /sim/faults?kind=invalid_key|model_not_found|insufficient_quota|drop|expire|slow_accept
+                &after=SECONDS&count=N
+                             insufficient_quota: the session is created, then an
+                             `insufficient_quota` error event and a close (an account
+                             without quota)
     /sim/faults?kind=drop&on=EVENT_TYPE&nth=N
                              drop the connection once the server has sent its Nth event of
                              that type (an event, not a clock, so that tests do not race)
@@ -16,6 +20,9 @@ injected per connection, for the next `count` connections, through the control U
     /sim/thaw                end a freeze
     /sim/sessions            every session's recorded events with timestamps (JSON)
     /sim/reset               forget sessions and faults
+    /sim/model-shutdown?model=M&date=YYYY-MM-DD
+                             the `shutdown_date` /v1/models answers for M from now on
+                             (an empty or missing date: none announced)
 
 It also answers OpenAI's model lookup, `GET /v1/models/{model}` (plain HTTP, same port),
 with the bearer key checked as on the WebSocket path: 401 for a bad key, 404 for a model
@@ -202,6 +209,13 @@ class SimulatedRealtime:
             )
             self.faults.append(fault)
             return connection.respond(HTTPStatus.OK, json.dumps({"queued": fault.kind}) + "\n")
+        if path == "/sim/model-shutdown":
+            model, when = query.get("model", ""), query.get("date", "")
+            if when:
+                self.shutdown_dates[model] = int(when) if when.isdigit() else when
+            else:
+                self.shutdown_dates.pop(model, None)
+            return connection.respond(HTTPStatus.OK, json.dumps({model: when or None}) + "\n")
         if path == "/sim/sessions":
             body = [s.__dict__ for s in self.sessions]
             return connection.respond(HTTPStatus.OK, json.dumps(body) + "\n")
@@ -326,6 +340,13 @@ class SimulatedRealtime:
                 "session": {"id": f"sess_sim{record.number}", "model": model, "type": "realtime"},
             }
         )
+        if fault and fault.kind == "insufficient_quota":
+            session.error(
+                "insufficient_quota",
+                "You exceeded your current quota, please check your plan and billing details.",
+                "insufficient_quota",
+            )
+            return await self._close(ws, record, outbox, 1008, "insufficient quota")
         loop = asyncio.get_running_loop()
         timed = fault and fault.kind in ("drop", "expire") and not fault.on
         deadline = loop.time() + fault.after if timed else None

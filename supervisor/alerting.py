@@ -19,7 +19,7 @@ from pathlib import Path
 
 from alerts.conditions import Notice, Tracker
 from alerts.send import send_all
-from alerts.watch import Recent, holding
+from alerts.watch import Recent, holding, opened_since
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,9 @@ class Alerting:
         self.settings = settings
         self.start_helper = start_helper  # the supervisor's _helper: forks with its fds closed
         self.channels = settings.alert_channels
-        self.tracker = Tracker()
-        self.recent = Recent()
+        thresholds = settings.alert_thresholds  # ALERT_*: read once, here
+        self.tracker = Tracker(repeat_after=thresholds.repeat_seconds)
+        self.recent = Recent(thresholds)
         self.queue: list[Notice] = []
         self.sending = None  # the helper sending the current batch
         self.sent = self.failed = 0
@@ -67,8 +68,10 @@ class Alerting:
         except OSError as exc:
             log.warning("alerts: cannot remove %s: %s", self.marker, exc)
 
-    def call_ended(self, now: float, reason: str, errors_by_code: dict[str, int]) -> None:
-        self.recent.call_ended(now, reason, errors_by_code)
+    def call_ended(self, now: float, reason: str, errors_by_code: dict[str, int], counters: dict) -> None:
+        """`counters`: the call's header snapshot at the reap (a session that opened fine
+        ends a Realtime refusal: alerts/watch.py::opened_since)."""
+        self.recent.call_ended(now, reason, errors_by_code, opened_since(counters))
 
     # --- the tick
 

@@ -25,6 +25,7 @@ from callbridge.config import Settings
 from callbridge.model_lifecycle import ModelWatch, log_and_report
 from callbridge.teardown import Target
 from metrics import exporter
+from records.drain_figures import figures_path
 from records.drainer import DrainerKeeper, crash_record_work
 from records.privacy import caller_fields, private_channel_name
 from shm_ring import CallSegment, EndReason, SegmentExistsError, Slot, segment_name, start_tracker, sweep
@@ -91,8 +92,10 @@ class Supervisor(AsteriskSide):
         self.control: ControlServer | None = None
         self.helpers_wait_since: float | None = None
         self.model_watch = ModelWatch()
+        self.models_checking = False  # a "models" helper is running
         self.models = "unchecked"  # the last model check's worst finding, for status
-        self.drainer = DrainerKeeper(settings)  # records/drainer.py: spool -> database
+        # records/drainer.py: spool -> database; its figures name this run by the start time
+        self.drainer = DrainerKeeper(settings, round(self.started_wall, 3))
         # What every reaped call added, for the metrics (supervisor/totals.py), and the
         # exporter helper that serves them (metrics/exporter.py), when METRICS_LISTEN is set.
         self.totals = Totals(settings.openai_realtime_model, settings.prices)
@@ -145,8 +148,14 @@ class Supervisor(AsteriskSide):
 
     def _metrics_work(self):
         settings, parent = self.settings, os.getpid()
+        figures_file = figures_path(settings.state_dir, settings.instance)
         return lambda: exporter.run(
-            settings.metrics_listen, settings.control_socket_path, settings.instance, parent
+            settings.metrics_listen,
+            settings.control_socket_path,
+            settings.instance,
+            parent,
+            figures_file,
+            settings.spool_dir,
         )
 
     # --- the loop
@@ -233,6 +242,7 @@ class Supervisor(AsteriskSide):
     # --- signals (supervisor/stopping.py): handlers record, the loop acts
 
     def _handle_signals(self) -> None:
+        reload = False
         for signum in self.stopping.take_signals():
             if signum in STOP_SIGNALS:
                 if not self.stopping.draining:
@@ -240,7 +250,23 @@ class Supervisor(AsteriskSide):
                 elif self.stopping.hard_stop_at is None:
                     self._hard_stop(signal_name(signum))
             elif signum == signal.SIGHUP:
-                log.info("SIGHUP: configuration is read at start; restart the service to apply changes")
+                reload = True  # several at once are one reload
+        if reload:
+            self._guarded(self.reload)
+
+    def reload(self) -> None:
+        """What SIGHUP asks for (`systemctl reload`, the unit's ExecReload): look again, now,
+        at what may have changed outside the service, without a restart.
+
+        Today that is the models' shutdown dates: the model check runs at once, in its
+        helper as at start and daily (callbridge/model_lifecycle.py), so an alert about a
+        model that no longer shuts down soon resolves without waiting a day. A reload never
+        touches a live call, the ARI link or the settings: those are read at start, and a
+        changed env file still needs a restart. Runs on the loop: it only starts helpers.
+        """
+        log.info("reload (SIGHUP): checking the models' shutdown dates again now")
+        self.model_watch.force()
+        self._check_models(time.monotonic())
 
     def _begin_drain(self, why: str) -> None:
         self.stopping.begin_drain()
@@ -403,7 +429,7 @@ class Supervisor(AsteriskSide):
             self.health.forget(entry.pid)
         self.transfers.call_reaped(entry, counters)
         reason, errors = self.totals.call_ended(counters, ending, entry.age())
-        self.alerting.call_ended(time.monotonic(), reason, errors)
+        self.alerting.call_ended(time.monotonic(), reason, errors, counters)
         log.info("%s", summary_line(entry, counters, ending), extra={"call_id": entry.call_id})
         self._notify_status()
 
@@ -465,12 +491,14 @@ class Supervisor(AsteriskSide):
     def _check_models(self, now: float) -> None:
         """At start and once a day, a helper asks OpenAI when the configured models shut
         down and logs what it found (callbridge/model_lifecycle.py)."""
-        if self.stopping.draining or not self.model_watch.due(now):
-            return
+        if self.stopping.draining or self.models_checking or not self.model_watch.due(now):
+            return  # one check at a time: a later one never lands before an earlier one
         self.model_watch.started(now)
-        self._helper("models", lambda: log_and_report(self.settings), self._on_models_checked)
+        helper = self._helper("models", lambda: log_and_report(self.settings), self._on_models_checked)
+        self.models_checking = helper is not None
 
     def _on_models_checked(self, found, ok: bool) -> None:
+        self.models_checking = False
         found = found if ok and isinstance(found, dict) else {}
         worst = found.get("worst")
         self.models = {0: "ok", 1: "warning", 2: "failure"}.get(worst, "unknown") if ok else "check failed"

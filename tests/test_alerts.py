@@ -18,8 +18,10 @@ from testenv import free_port
 
 from alerts.conditions import Holding, Notice, Tracker
 from alerts.send import send_all
-from alerts.watch import CRASHES, Recent, holding
+from alerts.watch import Recent, Thresholds, holding, opened_since
 from alerts.webhook import Webhook
+
+CRASHES = Thresholds().crashes
 
 # --- the tracker, pure
 
@@ -88,6 +90,61 @@ def test_the_conditions_from_the_supervisor_s_state():
     assert "callers_turned_away" in holding(11.0, True, recent, {})
     later = holding(10_000.0, True, recent, {})  # every window has passed
     assert later == {}
+
+
+def test_the_thresholds_decide_every_condition():
+    strict = Thresholds(
+        ari_down_seconds=2.0,
+        crashes=1,
+        crash_window_seconds=5.0,
+        failed_ratio=0.5,
+        failed_min_calls=2,
+        failed_window_seconds=8.0,
+        busy_window_seconds=3.0,
+        shutdown_days=100,
+    )
+    recent = Recent(strict)
+    assert holding(0.0, False, recent, {})["ari_unreachable"].hold == 2.0
+    recent.call_ended(0.0, "worker_crashed", {})
+    assert set(holding(1.0, True, recent, {})) == {"worker_crashes"}  # 1 of 1 call: too few calls
+    recent.call_ended(1.0, "caller_hangup", {})
+    assert set(holding(2.0, True, recent, {})) == {"worker_crashes"}  # 1 of 2 is not over 0.5
+    recent.call_ended(2.0, "setup_failed", {})
+    assert set(holding(3.0, True, recent, {})) == {"worker_crashes", "failed_calls"}
+    assert set(holding(6.0, True, recent, {})) == {"failed_calls"}  # the crash left its 5 s window
+    assert holding(11.0, True, recent, {}) == {}  # and every call its 8 s one
+    recent.turned_away(11.0)
+    assert set(holding(14.0, True, recent, {"m": 90})) == {"callers_turned_away", "model_shutdown_m"}
+    assert holding(14.5, True, recent, {"m": 101}) == {}
+    assert Recent().thresholds == Thresholds()  # the defaults: ALERT_*'s
+
+
+def _header(created_s: float, frames_to_realtime: int) -> dict:
+    return {"created_ns": int(created_s * 1e9), "frames_to_realtime": frames_to_realtime}
+
+
+def test_a_refusal_resolves_when_a_later_call_opens_a_session_fine():
+    recent = Recent(Thresholds(failed_window_seconds=100.0))
+    recent.call_ended(10.0, "realtime_failed", {"invalid_api_key": 1}, opened_since(_header(9.0, 3)))
+    recent.call_ended(11.0, "realtime_failed", {"insufficient_quota": 1}, opened_since(_header(10.5, 0)))
+    assert set(holding(12.0, True, recent, {})) >= {"realtime_invalid_api_key", "realtime_insufficient_quota"}
+    # No proof: a caller who left before a session opened; a call admitted before the refusal
+    # was seen (its session opened then); a refused call; a session that took no audio.
+    recent.call_ended(13.0, "caller_hangup", {}, opened_since(_header(12.5, 0)))
+    recent.call_ended(14.0, "caller_hangup", {}, opened_since(_header(5.0, 200)))
+    recent.call_ended(15.0, "realtime_failed", {}, opened_since(_header(14.5, 10)))
+    recent.call_ended(16.0, "caller_hangup", {"invalid_api_key": 1}, opened_since(_header(15.5, 10)))
+    assert "realtime_invalid_api_key" in holding(17.0, True, recent, {})
+    # Proof: admitted after the last refusal, its session opened and took the caller's audio.
+    recent.call_ended(20.0, "caller_hangup", {"rate_limit_exceeded": 1}, opened_since(_header(18.0, 90)))
+    assert not [key for key in holding(21.0, True, recent, {}) if key.startswith("realtime_")]
+
+
+def test_a_refusal_without_a_good_call_resolves_when_its_window_passes():
+    recent = Recent(Thresholds(failed_window_seconds=60.0))
+    recent.call_ended(0.0, "realtime_failed", {"model_not_found": 1})
+    assert "realtime_model_not_found" in holding(59.0, True, recent, {})
+    assert "realtime_model_not_found" not in holding(61.0, True, recent, {})
 
 
 # --- the webhook channel, against a real receiver
@@ -189,8 +246,26 @@ def _texts_with(receiver, fragment: str) -> list[str]:
     return [t for t in receiver.texts() if fragment in t]
 
 
+def _kinds(receiver, key: str) -> list[str]:
+    """The kinds of every notice the receiver got for `key`, in order."""
+    return [body["kind"] for _, body in receiver.got if body.get("key") == key]
+
+
+def _alerting(service, receiver, **settings: str):
+    svc = service(ALERT_WEBHOOKS=f"json:{receiver.url('/alerts')}", **settings)
+    svc.wait(lambda: _kinds(receiver, "started") == ["event"])
+    return svc
+
+
+def _ended(asterisk, call_id: str) -> bool:
+    return asterisk.call(call_id, packets=False)["hangup"] is not None
+
+
+GOOD_CALL = [{"say": 600}, {"silence": 1200}, {"hangup": True}]
+
+
 def test_a_service_announces_its_start_crashes_its_stop_and_an_unclean_restart(service, asterisk, receiver):
-    svc = service(ALERT_WEBHOOKS=f"slack:{receiver.url('/hook')}")
+    svc = service(ALERT_WEBHOOKS=f"slack:{receiver.url('/hook')}", ALERT_CRASH_WINDOW_SECONDS="3")
     svc.wait(lambda: _texts_with(receiver, "started"))
     assert "unclean" not in _texts_with(receiver, "started")[0]
     call_ids = [asterisk.place_call([{"say": 800}, {"silence": 30000}]) for _ in range(CRASHES)]
@@ -201,13 +276,16 @@ def test_a_service_announces_its_start_crashes_its_stop_and_an_unclean_restart(s
         os.kill(row["pid"], signal.SIGKILL)
     svc.wait(lambda: _texts_with(receiver, "call workers crashed"), timeout=10)
     svc.wait(lambda: all(asterisk.call(c, packets=False)["hangup"] for c in call_ids), timeout=10)
+    svc.wait(
+        lambda: _texts_with(receiver, "resolved: 3 call workers crashed"), timeout=10
+    )  # its window passed
     receiver.delay = 1.0  # a receiver taking its time: the supervisor waits for the helper
     assert svc.stop() == 0
     exited = time.monotonic()
     assert _texts_with(receiver, "is stopping (SIGTERM)")
     assert receiver.done_at[-1] <= exited  # it was delivered before the supervisor exited
     receiver.delay = 0.0
-    assert len(_texts_with(receiver, "call workers crashed")) == 1  # said once
+    assert len(_texts_with(receiver, "call workers crashed")) == 2  # said once, resolved once
 
     again = service(ALERT_WEBHOOKS=f"slack:{receiver.url('/hook')}")
     again.wait(lambda: len(_texts_with(receiver, "started")) == 2)
@@ -261,29 +339,123 @@ def test_a_slow_receiver_changes_nothing_for_calls(service, asterisk, receiver):
     assert receiver.got[0][1]["key"] == "started"
 
 
-def test_ari_unreachable_fires_after_30_s_and_resolves_when_asterisk_returns(realtime, receiver, tmp_path):
-    """Its own simulated Asterisk, stopped for longer than the hold time, then started again
-    on the same port: one "firing" notice, then one "resolved"."""
+def test_ari_unreachable_fires_after_its_hold_time_and_resolves_when_asterisk_returns(
+    realtime, receiver, tmp_path
+):
+    """Its own simulated Asterisk, stopped for longer than ALERT_ARI_DOWN_SECONDS, then
+    started again on the same port: one "firing" notice, then one "resolved"."""
     from harness import AsteriskSim
     from service import Service
     from testenv import TEST_PREFIX
 
-    from alerts.watch import ARI_HOLD
-
+    hold = 3.0
     pbx = AsteriskSim()
     port = pbx.port
-    svc = Service(pbx, realtime, tmp_path, TEST_PREFIX, ALERT_WEBHOOKS=f"slack:{receiver.url('/hook')}")
+    svc = Service(
+        pbx,
+        realtime,
+        tmp_path,
+        TEST_PREFIX,
+        ALERT_WEBHOOKS=f"json:{receiver.url('/hook')}",
+        ALERT_ARI_DOWN_SECONDS=str(int(hold)),
+    )
     try:
         svc.start()
-        svc.wait(lambda: _texts_with(receiver, "started"))
+        svc.wait(lambda: _kinds(receiver, "started"))
         pbx.stop()
         down_at = time.monotonic()
-        svc.wait(lambda: _texts_with(receiver, "unreachable"), timeout=ARI_HOLD + 15)
-        assert time.monotonic() - down_at >= ARI_HOLD - 1  # not before the hold time
-        assert not _texts_with(receiver, "resolved")
+        svc.wait(lambda: _kinds(receiver, "ari_unreachable"), timeout=hold + 15)
+        assert time.monotonic() - down_at >= hold - 1  # not before the hold time
+        assert _kinds(receiver, "ari_unreachable") == ["firing"]
         pbx = AsteriskSim("--port", str(port))
-        svc.wait(lambda: _texts_with(receiver, "resolved"), timeout=30)
-        assert len(_texts_with(receiver, "unreachable")) == 2  # the firing, and its resolve
+        svc.wait(lambda: _kinds(receiver, "ari_unreachable") == ["firing", "resolved"], timeout=30)
     finally:
         svc.stop()
         pbx.stop()
+
+
+# --- each condition fires and then resolves, through a real service
+#
+# Small thresholds and windows (the ALERT_* settings) keep each test to seconds. The
+# receiver takes the generic JSON form, so each notice names its key and kind.
+
+
+@pytest.mark.parametrize(
+    ("fault", "key"),
+    [("invalid_key", "realtime_invalid_api_key"), ("insufficient_quota", "realtime_insufficient_quota")],
+)
+def test_a_realtime_refusal_fires_and_resolves_when_a_later_call_opens_a_session(
+    service, asterisk, realtime, receiver, fault, key
+):
+    """The simulator refuses one connection (the key; or the quota: session created, then
+    the `insufficient_quota` error event); the next call's session opens fine: proof enough."""
+    svc = _alerting(service, receiver)
+    realtime.fault(fault)
+    try:
+        refused = asterisk.place_call([{"say": 600}, {"silence": 8000}])
+        svc.wait(lambda: _kinds(receiver, key) == ["firing"], timeout=20)
+        svc.wait(lambda: _ended(asterisk, refused), timeout=15)
+        svc.wait(lambda: "end=realtime_failed" in svc.log())
+        fine = asterisk.place_call(GOOD_CALL)
+        svc.wait(lambda: _kinds(receiver, key) == ["firing", "resolved"], timeout=20)
+        assert _ended(asterisk, fine)
+    finally:
+        realtime.reset()
+    assert {body["key"] for _, body in receiver.got} == {"started", key}  # nothing else, nothing twice
+
+
+def test_the_failed_call_ratio_fires_and_resolves_when_good_calls_bring_it_down(
+    service, asterisk, realtime, receiver
+):
+    """Over half of at least 2 calls: 2 refused calls of 2 fire; 2 good ones make it 2 of 4."""
+    svc = _alerting(service, receiver, ALERT_FAILED_MIN_CALLS="2", ALERT_FAILED_RATIO="0.5")
+    realtime.fault("invalid_key", count=2)
+    try:
+        refused = [asterisk.place_call([{"say": 600}, {"silence": 8000}]) for _ in range(2)]
+        svc.wait(lambda: _kinds(receiver, "failed_calls") == ["firing"], timeout=20)
+        svc.wait(lambda: all(_ended(asterisk, c) for c in refused), timeout=15)
+        fine = [asterisk.place_call(GOOD_CALL) for _ in range(2)]
+        svc.wait(lambda: _kinds(receiver, "failed_calls") == ["firing", "resolved"], timeout=20)
+        assert all(_ended(asterisk, c) for c in fine)
+    finally:
+        realtime.reset()
+    assert _kinds(receiver, "realtime_invalid_api_key") == ["firing", "resolved"]
+
+
+def test_callers_turned_away_fire_and_resolve_when_the_window_passes(service, asterisk, receiver):
+    svc = _alerting(service, receiver, MAX_CONCURRENT_CALLS="1", ALERT_BUSY_WINDOW_SECONDS="2")
+    kept = asterisk.place_call([{"silence": 6000}, {"hangup": True}])
+    svc.wait(lambda: svc.status()["supervisor"]["calls_live"] == 1)
+    extra = asterisk.place_call([{"silence": 5000}])
+    svc.wait(lambda: _kinds(receiver, "callers_turned_away") == ["firing"], timeout=10)
+    turned_away = time.monotonic()
+    svc.wait(lambda: _kinds(receiver, "callers_turned_away") == ["firing", "resolved"], timeout=10)
+    assert time.monotonic() - turned_away >= 1.0  # not before the window passed
+    svc.wait(lambda: _ended(asterisk, kept) and _ended(asterisk, extra), timeout=15)
+    assert {body["key"] for _, body in receiver.got} == {"started", "callers_turned_away"}
+
+
+def test_a_model_shutdown_fires_and_a_reload_resolves_it_without_touching_a_call(
+    service, asterisk, realtime, receiver
+):
+    """The simulator announces a shutdown within ALERT_SHUTDOWN_DAYS; then it moves the date
+    past them, and SIGHUP (systemctl reload) makes the service look again at once."""
+    from datetime import date, timedelta
+
+    model, key = "gpt-realtime-2.1", "model_shutdown_gpt-realtime-2.1"
+    realtime.model_shutdown(model, (date.today() + timedelta(days=15)).isoformat())
+    try:
+        svc = _alerting(service, receiver, ALERT_SHUTDOWN_DAYS="20")
+        svc.wait(lambda: _kinds(receiver, key) == ["firing"], timeout=15)
+        call_id = asterisk.place_call([{"say": 600}, {"silence": 4000}, {"hangup": True}])
+        svc.wait(lambda: (row := svc.call_row(call_id)) and row["phase"] == "active")
+        realtime.model_shutdown(model, (date.today() + timedelta(days=25)).isoformat())
+        svc.signal(signal.SIGHUP)
+        svc.wait(lambda: _kinds(receiver, key) == ["firing", "resolved"], timeout=15)
+        assert svc.call_row(call_id)["phase"] == "active"  # the reload left the call alone
+        svc.wait(lambda: "end=caller_hangup" in svc.log(), timeout=15)  # as its caller chose
+        assert _ended(asterisk, call_id)
+        assert svc.log().count("reload (SIGHUP)") == 1
+    finally:
+        realtime.model_shutdown(model, "")
+    assert {body["key"] for _, body in receiver.got} == {"started", key}

@@ -80,6 +80,10 @@ def test_dot_env_in_the_working_directory_is_found(tmp_path):
         ("OPENAI_INSTRUCTIONS_FILE", "/nonexistent/prompt.txt", "cannot read"),
         ("LOG_FORMAT", "xml", "text, json"),
         ("ASTERISK_PASSWORD", "", "is empty"),
+        ("ALERT_FAILED_RATIO", "20", "between 0.0 and 1.0"),
+        ("ALERT_CRASHES", "0", "between 1 and"),
+        ("ALERT_ARI_DOWN_SECONDS", "soon", "whole number"),
+        ("ALERT_SHUTDOWN_DAYS", "-1", "between 0 and"),
     ],
 )
 def test_each_bad_value_names_its_variable(variable, value, fragment):
@@ -88,6 +92,19 @@ def test_each_bad_value_names_its_variable(variable, value, fragment):
     assert info.value.variable == variable
     message = str(info.value)
     assert message.startswith(f"{variable}: ") and fragment in message and "\n" not in message
+
+
+def test_the_alert_thresholds_are_one_object_from_their_settings():
+    settings = cfg.load(environ={**BASE, "ALERT_CRASHES": "7", "ALERT_FAILED_RATIO": "0.5"}).settings
+    limits = settings.alert_thresholds
+    assert (limits.crashes, limits.failed_ratio, limits.ari_down_seconds, limits.repeat_seconds) == (
+        7,
+        0.5,
+        30.0,
+        900.0,
+    )
+    with pytest.raises(AttributeError):
+        limits.crashes = 1  # frozen: read once at start, never changed behind the tracker's back
 
 
 @pytest.mark.parametrize("missing", ["ASTERISK_USERNAME", "ASTERISK_PASSWORD", "OPENAI_API_KEY"])

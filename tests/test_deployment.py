@@ -90,6 +90,8 @@ def test_unit_fits_how_the_service_behaves():
     # SIGTERM to the supervisor only: it drains, then ends its workers itself. With the
     # default KillMode every worker would get SIGTERM at once and end its call mid-sentence.
     assert unit["KillMode"] == ["mixed"] and unit["KillSignal"] == ["SIGTERM"]
+    # `systemctl reload` is a SIGHUP to the supervisor alone (Supervisor.reload); no call ends.
+    assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     drain = int(cfg.load(environ=REQUIRED).settings.drain_timeout_seconds)
     # The drain, then the workers' ending, then the helpers a caller waits on (turned-away
     # callers, teardowns): systemd must not kill them first.

@@ -24,7 +24,7 @@ from testenv import free_port
 
 from callbridge import config as cfg
 from callbridge.netaddr import ListenAddress
-from metrics.collector import families
+from metrics.collector import drain_families, families
 from records.prices import PriceTable
 from shm_ring import CallSegment, EndReason, Slot, segment_name
 from shm_ring.header import ERROR_CODE_SLOTS
@@ -152,6 +152,30 @@ def test_the_families_render_as_prometheus_text():
     assert 'callbridge_call_setup_seconds_bucket{instance_id="main",le="+Inf"} 0.0' in text
 
 
+def test_the_drainer_s_families_render_as_prometheus_text():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    drain = {"stored": 7, "alert_batches": 2, "store_failures": 3, "waiting": 4, "oldest_at": 1000.0}
+
+    class Fixed:
+        def collect(self):
+            return drain_families({"instance": "main"}, drain, now=1090.5)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Fixed())
+    text = generate_latest(registry).decode()
+    for line in (
+        'callbridge_records_stored_total{instance_id="main"} 7.0',
+        'callbridge_alert_batches_stored_total{instance_id="main"} 2.0',
+        'callbridge_records_store_failures_total{instance_id="main"} 3.0',
+        'callbridge_records_waiting{instance_id="main"} 4.0',
+        'callbridge_records_oldest_waiting_seconds{instance_id="main"} 90.5',
+    ):
+        assert line in text
+    idle = list(drain_families({"instance": "main"}, {**drain, "waiting": 0, "oldest_at": None}))
+    assert idle[-1].samples[0].value == 0.0  # nothing waits: no age
+
+
 # --- a real service, scraped
 
 
@@ -188,10 +212,10 @@ def _metered(service, **overrides):
     return svc, scraper
 
 
-def _metrics_helper(svc) -> psutil.Process | None:
+def _metrics_helper(svc, name: str = "cb-metrics") -> psutil.Process | None:
     for child in psutil.Process(svc.proc.pid).children():
         try:
-            if child.name() == "cb-metrics":
+            if child.name() == name:
                 return child
         except psutil.NoSuchProcess:
             continue
@@ -299,6 +323,46 @@ def test_the_exporter_is_restarted_and_no_count_is_lost(service, asterisk):
     assert asterisk.call(call_id, packets=False)["hangup"] is not None
 
 
+def test_the_drainer_s_figures_are_exported_and_survive_its_restart_never_doubled(service, asterisk):
+    """Records and alert batches the drainer stored, from its figures file; killed and
+    restarted (records/drainer.py::DrainerKeeper), its successor carries on from them."""
+    nobody = f"json:http://127.0.0.1:{free_port()}/x"  # the start's alert batch is stored all the same
+    svc, scraper = _metered(service, ALERT_WEBHOOKS=nobody)
+    first = asterisk.place_call([{"say": 400}, {"silence": 600}, {"hangup": True}])
+    svc.wait(lambda: scraper.value("callbridge_records_stored_total") == 1, timeout=20)
+    svc.wait(lambda: scraper.value("callbridge_alert_batches_stored_total") == 1, timeout=10)
+    assert scraper.value("callbridge_records_waiting") == 0
+    assert scraper.value("callbridge_records_oldest_waiting_seconds") == 0
+    assert scraper.value("callbridge_records_store_failures_total") == 0
+    drainer = _metrics_helper(svc, "cb-drainer")
+    drainer.kill()
+    svc.wait(lambda: (d := _metrics_helper(svc, "cb-drainer")) is not None and d.pid != drainer.pid, 10)
+    assert scraper.value("callbridge_records_stored_total") == 1  # not lost with the drainer
+    second = asterisk.place_call([{"say": 400}, {"silence": 600}, {"hangup": True}])
+    svc.wait(lambda: scraper.value("callbridge_records_stored_total") == 2, timeout=20)  # not 3
+    assert scraper.value("callbridge_alert_batches_stored_total") == 1
+    assert _all_ended(asterisk, [first, second])
+
+
+def test_an_unreachable_database_shows_as_failures_and_a_waiting_record(service, asterisk):
+    """No database server listens at DATABASE_URL: the drainer's attempts fail and are
+    counted, and the call's record waits in the spool, older at each scrape."""
+    url = f"postgresql+psycopg://cb:pw@127.0.0.1:{free_port()}/callbridge"
+    svc, scraper = _metered(service, DATABASE_URL=url)
+    call_id = asterisk.place_call([{"say": 400}, {"silence": 600}, {"hangup": True}])
+    svc.wait(lambda: scraper.value("callbridge_records_waiting") == 1, timeout=20)
+    svc.wait(lambda: (scraper.value("callbridge_records_store_failures_total") or 0) >= 2, timeout=10)
+    age = scraper.value("callbridge_records_oldest_waiting_seconds")
+    svc.wait(lambda: scraper.value("callbridge_records_oldest_waiting_seconds") > age, timeout=5)
+    assert scraper.value("callbridge_records_stored_total") == 0
+    if PROMTOOL is not None:  # the families as they are in an outage, checked too
+        checked = subprocess.run(
+            [PROMTOOL, "check", "metrics"], input=scraper.text(), capture_output=True, text=True
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert _all_ended(asterisk, [call_id])
+
+
 def test_metrics_are_off_when_metrics_listen_is_empty(service):
     svc = service()  # tests/service.py leaves METRICS_LISTEN empty
     assert wire.request(svc.socket, {"cmd": "metrics"})["ok"]  # the totals are kept anyway
@@ -311,7 +375,10 @@ def test_promtool_accepts_a_real_scrape(service, asterisk):
     svc, scraper = _metered(service)
     call_id = asterisk.place_call([{"say": 400}, {"silence": 800}, {"hangup": True}])
     svc.wait(lambda: scraper.value("callbridge_calls_total", reason="caller_hangup") == 1, timeout=15)
+    svc.wait(lambda: scraper.value("callbridge_records_stored_total") == 1, timeout=15)
     text = scraper.text()
+    for sample in ("callbridge_records_stored_total", "callbridge_records_oldest_waiting_seconds"):
+        assert f"\n{sample}{{" in text  # the drainer's families are checked too
     checked = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert asterisk.call(call_id, packets=False)["hangup"] is not None

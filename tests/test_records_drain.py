@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from testenv import reap, wait_until
 
 from records import queries, spool
+from records.drain_figures import DrainFigures, backlog, figures_path, run_counters
 from records.drainer import complete_orphans, drain_once
 from records.migrate import upgrade
 from records.schema import calls
@@ -152,10 +153,12 @@ def test_drain_is_idempotent_when_a_record_was_stored_but_its_file_not_removed(t
     store_record(engine, record)  # a drainer killed after its commit, before the unlink
     spool.write_record(directory, record)
     (directory / "0000000000001_bad.json").write_text("[1, 2]")  # never a row: set aside
-    assert drain_once(engine, directory) == 1
+    figures = DrainFigures(service=1.0)
+    assert drain_once(engine, directory, figures) == 1
     assert spool.pending_records(directory) == [] and (directory / "bad" / "0000000000001_bad.json").exists()
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(calls)).scalar() == 1
+    assert figures.stored == 0  # it was there already: the metrics never count a record twice
 
 
 def open_engine_for(tmp_path):
@@ -174,10 +177,22 @@ class Drainer:
             "import sys; from pathlib import Path; from callbridge import logs; "
             "from records.drainer import run; from records.url import DatabaseUrl; "
             "logs.setup('debug', 'text', sys.argv[3]); "
-            "run(DatabaseUrl.parse(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[4]), poll=0.1, backoff_max=1.0)"
+            "run(DatabaseUrl.parse(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[4]), poll=0.1, backoff_max=1.0,"
+            " figures_file=Path(sys.argv[5]), service=float(sys.argv[6]))"
         )
+        self.figures = directory.parent / "run" / "drainer.json"
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", code, url, str(directory), str(log), str(os.getpid())],
+            [
+                sys.executable,
+                "-c",
+                code,
+                url,
+                str(directory),
+                str(log),
+                str(os.getpid()),
+                str(self.figures),
+                "7.5",
+            ],
             cwd=REPO,
             env={**os.environ, "PYTHONPATH": str(REPO)},
             stderr=subprocess.DEVNULL,
@@ -214,6 +229,9 @@ def test_the_database_going_away_mid_run_loses_nothing_and_stores_nothing_twice(
         spool.complete_crashed(directory, crashed.header, {"frames_in": 50}, "signal:SIGKILL")
         wait_until(lambda: "cannot store call records yet" in log.read_text(), timeout=60, interval=0.1)
         assert len(spool.pending_records(directory)) == 4  # waiting, in the spool
+        assert backlog(directory) == (4, 1_790_000_100.0)  # what the metrics export, and the oldest
+        failed = run_counters(drainer.figures, 7.5)
+        assert failed["stored"] == 3 and failed["store_failures"] >= 1  # the drainer's own figures
         drainer.kill()  # and the drainer dies during the outage: its successor carries on
         drainer = Drainer(database.reveal(), directory, log)
         if lock is not None:
@@ -222,6 +240,11 @@ def test_the_database_going_away_mid_run_loses_nothing_and_stores_nothing_twice(
         else:
             server.start()
         wait_until(lambda: spool.pending_records(directory) == [], timeout=60, interval=0.1)
+        # Carried on from its predecessor's figures, each record counted once.
+        wait_until(lambda: run_counters(drainer.figures, 7.5)["stored"] == 7, timeout=10, interval=0.1)
+        assert run_counters(drainer.figures, 7.5)["store_failures"] >= failed["store_failures"]
+        assert run_counters(drainer.figures, 8.0) == dict.fromkeys(run_counters(drainer.figures, 7.5), 0)
+        assert backlog(directory) == (0, None)
     finally:
         drainer.kill()
     with engine.connect() as conn:
@@ -270,3 +293,17 @@ def test_the_journal_keeps_what_the_caller_heard_of_a_cut_reply_only(tmp_path):
         and turns[1]["text"].startswith(turns[1]["heard"])
         and turns[1]["heard"] != turns[1]["text"]
     )
+
+
+def test_the_drainer_s_figures_belong_to_one_service_run(tmp_path):
+    """A drainer restarted within a run resumes its figures; a new run starts from zero."""
+    path = figures_path(tmp_path, "main")
+    assert path == tmp_path / "run" / "main.drainer.json"
+    first = DrainFigures.resume(path, 100.0)
+    first.stored, first.alert_batches, first.store_failures = 4, 2, 1
+    first.save(path)
+    assert DrainFigures.resume(path, 100.0) == first  # the same run, after a drainer restart
+    assert DrainFigures.resume(path, 200.0) == DrainFigures(200.0)  # the service started again
+    path.write_text("{not json")
+    assert DrainFigures.resume(path, 100.0) == DrainFigures(100.0)
+    assert not list(path.parent.glob("*.tmp"))  # written by rename: no temp file is left
