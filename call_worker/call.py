@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from call_worker import realtime_protocol as proto
@@ -38,6 +38,7 @@ from call_worker.realtime_adapter import RealtimeAdapter  # noqa: F401 -- import
 from call_worker.setup_timeline import SetupTimeline
 from call_worker.side_requests import SideRequest, finish_all, wait_all
 from call_worker.wake import Waker
+from callbridge.agents import Agent
 from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
 from callbridge.netaddr import rtp_bind_address
@@ -68,6 +69,8 @@ class CallInfo:
     channel_name: str = ""
     admitted_ns: int = 0  # time.monotonic_ns() when the supervisor took the StasisStart
     caller_hash: str = ""  # records/privacy.py; `caller` is masked when RECORDS_MASK_CALLERS
+    # Who answers (callbridge/agents.py), picked at admission; a reload never changes it.
+    agent: Agent = field(default_factory=lambda: Agent(name="default"))
 
 
 def host_port(address: str, port: int) -> str:
@@ -110,6 +113,7 @@ class Call:
         supervisor_pid: int | None = None,
         main_wake: Waker | None = None,
     ) -> None:
+        settings = info.agent.apply(settings)  # the agent's instructions, voice, greeting, limits
         self.settings = settings
         self.ids = settings.ids
         self.info = info

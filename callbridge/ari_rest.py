@@ -120,6 +120,15 @@ class AriRest:
         reply = self.request("GET", f"/channels/{channel_id}/variable", {"variable": name}, missing_ok=True)
         return None if reply is None else str(reply.get("value", ""))
 
+    def continue_in_dialplan(self, channel_id: str, context: str, extension: str, priority: int = 1) -> None:
+        """The channel leaves Stasis for this place in the dialplan (a fallback, a blind
+        transfer): Asterisk answers at once and cannot say what happens there."""
+        self.request(
+            "POST",
+            f"/channels/{channel_id}/continue",
+            {"context": context, "extension": extension, "priority": priority},
+        )
+
     def hangup(self, channel_id: str) -> None:
         self.request("DELETE", f"/channels/{channel_id}", missing_ok=True)
 

@@ -4,7 +4,7 @@ Request:  {"cmd": "status"}
 Reply:    {"ok": true, "supervisor": {pid, version, instance, uptime_s, ari, ari_connects, draining,
            calls_live, calls_taken, calls_failed, calls_rejected_busy, max_concurrent_calls,
            ari_last_error, helpers, models},
-           "calls": [{call_id, caller, dialled, age_s, pid, phase, worker_state, realtime,
+           "calls": [{call_id, caller, dialled, agent, age_s, pid, phase, worker_state, realtime,
            frames_in, frames_out, uplink_fill, downlink_fill, underruns, barge_ins,
            rejected_packets, reconnects, cpu_percent, rss_mb, uss_mb, fds, threads, health}]}
 CLI:      callbridge status [--json] [--watch]
@@ -34,6 +34,7 @@ COLUMNS = [
     ("CALL", "call_id", 22),
     ("CALLER", "caller", 14),
     ("TO", "dialled", 8),
+    ("AGENT", "agent", 10),
     ("AGE", "age_s", 7),
     ("PID", "pid", 7),
     ("STATE", "phase", 8),
