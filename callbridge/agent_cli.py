@@ -32,7 +32,7 @@ def describe_book(book: AgentBook) -> str:
     for agent in book.agents.values():
         lines.append(f"  {agent.name}")
         lines.append(
-            f"    numbers:   {', '.join(agent.numbers) or '(none: only outside another agent’s hours)'}"
+            f"    numbers:   {', '.join(agent.numbers) or '(none: only as outside_hours of another)'}"
         )
         if agent.hours is not None:
             lines.append(f"    hours:     {agent.hours.describe()}")

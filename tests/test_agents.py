@@ -5,7 +5,6 @@ in the call's settings, daily budgets (supervisor/budgets.py) and the CLI's `age
 
 from __future__ import annotations
 
-import sys
 import textwrap
 import tomllib
 from datetime import UTC, date, datetime
@@ -592,9 +591,3 @@ def test_callbridge_check_and_agents_report_a_broken_file_with_the_config_exit_c
     path.write_text('[agents.a]\nnumbers = ["1"]\n')
     good = run_cli(["check", "--offline"], AGENTS_FILE=str(path), ASTERISK_PORT="1")
     assert f"✓ agents: 1 from {path}: a" in good.stdout and good.exit_code == 1  # ARI is not there
-
-
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib")
-def test_agents_file_is_read_with_the_standard_library_only():
-    source = (REPO / "callbridge" / "agent_file.py").read_text()
-    assert "import tomllib" in source and "tomli" not in source.replace("tomllib", "")
