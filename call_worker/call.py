@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from call_worker import realtime_protocol as proto
@@ -40,7 +40,7 @@ from call_worker.side_requests import SideRequest, finish_all, wait_all
 from call_worker.tools import Action, ToolBox, tools_for
 from call_worker.transfer import Failed, Transfer
 from call_worker.wake import Waker
-from callbridge.agents import Agent, Destination, default_agent
+from callbridge.agents import Agent, Destination
 from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
 from callbridge.netaddr import rtp_bind_address
@@ -71,7 +71,8 @@ class CallInfo:
     channel_name: str = ""
     admitted_ns: int = 0  # time.monotonic_ns() when the supervisor took the StasisStart
     caller_hash: str = ""  # records/privacy.py; `caller` is masked when RECORDS_MASK_CALLERS
-    agent: Agent | None = None  # None: the environment's default agent (callbridge/agents.py)
+    # Who answers (callbridge/agents.py), picked at admission; a reload never changes it.
+    agent: Agent = field(default_factory=lambda: Agent(name="default"))
 
 
 def host_port(address: str, port: int) -> str:
@@ -114,8 +115,8 @@ class Call:
         supervisor_pid: int | None = None,
         main_wake: Waker | None = None,
     ) -> None:
-        self.agent = info.agent or default_agent(settings)
-        settings = self.agent.apply(settings)
+        self.agent = info.agent
+        settings = self.agent.apply(settings)  # the agent's instructions, voice, greeting, limits
         self.settings = settings
         self.ids = settings.ids
         self.info = info

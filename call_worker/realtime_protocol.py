@@ -96,13 +96,24 @@ def _turn_detection(settings: Settings, respond: bool) -> dict:
     }
 
 
+def _transcription(settings: Settings) -> dict | None:
+    """The caller's transcription, told the language when the agent (or OPENAI_LANGUAGE) has one."""
+    if not settings.openai_transcription_model:
+        return None
+    transcription = {"model": settings.openai_transcription_model}
+    if settings.openai_language:
+        transcription["language"] = settings.transcription_language
+    return transcription
+
+
 def _audio_input(settings: Settings, respond: bool) -> dict:
     audio_input: dict = {
         "format": GA_FORMATS[settings.audio_format],
         "turn_detection": _turn_detection(settings, respond),
     }
-    if settings.openai_transcription_model:
-        audio_input["transcription"] = {"model": settings.openai_transcription_model}
+    transcription = _transcription(settings)
+    if transcription:
+        audio_input["transcription"] = transcription
     return audio_input
 
 
@@ -116,9 +127,7 @@ def tool_definitions(tools) -> list[dict]:
 
 def session_update(settings: Settings, tools=()) -> dict:
     vad = _turn_detection(settings, respond=True)
-    transcription = (
-        {"model": settings.openai_transcription_model} if settings.openai_transcription_model else None
-    )
+    transcription = _transcription(settings)
     if settings.openai_api_shape == "beta":
         session = {
             "modalities": ["audio", "text"],

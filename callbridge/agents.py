@@ -1,33 +1,34 @@
 """Agents: who answers which number, how, and where a caller may be handed on.
 
 An agent is the voice, instructions and rules for the numbers it answers (AGENTS_FILE,
-docs/agents.md). Without the file, today's environment settings make the one default
-agent (`default_book`), so nothing changes for existing set-ups.
+docs/agents.md; read by callbridge/agent_file.py). Without the file, today's environment
+settings make the one default agent (`default_book`), so nothing changes for existing
+set-ups.
 
-The supervisor holds one `AgentBook`, picks an agent at admission (`AgentBook.pick`) and
-hands it to the worker with the call (the worker is forked: it gets the object itself, no
-message). The worker uses `Agent.apply(settings)` for the session and `Agent.transfers`
-for its tools. Everything here is pure and immutable: a reload builds a new book, and live
-calls keep the agent they started with.
+The supervisor holds one `AgentBook`, picks an agent at admission (`AgentBook.pick`, or
+`AgentBook.choose` for the reason too) and hands it to the worker with the call (the worker
+is forked: it gets the object itself, no message). The worker uses `Agent.apply(settings)`
+for the session and `Agent.transfers` for its tools. Everything here is pure and
+immutable: a reload builds a new book, and live calls keep the agent they started with.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
+from callbridge.agent_hours import Hours
+from callbridge.agent_numbers import NumberPlan
 from callbridge.config import Settings
+from callbridge.dialplan import DialplanTarget
 
+__all__ = ["Agent", "AgentBook", "Choice", "Destination", "DialplanTarget", "default_agent", "default_book"]
 
-@dataclass(frozen=True)
-class DialplanTarget:
-    """A place in the Asterisk dialplan (ARI `continue` and originate take these three)."""
-
-    context: str
-    extension: str
-    priority: int = 1
-
-    def __str__(self) -> str:
-        return f"{self.extension}@{self.context}:{self.priority}"
+# The notice is said word for word before the greeting: the model is told so in the
+# greeting's own instructions (the response.create the worker already sends).
+NOTICE_FIRST = 'Begin by saying exactly these words, word for word, with nothing before them: "{notice}"'
+NOTICE_THEN = " Then: {greeting}"
+NOTICE_ONLY = " Then stop and let the caller speak."
 
 
 @dataclass(frozen=True)
@@ -45,16 +46,18 @@ class Destination:
 class Agent:
     name: str
     numbers: tuple[str, ...] = ("*",)
-    instructions: str = ""
+    instructions: str = ""  # the text itself (an instructions_file is read at load)
     voice: str = ""  # "" = OPENAI_VOICE
     greeting: str = ""  # "" = OPENAI_GREETING
-    language: str = ""  # e.g. "es"; "" = as the instructions say
+    language: str = ""  # e.g. "es"; "" = OPENAI_LANGUAGE
     notice: str = ""  # said first, word for word (an AI answers; the call is recorded)
     transfers: dict[str, Destination] = field(default_factory=dict)
     fallback: DialplanTarget | None = None  # where a caller goes when we cannot serve
     max_call_seconds: int | None = None  # None = MAX_CALL_SECONDS
     idle_timeout_seconds: int | None = None  # None = IDLE_TIMEOUT_SECONDS
     daily_budget: float | None = None  # estimated cost per day (RECORDS_CURRENCY)
+    hours: Hours | None = None  # None: always open
+    outside_hours: str = ""  # the agent that answers while this one is closed; "": the fallback
 
     def apply(self, settings: Settings) -> Settings:
         """The settings a call of this agent runs with."""
@@ -63,8 +66,14 @@ class Agent:
             changes.update(openai_instructions=self.instructions, openai_instructions_file="")
         if self.voice:
             changes["openai_voice"] = self.voice
-        if self.greeting:
-            changes["openai_greeting"] = self.greeting
+        if self.language:
+            changes["openai_language"] = self.language
+        greeting = self.greeting or settings.openai_greeting
+        if self.notice:
+            first = NOTICE_FIRST.format(notice=self.notice)
+            greeting = first + (NOTICE_THEN.format(greeting=greeting) if greeting else NOTICE_ONLY)
+        if greeting != settings.openai_greeting:
+            changes["openai_greeting"] = greeting
         if self.max_call_seconds is not None:
             changes["max_call_seconds"] = self.max_call_seconds
         if self.idle_timeout_seconds is not None:
@@ -73,5 +82,84 @@ class Agent:
 
 
 def default_agent(settings: Settings) -> Agent:
-    """The agent the environment describes (no AGENTS_FILE)."""
+    """The agent the environment describes (no AGENTS_FILE): every setting its own."""
     return Agent(name="default")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What `AgentBook.choose` found for a number: the agent (None: none can take the
+    call), how (for logs and `callbridge agents`), and where the caller goes when the
+    call cannot be served (the agent's fallback, else the book's; None: the busy prompt)."""
+
+    agent: Agent | None
+    how: str
+    fallback: DialplanTarget | None
+
+
+class AgentBook:
+    """Every agent of one agents file (or the environment's one), and the numbers plan."""
+
+    def __init__(
+        self, agents: dict[str, Agent], fallback: DialplanTarget | None = None, source: str = ""
+    ) -> None:
+        self.agents = dict(agents)
+        self.fallback = fallback  # the file's [fallback], else FALLBACK_DESTINATION
+        self.source = source  # the agents file, "" for the environment's default agent
+        self.plan = NumberPlan([(n, a.name) for a in self.agents.values() for n in a.numbers])
+
+    def pick(self, dialled: str, now: datetime) -> Agent | None:
+        """The agent that answers `dialled` at `now` (aware), or None: the fallback."""
+        return self.choose(dialled, now).agent
+
+    def choose(self, dialled: str, now: datetime) -> Choice:
+        name, how = self.plan.lookup(dialled)
+        if name is None:
+            return Choice(None, how, self.fallback)
+        first = agent = self.agents[name]
+        closed: list[str] = []
+        # outside_hours chains are checked for loops at load; `closed` stops one anyway.
+        while agent.hours is not None and not agent.hours.is_open(now) and agent.name not in closed:
+            closed.append(agent.name)
+            if not agent.outside_hours:
+                chain = " -> ".join(closed)
+                return Choice(
+                    None, f"{how}, outside hours ({chain}), no agent", first.fallback or self.fallback
+                )
+            agent = self.agents[agent.outside_hours]
+        if closed:
+            how += f", outside hours of {' -> '.join(closed)} -> {agent.name}"
+        return Choice(agent, how, agent.fallback or self.fallback)
+
+    def fallback_of(self, agent: Agent | None) -> DialplanTarget | None:
+        return (agent.fallback if agent is not None else None) or self.fallback
+
+    def changes_from(self, old: AgentBook) -> str:
+        """One line saying what a reload changed: agents added, removed, changed."""
+        added = sorted(set(self.agents) - set(old.agents))
+        removed = sorted(set(old.agents) - set(self.agents))
+        changed = sorted(n for n in set(self.agents) & set(old.agents) if self.agents[n] != old.agents[n])
+        parts = [
+            f"{what} {', '.join(names)}"
+            for what, names in (("added", added), ("removed", removed), ("changed", changed))
+            if names
+        ]
+        if self.fallback != old.fallback:
+            parts.append(f"fallback {self.fallback or 'none'}")
+        return "; ".join(parts) or "nothing changed"
+
+
+def default_book(settings: Settings) -> AgentBook:
+    """The book without AGENTS_FILE: the environment's agent for every number."""
+    agent = default_agent(settings)
+    return AgentBook({agent.name: agent}, settings.fallback_destination)
+
+
+def load_book(settings: Settings) -> AgentBook:
+    """AGENTS_FILE's book, else the default one; raises callbridge/agent_file.py's
+    AgentFileError (a ConfigError) naming every problem."""
+    if not settings.agents_file:
+        return default_book(settings)
+    from callbridge.agent_file import load_agents_file
+
+    return load_agents_file(settings.agents_file, settings.fallback_destination)

@@ -148,8 +148,9 @@ class AriRest:
             params["originator"] = originator
         return self.request("POST", "/channels", params)
 
-    def continue_in_dialplan(self, channel_id: str, context: str, extension: str, priority: int) -> None:
-        """The channel leaves Stasis (and any bridge) for this place in the dialplan."""
+    def continue_in_dialplan(self, channel_id: str, context: str, extension: str, priority: int = 1) -> None:
+        """The channel leaves Stasis for this place in the dialplan (a fallback, a blind
+        transfer): Asterisk answers at once and cannot say what happens there."""
         self.request(
             "POST",
             f"/channels/{channel_id}/continue",

@@ -154,10 +154,15 @@ def run_command(env_file: EnvFileOption = None) -> None:
     loaded = load_or_exit(env_file)
     settings = loaded.settings
     logs.setup(settings.log_level, settings.log_format, settings.log_file_path)
+    from callbridge.agents import load_book
     from supervisor.service import Supervisor
 
     try:
-        code = Supervisor(settings).run()
+        agents = load_book(settings)  # an invalid agents file stops the start, like any setting
+    except cfg.ConfigError as exc:
+        raise config_failure(exc) from None
+    try:
+        code = Supervisor(settings, agents).run()
     except OSError as exc:
         logging.getLogger("callbridge").error("cannot start: %s", exc)
         raise typer.Exit(1) from None
@@ -214,20 +219,65 @@ def check_command(
     env_file: EnvFileOption = None,
     offline: Annotated[bool, typer.Option("--offline", help="Skip the Realtime handshake.")] = False,
 ) -> None:
-    """Pre-flight: configuration, ARI, the app name, Realtime, model shutdown dates, RTP ports, paths."""
+    """Pre-flight: configuration, the agents file, ARI, the app name, Realtime, model shutdown dates, RTP ports, paths."""
+    from callbridge.agents import load_book
     from callbridge.check import run_checks
 
     loaded = load_or_exit(env_file)
     typer.echo(f"✓ configuration: read from {loaded.env_file or 'the environment'}")
     failed = 0
+    agents_bad = False
+    try:
+        book = load_book(loaded.settings)
+    except cfg.ConfigError as exc:
+        agents_bad = True
+        for error in exc.errors:
+            typer.echo(f"✗ agents: {error.problem}", err=True)
+    else:
+        where = book.source or "the environment (no AGENTS_FILE)"
+        typer.echo(f"✓ agents: {len(book.agents)} from {where}: {', '.join(book.agents)}")
     for result in run_checks(loaded.settings, offline=offline):
         mark = "✗" if not result.ok else "!" if result.warning else "✓"
         typer.echo(f"{mark} {result.name}: {result.detail}", err=not result.ok or result.warning)
         failed += not result.ok
     if offline:
         typer.echo("- Realtime, model shutdown dates: skipped (--offline)")
+    if agents_bad:  # the file is configuration: the service would refuse to start (EX_CONFIG)
+        raise fail("the agents file is invalid (AGENTS_FILE, docs/agents.md)", cfg.EX_CONFIG)
     if failed:
         raise fail(f"{failed} check(s) failed")
+
+
+@app.command("agents")
+def agents_command(
+    env_file: EnvFileOption = None,
+    number: Annotated[
+        str | None, typer.Option("--number", help="Say which agent answers this dialled number.")
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at", help="At this time (ISO 8601; without an offset: RECORDS_TIMEZONE's).", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """List the agents (AGENTS_FILE, docs/agents.md); with --number, who answers it and why."""
+    from callbridge.agent_cli import describe_book, describe_choice, parse_at
+    from callbridge.agents import load_book
+
+    settings = load_or_exit(env_file).settings
+    try:
+        book = load_book(settings)
+    except cfg.ConfigError as exc:
+        raise config_failure(exc) from None
+    try:
+        when = parse_at(at, settings.records_timezone)
+    except ValueError as exc:
+        raise fail(f"--at: {exc}", 2) from None
+    if number is None:
+        typer.echo(describe_book(book))
+    else:
+        typer.echo(describe_choice(book, number, when))
 
 
 @app.command("demo")

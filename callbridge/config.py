@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -28,6 +29,7 @@ from alerts.email import Email
 from alerts.watch import Thresholds
 from alerts.webhook import Webhook
 from callbridge import ids
+from callbridge.dialplan import DialplanTarget, parse_target
 from callbridge.netaddr import ListenAddress
 from callbridge.secret import MASK, Secret
 from records.prices import PriceTable
@@ -210,6 +212,17 @@ def _optional_database_url(raw: str) -> DatabaseUrl | None:
     return DatabaseUrl.parse(value) if value else None
 
 
+def _language(raw: str) -> str:
+    value = raw.strip()
+    if value and not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})?", value):
+        raise ValueError(f'must be a language code like "es" or "pt-BR", or empty (got {value[:20]!r})')
+    return value
+
+
+def _optional_target(raw: str) -> DialplanTarget | None:
+    return parse_target(raw)
+
+
 def _optional_readable_file(raw: str) -> str:
     value = raw.strip()
     if value and not os.access(value, os.R_OK):
@@ -236,6 +249,18 @@ DEFAULT_INSTRUCTIONS = (
     "in the caller's language. If you do not know something, say so."
 )
 DEFAULT_GREETING = "Greet the caller briefly and ask how you can help."
+LANGUAGE_LINE = "\n\nSpeak {language} with the caller, unless they speak another language."
+LANGUAGE_NAMES = {
+    "ca": "Catalan", "de": "German", "en": "English", "es": "Spanish", "eu": "Basque",
+    "fr": "French", "gl": "Galician", "it": "Italian", "nl": "Dutch", "pl": "Polish",
+    "pt": "Portuguese", "sv": "Swedish",
+}  # fmt: skip
+
+
+def language_name(code: str) -> str:
+    """ "Spanish" for "es"; a code not in the short table is named as the code."""
+    return LANGUAGE_NAMES.get(code.split("-")[0].lower(), f"the language with code {code}")
+
 
 _ASTERISK, _OPENAI, _AUDIO, _CALLS, _OPS = "Asterisk", "OpenAI Realtime", "Audio", "Calls", "Operation"
 
@@ -277,6 +302,13 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("OPENAI_GREETING", _text, DEFAULT_GREETING, "greeting prompt; empty: none", _OPENAI),
     Variable(
+        "OPENAI_LANGUAGE",
+        _language,
+        "",
+        "the caller's language (es, pt-BR): transcription hint and a line in the instructions; empty: any",
+        _OPENAI,
+    ),
+    Variable(
         "OPENAI_TRANSCRIPTION_MODEL",
         _text,
         # gpt-4o-mini-transcribe shuts down on 2027-02-26; gpt-transcribe is the replacement
@@ -306,6 +338,20 @@ VARIABLES: tuple[Variable, ...] = (
         _required_text,
         "sound:all-circuits-busy-now",
         "what callers over MAX_CONCURRENT_CALLS hear",
+        _CALLS,
+    ),
+    Variable(
+        "AGENTS_FILE",
+        _optional_readable_file,
+        "",
+        "agents per number, hours, transfers, fallbacks (TOML, docs/agents.md); empty: one agent from these settings",
+        _CALLS,
+    ),
+    Variable(
+        "FALLBACK_DESTINATION",
+        _optional_target,
+        "",
+        "CONTEXT,EXTENSION[,PRIORITY] callers go to when no call can be taken; empty: BUSY_PROMPT and hang-up",
         _CALLS,
     ),
     Variable("MAX_CONCURRENT_CALLS", _integer(1, 2000), "20", "calls at once", _CALLS),
@@ -472,6 +518,7 @@ class Settings:
     openai_instructions: str
     openai_instructions_file: str
     openai_greeting: str
+    openai_language: str
     openai_transcription_model: str
     openai_vad_threshold: float
     openai_vad_silence_ms: int
@@ -483,6 +530,8 @@ class Settings:
     idle_timeout_seconds: int
     failure_prompt: str
     busy_prompt: str
+    agents_file: str
+    fallback_destination: DialplanTarget | None
     max_concurrent_calls: int
     drain_timeout_seconds: int
     control_socket_path: str
@@ -588,10 +637,20 @@ class Settings:
         )
 
     def instructions(self) -> str:
-        """The agent's system prompt: the file's text when one is configured."""
+        """The agent's system prompt: the file's text when one is configured, and a line
+        naming the caller's language when OPENAI_LANGUAGE (or the agent's) says it."""
         if self.openai_instructions_file:
-            return Path(self.openai_instructions_file).read_text(encoding="utf-8").strip()
-        return self.openai_instructions
+            text = Path(self.openai_instructions_file).read_text(encoding="utf-8").strip()
+        else:
+            text = self.openai_instructions
+        if self.openai_language:
+            text += LANGUAGE_LINE.format(language=language_name(self.openai_language))
+        return text
+
+    @property
+    def transcription_language(self) -> str:
+        """What the transcription is told the caller speaks: ISO 639-1, the code's first part."""
+        return self.openai_language.split("-")[0]
 
 
 assert [f.name for f in fields(Settings)] == [v.field for v in VARIABLES]

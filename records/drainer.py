@@ -223,6 +223,7 @@ def crash_record_work(settings, entry, counters: dict, worker_exit: str):
         "caller": entry.caller,
         "caller_hash": entry.caller_hash,
         "dialled": entry.dialled,
+        "agent": getattr(entry, "agent", ""),
         "started_at": entry.started_wall,
         "model": settings.openai_realtime_model,
         "transcription_model": settings.openai_transcription_model,

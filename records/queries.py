@@ -202,3 +202,18 @@ def mask_callers(engine: Engine, keep: int, key: str, instance: str | None = Non
         if len(rows) < batch:
             return masked
         last = (rows[-1].instance, rows[-1].call_id)
+
+
+def cost_by_agent(engine: Engine, since: datetime, until: datetime, instance: str) -> dict[str, float]:
+    """Each agent's estimated cost of the calls `instance` started in [since, until) (naive
+    UTC): the supervisor's daily budgets start from it (supervisor/budgets.py). A call
+    without an estimate (no price known) adds nothing."""
+    c = calls.c
+    query = select(c.agent, c.cost_estimate).where(
+        c.instance == instance, c.started_at >= since, c.started_at < until, c.cost_estimate.is_not(None)
+    )
+    spent: dict[str, float] = {}
+    with engine.connect() as conn:
+        for agent, cost in conn.execute(query):
+            spent[agent or ""] = spent.get(agent or "", 0.0) + float(cost)
+    return spent

@@ -204,7 +204,7 @@ class CallSpool:
             "caller_name": getattr(info, "caller_name", ""),
             "dialled": info.dialled,
             "started_at": round(now_wall - (now_mono - admitted), 3),
-            "agent": getattr(settings, "agent", "") or "",
+            "agent": getattr(getattr(info, "agent", None), "name", ""),
             "model": settings.openai_realtime_model,
             "transcription_model": settings.openai_transcription_model,
             "currency": settings.records_currency,

@@ -37,6 +37,8 @@ class Channel:
     created: str = field(default_factory=now_iso)
     hung_up: bool = False
     variables: dict[str, str] = field(default_factory=dict)
+    context: str = "from-sim"  # where in the dialplan it is (changed by `continue`)
+    priority: int = 2
 
     def to_json(self) -> dict:
         return {
@@ -47,10 +49,11 @@ class Channel:
             "connected": {"name": "", "number": ""},
             "accountcode": "",
             "dialplan": {
-                "context": "from-sim",
+                "context": self.context,
                 "exten": self.exten,
-                "priority": 2,
-                "app_name": "Stasis",
+                "priority": self.priority,
+                # Out of Stasis (after `continue`) it runs some other application.
+                "app_name": "Stasis" if self.app else "",
                 "app_data": self.app,
             },
             "creationtime": self.created,
@@ -88,6 +91,8 @@ class CallRecord:
     hangup_by: str = ""
     playbacks: list[dict] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    # Where `continue` sent the caller: {"context", "extension", "priority", "at"}, or None.
+    continued_to: dict | None = None
 
 
 class SimulatedAsterisk:
@@ -192,6 +197,34 @@ class SimulatedAsterisk:
             self.emit(chan.app, "ChannelLeftBridge", bridge=bridge.to_json(), **body)
         self.emit(chan.app, "StasisEnd", **body)
         self.emit(chan.app, "ChannelDestroyed", cause=cause, cause_txt="Normal Clearing", **body)
+        return True
+
+    def continue_in_dialplan(self, channel_id: str, context: str, extension: str, priority: int) -> bool:
+        """ARI `continue`: the channel leaves Stasis (StasisEnd to its app) for that place in
+        the dialplan, which the simulator only records; the caller stays on the line (its
+        script may hang up later, unseen by the app). False: not a channel in Stasis."""
+        with self.lock:
+            chan = self.channels.get(channel_id)
+            if chan is None or chan.hung_up or not chan.app:
+                return False
+            app, chan.app = chan.app, ""
+            bridge = self.bridges.get(chan.bridge) if chan.bridge else None
+            if bridge and channel_id in bridge.channels:
+                bridge.channels.remove(channel_id)
+            chan.bridge = None
+            chan.context, chan.exten, chan.priority = context, extension, priority
+            record = self.calls.get(channel_id)
+            if record is not None:
+                record.continued_to = {
+                    "context": context,
+                    "extension": extension,
+                    "priority": priority,
+                    "at": time.monotonic(),
+                }
+            body = {"channel": chan.to_json()}
+        if bridge:
+            self.emit(app, "ChannelLeftBridge", bridge=bridge.to_json(), **body)
+        self.emit(app, "StasisEnd", **body)
         return True
 
     def _link_media(self, bridge: Bridge) -> None:

@@ -250,6 +250,12 @@ class Handler(BaseHTTPRequestHandler):
             if q["variable"] not in chan.variables:
                 return self._error(404, "Provided variable was not found")
             return self._reply(200, {"value": chan.variables[q["variable"]]})
+        if rest == ["continue"] and method == "POST":
+            if not sim.continue_in_dialplan(
+                channel_id, q.get("context", ""), q.get("extension", ""), int(q.get("priority", "1"))
+            ):
+                return self._error(409, "Channel not in Stasis application")
+            return self._reply(204)
         if rest == ["answer"] and method == "POST":
             chan.state = "Up"
             record = sim.calls.get(channel_id)

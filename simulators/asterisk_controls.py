@@ -99,5 +99,6 @@ def call_json(record: CallRecord, packets: bool) -> dict:
         "hangup": record.hangup,
         "hangup_by": record.hangup_by,
         "playbacks": record.playbacks,
+        "continued_to": record.continued_to,
         **record.leg.summary(include_packets=packets),
     }

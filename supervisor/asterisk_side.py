@@ -154,6 +154,8 @@ class AsteriskSide:
                 entry.request_end(EndReason.CALLER_HANGUP)
         if todo.remove:
             self._start_teardown("", todo.remove)
+        for channel_id, target in todo.send_on:  # a dead run was sending them to a fallback
+            self._turn_away(channel_id, "a fallback an earlier run began", target)
         for channel in todo.adopt:
             log.info(
                 "adopting a call that entered while the events connection was down",
@@ -172,14 +174,18 @@ class AsteriskSide:
         if started is None:  # what is left is found by the next reconciliation
             self.reconciliation.after_connect()
 
-    def _turn_away(self, channel_id: str, why: str) -> None:
-        """The busy prompt and the hang-up are a helper's (supervisor/turn_away.py)."""
+    def _turn_away(self, channel_id: str, why: str, fallback=None) -> None:
+        """To the fallback (a DialplanTarget) when there is one, else the busy prompt and the
+        hang-up: a helper's work (supervisor/turn_away.py)."""
         self.calls_busy += 1
-        log.warning("turning a call away (%s): busy prompt, then hang-up", why, extra={"call_id": channel_id})
+        if fallback is not None:
+            self.calls_to_fallback += 1
+        how = f"to the fallback {fallback}" if fallback is not None else "busy prompt, then hang-up"
+        log.warning("turning a call away (%s): %s", why, how, extra={"call_id": channel_id})
         self.recent[channel_id] = time.monotonic()
         helper = self._helper(
             "busy",
-            lambda: turn_away(self.settings, channel_id, why),
+            lambda: turn_away(self.settings, channel_id, why, fallback),
             lambda result, ok: self._turned_away(channel_id),
             key=channel_id,
         )
@@ -187,12 +193,14 @@ class AsteriskSide:
             self.busy.add(channel_id)
             self.turn_away_pending.pop(channel_id, None)
         else:  # tried again on the tick: the caller must not be left in Stasis
-            self.turn_away_pending[channel_id] = why
+            self.turn_away_pending[channel_id] = (why, fallback)
 
     def _turned_away(self, channel_id: str) -> None:
         self.busy.discard(channel_id)
         self.recent[channel_id] = time.monotonic()
 
-    def _turn_away_again(self, channel_id: str, why: str) -> None:
+    def _turn_away_again(self, channel_id: str, why: str, fallback=None) -> None:
         self.calls_busy -= 1  # counted once, when it was first turned away
-        self._turn_away(channel_id, why)
+        if fallback is not None:
+            self.calls_to_fallback -= 1
+        self._turn_away(channel_id, why, fallback)

@@ -49,6 +49,7 @@ class CallEntry:
     exit_status: int | None = None
     health: dict = field(default_factory=dict)
     caller_hash: str = ""  # records/privacy.py; `caller` is masked when RECORDS_MASK_CALLERS
+    agent: str = ""  # the name of the agent that answers (callbridge/agents.py)
 
     @property
     def header(self):
@@ -89,6 +90,7 @@ class CallEntry:
             "call_id": self.call_id,
             "caller": self.caller,
             "dialled": self.dialled,
+            "agent": self.agent,
             "age_s": round(self.age(), 1),
             "pid": self.pid,
             "phase": self.phase.value,

@@ -7,7 +7,8 @@ waits on Asterisk so the loop does not, supervisor/helpers.py), and the loop dec
 `plan()`, a pure function of the listing and the live calls:
 - this instance's bridges and externalMedia channels (derived ids, callbridge/ids.py) that
   no live call owns are removed; so are callers whose call belonged to a dead run (they had
-  such leftovers), and callers a dead run had turned away (marked by supervisor/turn_away.py);
+  such leftovers), and callers a dead run had turned away (marked by supervisor/turn_away.py),
+  except those it was sending to a fallback: they are sent on to it, never hung up;
 - any other caller waiting in our Stasis app is admitted: its StasisStart was missed while
   the events connection was down;
 - live calls whose caller channel is gone are ended (the hang-up happened while disconnected);
@@ -32,7 +33,7 @@ from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
 from callbridge.ids import InstanceIds
 from callbridge.teardown import Target
-from supervisor.turn_away import TURNED_AWAY_VARIABLE
+from supervisor.turn_away import TURNED_AWAY_VARIABLE, marked_fallback
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def list_asterisk(settings: Settings, skip: set[str] = frozenset()) -> dict:
             if in_app(channel, settings.ari_app_name) and not ids.is_media_channel(channel):
                 marked = ari.variable(channel_id, TURNED_AWAY_VARIABLE)
                 channel["turned_away"] = marked is not None
+                channel["turned_away_mark"] = marked or ""
     except AriError as exc:
         return {"error": str(exc)}
     finally:
@@ -81,6 +83,7 @@ class Plan:
     adopt: list[dict] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
     transferred: dict[str, str] = field(default_factory=dict)  # call id -> destination channel
+    send_on: list[tuple] = field(default_factory=list)  # (caller, DialplanTarget): to their fallback
 
     def counts(self) -> dict:
         return {
@@ -88,6 +91,7 @@ class Plan:
             "adopted": len(self.adopt),
             "gone": len(self.gone),
             "transferred": len(self.transferred),
+            "sent to a fallback": len(self.send_on),
         }
 
 
@@ -156,7 +160,12 @@ def plan(
             result.remove.append(Target("channel", channel_id))
         elif in_app(channel, app):
             if channel.get("turned_away"):
-                result.remove.append(Target("channel", channel_id))
+                # A caller being sent to a fallback is sent on, never hung up.
+                fallback = marked_fallback(str(channel.get("turned_away_mark") or ""))
+                if fallback is not None:
+                    result.send_on.append((channel_id, fallback))
+                else:
+                    result.remove.append(Target("channel", channel_id))
             elif channel_id not in bridged:
                 result.adopt.append(channel)
     result.gone = sorted((older & live) - present)

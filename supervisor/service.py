@@ -17,10 +17,13 @@ import selectors
 import signal
 import socket
 import time
+from datetime import UTC, datetime
 
 from call_worker import process
 from call_worker.call import CallInfo
 from callbridge import __version__, ids
+from callbridge.agent_file import AgentFileError
+from callbridge.agents import AgentBook, load_book
 from callbridge.config import Settings
 from callbridge.model_lifecycle import ModelWatch, log_and_report
 from callbridge.teardown import Target
@@ -33,6 +36,7 @@ from supervisor import asterisk_work, systemd
 from supervisor.alerting import Alerting
 from supervisor.ari_events import AriEvents, LinkState
 from supervisor.asterisk_side import AsteriskSide
+from supervisor.budgets import Budgets, call_cost, seed_work, zone_of
 from supervisor.calls import CallEntry, Phase
 from supervisor.commands import COMMANDS
 from supervisor.control import ControlServer
@@ -66,8 +70,11 @@ RECENT_KEEP = 600.0
 
 
 class Supervisor(AsteriskSide):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, agents: AgentBook | None = None) -> None:
+        """`agents`: the book to start with, else AGENTS_FILE's (or the environment's
+        default agent); an invalid file raises AgentFileError, a ConfigError."""
         self.settings = settings
+        self.agents = agents if agents is not None else load_book(settings)
         self.ids = settings.ids
         self.selector = selectors.DefaultSelector()
         self.events = AriEvents(settings, on_close=self._forget_ari_sock)
@@ -79,7 +86,8 @@ class Supervisor(AsteriskSide):
         self.calls: dict[str, CallEntry] = {}
         self.by_pid: dict[int, CallEntry] = {}
         self.busy: set[str] = set()  # callers being turned away by a helper
-        self.turn_away_pending: dict[str, str] = {}  # callers whose busy helper could not start
+        # Callers whose busy helper could not start: why, and their fallback (or None).
+        self.turn_away_pending: dict[str, tuple] = {}
         # Callers this run admitted or turned away, and when they were last ours: a listing
         # taken while such a call ended must not read its caller as a missed StasisStart.
         self.recent: dict[str, float] = {}
@@ -87,6 +95,7 @@ class Supervisor(AsteriskSide):
         self.started = time.monotonic()
         self.started_wall = time.time()
         self.calls_taken = self.calls_failed = self.calls_busy = 0
+        self.calls_to_fallback = 0  # of calls_busy, those sent to a fallback instead of the prompt
         self.stopping = Stopping(settings.drain_timeout_seconds)
         self.ready = False
         self.control: ControlServer | None = None
@@ -103,6 +112,10 @@ class Supervisor(AsteriskSide):
         self.metrics_keeper = Keeper("metrics", self._metrics_work) if settings.metrics_listen else None
         self.alerting = Alerting(settings, self._helper)  # ALERT_WEBHOOKS (supervisor/alerting.py)
         self.transfers = Transfers(self.ids, self._start_teardown)  # supervisor/transfers.py
+        # Each agent's cost today against its daily_budget (supervisor/budgets.py), seeded
+        # from the records database by a helper once some agent has a budget.
+        self.budgets = Budgets(zone_of(settings.records_timezone), self.started_wall)
+        self.budgets_seeded = False
 
     # --- public, for the commands
 
@@ -125,11 +138,21 @@ class Supervisor(AsteriskSide):
             "calls_taken": self.calls_taken,
             "calls_failed": self.calls_failed,
             "calls_rejected_busy": self.calls_busy,
+            "calls_to_fallback": self.calls_to_fallback,
             "max_concurrent_calls": self.settings.max_concurrent_calls,
             "ari_last_error": self.events.last_error,
             "helpers": len(self.helpers.by_pid),
             "models": self.models,
             "calls_transferred_live": len(self.transfers.pairs),
+            "agents_file": self.agents.source,
+            "agents": self._agents_summary(),
+        }
+
+    def _agents_summary(self) -> dict:
+        spent = self.budgets.as_dict()
+        return {
+            name: {"spent_today": spent.get(name, 0.0), "daily_budget": agent.daily_budget}
+            for name, agent in self.agents.agents.items()
         }
 
     def metrics(self) -> dict:
@@ -177,6 +200,7 @@ class Supervisor(AsteriskSide):
             self.settings.max_concurrent_calls,
         )
         self._guarded(self.alerting.started, __version__)
+        self._guarded(self._seed_budgets)
         next_tick = time.monotonic()
         try:
             while not self._finished():
@@ -258,15 +282,58 @@ class Supervisor(AsteriskSide):
         """What SIGHUP asks for (`systemctl reload`, the unit's ExecReload): look again, now,
         at what may have changed outside the service, without a restart.
 
-        Today that is the models' shutdown dates: the model check runs at once, in its
-        helper as at start and daily (callbridge/model_lifecycle.py), so an alert about a
-        model that no longer shuts down soon resolves without waiting a day. A reload never
-        touches a live call, the ARI link or the settings: those are read at start, and a
-        changed env file still needs a restart. Runs on the loop: it only starts helpers.
+        Two things: AGENTS_FILE is read again (`reload_agents`: new calls get the new
+        agents, live calls keep theirs), and the model check runs at once, in its helper as
+        at start and daily (callbridge/model_lifecycle.py), so an alert about a model that
+        no longer shuts down soon resolves without waiting a day. A reload never touches a
+        live call, the ARI link or the settings: those are read at start, and a changed env
+        file still needs a restart. Runs on the loop: it reads one small local file (and
+        the instructions files it names) and starts helpers.
         """
-        log.info("reload (SIGHUP): checking the models' shutdown dates again now")
+        log.info("reload (SIGHUP): reading the agents file and checking the models' shutdown dates again")
+        self._guarded(self.reload_agents)
         self.model_watch.force()
         self._check_models(time.monotonic())
+
+    # --- the agents file (callbridge/agents.py): read again on SIGHUP
+
+    def reload_agents(self) -> bool:
+        """Read AGENTS_FILE again. On success the new book answers new calls (live calls
+        keep the agent they started with) and one line says what changed; on an error
+        the old book stays and every problem is logged. False when there is no file or it
+        is invalid."""
+        if not self.settings.agents_file:
+            log.info("SIGHUP: no AGENTS_FILE to read again; other settings are read at start")
+            return False
+        try:
+            book = load_book(self.settings)
+        except AgentFileError as exc:
+            log.error(
+                "SIGHUP: the agents file has %d problem(s); keeping the agents loaded before:\n%s",
+                len(exc.problems),
+                "\n".join(exc.problems),
+            )
+            return False
+        old, self.agents = self.agents, book
+        log.info("SIGHUP: agents file read again (%d agents): %s", len(book.agents), book.changes_from(old))
+        self._guarded(self._seed_budgets)
+        return True
+
+    def _seed_budgets(self) -> None:
+        """Once some agent has a daily_budget: today's costs so far, from the database."""
+        if self.budgets_seeded or not any(a.daily_budget is not None for a in self.agents.agents.values()):
+            return
+        self.budgets_seeded = True
+        day = self.budgets.day
+        self._helper("budgets", seed_work(self.settings, day, self.started_wall), self._on_budgets_seeded)
+
+    def _on_budgets_seeded(self, found, ok: bool) -> None:
+        if not ok or not isinstance(found, dict) or not isinstance(found.get("spent"), dict):
+            log.warning("cannot read today's costs from the records database; daily budgets count from now")
+            return
+        budgets = {name: agent.daily_budget for name, agent in self.agents.agents.items()}
+        if self.budgets.seed(str(found.get("day")), found["spent"], budgets, time.time()):
+            log.info("daily budgets: today's costs so far %s", found["spent"] or "none")
 
     def _begin_drain(self, why: str) -> None:
         self.stopping.begin_drain()
@@ -297,16 +364,27 @@ class Supervisor(AsteriskSide):
             # anything but Asterisk's own id alphabet rather than escape it everywhere.
             log.error("refusing a channel with an unusable id %r", channel_id[:80])
             return
+        # The agent first (pure, cheap): its fallback is where a caller we cannot take goes.
+        dialled = str(_field(channel, "dialplan", "exten"))
+        now_wall = time.time()
+        choice = self.agents.choose(dialled, datetime.fromtimestamp(now_wall, UTC))
+        agent = choice.agent
         if self.stopping.draining or len(self.calls) >= self.settings.max_concurrent_calls:
-            self._turn_away(channel_id, "draining" if self.stopping.draining else "at MAX_CONCURRENT_CALLS")
+            why = "draining" if self.stopping.draining else "at MAX_CONCURRENT_CALLS"
+            self._turn_away(channel_id, why, choice.fallback)
+            return
+        if agent is None:
+            self._turn_away(channel_id, f"no agent for {dialled or '?'} ({choice.how})", choice.fallback)
+            return
+        if self.budgets.over(agent.name, agent.daily_budget, now_wall):
+            self._turn_away(channel_id, f"agent {agent.name} is over its daily budget", choice.fallback)
             return
         # Masked here, once (RECORDS_MASK_CALLERS): the entry, its log lines, status, the
         # worker and its record never hold the full number, only it and its keyed hash.
         number = str(_field(channel, "caller", "number"))
         caller, caller_hash = caller_fields(self.settings, number)
         name = private_channel_name(self.settings, str(channel.get("name", "")), number)
-        dialled = str(_field(channel, "dialplan", "exten"))
-        info = CallInfo(channel_id, caller, dialled, name, time.monotonic_ns(), caller_hash)
+        info = CallInfo(channel_id, caller, dialled, name, time.monotonic_ns(), caller_hash, agent)
         try:
             segment = CallSegment.create(segment_name(channel_id, self.settings.segment_prefix))
         except SegmentExistsError:
@@ -314,7 +392,7 @@ class Supervisor(AsteriskSide):
             return
         except OSError as exc:  # /dev/shm full, or limits
             log.error("cannot create the call's shared memory (%s); turning it away", exc)
-            self._turn_away(channel_id, "no shared memory")
+            self._turn_away(channel_id, "no shared memory", choice.fallback)
             return
         others = [entry.segment for entry in self.calls.values()]
         try:
@@ -324,20 +402,29 @@ class Supervisor(AsteriskSide):
         except OSError as exc:  # fork failed: EAGAIN (process limit), ENOMEM
             segment.destroy()
             log.error("cannot start a worker (%s); turning the call away", exc, extra={"call_id": channel_id})
-            self._turn_away(channel_id, "no worker")
+            self._turn_away(channel_id, "no worker", choice.fallback)
             return
         entry = CallEntry(
-            channel_id, caller, dialled, info.channel_name, pid, segment, caller_hash=caller_hash
+            channel_id,
+            caller,
+            dialled,
+            info.channel_name,
+            pid,
+            segment,
+            caller_hash=caller_hash,
+            agent=agent.name,
         )
         self.calls[channel_id] = entry
         self.recent[channel_id] = time.monotonic()
         self.by_pid[pid] = entry
         self.calls_taken += 1
         log.info(
-            "call from %s to %s (%s): worker %d",
+            "call from %s to %s (%s): agent %s (%s), worker %d",
             caller or "unknown",
             dialled or "?",
             info.channel_name,
+            agent.name,
+            choice.how,
             pid,
             extra={"call_id": channel_id},
         )
@@ -429,9 +516,18 @@ class Supervisor(AsteriskSide):
             self.health.forget(entry.pid)
         self.transfers.call_reaped(entry, counters)
         reason, errors = self.totals.call_ended(counters, ending, entry.age())
+        self._guarded(self._count_cost, entry, counters)
         self.alerting.call_ended(time.monotonic(), reason, errors, counters)
         log.info("%s", summary_line(entry, counters, ending), extra={"call_id": entry.call_id})
         self._notify_status()
+
+    def _count_cost(self, entry: CallEntry, counters: dict) -> None:
+        settings = self.settings
+        cost = call_cost(
+            settings.prices, settings.openai_realtime_model, settings.openai_transcription_model, counters
+        )
+        agent = self.agents.agents.get(entry.agent)  # the budget as the book says now
+        self.budgets.add(entry.agent, cost, agent.daily_budget if agent else None, time.time())
 
     # --- once a second
 
@@ -449,8 +545,8 @@ class Supervisor(AsteriskSide):
         connected = self.events.state is LinkState.CONNECTED
         self._guarded(self.alerting.tick, now, connected, self.model_shutdown_dates, self.calls_busy)
         self.helpers.kill(("reconcile",), older_than=RECONCILE_LIMIT)
-        for channel_id, why in list(self.turn_away_pending.items()):
-            self._guarded(self._turn_away_again, channel_id, why)
+        for channel_id, (why, fallback) in list(self.turn_away_pending.items()):
+            self._guarded(self._turn_away_again, channel_id, why, fallback)
         for entry in self.live_calls():
             self._guarded(self._watch_call, entry, now)
         if self.calls and self.stopping.drain_expired(now):
@@ -539,7 +635,7 @@ class Supervisor(AsteriskSide):
             self._guarded(self._finish_call, entry, status)
         # Listings and lookups are of no use any more; teardown and busy helpers finish
         # their work on their own (they do not die with us).
-        self.helpers.kill(("reconcile", "resolve", "models", "drainer", "metrics"))
+        self.helpers.kill(("reconcile", "resolve", "models", "drainer", "metrics", "budgets"))
         self.stopping.close()
         if self.control is not None:
             self.control.close()

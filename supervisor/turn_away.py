@@ -1,11 +1,16 @@
-"""Turning a caller away (over MAX_CONCURRENT_CALLS, draining, no memory or worker): the
-caller hears BUSY_PROMPT and is hung up. It runs in a helper process (supervisor/helpers.py)
-because every step is an ARI request, and the supervisor's loop waits on none.
+"""Turning a caller away (over MAX_CONCURRENT_CALLS, draining, no memory or worker, no agent
+for the number or the hour, an agent over its daily budget). With a fallback destination
+(the agent's, else the agents file's [fallback], else FALLBACK_DESTINATION) the caller is
+sent there, out of our Stasis app (ARI `continue`): a queue, voicemail, a person. Without
+one, the caller hears BUSY_PROMPT and is hung up. It runs in a helper process
+(supervisor/helpers.py) because every step is an ARI request, and the supervisor's loop
+waits on none.
 
 The channel is marked first with TURNED_AWAY_VARIABLE: a supervisor that restarts while the
 prompt plays (or after its helper died) finds the caller still in its Stasis app, and the
-mark tells reconciliation to hang up instead of taking it as a call whose StasisStart it
-missed (supervisor/reconcile.py).
+mark tells reconciliation what to finish instead of taking it as a call whose StasisStart
+it missed (supervisor/reconcile.py): a value starting with FALLBACK_MARK names the fallback
+(the caller is sent on, never hung up), any other means hang up.
 """
 
 from __future__ import annotations
@@ -15,23 +20,70 @@ import time
 
 from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
+from callbridge.dialplan import DialplanTarget, parse_target
 from callbridge.teardown import Target, remove_all
 
 log = logging.getLogger(__name__)
 
 TURNED_AWAY_VARIABLE = "CALLBRIDGE_TURNED_AWAY"
+FALLBACK_MARK = "fallback:"  # the mark's value when the caller goes to a fallback
 PROMPT_LIMIT = 10.0  # seconds the busy prompt may play before the hang-up
 REQUEST_TIMEOUT = 15.0  # per ARI request: slower than any Asterisk we expect, never forever
 HANGUP_LIMIT = 60.0  # seconds to keep trying the hang-up
 POLL = 0.25
 
 
-def turn_away(settings: Settings, channel_id: str, why: str) -> dict:
-    """Mark, answer, play the prompt until it ends (or PROMPT_LIMIT), hang up. Runs in a
-    helper; returns what happened, for the supervisor's log."""
+def fallback_mark(target: DialplanTarget) -> str:
+    return f"{FALLBACK_MARK}{target.context},{target.extension},{target.priority}"
+
+
+def marked_fallback(mark: str | None) -> DialplanTarget | None:
+    """The fallback a mark names (None: the mark says hang up, or there is none)."""
+    if not mark or not mark.startswith(FALLBACK_MARK):
+        return None
+    try:
+        return parse_target(mark.removeprefix(FALLBACK_MARK))
+    except ValueError:
+        return None
+
+
+def turn_away(settings: Settings, channel_id: str, why: str, fallback: DialplanTarget | None = None) -> dict:
+    """To the fallback when there is one; else mark, answer, play the prompt until it ends
+    (or PROMPT_LIMIT), hang up. Runs in a helper; returns what happened, for the log."""
     ari = AriRest(
         settings.ari_base_url, settings.asterisk_username, settings.asterisk_password, timeout=REQUEST_TIMEOUT
     )
+    try:
+        if fallback is not None:
+            sent = send_to_fallback(ari, channel_id, fallback)
+            if sent is not None:
+                return sent
+        return _busy(settings, ari, channel_id, why)
+    finally:
+        ari.close()
+
+
+def send_to_fallback(ari: AriRest, channel_id: str, fallback: DialplanTarget) -> dict | None:
+    """Mark and `continue`; None when Asterisk refused (the busy prompt then: the caller
+    must not stay in Stasis). A caller already gone (404) needs nothing more."""
+    extra = {"call_id": channel_id}
+    try:
+        ari.set_variable(channel_id, TURNED_AWAY_VARIABLE, fallback_mark(fallback))
+        ari.continue_in_dialplan(channel_id, fallback.context, fallback.extension, fallback.priority)
+    except AriError as exc:
+        if exc.status == 404:
+            return {"fallback": str(fallback), "sent": False, "gone": True}
+        log.warning(
+            "sending the caller to the fallback %s failed (%s): busy prompt instead",
+            fallback,
+            exc,
+            extra=extra,
+        )
+        return None
+    return {"fallback": str(fallback), "sent": True}
+
+
+def _busy(settings: Settings, ari: AriRest, channel_id: str, why: str) -> dict:
     extra = {"call_id": channel_id}
     played = False
     try:
@@ -47,5 +99,4 @@ def turn_away(settings: Settings, channel_id: str, why: str) -> dict:
         if exc.status != 404:
             log.warning("busy prompt failed: %s", exc, extra=extra)
     left = remove_all(ari, [Target("channel", channel_id)], time.monotonic() + HANGUP_LIMIT, channel_id)
-    ari.close()
     return {"hung_up": not left, "played": played}

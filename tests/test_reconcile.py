@@ -131,3 +131,19 @@ def test_derived_instance_ids_of_different_apps_differ():
     assert instance_from_app("openai-app") == "openai-app"
     derived = {instance_from_app(app) for app in ("a.b", "a/b", "a_b", "a b", "x" * 40, "x" * 41)}
     assert len(derived) == 6 and all(instance_problem(i) is None for i in derived)
+
+
+def test_a_caller_a_dead_run_was_sending_to_a_fallback_is_sent_on_never_hung_up():
+    from callbridge.dialplan import DialplanTarget
+
+    waiting = listing(
+        channels=[
+            caller("fb1", "openai-app", turned_away=True, turned_away_mark="fallback:from-internal,vm,2"),
+            caller("busy1", "openai-app", turned_away=True, turned_away_mark="at MAX_CONCURRENT_CALLS"),
+            # After the continue it is out of our app: nothing to do about it.
+            {"id": "gone1", "name": "PJSIP/gone1", "dialplan": {"app_name": "VoiceMail", "app_data": "100"}},
+        ]
+    )
+    result = plan(waiting, live=set(), older=set(), busy=set(), ids=OURS, app="openai-app")
+    assert result.send_on == [("fb1", DialplanTarget("from-internal", "vm", 2))]
+    assert removed(result) == {"busy1"} and result.adopt == []

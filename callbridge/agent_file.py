@@ -1,0 +1,320 @@
+"""Reading AGENTS_FILE (TOML, the standard library's tomllib) into an `AgentBook`.
+
+Every problem is found in one pass and reported at once, each naming the file and the
+line (a syntax error) or the dotted key (`agents.clinic.transfer.reception.extension: must
+be ...`), so one run of `callbridge check` shows all there is to fix. The keys are those
+of docs/agents.md; an unknown key is an error (a typo must not silently mean "not set"),
+with the nearest known key as a hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from pathlib import Path
+
+from callbridge.agent_hours import HoursProblems, parse_hours
+from callbridge.agent_numbers import DEFAULT, kind_of
+from callbridge.agents import Agent, AgentBook, Destination
+from callbridge.config import ConfigError
+from callbridge.dialplan import PRIORITY_MAX, DialplanTarget, name_problem
+
+NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})?")
+TOP_KEYS = ("agents", "fallback")
+AGENT_KEYS = (
+    "numbers",
+    "instructions",
+    "instructions_file",
+    "voice",
+    "greeting",
+    "language",
+    "notice",
+    "hours",
+    "outside_hours",
+    "transfer",
+    "fallback",
+    "max_call_seconds",
+    "idle_timeout_seconds",
+    "daily_budget",
+)
+TARGET_KEYS = ("context", "extension", "priority")
+TRANSFER_KEYS = (*TARGET_KEYS, "description", "timeout", "mode")
+TRANSFER_MODES = ("attended", "blind")
+TIMEOUT_MAX = 600.0
+
+
+class AgentFileError(ConfigError):
+    """Every problem of one agents file; `str()` is one line per problem, each starting
+    with the file. A ConfigError (variable AGENTS_FILE), so the CLI reports it like the
+    others and exits with EX_CONFIG."""
+
+    def __init__(self, problems: list[str]) -> None:
+        Exception.__init__(self, "\n".join(problems))
+        self.variable, self.problem = "AGENTS_FILE", problems[0]
+        self.problems = list(problems)
+
+    @property
+    def errors(self) -> list[ConfigError]:
+        return [ConfigError("AGENTS_FILE", problem) for problem in self.problems]
+
+
+def _key(*parts: str) -> str:
+    return ".".join(part if NAME.fullmatch(part) else f'"{part}"' for part in parts)
+
+
+def _type_name(value: object) -> str:
+    return {
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        str: "text",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+class _Reader:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problems: list[str] = []
+
+    def problem(self, key: str, text: str) -> None:
+        self.problems.append(f"{self.path}: {key}: {text}")
+
+    def unknown(self, where: tuple[str, ...], table: dict, known: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in known:
+                near = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {near[0]}?)" if near else f" (known: {', '.join(known)})"
+                self.problem(_key(*where, key), f"unknown key{hint}")
+
+    def text(self, where: tuple[str, ...], table: dict, key: str, required: bool = False) -> str:
+        value = table.get(key)
+        if value is None:
+            if required:
+                self.problem(_key(*where, key), "is required")
+            return ""
+        if not isinstance(value, str):
+            self.problem(_key(*where, key), f"must be text (got {_type_name(value)})")
+            return ""
+        if required and not value.strip():
+            self.problem(_key(*where, key), "is empty")
+        return value.strip()
+
+    def number(self, where, table, key, low, high, whole=False, default=None):
+        value = table.get(key)
+        if value is None:
+            return default
+        kind = "a whole number" if whole else "a number"
+        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+            self.problem(_key(*where, key), f"must be {kind} (got {_type_name(value)})")
+            return default
+        if not low <= value <= high:
+            self.problem(_key(*where, key), f"must be {kind} between {low} and {high} (got {value})")
+            return default
+        return value
+
+    def target(self, where: tuple[str, ...], table: object, known=TARGET_KEYS) -> DialplanTarget | None:
+        if not isinstance(table, dict):
+            self.problem(_key(*where), "must be a table with context, extension and priority")
+            return None
+        before = len(self.problems)
+        self.unknown(where, table, known)
+        found = []
+        for key in ("context", "extension"):
+            value = table.get(key)
+            problem = "is required" if value is None else name_problem("it", value)
+            if problem:
+                self.problem(_key(*where, key), problem.removeprefix("it "))
+            found.append(value)
+        priority = self.number(where, table, "priority", 1, PRIORITY_MAX, whole=True, default=1)
+        if len(self.problems) != before:
+            return None
+        return DialplanTarget(found[0], found[1], priority)
+
+
+def load_agents_file(path: str | Path, env_fallback: DialplanTarget | None = None) -> AgentBook:
+    """The book of the agents file at `path`; raises AgentFileError naming every problem."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise AgentFileError([f"{path}: cannot read it ({exc.strerror or exc})"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise AgentFileError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise AgentFileError([f"{path}:{_syntax(exc)}"]) from None
+    return read_agents(data, path, env_fallback)
+
+
+def _syntax(exc: tomllib.TOMLDecodeError) -> str:
+    """`LINE: message (TOML syntax)`. 3.13 gives lineno and msg; 3.11 and 3.12 only put
+    "(at line L, column C)" at the end of the message."""
+    line, message = getattr(exc, "lineno", None), getattr(exc, "msg", None)
+    text = str(exc)
+    found = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", text)
+    if line is None and found:
+        line = int(found.group(1))
+    if message is None:
+        message = text[: found.start()] if found else text
+    if found is None and re.search(r"\(at end of document\)\s*$", text):
+        message = re.sub(r"\s*\(at end of document\)\s*$", "", message)
+        return f" at the end: {message} (TOML syntax)"
+    return f"{line}: {message} (TOML syntax)" if line else f" {message} (TOML syntax)"
+
+
+def read_agents(data: dict, path: Path, env_fallback: DialplanTarget | None = None) -> AgentBook:
+    """The book of an already parsed agents file (`path` names it in the problems)."""
+    r = _Reader(path)
+    r.unknown((), data, TOP_KEYS)
+    fallback = env_fallback
+    if "fallback" in data:
+        fallback = r.target(("fallback",), data["fallback"])
+    tables = data.get("agents")
+    if not isinstance(tables, dict) or not tables:
+        r.problem("agents", "no agent: add at least one [agents.NAME] table (docs/agents.md)")
+        raise AgentFileError(r.problems)
+    agents: dict[str, Agent] = {}
+    for name, table in tables.items():
+        if not NAME.fullmatch(name):
+            r.problem(_key("agents", name), "an agent's name is letters, digits, _ and - (at most 64)")
+            continue
+        if not isinstance(table, dict):
+            r.problem(_key("agents", name), f"must be a table [agents.{name}] (got {_type_name(table)})")
+            continue
+        agents[name] = _agent(r, name, table, path.parent)
+    _between_agents(r, tables, agents)
+    if r.problems:
+        raise AgentFileError(r.problems)
+    return AgentBook(agents, fallback, source=str(path))
+
+
+def _agent(r: _Reader, name: str, table: dict, base: Path) -> Agent:
+    where = ("agents", name)
+    r.unknown(where, table, AGENT_KEYS)
+    numbers = table.get("numbers", [])
+    if isinstance(numbers, str):
+        numbers = [numbers]
+    if not isinstance(numbers, list) or not all(isinstance(n, str) for n in numbers):
+        r.problem(_key(*where, "numbers"), 'must be a list of numbers: ["100", "_9XXX", "*"]')
+        numbers = []
+    for number in numbers:
+        try:
+            kind_of(number)
+        except ValueError as exc:
+            r.problem(_key(*where, "numbers"), str(exc))
+    instructions = r.text(where, table, "instructions")
+    if "instructions_file" in table:
+        file_name = r.text(where, table, "instructions_file", required=True)
+        if instructions:
+            r.problem(_key(*where, "instructions_file"), "give instructions or instructions_file, not both")
+        elif file_name:
+            file = Path(file_name) if Path(file_name).is_absolute() else base / file_name
+            try:
+                instructions = file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc)
+                r.problem(_key(*where, "instructions_file"), f"cannot read {str(file)!r} ({reason})")
+    language = r.text(where, table, "language")
+    if language and not LANGUAGE.fullmatch(language):
+        r.problem(
+            _key(*where, "language"), f'must be a language code like "es" or "pt-BR" (got {language[:20]!r})'
+        )
+    hours = None
+    if "hours" in table:
+        try:
+            hours = parse_hours(table["hours"])
+        except HoursProblems as exc:
+            for key, problem in exc.problems:
+                r.problem(_key(*where, "hours", *([key] if key else [])), problem)
+    transfers: dict[str, Destination] = {}
+    destinations = table.get("transfer", {})
+    if not isinstance(destinations, dict):
+        r.problem(_key(*where, "transfer"), "must hold tables [agents.NAME.transfer.DESTINATION]")
+        destinations = {}
+    for dest_name, dest in destinations.items():
+        destination = _destination(r, (*where, "transfer", dest_name), dest_name, dest)
+        if destination is not None:
+            transfers[dest_name] = destination
+    fallback = r.target((*where, "fallback"), table["fallback"]) if "fallback" in table else None
+    agent = Agent(
+        name=name,
+        numbers=tuple(numbers),
+        instructions=instructions,
+        voice=r.text(where, table, "voice"),
+        greeting=r.text(where, table, "greeting"),
+        language=language,
+        notice=r.text(where, table, "notice"),
+        transfers=transfers,
+        fallback=fallback,
+        max_call_seconds=r.number(where, table, "max_call_seconds", 0, 86400, whole=True),
+        idle_timeout_seconds=r.number(where, table, "idle_timeout_seconds", 0, 3600, whole=True),
+        daily_budget=r.number(where, table, "daily_budget", 0.0, 1e9),
+        hours=hours,
+        outside_hours=r.text(where, table, "outside_hours"),
+    )
+    return agent  # with its problems noted: the checks between agents still see it
+
+
+def _destination(r: _Reader, where: tuple[str, ...], name: str, table: object) -> Destination | None:
+    if not NAME.fullmatch(name):
+        r.problem(_key(*where), "a destination's name is letters, digits, _ and - (at most 64)")
+        return None
+    before = len(r.problems)
+    target = r.target(where, table, TRANSFER_KEYS)
+    if not isinstance(table, dict):
+        return None
+    mode = r.text(where, table, "mode") or "attended"
+    if mode not in TRANSFER_MODES:
+        r.problem(_key(*where, "mode"), f"must be attended or blind (got {mode[:20]!r})")
+    timeout = r.number(where, table, "timeout", 1, TIMEOUT_MAX, default=30.0)
+    description = r.text(where, table, "description")
+    if target is None or len(r.problems) != before:
+        return None
+    return Destination(name, target, description, float(timeout), blind=mode == "blind")
+
+
+def _between_agents(r: _Reader, tables: dict, agents: dict[str, Agent]) -> None:
+    """What lies between agents: a number claimed twice, outside_hours naming nobody (or
+    going round in a loop), an agent nobody can reach."""
+    claimed: dict[str, str] = {}
+    for name, agent in agents.items():
+        for number in dict.fromkeys(agent.numbers):
+            other = claimed.setdefault(number, name)
+            if other != name:
+                what = "the default" if number == DEFAULT else number
+                r.problem(_key("agents", name, "numbers"), f"{what} is claimed by agents {other} and {name}")
+    reached = set()
+    for name, agent in agents.items():
+        if not agent.outside_hours:
+            continue
+        target = agent.outside_hours
+        where = _key("agents", name, "outside_hours")
+        if target not in tables:
+            near = difflib.get_close_matches(target, list(tables), n=1)
+            r.problem(where, f"no agent {target!r}" + (f" (did you mean {near[0]}?)" if near else ""))
+        elif target == name:
+            r.problem(where, "names the agent itself")
+        elif agent.hours is None:
+            r.problem(where, "the agent has no hours, so it is never outside them")
+        reached.add(target)
+    for name in agents:  # a chain that comes back to where it started
+        chain, step = [name], agents[name].outside_hours
+        while step in agents and step not in chain:
+            chain.append(step)
+            step = agents[step].outside_hours
+        if step == name and len(chain) > 1 and name == min(chain):  # once per loop
+            r.problem(
+                _key("agents", name, "outside_hours"),
+                f"goes round in a loop: {' -> '.join(chain + [name])}",
+            )
+    for name, agent in agents.items():
+        if not agent.numbers and name not in reached:
+            r.problem(
+                _key("agents", name, "numbers"),
+                "the agent answers no number: give numbers, or name it in another agent's outside_hours",
+            )
