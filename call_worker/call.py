@@ -157,6 +157,7 @@ class Call:
         self._journal_due = False
         self._opened: list = []  # set-up's session until the media loop has it
         self._pending_blind: tuple[Destination, int] | None = None
+        self._sent_to_fallback = False
         self.rusage_bridged = None  # getrusage() once media is ready
         self.end_reason = EndReason.NONE
         self.started = time.monotonic()
@@ -525,8 +526,12 @@ class Call:
 
     def _finish(self) -> None:
         reason = self.end_reason
+        self._sent_to_fallback = False
         if reason is EndReason.REALTIME_FAILED:
-            self._play_failure_prompt()
+            if self.agent.fallback is not None:
+                self._sent_to_fallback = self._send_to_fallback()
+            if not self._sent_to_fallback:
+                self._play_failure_prompt()
         self.stop.set()
         self.loop_wake.wake()
         for thread in self.threads:
@@ -540,6 +545,25 @@ class Call:
             self.sock.close()
         self.ari.close()
         self._report()
+
+    def _send_to_fallback(self) -> bool:
+        """Realtime refused or could not be reached: the caller goes to the agent's
+        fallback (a queue, voicemail, a person) instead of hearing a prompt and a hang-up."""
+        target = self.agent.fallback
+        try:
+            if not self.media_ready:
+                self.ari.answer(self.info.call_id)
+            else:
+                self.ari.delete_bridge(self.ids.bridge(self.info.call_id))
+            self.ari.continue_in_dialplan(
+                self.info.call_id, target.context, target.extension, target.priority
+            )
+        except AriError as exc:
+            log.warning("could not send the caller to the fallback %s: %s; playing the prompt", target, exc)
+            return False
+        log.info("Realtime failed: the caller was sent to the fallback %s", target)
+        self._event("fallback", {"to": str(target), "why": self.fatal_message[:200]})
+        return True
 
     def _play_failure_prompt(self) -> None:
         """The caller hears an Asterisk prompt, not dead air, before the call ends."""
@@ -566,9 +590,9 @@ class Call:
         the caller and the destination (the supervisor watches them, supervisor/transfers.py),
         so only our media channel goes; after a blind one the caller has left Stasis."""
         call_id = self.info.call_id
-        if reason is EndReason.TRANSFERRED:
+        if reason is EndReason.TRANSFERRED or self._sent_to_fallback:
             targets = [Target("channel", self.ids.external_channel(call_id))]
-            if self._blind_sent():
+            if self._blind_sent() or self._sent_to_fallback:  # the caller left Stasis
                 targets.insert(0, Target("bridge", self.ids.bridge(call_id)))
         else:
             targets = call_targets(self.ids, call_id, reason is not EndReason.CALLER_HANGUP)

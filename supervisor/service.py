@@ -17,6 +17,7 @@ import selectors
 import signal
 import socket
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from call_worker import process
@@ -384,6 +385,8 @@ class Supervisor(AsteriskSide):
         number = str(_field(channel, "caller", "number"))
         caller, caller_hash = caller_fields(self.settings, number)
         name = private_channel_name(self.settings, str(channel.get("name", "")), number)
+        if choice.fallback != agent.fallback:  # the worker's in-call fallback (call_worker/call.py)
+            agent = replace(agent, fallback=choice.fallback)
         info = CallInfo(channel_id, caller, dialled, name, time.monotonic_ns(), caller_hash, agent)
         try:
             segment = CallSegment.create(segment_name(channel_id, self.settings.segment_prefix))
