@@ -143,6 +143,7 @@ class Dial:
         """DELETE of either half, or the destination's own hang-up."""
         with self.sim.lock:
             if self.state in ("dialling", "ringing"):
+                # -> gone: the app gave up on the dial; the dialplan's outcome never comes.
                 self._cancelled.set()
                 self._gone("cancelled", cause)
                 self.ended_by = by
@@ -152,6 +153,7 @@ class Dial:
                 return True
             if self.state != "up":
                 return False
+            # up -> gone: the answered destination hangs up, or is hung up, like any channel.
             self.state, self.ended, self.ended_by = "gone", time.monotonic(), by
             self._end_answered(cause)
             return True
@@ -164,6 +166,7 @@ class Dial:
             if self.state != "dialling":
                 return
             if script.behaviour == "unavailable":
+                # -> gone: Local's call fails at once, before anything rings.
                 self._gone("unavailable", 0)
                 self._destroy(self.one, 0)
                 self._destroy(self.two, 0)
@@ -206,6 +209,7 @@ class Dial:
         self._dial_status("ANSWER")
         variable, value = ANSWER_VARIABLE
         self._emit("ChannelVarset", self.one, variable=variable, value=value, channel=self.one.to_json())
+        # ringing -> up: the dialplan answered; ID enters the app like any Stasis channel.
         self.state, self.outcome, self.answered = "up", "answered", time.monotonic()
         self.one.app, self.one.args = self.app, self.args
         law = self.sim.law
@@ -244,7 +248,7 @@ class Dial:
         self._destroy(self.two, 19)
 
     def _gone(self, outcome: str, cause: int) -> None:
-        """Dialling ends without an answer (the events follow)."""
+        """-> gone: dialling ends without an answer (the events follow)."""
         self.state, self.ended = "gone", time.monotonic()
         self.outcome, self.cause, self.ended_by = outcome, cause, "destination"
 
