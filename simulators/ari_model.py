@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from simulators.caller_media import CallerLeg, MediaEngine, parse_script, render
+from simulators.destinations import Scripts
 from simulators.wsframe import ServerSocket
 
 PAYLOAD_TYPES = {"ulaw": 0, "alaw": 8}
@@ -25,20 +26,21 @@ def now_iso() -> str:
 class Channel:
     id: str
     name: str
-    kind: str  # "caller" | "external"
+    kind: str  # "caller" | "external" | "destination" | "destination-peer" (originate.py)
     caller_number: str = ""
     exten: str = ""
     state: str = "Ring"
     app: str = ""
     args: list[str] = field(default_factory=list)
     bridge: str | None = None
-    leg: CallerLeg | None = None  # caller: its media; external: the caller's leg once bridged
+    leg: CallerLeg | None = None  # caller, destination: its media; external: the caller's leg once bridged
     external_host: tuple[str, int] | None = None
     created: str = field(default_factory=now_iso)
     hung_up: bool = False
     variables: dict[str, str] = field(default_factory=dict)
     context: str = "from-sim"  # where in the dialplan it is (changed by `continue`)
     priority: int = 2
+    dial: object = None  # originate.Dial for an originated channel: it owns the hang-up
 
     def to_json(self) -> dict:
         return {
@@ -93,6 +95,7 @@ class CallRecord:
     events: list[str] = field(default_factory=list)
     # Where `continue` sent the caller: {"context", "extension", "priority", "at"}, or None.
     continued_to: dict | None = None
+    originations: list = field(default_factory=list)  # originate.Dial: named after or bridged with it
 
 
 class SimulatedAsterisk:
@@ -118,6 +121,8 @@ class SimulatedAsterisk:
         self.rest_failures: dict[str, int] = {}  # "GET /bridges" -> failures still to answer
         self.rest_delay = 0.0  # seconds every ARI REST request waits before its answer
         self.media = MediaEngine()
+        self.destination_scripts = Scripts()  # /sim/destination (destinations.py)
+        self.originations: list = []  # every originate.Dial, in order
         self._numbers = itertools.count(1)
 
     # --- events
@@ -176,6 +181,8 @@ class SimulatedAsterisk:
             chan = self.channels.get(channel_id)
             if chan is None or chan.hung_up:
                 return False
+            if chan.dial is not None:  # an originated pair has sequences of its own
+                return chan.dial.hang_up(by, cause)
             chan.hung_up = True
             record = self.calls.get(channel_id)
             if record is not None:
@@ -191,6 +198,9 @@ class SimulatedAsterisk:
             self.media.remove(chan.leg)
         elif chan.kind == "external" and chan.leg is not None:
             chan.leg.remote = None
+        if bridge:
+            with self.lock:
+                self._link_media(bridge)  # our media channel gone: a destination may be heard now
         body = {"channel": chan.to_json()}
         self.emit(chan.app, "ChannelHangupRequest", cause=cause, **body)
         if bridge:
@@ -228,10 +238,42 @@ class SimulatedAsterisk:
         return True
 
     def _link_media(self, bridge: Bridge) -> None:
-        """Two-party bridge with a caller and an externalMedia channel: media flows."""
+        """Who hears whom, after the bridge's members changed. A caller and an externalMedia
+        channel: media flows between the caller and callbridge. A caller and an answered
+        destination, with no externalMedia channel (it left after a transfer): between the
+        caller and the destination. A destination in any other bridge is silent (a bridge
+        with all three is not mixed here: the externalMedia channel has the caller)."""
         members = [self.channels[c] for c in bridge.channels if c in self.channels]
         callers = [c for c in members if c.kind == "caller"]
         externals = [c for c in members if c.kind == "external"]
+        destinations = [c for c in members if c.kind == "destination" and c.leg is not None]
+        for destination in destinations:
+            destination.leg.remote = None
         if len(callers) == 1 and len(externals) == 1 and callers[0].leg is not None:
             externals[0].leg = callers[0].leg
             callers[0].leg.remote = externals[0].external_host
+        elif len(callers) == 1 and not externals and len(destinations) == 1 and callers[0].leg is not None:
+            caller, destination = callers[0], destinations[0]
+            caller.leg.remote, destination.leg.remote = destination.leg.local, caller.leg.local
+            dial = destination.dial
+            if caller.id not in dial.bridged_with:
+                dial.bridged_with.append(caller.id)
+            record = self.calls.get(caller.id)
+            if record is not None and dial not in record.originations:
+                record.originations.append(dial)
+
+    def remove_from_bridge(self, bridge: Bridge, channel_id: str) -> bool:
+        """POST /bridges/{id}/removeChannel: the channel leaves, and stays in Stasis."""
+        chan = self.channels.get(channel_id)
+        if chan is None or channel_id not in bridge.channels:
+            return False
+        bridge.channels.remove(channel_id)
+        chan.bridge = None
+        if chan.kind == "external" and chan.leg is not None:
+            chan.leg.remote = None  # the caller stops sending to callbridge
+            chan.leg = None
+        elif chan.kind in ("caller", "destination") and chan.leg is not None:
+            chan.leg.remote = None
+        self.emit(chan.app, "ChannelLeftBridge", bridge=bridge.to_json(), channel=chan.to_json())
+        self._link_media(bridge)
+        return True

@@ -8,6 +8,9 @@ channel not in Stasis, DELETE answers 404 when the object is gone, a second even
 connection for an app replaces the first, and a hang-up emits ChannelHangupRequest,
 ChannelLeftBridge, StasisEnd and ChannelDestroyed in that order.
 
+Originate (`POST /ari/channels` into a Local channel) and the transfer destinations it dials
+are in originate.py and destinations.py.
+
 Test control lives under /sim (no auth), in asterisk_controls.py.
 
     python -m simulators.asterisk --port 0   # prints {"port": N} on its first line
@@ -26,7 +29,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
 
-from simulators import asterisk_controls
+from simulators import asterisk_controls, originate
 from simulators.ari_model import Bridge, Channel, SimulatedAsterisk, now_iso
 from simulators.wsframe import ServerSocket, accept_key
 
@@ -156,6 +159,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self._reply(200, [b.to_json() for b in sim.bridges.values()])
             if parts == ["channels", "externalMedia"] and method == "POST":
                 return self._external_media(q)
+            if parts == ["channels"] and method == "POST":
+                return originate.originate(self, q)
             if parts == ["bridges"] and method == "POST":
                 return self._create_bridge(q.get("bridgeId") or uuid.uuid4().hex, q.get("name", ""))
             if len(parts) >= 2 and parts[0] == "channels":
@@ -299,7 +304,7 @@ class Handler(BaseHTTPRequestHandler):
             del sim.bridges[bridge_id]
             for chan in sim.channels.values():
                 if (
-                    chan.kind == "caller"
+                    chan.kind in ("caller", "destination")
                     and chan.leg is not None
                     and chan.leg.remote is not None
                     and chan.bridge is None
@@ -321,6 +326,11 @@ class Handler(BaseHTTPRequestHandler):
                     bridge.channels.append(channel_id)
                 sim.emit(chan.app, "ChannelEnteredBridge", bridge=bridge.to_json(), channel=chan.to_json())
             sim._link_media(bridge)
+            return self._reply(204)
+        if rest == ["removeChannel"] and method == "POST":
+            for channel_id in [c for c in q.get("channel", "").split(",") if c]:
+                if not sim.remove_from_bridge(bridge, channel_id):
+                    return self._error(422, "Channel not in this bridge")
             return self._reply(204)
         return self._error(404, "Resource not found")
 

@@ -1,10 +1,11 @@
 """The simulated Asterisk's /sim controls (no auth), for tests, the demo and the
 benchmarks: place calls, read what each caller heard, hang up, send DTMF, inject garbage
 RTP, emit raw events, drop the events connections, fail or delay chosen REST requests, and read
-the state and the event log."""
+the state and the event log. Transfer destinations and originations: destinations.py."""
 
 from __future__ import annotations
 
+from simulators import destinations
 from simulators.ari_model import CallRecord
 from simulators.caller_media import inject_garbage
 
@@ -12,6 +13,8 @@ from simulators.caller_media import inject_garbage
 def handle(handler, method: str, parts: list[str], q: dict) -> None:
     """One /sim request (no auth): the test and benchmark side of the simulator."""
     sim = handler.sim
+    if parts and parts[0] in destinations.CONTROL_PATHS:  # transfer destinations, originations
+        return destinations.control(handler, method, parts, q)
     if parts == ["calls"] and method == "POST":
         body = handler._body()
         try:
@@ -100,5 +103,6 @@ def call_json(record: CallRecord, packets: bool) -> dict:
         "hangup_by": record.hangup_by,
         "playbacks": record.playbacks,
         "continued_to": record.continued_to,
+        "originations": [dial.to_json(False) for dial in record.originations],
         **record.leg.summary(include_packets=packets),
     }

@@ -102,6 +102,7 @@ class CallerLeg:
     on_hangup: object = None  # callable set by the ARI simulator
     active: bool = True
     tag: bytes = b""  # written over the start of the first frame: lets benchmarks match streams
+    loop: bool = False  # a transfer destination: its audio repeats for as long as it sends
 
     def __post_init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -123,6 +124,8 @@ class CallerLeg:
 
     def next_packet(self) -> bytes:
         start = self.frames_sent * FRAME
+        if self.loop:
+            start %= len(self.audio)
         payload = self.audio[start : start + FRAME] if start < len(self.audio) else self._silence
         if self.frames_sent == 0 and self.tag:
             payload = self.tag[:FRAME] + payload[len(self.tag) :]
@@ -135,6 +138,7 @@ class CallerLeg:
     def summary(self, include_packets: bool = True) -> dict:
         result = {
             "call_id": self.call_id,
+            "ssrc": self._ssrc,
             "local": list(self.local) if self.sock.fileno() >= 0 else None,
             "remote": list(self.remote) if self.remote else None,
             "media_started": self.media_started,
@@ -146,12 +150,47 @@ class CallerLeg:
             "active": self.active,
         }
         if include_packets:
+            result["sources"] = received_sources(self)
             result["send_times"] = self.send_times
             result["received"] = [
                 [r.arrival, r.sequence, r.timestamp, r.ssrc, r.marker, r.payload_type, r.length, r.level]
                 for r in self.received
             ]
         return result
+
+
+# 1 for a code byte whose sample is negative: G.711 keeps the sign in the top bit.
+_NEGATIVE = {
+    "ulaw": bytes(1 if v < 0 else 0 for v in g711.ULAW_DECODE),
+    "alaw": bytes(1 if v < 0 else 0 for v in g711.ALAW_DECODE),
+}
+
+
+def received_sources(leg: CallerLeg, loud: float = 1000.0) -> dict[str, dict]:
+    """What reached the leg, per sender (SSRC): packets, loud packets, the first and last
+    loud arrival, and the loud audio's frequency from its zero crossings, so that a test can
+    tell a transfer destination's tone from our reply audio."""
+    sources: dict[str, dict] = {}
+    audio: dict[str, bytearray] = {}
+    offset = 0
+    for packet in leg.received:
+        source = sources.setdefault(
+            str(packet.ssrc), {"packets": 0, "loud_packets": 0, "first_loud": None, "last_loud": None}
+        )
+        source["packets"] += 1
+        if packet.level >= loud:
+            source["loud_packets"] += 1
+            source["first_loud"] = source["first_loud"] or packet.arrival
+            source["last_loud"] = packet.arrival
+            audio.setdefault(str(packet.ssrc), bytearray()).extend(
+                leg.received_audio[offset : offset + packet.length]
+            )
+        offset += packet.length
+    for ssrc, source in sources.items():
+        signs = bytes(audio.get(ssrc, b"")).translate(_NEGATIVE[leg.law])
+        crossings = signs.count(b"\x00\x01") + signs.count(b"\x01\x00")  # neither overlaps itself
+        source["hz"] = round(crossings / 2 / (len(signs) / 8000)) if signs else None
+    return sources
 
 
 class MediaEngine:

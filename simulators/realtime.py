@@ -18,8 +18,13 @@ injected per connection, for the next `count` connections, through the control U
     /sim/freeze[?new=0]      stop every open connection dead (see realtime_freeze.py), and new
                              handshakes too unless new=0
     /sim/thaw                end a freeze
-    /sim/sessions            every session's recorded events with timestamps (JSON)
-    /sim/reset               forget sessions and faults
+    /sim/tool-calls?name=NAME&arguments=JSON&after_turn=N[&count=1]
+                             the next `count` sessions opened end the response after the
+                             caller's Nth turn (0: the greeting) with this function call, if
+                             the tool was offered (see realtime_tools.py)
+    /sim/sessions            every session's recorded events with timestamps (JSON), and its
+                             `tools`: offered, planned, calls made, outputs received
+    /sim/reset               forget sessions, faults and queued tool calls
     /sim/model-shutdown?model=M&date=YYYY-MM-DD
                              the `shutdown_date` /v1/models answers for M from now on
                              (an empty or missing date: none announced)
@@ -54,6 +59,7 @@ from websockets.exceptions import ConnectionClosed
 
 from simulators.realtime_freeze import Freezer, Gate
 from simulators.realtime_session import ReplyOptions, Session
+from simulators.realtime_tools import SessionTools, ToolScripts
 
 FLUSH_LIMIT = 2.0  # seconds queued events may take to go out before a deliberate close
 # Models a session may be opened with: the current GA ones and those OpenAI still serves
@@ -89,6 +95,7 @@ class SessionRecord:
     events: list = field(default_factory=list)
     closed: float | None = None
     close_code: int | None = None
+    tools: dict = field(default_factory=dict)  # the session's SessionTools.state
 
     def add(self, direction: str, event: dict) -> None:
         self.events.append([time.monotonic(), direction, event])
@@ -151,6 +158,7 @@ class SimulatedRealtime:
         self.reply = reply or ReplyOptions()
         self.sessions: list[SessionRecord] = []
         self.faults: list[Fault] = []
+        self.tool_scripts = ToolScripts()
         self.freezer = Freezer()
 
     def take_fault(self) -> Fault | None:
@@ -216,6 +224,12 @@ class SimulatedRealtime:
             else:
                 self.shutdown_dates.pop(model, None)
             return connection.respond(HTTPStatus.OK, json.dumps({model: when or None}) + "\n")
+        if path == "/sim/tool-calls":
+            try:
+                call = self.tool_scripts.add(query)
+            except (KeyError, ValueError) as exc:
+                return connection.respond(HTTPStatus.BAD_REQUEST, f"bad tool call: {exc}\n")
+            return connection.respond(HTTPStatus.OK, json.dumps({"queued": call.__dict__}) + "\n")
         if path == "/sim/sessions":
             body = [s.__dict__ for s in self.sessions]
             return connection.respond(HTTPStatus.OK, json.dumps(body) + "\n")
@@ -228,6 +242,7 @@ class SimulatedRealtime:
         if path == "/sim/reset":
             self.sessions.clear()
             self.faults.clear()
+            self.tool_scripts.clear()
             self.freezer.thaw()
             return connection.respond(HTTPStatus.OK, "{}\n")
         return connection.respond(HTTPStatus.NOT_FOUND, "unknown control path\n")
@@ -246,7 +261,8 @@ class SimulatedRealtime:
         record_event = record.add
         if fault and fault.kind == "drop" and fault.on:
             record_event = self._drop_on(fault, ws, record, outbox, tasks)
-        session = Session(outbox.put, record_event, beta, self.reply)
+        tools = SessionTools(state=record.tools)
+        session = Session(outbox.put, record_event, beta, self.reply, tools=tools)
         try:
             await self._run(ws, request, session, record, fault, outbox, tasks, gate)
         except ConnectionClosed:
@@ -347,6 +363,7 @@ class SimulatedRealtime:
                 "insufficient_quota",
             )
             return await self._close(ws, record, outbox, 1008, "insufficient quota")
+        session.tools.plan(self.tool_scripts.take())  # an established session takes the scripted calls
         loop = asyncio.get_running_loop()
         timed = fault and fault.kind in ("drop", "expire") and not fault.on
         deadline = loop.time() + fault.after if timed else None

@@ -13,9 +13,10 @@ import asyncio
 import base64
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from simulators import g711
+from simulators.realtime_tools import FunctionCall, SessionTools
 from simulators.vad import Vad
 
 _ids = itertools.count(1)
@@ -51,10 +52,19 @@ class Response:
     cancelled: bool = False
     sent_bytes: int = 0
     done: bool = False
+    calls: list[FunctionCall] = field(default_factory=list)  # made once its audio is done
 
 
 class Session:
-    def __init__(self, send, record, beta: bool, reply: ReplyOptions, law_hint: str = "ulaw") -> None:
+    def __init__(
+        self,
+        send,
+        record,
+        beta: bool,
+        reply: ReplyOptions,
+        law_hint: str = "ulaw",
+        tools: SessionTools | None = None,
+    ) -> None:
         self._send_raw = send  # queues one text frame; must not block
         self.record = record
         self.beta = beta
@@ -73,6 +83,8 @@ class Session:
         self.item_audio_ms: dict[str, int] = {}
         self.input_bytes = 0
         self.current_input_item: str | None = None
+        self.tools = tools or SessionTools()
+        self.turns = 0  # caller turns ended so far: scripted function calls count them
 
     # --- output
 
@@ -135,6 +147,7 @@ class Session:
         if not self.beta and session.get("type") != "realtime":
             return self.error("missing_required_parameter", "Missing required parameter: 'session.type'.")
         self.config = session
+        self.tools.configure(session)
         if self.beta:
             self.turn_detection = session.get("turn_detection", self.turn_detection)
             fmt = session.get("input_audio_format", "pcm16")
@@ -177,6 +190,7 @@ class Session:
                 self._end_turn(vad_event.audio_ms)
 
     def _end_turn(self, audio_end_ms: int) -> None:
+        self.turns += 1
         item_id = self.current_input_item or new_id("item")
         self.send(
             {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": audio_end_ms, "item_id": item_id}
@@ -217,6 +231,10 @@ class Session:
 
     def _item_create(self, event: dict) -> None:
         item = dict(event.get("item") or {})
+        if item.get("type") == "function_call_output":
+            refused = self.tools.accept_output(item)
+            if refused:
+                return self.error("invalid_tool_call_id", refused, event_id=event.get("event_id"))
         item.setdefault("id", new_id("item"))
         self.send({"type": self.name("conversation.item.added", "conversation.item.created"), "item": item})
         if not self.beta:
@@ -265,6 +283,8 @@ class Session:
 
     def _start_response(self, audio: bytes, transcript: str, metadata: dict | None = None) -> None:
         response = Response(new_id("resp"), new_id("item"), audio)
+        response.calls = self.tools.calls_for(self.turns, self.record, new_id)
+        transcript = self.tools.answer_prefix() + transcript
         self.active = response
         self.item_audio_ms[response.item_id] = 0
         self.send(
@@ -353,6 +373,7 @@ class Session:
                 "transcript": transcript,
             }
         )
+        self.tools.emit(self.send, response.id, response.calls)
         self._finish(response, "completed", None)
 
     def _cancel_active(self, reason: str) -> None:
@@ -365,6 +386,11 @@ class Session:
     def _finish(self, response: Response, status: str, reason: str | None) -> None:
         self.active = None
         audio_tokens = response.sent_bytes // 80
+        output = [{"id": response.item_id, "type": "message", "role": "assistant"}]
+        if status == "completed":
+            output += [call.item("completed") for call in response.calls]
+        else:
+            self.tools.dropped(self.record, response.calls)
         self.send(
             {
                 "type": "response.done",
@@ -372,7 +398,7 @@ class Session:
                     "id": response.id,
                     "status": status,
                     "status_details": {"type": status, "reason": reason} if reason else None,
-                    "output": [{"id": response.item_id, "type": "message", "role": "assistant"}],
+                    "output": output,
                     "usage": {
                         "total_tokens": 120 + audio_tokens,
                         "input_tokens": 120,
