@@ -156,7 +156,9 @@ def test_over_capacity_a_caller_lands_in_the_fallback(bridge, real_asterisk, rea
     capture = Capture(tmp_path / "fallback.pcap", PORTS)
     first = real_asterisk.sipp(voices["question"], 12000)
     service.wait(lambda: service.status()["calls"], timeout=20)
-    code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=6000, timeout=60)
+    second = real_asterisk.sipp(voices["question"], 6000, second=True)  # its own SIP and RTP ports
+    output, _ = second.communicate(timeout=60)
+    code = second.returncode
     first.communicate(timeout=60)
     legs = _legs(capture.stop())
     assert code == 0, output[-2000:]

@@ -1,0 +1,112 @@
+"""Tools through a real `callbridge run` with real workers, on the simulators: the Realtime
+simulator calls the function when scripted (/sim/tool-calls), the simulated Asterisk
+originates into a scripted destination (/sim/destination) and sends its tone to a caller
+bridged with it. The same paths run on the real Asterisk in tests/asterisk/test_transfers.py."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import textwrap
+
+import pytest
+import requests
+from analysis import session_events
+
+pytestmark = pytest.mark.slow
+
+AGENTS = """
+    [agents.desk]
+    numbers = ["*"]
+    instructions = "You answer for the front desk."
+
+    [agents.desk.transfer.reception]
+    context = "from-internal"
+    extension = "200"
+    description = "the reception desk"
+    timeout = 5
+"""
+CALLER = [{"say": 800}, {"silence": 9000}, {"hangup": True}]
+
+
+def _setup(asterisk, realtime, tmp_path, tool: str, arguments: dict, behaviour: str = "answer"):
+    realtime.reset()
+    requests.get(
+        f"{realtime.base}/sim/tool-calls",
+        params={"name": tool, "arguments": json.dumps(arguments), "after_turn": 1},
+        timeout=5,
+    ).raise_for_status()
+    requests.post(
+        f"{asterisk.base}/sim/destination",
+        params={"endpoint": "Local/200@from-internal", "behaviour": behaviour, "after": 0.3, "hz": 600},
+        timeout=5,
+    ).raise_for_status()
+    path = tmp_path / "agents.toml"
+    path.write_text(textwrap.dedent(AGENTS))
+    return str(path)
+
+
+def _events(tmp_path, call_id: str) -> list[str]:
+    try:
+        with sqlite3.connect(tmp_path / "state" / "callbridge.db") as db:
+            rows = db.execute("SELECT kind FROM events WHERE call_id = ? ORDER BY seq", (call_id,)).fetchall()
+    except sqlite3.Error:
+        return []
+    return [kind for (kind,) in rows]
+
+
+def test_an_answered_transfer_bridges_the_caller_and_the_pair_is_removed_when_it_ends(
+    service, asterisk, realtime, tmp_path
+):
+    svc = service(
+        AGENTS_FILE=_setup(asterisk, realtime, tmp_path, "transfer_call", {"destination": "reception"})
+    )
+    call = asterisk.place_call(CALLER)
+    svc.wait(lambda: "end=transferred" in svc.log(), timeout=30)
+    status = svc.status()
+    assert [row["call_id"] for row in status["transferred"]] == [call]
+    assert status["calls"] == []  # the worker is gone; the pair is the supervisor's to watch
+    # The caller hangs up (its script): the destination is hung up and the bridge removed.
+    svc.wait(lambda: asterisk.call(call, packets=False)["hangup"] is not None, timeout=20)
+    svc.wait(lambda: not svc.status()["transferred"], timeout=10)
+    svc.wait(lambda: not asterisk.state()["channels"] and not asterisk.state()["bridges"], timeout=10)
+    record = asterisk.call(call)
+    heard = [s for s in record["sources"].values() if s.get("hz") and abs(s["hz"] - 600) < 40]
+    assert heard and heard[0]["loud_packets"] > 50  # the destination's own tone reached the caller
+    outputs = realtime.sessions()[-1]["tools"]["outputs"]
+    assert outputs and "dialling" in outputs[0]["output"]
+    kinds = svc.wait(lambda: (k := _events(tmp_path, call)) and "ended" in k and k, timeout=20)
+    assert [k for k in kinds if k in ("tool_call", "transfer_dialled", "transferred")] == [
+        "tool_call",
+        "transfer_dialled",
+        "transferred",
+    ]
+
+
+def test_a_busy_destination_leaves_the_caller_with_the_agent_which_is_told(
+    service, asterisk, realtime, tmp_path
+):
+    svc = service(
+        AGENTS_FILE=_setup(
+            asterisk, realtime, tmp_path, "transfer_call", {"destination": "reception"}, "busy"
+        )
+    )
+    call = asterisk.place_call(CALLER)
+    svc.wait(lambda: "end=caller_hangup" in svc.log(), timeout=30)
+    session = realtime.sessions()[-1]
+    told = [
+        e
+        for _, e in session_events(session, "in", "response.create")
+        if "busy" in str((e.get("response") or {}).get("instructions", ""))
+    ]
+    assert told
+    assert "transfer_failed" in svc.wait(lambda: _events(tmp_path, call), timeout=20)
+    svc.wait(lambda: not asterisk.state()["channels"] and not asterisk.state()["bridges"], timeout=10)
+
+
+def test_end_call_ends_the_call_as_the_agent_s_hang_up(service, asterisk, realtime, tmp_path):
+    svc = service(AGENTS_FILE=_setup(asterisk, realtime, tmp_path, "end_call", {}))
+    call = asterisk.place_call([{"say": 800}, {"silence": 20000}, {"hangup": True}])
+    svc.wait(lambda: "end=agent_hangup" in svc.log(), timeout=30)
+    record = asterisk.call(call, packets=False)
+    assert record["hangup_by"] == "ari"  # we hung up, long before the caller's script would
