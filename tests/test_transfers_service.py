@@ -110,3 +110,22 @@ def test_end_call_ends_the_call_as_the_agent_s_hang_up(service, asterisk, realti
     svc.wait(lambda: "end=agent_hangup" in svc.log(), timeout=30)
     record = asterisk.call(call, packets=False)
     assert record["hangup_by"] == "ari"  # we hung up, long before the caller's script would
+
+
+def test_when_realtime_refuses_the_caller_goes_to_the_fallback_instead_of_the_prompt(
+    service, asterisk, realtime
+):
+    svc = service(FALLBACK_DESTINATION="from-internal,voicemail,1")
+    realtime.fault("invalid_key")
+    try:
+        call = asterisk.place_call([{"say": 600}, {"silence": 20000}])
+        svc.wait(lambda: asterisk.call(call, packets=False)["continued_to"] is not None, timeout=20)
+        svc.wait(lambda: "end=realtime_failed" in svc.log(), timeout=20)
+    finally:
+        realtime.reset()
+    record = asterisk.call(call, packets=False)
+    assert record["continued_to"]["extension"] == "voicemail"
+    assert record["playbacks"] == []  # no failure prompt
+    assert record["hangup"] is None  # never hung up: the dialplan has the caller now
+    asterisk.hangup(call)
+    svc.wait(lambda: not asterisk.state()["channels"] and not asterisk.state()["bridges"], timeout=10)
