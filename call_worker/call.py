@@ -502,9 +502,10 @@ class Call:
             self.spool.events(new)
 
     def _idle_deadline(self, now: float, playing: bool) -> float | None:
-        """When the call becomes idle if nobody speaks and nothing plays until then."""
+        """When the call becomes idle if nobody speaks and nothing plays until then (never
+        while a transfer rings: a caller waiting in silence is not idle)."""
         idle = self.settings.idle_timeout_seconds
-        if not idle:
+        if not idle or self.transfer.active or self._pending_blind is not None:
             return None
         if playing:
             return now + idle  # re-checked when the reply ends (the media loop wakes us)
@@ -596,8 +597,8 @@ class Call:
                 targets.insert(0, Target("bridge", self.ids.bridge(call_id)))
         else:
             targets = call_targets(self.ids, call_id, reason is not EndReason.CALLER_HANGUP)
-            if self.transfer.leftover():  # still ringing, or answered but never bridged
-                targets.append(Target("channel", self.transfer.leftover()))
+        if self.transfer.leftover():  # still ringing, or answered but never bridged
+            targets.append(Target("channel", self.transfer.leftover()))
         left = remove_all(self.ari, targets, time.monotonic() + TEARDOWN_LIMIT, self.info.call_id)
         self.teardown_left = bool(left)
 

@@ -175,7 +175,8 @@ class Conversation:
         while self._tell_requests and not self.goodbye.requested:
             texts = self.adapter.respond(self._tell_requests.popleft(), "notice")
             self._after_reply.append(("tell", texts, True))
-        self._tell_requests.clear()  # a goodbye began: it has the last word
+        if self.goodbye.requested:
+            self._tell_requests.clear()  # a goodbye began: it has the last word
         if self._after_reply:
             self._send_after_reply()
         if self._held:

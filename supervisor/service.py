@@ -501,6 +501,12 @@ class Supervisor(AsteriskSide):
             targets = asterisk_work.call_targets(
                 self.ids, entry.call_id, hang_up_caller=not entry.caller_gone
             )
+            if counters.get("transfer_state") in (3, 4):  # transferred: the caller is not ours to end
+                # (call_worker/transfer.py BRIDGED: the pair stays for supervisor/transfers.py;
+                # SENT: the caller left Stasis, only our bridge and media channel remain)
+                keep_bridge = counters.get("transfer_state") == 3
+                targets = [t for t in targets if t.object_id != entry.call_id]
+                targets = [t for t in targets if not (keep_bridge and t.kind == "bridge")]
             if counters.get("transfer_state") in (1, 2):  # a transfer still ringing or answered
                 attempt = counters.get("transfer_attempt", 0)
                 targets.append(Target("channel", self.ids.transfer_channel(entry.call_id, attempt)))

@@ -88,11 +88,11 @@ class Transfers:
             return True
         if half:
             return True  # the Local channel's dialplan side: its ;1 half says all we need
-        if kind == "ChannelDestroyed":
-            self.left.setdefault(call_id, set()).add(channel_id)
         entry = calls.get(call_id)
         if entry is None:
-            return True
+            return True  # an attempt of a call already reaped (and not transferred): nothing to do
+        if kind == "ChannelDestroyed":  # seen by the reap, for a hand-over that raced it
+            self.left.setdefault(call_id, set()).add(channel_id)
         if kind == "Dial":
             status = str(event.get("dialstatus") or "")
             if status == "RINGING":
