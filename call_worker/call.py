@@ -31,6 +31,7 @@ from pathlib import Path
 from call_worker import realtime_protocol as proto
 from call_worker import rtp
 from call_worker.adapter import ConnectError, adapter_for
+from call_worker.agent_actions import AgentActions
 from call_worker.conversation import RECONNECT_OPEN_TIMEOUT, Conversation
 from call_worker.media import MediaLoop
 from call_worker.playback import Playback
@@ -38,9 +39,9 @@ from call_worker.realtime_adapter import RealtimeAdapter  # noqa: F401 -- import
 from call_worker.setup_timeline import SetupTimeline
 from call_worker.side_requests import SideRequest, finish_all, wait_all
 from call_worker.tools import Action, ToolBox, tools_for
-from call_worker.transfer import Failed, Transfer
+from call_worker.transfer import Transfer
 from call_worker.wake import Waker
-from callbridge.agents import Agent, Destination
+from callbridge.agents import Agent
 from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
 from callbridge.netaddr import rtp_bind_address
@@ -135,7 +136,6 @@ class Call:
         # either thread, journaled by the main thread when it wakes.
         self.events: list[dict] = []
         self._events_journaled = 0
-        self._actions: list[Action] = []  # the media loop's tool calls, for the main thread
         self.toolbox = ToolBox(self.agent, self._tool_action, self._event)
         self.transfer = Transfer(self.ids, self.ari, self.header, info.call_id, settings.ari_app_name)
         self.conversation = Conversation(
@@ -151,12 +151,22 @@ class Call:
             on_goodbye_done=self.main_wake.wake,
             toolbox=self.toolbox,
         )
+        self.actions = AgentActions(
+            self.agent,
+            self.toolbox,
+            self.transfer,
+            self.ari,
+            info.call_id,
+            self.ids.bridge(info.call_id),
+            self.ids.external_channel(info.call_id),
+            self.conversation,
+            self._event,
+        )
         self.sock: socket.socket | None = None
         self.media: MediaLoop | None = None
         self.threads: list[threading.Thread] = []
         self._journal_due = False
         self._opened: list = []  # set-up's session until the media loop has it
-        self._pending_blind: tuple[Destination, int] | None = None
         self._sent_to_fallback = False
         self.rusage_bridged = None  # getrusage() once media is ready
         self.end_reason = EndReason.NONE
@@ -203,7 +213,7 @@ class Call:
 
     def _tool_action(self, action: Action) -> None:
         """(media loop) A tool call the main thread must carry out."""
-        self._actions.append(action)
+        self.actions.actions.append(action)
         self.main_wake.wake()
 
     def _event(self, kind: str, detail: dict) -> None:
@@ -380,34 +390,15 @@ class Call:
                 return EndReason.REALTIME_FAILED
             playing = self.playback.is_playing()
             wake_at: list[float] = []
-            while self._actions:
-                action = self._actions.pop(0)
-                if action.kind == "end" and not goodbye_reason:
-                    # Like a limit: what the agent is saying (often its own farewell) plays
-                    # to its end, then the goodbye, then the hang-up after its last frame.
-                    log.info("the agent ends the call (end_call)")
-                    self.transfer.cancel()
-                    limit = (EndReason.AGENT_HANGUP, proto.GOODBYE_AGENT, now + REPLY_GRACE)
-                elif action.kind == "transfer" and not goodbye_reason and limit is None:
-                    self._start_transfer(action.destination, now)
-            if self._pending_blind is not None and not self._agent_speaking():
-                if self._blind_transfer():
-                    return EndReason.TRANSFERRED
-            elif self.transfer.active and not goodbye_reason and limit is None:
-                failed = self.transfer.check(now)
-                if failed is not None:
-                    self._transfer_failed(failed)
-                elif self.transfer.ready_to_bridge(now, self._agent_speaking()):
-                    if self.transfer.bridge(
-                        self.ids.bridge(self.info.call_id), self.ids.external_channel(self.info.call_id)
-                    ):
-                        self._event("transferred", self._transfer_detail("answered", now))
-                        return EndReason.TRANSFERRED
-                    self._transfer_failed(
-                        Failed(self.transfer.destination, "the line was lost while connecting", 0)
-                    )
-                if self.transfer.active:
-                    wake_at.append(self.transfer.deadline)
+            # The agent's tool calls (call_worker/agent_actions.py) come before the limits.
+            speaking = self.conversation.agent_busy() or playing
+            step = self.actions.step(now, bool(goodbye_reason) or limit is not None, speaking)
+            if step.transferred:
+                return EndReason.TRANSFERRED
+            if step.end:  # like a limit: the reply playing finishes, then the goodbye
+                limit = (EndReason.AGENT_HANGUP, proto.GOODBYE_AGENT, now + REPLY_GRACE)
+            if step.wake_at is not None:
+                wake_at.append(step.wake_at)
             if goodbye_reason:
                 said = self.conversation.goodbye_done.is_set() and not playing
                 if said or now >= goodbye_deadline:
@@ -415,7 +406,8 @@ class Call:
                 wake_at.append(goodbye_deadline)
             elif limit is None:
                 idle_deadline = self._idle_deadline(now, playing)
-                if call_deadline is not None and now >= call_deadline:
+                if call_deadline is not None and now >= call_deadline and not self.actions.busy:
+                    # (a transfer in progress is let finish: bounded by its own deadlines)
                     log.info("call reached MAX_CALL_SECONDS=%d", settings.max_call_seconds)
                     limit = (EndReason.MAX_CALL_SECONDS, proto.GOODBYE_TIME_LIMIT, now + REPLY_GRACE)
                 elif idle_deadline is not None and now >= idle_deadline:
@@ -436,65 +428,6 @@ class Call:
                     wake_at.append(reply_deadline)
             self._sleep(min(wake_at) - time.monotonic() if wake_at else None)
 
-    # --- tools: transfers (call_worker/transfer.py)
-
-    def _agent_speaking(self) -> bool:
-        """A reply of the agent is coming, being received or playing: an announcement is
-        not over yet."""
-        return self.conversation.agent_busy() or self.playback.is_playing()
-
-    def _start_transfer(self, destination: Destination, now: float) -> None:
-        place = list(self.agent.transfers).index(destination.name)
-        if destination.blind:
-            self._pending_blind = (destination, place)  # after the announcement
-            return
-        caller = self.ari_caller_id()
-        failed = self.transfer.dial(destination, place, caller, now)
-        self._event("transfer_dialled", {"destination": destination.name, "attempt": self.transfer.attempt})
-        if failed is not None:
-            self._transfer_failed(failed)
-
-    def ari_caller_id(self) -> str:
-        """The caller's own caller id, for the destination's display (the worker's copy of
-        the number may be masked for the records)."""
-        try:
-            channel = self.ari.channel(self.info.call_id) or {}
-        except AriError:
-            return ""
-        caller = channel.get("caller") or {}
-        number, name = str(caller.get("number") or ""), str(caller.get("name") or "")
-        return f'"{name}" <{number}>' if name and number else number
-
-    def _transfer_failed(self, failed: Failed) -> None:
-        self._event(
-            "transfer_failed",
-            {
-                "destination": failed.destination.name,
-                "why": failed.why,
-                "cause": failed.cause,
-                "after_ms": self.transfer.elapsed_ms(),
-            },
-        )
-        self.toolbox.settled()
-        self.conversation.tell(proto.transfer_failed(failed.destination.name, failed.why))
-
-    def _transfer_detail(self, outcome: str, now: float) -> dict:
-        return {
-            "destination": self.transfer.destination.name,
-            "outcome": outcome,
-            "attempt": self.transfer.attempt,
-            "after_ms": self.transfer.elapsed_ms(now),
-        }
-
-    def _blind_transfer(self) -> bool:
-        destination, place = self._pending_blind
-        self._pending_blind = None
-        if self.transfer.blind(destination, place):
-            self._event("transferred", {"destination": destination.name, "outcome": "blind"})
-            return True
-        self._transfer_failed(Failed(destination, "the line could not be reached", 0))
-        return False
-
     def _journal_events(self) -> None:
         new = self.events[self._events_journaled :]
         if new:
@@ -505,7 +438,7 @@ class Call:
         """When the call becomes idle if nobody speaks and nothing plays until then (never
         while a transfer rings: a caller waiting in silence is not idle)."""
         idle = self.settings.idle_timeout_seconds
-        if not idle or self.transfer.active or self._pending_blind is not None:
+        if not idle or self.actions.busy:
             return None
         if playing:
             return now + idle  # re-checked when the reply ends (the media loop wakes us)

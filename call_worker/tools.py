@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -96,22 +97,28 @@ class ToolBox:
         self.on_action = on_action  # wakes the main thread
         self.on_event = on_event  # (kind, detail): an event of the call's record
         self.busy = ""  # "ending" | "transferring": what the main thread is still doing
+        self._lock = threading.Lock()  # `busy` is set by the media loop, cleared by the main thread
 
     def handle(self, call: ToolCall) -> tuple[dict, bool]:
         """The output to send back for `call`, and whether the model should reply to it."""
-        output, respond, action = self._decide(call)
+        with self._lock:
+            output, respond, action = self._decide(call)
+            if action is not None:
+                self.busy = "ending" if action.kind == "end" else "transferring"
         self.on_event(
             "tool_call",
             {"name": call.name[:64], "arguments": call.arguments[:200], "result": output},
         )
         if action is not None:
-            self.busy = "ending" if action.kind == "end" else "transferring"
             self.on_action(action)
         return output, respond
 
     def settled(self) -> None:
-        """(main thread) A transfer attempt is over without a transfer: tools are free again."""
-        self.busy = ""
+        """(main thread) A transfer attempt is over without a transfer: tools are free again
+        (unless the call is ending meanwhile: that stays)."""
+        with self._lock:
+            if self.busy == "transferring":
+                self.busy = ""
 
     def _decide(self, call: ToolCall) -> tuple[dict, bool, Action | None]:
         if self.busy == "ending":

@@ -80,6 +80,7 @@ class Transfer:
         self.deadline = 0.0
         self.dialled_at = 0.0
         self.answered_at = 0.0
+        self._orphan = ""  # an attempt given up whose channel could not be hung up
 
     @property
     def active(self) -> bool:
@@ -131,7 +132,7 @@ class Transfer:
             cause = header.get(Slot.TRANSFER_CAUSE)
             return self._fail(CAUSES.get(cause, f"the call failed (cause {cause})"), cause)
         if self.state is TransferState.DIALING and now >= self.deadline:
-            self.cancel()
+            self.cancel()  # Asterisk's own timeout never came
             return self._fail("nobody answered", 19)
         return None
 
@@ -173,16 +174,21 @@ class Transfer:
         return True
 
     def cancel(self) -> None:
-        """Hang up the attempt's channel (a deadline, or the call ends while it rings)."""
-        if self.active and self.channel_id:
-            try:
-                self.ari.hangup(self.channel_id)
-            except AriError as exc:
-                log.warning("transfer: cannot hang up %s: %s", self.channel_id, exc)
+        """Give up the attempt (its deadline, or end_call while it rings): hang up its
+        channel. One that cannot be hung up now is the teardown's (`leftover`)."""
+        if not self.active:
+            return
+        try:
+            self.ari.hangup(self.channel_id)
+        except AriError as exc:
+            log.warning("transfer: cannot hang up %s now (%s); the teardown will", self.channel_id, exc)
+            self._orphan = self.channel_id
+        self._set(TransferState.IDLE)
 
     def leftover(self) -> str:
-        """The attempt's channel, when the call ends with it still ringing or answered."""
-        return self.channel_id if self.active else ""
+        """The attempt's channel, when the call ends with it still ringing or answered, or
+        when giving it up failed."""
+        return self.channel_id if self.active else self._orphan
 
     def _fail(self, why: str, cause: int) -> Failed:
         destination = self.destination

@@ -121,15 +121,18 @@ class AsteriskSide:
         asked = time.monotonic()
         older = set(self.calls)
         live = set(self.calls)
+        pairs = set(self.transfers.pairs)  # watched before the listing: a missing side is news
         started = self._helper(
             "reconcile",
             lambda: list_asterisk(self.settings, skip=live),
-            lambda result, ok: self._on_listing(result, ok, older, asked),
+            lambda result, ok: self._on_listing(result, ok, older, asked, pairs),
         )
         if started is not None:
             self.reconciliation.started(asked)
 
-    def _on_listing(self, listing, ok: bool, older: set[str], asked: float) -> None:
+    def _on_listing(
+        self, listing, ok: bool, older: set[str], asked: float, pairs: set[str] = frozenset()
+    ) -> None:
         if not ok or not isinstance(listing, dict):
             return self.reconciliation.finished("the listing helper failed (see its log line)")
         self.reconciliation.finished(listing.get("error"))
@@ -143,10 +146,13 @@ class AsteriskSide:
             self.busy | ours,
             self.ids,
             self.settings.ari_app_name,
-            watched=set(self.transfers.pairs),
+            watched={c: p.destination_id for c, p in self.transfers.pairs.items()},
+            watched_older=pairs,
         )
         for call_id, destination in todo.transferred.items():
             self.transfers.adopt(call_id, destination)
+        for call_id in todo.pairs_gone:
+            self.transfers.gone(call_id)
         for call_id in todo.gone:
             entry = self.calls.get(call_id)
             if entry is not None and not entry.caller_gone:

@@ -83,6 +83,7 @@ class Plan:
     adopt: list[dict] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
     transferred: dict[str, str] = field(default_factory=dict)  # call id -> destination channel
+    pairs_gone: list[str] = field(default_factory=list)  # watched pairs missing a side: end them
     send_on: list[tuple] = field(default_factory=list)  # (caller, DialplanTarget): to their fallback
 
     def counts(self) -> dict:
@@ -91,6 +92,7 @@ class Plan:
             "adopted": len(self.adopt),
             "gone": len(self.gone),
             "transferred": len(self.transferred),
+            "transferred calls over": len(self.pairs_gone),
             "sent to a fallback": len(self.send_on),
         }
 
@@ -114,14 +116,18 @@ def plan(
     busy: set[str],
     ids: InstanceIds,
     app: str,
-    watched: set[str] = frozenset(),
+    watched: dict[str, str] | None = None,
+    watched_older: set[str] = frozenset(),
 ) -> Plan:
     """What to do about a listing. `live`: every live call now (a call admitted while the
     listing ran may show up in it: it is not stale); `older`: the live calls admitted before
     the listing was asked for (only their absence means the caller left); `busy`: callers
     this run is turning away or has just had (turned away, or a call that ended while the
     listing ran): theirs to finish, never adopted; `watched`: transferred calls already
-    watched (supervisor/transfers.py)."""
+    watched (supervisor/transfers.py), call id -> destination channel, and `watched_older`
+    those watched before the listing was asked for: only their missing side means it left
+    (while the events link was down)."""
+    watched = watched or {}
     channels = [c for c in listing.get("channels", []) if isinstance(c, dict)]
     bridges = [b for b in listing.get("bridges", []) if isinstance(b, dict)]
     result = Plan()
@@ -169,6 +175,10 @@ def plan(
             elif channel_id not in bridged:
                 result.adopt.append(channel)
     result.gone = sorted((older & live) - present)
+    bridge_ids = {str(b.get("id", "")) for b in bridges}
+    for call_id in sorted(watched_older & set(watched)):
+        if call_id not in present or watched[call_id] not in present or ids.bridge(call_id) not in bridge_ids:
+            result.pairs_gone.append(call_id)
     return result
 
 

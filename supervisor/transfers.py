@@ -144,6 +144,12 @@ class Transfers:
             self.pairs[call_id] = Pair(call_id, destination_id, self.ids.bridge(call_id))
             log.info("adopting a transferred call", extra={"call_id": call_id})
 
+    def gone(self, call_id: str) -> None:
+        """Reconciliation found a side of a watched pair missing (it left unseen)."""
+        pair = self.pairs.get(call_id)
+        if pair is not None:
+            self._pair_over(pair, "one side left while the events link was down")
+
     def _pair_over(self, pair: Pair, why: str) -> None:
         if pair.ending:
             return

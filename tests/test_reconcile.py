@@ -147,3 +147,55 @@ def test_a_caller_a_dead_run_was_sending_to_a_fallback_is_sent_on_never_hung_up(
     result = plan(waiting, live=set(), older=set(), busy=set(), ids=OURS, app="openai-app")
     assert result.send_on == [("fb1", DialplanTarget("from-internal", "vm", 2))]
     assert removed(result) == {"busy1"} and result.adopt == []
+
+
+def _pair(call_id: str, *, caller_there: bool = True, destination_there: bool = True) -> dict:
+    """A transferred call as Asterisk lists it: the caller and the transfer's Local channel
+    (both halves) in the call's bridge, out of our Stasis app's view as a new caller."""
+    destination = OURS.transfer_channel(call_id, 1)
+    members = [m for m, there in ((call_id, caller_there), (destination, destination_there)) if there]
+    channels = [
+        {"id": m, "name": f"X/{m}", "dialplan": {"app_name": "Stasis", "app_data": "openai-app"}}
+        for m in members
+    ]
+    if destination_there:
+        channels.append({"id": destination + ";2", "name": "Local/200@ctx-1;2", "dialplan": {}})
+    return {"channels": channels, "bridges": [{"id": OURS.bridge(call_id), "channels": members}]}
+
+
+def test_a_transferred_call_still_talking_is_adopted_and_nothing_of_it_removed():
+    result = plan(_pair("t1"), live=set(), older=set(), busy=set(), ids=OURS, app="openai-app")
+    assert result.transferred == {"t1": OURS.transfer_channel("t1", 1)}
+    assert result.remove == [] and result.adopt == []
+
+
+def test_a_transferred_call_whose_caller_left_is_removed_with_its_destination():
+    result = plan(
+        _pair("t1", caller_there=False), live=set(), older=set(), busy=set(), ids=OURS, app="openai-app"
+    )
+    assert result.transferred == {}
+    assert removed(result) == {OURS.bridge("t1"), OURS.transfer_channel("t1", 1)}
+
+
+def test_a_transfer_attempt_of_a_live_call_is_left_alone_and_one_of_a_dead_run_removed():
+    ringing = {"id": OURS.transfer_channel("t2", 3), "name": "Local/200@ctx-2;1", "dialplan": {}}
+    half = {"id": OURS.transfer_channel("t2", 3) + ";2", "name": "Local/200@ctx-2;2", "dialplan": {}}
+    found = {"channels": [ringing, half], "bridges": []}
+    live = plan(found, live={"t2"}, older={"t2"}, busy=set(), ids=OURS, app="openai-app")
+    assert live.remove == [] and live.gone == ["t2"]  # (its caller is not in this listing)
+    dead = plan(found, live=set(), older=set(), busy=set(), ids=OURS, app="openai-app")
+    assert removed(dead) == {ringing["id"]}  # the ;2 half goes with it
+
+
+def test_a_watched_pair_missing_a_side_is_over_but_one_watched_after_the_listing_is_not():
+    watched = {"t1": OURS.transfer_channel("t1", 1), "t3": OURS.transfer_channel("t3", 1)}
+    gone_caller = _pair("t1", caller_there=False)
+    result = plan(
+        gone_caller, set(), set(), set(), OURS, "openai-app", watched=watched, watched_older={"t1", "t3"}
+    )
+    assert result.pairs_gone == ["t1", "t3"]  # t3 is not in the listing at all
+    assert result.remove == []  # the pair's own teardown removes it, not reconciliation
+    fresh = plan(gone_caller, set(), set(), set(), OURS, "openai-app", watched=watched, watched_older=set())
+    assert fresh.pairs_gone == []
+    whole = plan(_pair("t1"), set(), set(), set(), OURS, "openai-app", watched=watched, watched_older={"t1"})
+    assert whole.pairs_gone == [] and whole.transferred == {}

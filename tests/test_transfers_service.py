@@ -29,7 +29,7 @@ AGENTS = """
 CALLER = [{"say": 800}, {"silence": 9000}, {"hangup": True}]
 
 
-def _setup(asterisk, realtime, tmp_path, tool: str, arguments: dict, behaviour: str = "answer"):
+def _setup(asterisk, realtime, tmp_path, tool: str, arguments: dict, behaviour: str = "answer", after=0.3):
     realtime.reset()
     requests.get(
         f"{realtime.base}/sim/tool-calls",
@@ -38,7 +38,7 @@ def _setup(asterisk, realtime, tmp_path, tool: str, arguments: dict, behaviour: 
     ).raise_for_status()
     requests.post(
         f"{asterisk.base}/sim/destination",
-        params={"endpoint": "Local/200@from-internal", "behaviour": behaviour, "after": 0.3, "hz": 600},
+        params={"endpoint": "Local/200@from-internal", "behaviour": behaviour, "after": after, "hz": 600},
         timeout=5,
     ).raise_for_status()
     path = tmp_path / "agents.toml"
@@ -128,4 +128,18 @@ def test_when_realtime_refuses_the_caller_goes_to_the_fallback_instead_of_the_pr
     assert record["playbacks"] == []  # no failure prompt
     assert record["hangup"] is None  # never hung up: the dialplan has the caller now
     asterisk.hangup(call)
+    svc.wait(lambda: not asterisk.state()["channels"] and not asterisk.state()["bridges"], timeout=10)
+
+
+def test_a_call_limit_reached_while_the_destination_rings_lets_the_transfer_finish(
+    service, asterisk, realtime, tmp_path
+):
+    """MAX_CALL_SECONDS passes while the line rings: an answered destination is still
+    bridged (the attempt is bounded by its own timeout), instead of a goodbye cutting it."""
+    agents = _setup(asterisk, realtime, tmp_path, "transfer_call", {"destination": "reception"}, after=4.0)
+    svc = service(AGENTS_FILE=agents, MAX_CALL_SECONDS="3")
+    call = asterisk.place_call(CALLER)
+    svc.wait(lambda: "call summary" in svc.log(), timeout=30)
+    assert "end=transferred" in svc.log(), svc.log()[-2000:]
+    svc.wait(lambda: asterisk.call(call, packets=False)["hangup"] is not None, timeout=20)
     svc.wait(lambda: not asterisk.state()["channels"] and not asterisk.state()["bridges"], timeout=10)
