@@ -303,8 +303,8 @@ def calls_show(
         typer.echo(
             f"  audio     frames in {call['frames_in']} out {call['frames_out']}, underruns {call['underruns']}, barge-ins {call['barge_ins']}"
         )
+        timeline = []  # the turns, with what the agent did (tool calls, transfers) between them
         for turn in call["turns"]:
-            at = f"{turn['offset_ms'] / 1000:7.1f}s"
             text = turn["text"]
             if turn["interrupted"]:
                 text += (
@@ -312,7 +312,25 @@ def calls_show(
                     if turn["heard"] is not None
                     else "  [interrupted]"
                 )
-            typer.echo(f"  {at} {turn['side']:<6} {text}")
+            timeline.append((turn["offset_ms"], turn["side"], text))
+        for event in call.get("events") or []:
+            if event["kind"] in ACTION_EVENTS:
+                timeline.append((event["offset_ms"], "event", _event_text(event)))
+        for offset_ms, side, text in sorted(timeline, key=lambda item: item[0]):
+            typer.echo(f"  {offset_ms / 1000:7.1f}s {side:<6} {text}")
+
+
+ACTION_EVENTS = ("tool_call", "transfer_dialled", "transfer_failed", "transferred", "fallback")
+
+
+def _event_text(event: dict) -> str:
+    """One event of `calls show`'s timeline, e.g. `transfer_failed reception: the line is busy`."""
+    detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+    if event["kind"] == "tool_call":
+        return f"tool {detail.get('name', '?')}({detail.get('arguments', '')}) -> {json.dumps(detail.get('result'))}"
+    where = detail.get("destination") or detail.get("to") or ""
+    why = detail.get("why") or detail.get("outcome") or ""
+    return " ".join(part for part in (event["kind"], f"{where}:" if why else where, why) if part)
 
 
 @calls_app.command("export")

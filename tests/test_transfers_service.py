@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -46,6 +48,17 @@ def _setup(asterisk, realtime, tmp_path, tool: str, arguments: dict, behaviour: 
     return str(path)
 
 
+def _show(svc, call_id: str) -> subprocess.CompletedProcess:
+    """`callbridge calls show` with the service's environment (the records' database)."""
+    return subprocess.run(
+        [sys.executable, "-m", "callbridge.cli", "calls", "show", call_id],
+        env=svc.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def _events(tmp_path, call_id: str) -> list[str]:
     try:
         with sqlite3.connect(tmp_path / "state" / "callbridge.db") as db:
@@ -81,6 +94,9 @@ def test_an_answered_transfer_bridges_the_caller_and_the_pair_is_removed_when_it
         "transfer_dialled",
         "transferred",
     ]
+    shown = _show(svc, call)
+    assert shown.returncode == 0, shown.stderr
+    assert "event  tool transfer_call" in shown.stdout and "transferred reception: answered" in shown.stdout
 
 
 def test_a_busy_destination_leaves_the_caller_with_the_agent_which_is_told(
@@ -101,6 +117,7 @@ def test_a_busy_destination_leaves_the_caller_with_the_agent_which_is_told(
     ]
     assert told
     assert "transfer_failed" in svc.wait(lambda: _events(tmp_path, call), timeout=20)
+    assert "transfer_failed reception: the line is busy" in _show(svc, call).stdout
     svc.wait(lambda: not asterisk.state()["channels"] and not asterisk.state()["bridges"], timeout=10)
 
 

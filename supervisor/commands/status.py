@@ -49,6 +49,7 @@ COLUMNS = [
     ("FILL", "downlink_fill", 7),
     ("UNDER", "underruns", 5),
     ("BARGE", "barge_ins", 5),
+    ("TRANSFER", "transfer", 12),
     ("HEALTH", "health", 10),
 ]
 
