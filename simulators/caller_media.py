@@ -245,10 +245,13 @@ class MediaEngine:
                 if leg.hangup_frame is not None and leg.frames_sent >= leg.hangup_frame:
                     hangups.append(leg)
                     continue
+                remote = leg.remote  # read once: a bridge change may unset it meanwhile
+                if remote is None:
+                    continue
                 packet = leg.next_packet()
                 now = time.monotonic()
                 try:
-                    leg.sock.sendto(packet, leg.remote)
+                    leg.sock.sendto(packet, remote)
                 except OSError:
                     continue
                 if leg.media_started is None:
