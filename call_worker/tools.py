@@ -131,7 +131,7 @@ class ToolBox:
         try:
             arguments = json.loads(call.arguments[:MAX_ARGUMENTS])
             name = arguments.get("destination") if isinstance(arguments, dict) else None
-        except ValueError:
+        except (ValueError, RecursionError):  # the model's text: anything, nested without end
             name = None
         destination = self.agent.transfers.get(name) if isinstance(name, str) else None
         if destination is None:

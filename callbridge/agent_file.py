@@ -148,6 +148,8 @@ def load_agents_file(path: str | Path, env_fallback: DialplanTarget | None = Non
         raise AgentFileError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise AgentFileError([f"{path}:{_syntax(exc)}"]) from None
+    except RecursionError:
+        raise AgentFileError([f"{path}: nested too deeply to read (TOML syntax)"]) from None
     return read_agents(data, path, env_fallback)
 
 

@@ -67,7 +67,7 @@ class InstanceIds:
             return None
         attempt, dot, call_id = channel_id[len(self._transfer) :].partition(".")
         call_id = call_id.removesuffix(";2")
-        if not dot or not attempt.isdigit() or not call_id:
+        if not dot or not (attempt.isascii() and attempt.isdigit()) or not call_id:
             return None
         return call_id, int(attempt)
 

@@ -257,7 +257,7 @@ class CallSpool:
             return
         try:
             for event in events:
-                self._write({"kind": "event", **event})
+                self._write({"kind": "event", "event": event})  # its own "kind" stays inside
         except OSError as exc:
             self._off(exc)
 
@@ -367,7 +367,8 @@ def read_journal(path: Path) -> tuple[dict | None, list[dict], dict]:
                 turns.append(item)
             elif kind == "event":  # kept under the header until complete_crashed places them
                 header = header or {}
-                header.setdefault("journaled_events", []).append(item)
+                if isinstance(item.get("event"), dict):
+                    header.setdefault("journaled_events", []).append(item["event"])
     return header, turns, usage
 
 

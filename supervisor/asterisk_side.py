@@ -180,10 +180,15 @@ class AsteriskSide:
         if started is None:  # what is left is found by the next reconciliation
             self.reconciliation.after_connect()
 
-    def _turn_away(self, channel_id: str, why: str, fallback=None) -> None:
+    def _turn_away(self, channel_id: str, why: str, fallback=None, busy: bool = True) -> None:
         """To the fallback (a DialplanTarget) when there is one, else the busy prompt and the
-        hang-up: a helper's work (supervisor/turn_away.py)."""
-        self.calls_busy += 1
+        hang-up: a helper's work (supervisor/turn_away.py). `busy`: for want of capacity
+        (counted, and alerted on, as turned away busy); else routing (no agent for the number
+        or the hour, a budget spent), counted apart."""
+        if busy:
+            self.calls_busy += 1
+        else:
+            self.calls_routed_away += 1
         if fallback is not None:
             self.calls_to_fallback += 1
         how = f"to the fallback {fallback}" if fallback is not None else "busy prompt, then hang-up"
@@ -199,14 +204,17 @@ class AsteriskSide:
             self.busy.add(channel_id)
             self.turn_away_pending.pop(channel_id, None)
         else:  # tried again on the tick: the caller must not be left in Stasis
-            self.turn_away_pending[channel_id] = (why, fallback)
+            self.turn_away_pending[channel_id] = (why, fallback, busy)
 
     def _turned_away(self, channel_id: str) -> None:
         self.busy.discard(channel_id)
         self.recent[channel_id] = time.monotonic()
 
-    def _turn_away_again(self, channel_id: str, why: str, fallback=None) -> None:
-        self.calls_busy -= 1  # counted once, when it was first turned away
+    def _turn_away_again(self, channel_id: str, why: str, fallback=None, busy: bool = True) -> None:
+        if busy:  # counted once, when it was first turned away
+            self.calls_busy -= 1
+        else:
+            self.calls_routed_away -= 1
         if fallback is not None:
             self.calls_to_fallback -= 1
-        self._turn_away(channel_id, why, fallback)
+        self._turn_away(channel_id, why, fallback, busy)

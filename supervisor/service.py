@@ -96,7 +96,8 @@ class Supervisor(AsteriskSide, AgentsSide):
         self.started = time.monotonic()
         self.started_wall = time.time()
         self.calls_taken = self.calls_failed = self.calls_busy = 0
-        self.calls_to_fallback = 0  # of calls_busy, those sent to a fallback instead of the prompt
+        self.calls_to_fallback = 0  # of those turned away, the ones sent to a fallback, not the prompt
+        self.calls_routed_away = 0  # no agent for the number or the hour, a budget spent: not busy
         self.stopping = Stopping(settings.drain_timeout_seconds)
         self.ready = False
         self.control: ControlServer | None = None
@@ -140,6 +141,7 @@ class Supervisor(AsteriskSide, AgentsSide):
             "calls_failed": self.calls_failed,
             "calls_rejected_busy": self.calls_busy,
             "calls_to_fallback": self.calls_to_fallback,
+            "calls_routed_away": self.calls_routed_away,
             "max_concurrent_calls": self.settings.max_concurrent_calls,
             "ari_last_error": self.events.last_error,
             "helpers": len(self.helpers.by_pid),
@@ -311,10 +313,14 @@ class Supervisor(AsteriskSide, AgentsSide):
             self._turn_away(channel_id, why, choice.fallback)
             return
         if agent is None:
-            self._turn_away(channel_id, f"no agent for {dialled or '?'} ({choice.how})", choice.fallback)
+            self._turn_away(
+                channel_id, f"no agent for {dialled or '?'} ({choice.how})", choice.fallback, busy=False
+            )
             return
         if self.budgets.over(agent.name, agent.daily_budget, now_wall):
-            self._turn_away(channel_id, f"agent {agent.name} is over its daily budget", choice.fallback)
+            self._turn_away(
+                channel_id, f"agent {agent.name} is over its daily budget", choice.fallback, busy=False
+            )
             return
         # Masked here, once (RECORDS_MASK_CALLERS): the entry, its log lines, status, the
         # worker and its record never hold the full number, only it and its keyed hash.
@@ -482,8 +488,8 @@ class Supervisor(AsteriskSide, AgentsSide):
         connected = self.events.state is LinkState.CONNECTED
         self._guarded(self.alerting.tick, now, connected, self.model_shutdown_dates, self.calls_busy)
         self.helpers.kill(("reconcile",), older_than=RECONCILE_LIMIT)
-        for channel_id, (why, fallback) in list(self.turn_away_pending.items()):
-            self._guarded(self._turn_away_again, channel_id, why, fallback)
+        for channel_id, (why, fallback, busy) in list(self.turn_away_pending.items()):
+            self._guarded(self._turn_away_again, channel_id, why, fallback, busy)
         for entry in self.live_calls():
             self._guarded(self._watch_call, entry, now)
         if self.calls and self.stopping.drain_expired(now):

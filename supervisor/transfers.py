@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from callbridge.ids import InstanceIds
 from callbridge.teardown import Target
-from shm_ring import EndReason, Slot, TransferNews
+from shm_ring import Slot, TransferNews
 from supervisor.calls import signal_end
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class Transfers:
         """The worker is gone: watch the pair it left, if it transferred the caller."""
         self.news.pop(entry.call_id, None)
         gone = self.left.pop(entry.call_id, set())
-        if counters.get("end_reason") != EndReason.TRANSFERRED or counters.get("transfer_state") != BRIDGED:
+        if counters.get("transfer_state") != BRIDGED:  # (even when the worker died after the hand-over)
             return
         destination = self.ids.transfer_channel(entry.call_id, counters.get("transfer_attempt", 0))
         pair = Pair(entry.call_id, destination, self.ids.bridge(entry.call_id))
