@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import requests
 from analysis import session_events
 from conftest import PORTS
@@ -96,40 +97,27 @@ def test_a_transfer_reaches_the_destination_after_our_media_channel_is_gone(
     # (the fixture checks no channel or bridge is left).
 
 
-def test_a_busy_destination_keeps_the_caller_with_the_agent(
-    bridge, real_asterisk, realtime, voices, tmp_path
+@pytest.mark.parametrize(
+    ("destination", "hold_ms", "told"),
+    [("busy-line", 16000, "busy"), ("nobody", 22000, "nobody answered")],
+    ids=["busy", "never-answers"],
+)
+def test_a_destination_that_is_busy_or_never_answers_keeps_the_caller_with_the_agent(
+    bridge, real_asterisk, realtime, voices, tmp_path, destination, hold_ms, told
 ):
     realtime.reset()
-    _script(realtime, "transfer_call", {"destination": "busy-line"})
+    _script(realtime, "transfer_call", {"destination": destination})
     service = bridge.start(AGENTS_FILE=_agents(tmp_path))
-    code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=16000, timeout=90)
+    code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=hold_ms, timeout=90)
     assert code == 0, output[-2000:]
     _ended(service, "caller_hangup")
     session = realtime.sessions()[-1]
-    told = [
+    said = [
         e
         for _, e in session_events(session, "in", "response.create")
-        if "busy" in str((e.get("response") or {}).get("instructions", ""))
+        if told in str((e.get("response") or {}).get("instructions", ""))
     ]
-    assert told, "the agent was told the line is busy"
-
-
-def test_a_destination_that_never_answers_keeps_the_caller_with_the_agent(
-    bridge, real_asterisk, realtime, voices, tmp_path
-):
-    realtime.reset()
-    _script(realtime, "transfer_call", {"destination": "nobody"})
-    service = bridge.start(AGENTS_FILE=_agents(tmp_path))
-    code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=22000, timeout=90)
-    assert code == 0, output[-2000:]
-    _ended(service, "caller_hangup")
-    session = realtime.sessions()[-1]
-    told = [
-        e
-        for _, e in session_events(session, "in", "response.create")
-        if "nobody answered" in str((e.get("response") or {}).get("instructions", ""))
-    ]
-    assert told, "the agent was told nobody answered"
+    assert said, f"the agent was told: {told}"
 
 
 def test_end_call_hangs_up_after_the_goodbye_s_last_frame(bridge, real_asterisk, realtime, voices, tmp_path):
