@@ -22,7 +22,7 @@ from harness import REPO, RealtimeSim, started
 from prometheus_client.parser import text_string_to_metric_families
 from testenv import free_port
 
-from callbridge import config as cfg
+from callbridge.config_parsers import optional_listen
 from callbridge.netaddr import ListenAddress
 from metrics.collector import drain_families, families
 from records.prices import PriceTable
@@ -114,12 +114,12 @@ def test_the_error_code_slots_are_the_codes_the_worker_acts_on():
 
 
 def test_metrics_listen_parses_and_refuses_what_it_should():
-    assert cfg._optional_listen("") is None
-    assert cfg._optional_listen("127.0.0.1:9464") == ListenAddress("127.0.0.1", 9464)
-    assert str(cfg._optional_listen("[::1]:9464")) == "[::1]:9464"
+    assert optional_listen("") is None
+    assert optional_listen("127.0.0.1:9464") == ListenAddress("127.0.0.1", 9464)
+    assert str(optional_listen("[::1]:9464")) == "[::1]:9464"
     for bad in ("9464", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "host:port", "http://x:1"):
         with pytest.raises(ValueError, match="HOST:PORT"):
-            cfg._optional_listen(bad)
+            optional_listen(bad)
 
 
 def test_the_families_render_as_prometheus_text():

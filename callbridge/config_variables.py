@@ -1,0 +1,295 @@
+"""Every variable callbridge reads, declared once: `VARIABLES`, each one's name, parser,
+default, help line and group, in the order `callbridge config` shows them and
+`Settings` (callbridge/config.py) has its fields.
+
+`.env.example` and the README's configuration table list the same variables (tests keep
+them in step). The table is apart from `Settings` and from reading the environment
+(callbridge/config.py) because it is what grows with each new setting; its parsers are in
+callbridge/config_parsers.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from alerts.email import Email
+from alerts.webhook import Webhook
+from callbridge import config_parsers as parse
+from records.prices import PriceTable
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One setting. `default` None: it must be set. `secret`: `callbridge config` shows it
+    masked, and `check` masks its text in a parser's problem too."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: str | None  # None: the variable is required
+    help: str
+    group: str
+    secret: bool = False
+
+    @property
+    def field(self) -> str:
+        return self.name.lower()
+
+
+DEFAULT_INSTRUCTIONS = (
+    "You are a friendly, concise phone assistant. Speak naturally, in short sentences, "
+    "in the caller's language. If you do not know something, say so."
+)
+DEFAULT_GREETING = "Greet the caller briefly and ask how you can help."
+
+# The groups the variables fall in: the sections of .env.example.
+_ASTERISK, _OPENAI, _AUDIO, _CALLS, _OPS = "Asterisk", "OpenAI Realtime", "Audio", "Calls", "Operation"
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("ASTERISK_HOST", parse.host, "localhost", "Asterisk host (ARI)", _ASTERISK),
+    Variable("ASTERISK_PORT", parse.integer(1, 65535), "8088", "ARI HTTP port (http.conf)", _ASTERISK),
+    Variable("ASTERISK_USERNAME", parse.required_text, None, "ARI user (ari.conf)", _ASTERISK),
+    Variable("ASTERISK_PASSWORD", parse.secret, None, "ARI password", _ASTERISK, secret=True),
+    Variable("ASTERISK_TLS", parse.boolean, "false", "use https/wss for ARI", _ASTERISK),
+    Variable("ARI_APP_NAME", parse.required_text, "openai-app", "Stasis() app name", _ASTERISK),
+    Variable(
+        "INSTANCE_ID",
+        parse.instance_id,
+        "",
+        "names what this instance owns (ARI ids, segments); empty: from ARI_APP_NAME",
+        _ASTERISK,
+    ),
+    Variable("OPENAI_API_KEY", parse.secret, None, "OpenAI API key", _OPENAI, secret=True),
+    # Defaults are dated: OpenAI retires models (its "Deprecations" page). gpt-realtime shuts
+    # down on 2027-01-20; "GPT-Realtime-2.1" (models page) is its replacement. `callbridge
+    # check` and the service read each model's shutdown_date (callbridge/model_lifecycle.py).
+    Variable("OPENAI_REALTIME_MODEL", parse.required_text, "gpt-realtime-2.1", "Realtime model", _OPENAI),
+    Variable(
+        "OPENAI_REALTIME_URL",
+        parse.required_text,
+        "wss://api.openai.com/v1/realtime",
+        "Realtime WebSocket base URL",
+        _OPENAI,
+    ),
+    Variable("OPENAI_API_SHAPE", parse.choice("ga", "beta"), "ga", "ga, or beta (legacy)", _OPENAI),
+    Variable("OPENAI_VOICE", parse.required_text, "marin", "agent voice", _OPENAI),
+    Variable("OPENAI_INSTRUCTIONS", parse.text, DEFAULT_INSTRUCTIONS, "system prompt", _OPENAI),
+    Variable(
+        "OPENAI_INSTRUCTIONS_FILE",
+        parse.optional_readable_file,
+        "",
+        "file whose text replaces OPENAI_INSTRUCTIONS",
+        _OPENAI,
+    ),
+    Variable("OPENAI_GREETING", parse.text, DEFAULT_GREETING, "greeting prompt; empty: none", _OPENAI),
+    Variable(
+        "OPENAI_LANGUAGE",
+        parse.language,
+        "",
+        "the caller's language (es, pt-BR): transcription hint and a line in the instructions; empty: any",
+        _OPENAI,
+    ),
+    Variable(
+        "OPENAI_TRANSCRIPTION_MODEL",
+        parse.text,
+        # gpt-4o-mini-transcribe shuts down on 2027-02-26; gpt-transcribe is the replacement
+        # the "Deprecations" page names, and "Migrate from Whisper to GPT-Transcribe and
+        # GPT-Live-Transcribe" (OpenAI cookbook) gives it for committed Realtime turns.
+        "gpt-transcribe",
+        "caller transcription model; empty: off",
+        _OPENAI,
+    ),
+    Variable("OPENAI_VAD_THRESHOLD", parse.number(0.0, 1.0), "0.5", "server VAD threshold", _OPENAI),
+    Variable("OPENAI_VAD_SILENCE_MS", parse.integer(100, 5000), "500", "silence ending a turn", _OPENAI),
+    Variable("OPENAI_VAD_PREFIX_MS", parse.integer(0, 2000), "300", "audio kept before speech", _OPENAI),
+    Variable("LOCAL_IP_ADDRESS", parse.optional_ip, "", "RTP bind address; empty: auto", _AUDIO),
+    Variable("RTP_PORT_RANGE", parse.port_range, "10000-20000", "UDP ports for RTP", _AUDIO),
+    Variable("AUDIO_FORMAT", parse.choice("ulaw", "alaw"), "ulaw", "G.711 law on both legs", _AUDIO),
+    Variable("MAX_CALL_SECONDS", parse.integer(0, 86400), "900", "call time limit; 0: none", _CALLS),
+    Variable("IDLE_TIMEOUT_SECONDS", parse.integer(0, 3600), "60", "silence limit; 0: none", _CALLS),
+    Variable(
+        "FAILURE_PROMPT",
+        parse.required_text,
+        "sound:an-error-has-occurred",
+        "what the caller hears when the agent is unavailable",
+        _CALLS,
+    ),
+    Variable(
+        "BUSY_PROMPT",
+        parse.required_text,
+        "sound:all-circuits-busy-now",
+        "what callers over MAX_CONCURRENT_CALLS hear",
+        _CALLS,
+    ),
+    Variable(
+        "AGENTS_FILE",
+        parse.optional_readable_file,
+        "",
+        "agents per number, hours, transfers, fallbacks (TOML, docs/agents.md); empty: one agent from these settings",
+        _CALLS,
+    ),
+    Variable(
+        "FALLBACK_DESTINATION",
+        parse.optional_target,
+        "",
+        "CONTEXT,EXTENSION[,PRIORITY] callers go to when no call can be taken; empty: BUSY_PROMPT and hang-up",
+        _CALLS,
+    ),
+    Variable("MAX_CONCURRENT_CALLS", parse.integer(1, 2000), "20", "calls at once", _CALLS),
+    Variable("DRAIN_TIMEOUT_SECONDS", parse.integer(0, 3600), "30", "stop: wait for calls", _CALLS),
+    Variable(
+        "CONTROL_SOCKET_PATH",
+        parse.required_text,
+        "/run/callbridge/control.sock",
+        "Unix socket for the CLI",
+        _OPS,
+    ),
+    Variable(
+        "SHM_PREFIX",
+        parse.text,
+        "",
+        "name prefix of shared-memory segments; empty: callbridge-INSTANCE_ID",
+        _OPS,
+    ),
+    Variable("CALL_RECORDS_DIR", parse.text, "", "JSON record per call; empty: off", _OPS),
+    Variable("STATE_DIR", parse.required_text, "/var/lib/callbridge", "the service's own files", _OPS),
+    Variable(
+        "DATABASE_URL",
+        parse.optional_database_url,
+        "",
+        "call history database; empty: SQLite file STATE_DIR/callbridge.db",
+        _OPS,
+        secret=True,
+    ),
+    Variable(
+        "RECORDS_TRANSCRIPTS", parse.boolean, "true", "keep what was said; false: turns without text", _OPS
+    ),
+    Variable(
+        "RECORDS_MASK_CALLERS",
+        parse.boolean,
+        "false",
+        "store, log and show caller numbers masked (needs RECORDS_HASH_KEY)",
+        _OPS,
+    ),
+    Variable(
+        "RECORDS_MASK_KEEP_DIGITS", parse.integer(0, 8), "3", "digits of a masked number left visible", _OPS
+    ),
+    Variable(
+        "RECORDS_HASH_KEY",
+        parse.optional_secret,
+        "",
+        "key of the caller number's hash, so a full number finds masked calls",
+        _OPS,
+        secret=True,
+    ),
+    Variable(
+        "RECORDS_RETENTION_DAYS",
+        parse.integer(0, 36500),
+        "0",
+        "delete calls older than this; 0: keep all",
+        _OPS,
+    ),
+    Variable(
+        "RECORDS_PRICES",
+        PriceTable.parse,
+        "",
+        'cost estimate: JSON {"MODEL": {"input_audio": PRICE, ...}} per 1M tokens'
+        ' ({"transcription_minute": PRICE} per minute for a transcription model), over the defaults',
+        _OPS,
+    ),
+    Variable("RECORDS_CURRENCY", parse.text, "USD", "the currency of RECORDS_PRICES", _OPS),
+    Variable(
+        "RECORDS_TIMEZONE",
+        parse.timezone,
+        "",
+        "timezone of the CLI's dates (Europe/Madrid); empty: the machine's",
+        _OPS,
+    ),
+    Variable(
+        "RECORDS_SPOOL_DIR",
+        parse.text,
+        "",
+        "records on their way to the database; empty: STATE_DIR/spool/INSTANCE",
+        _OPS,
+    ),
+    Variable(
+        "METRICS_LISTEN",
+        parse.optional_listen,
+        "127.0.0.1:9464",
+        "HOST:PORT of the Prometheus /metrics page (no login); empty: off",
+        _OPS,
+    ),
+    Variable(
+        "ALERT_WEBHOOKS",
+        Webhook.parse_list,
+        "",
+        "built-in alerts: comma-separated [slack:|json:]URL; empty: none",
+        _OPS,
+        secret=True,
+    ),
+    Variable(
+        "ALERT_SMTP_URL",
+        Email.check_url,
+        "",
+        "alert e-mail server: smtp://USER:PASSWORD@HOST:587 (STARTTLS), smtps://...:465; empty: none",
+        _OPS,
+        secret=True,
+    ),
+    Variable("ALERT_EMAIL_FROM", parse.text, "", "sender of alert e-mail; empty: callbridge@HOST", _OPS),
+    Variable("ALERT_EMAIL_TO", parse.text, "", "comma-separated recipients of alert e-mail", _OPS),
+    Variable(
+        "ALERT_SMTP_CA_FILE",
+        parse.optional_readable_file,
+        "",
+        "CA certificates the SMTP server's is checked against; empty: the system's",
+        _OPS,
+    ),
+    # When a built-in alert condition holds (alerts/watch.py::Thresholds); read once at start.
+    Variable("ALERT_ARI_DOWN_SECONDS", parse.integer(0, 86400), "30", "alert: ARI down this long", _OPS),
+    Variable("ALERT_CRASHES", parse.integer(1, 10000), "3", "alert: this many worker crashes ...", _OPS),
+    Variable(
+        "ALERT_CRASH_WINDOW_SECONDS", parse.integer(1, 86400), "600", "... within this many seconds", _OPS
+    ),
+    Variable(
+        "ALERT_FAILED_RATIO",
+        parse.number(0.0, 1.0),
+        "0.2",
+        "alert: failed calls over all calls above this fraction (0-1) ...",
+        _OPS,
+    ),
+    Variable(
+        "ALERT_FAILED_MIN_CALLS", parse.integer(1, 100000), "5", "... of at least this many calls ...", _OPS
+    ),
+    Variable(
+        "ALERT_FAILED_WINDOW_SECONDS",
+        parse.integer(1, 86400),
+        "900",
+        "... within this many seconds; also how long a Realtime refusal is remembered",
+        _OPS,
+    ),
+    Variable(
+        "ALERT_BUSY_WINDOW_SECONDS",
+        parse.integer(1, 86400),
+        "300",
+        "alert: callers turned away this recently",
+        _OPS,
+    ),
+    Variable(
+        "ALERT_SHUTDOWN_DAYS",
+        parse.integer(0, 3650),
+        "30",
+        "alert: a model shuts down within this many days",
+        _OPS,
+    ),
+    Variable(
+        "ALERT_REPEAT_SECONDS",
+        parse.integer(0, 604800),
+        "900",
+        "least time between two firing alerts of one condition",
+        _OPS,
+    ),
+    Variable("LOG_FILE_PATH", parse.text, "", "log file; empty: stderr only", _OPS),
+    Variable("LOG_LEVEL", parse.choice("debug", "info", "warning", "error"), "info", "log level", _OPS),
+    Variable("LOG_FORMAT", parse.choice("text", "json"), "text", "text or JSON lines", _OPS),
+)
