@@ -3,7 +3,7 @@
 These need only the call history's settings (STATE_DIR, DATABASE_URL, INSTANCE_ID,
 ARI_APP_NAME), so they work where the rest of the configuration is not readable or not
 complete. Times are shown, and read from --since/--until, in RECORDS_TIMEZONE (empty: this
-machine's timezone).
+machine's timezone). How one call reads in `calls show` is callbridge/call_view.py.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from callbridge import config as cfg
+from callbridge.call_view import call_lines, local_time
 
 NEEDED = (
     "ARI_APP_NAME",
@@ -152,12 +153,6 @@ def _filter(where: Where, since, until, caller, number, end_reason, all_instance
     )
 
 
-def _local(value: datetime | None, zone: tzinfo | None) -> str:
-    if value is None:
-        return ""
-    return value.replace(tzinfo=UTC).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _jsonable(value):
     return value.replace(tzinfo=UTC).isoformat() if isinstance(value, datetime) else value
 
@@ -252,7 +247,7 @@ def calls_list(
     for row in rows:
         mark = "" if row["complete"] else " (rebuilt after a crash)"
         typer.echo(
-            f"{_local(row['started_at'], where.zone):<19}  {row['call_id'][:24]:<24} {row['caller'][:16]:<16} "
+            f"{local_time(row['started_at'], where.zone):<19}  {row['call_id'][:24]:<24} {row['caller'][:16]:<16} "
             f"{row['dialled'][:10]:<10} {row['duration_s']:>7.1f}  {row['end_reason']}{mark}"
         )
 
@@ -268,7 +263,6 @@ def calls_show(
     from records.queries import find_calls
 
     where = Where(env_file)
-    zone = where.zone
     found = find_calls(where.engine(read_only=True), call_id, instance)
     if not found:
         raise _fail(f"no call {call_id!r} in the call history")
@@ -276,61 +270,8 @@ def calls_show(
         typer.echo(json.dumps([_as_json(call) for call in found], indent=1, ensure_ascii=False))
         return
     for call in found:
-        typer.echo(f"call {call['call_id']} (instance {call['instance']})")
-        for label, key in (
-            ("caller", "caller"),
-            ("dialled", "dialled"),
-            ("model", "model"),
-            ("end", "end_reason"),
-        ):
-            typer.echo(f"  {label:<9} {call[key]}")
-        typer.echo(
-            f"  started   {_local(call['started_at'], zone)}   answered {_local(call['answered_at'], zone)}"
-        )
-        typer.echo(
-            f"  ended     {_local(call['ended_at'], zone)}   {call['duration_s']:.1f} s, worker {call['worker_exit']}"
-        )
-        if not call["complete"]:
-            typer.echo("  (rebuilt from the journal after the worker died: turns up to the crash)")
-        if call["failure"]:
-            typer.echo(f"  failure   {call['failure']}")
-        tokens = ", ".join(f"{k.removesuffix('_tokens')} {call[k]}" for k in call if k.endswith("_tokens"))
-        typer.echo(f"  tokens    {tokens}")
-        if call["transcription_seconds"] or call["transcription_model"]:
-            typer.echo(f"  transcr.  {_transcription(call)}")
-        if call["cost_estimate"] is not None:
-            typer.echo(f"  cost      {call['cost_estimate']:.4f} {call['currency']}")
-        typer.echo(
-            f"  audio     frames in {call['frames_in']} out {call['frames_out']}, underruns {call['underruns']}, barge-ins {call['barge_ins']}"
-        )
-        timeline = []  # the turns, with what the agent did (tool calls, transfers) between them
-        for turn in call["turns"]:
-            text = turn["text"]
-            if turn["interrupted"]:
-                text += (
-                    f"  [interrupted; heard: {turn['heard']!r}]"
-                    if turn["heard"] is not None
-                    else "  [interrupted]"
-                )
-            timeline.append((turn["offset_ms"], turn["side"], text))
-        for event in call.get("events") or []:
-            if event["kind"] in ACTION_EVENTS:
-                timeline.append((event["offset_ms"], "event", _event_text(event)))
-        for offset_ms, side, text in sorted(timeline, key=lambda item: item[0]):
-            typer.echo(f"  {offset_ms / 1000:7.1f}s {side:<6} {text}")
-
-
-ACTION_EVENTS = ("tool_call", "transfer_dialled", "transfer_failed", "transferred", "fallback")
-
-
-def _event_text(event: dict) -> str:
-    """One event of `calls show`'s timeline, e.g. `transfer_failed reception: the line is busy`."""
-    detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
-    if event["kind"] == "tool_call":
-        return f"tool {detail.get('name', '?')}({detail.get('arguments', '')}) -> {json.dumps(detail.get('result'))}"
-    where = detail.get("destination") or detail.get("to") or ""
-    why = detail.get("why") or detail.get("outcome") or ""
-    return " ".join(part for part in (event["kind"], f"{where}:" if why else where, why) if part)
+        for line in call_lines(call, where.zone):
+            typer.echo(line)
 
 
 @calls_app.command("export")
@@ -405,19 +346,6 @@ def calls_import(
     typer.echo(f"imported {added} calls, {present} were there already, {bad} files skipped")
     if bad:
         raise typer.Exit(1)
-
-
-def _transcription(call: dict) -> str:
-    """The caller's transcription: minutes, model and their part of the cost."""
-    minutes = call["transcription_seconds"] / 60
-    model = f" ({call['transcription_model']})" if call["transcription_model"] else ""
-    if call["transcription_cost"] is not None:
-        price = f"{call['transcription_cost']:.4f} {call['currency']}, in the cost"
-    elif call["transcription_model"]:
-        price = "not priced (RECORDS_PRICES: transcription_minute)"
-    else:
-        price = "cost not known (stored before it was kept)"
-    return f"{minutes:.2f} min{model}: {price}"
 
 
 def usage_command(
