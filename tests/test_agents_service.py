@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from analysis import session_events
 from service import Service
-from testenv import TEST_PREFIX
+from testenv import TEST_PREFIX, ended
 
 from callbridge.config import EX_CONFIG
 
@@ -64,10 +64,6 @@ def sessions_by_instructions(realtime) -> dict[str, dict]:
         if updates:
             found[updates[0][1]["session"]["instructions"].split("\n")[0]] = session
     return found
-
-
-def ended(asterisk, call_id: str) -> bool:
-    return asterisk.call(call_id, packets=False)["hangup"] is not None
 
 
 def test_two_numbers_reach_two_agents_and_an_unclaimed_number_the_fallback(

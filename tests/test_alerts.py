@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from testenv import free_port
+from testenv import ended, free_port
 
 from alerts.conditions import Holding, Notice, Tracker
 from alerts.send import send_all
@@ -257,10 +257,6 @@ def _alerting(service, receiver, **settings: str):
     return svc
 
 
-def _ended(asterisk, call_id: str) -> bool:
-    return asterisk.call(call_id, packets=False)["hangup"] is not None
-
-
 GOOD_CALL = [{"say": 600}, {"silence": 1200}, {"hangup": True}]
 
 
@@ -333,7 +329,7 @@ def test_a_slow_receiver_changes_nothing_for_calls(service, asterisk, receiver):
     svc = service(ALERT_WEBHOOKS=f"json:{receiver.url('/slow')}")
     started = time.monotonic()
     call_id = asterisk.place_call([{"say": 600}, {"silence": 1500}, {"hangup": True}])
-    svc.wait(lambda: asterisk.call(call_id, packets=False)["hangup"] is not None, timeout=15)
+    svc.wait(lambda: ended(asterisk, call_id), timeout=15)
     assert time.monotonic() - started < 8.0  # the call did not wait for the receiver
     svc.wait(lambda: receiver.got, timeout=20)
     assert receiver.got[0][1]["key"] == "started"
@@ -394,11 +390,11 @@ def test_a_realtime_refusal_fires_and_resolves_when_a_later_call_opens_a_session
     try:
         refused = asterisk.place_call([{"say": 600}, {"silence": 8000}])
         svc.wait(lambda: _kinds(receiver, key) == ["firing"], timeout=20)
-        svc.wait(lambda: _ended(asterisk, refused), timeout=15)
+        svc.wait(lambda: ended(asterisk, refused), timeout=15)
         svc.wait(lambda: "end=realtime_failed" in svc.log())
         fine = asterisk.place_call(GOOD_CALL)
         svc.wait(lambda: _kinds(receiver, key) == ["firing", "resolved"], timeout=20)
-        assert _ended(asterisk, fine)
+        assert ended(asterisk, fine)
     finally:
         realtime.reset()
     assert {body["key"] for _, body in receiver.got} == {"started", key}  # nothing else, nothing twice
@@ -413,10 +409,10 @@ def test_the_failed_call_ratio_fires_and_resolves_when_good_calls_bring_it_down(
     try:
         refused = [asterisk.place_call([{"say": 600}, {"silence": 8000}]) for _ in range(2)]
         svc.wait(lambda: _kinds(receiver, "failed_calls") == ["firing"], timeout=20)
-        svc.wait(lambda: all(_ended(asterisk, c) for c in refused), timeout=15)
+        svc.wait(lambda: ended(asterisk, *refused), timeout=15)
         fine = [asterisk.place_call(GOOD_CALL) for _ in range(2)]
         svc.wait(lambda: _kinds(receiver, "failed_calls") == ["firing", "resolved"], timeout=20)
-        assert all(_ended(asterisk, c) for c in fine)
+        assert ended(asterisk, *fine)
     finally:
         realtime.reset()
     assert _kinds(receiver, "realtime_invalid_api_key") == ["firing", "resolved"]
@@ -431,7 +427,7 @@ def test_callers_turned_away_fire_and_resolve_when_the_window_passes(service, as
     turned_away = time.monotonic()
     svc.wait(lambda: _kinds(receiver, "callers_turned_away") == ["firing", "resolved"], timeout=10)
     assert time.monotonic() - turned_away >= 1.0  # not before the window passed
-    svc.wait(lambda: _ended(asterisk, kept) and _ended(asterisk, extra), timeout=15)
+    svc.wait(lambda: ended(asterisk, kept, extra), timeout=15)
     assert {body["key"] for _, body in receiver.got} == {"started", "callers_turned_away"}
 
 
@@ -454,7 +450,7 @@ def test_a_model_shutdown_fires_and_a_reload_resolves_it_without_touching_a_call
         svc.wait(lambda: _kinds(receiver, key) == ["firing", "resolved"], timeout=15)
         assert svc.call_row(call_id)["phase"] == "active"  # the reload left the call alone
         svc.wait(lambda: "end=caller_hangup" in svc.log(), timeout=15)  # as its caller chose
-        assert _ended(asterisk, call_id)
+        assert ended(asterisk, call_id)
         assert svc.log().count("reload (SIGHUP)") == 1
     finally:
         realtime.model_shutdown(model, "")

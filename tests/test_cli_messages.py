@@ -6,9 +6,9 @@ from __future__ import annotations
 import socket
 
 import pytest
+from testenv import no_configuration
 from typer.testing import CliRunner
 
-from callbridge import config as cfg
 from callbridge.cli import app
 
 HINT = "; use --socket PATH or CONTROL_SOCKET_PATH for another instance)"
@@ -16,10 +16,7 @@ HINT = "; use --socket PATH or CONTROL_SOCKET_PATH for another instance)"
 
 @pytest.fixture(autouse=True)
 def clean_configuration(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cfg, "SYSTEM_ENV_FILE", tmp_path / "absent.env")
-    for var in cfg.VARIABLES:
-        monkeypatch.delenv(var.name, raising=False)
+    no_configuration(monkeypatch, tmp_path)
 
 
 @pytest.mark.parametrize("argv", [["status"], ["hangup", "--all"]])

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from testenv import no_configuration
 from typer.testing import CliRunner
 
 from callbridge import config as cfg
@@ -24,10 +25,7 @@ BASE = {
 @pytest.fixture(autouse=True)
 def no_stray_env_file(tmp_path, monkeypatch):
     """Run each test in an empty directory so a developer's ./.env is never read."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cfg, "SYSTEM_ENV_FILE", tmp_path / "absent.env")
-    for var in cfg.VARIABLES:
-        monkeypatch.delenv(var.name, raising=False)
+    no_configuration(monkeypatch, tmp_path)
 
 
 def test_defaults_and_seed_names():

@@ -20,7 +20,7 @@ import requests
 from analysis import assert_paced, gaps_ms, loud
 from harness import REPO, RealtimeSim, started
 from prometheus_client.parser import text_string_to_metric_families
-from testenv import free_port
+from testenv import ended, free_port
 
 from callbridge.config_parsers import optional_listen
 from callbridge.netaddr import ListenAddress
@@ -222,10 +222,6 @@ def _metrics_helper(svc, name: str = "cb-metrics") -> psutil.Process | None:
     return None
 
 
-def _all_ended(asterisk, call_ids: list[str]) -> bool:
-    return all(asterisk.call(c, packets=False)["hangup"] is not None for c in call_ids)
-
-
 def test_a_scrape_counts_calls_by_reason_live_calls_and_a_crash(service, asterisk):
     svc, scraper = _metered(service)
     assert scraper.value("callbridge_calls_live") == 0
@@ -240,7 +236,7 @@ def test_a_scrape_counts_calls_by_reason_live_calls_and_a_crash(service, asteris
     short = [{"say": 600}, {"silence": 1500}, {"hangup": True}]
     call_ids = [asterisk.place_call(short) for _ in range(3)]
     svc.wait(lambda: scraper.value("callbridge_calls_live") == 3, timeout=10)
-    svc.wait(lambda: _all_ended(asterisk, call_ids), timeout=20)
+    svc.wait(lambda: ended(asterisk, *call_ids), timeout=20)
     svc.wait(lambda: scraper.value("callbridge_calls_total", reason="caller_hangup") == 3, timeout=10)
     assert scraper.value("callbridge_calls_live") == 0
     assert scraper.value("callbridge_call_duration_seconds_count") == 3
@@ -261,7 +257,7 @@ def test_a_scrape_counts_calls_by_reason_live_calls_and_a_crash(service, asteris
     svc.wait(lambda: scraper.value("callbridge_worker_crashes_total") == 1, timeout=10)
     assert scraper.value("callbridge_calls_total", reason="worker_crashed") == 1
     assert scraper.value("callbridge_calls_total", reason="caller_hangup") == 3
-    svc.wait(lambda: asterisk.call(victim, packets=False)["hangup"] is not None, timeout=10)
+    svc.wait(lambda: ended(asterisk, victim), timeout=10)
 
 
 def test_a_worker_s_error_codes_reach_the_exported_counter(service, asterisk):
@@ -286,7 +282,7 @@ def test_the_worker_itself_counts_a_refused_key_and_tokens_by_kind(service, aste
     (the alert rules key on it), and a call that talked reports its audio tokens."""
     svc, scraper = _metered(service, OPENAI_API_KEY="sk-refused-by-the-simulator")
     call_id = asterisk.place_call([{"say": 600}, {"silence": 4000}])
-    svc.wait(lambda: asterisk.call(call_id, packets=False)["hangup"] is not None, timeout=20)
+    svc.wait(lambda: ended(asterisk, call_id), timeout=20)
     svc.wait(lambda: scraper.value("callbridge_realtime_errors_total", code="invalid_api_key") == 1, 15)
     assert scraper.value("callbridge_realtime_errors_total", code="other") in (None, 0)
     assert scraper.value("callbridge_calls_total", reason="realtime_failed") == 1
@@ -295,7 +291,7 @@ def test_the_worker_itself_counts_a_refused_key_and_tokens_by_kind(service, aste
 def test_a_call_reports_its_audio_tokens(service, asterisk):
     svc, scraper = _metered(service)
     call_id = asterisk.place_call([{"say": 600}, {"silence": 2500}, {"hangup": True}])
-    svc.wait(lambda: asterisk.call(call_id, packets=False)["hangup"] is not None, timeout=20)
+    svc.wait(lambda: ended(asterisk, call_id), timeout=20)
     svc.wait(lambda: scraper.value("callbridge_calls_total", reason="caller_hangup") == 1, timeout=10)
     assert scraper.value("callbridge_tokens_total", kind="input_audio") > 0
     assert scraper.value("callbridge_tokens_total", kind="output_audio") > 0
@@ -307,7 +303,7 @@ def test_a_turned_away_caller_is_counted(service, asterisk):
     svc.wait(lambda: scraper.value("callbridge_calls_live") == 1)
     extra = asterisk.place_call([{"silence": 5000}])
     svc.wait(lambda: scraper.value("callbridge_calls_turned_away_total") == 1, timeout=10)
-    svc.wait(lambda: _all_ended(asterisk, [kept, extra]), timeout=15)
+    svc.wait(lambda: ended(asterisk, kept, extra), timeout=15)
 
 
 def test_the_exporter_is_restarted_and_no_count_is_lost(service, asterisk):
@@ -320,7 +316,7 @@ def test_the_exporter_is_restarted_and_no_count_is_lost(service, asterisk):
     svc.wait(lambda: (h := _metrics_helper(svc)) is not None and h.pid != first.pid, timeout=10)
     svc.wait(lambda: scraper.value("callbridge_calls_total", reason="caller_hangup") == 1, timeout=15)
     assert "the metrics helper exited; starting it again" in svc.log()
-    assert asterisk.call(call_id, packets=False)["hangup"] is not None
+    assert ended(asterisk, call_id)
 
 
 def test_the_drainer_s_figures_are_exported_and_survive_its_restart_never_doubled(service, asterisk):
@@ -341,7 +337,7 @@ def test_the_drainer_s_figures_are_exported_and_survive_its_restart_never_double
     second = asterisk.place_call([{"say": 400}, {"silence": 600}, {"hangup": True}])
     svc.wait(lambda: scraper.value("callbridge_records_stored_total") == 2, timeout=20)  # not 3
     assert scraper.value("callbridge_alert_batches_stored_total") == 1
-    assert _all_ended(asterisk, [first, second])
+    assert ended(asterisk, first, second)
 
 
 def test_an_unreachable_database_shows_as_failures_and_a_waiting_record(service, asterisk):
@@ -360,7 +356,7 @@ def test_an_unreachable_database_shows_as_failures_and_a_waiting_record(service,
             [PROMTOOL, "check", "metrics"], input=scraper.text(), capture_output=True, text=True
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert _all_ended(asterisk, [call_id])
+    assert ended(asterisk, call_id)
 
 
 def test_metrics_are_off_when_metrics_listen_is_empty(service):
@@ -381,7 +377,7 @@ def test_promtool_accepts_a_real_scrape(service, asterisk):
         assert f"\n{sample}{{" in text  # the drainer's families are checked too
     checked = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert asterisk.call(call_id, packets=False)["hangup"] is not None
+    assert ended(asterisk, call_id)
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: apt-get install prometheus")

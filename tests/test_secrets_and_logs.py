@@ -8,6 +8,7 @@ import logging
 import os
 
 import pytest
+from testenv import no_configuration
 from typer.testing import CliRunner
 
 from callbridge import config as cfg
@@ -22,10 +23,7 @@ ENV = {"ASTERISK_USERNAME": "asterisk", "ASTERISK_PASSWORD": PASSWORD, "OPENAI_A
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cfg, "SYSTEM_ENV_FILE", tmp_path / "absent.env")
-    for var in cfg.VARIABLES:
-        monkeypatch.delenv(var.name, raising=False)
+    no_configuration(monkeypatch, tmp_path)
     yield
     logs.set_process_call_id("-")
     logging.getLogger().handlers.clear()

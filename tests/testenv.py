@@ -7,8 +7,11 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+
+from callbridge import config as cfg
 
 TEST_PREFIX = f"cbtest{os.getpid()}"
 
@@ -57,3 +60,18 @@ def gone(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+def no_configuration(monkeypatch: pytest.MonkeyPatch, directory: Path) -> None:
+    """Run the test in `directory` with no callbridge variable set and no env file to find,
+    so that a developer's ./.env or the machine's own env file is never read: the test sees
+    only what it sets."""
+    monkeypatch.chdir(directory)
+    monkeypatch.setattr(cfg, "SYSTEM_ENV_FILE", directory / "absent.env")
+    for var in cfg.VARIABLES:
+        monkeypatch.delenv(var.name, raising=False)
+
+
+def ended(asterisk, *call_ids: str) -> bool:
+    """True once the simulated Asterisk has seen every one of these calls hang up."""
+    return all(asterisk.call(call_id, packets=False)["hangup"] is not None for call_id in call_ids)
