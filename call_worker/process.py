@@ -17,11 +17,13 @@ The supervisor calls `spawn()` with no threads alive. The child:
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 
 from call_worker.call import Call, CallInfo
 from call_worker.wake import Waker
@@ -60,14 +62,23 @@ def spawn(
     worker can read or write another call's audio. `in_child` are callables run first in
     the child (the supervisor closes its HTTP connection pool there)."""
     supervisor_pid = os.getpid()
-    pid = os.fork()
+    # The supervisor's objects go to the collector's permanent generation for the fork:
+    # the child's collections then never walk them, so it does not copy-on-write the
+    # pages they sit on (docs/performance.md, "Set-up"). The parent takes them back at once.
+    gc.freeze()
+    try:
+        pid = os.fork()
+    finally:
+        if os.getpid() == supervisor_pid:
+            gc.unfreeze()
     if pid:
         return pid
+    forked_ns = time.monotonic_ns()
     code = EXIT_CRASHED
     try:
         for action in in_child:
             action()
-        code = _child(settings, info, segment, supervisor_pid, close_fds, close_segments)
+        code = _child(settings, info, segment, supervisor_pid, close_fds, close_segments, forked_ns)
     except BaseException:
         # Through logging, so the redacting formatter sees the traceback too.
         log.critical("call worker crashed", exc_info=True)
@@ -90,6 +101,7 @@ def _child(
     supervisor_pid: int,
     close_fds: list[int],
     close_segments: list[CallSegment],
+    forked_ns: int = 0,
 ) -> int:
     _die_with_parent()
     sys.setswitchinterval(0.001)
@@ -122,6 +134,8 @@ def _child(
     if supervisor_pid != os.getppid():  # the supervisor died before prctl took effect
         return EXIT_SETUP_FAILED
     call = Call(settings, info, segment, supervisor_pid=supervisor_pid, main_wake=main_wake)
+    if forked_ns:  # set-up's first milestone: admission to here is the fork's share
+        call.timeline.marks["forked"] = forked_ns
     reason = call.run()
     if call.teardown_left:
         return EXIT_TEARDOWN_LEFT
