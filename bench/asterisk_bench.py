@@ -14,7 +14,8 @@ outside callbridge:
   RTP packet Asterisk sends to the call's externalMedia port, which the observer learns
   from the externalMedia channel's name.
 sipp's callers send RTP from the moment Asterisk answers them (the dialplan answers
-before Stasis), so the first packet leaves Asterisk as soon as the bridge is up.
+before Stasis), so the first packet leaves Asterisk as soon as the bridge is up, and go on
+sending (the voice over and over) until they hang up, as phones do.
 
 Also measured, for the same calls:
 - downlink pacing at the caller: the capture times of the RTP packets Asterisk sends to
@@ -169,7 +170,9 @@ def measure(
         capture = Capture(work / "setup.pcap", PORTS)
         sampler = Sampler(service.pid, {"asterisk": asterisk.proc.pid, "realtime_sim": realtime.proc.pid})
         limit = calls / rate + seconds + 120
-        sipp = asterisk.sipp(voice, hold_ms=int(seconds * 1000), calls=calls, rate=rate, timeout_s=limit)
+        sipp = asterisk.sipp(
+            voice, hold_ms=int(seconds * 1000), calls=calls, rate=rate, timeout_s=limit, loops=-1
+        )
         output: list[str] = []
         reader = threading.Thread(target=lambda: output.append(sipp.communicate(timeout=limit)[0]))
         reader.start()  # sipp's output is read meanwhile, so that a full pipe never stalls it

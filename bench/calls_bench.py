@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.cost import call_cost, code_env, code_location  # noqa: E402
-from bench.report import markdown, percentile, setup_breakdown  # noqa: E402
+from bench.report import markdown, outside_shares, percentile, setup_breakdown  # noqa: E402
 from bench.usage import Sampler  # noqa: E402
 from simulators.clients import AsteriskSim, RealtimeSim, simulated_env, stop_process  # noqa: E402
 
@@ -67,11 +67,17 @@ def script(seconds: float, index: int) -> list[dict]:
 
 
 def measure(
-    calls: int, seconds: float, workdir: Path, callbridge_cpus: set[int] | None, code_dir: Path = ROOT
+    calls: int,
+    seconds: float,
+    workdir: Path,
+    callbridge_cpus: set[int] | None,
+    code_dir: Path = ROOT,
+    callers_in_step: bool = False,
 ) -> dict:
     """One run of N calls; `callbridge run` imports callbridge from code_dir (bench/compare.py
-    passes a worktree of another ref), everything else comes from this tree."""
-    asterisk = AsteriskSim(quiet=True)
+    passes a worktree of another ref), everything else comes from this tree. The callers send
+    at phases of their own unless `callers_in_step` (simulators/caller_media.py)."""
+    asterisk = AsteriskSim(*(["--callers-in-step"] if callers_in_step else []), quiet=True)
     realtime = RealtimeSim("--reply-ms", "2000", "--speed", "5", quiet=True)
     run_dir = Path(tempfile.mkdtemp(dir=workdir, prefix=f"calls-{calls}-"))  # N may repeat
     socket_path = run_dir / "control.sock"
@@ -149,6 +155,11 @@ def measure(
         asterisk.stop()
         realtime.stop()
     breakdown = setup_breakdown(records_dir)
+    breakdown |= outside_shares(
+        records_dir,
+        {call_id: record["placed"] for call_id, record in records.items()},
+        {call_id: record["media_started"] for call_id, record in records.items()},
+    )
     cost = call_cost(records_dir, reap_log, set(sampler.cpu))
     return {
         **analyse(calls, seconds, ids, records, sessions, sampler, peak),
@@ -306,6 +317,12 @@ def main() -> None:
         help="run callbridge on the last CPU and the load generator on the others, so each "
         "side's limit shows apart from the other's",
     )
+    parser.add_argument(
+        "--callers-in-step",
+        action="store_true",
+        help="every simulated caller sends at the same instant of each 20 ms, as figures before "
+        "2026-12-02 were measured (default: each at its own phase, as phones do)",
+    )
     args = parser.parse_args()
     callbridge_cpus = split_cpus(parser) if args.split_cpus else None
     out = Path(args.out)
@@ -316,7 +333,11 @@ def main() -> None:
             print(
                 f"running {count} concurrent calls of {args.seconds:.0f} s ...", file=sys.stderr, flush=True
             )
-            results.append(measure(count, args.seconds, Path(scratch), callbridge_cpus))
+            results.append(
+                measure(
+                    count, args.seconds, Path(scratch), callbridge_cpus, callers_in_step=args.callers_in_step
+                )
+            )
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     passing = [r["calls"] for r in results if r["meets_targets"]]
     report = {
@@ -324,6 +345,7 @@ def main() -> None:
         "arrivals_per_second": ARRIVALS_PER_SECOND,
         "callbridge_cpus": sorted(callbridge_cpus) if callbridge_cpus else "shared with the load generator",
         "seconds_per_call": args.seconds,
+        "callers": "in step" if args.callers_in_step else "each at its own phase",
         "targets": TARGETS,
         "results": results,
         "largest_n_meeting_targets": max(passing) if passing else None,

@@ -47,7 +47,12 @@ CALLS_FIGURES = [
     ("bursts", "bursts"),
     ("frames_lost", "lost"),
     ("uplink_p99_ms", "uplink p99 ms"),
+    ("setup_p50_ms", "set-up p50 ms"),
     ("setup_p99_ms", "set-up p99 ms"),
+    ("outside_to_admission_p99_ms", "set-up: placed to admitted p99 ms"),
+    ("inside_forked_p99_ms", "set-up: admitted to forked p99 ms"),
+    ("inside_bridged_p99_ms", "set-up: admitted to bridged p99 ms"),
+    ("outside_bridged_to_first_frame_p99_ms", "set-up: bridged to first frame p99 ms"),
     ("downlink_first_audio_p99_ms", "first audio p99 ms"),
     ("barge_in_stop_max_ms", "barge-in stop max ms"),
     ("worker_uss_max_mb", "worker USS MB"),
@@ -150,6 +155,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="length of each call (default 20, asterisk: 6)")
     parser.add_argument("--rate", type=int, default=10, help="calls placed per second (asterisk bench)")
     parser.add_argument("--split-cpus", action="store_true", help="as calls_bench.py --split-cpus")
+    parser.add_argument("--callers-in-step", action="store_true", help="as calls_bench.py --callers-in-step")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each ref per call count")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
@@ -178,7 +184,9 @@ def main() -> None:
         else:
 
             def measure(count: int, tree: Path) -> dict:
-                return calls_bench.measure(count, args.seconds, scratch, callbridge_cpus, tree)
+                return calls_bench.measure(
+                    count, args.seconds, scratch, callbridge_cpus, tree, callers_in_step=args.callers_in_step
+                )
 
         for count, repetition, order in runs(counts, args.repeat):
             for side in order:

@@ -26,6 +26,7 @@ def setup_breakdown(records_dir: Path) -> dict:
             milestones.setdefault(name, []).append(ms)
     result = {"inside_bridge_retries": retries}
     for name in (
+        "forked",
         "worker_started",
         "answered",
         "external_media",
@@ -37,6 +38,31 @@ def setup_breakdown(records_dir: Path) -> dict:
         result[f"inside_{name}_p50_ms"] = percentile(values, 0.5)
         result[f"inside_{name}_p99_ms"] = percentile(values, 0.99)
     return result
+
+
+def outside_shares(records_dir: Path, placed: dict[str, float], first_frame: dict[str, float]) -> dict:
+    """The two parts of the outside set-up that are not the worker's: from the call placed
+    (the simulator's StasisStart) to the supervisor's admission, and from the worker's
+    "bridged" to the caller's first frame forwarded (the simulator's addChannel answer and
+    its caller leg's next 20 ms phase). `placed` and `first_frame` are the simulator's
+    monotonic times by call id, as is a record's `admitted_ns` (one clock for the machine)."""
+    admission, after_bridged = [], []
+    for path in records_dir.glob("*.json"):
+        record = json.loads(path.read_text())
+        call_id = record.get("call_id")
+        if call_id not in placed or not record.get("admitted_ns"):
+            continue
+        admitted = record["admitted_ns"] / 1e9
+        admission.append((admitted - placed[call_id]) * 1000)
+        bridged = (record.get("setup_ms") or {}).get("bridged")
+        if bridged is not None and first_frame.get(call_id) is not None:
+            after_bridged.append((first_frame[call_id] - admitted) * 1000 - bridged)
+    return {
+        "outside_to_admission_p50_ms": percentile(admission, 0.5),
+        "outside_to_admission_p99_ms": percentile(admission, 0.99),
+        "outside_bridged_to_first_frame_p50_ms": percentile(after_bridged, 0.5),
+        "outside_bridged_to_first_frame_p99_ms": percentile(after_bridged, 0.99),
+    }
 
 
 def markdown(results: list[dict], columns: list[tuple[str, str]]) -> str:

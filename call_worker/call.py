@@ -554,6 +554,7 @@ class Call:
             "underruns": counters["underruns"],
             "setup_ms": self.timeline.as_ms(),
             "setup_bridge_retries": self.timeline.bridge_retries,
+            "admitted_ns": self.info.admitted_ns,  # the machine's monotonic clock (benchmarks)
             "active_s": round((time.monotonic_ns() - media_ns) / 1e9, 3),  # media ready to now
             "rusage": {name: getattr(usage, name) for name in RUSAGE_FIELDS},
             "rusage_bridged": {name: getattr(self.rusage_bridged, name, 0) for name in RUSAGE_FIELDS},

@@ -105,6 +105,7 @@ class SimulatedAsterisk:
         password: str = "asterisk",
         law: str = "ulaw",
         playback_seconds: float = 1.0,
+        callers_in_step: bool = False,
     ) -> None:
         self.username = username
         self.password = password
@@ -120,7 +121,7 @@ class SimulatedAsterisk:
         self.connections = 0
         self.rest_failures: dict[str, int] = {}  # "GET /bridges" -> failures still to answer
         self.rest_delay = 0.0  # seconds every ARI REST request waits before its answer
-        self.media = MediaEngine()
+        self.media = MediaEngine(in_step=callers_in_step)
         self.destination_scripts = Scripts()  # /sim/destination (destinations.py)
         self.originations: list = []  # every originate.Dial, in order
         self._numbers = itertools.count(1)

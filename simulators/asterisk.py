@@ -361,6 +361,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--password", default="asterisk")
     parser.add_argument("--law", choices=["ulaw", "alaw"], default="ulaw")
     parser.add_argument("--playback-seconds", type=float, default=1.0)
+    parser.add_argument(
+        "--callers-in-step",
+        action="store_true",
+        help="every caller sends its frame at the same instant of each 20 ms (default: each at its own phase, as phones do)",
+    )
     args = parser.parse_args(argv)
     # Many threads (callers, connections) share one GIL here; a short switch interval keeps
     # the timestamps this simulator records close to the real arrival times.
@@ -372,6 +377,7 @@ def main(argv: list[str] | None = None) -> None:
         password=args.password,
         law=args.law,
         playback_seconds=args.playback_seconds,
+        callers_in_step=args.callers_in_step,
     )
     print(json.dumps({"port": server.server_address[1]}), flush=True)
     try:

@@ -7,7 +7,11 @@ retiming, and records every packet it receives with its arrival time. Inbound pa
 accepted only from the address and port given as external_host (Asterisk's strict RTP).
 
 One `MediaEngine` thread paces every leg's sending and one thread receives for all legs,
-so hundreds of simulated callers stay cheap.
+so hundreds of simulated callers stay cheap. Each leg sends at its own phase of the 20 ms
+period (in PHASE_STEP steps), as phones do: their clocks are not in step, so Asterisk hands
+a service their frames spread over the period. Sending every leg's frame at the same
+instant (`in_step`, the simulator's `--callers-in-step`) makes every worker wake at once,
+a herd no real PBX produces; it is kept to compare with figures measured that way.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("@ll")
 TICK = 0.020
 FRAME = 160
+PHASE_STEP = 0.001  # the legs' phases are whole ms of the period: at most 20 wake-ups per tick
 
 
 @dataclass
@@ -103,6 +108,7 @@ class CallerLeg:
     active: bool = True
     tag: bytes = b""  # written over the start of the first frame: lets benchmarks match streams
     loop: bool = False  # a transfer destination: its audio repeats for as long as it sends
+    phase: float = 0.0  # when in each 20 ms period its frame leaves (MediaEngine sets it)
 
     def __post_init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -196,7 +202,9 @@ def received_sources(leg: CallerLeg, loud: float = 1000.0) -> dict[str, dict]:
 class MediaEngine:
     """Paces and receives the RTP of every simulated caller leg."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_step: bool = False) -> None:
+        self._in_step = in_step
+        self._phases = random.Random(20)  # reproducible from run to run
         self._legs: dict[int, CallerLeg] = {}
         self._lock = threading.Lock()
         self._selector = selectors.DefaultSelector()
@@ -211,6 +219,8 @@ class MediaEngine:
             thread.start()
 
     def add(self, leg: CallerLeg) -> None:
+        if not self._in_step:
+            leg.phase = self._phases.randrange(round(TICK / PHASE_STEP)) * PHASE_STEP
         with self._lock:
             self._legs[leg.sock.fileno()] = leg
             self._selector.register(leg.sock, selectors.EVENT_READ, leg)
@@ -230,18 +240,24 @@ class MediaEngine:
             thread.join(2)
 
     def _send_loop(self) -> None:
-        deadline = time.monotonic()
+        period = time.monotonic()
         while not self._stop.is_set():
-            deadline += TICK
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            elif delay < -0.1:
-                deadline = time.monotonic()  # badly late: resynchronise, never burst
+            period += TICK
+            if period - time.monotonic() < -0.1:
+                period = time.monotonic()  # badly late: resynchronise, never burst
             hangups = []
             with self._lock:
                 legs = [leg for leg in self._legs.values() if leg.remote is not None and leg.active]
+            legs.sort(key=lambda leg: leg.phase)
+            if not legs:
+                time.sleep(max(0.0, period - time.monotonic()))
+            due = None
             for leg in legs:
+                if leg.phase != due:  # the next phase with legs: sleep until it
+                    due = leg.phase
+                    delay = period + due - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
                 if leg.hangup_frame is not None and leg.frames_sent >= leg.hangup_frame:
                     hangups.append(leg)
                     continue

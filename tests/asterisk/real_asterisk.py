@@ -175,10 +175,12 @@ class Asterisk:
         timeout_s: float = 120,
         number: str = "100",
         second: bool = False,
+        loops: int = 1,
     ) -> subprocess.Popen:
-        """Start sipp placing `calls` calls to `number` that stream `wav` and hang up after
-        `hold_ms`. `second`: a second sipp running beside the first, on its own SIP port and
-        the upper half of the RTP range (Asterisk identifies sipp by address alone)."""
+        """Start sipp placing `calls` calls to `number` that stream `wav` `loops` times (-1:
+        for as long as the call lasts, as a phone sends) and hang up after `hold_ms`.
+        `second`: a second sipp running beside the first, on its own SIP port and the upper
+        half of the RTP range (Asterisk identifies sipp by address alone)."""
         sip_port = self.ports.sipp + (1 if second else 0)
         low, high = self.ports.sipp_rtp
         middle = (low + high) // 2
@@ -189,7 +191,7 @@ class Asterisk:
         scenario = (
             (HERE / "scenarios/caller.xml.in")
             .read_text()
-            .format(hold_ms=hold_ms, wav=str(inside / f"{name}.wav"))
+            .format(hold_ms=hold_ms, wav=str(inside / f"{name}.wav"), loops=loops)
         )
         (self.run_dir / f"{name}.xml").write_text(scenario)
         args = [
