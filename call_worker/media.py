@@ -1,8 +1,10 @@
 """The call's media loop: one thread that owns the RTP socket and the voice session.
 
 It sleeps in select() until the next 20 ms send deadline, a packet from Asterisk, or a
-wake-up from another thread, so a call costs about two wake-ups per 20 ms (one packet in,
-one frame out) whatever the protocol does; every thread hand-off it replaced cost one more.
+wake-up from another thread, so a call costs at most two wake-ups per 20 ms (one packet
+in, one frame out) whatever the protocol does; every thread hand-off it replaced cost one
+more. While the caller's stream is steady it costs one: the send schedule follows the
+caller's (`_follow`), and the frame leaves with the packet's wake-up.
 
 - In: accept only Asterisk's address and port, validate, write the payload to the uplink
   ring and send it on to the voice service at once (the ring is the backlog only while a
@@ -40,6 +42,12 @@ log = logging.getLogger(__name__)
 
 FRAME_SECONDS = 0.020
 RESCHEDULE_AFTER = 0.010  # lateness beyond which the schedule restarts (no gap < 10 ms)
+# Following the caller's stream (MediaLoop._follow): a frame due within FOLLOW_JOIN of a
+# caller packet's arrival leaves with it; the schedule is steered, by at most FOLLOW_SLEW
+# per packet, toward deadlines FOLLOW_TARGET after the packets.
+FOLLOW_JOIN = 0.0005
+FOLLOW_TARGET = 0.00025
+FOLLOW_SLEW = 0.0001
 _REJECT_SLOTS = {
     rtp.Reject.MALFORMED: int(Slot.REJECTED_MALFORMED),
     rtp.Reject.PAYLOAD_TYPE: int(Slot.REJECTED_PAYLOAD_TYPE),
@@ -98,6 +106,7 @@ class MediaLoop:
         self._talking = False
         self._heard = False  # the first caller frame arrived
         self._send_errors = 0
+        self._sent_at = 0.0  # monotonic time the last frame left
         self._slots = header.slots
         self._view = memoryview(bytearray(2048))
         self._payload = self.packetizer.payload_area()
@@ -126,8 +135,8 @@ class MediaLoop:
                 [rtp_fd, wake_fd], writes, [], None if deadline is None else deadline - now
             )
             if readable:
-                if readable[0] == rtp_fd:
-                    self._receive()
+                if readable[0] == rtp_fd and self._receive() and deadline is not None:
+                    deadline = self._follow(deadline)
                 if readable[-1] == wake_fd:
                     wake.drain()
             if writable:
@@ -135,16 +144,17 @@ class MediaLoop:
 
     # --- in
 
-    def _receive(self) -> None:
-        """One datagram (select() said one is there; more make it return again at once)."""
+    def _receive(self) -> bool:
+        """One datagram (select() said one is there; more make it return again at once).
+        True when it was the caller's audio."""
         slots, view = self._slots, self._view
         try:
             size, source = self.sock.recvfrom_into(view)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
             if self.stop.is_set():
-                return
+                return False
             raise
         if source[:2] != self.asterisk:  # IPv6 sources carry flow info and scope id
             slots[_REJECTED_SOURCE] += 1
@@ -152,12 +162,12 @@ class MediaLoop:
                 "source",
                 f"dropping RTP from {source[0]}:{source[1]} (only Asterisk's {self.asterisk} is accepted)",
             )
-            return
+            return False
         parsed = rtp.parse(view[:size], self.payload_type)
         if parsed.__class__ is rtp.Reject:
             slots[_REJECT_SLOTS[parsed]] += 1
             self._note(parsed.value, f"dropping RTP packet: {parsed.value}")
-            return
+            return False
         offset, length, _sequence = parsed
         if self.uplink.write_all(view[offset : offset + length]):
             slots[_FRAMES_IN] += 1
@@ -167,6 +177,28 @@ class MediaLoop:
             self.conversation.send_uplink()
         else:
             slots[_UPLINK_OVERRUNS] += 1
+        return True
+
+    def _follow(self, deadline: float) -> float:
+        """(a caller packet just arrived) Steer the send schedule toward the caller's, and
+        send the next frame now if it is due within FOLLOW_JOIN: one wake-up for both.
+
+        Asterisk relays the caller's frames every 20 ms, so once our schedule sits just after
+        theirs, each packet's wake-up also sends our frame, and a call costs one wake-up per
+        20 ms instead of two. The schedule moves by at most FOLLOW_SLEW per packet, so gaps
+        stay within that of 20 ms however the caller's stream jitters or drifts; a frame sent
+        with the packet leaves at most FOLLOW_JOIN early. Returns the next deadline."""
+        now = time.monotonic()
+        # How far before the deadline the packet came, against where we want it, wrapped
+        # into one frame either way (a packet just after a tick is late, not 20 ms early).
+        error = (deadline - now - FOLLOW_TARGET + FRAME_SECONDS / 2) % FRAME_SECONDS - FRAME_SECONDS / 2
+        deadline -= max(-FOLLOW_SLEW, min(FOLLOW_SLEW, error))
+        # Never closer than FOLLOW_JOIN short of 20 ms to the frame before (which may have
+        # left late): a joined frame bends one gap by at most that, and never makes a burst.
+        if deadline - now <= FOLLOW_JOIN and now - self._sent_at >= FRAME_SECONDS - FOLLOW_JOIN:
+            self.conversation.tick(now)
+            return self._send_frame(deadline)
+        return deadline
 
     def _note(self, reason: str, message: str) -> None:
         """Log the first rejection of each kind; the counters carry the rest."""
@@ -203,6 +235,7 @@ class MediaLoop:
                     self.on_quiet()
             payload[:frame] = self.silence
             slots[_SILENCE_FRAMES_OUT] += 1
+        self._sent_at = time.monotonic()
         try:
             self.sock.sendto(packetizer.finish(), self.asterisk)
         except OSError as exc:

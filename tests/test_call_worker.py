@@ -330,6 +330,31 @@ def test_a_call_costs_about_two_wake_ups_per_frame(calls, tmp_path):
     assert wakeups < 150, f"{wakeups:.0f} voluntary context switches per call-second"
 
 
+def test_the_send_schedule_follows_the_callers_and_one_wake_up_sends_both(calls, tmp_path):
+    """While the caller's stream is steady, each frame to the caller leaves with the
+    wake-up of a caller packet (call_worker/media.py, `_follow`): within a millisecond of
+    the packet's send, and about one wake-up per 20 ms instead of two, with the pacing kept:
+    no burst, gaps within FOLLOW_JOIN of 20 ms. A schedule that ignored the caller's would
+    send at a random moment of the caller's 20 ms (about 1 in 20 within a millisecond)."""
+    import bisect
+    import json
+
+    sup = calls(CALL_RECORDS_DIR=str(tmp_path))
+    call = sup.place([{"say": 1200}, {"silence": 7000}, {"hangup": True}])
+    assert sup.wait_ended(call) == 0
+    caller = sup.asterisk.call(call.channel_id)
+    sends = caller["send_times"]
+    arrivals = [p["arrival"] for p in packets(caller)]
+    settled = [t for t in arrivals if t > sends[0] + 3.0][:-5]  # steered in by then
+    after_a_send = [t - sends[bisect.bisect_right(sends, t) - 1] for t in settled]
+    within = sum(1 for lag in after_a_send if 0 <= lag <= 0.001) / len(after_a_send)
+    assert len(settled) > 150 and within >= 0.7, f"{within:.0%} of frames within 1 ms of a caller frame"
+    record = json.loads((tmp_path / f"{call.channel_id}.json").read_text())
+    wakeups = record["rusage"]["ru_nvcsw"] / record["duration_s"]
+    assert wakeups < 85, f"{wakeups:.0f} voluntary context switches per call-second"
+    assert_paced(gaps_ms(packets(caller)), tolerance=2.0)
+
+
 # --- a frozen Realtime service (issue 11 item 5)
 
 
