@@ -246,8 +246,10 @@ class MediaEngine:
             if period - time.monotonic() < -0.1:
                 period = time.monotonic()  # badly late: resynchronise, never burst
             hangups = []
+            # Every active leg, bridged or not: one bridged while this period runs sends at
+            # its phase in it (its remote is read at that moment), not a period later.
             with self._lock:
-                legs = [leg for leg in self._legs.values() if leg.remote is not None and leg.active]
+                legs = [leg for leg in self._legs.values() if leg.active]
             legs.sort(key=lambda leg: leg.phase)
             if not legs:
                 time.sleep(max(0.0, period - time.monotonic()))
@@ -258,11 +260,11 @@ class MediaEngine:
                     delay = period + due - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
-                if leg.hangup_frame is not None and leg.frames_sent >= leg.hangup_frame:
-                    hangups.append(leg)
-                    continue
                 remote = leg.remote  # read once: a bridge change may unset it meanwhile
                 if remote is None:
+                    continue
+                if leg.hangup_frame is not None and leg.frames_sent >= leg.hangup_frame:
+                    hangups.append(leg)
                     continue
                 packet = leg.next_packet()
                 now = time.monotonic()

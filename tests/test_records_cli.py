@@ -255,7 +255,11 @@ def test_a_services_calls_reach_the_history_even_the_crashed_one(service, asteri
         "events"
     ]
     kinds = [e["kind"] for e in events]
-    assert kinds[0] == "setup_worker_started" and "setup_answered" in kinds and "setup_bridged" in kinds
+    assert (
+        kinds[:2] == ["setup_forked", "setup_worker_started"]
+        and "setup_answered" in kinds
+        and "setup_bridged" in kinds
+    )
     assert kinds[-1] == "ended" and events[-1]["detail"]["reason"] == "caller_hangup"
     assert [e["offset_ms"] for e in events] == sorted(e["offset_ms"] for e in events)
     # The crashed call keeps the set-up timeline its worker journaled once media was ready.
