@@ -264,7 +264,7 @@ def test_a_services_calls_reach_the_history_even_the_crashed_one(service, asteri
     assert [e["offset_ms"] for e in events] == sorted(e["offset_ms"] for e in events)
     # The crashed call keeps the set-up timeline its worker journaled once media was ready.
     crashed_kinds = [e["kind"] for e in shown["events"]]
-    assert crashed_kinds[0] == "setup_worker_started" and "setup_bridged" in crashed_kinds
+    assert crashed_kinds[:2] == ["setup_forked", "setup_worker_started"] and "setup_bridged" in crashed_kinds
     assert crashed_kinds[-1] == "ended" and shown["setup_ms"]["bridged"] > 0
     assert shown["answered_at"] is not None
 
