@@ -44,7 +44,7 @@ FRAME_SECONDS = 0.020
 RESCHEDULE_AFTER = 0.010  # lateness beyond which the schedule restarts (no gap < 10 ms)
 # Following the caller's stream (MediaLoop._follow): a frame due within FOLLOW_JOIN of a
 # caller packet's arrival leaves with it; the schedule is steered, by at most FOLLOW_SLEW
-# per packet, toward deadlines FOLLOW_TARGET after the packets.
+# per frame, toward deadlines FOLLOW_TARGET after the packets.
 FOLLOW_JOIN = 0.0005
 FOLLOW_TARGET = 0.00025
 FOLLOW_SLEW = 0.0001
@@ -107,6 +107,7 @@ class MediaLoop:
         self._heard = False  # the first caller frame arrived
         self._send_errors = 0
         self._sent_at = 0.0  # monotonic time the last frame left
+        self._steered = False  # the schedule moved for a packet since that frame
         self._slots = header.slots
         self._view = memoryview(bytearray(2048))
         self._payload = self.packetizer.payload_area()
@@ -185,14 +186,16 @@ class MediaLoop:
 
         Asterisk relays the caller's frames every 20 ms, so once our schedule sits just after
         theirs, each packet's wake-up also sends our frame, and a call costs one wake-up per
-        20 ms instead of two. The schedule moves by at most FOLLOW_SLEW per packet, so gaps
+        20 ms instead of two. The schedule moves by at most FOLLOW_SLEW per frame, so gaps
         stay within that of 20 ms however the caller's stream jitters or drifts; a frame sent
         with the packet leaves at most FOLLOW_JOIN early. Returns the next deadline."""
         now = time.monotonic()
         # How far before the deadline the packet came, against where we want it, wrapped
         # into one frame either way (a packet just after a tick is late, not 20 ms early).
         error = (deadline - now - FOLLOW_TARGET + FRAME_SECONDS / 2) % FRAME_SECONDS - FRAME_SECONDS / 2
-        deadline -= max(-FOLLOW_SLEW, min(FOLLOW_SLEW, error))
+        if not self._steered:  # once per frame: packets that come in a bunch steer once
+            self._steered = True
+            deadline -= max(-FOLLOW_SLEW, min(FOLLOW_SLEW, error))
         # Never closer than FOLLOW_JOIN short of 20 ms to the frame before (which may have
         # left late): a joined frame bends one gap by at most that, and never makes a burst.
         if deadline - now <= FOLLOW_JOIN and now - self._sent_at >= FRAME_SECONDS - FOLLOW_JOIN:
@@ -236,6 +239,7 @@ class MediaLoop:
             payload[:frame] = self.silence
             slots[_SILENCE_FRAMES_OUT] += 1
         self._sent_at = time.monotonic()
+        self._steered = False
         try:
             self.sock.sendto(packetizer.finish(), self.asterisk)
         except OSError as exc:

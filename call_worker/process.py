@@ -17,7 +17,6 @@ The supervisor calls `spawn()` with no threads alive. The child:
 from __future__ import annotations
 
 import ctypes
-import gc
 import logging
 import os
 import signal
@@ -62,15 +61,7 @@ def spawn(
     worker can read or write another call's audio. `in_child` are callables run first in
     the child (the supervisor closes its HTTP connection pool there)."""
     supervisor_pid = os.getpid()
-    # The supervisor's objects go to the collector's permanent generation for the fork:
-    # the child's collections then never walk them, so it does not copy-on-write the
-    # pages they sit on (docs/performance.md, "Set-up"). The parent takes them back at once.
-    gc.freeze()
-    try:
-        pid = os.fork()
-    finally:
-        if os.getpid() == supervisor_pid:
-            gc.unfreeze()
+    pid = os.fork()
     if pid:
         return pid
     forked_ns = time.monotonic_ns()
@@ -135,7 +126,7 @@ def _child(
         return EXIT_SETUP_FAILED
     call = Call(settings, info, segment, supervisor_pid=supervisor_pid, main_wake=main_wake)
     if forked_ns:  # set-up's first milestone: admission to here is the fork's share
-        call.timeline.marks["forked"] = forked_ns
+        call.timeline.marks = {"forked": forked_ns, **call.timeline.marks}
     reason = call.run()
     if call.teardown_left:
         return EXIT_TEARDOWN_LEFT
