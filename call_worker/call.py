@@ -115,6 +115,7 @@ class Call:
         segment: CallSegment,
         supervisor_pid: int | None = None,
         main_wake: Waker | None = None,
+        forked_ns: int = 0,
     ) -> None:
         self.agent = info.agent
         settings = self.agent.apply(settings)  # the agent's instructions, voice, greeting, limits
@@ -173,7 +174,7 @@ class Call:
         self.started = time.monotonic()
         self.media_ready = False
         self.teardown_left = False
-        self.timeline = SetupTimeline(info.admitted_ns)
+        self.timeline = SetupTimeline(info.admitted_ns, forked_ns)
         self.spool = CallSpool.for_call(settings, info, self.started)  # records/spool.py
 
     # --- the whole call

@@ -124,9 +124,9 @@ def _child(
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if supervisor_pid != os.getppid():  # the supervisor died before prctl took effect
         return EXIT_SETUP_FAILED
-    call = Call(settings, info, segment, supervisor_pid=supervisor_pid, main_wake=main_wake)
-    if forked_ns:  # set-up's first milestone: admission to here is the fork's share
-        call.timeline.marks = {"forked": forked_ns, **call.timeline.marks}
+    call = Call(
+        settings, info, segment, supervisor_pid=supervisor_pid, main_wake=main_wake, forked_ns=forked_ns
+    )
     reason = call.run()
     if call.teardown_left:
         return EXIT_TEARDOWN_LEFT

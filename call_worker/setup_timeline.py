@@ -11,9 +11,10 @@ class SetupTimeline:
     (or since the worker started, when the admission time is unknown). Side threads of
     set-up add milestones too; a dict item assignment is atomic under the GIL."""
 
-    def __init__(self, admitted_ns: int) -> None:
+    def __init__(self, admitted_ns: int, forked_ns: int = 0) -> None:
         self.admitted_ns = admitted_ns
-        self.marks: dict[str, int] = {}
+        # The first milestone, when the worker's process began (call_worker/process.py).
+        self.marks: dict[str, int] = {"forked": forked_ns} if forked_ns else {}
         self.bridge_retries = 0  # addChannel answered 422 (externalMedia not in Stasis yet)
 
     def mark(self, name: str) -> int:

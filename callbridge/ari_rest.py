@@ -41,8 +41,9 @@ class AriRest:
 
     def request(self, method: str, path: str, params: dict | None = None, missing_ok: bool = False) -> Any:
         try:
-            # The path is quoted: an id with "?" or "#" must stay in its segment of the path.
-            target = self.base_url + quote(path, safe="/,@:;=+")
+            # The path is quoted: an id with "?" or "#" must stay in its segment of the path,
+            # and "+" is sent as %2B because ARI decodes a bare "+" in a path as a space.
+            target = self.base_url + quote(path, safe="/,@:;=")
             reply = self.session.request(method, target, params=params, timeout=self.timeout)
         except requests.RequestException as exc:
             # The exception's text can hold the URL but never the password (header auth).

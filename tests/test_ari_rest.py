@@ -149,6 +149,8 @@ def test_parameters_are_a_query_and_a_hostile_id_stays_in_the_path(server):
     (_, bridge, _), (_, variable, _) = server.requests
     assert bridge == "/ari/bridges?type=mixing&bridgeId=cb.a.b&name=callbridge+17+33"
     assert variable == "/ari/channels/odd%3Fid%23x/variable?variable=NAME&value=a%26b%3Dc"
+    ari.application("my+app")
+    assert server.requests[-1][1] == "/ari/applications/my%2Bapp"  # ARI reads a bare "+" as a space
 
 
 def test_a_slow_server_is_a_timeout_error_within_the_timeout(server):
