@@ -352,7 +352,8 @@ def test_the_send_schedule_follows_the_callers_and_one_wake_up_sends_both(calls,
     assert len(settled) > 150 and within >= 0.5, f"{within:.0%} of frames within 1 ms of a caller frame"
     record = json.loads((tmp_path / f"{call.channel_id}.json").read_text())
     wakeups = record["rusage"]["ru_nvcsw"] / record["duration_s"]
-    assert wakeups < 95, f"{wakeups:.0f} voluntary context switches per call-second"  # ~60 quiet, 86 seen in CI
+    # About 60 on a quiet machine, 86 seen in CI, over 100 without following.
+    assert wakeups < 95, f"{wakeups:.0f} voluntary context switches per call-second"
     assert_paced(gaps_ms(packets(caller)), tolerance=2.0)
 
 
