@@ -5,7 +5,13 @@ Sampled once a second from the supervisor's tick. A problem is acted on only aft
 - a worker thread whose heartbeat stopped (its loop is stuck): end the call; the
   supervisor kills the worker if it does not exit;
 - CPU above 90 % or an uplink that stopped advancing: logged, shown in `status`.
-USS needs /proc/PID/smaps, which is slow to read, so it is refreshed every 10th sample.
+USS needs /proc/PID/smaps_rollup, which the kernel builds by walking the worker's page
+tables: about 1.5 ms per worker here on a quiet machine, more under load, all of it on
+the supervisor's loop. Reading it at each worker's first sample made the tick after a burst
+of calls stall the loop for 50 reads (py-spy: a quarter of the supervisor's busy time at 50
+arrivals per second, while admissions waited). So `plan_uss()` lets each tick read at most
+`USS_PER_TICK` of them: the workers measured longest ago first, each at most every
+`USS_EVERY` seconds, and none before its first full sample (not while it sets up).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from supervisor.calls import CallEntry, Phase
 log = logging.getLogger(__name__)
 
 BAD_SAMPLES = 3
+USS_PER_TICK = 2
+USS_EVERY = 10.0  # seconds
 HEARTBEAT_LIMIT_NS = 2_000_000_000
 CPU_LIMIT = 90.0
 # The worker's one hot thread (call_worker/media.py) beats at every frame; its main thread
@@ -36,7 +44,9 @@ class WorkerWatch:
     streaks: dict[str, int] = field(default_factory=dict)
     last_uplink: int = -1
     reported: set[str] = field(default_factory=set)
-    uss_mb: float = 0.0
+    uss_mb: float | None = None  # not measured yet
+    uss_at: float = float("-inf")  # monotonic time of the last USS read
+    uss_turn: bool = False  # chosen by plan_uss() for this tick
 
 
 class HealthMonitor:
@@ -45,6 +55,18 @@ class HealthMonitor:
 
     def forget(self, pid: int) -> None:
         self.watches.pop(pid, None)
+
+    def plan_uss(self, entries: list[CallEntry], now: float) -> None:
+        """Choose the workers whose USS this tick reads (see the module doc)."""
+        due = []
+        for entry in entries:
+            watch = self.watches.get(entry.pid)
+            if watch is not None and entry.phase is Phase.ACTIVE and now - watch.uss_at >= USS_EVERY:
+                due.append(watch)
+        due.sort(key=lambda watch: watch.uss_at)
+        for watch in due[:USS_PER_TICK]:
+            watch.uss_turn = True
+            watch.uss_at = now
 
     def sample(self, entry: CallEntry) -> str | None:
         """Refresh `entry.health`; return a problem that must end the call, if any."""
@@ -63,7 +85,8 @@ class HealthMonitor:
                 fds = watch.process.num_fds()
                 threads = watch.process.num_threads()
                 status = watch.process.status()
-            if watch.samples % 10 == 1:
+            if watch.uss_turn:
+                watch.uss_turn = False
                 watch.uss_mb = round(watch.process.memory_full_info().uss / 2**20, 1)
         except psutil.Error:
             return None  # exited between the reap and this sample

@@ -490,7 +490,9 @@ class Supervisor(AsteriskSide, AgentsSide):
         self.helpers.kill(("reconcile",), older_than=RECONCILE_LIMIT)
         for channel_id, (why, fallback, busy) in list(self.turn_away_pending.items()):
             self._guarded(self._turn_away_again, channel_id, why, fallback, busy)
-        for entry in self.live_calls():
+        live = self.live_calls()
+        self._guarded(self.health.plan_uss, live, now)
+        for entry in live:
             self._guarded(self._watch_call, entry, now)
         if self.calls and self.stopping.drain_expired(now):
             log.info("drain timeout: ending %d calls", len(self.calls))

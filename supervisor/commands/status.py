@@ -79,6 +79,8 @@ def render(reply: dict) -> str:
             value = row.get(key, "")
             if key == "age_s":
                 value = _duration(value)
+            elif value is None:  # not measured yet (USS is read a few workers per second)
+                value = "-"
             text = str(value)
             cells.append((text if len(text) <= width else text[: width - 1] + "~").ljust(width))
         lines.append("  ".join(cells).rstrip())
