@@ -121,6 +121,11 @@ def families(reply: dict):
         "callbridge_call_setup_seconds", "from admission to the bridged call", reply["setup_seconds"]
     )
     yield histogram("callbridge_call_duration_seconds", "calls' length", reply["duration_seconds"])
+    yield histogram(
+        "callbridge_supervisor_loop_pass_seconds",
+        "how long each pass of the supervisor's loop was busy (admissions wait behind it)",
+        reply["loop_pass_seconds"],
+    )
     yield by(
         "callbridge_realtime_errors",
         "Realtime errors by code (other: codes without a slot of their own)",

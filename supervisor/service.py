@@ -45,6 +45,7 @@ from supervisor.exits import describe_exit, describe_status, signal_name
 from supervisor.health import HealthMonitor
 from supervisor.helpers import Helpers
 from supervisor.keeper import Keeper
+from supervisor.loop_watch import LoopWatch
 from supervisor.reconcile import Reconciliation
 from supervisor.stopping import STOP_SIGNALS, Stopping
 from supervisor.summary import summary_line
@@ -93,6 +94,7 @@ class Supervisor(AsteriskSide, AgentsSide):
         # taken while such a call ended must not read its caller as a missed StasisStart.
         self.recent: dict[str, float] = {}
         self.health = HealthMonitor()
+        self.loop = LoopWatch()
         self.started = time.monotonic()
         self.started_wall = time.time()
         self.calls_taken = self.calls_failed = self.calls_busy = 0
@@ -149,6 +151,8 @@ class Supervisor(AsteriskSide, AgentsSide):
             "calls_transferred_live": len(self.transfers.pairs),
             "agents_file": self.agents.source,
             "agents": self._agents_summary(),
+            "loop_busy_max_ms": self.loop.busy_max_ms(),
+            "loop_slow_passes": self.loop.slow_passes,
         }
 
     def metrics(self) -> dict:
@@ -162,6 +166,7 @@ class Supervisor(AsteriskSide, AgentsSide):
             "ari_connected": 1 if self.events.state is LinkState.CONNECTED else 0,
             "model_shutdown_dates": dict(self.model_shutdown_dates),
             "currency": self.settings.records_currency,
+            "loop_pass_seconds": self.loop.passes.as_dict(),
             **self.totals.as_dict(),
         }
 
@@ -203,7 +208,10 @@ class Supervisor(AsteriskSide, AgentsSide):
                 if self.events.due(time.monotonic()):
                     self._guarded(self._connect_ari)
                 wait = max(0.0, min(next_tick, self._next_ari_attempt()) - time.monotonic())
-                for key, mask in self.selector.select(wait):
+                self.loop.end_pass()
+                ready = self.selector.select(wait)
+                self.loop.begin_pass()
+                for key, mask in ready:
                     self._guarded(self._dispatch, key.data, mask)
                 self._handle_signals()
                 self._guarded(self._reap)
@@ -216,11 +224,15 @@ class Supervisor(AsteriskSide, AgentsSide):
         return 0
 
     def _guarded(self, step, *args) -> None:
-        """A bug or a bad input in one step is logged; the loop, and every call, go on."""
+        """A bug or a bad input in one step is logged; the loop, and every call, go on.
+        Each step is timed for the loop's figures (supervisor/loop_watch.py)."""
+        self.loop.begin_step(getattr(step, "__name__", "?"))
         try:
             step(*args)
         except Exception:
             log.exception("supervisor: %s failed; carrying on", getattr(step, "__name__", step))
+        finally:
+            self.loop.end_step()
 
     def _next_ari_attempt(self) -> float:
         return self.events.next_attempt if self.events.state is LinkState.DISCONNECTED else float("inf")

@@ -10,11 +10,11 @@ import subprocess
 import sys
 
 import pytest
+from testenv import TEST_PREFIX
 
 from shm_ring import CallSegment, segment_name
 from supervisor.calls import CallEntry, Phase
 from supervisor.health import USS_EVERY, USS_PER_TICK, HealthMonitor
-from tests.testenv import TEST_PREFIX
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from shm_ring import CallSegment, EndReason, Slot, segment_name
 from shm_ring.header import ERROR_CODE_SLOTS
 from supervisor import wire
 from supervisor.exits import Ending
+from supervisor.loop_watch import LoopWatch
 from supervisor.totals import Totals
 
 RULES = REPO / "docs/prometheus/callbridge.rules.yml"
@@ -134,6 +135,7 @@ def test_the_families_render_as_prometheus_text():
         "ari_connected": 1,
         "model_shutdown_dates": {"gpt-x": "2027-01-20", "bad": "not a date"},
         "currency": "USD",
+        "loop_pass_seconds": LoopWatch().passes.as_dict(),
         **Totals("m", PriceTable()).as_dict(),
     }
 
@@ -241,6 +243,11 @@ def test_a_scrape_counts_calls_by_reason_live_calls_and_a_crash(service, asteris
     assert scraper.value("callbridge_calls_live") == 0
     assert scraper.value("callbridge_call_duration_seconds_count") == 3
     assert scraper.value("callbridge_call_setup_seconds_count") == 3
+    # Every pass of the supervisor's loop is in the histogram; none of these took a second.
+    samples = scraper.samples()  # one scrape: the loop goes on passing between two
+    passes = samples[("callbridge_supervisor_loop_pass_seconds_count", ())]
+    assert passes > 10
+    assert samples[("callbridge_supervisor_loop_pass_seconds_bucket", (("le", "1.0"),))] == passes
     # The tokens are the workers' own totals, as each call's summary line logged them.
     logged_in = sum(int(w.split("=")[1]) for w in svc.log().split() if w.startswith("tokens_in="))
     logged_out = sum(int(w.split("=")[1]) for w in svc.log().split() if w.startswith("tokens_out="))

@@ -3,7 +3,7 @@
 Request:  {"cmd": "status"}
 Reply:    {"ok": true, "supervisor": {pid, version, instance, uptime_s, ari, ari_connects, draining,
            calls_live, calls_taken, calls_failed, calls_rejected_busy, max_concurrent_calls,
-           ari_last_error, helpers, models},
+           ari_last_error, helpers, models, loop_busy_max_ms, loop_slow_passes},
            "calls": [{call_id, caller, dialled, agent, age_s, pid, phase, worker_state, realtime,
            frames_in, frames_out, uplink_fill, downlink_fill, underruns, barge_ins,
            rejected_packets, reconnects, tool_calls, transfer, cpu_percent, rss_mb, uss_mb, fds,
@@ -62,6 +62,8 @@ def render(reply: dict) -> str:
         f"models {sup.get('models', '-')}",
         f"calls: {sup['calls_live']} live / {sup['max_concurrent_calls']} max, {sup['calls_taken']} taken, "
         f"{sup['calls_failed']} failed, {sup['calls_rejected_busy']} turned away busy",
+        f"loop: longest pass {sup.get('loop_busy_max_ms', '-')} ms lately, "
+        f"{sup.get('loop_slow_passes', '-')} over 100 ms since start",
     ]
     calls = reply["calls"]
     transferred = reply.get("transferred") or []
