@@ -33,6 +33,7 @@ from bench.cost import call_cost, code_env, code_location  # noqa: E402
 from bench.report import markdown, outside_shares, percentile, setup_breakdown  # noqa: E402
 from bench.usage import Sampler  # noqa: E402
 from simulators.clients import AsteriskSim, RealtimeSim, simulated_env, stop_process  # noqa: E402
+from supervisor import wire  # noqa: E402
 
 LOUD = 1000
 ARRIVALS_PER_SECOND = 50
@@ -147,6 +148,7 @@ def measure(
                 break
             time.sleep(1.0)
         usage = sampler.totals()
+        usage |= supervisor_loop(socket_path)
         time.sleep(0.5)
         sessions = realtime.sessions()
         records = {call_id: asterisk.call(call_id) for call_id in ids}
@@ -167,6 +169,21 @@ def measure(
         **breakdown,
         **cost,
         "code_under_test": location,
+    }
+
+
+def supervisor_loop(socket_path: Path) -> dict:
+    """The supervisor's own figure of its loop (supervisor/loop_watch.py): the longest busy
+    pass of the last minute or two, i.e. of the calls' set-up burst. None from code that
+    does not report it (a `before` of bench/compare.py)."""
+    try:
+        reply = wire.request(str(socket_path), {"cmd": "status"}, timeout=10)
+    except (OSError, wire.WireError):
+        return {"supervisor_loop_busy_max_ms": None, "supervisor_loop_slow_passes": None}
+    supervisor = reply.get("supervisor") or {}
+    return {
+        "supervisor_loop_busy_max_ms": supervisor.get("loop_busy_max_ms"),
+        "supervisor_loop_slow_passes": supervisor.get("loop_slow_passes"),
     }
 
 

@@ -53,6 +53,8 @@ CALLS_FIGURES = [
     ("inside_forked_p99_ms", "set-up: admitted to forked p99 ms"),
     ("inside_bridged_p99_ms", "set-up: admitted to bridged p99 ms"),
     ("outside_bridged_to_first_frame_p99_ms", "set-up: bridged to first frame p99 ms"),
+    ("supervisor_loop_busy_max_ms", "supervisor loop: longest pass ms"),
+    ("supervisor_loop_slow_passes", "supervisor loop: passes over 100 ms"),
     ("downlink_first_audio_p99_ms", "first audio p99 ms"),
     ("barge_in_stop_max_ms", "barge-in stop max ms"),
     ("worker_uss_max_mb", "worker USS MB"),

@@ -14,6 +14,10 @@ def percentile(values: list[float], share: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(share * (len(ordered) - 1) + 0.5))]
 
 
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
 def setup_breakdown(records_dir: Path) -> dict:
     """Where set-up time goes, from callbridge's own call records (ms after admission):
     reported beside the outside measurement, never instead of it."""
@@ -58,10 +62,10 @@ def outside_shares(records_dir: Path, placed: dict[str, float], first_frame: dic
         if bridged is not None and first_frame.get(call_id) is not None:
             after_bridged.append((first_frame[call_id] - admitted) * 1000 - bridged)
     return {
-        "outside_to_admission_p50_ms": percentile(admission, 0.5),
-        "outside_to_admission_p99_ms": percentile(admission, 0.99),
-        "outside_bridged_to_first_frame_p50_ms": percentile(after_bridged, 0.5),
-        "outside_bridged_to_first_frame_p99_ms": percentile(after_bridged, 0.99),
+        "outside_to_admission_p50_ms": _ms(percentile(admission, 0.5)),
+        "outside_to_admission_p99_ms": _ms(percentile(admission, 0.99)),
+        "outside_bridged_to_first_frame_p50_ms": _ms(percentile(after_bridged, 0.5)),
+        "outside_bridged_to_first_frame_p99_ms": _ms(percentile(after_bridged, 0.99)),
     }
 
 

@@ -37,6 +37,8 @@ FIGURES = [
     "wakeups_per_call_second",
     "cpu_percent_per_call_kernel",
     "wakeups_per_call_second_reap",
+    "supervisor_loop_busy_max_ms",
+    "supervisor_loop_slow_passes",
 ]
 
 
@@ -58,6 +60,7 @@ def test_two_calls_report_every_figure_with_nothing_lost(tmp_path):
     # Generous bounds for a loaded CI machine; the benchmark's runs hold the real figures.
     assert row["setup_p99_ms"] < 1000 and row["uplink_p99_ms"] < 100
     assert 0 < row["worker_uss_max_mb"] < 30
+    assert 0 < row["supervisor_loop_busy_max_ms"] < 1000
     assert "| 2 |" in (tmp_path / "calls-bench.md").read_text()
     # Wake-ups and CPU come from the workers' records, and the kernel's figures at the reap
     # agree with them (they also count the few milliseconds after the record is written).
