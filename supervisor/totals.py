@@ -11,6 +11,7 @@ Pure: no I/O, no clock; a few dict additions per call, on the supervisor's loop.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from records.prices import PriceTable
@@ -41,7 +42,7 @@ class Histogram:
             self.counts = [0] * (len(self.bounds) + 1)  # the last one: above every bound
 
     def observe(self, value: float) -> None:
-        index = next((i for i, bound in enumerate(self.bounds) if value <= bound), len(self.bounds))
+        index = bisect_left(self.bounds, value)  # the first bound >= value (len: above all)
         self.counts[index] += 1
         self.total += value
         self.count += 1
