@@ -34,6 +34,18 @@ def required_text(raw: str) -> str:
     return value
 
 
+def app_name(raw: str) -> str:
+    """ARI_APP_NAME goes into ARI's URLs (`/applications/NAME`, the events link's `app=`)
+    and the dialplan's `Stasis(NAME)`: a `/`, `?`, space or comma there would change what is
+    asked for, so only the alphabet of the ids callbridge builds is accepted."""
+    value = required_text(raw)
+    if not ids.valid_app_name(value):
+        raise ValueError(
+            f"must be 1 to {ids.APP_NAME_MAX} letters, digits, '_', '.' or '-' (got {value[:80]!r})"
+        )
+    return value
+
+
 def secret(raw: str) -> Secret:
     value = raw.strip()
     if not value:

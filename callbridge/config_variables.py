@@ -52,7 +52,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ASTERISK_USERNAME", parse.required_text, None, "ARI user (ari.conf)", _ASTERISK),
     Variable("ASTERISK_PASSWORD", parse.secret, None, "ARI password", _ASTERISK, secret=True),
     Variable("ASTERISK_TLS", parse.boolean, "false", "use https/wss for ARI", _ASTERISK),
-    Variable("ARI_APP_NAME", parse.required_text, "openai-app", "Stasis() app name", _ASTERISK),
+    Variable(
+        "ARI_APP_NAME", parse.app_name, "openai-app", "Stasis() app name (letters, digits, _ . -)", _ASTERISK
+    ),
     Variable(
         "INSTANCE_ID",
         parse.instance_id,

@@ -91,6 +91,14 @@ class InstanceIds:
         ).startswith("cb.")
 
 
+APP_NAME_MAX = 64
+
+
+def valid_app_name(name: str) -> bool:
+    """ARI_APP_NAME's alphabet: the ids' (callbridge/config_parsers.py::app_name says why)."""
+    return 0 < len(name) <= APP_NAME_MAX and set(name) <= _ID_ALPHABET
+
+
 def valid_call_id(channel_id: str) -> bool:
     """Asterisk's channel ids (`1732512345.42`, or a UUID) fit this; anything else is refused,
     because the id ends up in a shared-memory name, ARI URL paths and a file name."""

@@ -82,6 +82,10 @@ def test_dot_env_in_the_working_directory_is_found(tmp_path):
         ("ALERT_CRASHES", "0", "between 1 and"),
         ("ALERT_ARI_DOWN_SECONDS", "soon", "whole number"),
         ("ALERT_SHUTDOWN_DAYS", "-1", "between 0 and"),
+        ("ARI_APP_NAME", "sales/east", "letters, digits"),
+        ("ARI_APP_NAME", "open ai", "letters, digits"),
+        ("ARI_APP_NAME", "a?b", "letters, digits"),
+        ("ARI_APP_NAME", "x" * 65, "1 to 64"),
     ],
 )
 def test_each_bad_value_names_its_variable(variable, value, fragment):
