@@ -55,7 +55,7 @@ from pcap import in_range, read_rtp  # noqa: E402
 from real_asterisk import ARI_PASSWORD, ARI_USER, Asterisk, Capture, Ports, ensure_root  # noqa: E402
 
 from bench.cost import call_cost, code_env, code_location  # noqa: E402
-from bench.report import markdown, pacing, percentile, setup_breakdown  # noqa: E402
+from bench.report import caller_stream, markdown, pacing, percentile, setup_breakdown  # noqa: E402
 from bench.usage import Sampler  # noqa: E402
 from simulators.clients import RealtimeSim, callbridge_env, stop_process  # noqa: E402
 from supervisor import wire  # noqa: E402
@@ -194,12 +194,16 @@ def measure(
         stop_process(service, timeout=30)
         observer.close()
     arrivals: dict[int, list[float]] = {}  # callbridge's RTP port -> packet times
+    inbound: dict[tuple, list[tuple[float, int]]] = {}  # Asterisk -> callbridge, per stream
     downlink: dict[tuple, list[tuple[float, int]]] = {}  # Asterisk -> a sipp caller, per stream
     for packet in read_rtp(packets):
         if packet.payload_type in _RTCP_TYPES:  # RTCP (on the odd ports) passes the RTP check
             continue
         if in_range(packet.dst[1], PORTS.callbridge_rtp):
             arrivals.setdefault(packet.dst[1], []).append(packet.time)
+            inbound.setdefault((packet.src, packet.dst, packet.ssrc), []).append(
+                (packet.time, packet.sequence)
+            )
         elif in_range(packet.src[1], PORTS.asterisk_rtp) and in_range(packet.dst[1], PORTS.sipp_rtp):
             key = (packet.src, packet.dst, packet.ssrc)  # ports are reused by later calls
             downlink.setdefault(key, []).append((packet.time, packet.sequence))
@@ -222,6 +226,10 @@ def measure(
         "setup_max_ms": max(setup) if setup else None,
         **pacing(list(downlink.values())),
         "downlink_streams": len(downlink),
+        # The callers' streams as Asterisk relays them to callbridge: how steady they are is
+        # what decides how often a worker's frame can leave in the caller packet's wake-up
+        # (call_worker/media.py::MediaLoop._follow joins within FOLLOW_JOIN).
+        **caller_stream(list(inbound.values())),
         # psutil, as in bench/calls_bench.py: worker CPU over the workers' whole lives
         "cpu_percent_per_call": worker_cpu / lives * 100 if lives else None,
         "worker_uss_max_mb": max(sampler.uss.values()) if sampler.uss else None,

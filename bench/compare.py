@@ -79,6 +79,8 @@ ASTERISK_FIGURES = [
     ("setup_p50_ms", "set-up p50 ms"),
     ("setup_p99_ms", "set-up p99 ms"),
     ("calls_measured", "calls measured"),
+    ("caller_in_gap_dev_p99_ms", "callers' streams at callbridge: gap dev p99 ms"),
+    ("caller_in_within_0_5ms_share", "callers' packets within 0.5 ms of their clock"),
     ("worker_uss_max_mb", "worker USS MB"),
     ("involuntary_switches_per_call_second", "involuntary switches per call-second"),
     ("minor_faults_per_call", "minor faults per call"),

@@ -95,3 +95,29 @@ def pacing(streams: list[list[tuple[float, int]]]) -> dict:
         "frames_lost": lost,
         "frames_paced": len(deviations),
     }
+
+
+def caller_stream(streams: list[list[tuple[float, int]]]) -> dict:
+    """|gap - 20 ms| of the packets arriving at callbridge, and the share of packets that come
+    within 0.5 and 1 ms of a steady 20 ms clock (each stream's own, fitted on its median
+    phase over the 50 packets around it)."""
+    gaps = pacing(streams)
+    offsets_near = {0.5: 0, 1.0: 0}
+    counted = 0
+    for stream in streams:
+        times = [t for t, _ in stream]
+        for i, t in enumerate(times):
+            window = times[max(0, i - 25) : i + 25]
+            if len(window) < 10:
+                continue
+            phases = sorted(((u - t) * 1000 + 10.0) % 20.0 - 10.0 for u in window)
+            offset = abs(phases[len(phases) // 2])  # this packet against its neighbours' clock
+            counted += 1
+            for bound in offsets_near:
+                offsets_near[bound] += offset <= bound
+    return {
+        "caller_in_gap_dev_p50_ms": gaps["pacing_dev_p50_ms"],
+        "caller_in_gap_dev_p99_ms": gaps["pacing_dev_p99_ms"],
+        "caller_in_within_0_5ms_share": offsets_near[0.5] / counted if counted else None,
+        "caller_in_within_1ms_share": offsets_near[1.0] / counted if counted else None,
+    }

@@ -118,3 +118,22 @@ def test_compare_measures_each_ref_from_its_own_worktree(tmp_path):
     assert any(line.startswith("| wake-ups per call-second |") for line in lines)
     worktrees = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True)
     assert before["code_under_test"] not in worktrees.stdout
+
+
+def test_the_callers_streams_steadiness_is_measured_against_each_streams_own_clock():
+    """bench/report.py::caller_stream: a steady stream at any phase is all within 0.5 ms; one
+    with 1 ms of jitter (normal) has about 38 % within 0.5 ms and 68 % within 1 ms."""
+    import random
+
+    from bench.report import caller_stream
+
+    steady = [(1000.0137 + i * 0.02, i) for i in range(500)]
+    assert caller_stream([steady])["caller_in_within_0_5ms_share"] == 1.0
+    rng = random.Random(7)
+    jittered = [(2000.0 + i * 0.02 + rng.gauss(0, 0.001), i) for i in range(2000)]
+    figures = caller_stream([steady, jittered])
+    jitter_only = caller_stream([jittered])
+    assert 0.33 < jitter_only["caller_in_within_0_5ms_share"] < 0.45
+    assert 0.62 < jitter_only["caller_in_within_1ms_share"] < 0.75
+    assert 0.9 < jitter_only["caller_in_gap_dev_p50_ms"] < 1.1  # |N(0, 2 ms^2)|'s median
+    assert figures["caller_in_within_0_5ms_share"] > jitter_only["caller_in_within_0_5ms_share"]
