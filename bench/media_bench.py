@@ -103,8 +103,7 @@ def main() -> None:
         for _ in range(args.frames):
             asterisk.sendto(packet, destination)  # (outside the timing, as Asterisk's)
             started = time.thread_time_ns()
-            if loop._receive():
-                conversation.send_uplink()  # as MediaLoop.run does after a caller packet
+            loop._receive()
             middle = time.thread_time_ns()
             conversation.tick(time.monotonic())
             deadline = loop._send_frame(deadline)

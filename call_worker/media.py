@@ -136,13 +136,8 @@ class MediaLoop:
                 [rtp_fd, wake_fd], writes, [], None if deadline is None else deadline - now
             )
             if readable:
-                if readable[0] == rtp_fd and self._receive():
-                    # The frame first, the append after it: a joined frame is due now, and
-                    # the append's send may wake the Realtime peer's side and lose the CPU
-                    # for a while; the uplink can wait those microseconds, the caller's ear not.
-                    if deadline is not None:
-                        deadline = self._follow(deadline)
-                    conversation.send_uplink()
+                if readable[0] == rtp_fd and self._receive() and deadline is not None:
+                    deadline = self._follow(deadline)
                 if readable[-1] == wake_fd:
                     wake.drain()
             if writable:
@@ -152,8 +147,7 @@ class MediaLoop:
 
     def _receive(self) -> bool:
         """One datagram (select() said one is there; more make it return again at once).
-        True when it was the caller's audio; it is in the uplink ring, and the caller of
-        this sends it on (`send_uplink`)."""
+        True when it was the caller's audio."""
         slots, view = self._slots, self._view
         try:
             size, source = self.sock.recvfrom_into(view)
@@ -181,6 +175,7 @@ class MediaLoop:
             if not self._heard:
                 self._heard = True
                 slots[_FIRST_FRAME_IN_NS] = time.monotonic_ns()
+            self.conversation.send_uplink()
         else:
             slots[_UPLINK_OVERRUNS] += 1
         return True
