@@ -1,7 +1,7 @@
 """Caller numbers kept private (RECORDS_MASK_CALLERS): masked where they are shown or stored,
 and a keyed hash beside the masked number so that the full number still finds its calls.
 
-The supervisor applies both once, when it admits a call (supervisor/service.py): from then
+The supervisor applies both once, when it admits a call (supervisor/admission.py): from then
 on the call's entry, its log lines, `callbridge status`, the worker, the spool and the
 database hold only the masked number and the hash. `callbridge calls --caller NUMBER`
 hashes what it is given the same way (callbridge/records_cli.py). One function each, so

@@ -17,12 +17,9 @@ import selectors
 import signal
 import socket
 import time
-from dataclasses import replace
-from datetime import UTC, datetime
 
 from call_worker import process
-from call_worker.call import CallInfo
-from callbridge import __version__, ids
+from callbridge import __version__
 from callbridge.agents import AgentBook, load_book
 from callbridge.config import Settings
 from callbridge.model_lifecycle import ModelWatch
@@ -30,9 +27,9 @@ from callbridge.teardown import Target
 from metrics import exporter
 from records.drain_figures import figures_path
 from records.drainer import DrainerKeeper, crash_record_work
-from records.privacy import caller_fields, private_channel_name
-from shm_ring import CallSegment, EndReason, SegmentExistsError, Slot, segment_name, start_tracker, sweep
+from shm_ring import EndReason, Slot, start_tracker, sweep
 from supervisor import asterisk_work, systemd
+from supervisor.admission import Admission
 from supervisor.agents_side import AgentsSide
 from supervisor.alerting import Alerting
 from supervisor.ari_events import AriEvents, LinkState
@@ -71,7 +68,7 @@ RECONCILE_LIMIT = 60.0  # a listing helper slower than this is killed and the li
 RECENT_KEEP = 600.0
 
 
-class Supervisor(AsteriskSide, AgentsSide):
+class Supervisor(AsteriskSide, AgentsSide, Admission):
     def __init__(self, settings: Settings, agents: AgentBook | None = None) -> None:
         """`agents`: the book to start with, else AGENTS_FILE's (or the environment's
         default agent); an invalid file raises AgentFileError, a ConfigError."""
@@ -306,87 +303,6 @@ class Supervisor(AsteriskSide, AgentsSide):
 
     # --- calls
 
-    def admit(self, channel: dict) -> None:
-        channel_id = str(channel.get("id", ""))
-        if channel_id in self.calls or channel_id in self.busy:
-            return
-        if not ids.valid_call_id(channel_id):
-            # The id names a shared-memory segment, ARI paths and a record file: refuse
-            # anything but Asterisk's own id alphabet rather than escape it everywhere.
-            log.error("refusing a channel with an unusable id %r", channel_id[:80])
-            return
-        # The agent first (pure, cheap): its fallback is where a caller we cannot take goes.
-        dialled = str(_field(channel, "dialplan", "exten"))
-        now_wall = time.time()
-        choice = self.agents.choose(dialled, datetime.fromtimestamp(now_wall, UTC))
-        agent = choice.agent
-        if self.stopping.draining or len(self.calls) >= self.settings.max_concurrent_calls:
-            why = "draining" if self.stopping.draining else "at MAX_CONCURRENT_CALLS"
-            self._turn_away(channel_id, why, choice.fallback)
-            return
-        if agent is None:
-            self._turn_away(
-                channel_id, f"no agent for {dialled or '?'} ({choice.how})", choice.fallback, busy=False
-            )
-            return
-        if self.budgets.over(agent.name, agent.daily_budget, now_wall):
-            self._turn_away(
-                channel_id, f"agent {agent.name} is over its daily budget", choice.fallback, busy=False
-            )
-            return
-        # Masked here, once (RECORDS_MASK_CALLERS): the entry, its log lines, status, the
-        # worker and its record never hold the full number, only it and its keyed hash.
-        number = str(_field(channel, "caller", "number"))
-        caller, caller_hash = caller_fields(self.settings, number)
-        name = private_channel_name(self.settings, str(channel.get("name", "")), number)
-        if choice.fallback != agent.fallback:  # the worker's in-call fallback (call_worker/call.py)
-            agent = replace(agent, fallback=choice.fallback)
-        info = CallInfo(channel_id, caller, dialled, name, time.monotonic_ns(), caller_hash, agent)
-        try:
-            segment = CallSegment.create(segment_name(channel_id, self.settings.segment_prefix))
-        except SegmentExistsError:
-            log.error("a segment for call %s exists already; not starting it twice", channel_id)
-            return
-        except OSError as exc:  # /dev/shm full, or limits
-            log.error("cannot create the call's shared memory (%s); turning it away", exc)
-            self._turn_away(channel_id, "no shared memory", choice.fallback)
-            return
-        others = [entry.segment for entry in self.calls.values()]
-        try:
-            pid = process.spawn(
-                self.settings, info, segment, close_fds=self._fds_for_children(), close_segments=others
-            )
-        except OSError as exc:  # fork failed: EAGAIN (process limit), ENOMEM
-            segment.destroy()
-            log.error("cannot start a worker (%s); turning the call away", exc, extra={"call_id": channel_id})
-            self._turn_away(channel_id, "no worker", choice.fallback)
-            return
-        entry = CallEntry(
-            channel_id,
-            caller,
-            dialled,
-            info.channel_name,
-            pid,
-            segment,
-            caller_hash=caller_hash,
-            agent=agent.name,
-        )
-        self.calls[channel_id] = entry
-        self.recent[channel_id] = time.monotonic()
-        self.by_pid[pid] = entry
-        self.calls_taken += 1
-        log.info(
-            "call from %s to %s (%s): agent %s (%s), worker %d",
-            caller or "unknown",
-            dialled or "?",
-            info.channel_name,
-            agent.name,
-            choice.how,
-            pid,
-            extra={"call_id": channel_id},
-        )
-        self._notify_status()
-
     def _helper(self, kind: str, work, on_done=None, key: str = ""):
         """Start a helper with nothing of the supervisor's and no call's audio."""
         return self.helpers.start(
@@ -581,9 +497,3 @@ class Supervisor(AsteriskSide, AgentsSide):
         self.events.close()
         self.alerting.stopped()  # a clean exit: the next start is not "after an unclean stop"
         log.info("callbridge stopped: %d calls taken, %d failed", self.calls_taken, self.calls_failed)
-
-
-def _field(obj: dict, outer: str, inner: str) -> str:
-    """obj[outer][inner] from an ARI event, tolerating missing or mistyped parts."""
-    value = obj.get(outer)
-    return str(value.get(inner, "")) if isinstance(value, dict) else ""
