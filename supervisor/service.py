@@ -7,6 +7,11 @@ and every ARI request it needs (teardown after a crash, turning callers away,
 reconciliation listings) runs in a helper process (supervisor/helpers.py). Signal handlers
 only record the signal; the loop (woken through `signal.set_wakeup_fd`) does the work, so
 reaping, logging and forking all happen here and the process holds no threads when it forks.
+
+`Supervisor` is this module's loop, its tick, the signals, the control socket and the
+shutdown, with mixins each in a module of its own: what it does about Asterisk
+(supervisor/asterisk_side.py), its agents and models (supervisor/agents_side.py), a call's
+admission (supervisor/admission.py) and a call's end (supervisor/reaping.py).
 """
 
 from __future__ import annotations
@@ -18,34 +23,32 @@ import signal
 import socket
 import time
 
-from call_worker import process
 from callbridge import __version__
 from callbridge.agents import AgentBook, load_book
 from callbridge.config import Settings
 from callbridge.model_lifecycle import ModelWatch
-from callbridge.teardown import Target
 from metrics import exporter
 from records.drain_figures import figures_path
-from records.drainer import DrainerKeeper, crash_record_work
+from records.drainer import DrainerKeeper
 from shm_ring import EndReason, Slot, start_tracker, sweep
-from supervisor import asterisk_work, systemd
+from supervisor import systemd
 from supervisor.admission import Admission
 from supervisor.agents_side import AgentsSide
 from supervisor.alerting import Alerting
 from supervisor.ari_events import AriEvents, LinkState
 from supervisor.asterisk_side import AsteriskSide
 from supervisor.budgets import Budgets, zone_of
-from supervisor.calls import CallEntry, Phase
+from supervisor.calls import CallEntry
 from supervisor.commands import COMMANDS
 from supervisor.control import ControlServer
-from supervisor.exits import describe_exit, describe_status, signal_name
+from supervisor.exits import signal_name
 from supervisor.health import HealthMonitor
 from supervisor.helpers import Helpers
 from supervisor.keeper import Keeper
 from supervisor.loop_watch import LoopWatch
+from supervisor.reaping import Reaping
 from supervisor.reconcile import Reconciliation
 from supervisor.stopping import STOP_SIGNALS, Stopping
-from supervisor.summary import summary_line
 from supervisor.totals import Totals
 from supervisor.transfers import Transfers
 
@@ -68,7 +71,7 @@ RECONCILE_LIMIT = 60.0  # a listing helper slower than this is killed and the li
 RECENT_KEEP = 600.0
 
 
-class Supervisor(AsteriskSide, AgentsSide, Admission):
+class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
     def __init__(self, settings: Settings, agents: AgentBook | None = None) -> None:
         """`agents`: the book to start with, else AGENTS_FILE's (or the environment's
         default agent); an invalid file raises AgentFileError, a ConfigError."""
@@ -301,7 +304,7 @@ class Supervisor(AsteriskSide, AgentsSide, Admission):
             entry.request_end(EndReason.SHUTDOWN)
             self._signal_worker(entry, signal.SIGTERM)
 
-    # --- calls
+    # --- children: helpers and workers
 
     def _helper(self, kind: str, work, on_done=None, key: str = ""):
         """Start a helper with nothing of the supervisor's and no call's audio."""
@@ -330,75 +333,6 @@ class Supervisor(AsteriskSide, AgentsSide, Admission):
             os.kill(entry.pid, signum)
         except ProcessLookupError:
             pass
-
-    def _reap(self) -> None:
-        """Collect every exited child: workers, helpers, and children that are neither (the
-        multiprocessing resource tracker), which are tolerated. Each child's handling is
-        guarded on its own: one that cannot be described or cleaned up stops no other."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            entry = self.by_pid.pop(pid, None)
-            if entry is not None:
-                self._guarded(self._finish_call, entry, status)
-            elif not self.helpers.reaped(pid, status):
-                log.debug("reaped child %d (%s), not ours to track", pid, describe_status(status))
-
-    def _finish_call(self, entry: CallEntry, status: int) -> None:
-        entry.exit_status = status
-        counters = entry.header.snapshot()
-        ending = describe_exit(status, counters)
-        if ending.crashed:
-            self.calls_failed += 1
-            log.error(
-                "worker %d died (%s) with the call up; last counters: frames in %d out %d, state %d",
-                entry.pid,
-                ending.how,
-                counters["frames_in"],
-                counters["frames_out"],
-                counters["call_state"],
-                extra={"call_id": entry.call_id},
-            )
-        elif ending.reason is EndReason.SETUP_FAILED:
-            self.calls_failed += 1
-        if ending.crashed or ending.how == f"exit:{process.EXIT_TEARDOWN_LEFT}":
-            # The worker did not finish its own teardown: a helper does it, with the caller's
-            # hang-up unless the caller left by itself.
-            targets = asterisk_work.call_targets(
-                self.ids, entry.call_id, hang_up_caller=not entry.caller_gone
-            )
-            if counters.get("transfer_state") in (3, 4):  # transferred: the caller is not ours to end
-                # (call_worker/transfer.py BRIDGED: the pair stays for supervisor/transfers.py;
-                # SENT: the caller left Stasis, only our bridge and media channel remain)
-                keep_bridge = counters.get("transfer_state") == 3
-                targets = [t for t in targets if t.object_id != entry.call_id]
-                targets = [t for t in targets if not (keep_bridge and t.kind == "bridge")]
-            if counters.get("transfer_state") in (1, 2):  # a transfer still ringing or answered
-                attempt = counters.get("transfer_attempt", 0)
-                targets.append(Target("channel", self.ids.transfer_channel(entry.call_id, attempt)))
-            self._start_teardown(entry.call_id, targets)
-        if ending.crashed:  # its record, from its journal and these last counters (records/spool.py)
-            self._helper(
-                "record", crash_record_work(self.settings, entry, counters, ending.how), key=entry.call_id
-            )
-        try:
-            entry.segment.close()
-        finally:
-            entry.segment.unlink()
-            entry.phase = Phase.GONE  # worker reaped, teardown done or handed over, segment unlinked
-            self.calls.pop(entry.call_id, None)
-            self.recent[entry.call_id] = time.monotonic()
-            self.health.forget(entry.pid)
-        self.transfers.call_reaped(entry, counters)
-        reason, errors = self.totals.call_ended(counters, ending, entry.age())
-        self._guarded(self._count_cost, entry, counters)
-        self.alerting.call_ended(time.monotonic(), reason, errors, counters)
-        log.info("%s", summary_line(entry, counters, ending), extra={"call_id": entry.call_id})
-        self._notify_status()
 
     # --- once a second
 

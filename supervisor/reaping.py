@@ -1,0 +1,100 @@
+"""The supervisor's end of a call: reaping its children, finishing each call whose worker exited.
+
+Part of `Supervisor` (supervisor/service.py), kept apart because it is one thing: what the
+loop does once a child has exited. A worker's exit is described (supervisor/exits.py) from
+its status and its header's last counters; a teardown it did not finish, and a crashed
+call's record, are helpers' work (supervisor/helpers.py); its segment is unlinked, a pair it
+transferred is watched from then on (supervisor/transfers.py), the call is counted (the
+totals, the daily budgets, the alerts) and its summary line logged (supervisor/summary.py).
+An exited helper goes back to supervisor/helpers.py; any other child is only logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from call_worker import process
+from callbridge.teardown import Target
+from records.drainer import crash_record_work
+from shm_ring import EndReason
+from supervisor import asterisk_work
+from supervisor.calls import CallEntry, Phase
+from supervisor.exits import describe_exit, describe_status
+from supervisor.summary import summary_line
+
+log = logging.getLogger(__name__)
+
+
+class Reaping:
+    """Mixed into `Supervisor`; uses its calls, helpers, health, transfers, totals and alerting."""
+
+    def _reap(self) -> None:
+        """Collect every exited child: workers, helpers, and children that are neither (the
+        multiprocessing resource tracker), which are tolerated. Each child's handling is
+        guarded on its own: one that cannot be described or cleaned up stops no other."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            entry = self.by_pid.pop(pid, None)
+            if entry is not None:
+                self._guarded(self._finish_call, entry, status)
+            elif not self.helpers.reaped(pid, status):
+                log.debug("reaped child %d (%s), not ours to track", pid, describe_status(status))
+
+    def _finish_call(self, entry: CallEntry, status: int) -> None:
+        entry.exit_status = status
+        counters = entry.header.snapshot()
+        ending = describe_exit(status, counters)
+        if ending.crashed:
+            self.calls_failed += 1
+            log.error(
+                "worker %d died (%s) with the call up; last counters: frames in %d out %d, state %d",
+                entry.pid,
+                ending.how,
+                counters["frames_in"],
+                counters["frames_out"],
+                counters["call_state"],
+                extra={"call_id": entry.call_id},
+            )
+        elif ending.reason is EndReason.SETUP_FAILED:
+            self.calls_failed += 1
+        if ending.crashed or ending.how == f"exit:{process.EXIT_TEARDOWN_LEFT}":
+            # The worker did not finish its own teardown: a helper does it, with the caller's
+            # hang-up unless the caller left by itself.
+            targets = asterisk_work.call_targets(
+                self.ids, entry.call_id, hang_up_caller=not entry.caller_gone
+            )
+            if counters.get("transfer_state") in (3, 4):  # transferred: the caller is not ours to end
+                # (call_worker/transfer.py BRIDGED: the pair stays for supervisor/transfers.py;
+                # SENT: the caller left Stasis, only our bridge and media channel remain)
+                keep_bridge = counters.get("transfer_state") == 3
+                targets = [t for t in targets if t.object_id != entry.call_id]
+                targets = [t for t in targets if not (keep_bridge and t.kind == "bridge")]
+            if counters.get("transfer_state") in (1, 2):  # a transfer still ringing or answered
+                attempt = counters.get("transfer_attempt", 0)
+                targets.append(Target("channel", self.ids.transfer_channel(entry.call_id, attempt)))
+            self._start_teardown(entry.call_id, targets)
+        if ending.crashed:  # its record, from its journal and these last counters (records/spool.py)
+            self._helper(
+                "record", crash_record_work(self.settings, entry, counters, ending.how), key=entry.call_id
+            )
+        try:
+            entry.segment.close()
+        finally:
+            entry.segment.unlink()
+            entry.phase = Phase.GONE  # worker reaped, teardown done or handed over, segment unlinked
+            self.calls.pop(entry.call_id, None)
+            self.recent[entry.call_id] = time.monotonic()
+            self.health.forget(entry.pid)
+        self.transfers.call_reaped(entry, counters)
+        reason, errors = self.totals.call_ended(counters, ending, entry.age())
+        self._guarded(self._count_cost, entry, counters)
+        self.alerting.call_ended(time.monotonic(), reason, errors, counters)
+        log.info("%s", summary_line(entry, counters, ending), extra={"call_id": entry.call_id})
+        self._notify_status()
