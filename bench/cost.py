@@ -77,6 +77,8 @@ def call_cost(records_dir: Path, reap_log: Path, worker_pids: set[int]) -> dict:
             result["cpu_percent_per_call_steady"] = figures["cpu_percent_per_call_kernel"]
             setup_cpu = [r["rusage_bridged"]["ru_utime"] + r["rusage_bridged"]["ru_stime"] for r in records]
             result["setup_cpu_ms_per_call"] = round(sum(setup_cpu) / len(records) * 1000, 1)
+            setup_faults = sum(r["rusage_bridged"].get("ru_minflt", 0) for r in records)
+            result["setup_minor_faults_per_call"] = round(setup_faults / len(records))
         if reaped:  # the same kernel counters read at the reap: a cross-check
             check = _figures(reaped, seconds, len(reaped))
             result["wakeups_per_call_second_reap"] = check["wakeups_per_call_second"]
