@@ -2,7 +2,7 @@
 (voluntary context switches of all its threads, ended ones too) per second of call.
 
 Two sources, the same kernel counters (getrusage) for both:
-- "record": the worker's call record (call_worker/call.py puts its RUSAGE_SELF figures
+- "record": the worker's call record (call_worker/ending.py puts its RUSAGE_SELF figures
   and its active seconds there as it ends);
 - "reap": for code whose records lack them, what the supervisor's wait4 returned when it
   reaped each worker (bench/inject/sitecustomize.py), which also counts the few

@@ -1,4 +1,5 @@
-"""One call, from the worker's side: set-up, the control loop, the ending, the teardown.
+"""One call, from the worker's side: set-up and the control loop. What follows the decision
+to end (the fallback or the failure prompt, the teardown, the record) is call_worker/ending.py.
 
 State machine (written to the call header for the supervisor and `status`):
 
@@ -15,7 +16,6 @@ progress finishes first, up to REPLY_GRACE, then the goodbye). Audio never passe
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -24,15 +24,14 @@ import select
 import socket
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from call_worker import realtime_protocol as proto
 from call_worker import rtp
 from call_worker.adapter import ConnectError, adapter_for
 from call_worker.agent_actions import AgentActions
 from call_worker.conversation import RECONNECT_OPEN_TIMEOUT, Conversation
+from call_worker.ending import Ending
 from call_worker.media import MediaLoop
 from call_worker.playback import Playback
 from call_worker.realtime_adapter import RealtimeAdapter  # noqa: F401 -- imported before the fork (shared pages, not each worker's)
@@ -45,23 +44,17 @@ from callbridge.agents import Agent
 from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
 from callbridge.netaddr import rtp_bind_address
-from callbridge.teardown import Target, call_targets, remove_all
-from records.spool import CallSpool, final_record
+from records.spool import CallSpool
 from shm_ring import CallSegment, CallState, EndReason, RealtimeState, Slot
 
 log = logging.getLogger(__name__)
 
 GOODBYE_LIMIT = 20.0  # seconds a goodbye may take before the call is ended anyway
 REPLY_GRACE = 10.0  # seconds a reply in progress at a limit may go on before the goodbye cuts it
-PROMPT_LIMIT = 15.0  # seconds the failure prompt may play
 # The first handshake, then one more try of RECONNECT_OPEN_TIMEOUT: a service that accepts
 # TCP and never answers leaves the caller at most ~8 s before the failure prompt.
 SETUP_OPEN_TIMEOUT = 5.0
-TEARDOWN_LIMIT = 15.0  # seconds of teardown retries; the supervisor's END_GRACE is longer
 ADD_TO_BRIDGE_ATTEMPTS = 50  # 10 ms apart
-# What the call cost the worker, for bench/calls_bench.py and bench/asterisk_bench.py:
-# voluntary context switches are its threads' wake-ups.
-RUSAGE_FIELDS = ("ru_utime", "ru_stime", "ru_nvcsw", "ru_nivcsw", "ru_minflt")
 
 
 @dataclass(frozen=True)
@@ -137,7 +130,7 @@ class Call:
         # either thread, journaled by the main thread when it wakes.
         self.events: list[dict] = []
         self._events_journaled = 0
-        self.toolbox = ToolBox(self.agent, self._tool_action, self._event)
+        self.toolbox = ToolBox(self.agent, self._tool_action, self.event)
         self.transfer = Transfer(self.ids, self.ari, self.header, info.call_id, settings.ari_app_name)
         self.conversation = Conversation(
             settings,
@@ -161,14 +154,13 @@ class Call:
             self.ids.bridge(info.call_id),
             self.ids.external_channel(info.call_id),
             self.conversation,
-            self._event,
+            self.event,
         )
         self.sock: socket.socket | None = None
         self.media: MediaLoop | None = None
         self.threads: list[threading.Thread] = []
         self._journal_due = False
-        self._opened: list = []  # set-up's session until the media loop has it
-        self._sent_to_fallback = False
+        self.opened: list = []  # set-up's session until the media loop has it
         self.rusage_bridged = None  # getrusage() once media is ready
         self.end_reason = EndReason.NONE
         self.started = time.monotonic()
@@ -198,7 +190,7 @@ class Call:
         header.set(Slot.CALL_STATE, CallState.ENDING)
         header.set(Slot.END_REASON, self.end_reason)
         try:
-            self._finish()
+            Ending(self).run()  # call_worker/ending.py: fallback or prompt, teardown, record
         finally:
             header.set(Slot.CALL_STATE, CallState.ENDED)
         return self.end_reason
@@ -217,7 +209,7 @@ class Call:
         self.actions.actions.append(action)
         self.main_wake.wake()
 
-    def _event(self, kind: str, detail: dict) -> None:
+    def event(self, kind: str, detail: dict) -> None:
         """An event of the call's record, from either thread (list.append is atomic)."""
         offset_ms = int((time.monotonic_ns() - (self.info.admitted_ns or int(self.started * 1e9))) / 1e6)
         self.events.append({"offset_ms": offset_ms, "kind": kind, "detail": detail})
@@ -236,7 +228,7 @@ class Call:
             ) from None
         self.sock = bind_rtp_socket(address, settings.rtp_port_range)
         local = self.sock.getsockname()
-        opened: list = self._opened  # (link, opening id), or the ConnectError
+        opened: list = self.opened  # (link, opening id), or the ConnectError
 
         def open_realtime() -> None:
             try:
@@ -327,7 +319,7 @@ class Call:
             self.header.set(Slot.REALTIME_STATE, RealtimeState.FAILED)
             self._on_fatal(str(outcome))
             raise SetupError(str(outcome), EndReason.REALTIME_FAILED)
-        self._opened = []
+        self.opened = []
         self.conversation.begin(*outcome, greet=True)
 
     def _side_request(self, name: str, request) -> SideRequest:
@@ -456,124 +448,3 @@ class Call:
         except InterruptedError:
             pass
         self.main_wake.drain()
-
-    # --- ending (docs/architecture.md, steps 6 and 7)
-
-    def _finish(self) -> None:
-        reason = self.end_reason
-        self._sent_to_fallback = False
-        if reason is EndReason.REALTIME_FAILED:
-            if self.agent.fallback is not None:
-                self._sent_to_fallback = self._send_to_fallback()
-            if not self._sent_to_fallback:
-                self._play_failure_prompt()
-        self.stop.set()
-        self.loop_wake.wake()
-        for thread in self.threads:
-            thread.join(timeout=2)
-        self.conversation.close()
-        for outcome in self._opened:  # set-up failed after its session opened
-            if isinstance(outcome, tuple):
-                outcome[0].close()
-        self._teardown(reason)
-        if self.sock is not None:
-            self.sock.close()
-        self.ari.close()
-        self._report()
-
-    def _send_to_fallback(self) -> bool:
-        """Realtime refused or could not be reached: the caller goes to the agent's
-        fallback (a queue, voicemail, a person) instead of hearing a prompt and a hang-up."""
-        target = self.agent.fallback
-        try:
-            if not self.media_ready:
-                self.ari.answer(self.info.call_id)
-            else:
-                self.ari.delete_bridge(self.ids.bridge(self.info.call_id))
-            self.ari.continue_in_dialplan(
-                self.info.call_id, target.context, target.extension, target.priority
-            )
-        except AriError as exc:
-            log.warning("could not send the caller to the fallback %s: %s; playing the prompt", target, exc)
-            return False
-        log.info("Realtime failed: the caller was sent to the fallback %s", target)
-        self._event("fallback", {"to": str(target), "why": self.fatal_message[:200]})
-        return True
-
-    def _play_failure_prompt(self) -> None:
-        """The caller hears an Asterisk prompt, not dead air, before the call ends."""
-        playback_id = self.ids.playback("fail", uuid.uuid4().hex[:12])
-        try:
-            if not self.media_ready:
-                self.ari.answer(self.info.call_id)
-            else:  # take the caller out of the bridge so the prompt is heard on its own
-                self.ari.delete_bridge(self.ids.bridge(self.info.call_id))
-            self.ari.play(self.info.call_id, self.settings.failure_prompt, playback_id)
-            deadline = time.monotonic() + PROMPT_LIMIT
-            while time.monotonic() < deadline and self.ari.playback(playback_id) is not None:
-                if self.header.get(Slot.END_REQUEST) == EndReason.CALLER_HANGUP:
-                    break
-                time.sleep(0.1)
-        except AriError as exc:
-            log.warning("could not play the failure prompt: %s", exc)
-
-    def _teardown(self, reason: EndReason) -> None:
-        """callbridge/teardown.py, bounded: what is still there after TEARDOWN_LIMIT is the
-        supervisor's to hand to a helper (the worker exits with EXIT_TEARDOWN_LEFT).
-
-        A transferred caller is never hung up: after an attended transfer the bridge holds
-        the caller and the destination (the supervisor watches them, supervisor/transfers.py),
-        so only our media channel goes; after a blind one the caller has left Stasis."""
-        call_id = self.info.call_id
-        if reason is EndReason.TRANSFERRED or self._sent_to_fallback:
-            targets = [Target("channel", self.ids.external_channel(call_id))]
-            if self._blind_sent() or self._sent_to_fallback:  # the caller left Stasis
-                targets.insert(0, Target("bridge", self.ids.bridge(call_id)))
-        else:
-            targets = call_targets(self.ids, call_id, reason is not EndReason.CALLER_HANGUP)
-        if self.transfer.leftover():  # still ringing, or answered but never bridged
-            targets.append(Target("channel", self.transfer.leftover()))
-        left = remove_all(self.ari, targets, time.monotonic() + TEARDOWN_LIMIT, self.info.call_id)
-        self.teardown_left = bool(left)
-
-    def _blind_sent(self) -> bool:
-        return self.transfer.destination is not None and self.transfer.destination.blind
-
-    def _report(self) -> None:
-        counters = self.header.snapshot()
-        usage = resource.getrusage(resource.RUSAGE_SELF)  # all threads', ended ones too (benchmarks)
-        media_ns = self.header.get(Slot.MEDIA_READY_NS) if self.media_ready else time.monotonic_ns()
-        record = {
-            "call_id": self.info.call_id,
-            "caller": self.info.caller,
-            "dialled": self.info.dialled,
-            "end_reason": self.end_reason.name.lower(),
-            "duration_s": round(time.monotonic() - self.started, 2),
-            "frames_in": counters["frames_in"],
-            "frames_out": counters["frames_out"],
-            "barge_ins": counters["barge_ins"],
-            "underruns": counters["underruns"],
-            "setup_ms": self.timeline.as_ms(),
-            "setup_bridge_retries": self.timeline.bridge_retries,
-            "admitted_ns": self.info.admitted_ns,  # the machine's monotonic clock (benchmarks)
-            "active_s": round((time.monotonic_ns() - media_ns) / 1e9, 3),  # media ready to now
-            "rusage": {name: getattr(usage, name) for name in RUSAGE_FIELDS},
-            "rusage_bridged": {name: getattr(self.rusage_bridged, name, 0) for name in RUSAGE_FIELDS},
-            "usage": self.conversation.usage,
-            "transcript": self.conversation.transcript.entries,
-        }
-        if self.fatal_message:
-            record["failure"] = self.fatal_message
-        log.info(
-            "call ended: %s after %.1f s, %d turns",
-            record["end_reason"],
-            record["duration_s"],
-            len(record["transcript"]),
-        )
-        self.spool.finish(final_record(self))  # the drainer takes it to the database
-        if self.settings.call_records_dir:
-            path = Path(self.settings.call_records_dir) / f"{self.info.call_id}.json"
-            try:
-                path.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
-            except OSError as exc:
-                log.warning("cannot write the call record %s: %s", path, exc)

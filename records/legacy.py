@@ -1,4 +1,4 @@
-"""Today's per-call JSON files (CALL_RECORDS_DIR, call_worker/call.py::Call._report) as
+"""Today's per-call JSON files (CALL_RECORDS_DIR, call_worker/ending.py::Ending._report) as
 spool records, for `callbridge calls import DIR`.
 
 Those files have no start time: the file's modification time is taken as the call's end

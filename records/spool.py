@@ -14,9 +14,9 @@ Per call, in the instance's spool directory:
 
 After a crash a helper (`complete_crashed`) builds the record from the journal and the
 last counters the supervisor read from the call's header; the record says complete=false.
-The worker's side is `CallSpool`: `call_worker/call.py` opens it, journals on its control
-tick and finishes it in `_report`. A spool that cannot be written costs the record, never
-the call: one warning, then the spool is off for that call.
+The worker's side is `CallSpool`: `call_worker/call.py` opens it and journals on its control
+tick, and `call_worker/ending.py` finishes it. A spool that cannot be written costs the
+record, never the call: one warning, then the spool is off for that call.
 """
 
 from __future__ import annotations

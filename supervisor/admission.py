@@ -61,7 +61,7 @@ class Admission:
         number = str(_field(channel, "caller", "number"))
         caller, caller_hash = caller_fields(self.settings, number)
         name = private_channel_name(self.settings, str(channel.get("name", "")), number)
-        if choice.fallback != agent.fallback:  # the worker's in-call fallback (call_worker/call.py)
+        if choice.fallback != agent.fallback:  # the worker's in-call fallback (call_worker/ending.py)
             agent = replace(agent, fallback=choice.fallback)
         info = CallInfo(channel_id, caller, dialled, name, time.monotonic_ns(), caller_hash, agent)
         try:

@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 TICK = 1.0
 # Seconds a worker has, once its call is ending (asked to, or on its own), before SIGKILL:
-# the failure prompt (call_worker/call.py PROMPT_LIMIT) and a teardown against a slow
+# the failure prompt (call_worker/ending.py PROMPT_LIMIT) and a teardown against a slow
 # Asterisk fit; a worker stuck longer is killed and its teardown helper finishes the job.
 END_GRACE = 40.0
 STUCK_GRACE = 10.0  # a worker ended for being stuck (health) is given less: it is not working
