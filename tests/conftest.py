@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from harness import AsteriskSim, RealtimeSim, started
+from harness import AsteriskSim, MiniSupervisor, RealtimeSim, settings_for, started
 from service import Service
 from testenv import TEST_PREFIX
 
@@ -42,6 +42,32 @@ def asterisk():
 def realtime():
     """The simulated Realtime server, one per test module (modules may override it)."""
     yield from started(RealtimeSim("--reply-ms", "3000"))
+
+
+@pytest.fixture(scope="module")
+def realtime_long():
+    """A simulated Realtime server whose replies last 10 s (500 frames), one per test module."""
+    yield from started(RealtimeSim("--reply-ms", "10000"))
+
+
+@pytest.fixture
+def calls(asterisk, realtime):
+    """A MiniSupervisor factory (tests/harness.py) for one worker's calls: `calls(rt=None,
+    **settings)` runs them against `rt`, else the module's `realtime`; checks after the test
+    that nothing is left in Asterisk."""
+    made = []
+
+    def make(rt=None, **overrides) -> MiniSupervisor:
+        (rt or realtime).reset()
+        sup = MiniSupervisor(asterisk, settings_for(asterisk, rt or realtime, **overrides), TEST_PREFIX)
+        made.append(sup)
+        return sup
+
+    yield make
+    for sup in made:
+        sup.close()
+    state = asterisk.state()
+    assert state["channels"] == [] and state["bridges"] == [], f"left in Asterisk: {state}"
 
 
 @pytest.fixture

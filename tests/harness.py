@@ -38,6 +38,15 @@ class RealtimeSim(clients.RealtimeSim):
         super().__init__(*args, api_key=API_KEY)
 
 
+# The worker tests' Realtime server: their counts of frames are written for 1.5 s replies
+# (75 frames) and a 1 s greeting (50 frames).
+SHORT_REPLIES = ("--reply-ms", "1500", "--greeting-ms", "1000")
+
+
+def last_session(rt: RealtimeSim) -> dict:
+    return rt.sessions()[-1]
+
+
 def started(sim):
     """For fixtures: `yield from started(RealtimeSim(...))` runs it for the fixture's scope."""
     try:
