@@ -6,7 +6,9 @@ how an operator, and the benchmarks, see whether something does. A pass is busy 
 `select()` returning to the next `select()`. Each pass goes into a histogram (the metrics),
 the longest of the last one to two minutes into `status`, and a pass over `SLOW_PASS`
 logs one warning naming the step that took most of it (at most one line per `LOG_EVERY`
-seconds, with the count since the last line: a saturated machine must not flood the log).
+seconds, with the count since the last line: a saturated machine must not flood the log;
+a pass at least twice as long as the last one logged is told at once, so the worst stall
+is always named).
 
 Steps are the supervisor's guarded steps (`Supervisor._guarded`). Only the innermost are
 added up, by name, so a tick made slow by a hundred calls' health samples names
@@ -41,6 +43,7 @@ class LoopWatch:
         self._window_start = clock()
         self._max_now = self._max_before = 0.0  # this window's longest pass, and the last one's
         self._logged_at = float("-inf")
+        self._logged_busy = 0.0  # the last logged pass's length
         self._unlogged = 0  # slow passes since the last warning
 
     def begin_pass(self) -> None:
@@ -71,8 +74,8 @@ class LoopWatch:
             return
         self.slow_passes += 1
         self._unlogged += 1
-        if now - self._logged_at < LOG_EVERY:
-            return
+        if now - self._logged_at < LOG_EVERY and busy < 2 * self._logged_busy:
+            return  # a pass twice as long as the last one logged is told at once
         step, seconds = max(self._steps.items(), key=lambda item: item[1], default=("?", 0.0))
         log.warning(
             "supervisor: a pass of its loop took %.0f ms (mostly %s, %.0f ms; %d slow passes since "
@@ -82,7 +85,7 @@ class LoopWatch:
             seconds * 1000,
             self._unlogged,
         )
-        self._logged_at, self._unlogged = now, 0
+        self._logged_at, self._logged_busy, self._unlogged = now, busy, 0
 
     def busy_max_ms(self) -> float:
         """The longest pass of the last one to two minutes."""

@@ -49,6 +49,12 @@ def test_a_slow_pass_is_counted_and_logged_once_naming_the_inner_step_that_took_
     _pass(watch, clock, [("_reap", 0.3)])
     assert len(caplog.records) == 2 and "4 slow passes since" in caplog.records[1].getMessage()
     assert "mostly reap, 300 ms;" in caplog.records[1].getMessage()
+    # Within the minute, only a pass at least twice the last one logged is told (the worst
+    # stall is always named): 0.5 s is not, 0.61 s is.
+    _pass(watch, clock, [("admit", 0.5)])
+    assert len(caplog.records) == 2
+    _pass(watch, clock, [("_tick", 0.61)])
+    assert len(caplog.records) == 3 and "took 611 ms (mostly tick, 610 ms;" in caplog.records[2].getMessage()
 
 
 def test_the_histogram_holds_every_pass_and_the_maximum_ages_out():
