@@ -132,6 +132,51 @@ def test_over_capacity_the_caller_goes_to_the_fallback_instead_of_the_prompt(ser
     assert summary["calls_to_fallback"] == 1 and summary["calls_rejected_busy"] == 1
 
 
+def test_when_realtime_refuses_a_bridged_call_the_worker_sends_it_to_the_fallback(
+    service, asterisk, tmp_path
+):
+    """The worker's own fallback (call_worker/ending.py::Ending._send_to_fallback): Realtime
+    refuses the session (a wrong key) once the caller is bridged, so the caller is taken out
+    of the bridge and sent to FALLBACK_DESTINATION instead of hearing the failure prompt and
+    being hung up, and the call's record in the history says so."""
+    import json
+
+    svc = service(OPENAI_API_KEY="sk-wrong-key", FALLBACK_DESTINATION="from-internal,operator,1")
+    call_id = asterisk.place_call([{"silence": 20000}])
+    try:
+        svc.wait(lambda: asterisk.call(call_id, packets=False)["continued_to"] is not None, timeout=20)
+        record = asterisk.call(call_id, packets=False)
+        assert {k: record["continued_to"][k] for k in ("context", "extension", "priority")} == {
+            "context": "from-internal",
+            "extension": "operator",
+            "priority": 1,
+        }
+        assert record["playbacks"] == [] and record["hangup"] is None  # no prompt, not hung up by us
+        assert "the caller was sent to the fallback operator@from-internal:1" in svc.log()
+        database = tmp_path / "state" / "callbridge.db"
+
+        def stored() -> list:
+            try:
+                with sqlite3.connect(database) as db:
+                    return db.execute(
+                        "SELECT c.end_reason, e.detail FROM calls c JOIN events e"
+                        " ON e.call_id = c.call_id WHERE c.call_id = ? AND e.kind = 'fallback'",
+                        (call_id,),
+                    ).fetchall()
+            except sqlite3.Error:
+                return []
+
+        [(end_reason, detail)] = svc.wait(stored, timeout=20)
+        assert end_reason == "realtime_failed"
+        assert json.loads(detail)["to"] == "operator@from-internal:1"
+        # What set-up created is gone (the bridge, the media channel); the caller lives on.
+        state = asterisk.state()
+        assert state["bridges"] == [] and [c["id"] for c in state["channels"]] == [call_id]
+    finally:
+        asterisk.hangup(call_id)
+    svc.wait(lambda: ended(asterisk, call_id))
+
+
 def test_sighup_changes_the_agent_of_new_calls_and_a_live_call_keeps_its_own(
     service, asterisk, realtime, tmp_path
 ):
