@@ -123,7 +123,8 @@ def _analyse(record: dict) -> dict:
 def _summaries(log_text: str) -> dict[str, dict]:
     found = {}
     for line in log_text.splitlines():
-        match = re.search(r"\[([^\]]+)\] supervisor\.service: call summary: (.*)$", line)
+        # Any logger name: the line is the supervisor's, whichever of its modules writes it.
+        match = re.search(r"\[([^\]]+)\] supervisor\.[\w.]+: call summary: (.*)$", line)
         if match:
             found[match.group(1)] = dict(pair.split("=", 1) for pair in match.group(2).split())
     return found
