@@ -5,14 +5,15 @@ of the loop (supervisor/service.py::Supervisor.run), so nothing in it may block;
 how an operator, and the benchmarks, see whether something does. A pass is busy from
 `select()` returning to the next `select()`. Each pass goes into a histogram (the metrics),
 the longest of the last one to two minutes into `status`, and a pass over `SLOW_PASS`
-logs one warning naming the step that took most of it (at most one line per `LOG_EVERY`
-seconds, with the count since the last line: a saturated machine must not flood the log;
-a pass at least twice as long as the last one logged is told at once, so the worst stall
-is always named).
+logs one warning naming the step that took most of it: at most one line per `LOG_EVERY`
+seconds, with the count since the last line (a saturated machine must not flood the log),
+except that a pass at least twice as long as the last one logged is told at once (a stall
+much worse than the last one told does not wait a minute to be named).
 
-Steps are the supervisor's guarded steps (`Supervisor._guarded`). Only the innermost are
-added up, by name, so a tick made slow by a hundred calls' health samples names
-`_watch_call`, not `_tick`.
+Steps are the supervisor's guarded steps (`Supervisor._guarded`, named by their qualified
+name, e.g. `DrainerKeeper.tick`). Each is credited with its own time, its inner steps'
+excluded, and added up by name over the pass, so a tick made slow by a hundred calls'
+health samples names `Supervisor._watch_call`, not `Supervisor._tick`.
 
 Pure bookkeeping on the loop: two clock reads per step and a few dict updates per pass.
 """
@@ -38,8 +39,8 @@ class LoopWatch:
         self.passes = Histogram(PASS_BUCKETS)
         self.slow_passes = 0
         self._began: float | None = None
-        self._steps: dict[str, float] = {}  # this pass: innermost step name -> seconds
-        self._open: list[list] = []  # steps running now: [name, start, has_inner_step]
+        self._steps: dict[str, float] = {}  # this pass: step name -> its own seconds
+        self._open: list[list] = []  # steps running now, outermost first
         self._window_start = clock()
         self._max_now = self._max_before = 0.0  # this window's longest pass, and the last one's
         self._logged_at = float("-inf")
@@ -51,14 +52,17 @@ class LoopWatch:
         self._steps.clear()
 
     def begin_step(self, name: str) -> None:
-        if self._open:
-            self._open[-1][2] = True
-        self._open.append([name, self.clock(), False])
+        self._open.append([name, self.clock(), 0.0])  # name, start, its inner steps' time
 
     def end_step(self) -> None:
-        name, start, has_inner = self._open.pop()
-        if not has_inner:
-            self._steps[name] = self._steps.get(name, 0.0) + self.clock() - start
+        """Credit the step with its own time: its length less its inner steps', which are
+        credited to themselves (a tick made slow by a hundred health samples names the
+        samples; a reap whose own work is slow names the reap, not the step it ran last)."""
+        name, start, inner = self._open.pop()
+        elapsed = self.clock() - start
+        self._steps[name] = self._steps.get(name, 0.0) + elapsed - inner
+        if self._open:
+            self._open[-1][2] += elapsed
 
     def end_pass(self) -> None:
         if self._began is None:
@@ -67,7 +71,9 @@ class LoopWatch:
         busy, self._began = now - self._began, None
         self.passes.observe(busy)
         if now - self._window_start >= WINDOW:
-            self._max_before, self._max_now = self._max_now, 0.0
+            # Two windows or more since the last roll (a stopped process): both are stale.
+            stale = now - self._window_start >= 2 * WINDOW
+            self._max_before, self._max_now = (0.0 if stale else self._max_now), 0.0
             self._window_start = now
         self._max_now = max(self._max_now, busy)
         if busy <= SLOW_PASS:
@@ -75,13 +81,13 @@ class LoopWatch:
         self.slow_passes += 1
         self._unlogged += 1
         if now - self._logged_at < LOG_EVERY and busy < 2 * self._logged_busy:
-            return  # a pass twice as long as the last one logged is told at once
+            return  # counted; a pass twice as long as the last one logged is told at once
         step, seconds = max(self._steps.items(), key=lambda item: item[1], default=("?", 0.0))
         log.warning(
             "supervisor: a pass of its loop took %.0f ms (mostly %s, %.0f ms; %d slow passes since "
             "the last such line). Admissions and status wait behind it: is the machine short of CPU?",
             busy * 1000,
-            step.lstrip("_"),
+            step,
             seconds * 1000,
             self._unlogged,
         )

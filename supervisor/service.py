@@ -226,7 +226,7 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
     def _guarded(self, step, *args) -> None:
         """A bug or a bad input in one step is logged; the loop, and every call, go on.
         Each step is timed for the loop's figures (supervisor/loop_watch.py)."""
-        self.loop.begin_step(getattr(step, "__name__", "?"))
+        self.loop.begin_step(getattr(step, "__qualname__", "?"))
         try:
             step(*args)
         except Exception:
