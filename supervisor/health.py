@@ -10,7 +10,7 @@ tables: about 1.5 ms per worker here on a quiet machine, more under load, all of
 the supervisor's loop. Reading it at each worker's first sample made the tick after a burst
 of calls stall the loop for 50 reads (py-spy: a quarter of the supervisor's busy time at 50
 arrivals per second, while admissions waited). So `plan_uss()` lets each tick read at most
-`USS_PER_TICK` of them: the workers measured longest ago first, each at most every
+`USS_PER_TICK` of them: the worker measured longest ago and new ones, each at most every
 `USS_EVERY` seconds, and none before its first full sample (not while it sets up).
 """
 
@@ -57,14 +57,20 @@ class HealthMonitor:
         self.watches.pop(pid, None)
 
     def plan_uss(self, entries: list[CallEntry], now: float) -> None:
-        """Choose the workers whose USS this tick reads (see the module doc)."""
+        """Choose the workers whose USS this tick reads (see the module doc): the one read
+        longest ago, and new ones; with no new one, the two read longest ago. A worker's
+        first USS comes soon, and however many calls arrive, the others' is still refreshed."""
+        for watch in self.watches.values():
+            watch.uss_turn = False  # a turn a failed sample did not take ends with its tick
         due = []
         for entry in entries:
             watch = self.watches.get(entry.pid)
             if watch is not None and entry.phase is Phase.ACTIVE and now - watch.uss_at >= USS_EVERY:
                 due.append(watch)
         due.sort(key=lambda watch: watch.uss_at)
-        for watch in due[:USS_PER_TICK]:
+        fresh = [watch for watch in due if watch.uss_mb is None]
+        seen = [watch for watch in due if watch.uss_mb is not None]
+        for watch in (seen[:1] + fresh + seen[1:])[:USS_PER_TICK]:
             watch.uss_turn = True
             watch.uss_at = now
 

@@ -37,30 +37,46 @@ def workers():
 
 
 def _tick(monitor: HealthMonitor, entries: list[CallEntry], now: float) -> list[str]:
+    """One tick's sampling; the calls whose USS this tick read."""
+    before = {
+        entry.pid: monitor.watches[entry.pid].uss_at for entry in entries if entry.pid in monitor.watches
+    }
     monitor.plan_uss(entries, now)
     for entry in entries:
         monitor.sample(entry)
-    return [entry.call_id for entry in entries if entry.health.get("uss_mb") is not None]
+    return sorted(
+        entry.call_id
+        for entry in entries
+        if entry.pid in monitor.watches
+        and monitor.watches[entry.pid].uss_at != before.get(entry.pid, float("-inf"))
+    )
 
 
-def test_a_tick_reads_uss_for_a_few_workers_and_the_stalest_first(workers):
+def test_a_tick_reads_uss_for_a_few_workers_the_stalest_first(workers):
     monitor = HealthMonitor()
     # First sample: every worker is new (a burst of calls), and none has its USS read.
     assert _tick(monitor, workers, 0.0) == []
-    assert all(entry.health["rss_mb"] > 0 for entry in workers)  # the cheap figures are there
-    measured = _tick(monitor, workers, 1.0)
-    assert len(measured) == USS_PER_TICK
-    assert all(entry.health["uss_mb"] > 0 for entry in workers[:USS_PER_TICK])
-    assert len(_tick(monitor, workers, 2.0)) == 2 * USS_PER_TICK
-    assert len(_tick(monitor, workers, 3.0)) == len(workers)  # the last one's turn
-    assert _tick(monitor, workers, 4.0) and not any(w.uss_turn for w in monitor.watches.values())
-    # Nothing is read again before USS_EVERY, then the ones read longest ago come first.
-    before = {entry.call_id: monitor.watches[entry.pid].uss_at for entry in workers}
-    _tick(monitor, workers, 1.0 + USS_EVERY - 0.5)
-    assert {entry.call_id: monitor.watches[entry.pid].uss_at for entry in workers} == before
-    _tick(monitor, workers, 1.0 + USS_EVERY)
-    again = [entry.call_id for entry in workers if monitor.watches[entry.pid].uss_at != before[entry.call_id]]
-    assert again == [entry.call_id for entry in workers[:USS_PER_TICK]]
+    assert all(entry.health["rss_mb"] > 0 and entry.health["uss_mb"] is None for entry in workers)
+    assert _tick(monitor, workers, 1.0) == ["call-0", "call-1"] and USS_PER_TICK == 2
+    assert all(entry.health["uss_mb"] > 0 for entry in workers[:2])
+    assert _tick(monitor, workers, 2.0) == ["call-2", "call-3"]
+    assert _tick(monitor, workers, 3.0) == ["call-4"]
+    assert _tick(monitor, workers, 4.0) == []  # nothing is read again before USS_EVERY
+    # All five due again, the ones read longest ago first, whatever the order of the calls.
+    assert _tick(monitor, workers[::-1], 3.0 + USS_EVERY) == ["call-0", "call-1"]
+    assert _tick(monitor, workers[::-1], 4.0 + USS_EVERY) == ["call-2", "call-3"]
+
+
+def test_new_workers_do_not_keep_the_others_from_being_refreshed(workers):
+    monitor = HealthMonitor()
+    old, new = workers[:2], workers[2:]
+    _tick(monitor, old, 0.0)
+    assert _tick(monitor, old, 1.0) == ["call-0", "call-1"]
+    _tick(monitor, workers, 0.5 + USS_EVERY)  # the new ones' first sample; the old not due yet
+    # Three new workers and two old ones due: the stalest old one and one new one.
+    assert _tick(monitor, workers, 2.0 + USS_EVERY) == ["call-0", "call-2"]
+    assert _tick(monitor, workers, 3.0 + USS_EVERY) == ["call-1", "call-3"]
+    assert new[2].health["uss_mb"] is None  # its turn comes next
 
 
 def test_a_worker_setting_up_has_no_uss_read(workers):
