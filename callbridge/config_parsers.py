@@ -41,7 +41,8 @@ def app_name(raw: str) -> str:
     value = required_text(raw)
     if not ids.valid_app_name(value):
         raise ValueError(
-            f"must be 1 to {ids.APP_NAME_MAX} letters, digits, '_', '.' or '-' (got {value[:80]!r})"
+            f"must be 1 to {ids.APP_NAME_MAX} letters, digits, '_', '.' or '-', not starting with "
+            f"'.' or '-' (got {value[:80]!r})"
         )
     return value
 

@@ -96,7 +96,8 @@ APP_NAME_MAX = 64
 
 def valid_app_name(name: str) -> bool:
     """ARI_APP_NAME's alphabet: the ids' (callbridge/config_parsers.py::app_name says why)."""
-    return 0 < len(name) <= APP_NAME_MAX and set(name) <= _ID_ALPHABET
+    # Not "." or "..", nor any leading "." or "-": a URL's path would resolve them.
+    return 0 < len(name) <= APP_NAME_MAX and set(name) <= _ID_ALPHABET and name[0] not in ".-"
 
 
 def valid_call_id(channel_id: str) -> bool:

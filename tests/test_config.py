@@ -86,6 +86,8 @@ def test_dot_env_in_the_working_directory_is_found(tmp_path):
         ("ARI_APP_NAME", "open ai", "letters, digits"),
         ("ARI_APP_NAME", "a?b", "letters, digits"),
         ("ARI_APP_NAME", "x" * 65, "1 to 64"),
+        ("ARI_APP_NAME", "..", "not starting with"),
+        ("ARI_APP_NAME", "-app", "not starting with"),
     ],
 )
 def test_each_bad_value_names_its_variable(variable, value, fragment):
