@@ -43,6 +43,12 @@ class RealtimeSim(clients.RealtimeSim):
 SHORT_REPLIES = ("--reply-ms", "1500", "--greeting-ms", "1000")
 
 
+def short_replies():
+    """A module's `realtime` fixture of replies of 1.5 s and a greeting of 1 s:
+    `realtime = pytest.fixture(short_replies, scope="module", name="realtime")`."""
+    yield from started(RealtimeSim(*SHORT_REPLIES))
+
+
 def last_session(rt: RealtimeSim) -> dict:
     return rt.sessions()[-1]
 

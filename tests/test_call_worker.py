@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 from analysis import loud, session_events
-from harness import SHORT_REPLIES, RealtimeSim, last_session, started
+from harness import RealtimeSim, last_session, short_replies
 
 from call_worker.heard import heard_text
 from shm_ring import EndReason, RealtimeState, Slot
@@ -22,10 +22,7 @@ from shm_ring import EndReason, RealtimeState, Slot
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def realtime():
-    """Replies of 1.5 s, a greeting of 1 s (tests/harness.py SHORT_REPLIES)."""
-    yield from started(RealtimeSim(*SHORT_REPLIES))
+realtime = pytest.fixture(short_replies, scope="module", name="realtime")  # tests/harness.py
 
 
 def test_barge_in_stops_playback_within_40_ms_and_truncates_exactly(calls, asterisk, realtime_long):

@@ -12,17 +12,14 @@ import statistics
 
 import pytest
 from analysis import assert_paced, gaps_ms, loud, packets, session_events, uplink_latencies_ms
-from harness import SHORT_REPLIES, RealtimeSim, last_session, started
+from harness import last_session, short_replies
 
 from shm_ring import Slot
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def realtime():
-    """Replies of 1.5 s, a greeting of 1 s (tests/harness.py SHORT_REPLIES)."""
-    yield from started(RealtimeSim(*SHORT_REPLIES))
+realtime = pytest.fixture(short_replies, scope="module", name="realtime")  # tests/harness.py
 
 
 def test_uplink_is_immediate_and_every_frame_arrives(calls, asterisk, realtime):
