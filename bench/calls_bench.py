@@ -173,9 +173,11 @@ def measure(
 
 
 def supervisor_loop(socket_path: Path) -> dict:
-    """The supervisor's own figure of its loop (supervisor/loop_watch.py): the longest busy
-    pass of the last minute or two, i.e. of the calls' set-up burst. None from code that
-    does not report it (a `before` of bench/compare.py)."""
+    """The supervisor's own figures of its loop (supervisor/loop_watch.py): the longest busy
+    pass of the last minute or two (the calls' set-up burst while --seconds is under about
+    a minute; with longer calls, `supervisor_loop_slow_passes`, counted since the start,
+    still covers it). None from code that does not report them (a `before` of
+    bench/compare.py)."""
     try:
         reply = wire.request(str(socket_path), {"cmd": "status"}, timeout=10)
     except (OSError, wire.WireError):

@@ -1,8 +1,8 @@
 """How the supervisor stops. Signal handlers only record the signal (and wake the loop
 through `signal.set_wakeup_fd`); the loop acts on it. The first SIGTERM or SIGINT drains:
 no new calls, live calls may finish for DRAIN_TIMEOUT_SECONDS. A second one ends every
-call at once. SIGHUP asks for a reload (supervisor/service.py::Supervisor.reload, run by
-the loop); SIGCHLD only wakes the loop, which reaps."""
+call at once. SIGHUP asks for a reload (supervisor/agents_side.py::AgentsSide.reload, run
+by the loop); SIGCHLD only wakes the loop, which reaps."""
 
 from __future__ import annotations
 
