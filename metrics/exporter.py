@@ -1,5 +1,5 @@
 """The metrics helper: a long-lived process the supervisor forks and keeps running
-(supervisor/keeper.py), serving METRICS_LISTEN with prometheus_client.
+(supervisor/keeper.py), serving METRICS_LISTEN.
 
 Why a process and not a thread of the supervisor: the supervisor holds no threads (it
 forks workers, and a thread alive at a fork can leave a lock held in the child), and
@@ -7,37 +7,116 @@ nothing a scraper does (slow clients, many connections, a large page) may take t
 its loop. A scrape reaches the supervisor only as one `metrics` request on the control
 socket, which its loop serves without blocking (supervisor/control.py).
 
+The listener is the bounded one (httpd/bounded.py): one asyncio loop, a connection cap and
+deadlines, so idle or trickling connections cost neither threads nor the unit's task
+budget. The page is rendered at most once per CACHE_SECONDS, by one thread, however many
+scrapers ask at once: parallel scrapes are one control-socket request, not one each (they
+used to fill its client slots, and `status` was refused).
+
 Its registry holds only metrics/collector.py: no process or GC metrics of this helper,
 which would describe the wrong process. It exits when its supervisor is gone.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from httpd.bounded import Limits, listen_socket, serve
 from metrics.collector import SupervisorCollector
 
 log = logging.getLogger(__name__)
 
 PARENT_POLL = 1.0
+CACHE_SECONDS = 1.0  # a page this young is served again: scrapers cannot multiply requests
+BIND_RETRY = 5.0  # while the port is taken: tried again quietly this often
+LIMITS = Limits(connections=64, concurrency=32, read_seconds=10.0, keep_alive_seconds=5)
+
+
+class CachedPage:
+    """The rendered page, refreshed by one render at a time on one thread."""
+
+    def __init__(self, registry: CollectorRegistry, ttl: float = CACHE_SECONDS) -> None:
+        self.registry = registry
+        self.ttl = ttl
+        self.body = b""
+        self.at = float("-inf")
+        self.lock: asyncio.Lock | None = None
+        self.renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
+
+    async def get(self) -> bytes:
+        if self.lock is None:
+            self.lock = asyncio.Lock()
+        if time.monotonic() - self.at < self.ttl:
+            return self.body
+        async with self.lock:  # the others wait for this render instead of starting their own
+            if time.monotonic() - self.at >= self.ttl:
+                loop = asyncio.get_running_loop()
+                self.body = await loop.run_in_executor(self.renderer, generate_latest, self.registry)
+                self.at = time.monotonic()
+        return self.body
+
+
+def app_for(page: CachedPage):
+    """The ASGI app: GET /metrics, nothing else."""
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] != "/metrics":
+            status, body, kind = 404, b"not found: try /metrics\n", b"text/plain; charset=utf-8"
+        elif scope["method"] not in ("GET", "HEAD"):
+            status, body, kind = 405, b"method not allowed\n", b"text/plain; charset=utf-8"
+        else:
+            status, body, kind = 200, await page.get(), CONTENT_TYPE_LATEST.encode()
+        headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+    return app
+
+
+def _bind(listen, parent_pid: int):
+    """The listening socket; while the address is taken, one log line and a quiet retry
+    (an operator's other exporter on 9464 is a configuration problem, not a crash loop)."""
+    told = False
+    while os.getppid() == parent_pid:
+        try:
+            sock = listen_socket(listen.host, listen.port)
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+                raise
+            if not told:
+                log.error(
+                    "metrics: cannot listen on %s (METRICS_LISTEN): %s; trying again every %.0f s",
+                    listen,
+                    exc.strerror,
+                    BIND_RETRY,
+                )
+                told = True
+            deadline = time.monotonic() + BIND_RETRY
+            while time.monotonic() < deadline and os.getppid() == parent_pid:
+                time.sleep(PARENT_POLL)
+            continue
+        if told:
+            log.info("metrics: %s is free again", listen)
+        return sock
+    return None
 
 
 def run(listen, socket_path: str, instance: str, parent_pid: int, figures_file=None, spool_dir=None) -> None:
-    """Serve until the supervisor is gone. Raises OSError when it cannot listen (the
-    supervisor logs the helper's failure and starts it again later). `figures_file` and
-    `spool_dir`: where the drainer's figures are read (records/drain_figures.py)."""
+    """Serve until the supervisor is gone. `figures_file` and `spool_dir`: where the
+    drainer's figures are read (records/drain_figures.py)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SupervisorCollector(socket_path, instance, figures_file, spool_dir))
-    try:
-        server, _ = start_http_server(listen.port, listen.host, registry=registry)
-    except OSError as exc:
-        log.error("metrics: cannot listen on %s (METRICS_LISTEN): %s", listen, exc)
-        raise
+    sock = _bind(listen, parent_pid)
+    if sock is None:
+        return
     log.info("metrics: serving http://%s/metrics", listen)
-    while os.getppid() == parent_pid:
-        time.sleep(PARENT_POLL)
-    server.shutdown()
+    serve(app_for(CachedPage(registry)), sock, LIMITS, lambda: os.getppid() != parent_pid, PARENT_POLL)

@@ -6,7 +6,9 @@ of its group. Each request gets exactly one reply; a malformed one gets an error
 and the connection is closed. A client that says nothing for CLIENT_IDLE seconds, takes
 more than REQUEST_LIMIT seconds to send one request (trickling a byte at a time would
 otherwise hold a slot forever), or announces an oversized message, is dropped; at most
-MAX_CLIENTS at once. None of this
+MAX_CLIENTS at once, and at most PER_PROCESS of them from one process, so that no one
+client (a busy metrics helper, a runaway script) can take the slots `status` and `hangup`
+need. None of this
 can block the supervisor's loop: sockets are non-blocking and replies are buffered.
 """
 
@@ -29,6 +31,7 @@ from supervisor import wire
 log = logging.getLogger(__name__)
 
 MAX_CLIENTS = 32
+PER_PROCESS = 4
 CLIENT_IDLE = 10.0
 REQUEST_LIMIT = 5.0  # seconds from a request's first byte to its last
 MAX_REQUESTS_PER_READ = 8  # a client pipelining requests cannot monopolise one loop pass
@@ -40,6 +43,7 @@ _UCRED = struct.Struct("3i")
 class Client:
     sock: socket.socket
     uid: int
+    pid: int = 0
     inbox: bytearray = field(default_factory=bytearray)
     outbox: bytearray = field(default_factory=bytearray)
     last_active: float = field(default_factory=time.monotonic)
@@ -101,14 +105,23 @@ class ControlServer:
     def _allowed(self, uid: int, gid: int) -> bool:
         return uid in (0, os.geteuid()) or gid == os.getegid()
 
+    def _refusal(self, pid: int, uid: int, gid: int) -> str:
+        if not self._allowed(uid, gid):
+            return "permission denied"
+        if len(self.clients) >= MAX_CLIENTS:
+            return "too many clients"
+        if sum(1 for c in self.clients.values() if c.pid == pid) >= PER_PROCESS:
+            return f"too many connections from one process (at most {PER_PROCESS})"
+        return ""
+
     def accept(self) -> None:
         try:
             conn, _ = self.sock.accept()
         except (BlockingIOError, InterruptedError):
             return
         pid, uid, gid = _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
-        if not self._allowed(uid, gid) or len(self.clients) >= MAX_CLIENTS:
-            why = "permission denied" if len(self.clients) < MAX_CLIENTS else "too many clients"
+        why = self._refusal(pid, uid, gid)
+        if why:
             log.warning("control socket: refused a client (pid %d, uid %d, gid %d): %s", pid, uid, gid, why)
             try:
                 conn.setblocking(False)
@@ -118,7 +131,7 @@ class ControlServer:
             conn.close()
             return
         conn.setblocking(False)
-        client = Client(conn, uid)
+        client = Client(conn, uid, pid)
         self.clients[conn.fileno()] = client
         self.selector.register(conn, selectors.EVENT_READ, ("client", client))
 

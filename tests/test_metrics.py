@@ -259,7 +259,7 @@ def test_a_scrape_counts_calls_by_reason_live_calls_and_a_crash(service, asteris
 
     victim = asterisk.place_call([{"say": 800}, {"silence": 30000}])
     row = svc.wait(lambda: (r := svc.call_row(victim)) and r["phase"] == "active" and r)
-    assert scraper.value("callbridge_calls_live") == 1
+    svc.wait(lambda: scraper.value("callbridge_calls_live") == 1)  # the page is cached for a second
     os.kill(row["pid"], signal.SIGKILL)
     svc.wait(lambda: scraper.value("callbridge_worker_crashes_total") == 1, timeout=10)
     assert scraper.value("callbridge_calls_total", reason="worker_crashed") == 1

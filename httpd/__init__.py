@@ -1,0 +1,1 @@
+"""HTTP listeners callbridge exposes, bounded so that no client can grow them (bounded.py)."""
