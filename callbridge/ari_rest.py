@@ -161,8 +161,11 @@ class AriRest:
             {"context": context, "extension": extension, "priority": priority},
         )
 
-    def hangup(self, channel_id: str) -> None:
-        self.request("DELETE", f"/channels/{channel_id}", missing_ok=True)
+    def hangup(self, channel_id: str, reason: str = "") -> None:
+        """`reason`: ARI's hang-up reason (normal, busy, congestion...); Asterisk's default
+        (normal clearing) when empty."""
+        params = {"reason": reason} if reason else None
+        self.request("DELETE", f"/channels/{channel_id}", params=params, missing_ok=True)
 
     def delete_bridge(self, bridge_id: str) -> None:
         self.request("DELETE", f"/bridges/{bridge_id}", missing_ok=True)

@@ -100,6 +100,19 @@ def valid_app_name(name: str) -> bool:
     return 0 < len(name) <= APP_NAME_MAX and set(name) <= _ID_ALPHABET and name[0] not in ".-"
 
 
+def addressable_channel_id(channel_id: str) -> bool:
+    """An id we may still name in an ARI path (to turn its caller away) though it is not a
+    valid call id: quoting keeps "?", "#" and spaces in their segment, but not "/", and a
+    URL's path resolves "." and ".." (requests does), so those would name another resource."""
+    return (
+        0 < len(channel_id) <= 255
+        and channel_id not in (".", "..")
+        and "/" not in channel_id
+        and "\\" not in channel_id
+        and channel_id.isprintable()
+    )
+
+
 def valid_call_id(channel_id: str) -> bool:
     """Asterisk's channel ids (`1732512345.42`, or a UUID) fit this; anything else is refused,
     because the id ends up in a shared-memory name, ARI URL paths and a file name."""

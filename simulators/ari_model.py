@@ -91,6 +91,7 @@ class CallRecord:
     answered: float | None = None
     hangup: float | None = None
     hangup_by: str = ""
+    hangup_cause: int = 0
     playbacks: list[dict] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     # Where `continue` sent the caller: {"context", "extension", "priority", "at"}, or None.
@@ -152,12 +153,15 @@ class SimulatedAsterisk:
         exten: str = "100",
         tag: str = "",
         name: str = "",
+        channel_id: str = "",
     ) -> dict:
+        """`channel_id`: the id to give it (a test of ids Asterisk would not make), else one
+        in Asterisk's own style."""
         with self.lock:
             if app not in self.sockets or self.sockets[app].closed.is_set():
                 raise LookupError(f"Stasis app {app!r} is not registered")
             number = next(self._numbers)
-            channel_id = f"sim-{number:04d}.{uuid.uuid4().hex[:6]}"
+            channel_id = channel_id or f"sim-{number:04d}.{uuid.uuid4().hex[:6]}"
             audio, hangup_frame, utterances = render(parse_script(script), self.law)
             leg = CallerLeg(channel_id, self.law, PAYLOAD_TYPES[self.law], audio, hangup_frame, utterances)
             leg.on_hangup = lambda: self.hangup(channel_id, by="caller")
@@ -187,7 +191,7 @@ class SimulatedAsterisk:
             chan.hung_up = True
             record = self.calls.get(channel_id)
             if record is not None:
-                record.hangup, record.hangup_by = time.monotonic(), by
+                record.hangup, record.hangup_by, record.hangup_cause = time.monotonic(), by, cause
             bridge = self.bridges.get(chan.bridge) if chan.bridge else None
             if bridge and channel_id in bridge.channels:
                 bridge.channels.remove(channel_id)

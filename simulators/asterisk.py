@@ -246,7 +246,10 @@ class Handler(BaseHTTPRequestHandler):
         if not rest and method == "GET":
             return self._reply(200, chan.to_json())
         if not rest and method == "DELETE":
-            sim.hangup(channel_id, by="ari")
+            # ARI's reason names a Q.850 cause (the ones callbridge sends; normal otherwise).
+            sim.hangup(
+                channel_id, by="ari", cause={"busy": 17, "congestion": 34}.get(q.get("reason", ""), 16)
+            )
             return self._reply(204)
         if rest == ["variable"] and method == "POST":
             chan.variables[q["variable"]] = q.get("value", "")

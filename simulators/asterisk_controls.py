@@ -25,6 +25,7 @@ def handle(handler, method: str, parts: list[str], q: dict) -> None:
                 body.get("exten", "100"),
                 body.get("tag", ""),
                 body.get("name", ""),
+                str(body.get("channel_id", "")),
             )
         except LookupError as exc:
             return handler._error(409, str(exc))
@@ -101,6 +102,7 @@ def call_json(record: CallRecord, packets: bool) -> dict:
         "answered": record.answered,
         "hangup": record.hangup,
         "hangup_by": record.hangup_by,
+        "hangup_cause": record.hangup_cause,
         "playbacks": record.playbacks,
         "continued_to": record.continued_to,
         "originations": [dial.to_json(False) for dial in record.originations],

@@ -58,10 +58,18 @@ class AsteriskSim(SimProcess):
         caller: str = "",
         exten: str = "100",
         name: str = "",
+        channel_id: str = "",
     ) -> str:
         reply = requests.post(
             f"{self.base}/sim/calls",
-            json={"script": script, "app": app, "caller": caller, "exten": exten, "name": name},
+            json={
+                "script": script,
+                "app": app,
+                "caller": caller,
+                "exten": exten,
+                "name": name,
+                "channel_id": channel_id,
+            },
             timeout=5,
         )
         reply.raise_for_status()

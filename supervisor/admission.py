@@ -24,18 +24,37 @@ from supervisor.calls import CallEntry
 
 log = logging.getLogger(__name__)
 
+UNUSABLE_KEEP = 1000  # ids no request can name, remembered (oldest forgotten first)
+
 
 class Admission:
     """Mixed into `Supervisor`; uses its settings, agents, budgets, stopping state and calls."""
 
+    def _refuse_unusable(self, channel_id: str) -> None:
+        """The id names a shared-memory segment, ARI paths and a record file: anything but
+        Asterisk's own id alphabet is refused rather than escaped everywhere. The caller is
+        turned away (hung up busy, no prompt: the prompt's playback id would carry the id),
+        not left in Stasis; an id no ARI path can name is remembered, so that reconciliation
+        does not adopt and refuse it again at every pass."""
+        if channel_id in self.unusable:
+            return
+        if ids.addressable_channel_id(channel_id):
+            log.error("refusing a channel with an unusable id %r: turning it away", channel_id[:80])
+            self.turn_aways.add_refusal(channel_id, "unusable channel id")
+            self.calls_routed_away += 1
+            self._pump_turn_aways()
+            return
+        log.error("ignoring a channel whose id no ARI request can name: %r", channel_id[:80])
+        self.unusable[channel_id] = None
+        while len(self.unusable) > UNUSABLE_KEEP:
+            self.unusable.pop(next(iter(self.unusable)))
+
     def admit(self, channel: dict) -> None:
         channel_id = str(channel.get("id", ""))
-        if channel_id in self.calls or channel_id in self.busy:
+        if channel_id in self.calls or channel_id in self.turn_aways:
             return
         if not ids.valid_call_id(channel_id):
-            # The id names a shared-memory segment, ARI paths and a record file: refuse
-            # anything but Asterisk's own id alphabet rather than escape it everywhere.
-            log.error("refusing a channel with an unusable id %r", channel_id[:80])
+            self._refuse_unusable(channel_id)
             return
         # The agent first (pure, cheap): its fallback is where a caller we cannot take goes.
         dialled = str(_field(channel, "dialplan", "exten"))

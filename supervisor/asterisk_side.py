@@ -16,7 +16,8 @@ from shm_ring import EndReason
 from supervisor import asterisk_work, systemd
 from supervisor.ari_events import BACKOFF_CAP, LinkState
 from supervisor.reconcile import list_asterisk, plan
-from supervisor.turn_away import turn_away
+from supervisor.turn_away import refuse, turn_away
+from supervisor.turn_aways import Waiting
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ class AsteriskSide:
             listing,
             set(self.calls),
             older,
-            self.busy | ours,
+            self.turn_aways.ours() | set(self.unusable) | ours,
             self.ids,
             self.settings.ari_app_name,
             watched={c: p.destination_id for c, p in self.transfers.pairs.items()},
@@ -182,9 +183,12 @@ class AsteriskSide:
 
     def _turn_away(self, channel_id: str, why: str, fallback=None, busy: bool = True) -> None:
         """To the fallback (a DialplanTarget) when there is one, else the busy prompt and the
-        hang-up: a helper's work (supervisor/turn_away.py). `busy`: for want of capacity
-        (counted, and alerted on, as turned away busy); else routing (no agent for the number
-        or the hour, a budget spent), counted apart."""
+        hang-up, or, past the prompt helpers, a hang-up with the busy cause: helpers' work
+        (supervisor/turn_away.py), bounded by supervisor/turn_aways.py. `busy`: for want of
+        capacity (counted, and alerted on, as turned away busy); else routing (no agent for
+        the number or the hour, a budget spent), counted apart. Counted once per caller."""
+        if not self.turn_aways.add(Waiting(channel_id, why, fallback)):
+            return
         if busy:
             self.calls_busy += 1
         else:
@@ -194,27 +198,51 @@ class AsteriskSide:
         how = f"to the fallback {fallback}" if fallback is not None else "busy prompt, then hang-up"
         log.warning("turning a call away (%s): %s", why, how, extra={"call_id": channel_id})
         self.recent[channel_id] = time.monotonic()
+        self._pump_turn_aways()
+
+    def _pump_turn_aways(self) -> None:
+        """Start what the free helper slots allow: prompts first, then one batch for the rest.
+        A helper that cannot start leaves its callers queued for the next tick."""
+        queue = self.turn_aways
+        while (waiting := queue.next_prompt()) is not None:
+            helper = self._helper(
+                "busy",
+                lambda w=waiting: turn_away(self.settings, w.channel_id, w.why, w.fallback),
+                lambda result, ok, w=waiting: self._prompted(w.channel_id),
+                key=waiting.channel_id,
+            )
+            if helper is None:
+                queue.unstarted(waiting, prompting=True)
+                return
+        batch = queue.next_batch()
+        if not batch:
+            return
         helper = self._helper(
-            "busy",
-            lambda: turn_away(self.settings, channel_id, why, fallback),
-            lambda result, ok: self._turned_away(channel_id),
-            key=channel_id,
+            "refuse",
+            lambda: refuse(self.settings, batch),
+            lambda result, ok: self._refused(batch, result if ok else None),
         )
-        if helper is not None:
-            self.busy.add(channel_id)
-            self.turn_away_pending.pop(channel_id, None)
-        else:  # tried again on the tick: the caller must not be left in Stasis
-            self.turn_away_pending[channel_id] = (why, fallback, busy)
+        if helper is None:
+            for waiting in reversed(batch):
+                queue.unstarted(waiting, prompting=False)
 
-    def _turned_away(self, channel_id: str) -> None:
-        self.busy.discard(channel_id)
+    def _prompted(self, channel_id: str) -> None:
+        self.turn_aways.prompt_done(channel_id)
         self.recent[channel_id] = time.monotonic()
+        self._pump_turn_aways()
 
-    def _turn_away_again(self, channel_id: str, why: str, fallback=None, busy: bool = True) -> None:
-        if busy:  # counted once, when it was first turned away
-            self.calls_busy -= 1
-        else:
-            self.calls_routed_away -= 1
-        if fallback is not None:
-            self.calls_to_fallback -= 1
-        self._turn_away(channel_id, why, fallback, busy)
+    def _refused(self, batch: list, result: dict | None) -> None:
+        """A helper that died did nothing we can count on: its whole batch goes again (a
+        caller it did hang up is simply not found the second time)."""
+        done = set(result.get("done", [])) if isinstance(result, dict) else set()
+        now = time.monotonic()
+        for waiting in batch:
+            self.recent[waiting.channel_id] = now
+        left = self.turn_aways.batch_done([w for w in batch if w.channel_id not in done])
+        for waiting in left:  # the next reconciliation finds them if they are still there
+            log.error(
+                "could not turn a caller away after %d tries; leaving it to reconciliation",
+                waiting.tries,
+                extra={"call_id": waiting.channel_id},
+            )
+        self._pump_turn_aways()

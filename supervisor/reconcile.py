@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
-from callbridge.ids import InstanceIds
+from callbridge.ids import InstanceIds, addressable_channel_id
 from callbridge.teardown import Target
 from supervisor.turn_away import TURNED_AWAY_VARIABLE, marked_fallback
 
@@ -64,8 +64,8 @@ def list_asterisk(settings: Settings, skip: set[str] = frozenset()) -> dict:
         ids = settings.ids
         for channel in channels:
             channel_id = str(channel.get("id", ""))
-            if channel_id in skip:
-                continue
+            if channel_id in skip or not addressable_channel_id(channel_id):
+                continue  # an id no path can name: asking about it would ask about another
             if in_app(channel, settings.ari_app_name) and not ids.is_media_channel(channel):
                 marked = ari.variable(channel_id, TURNED_AWAY_VARIABLE)
                 channel["turned_away"] = marked is not None
@@ -193,6 +193,7 @@ class Reconciliation:
         self.running_since: float | None = None  # monotonic time the running listing was asked for
         self.again = False
         self.failures = 0
+        self.done = 0  # listings that worked, for status
 
     def after_connect(self) -> None:
         self.delay = RETRY_FIRST
@@ -211,6 +212,7 @@ class Reconciliation:
         """The listing is back: None when it worked, else why not."""
         self.running_since = None
         if error is None:
+            self.done += 1
             if self.failures:
                 log.info(
                     "reconciliation with Asterisk succeeded on a retry (after %d failed attempts)",

@@ -45,6 +45,7 @@ from supervisor.exits import signal_name
 from supervisor.health import HealthMonitor
 from supervisor.helpers import Helpers
 from supervisor.keeper import Keeper
+from supervisor.turn_aways import TurnAways
 from supervisor.loop_watch import LoopWatch
 from supervisor.reaping import Reaping
 from supervisor.reconcile import Reconciliation
@@ -65,7 +66,7 @@ HARD_STOP_GRACE = 5.0
 # "record", a crashed call's record is written to the spool). Under
 # systemd they die with the service, so the supervisor waits for them, up to HELPERS_WAIT
 # (the unit's TimeoutStopSec leaves room for it after the drain).
-MUST_FINISH = ("teardown", "busy", "record", "alert")
+MUST_FINISH = ("teardown", "busy", "refuse", "record", "alert")
 HELPERS_WAIT = 45.0
 RECONCILE_LIMIT = 60.0  # a listing helper slower than this is killed and the listing retried
 RECENT_KEEP = 600.0
@@ -87,9 +88,11 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
         self.helpers = Helpers(self.selector)
         self.calls: dict[str, CallEntry] = {}
         self.by_pid: dict[int, CallEntry] = {}
-        self.busy: set[str] = set()  # callers being turned away by a helper
-        # Callers whose busy helper could not start: why, and their fallback (or None).
-        self.turn_away_pending: dict[str, tuple] = {}
+        # Callers being turned away: queued, or with a helper (supervisor/turn_aways.py).
+        self.turn_aways = TurnAways()
+        # Channels whose id no ARI request can name (supervisor/admission.py says why): not
+        # ours to admit or turn away, and not to be adopted again by each reconciliation.
+        self.unusable: dict[str, None] = {}
         # Callers this run admitted or turned away, and when they were last ours: a listing
         # taken while such a call ended must not read its caller as a missed StasisStart.
         self.recent: dict[str, float] = {}
@@ -147,6 +150,8 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
             "max_concurrent_calls": self.settings.max_concurrent_calls,
             "ari_last_error": self.events.last_error,
             "helpers": len(self.helpers.by_pid),
+            "turning_away": len(self.turn_aways),
+            "reconciliations": self.reconciliation.done,
             "models": self.models,
             "calls_transferred_live": len(self.transfers.pairs),
             "agents_file": self.agents.source,
@@ -243,7 +248,7 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
             return False
         # Turned-away callers are hung up, and crashed calls torn down, before we exit.
         waiting = [h for h in self.helpers.running() if h.kind in MUST_FINISH]
-        if not waiting:
+        if not waiting and not self.turn_aways.queue:
             return True
         now = time.monotonic()
         if self.helpers_wait_since is None:
@@ -350,8 +355,7 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
         connected = self.events.state is LinkState.CONNECTED
         self._guarded(self.alerting.tick, now, connected, self.model_shutdown_dates, self.calls_busy)
         self.helpers.kill(("reconcile",), older_than=RECONCILE_LIMIT)
-        for channel_id, (why, fallback, busy) in list(self.turn_away_pending.items()):
-            self._guarded(self._turn_away_again, channel_id, why, fallback, busy)
+        self._guarded(self._pump_turn_aways)  # callers whose helper could not start
         live = self.live_calls()
         self._guarded(self.health.plan_uss, live, now)
         for entry in live:

@@ -2,9 +2,11 @@
 for the number or the hour, an agent over its daily budget). With a fallback destination
 (the agent's, else the agents file's [fallback], else FALLBACK_DESTINATION) the caller is
 sent there, out of our Stasis app (ARI `continue`): a queue, voicemail, a person. Without
-one, the caller hears BUSY_PROMPT and is hung up. It runs in a helper process
-(supervisor/helpers.py) because every step is an ARI request, and the supervisor's loop
-waits on none.
+one, the caller hears BUSY_PROMPT and is hung up (`turn_away`, one caller per helper);
+or, when several prompt helpers are at work already, is hung up at once with the busy
+cause (`refuse`, a batch in one helper: supervisor/turn_aways.py says why). Both run in a
+helper process (supervisor/helpers.py) because every step is an ARI request, and the
+supervisor's loop waits on none.
 
 The channel is marked first with TURNED_AWAY_VARIABLE: a supervisor that restarts while the
 prompt plays (or after its helper died) finds the caller still in its Stasis app, and the
@@ -31,6 +33,8 @@ PROMPT_LIMIT = 10.0  # seconds the busy prompt may play before the hang-up
 REQUEST_TIMEOUT = 15.0  # per ARI request: slower than any Asterisk we expect, never forever
 HANGUP_LIMIT = 60.0  # seconds to keep trying the hang-up
 POLL = 0.25
+REFUSE_LIMIT = 20.0  # one batch's whole time; what it did not reach goes back to the queue
+BUSY_CAUSE = "busy"  # ARI's hang-up reason: Q.850 cause 17, the caller hears a busy tone
 
 
 def fallback_mark(target: DialplanTarget) -> str:
@@ -61,6 +65,37 @@ def turn_away(settings: Settings, channel_id: str, why: str, fallback: DialplanT
         return _busy(settings, ari, channel_id, why)
     finally:
         ari.close()
+
+
+def refuse(settings: Settings, batch: list, deadline: float = REFUSE_LIMIT) -> dict:
+    """Turn a batch away with no prompt: each to its fallback, else marked and hung up with
+    the busy cause. Returns the ids done and the ids left when the deadline came (an
+    Asterisk too slow for the batch): the supervisor queues those again."""
+    ari = AriRest(
+        settings.ari_base_url, settings.asterisk_username, settings.asterisk_password, timeout=REQUEST_TIMEOUT
+    )
+    until = time.monotonic() + deadline
+    done, left = [], []
+    try:
+        for waiting in batch:
+            if time.monotonic() >= until:
+                left.append(waiting.channel_id)
+                continue
+            if waiting.fallback is not None and send_to_fallback(ari, waiting.channel_id, waiting.fallback):
+                done.append(waiting.channel_id)
+                continue
+            try:
+                ari.set_variable(waiting.channel_id, TURNED_AWAY_VARIABLE, waiting.why)
+                ari.hangup(waiting.channel_id, reason=BUSY_CAUSE)
+            except AriError as exc:
+                if exc.status != 404:  # 404: the caller left already
+                    log.warning("refusing a caller failed: %s", exc, extra={"call_id": waiting.channel_id})
+                    left.append(waiting.channel_id)
+                    continue
+            done.append(waiting.channel_id)
+    finally:
+        ari.close()
+    return {"done": done, "left": left}
 
 
 def send_to_fallback(ari: AriRest, channel_id: str, fallback: DialplanTarget) -> dict | None:

@@ -90,6 +90,8 @@ def test_unit_fits_how_the_service_behaves():
     # SIGTERM to the supervisor only: it drains, then ends its workers itself. With the
     # default KillMode every worker would get SIGTERM at once and end its call mid-sentence.
     assert unit["KillMode"] == ["mixed"] and unit["KillSignal"] == ["SIGTERM"]
+    # One process killed for memory must not stop the unit (and with it every call).
+    assert unit["OOMPolicy"] == ["continue"]
     # `systemctl reload` is a SIGHUP to the supervisor alone (Supervisor.reload); no call ends.
     assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     drain = int(cfg.load(environ=REQUIRED).settings.drain_timeout_seconds)

@@ -259,13 +259,39 @@ def test_malformed_ari_events_change_nothing(service, asterisk):
         assert requests.post(f"{asterisk.base}/sim/emit", data=raw, timeout=5).json()["sent"]
     svc.wait(lambda: "ignoring a frame that is not JSON" in svc.log())
     assert svc.proc.poll() is None and svc.status()["ok"]
-    assert "refusing a channel with an unusable id" in svc.log()
+    assert "ignoring a channel whose id no ARI request can name: '../../etc/passwd'" in svc.log()
     # A channel that ARI does not know: the worker's set-up fails cleanly and is reaped.
     svc.wait(lambda: svc.status()["supervisor"]["calls_live"] == 0, timeout=20)
     call_id = asterisk.place_call([{"say": 800}, {"silence": 4500}, {"hangup": True}])
     svc.wait(lambda: asterisk.call(call_id, packets=False)["hangup"] is not None, timeout=15)
     assert len(loud(asterisk.call(call_id))) == 150  # a normal call still works in full
     assert list_segments(TEST_PREFIX) == [] or svc.wait(lambda: list_segments(TEST_PREFIX) == [])
+
+
+def test_a_caller_with_an_unusable_id_is_turned_away_and_never_adopted_again(service, asterisk):
+    """Issue 22, item 15: such a caller used to sit in Stasis in silence, and every
+    reconciliation adopted and refused it again."""
+    from urllib.parse import quote
+
+    import requests
+
+    svc = service()
+    odd = asterisk.place_call([{"silence": 20000}], channel_id="bad!id " + "x" * 70)
+    svc.wait(lambda: asterisk.call(odd, packets=False)["hangup"] is not None, timeout=15)
+    record = asterisk.call(odd, packets=False)
+    assert (record["hangup_by"], record["hangup_cause"], record["playbacks"]) == ("ari", 17, [])
+    # An id no ARI path can name ("a/b" would name another resource): never asked about,
+    # remembered, refused once, however many reconciliations see it.
+    unnamable = asterisk.place_call([{"silence": 20000}], channel_id="a/b")
+    svc.wait(lambda: "no ARI request can name" in svc.log())
+    listed = svc.status()["supervisor"]["reconciliations"]
+    requests.post(f"{asterisk.base}/sim/drop-events", timeout=5)
+    svc.wait(lambda: svc.status()["supervisor"]["reconciliations"] > listed, timeout=15)
+    requests.post(f"{asterisk.base}/sim/calls/{quote(unnamable, safe='')}/hangup", timeout=5)
+    assert svc.log().count("no ARI request can name") == 1
+    assert svc.log().count("refusing a channel with an unusable id") == 1
+    assert "adopting a call" not in svc.log()
+    assert svc.status()["supervisor"]["calls_live"] == 0
 
 
 def test_a_caller_turned_away_while_draining_is_hung_up_before_the_exit(service, asterisk):

@@ -3,7 +3,8 @@
 Request:  {"cmd": "status"}
 Reply:    {"ok": true, "supervisor": {pid, version, instance, uptime_s, ari, ari_connects, draining,
            calls_live, calls_taken, calls_failed, calls_rejected_busy, max_concurrent_calls,
-           ari_last_error, helpers, models, loop_busy_max_ms, loop_slow_passes},
+           ari_last_error, helpers, turning_away, reconciliations, models, loop_busy_max_ms,
+           loop_slow_passes},
            "calls": [{call_id, caller, dialled, agent, age_s, pid, phase, worker_state, realtime,
            frames_in, frames_out, uplink_fill, downlink_fill, underruns, barge_ins,
            rejected_packets, reconnects, tool_calls, transfer, cpu_percent, rss_mb, uss_mb, fds,
