@@ -45,13 +45,13 @@ from supervisor.exits import signal_name
 from supervisor.health import HealthMonitor
 from supervisor.helpers import Helpers
 from supervisor.keeper import Keeper
-from supervisor.turn_aways import TurnAways
 from supervisor.loop_watch import LoopWatch
 from supervisor.reaping import Reaping
 from supervisor.reconcile import Reconciliation
 from supervisor.stopping import STOP_SIGNALS, Stopping
 from supervisor.totals import Totals
 from supervisor.transfers import Transfers
+from supervisor.turn_aways import TurnAways
 
 log = logging.getLogger(__name__)
 
