@@ -1,8 +1,8 @@
 """The control socket: a Unix stream socket speaking length-prefixed JSON (wire.py).
 
 Who may talk to it: the socket file is mode 0660, and every connection's peer
-credentials (SO_PEERCRED) are checked as well: root, the service's own user, or a member
-of its group. Each request gets exactly one reply; a malformed one gets an error reply
+credentials (SO_PEERCRED, SO_PEERGROUPS) are checked as well: root, the service's own user,
+or a member of its group, as primary or supplementary group (`usermod -aG`). Each request gets exactly one reply; a malformed one gets an error reply
 and the connection is closed. A client that says nothing for CLIENT_IDLE seconds, takes
 more than REQUEST_LIMIT seconds to send one request (trickling a byte at a time would
 otherwise hold a slot forever), or announces an oversized message, is dropped; at most
@@ -14,6 +14,7 @@ can block the supervisor's loop: sockets are non-blocking and replies are buffer
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import selectors
@@ -36,7 +37,32 @@ CLIENT_IDLE = 10.0
 REQUEST_LIMIT = 5.0  # seconds from a request's first byte to its last
 MAX_REQUESTS_PER_READ = 8  # a client pipelining requests cannot monopolise one loop pass
 MAX_OUTBOX = 4 * 1024 * 1024  # a client that does not read its replies is dropped
+# Out of descriptors (or kernel memory), accept() fails while the listener stays readable:
+# the loop would spin on it. The listener rests this long, then is tried again.
+ACCEPT_REST = 1.0
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _UCRED = struct.Struct("3i")
+# The peer's supplementary groups, as the kernel holds them for the socket (Linux 4.13+;
+# Python has no name for it). Not /proc/PID/status (the unit's ProtectProc=invisible hides
+# other users' processes) and not /etc/group alone (groups given by setgroups() or PAM).
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
+_MAX_GROUPS = 256  # Python caps getsockopt's buffer at 1024 bytes
+
+
+def peer_groups(conn: socket.socket, uid: int, gid: int) -> set[int]:
+    """Every group the peer is in: its primary gid and its supplementary groups."""
+    groups = {gid}
+    try:
+        raw = conn.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, _MAX_GROUPS * 4)
+        groups.update(struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
+    except OSError:  # an old kernel, or more groups than the buffer holds: the group file
+        try:
+            import pwd
+
+            groups.update(os.getgrouplist(pwd.getpwuid(uid).pw_name, gid))
+        except (KeyError, OSError):
+            pass
+    return groups
 
 
 @dataclass
@@ -60,6 +86,8 @@ class ControlServer:
         self.handle = handle
         self.clients: dict[int, Client] = {}
         self.sock = self._listen(path)
+        self.resting_until: float | None = None  # not accepting until then (out of descriptors)
+        self.short_of_resources = False  # said once; "accepting again" when it passes
         selector.register(self.sock, selectors.EVENT_READ, ("control", None))
 
     @staticmethod
@@ -92,7 +120,8 @@ class ControlServer:
     def close(self) -> None:
         for client in list(self.clients.values()):
             self._drop(client)
-        self.selector.unregister(self.sock)
+        if self.resting_until is None:
+            self.selector.unregister(self.sock)
         self.sock.close()
         try:
             os.unlink(self.path)
@@ -102,11 +131,11 @@ class ControlServer:
     def fds(self) -> list[int]:
         return [self.sock.fileno(), *self.clients]
 
-    def _allowed(self, uid: int, gid: int) -> bool:
-        return uid in (0, os.geteuid()) or gid == os.getegid()
+    def _allowed(self, uid: int, groups: set[int]) -> bool:
+        return uid in (0, os.geteuid()) or os.getegid() in groups
 
-    def _refusal(self, pid: int, uid: int, gid: int) -> str:
-        if not self._allowed(uid, gid):
+    def _refusal(self, pid: int, uid: int, groups: set[int]) -> str:
+        if not self._allowed(uid, groups):
             return "permission denied"
         if len(self.clients) >= MAX_CLIENTS:
             return "too many clients"
@@ -119,8 +148,35 @@ class ControlServer:
             conn, _ = self.sock.accept()
         except (BlockingIOError, InterruptedError):
             return
+        except OSError as exc:
+            if exc.errno not in _OUT_OF_RESOURCES:
+                raise
+            self._rest(exc)
+            return
+        try:
+            self._admit(conn)
+        except BaseException:
+            conn.close()  # never leak an accepted connection, whatever failed
+            raise
+
+    def _rest(self, exc: OSError) -> None:
+        """Stop watching the listener for ACCEPT_REST; said once per shortage, not per pass."""
+        self.selector.unregister(self.sock)
+        self.resting_until = time.monotonic() + ACCEPT_REST
+        if not self.short_of_resources:
+            self.short_of_resources = True
+            log.error(
+                "control socket: cannot accept (%s); not accepting for %.0f s at a time until it passes",
+                os.strerror(exc.errno),
+                ACCEPT_REST,
+            )
+
+    def _admit(self, conn: socket.socket) -> None:
+        if self.short_of_resources:
+            self.short_of_resources = False
+            log.info("control socket: accepting connections again")
         pid, uid, gid = _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
-        why = self._refusal(pid, uid, gid)
+        why = self._refusal(pid, uid, peer_groups(conn, uid, gid))
         if why:
             log.warning("control socket: refused a client (pid %d, uid %d, gid %d): %s", pid, uid, gid, why)
             try:
@@ -201,6 +257,9 @@ class ControlServer:
 
     def tick(self) -> None:
         now = time.monotonic()
+        if self.resting_until is not None and now >= self.resting_until:
+            self.resting_until = None
+            self.selector.register(self.sock, selectors.EVENT_READ, ("control", None))
         for client in list(self.clients.values()):
             if now - client.last_active > CLIENT_IDLE:
                 self._drop(client)

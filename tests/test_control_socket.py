@@ -17,14 +17,15 @@ from supervisor import wire
 pytestmark = pytest.mark.slow
 
 
-def _as_nobody(action) -> bytes:
-    """Run `action()` in a child with uid/gid 65534; return what it wrote back."""
+def _as_nobody(action, groups: list[int] = ()) -> bytes:
+    """Run `action()` in a child with uid/gid 65534 (and the supplementary `groups`); return
+    what it wrote back."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(read_end)
         try:
-            os.setgroups([])
+            os.setgroups(list(groups))
             os.setgid(65534)
             os.setuid(65534)
             result = action()
@@ -65,6 +66,51 @@ def test_control_socket_refuses_other_users(service):
     answer = _as_nobody(ask)
     assert b"permission denied" in answer and b"calls" not in answer
     assert "refused a client" in svc.log()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_a_member_of_the_service_s_group_by_supplementary_group_is_an_operator(service):
+    """`usermod -aG GROUP NAME` makes GROUP a supplementary group; the check used to read only
+    the peer's primary gid and refused such an operator (issue 22, item 5)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    public = tempfile.mkdtemp(prefix="cbtest-sock-")
+    os.chmod(public, 0o755)
+    svc = service(CONTROL_SOCKET_PATH=os.path.join(public, "control.sock"))
+    group = os.getegid()  # the service's group (root's, in the tests)
+
+    def ask() -> bytes:
+        return str(wire.request(svc.socket, {"cmd": "status"})).encode()
+
+    answer = _as_nobody(ask, groups=[group])
+    assert b"'ok': True" in answer and b"calls" in answer
+    # The real CLI, as such a user: uid and primary gid nobody, the group supplementary.
+    cli = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            f"--groups={group}",
+            sys.executable,
+            "-m",
+            "callbridge.cli",
+            "status",
+            "--socket",
+            svc.socket,
+        ],
+        env=svc.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=public,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "ARI connected" in cli.stdout and "no live calls" in cli.stdout
+    assert b"PermissionError" in _as_nobody(ask, groups=[12345])  # another group: the file mode...
+    os.chmod(svc.socket, 0o666)
+    assert b"permission denied" in _as_nobody(ask, groups=[12345])  # ...and the peer check
 
 
 def test_control_socket_answers_garbage_with_errors(service):
