@@ -23,6 +23,7 @@ from callbridge import model_lifecycle
 from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
 from callbridge.netaddr import rtp_bind_address
+from callbridge.secret import SHORT
 from supervisor import wire
 
 PLACEHOLDERS = {"change-me", "sk-your-key-here", "your_password", "sk-proj-..."}
@@ -67,7 +68,36 @@ def check_secrets(settings: Settings) -> Result:
             False,
             f"{', '.join(left)} still hold the .env.example placeholder: set the real values",
         )
+    short = short_passwords(settings)
+    if short:
+        return Result(
+            "configuration",
+            True,
+            f"{', '.join(short)}: shorter than {SHORT} characters (guessed quickly, and the logs "
+            "redact short values poorly): use a long random one",
+            warning=True,
+        )
     return Result("configuration", True, "loaded; secrets set")
+
+
+def short_passwords(settings: Settings) -> list[str]:
+    """The settings whose password is set but short."""
+    from urllib.parse import unquote, urlsplit
+
+    found = []
+    ari = settings.asterisk_password.reveal()
+    if ari and len(ari) < SHORT:
+        found.append("ASTERISK_PASSWORD")
+    if settings.database_url is not None:
+        db = settings.database_url.password()
+        if db and len(db) < SHORT:
+            found.append("DATABASE_URL's password")
+    smtp = settings.alert_smtp_url.reveal()
+    if smtp:
+        password = unquote(urlsplit(smtp).password or "")
+        if password and len(password) < SHORT:
+            found.append("ALERT_SMTP_URL's password")
+    return found
 
 
 def check_ari(settings: Settings) -> Result:

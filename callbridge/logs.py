@@ -6,7 +6,8 @@
 - Every line carries a call id: the `call_id` passed in `extra`, else the process's own
   call (a worker sets it once after fork), else "-".
 - Text by default, JSON lines with `LOG_FORMAT=json`.
-- Every finished line, tracebacks included, passes through `secret.redact`.
+- Every message and traceback passes through `secret.redact` before it is formatted into
+  a line (not the finished line: callbridge/secret.py says why).
 """
 
 from __future__ import annotations
@@ -38,8 +39,15 @@ class CallIdFilter(logging.Filter):
 
 
 class RedactingTextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = redact(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei) -> str:  # noqa: N802
+        return redact(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802
+        return redact(super().formatStack(stack_info))
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,11 +61,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "call_id": getattr(record, "call_id", "-"),
             "pid": record.process,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return redact(json.dumps(entry, ensure_ascii=False))
+            entry["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)
 
 
 def setup(level: str = "info", fmt: str = "text", file_path: str = "") -> None:

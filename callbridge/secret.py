@@ -5,15 +5,24 @@ object can be logged, shown by `callbridge config` or put in an exception withou
 exposing the ARI password or the OpenAI key. Code that really needs the value calls
 `reveal()`, which makes every such place easy to find.
 
-`redact()` is the second line of defence: the log formatters run every finished line
-(tracebacks included) through it, replacing any registered secret value.
+`redact()` is the second line of defence: the log formatters run every message and
+traceback through it, replacing any registered secret value, and `redact_values()` does the
+same to a structure before it is serialised (the control socket's replies). Redaction works
+on values, never on finished JSON or a whole log line: there a secret with a quote or a
+backslash is escaped and escapes redaction, and a short one (`1234`) would rewrite
+timestamps, numbers and keys, so `status` could not be parsed. Each secret is registered
+with the escaped forms it takes in JSON, in a repr and in a URL, so a message that quotes
+one is redacted too.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+from urllib.parse import quote
 
 MASK = "********"
+SHORT = 12  # a password shorter than this is easy to guess: `check` warns (callbridge/check.py)
 
 _registry_lock = threading.Lock()
 _registered: set[str] = set()
@@ -58,15 +67,30 @@ def register(value: str) -> None:
     # Very short values would make redaction mangle ordinary text; they are also
     # not meaningful secrets, and config validation rejects them where it matters.
     if value and len(value) >= 4:
+        forms = {value, json.dumps(value)[1:-1], repr(value)[1:-1], quote(value, safe="")}
         with _registry_lock:
-            _registered.add(value)
+            _registered.update(f for f in forms if len(f) >= 4)
 
 
 def redact(text: str) -> str:
     """Replace every registered secret value in `text` by the mask."""
     if not _registered:
         return text
-    for value in _registered:
+    for value in sorted(_registered, key=len, reverse=True):  # an escaped form before its core
         if value in text:
             text = text.replace(value, MASK)
     return text
+
+
+def redact_values(value):
+    """`value` with every string in it (keys too) redacted; numbers, booleans and None as
+    they are. For a structure about to be serialised."""
+    if not _registered:
+        return value
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_values(k): redact_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_values(v) for v in value]
+    return value

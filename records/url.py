@@ -62,6 +62,10 @@ class DatabaseUrl:
     def backend(self) -> str:
         return self._url.get_backend_name()
 
+    def password(self) -> str:
+        """The password alone (for `check`'s length warning); empty when there is none."""
+        return self._password.reveal()
+
     def reveal(self) -> str:
         return self._url.render_as_string(hide_password=False)
 

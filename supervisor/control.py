@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from callbridge.secret import redact
+from callbridge.secret import redact_values
 from supervisor import wire
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ class ControlServer:
     def _reply(self, client: Client, reply: dict) -> None:
         if client.sock.fileno() not in self.clients:
             return
-        client.outbox += wire.encode(reply, redact)  # defence in depth: no reply carries a secret
+        client.outbox += wire.encode(redact_values(reply))  # defence in depth: no reply carries a secret
         if len(client.outbox) > MAX_OUTBOX:
             log.warning("control socket: dropping a client that does not read its replies")
             self._drop(client)

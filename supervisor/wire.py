@@ -15,10 +15,9 @@ class WireError(Exception):
     """The peer sent something that is not a framed JSON object."""
 
 
-def encode(message: dict, transform=None) -> bytes:
-    """Frame `message`; `transform` may rewrite the JSON text first (the server redacts)."""
-    text = json.dumps(message, separators=(",", ":"))
-    data = (transform(text) if transform else text).encode()
+def encode(message: dict) -> bytes:
+    """Frame `message` (the server redacts its values first: callbridge/secret.py)."""
+    data = json.dumps(message, separators=(",", ":")).encode()
     return LENGTH.pack(len(data)) + data
 
 

@@ -23,8 +23,12 @@ ENV = {"ASTERISK_USERNAME": "asterisk", "ASTERISK_PASSWORD": PASSWORD, "OPENAI_A
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
+    from callbridge import secret
+
     no_configuration(monkeypatch, tmp_path)
+    registered = set(secret._registered)
     yield
+    secret._registered.intersection_update(registered)  # "1234" must not mask later tests' text
     logs.set_process_call_id("-")
     logging.getLogger().handlers.clear()
 
@@ -60,6 +64,79 @@ def test_no_log_line_contains_a_secret(tmp_path, capsys, fmt):
     assert written.count("\n") >= 8  # both sinks got every line (tracebacks are longer)
     assert PASSWORD not in written and API_KEY not in written
     assert MASK in written
+
+
+QUOTED = "pa\"ss\\wd-991-'x"  # a quote, a backslash and an apostrophe: escaped in JSON and reprs
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_secret_with_quotes_and_backslashes_is_redacted_however_it_is_quoted(tmp_path, fmt):
+    """Redaction ran on the finished line: JSON escaped the quote and the backslash, a %r
+    doubled the backslash, and the secret went out (issue 22, item 9)."""
+    Secret(QUOTED)
+    log_file = tmp_path / "callbridge.log"
+    logs.setup("info", fmt, str(log_file))
+    log = logging.getLogger("callbridge.test")
+    log.info("auth failed for %s", QUOTED)
+    log.info("auth failed for %r", QUOTED)
+    log.info("in a URL: http://u:%s@host/", __import__("urllib.parse").parse.quote(QUOTED, safe=""))
+    written = log_file.read_text()
+    lines = written.splitlines()
+    assert len(lines) == 3
+    if fmt == "json":
+        messages = [json.loads(line)["msg"] for line in lines]
+    else:
+        messages = lines
+    for message in messages:
+        assert "pa" + '"' not in message and "ss\\wd" not in message and "991" not in message, message
+        assert MASK in message
+
+
+def test_a_short_secret_cannot_corrupt_a_control_reply(tmp_path):
+    """A four-character password used to be replaced inside the finished JSON: numbers and
+    keys with "1234" in them broke, `status` could not be parsed and metrics showed the
+    supervisor down (issue 22, item 9)."""
+    import selectors
+    import socket
+
+    from supervisor import control, wire
+
+    Secret("1234")
+    reply = {
+        "ok": True,
+        "started_at": 1712341234.5,
+        "k1234": 12345,
+        "note": "pin 1234",
+        "calls": [{"n": 1234}],
+    }
+    selector = selectors.DefaultSelector()
+    server = control.ControlServer(str(tmp_path / "c.sock"), selector, lambda request, uid: reply)
+    try:
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(server.path)
+        client.sendall(wire.encode({"cmd": "status"}))
+        server.accept()
+        for key, mask in selector.select(1):
+            if key.data[0] == "client":
+                server.on_event(key.data[1], mask)
+        client.settimeout(2)
+        got = wire.decode(client.recv(65536)[4:])
+        client.close()
+    finally:
+        server.close()
+        selector.close()
+    assert got["started_at"] == 1712341234.5 and got["calls"] == [{"n": 1234}]
+    assert got["note"] == f"pin {MASK}" and f"k{MASK}" in got  # strings are still redacted
+
+
+def test_check_warns_on_a_short_password():
+    from callbridge.check import check_secrets
+
+    settings = cfg.load(environ={**ENV, "ASTERISK_PASSWORD": "short-pw"}).settings
+    result = check_secrets(settings)
+    assert result.ok and result.warning and "ASTERISK_PASSWORD" in result.detail
+    assert "short-pw" not in result.detail
+    assert not check_secrets(cfg.load(environ=ENV).settings).warning
 
 
 def test_config_output_and_errors_hold_no_secret():
