@@ -83,10 +83,7 @@ def test_a_secret_with_quotes_and_backslashes_is_redacted_however_it_is_quoted(t
     written = log_file.read_text()
     lines = written.splitlines()
     assert len(lines) == 3
-    if fmt == "json":
-        messages = [json.loads(line)["msg"] for line in lines]
-    else:
-        messages = lines
+    messages = [json.loads(line)["msg"] for line in lines] if fmt == "json" else lines
     for message in messages:
         assert "pa" + '"' not in message and "ss\\wd" not in message and "991" not in message, message
         assert MASK in message
