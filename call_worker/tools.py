@@ -12,6 +12,12 @@ dialling a destination wait on Asterisk.
     transfer_call     a known destination: the model is told the line is being called and
                       announces it; the main thread dials (call_worker/transfer.py).
                       Unknown, or one already in progress: the model is told why.
+
+Each call's tool use is bounded (the agent's `limits`, callbridge/agents.py::ToolLimits):
+transfer attempts, tool errors and tool calls of any kind. Past a limit the model is told
+once, with a reply, that the tool is gone; later calls get the same error and no reply, so
+a model talked into a loop can no longer spend tokens or ring a line again and again.
+end_call is never limited: it is how a runaway call should end.
 """
 
 from __future__ import annotations
@@ -98,13 +104,25 @@ class ToolBox:
         self.on_event = on_event  # (kind, detail): an event of the call's record
         self.busy = ""  # "ending" | "transferring": what the main thread is still doing
         self._lock = threading.Lock()  # `busy` is set by the media loop, cleared by the main thread
+        self.calls = self.errors = self.transfers = 0  # for the limits
+        self._told: set[str] = set()  # limits the model was told about
 
     def handle(self, call: ToolCall) -> tuple[dict, bool]:
         """The output to send back for `call`, and whether the model should reply to it."""
         with self._lock:
-            output, respond, action = self._decide(call)
+            limit = self._limit_reached(call)
+            if limit:
+                output, respond, action = self._refuse(call, limit)
+            else:
+                output, respond, action = self._decide(call)
+                self.calls += 1
+                self.errors += "error" in output
+                self.transfers += action is not None and action.kind == "transfer"
             if action is not None:
                 self.busy = "ending" if action.kind == "end" else "transferring"
+        if limit and respond:
+            log.warning("the model reached its %s limit; it is told the tool is gone", limit)
+            self.on_event("tool_limit", {"name": call.name[:64], "limit": limit})
         self.on_event(
             "tool_call",
             {"name": call.name[:64], "arguments": call.arguments[:200], "result": output},
@@ -119,6 +137,28 @@ class ToolBox:
         with self._lock:
             if self.busy == "transferring":
                 self.busy = ""
+
+    def _limit_reached(self, call: ToolCall) -> str:
+        """The limit this call is past, or ""."""
+        limits = self.agent.limits
+        if call.name == END_CALL:
+            return ""
+        if self.calls >= limits.tool_calls:
+            return "tool_calls"
+        if self.errors >= limits.tool_errors:
+            return "tool_errors"
+        if call.name == TRANSFER_CALL and self.transfers >= limits.transfer_attempts:
+            return "transfer_attempts"
+        return ""
+
+    def _refuse(self, call: ToolCall, limit: str) -> tuple[dict, bool, None]:
+        what = "transfer_call" if limit == "transfer_attempts" else "every tool but end_call"
+        output = {
+            "error": f"{what} is no longer available in this call ({limit} reached); carry on without it"
+        }
+        first = limit not in self._told
+        self._told.add(limit)
+        return output, first, None
 
     def _decide(self, call: ToolCall) -> tuple[dict, bool, Action | None]:
         if self.busy == "ending":

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from callbridge.agent_hours import HoursProblems, parse_hours
 from callbridge.agent_numbers import DEFAULT, kind_of
-from callbridge.agents import Agent, AgentBook, Destination
+from callbridge.agents import Agent, AgentBook, Destination, ToolLimits
 from callbridge.config import ConfigError
 from callbridge.dialplan import PRIORITY_MAX, DialplanTarget, name_problem
 
@@ -38,7 +38,10 @@ AGENT_KEYS = (
     "max_call_seconds",
     "idle_timeout_seconds",
     "daily_budget",
+    "limits",
 )
+LIMIT_KEYS = ("transfer_attempts", "tool_errors", "tool_calls")
+LIMIT_MAX = 1000
 TARGET_KEYS = ("context", "extension", "priority")
 TRANSFER_KEYS = (*TARGET_KEYS, "description", "timeout", "mode")
 TRANSFER_MODES = ("attended", "blind")
@@ -258,8 +261,23 @@ def _agent(r: _Reader, name: str, table: dict, base: Path) -> Agent:
         daily_budget=r.number(where, table, "daily_budget", 0.0, 1e9),
         hours=hours,
         outside_hours=r.text(where, table, "outside_hours"),
+        limits=_limits(r, (*where, "limits"), table.get("limits", {})),
     )
     return agent  # with its problems noted: the checks between agents still see it
+
+
+def _limits(r: _Reader, where: tuple[str, ...], table: object) -> ToolLimits:
+    if not isinstance(table, dict):
+        r.problem(_key(*where), "must be a table: [agents.NAME.limits] with " + ", ".join(LIMIT_KEYS))
+        return ToolLimits()
+    r.unknown(where, table, LIMIT_KEYS)
+    default = ToolLimits()
+    return ToolLimits(
+        **{
+            key: r.number(where, table, key, 0, LIMIT_MAX, whole=True, default=getattr(default, key))
+            for key in LIMIT_KEYS
+        }
+    )
 
 
 def _destination(r: _Reader, where: tuple[str, ...], name: str, table: object) -> Destination | None:

@@ -22,7 +22,16 @@ from callbridge.agent_numbers import NumberPlan
 from callbridge.config import Settings
 from callbridge.dialplan import DialplanTarget
 
-__all__ = ["Agent", "AgentBook", "Choice", "Destination", "DialplanTarget", "default_agent", "default_book"]
+__all__ = [
+    "Agent",
+    "AgentBook",
+    "Choice",
+    "Destination",
+    "DialplanTarget",
+    "ToolLimits",
+    "default_agent",
+    "default_book",
+]
 
 # The notice is said word for word before the greeting: the model is told so in the
 # greeting's own instructions (the response.create the worker already sends).
@@ -43,6 +52,18 @@ class Destination:
 
 
 @dataclass(frozen=True)
+class ToolLimits:
+    """How far the model's tool calls may go in one call (`[agents.NAME.limits]`). A caller
+    can talk a model into calling a tool again and again: every error answered asks for a
+    new reply (tokens), every transfer attempt rings a line. Past a limit the model is told
+    once that the tool is gone (call_worker/tools.py); end_call is never limited."""
+
+    transfer_attempts: int = 3
+    tool_errors: int = 10
+    tool_calls: int = 30
+
+
+@dataclass(frozen=True)
 class Agent:
     name: str
     numbers: tuple[str, ...] = ("*",)
@@ -58,6 +79,7 @@ class Agent:
     daily_budget: float | None = None  # estimated cost per day (RECORDS_CURRENCY)
     hours: Hours | None = None  # None: always open
     outside_hours: str = ""  # the agent that answers while this one is closed; "": the fallback
+    limits: ToolLimits = field(default_factory=ToolLimits)
 
     def apply(self, settings: Settings) -> Settings:
         """The settings a call of this agent runs with."""

@@ -591,3 +591,36 @@ def test_callbridge_check_and_agents_report_a_broken_file_with_the_config_exit_c
     path.write_text('[agents.a]\nnumbers = ["1"]\n')
     good = run_cli(["check", "--offline"], AGENTS_FILE=str(path), ASTERISK_PORT="1")
     assert f"✓ agents: 1 from {path}: a" in good.stdout and good.exit_code == 1  # ARI is not there
+
+
+def test_an_agent_s_tool_limits_are_read_checked_and_defaulted(tmp_path):
+    book = load_agents_file(
+        agents_file(
+            tmp_path,
+            """
+            [agents.desk]
+            numbers = ["100"]
+            [agents.desk.limits]
+            transfer_attempts = 1
+            tool_calls = 12
+            [agents.other]
+            numbers = ["200"]
+            """,
+        ),
+        None,
+    )
+    desk, other = book.agents["desk"], book.agents["other"]
+    assert (desk.limits.transfer_attempts, desk.limits.tool_errors, desk.limits.tool_calls) == (1, 10, 12)
+    assert (other.limits.transfer_attempts, other.limits.tool_errors, other.limits.tool_calls) == (3, 10, 30)
+    found = problems(
+        tmp_path,
+        """
+        [agents.desk]
+        numbers = ["100"]
+        [agents.desk.limits]
+        transfer_attemps = 2
+        tool_errors = -1
+        """,
+    )
+    assert any("transfer_attemps" in p and "transfer_attempts" in p for p in found), found
+    assert any("tool_errors" in p and "between 0 and 1000" in p for p in found), found

@@ -80,3 +80,48 @@ def test_an_unknown_tool_and_a_transfer_without_destinations_are_told_apart_from
     assert "no tool" in output["error"] and respond and actions == []
     output, _ = toolbox.handle(call("launch_rockets"))
     assert "no tool" in output["error"]
+
+
+# --- the limits (issue 22, item 7): a caller who talks the model into a loop
+
+
+def test_transfer_attempts_are_capped_and_the_model_is_told_once():
+    toolbox, actions, events = box(desk())
+    for _ in range(3):
+        output, respond = toolbox.handle(call(TRANSFER_CALL, destination="reception"))
+        assert output["status"] == "dialling"
+        toolbox.settled()  # busy, no answer...
+    told, respond = toolbox.handle(call(TRANSFER_CALL, destination="reception"))
+    assert "no longer available" in told["error"] and "transfer_attempts" in told["error"] and respond
+    again, respond = toolbox.handle(call(TRANSFER_CALL, destination="reception"))
+    assert "no longer available" in again["error"] and not respond  # no more replies asked for
+    assert len(actions) == 3  # three lines rung, never a fourth
+    assert [d for k, d in events if k == "tool_limit"] == [
+        {"name": TRANSFER_CALL, "limit": "transfer_attempts"}
+    ]
+    # Ending the call is never limited.
+    output, _ = toolbox.handle(call(END_CALL))
+    assert output["ok"] and actions[-1].kind == "end"
+
+
+def test_tool_errors_are_capped():
+    toolbox, _, _ = box(Agent(name="plain"))
+    responds = [toolbox.handle(call("launch_rockets"))[1] for _ in range(13)]
+    assert responds == [True] * 10 + [True, False, False]  # ten errors answered, told once, then silent
+    assert "tool_errors" in toolbox.handle(call("launch_rockets"))[0]["error"]
+
+
+def test_tool_calls_of_any_kind_are_capped_per_agent():
+    from callbridge.agents import ToolLimits
+
+    agent = Agent(
+        name="desk", transfers=desk().transfers, limits=ToolLimits(tool_calls=4, transfer_attempts=9)
+    )
+    toolbox, actions, _ = box(agent)
+    for _ in range(4):
+        toolbox.handle(call(TRANSFER_CALL, destination="reception"))
+        toolbox.settled()
+    output, respond = toolbox.handle(call(TRANSFER_CALL, destination="reception"))
+    assert "tool_calls" in output["error"] and respond and len(actions) == 4
+    output, _ = toolbox.handle(call(END_CALL))
+    assert output["ok"] and actions[-1].kind == "end"
