@@ -54,6 +54,8 @@ class Recent:
     crashes: deque = field(default_factory=deque)
     refusals: dict[str, float] = field(default_factory=dict)  # code -> last seen
     busy: deque = field(default_factory=deque)
+    lost: deque = field(default_factory=deque)  # records that could not be written
+    set_aside: deque = field(default_factory=deque)  # records the database can never take
 
     def call_ended(
         self, now: float, reason: str, errors_by_code: dict[str, int], opened_at: float | None = None
@@ -76,6 +78,12 @@ class Recent:
     def turned_away(self, now: float) -> None:
         self.busy.append(now)
 
+    def record_lost(self, now: float) -> None:
+        self.lost.append(now)
+
+    def records_set_aside(self, now: float, count: int) -> None:
+        self.set_aside.extend([now] * count)
+
     def prune(self, now: float) -> None:
         """Forget what has left its window."""
         limits = self.thresholds
@@ -84,6 +92,8 @@ class Recent:
         for window, times in (
             (limits.crash_window_seconds, self.crashes),
             (limits.busy_window_seconds, self.busy),
+            (limits.failed_window_seconds, self.lost),
+            (limits.failed_window_seconds, self.set_aside),
         ):
             while times and now - times[0] > window:
                 times.popleft()
@@ -124,6 +134,17 @@ def holding(
         found["callers_turned_away"] = Holding(
             f"{len(recent.busy)} callers turned away busy within {_span(limits.busy_window_seconds)} "
             "(MAX_CONCURRENT_CALLS)"
+        )
+    if recent.lost:
+        found["records_lost"] = Holding(
+            f"{len(recent.lost)} call records could not be written to the spool within "
+            f"{_span(limits.failed_window_seconds)}: they are lost (is the state directory's disk full?)",
+            "critical",
+        )
+    if recent.set_aside:
+        found["records_set_aside"] = Holding(
+            f"{len(recent.set_aside)} call records could not be stored within "
+            f"{_span(limits.failed_window_seconds)}: the database refuses them; kept in the spool's bad/"
         )
     for model, days in sorted(shutdown_days.items()):
         if days <= limits.shutdown_days:

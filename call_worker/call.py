@@ -130,7 +130,7 @@ class Call:
         # either thread, journaled by the main thread when it wakes.
         self.events: list[dict] = []
         self._events_journaled = 0
-        self.toolbox = ToolBox(self.agent, self._tool_action, self.event)
+        self.toolbox = ToolBox(self.agent, self._tool_action, self.event, settings.records_transcripts)
         self.transfer = Transfer(self.ids, self.ari, self.header, info.call_id, settings.ari_app_name)
         self.conversation = Conversation(
             settings,

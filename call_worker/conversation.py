@@ -33,6 +33,7 @@ from call_worker.tools import ToolBox
 from call_worker.transcript import Transcript
 from call_worker.wake import Waker
 from call_worker.ws_link import Closed, WsLink
+from callbridge import logs
 from callbridge.config import Settings
 from shm_ring import ByteRing, CallHeader, RealtimeState, Slot
 from shm_ring.header import error_slot
@@ -66,6 +67,7 @@ class Conversation:
         toolbox: ToolBox | None = None,
     ) -> None:
         self.settings = settings
+        self.utterances = logs.utterance_level(settings)  # None: what is said is never logged
         self.header = header
         self.uplink = uplink
         self.playback = playback
@@ -463,16 +465,25 @@ class Conversation:
     def _on_agent_text(self, event: seam.AgentText) -> None:
         interrupted = event.response_id in self.playback.ignored_responses
         entry = self.transcript.agent_done(event.item_id, event.text, interrupted)
-        if entry["interrupted"]:
-            log.info("agent: %s [interrupted; heard: %s]", event.text, entry["heard"])
+        if self.utterances is None:
+            log.debug(
+                "agent turn (%d characters%s)",
+                len(event.text),
+                ", interrupted" if entry["interrupted"] else "",
+            )
+        elif entry["interrupted"]:
+            log.log(self.utterances, "agent: %s [interrupted; heard: %s]", event.text, entry["heard"])
         else:
-            log.info("agent: %s", event.text)
+            log.log(self.utterances, "agent: %s", event.text)
         self.on_turn()
 
     def _on_caller_text(self, event: seam.CallerText) -> None:
         self.transcript.caller(event.text)
         self.usage["transcription_seconds"] += event.seconds
-        log.info("caller: %s", event.text)
+        if self.utterances is None:
+            log.debug("caller turn (%d characters)", len(event.text))
+        else:
+            log.log(self.utterances, "caller: %s", event.text)
         self.on_turn()
 
     def _on_tool_call(self, event: seam.ToolCall) -> None:
@@ -481,7 +492,10 @@ class Conversation:
             output, respond = {"error": "no tools are offered"}, True
         else:
             output, respond = self.toolbox.handle(event)
-        log.info("tool call %s(%s) -> %s", event.name[:64], event.arguments[:200], output)
+        if self.utterances is None:  # arguments are what the caller said, in other words
+            log.info("tool call %s -> %s", event.name[:64], "error" if "error" in output else "ok")
+        else:
+            log.log(self.utterances, "tool call %s(%s) -> %s", event.name[:64], event.arguments[:200], output)
         texts = self.adapter.tool_result(event.call_id, json.dumps(output), respond)
         # Usually the reply carrying the call is still open: its response.done sends this.
         self._after_reply.append(("tool", texts, respond))

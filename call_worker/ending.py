@@ -20,7 +20,6 @@ id, and a DELETE that finds nothing is success: callbridge/teardown.py). It take
 
 from __future__ import annotations
 
-import json
 import logging
 import resource
 import time
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from callbridge.ari_rest import AriError
 from callbridge.teardown import Target, call_targets, remove_all
-from records.spool import final_record
+from records.spool import final_record, write_json_atomically
 from shm_ring import EndReason, Slot
 
 if TYPE_CHECKING:
@@ -159,7 +158,9 @@ class Ending:
             "rusage": {name: getattr(usage, name) for name in RUSAGE_FIELDS},
             "rusage_bridged": {name: getattr(call.rusage_bridged, name, 0) for name in RUSAGE_FIELDS},
             "usage": call.conversation.usage,
-            "transcript": call.conversation.transcript.entries,
+            "transcript": _transcript(
+                call.conversation.transcript.entries, call.settings.records_transcripts
+            ),
         }
         if call.fatal_message:
             record["failure"] = call.fatal_message
@@ -169,10 +170,19 @@ class Ending:
             record["duration_s"],
             len(record["transcript"]),
         )
-        call.spool.finish(final_record(call))  # the drainer takes it to the database
+        if call.spool.finish(final_record(call)) is None:  # the drainer takes it to the database
+            call.header.set(Slot.RECORD_LOST, 1)  # counted and alerted on by the supervisor
         if call.settings.call_records_dir:
-            path = Path(call.settings.call_records_dir) / f"{call.info.call_id}.json"
-            try:
-                path.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
+            directory = Path(call.settings.call_records_dir)
+            try:  # whole or not at all, like the spool's (a reader never sees half a file)
+                write_json_atomically(directory, f"{call.info.call_id}.json", record, indent=1)
             except OSError as exc:
-                log.warning("cannot write the call record %s: %s", path, exc)
+                log.warning("cannot write the call record to %s: %s", directory, exc)
+
+
+def _transcript(entries: list[dict], keep_text: bool) -> list[dict]:
+    """CALL_RECORDS_DIR's transcript: without what was said when RECORDS_TRANSCRIPTS=false,
+    as in the database (who spoke when stays)."""
+    if keep_text:
+        return entries
+    return [{k: v for k, v in entry.items() if k not in ("text", "heard")} for entry in entries]

@@ -97,9 +97,14 @@ class ToolBox:
     """One call's tools (media loop: `handle`; the main thread: `settled`)."""
 
     def __init__(
-        self, agent: Agent, on_action: Callable[[Action], None], on_event: Callable[[str, dict], None]
+        self,
+        agent: Agent,
+        on_action: Callable[[Action], None],
+        on_event: Callable[[str, dict], None],
+        keep_arguments: bool = True,
     ):
         self.agent = agent
+        self.keep_arguments = keep_arguments  # RECORDS_TRANSCRIPTS: arguments are what was said
         self.on_action = on_action  # wakes the main thread
         self.on_event = on_event  # (kind, detail): an event of the call's record
         self.busy = ""  # "ending" | "transferring": what the main thread is still doing
@@ -123,10 +128,10 @@ class ToolBox:
         if limit and respond:
             log.warning("the model reached its %s limit; it is told the tool is gone", limit)
             self.on_event("tool_limit", {"name": call.name[:64], "limit": limit})
-        self.on_event(
-            "tool_call",
-            {"name": call.name[:64], "arguments": call.arguments[:200], "result": output},
-        )
+        detail = {"name": call.name[:64], "result": output}
+        if self.keep_arguments:
+            detail["arguments"] = call.arguments[:200]
+        self.on_event("tool_call", detail)
         if action is not None:
             self.on_action(action)
         return output, respond

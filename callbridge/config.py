@@ -150,6 +150,7 @@ class Settings:
     log_file_path: str
     log_level: str
     log_format: str
+    log_utterances: bool
 
     @property
     def instance(self) -> str:

@@ -294,4 +294,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("LOG_FILE_PATH", parse.text, "", "log file; empty: stderr only", _OPS),
     Variable("LOG_LEVEL", parse.choice("debug", "info", "warning", "error"), "info", "log level", _OPS),
     Variable("LOG_FORMAT", parse.choice("text", "json"), "text", "text or JSON lines", _OPS),
+    Variable(
+        "LOG_UTTERANCES",
+        parse.boolean,
+        "false",
+        "log what callers and agents say, and tool arguments, at info; false: only at LOG_LEVEL=debug; never with RECORDS_TRANSCRIPTS=false",
+        _OPS,
+    ),
 )

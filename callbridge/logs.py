@@ -86,3 +86,15 @@ def setup(level: str = "info", fmt: str = "text", file_path: str = "") -> None:
     # Third-party chatter that would otherwise print URLs and headers at debug level.
     for noisy in ("websockets", "urllib3", "websocket"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+
+
+def utterance_level(settings) -> int | None:
+    """The level at which what callers and agents say (and tool arguments) may be logged,
+    or None: never. What people say on a call is personal data: it goes to the log only
+    when asked for (LOG_UTTERANCES=true: at info; LOG_LEVEL=debug: at debug), and never
+    when the operator keeps no transcripts (RECORDS_TRANSCRIPTS=false)."""
+    if not settings.records_transcripts:
+        return None
+    if settings.log_utterances:
+        return logging.INFO
+    return logging.DEBUG if settings.log_level == "debug" else None

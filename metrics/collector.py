@@ -117,6 +117,11 @@ def families(reply: dict):
     yield by("callbridge_calls", "calls ended, by end reason", "reason", reply["calls_by_reason"])
     yield counter("callbridge_calls_turned_away", "callers turned away busy", reply["calls_turned_away"])
     yield counter("callbridge_worker_crashes", "call workers that died", reply["worker_crashes"])
+    yield counter(
+        "callbridge_records_lost",
+        "call records that could not be written to the spool (lost: a full or broken disk)",
+        reply.get("records_lost", 0),
+    )
     yield histogram(
         "callbridge_call_setup_seconds", "from admission to the bridged call", reply["setup_seconds"]
     )
@@ -186,6 +191,12 @@ def drain_families(reply: dict, drain: dict, now: float | None = None):
         "callbridge_records_store_failures",
         "attempts to store records that failed (database down, slow, locked or refusing)",
         drain["store_failures"],
+    )
+    yield one(
+        CounterMetricFamily,
+        "callbridge_records_set_aside",
+        "records the database can never take, moved to the spool's bad/ (kept, not stored)",
+        drain.get("set_aside", 0),
     )
     yield one(
         GaugeMetricFamily,

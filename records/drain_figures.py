@@ -32,7 +32,7 @@ from records.spool import RECORD
 
 log = logging.getLogger(__name__)
 
-COUNTERS = ("stored", "alert_batches", "store_failures")
+COUNTERS = ("stored", "alert_batches", "store_failures", "set_aside")
 
 
 def figures_path(state_dir: str | os.PathLike[str], instance: str) -> Path:
@@ -45,6 +45,7 @@ class DrainFigures:
     stored: int = 0  # call records the database did not have yet
     alert_batches: int = 0  # alert batches likewise (records/store.py::store_alerts)
     store_failures: int = 0  # attempts that failed: the database down, slow, locked or refusing
+    set_aside: int = 0  # records moved to spool/bad/: never a row (records/drainer.py)
 
     @classmethod
     def resume(cls, path: Path, service: float) -> DrainFigures:

@@ -8,7 +8,12 @@ between, the next drainer stores the same file again, which changes nothing.
 In order: the oldest record first; while it cannot be stored (database down, slow,
 locked, read-only) nothing after it is tried, and the drainer retries with a doubling
 delay (0.5 s up to 30 s). A record that can never be a row is moved to `bad/` with one
-log line, so it does not block the others.
+log line, so it does not block the others: one that is not a record at all (not JSON,
+nested without end, fields of the wrong kind: records/store.py::RecordRefused), and one the
+database refuses for any reason but an outage (records/store.py::is_outage) while it takes
+a probe row at the same moment (records/store.py::probe): a database refusing every write
+is an outage, and nothing is set aside for it. Each one set aside is counted
+(`set_aside`, a metric) and alerted on by the supervisor.
 
 It also finishes journals a dead run left (worker and supervisor died together): a
 journal whose worker is no longer alive and that has not grown for a minute is completed
@@ -33,7 +38,7 @@ from records import spool
 from records.drain_figures import DrainFigures, figures_path
 from records.migrate import upgrade
 from records.queries import delete_before
-from records.store import open_engine, store_alerts, store_record
+from records.store import RecordRefused, is_outage, open_engine, probe, store_alerts, store_record
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +69,24 @@ def drain_once(engine, directory: Path, figures: DrainFigures | None = None, on_
     moved = 0
     for path in spool.pending_records(directory):
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested without end
+                raise RecordRefused(f"not JSON: {type(exc).__name__}") from None
             if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
+                raise RecordRefused("not a JSON object")
             alerts = record.get("kind") == spool.ALERTS  # an alert helper's outcomes
             new = store_alerts(engine, record) if alerts else store_record(engine, record)
         except FileNotFoundError:
             continue  # another drainer took it
-        except ValueError as exc:
-            _set_aside(path, str(exc))
+        except RecordRefused as exc:
+            _set_aside(path, str(exc), figures, on_change)
+            continue
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            probe(engine)  # raises when the database refuses a plain row too: an outage, wait
+            _set_aside(path, f"the database refuses it: {_short(exc)}", figures, on_change)
             continue
         path.unlink(missing_ok=True)
         moved += 1
@@ -113,10 +127,12 @@ def run(
     retention_days: int = 0,
     figures_file: Path | None = None,
     service: float = 0.0,
+    call_records_dir: str = "",
 ) -> None:
     """The drainer's loop, until its supervisor is gone. `database` is a DatabaseUrl.
     `figures_file`: where its figures go for the metrics (records/drain_figures.py), for
-    the service run that started at `service`."""
+    the service run that started at `service`. RECORDS_RETENTION_DAYS applies to the
+    database, to the spool's bad/ and to `call_records_dir` (CALL_RECORDS_DIR) alike."""
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-start chatter is noise here
     figures = DrainFigures.resume(figures_file, service) if figures_file else DrainFigures(service)
 
@@ -140,8 +156,10 @@ def run(
             complete_orphans(directory)
             moved = drain_once(engine, directory, figures, save)
             if retention_days and time.monotonic() >= next_sweep:
-                sweep_old(engine, retention_days)
                 next_sweep = time.monotonic() + RETENTION_EVERY
+                kept = [directory / "bad", *([Path(call_records_dir)] if call_records_dir else [])]
+                sweep_files(kept, retention_days)  # before the database: an outage must not stop it
+                sweep_old(engine, retention_days)
         except (SQLAlchemyError, OSError) as exc:
             figures.store_failures += 1
             save()
@@ -157,6 +175,31 @@ def run(
         backoff.reset()
         if not moved:
             time.sleep(poll)
+
+
+def sweep_files(directories: list[Path], retention_days: int, now: float | None = None) -> int:
+    """Delete record files (`*.json`) older than RECORDS_RETENTION_DAYS, by their time of
+    writing: a privacy setting means every copy callbridge keeps, not only the database's."""
+    cutoff = (time.time() if now is None else now) - retention_days * 86400
+    removed = 0
+    for directory in directories:
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.name.endswith(".json") and entry.is_file(follow_symlinks=False):
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+            except OSError as exc:
+                log.warning("cannot remove the old record file %s: %s", entry.path, exc)
+    if removed:
+        log.info(
+            "deleted %d record files older than %d days (RECORDS_RETENTION_DAYS)", removed, retention_days
+        )
+    return removed
 
 
 def sweep_old(engine, retention_days: int) -> int:
@@ -196,6 +239,7 @@ class DrainerKeeper:
                 retention_days=settings.records_retention_days,
                 figures_file=figures_file,
                 service=service,
+                call_records_dir=settings.call_records_dir,
             ),
             self._exited,
         )
@@ -239,15 +283,20 @@ def crash_record_work(settings, entry, counters: dict, worker_exit: str):
     )
 
 
-def _set_aside(path: Path, why: str) -> None:
+def _set_aside(path: Path, why: str, figures: DrainFigures | None = None, on_change=None) -> None:
     bad = path.parent / "bad"
     try:
         bad.mkdir(exist_ok=True)
         os.replace(path, bad / path.name)
+        spool.sync_directory(bad)
     except OSError as exc:
         log.error("cannot set aside the bad record %s: %s", path.name, exc)
-        return
+        raise  # a record that can be neither stored nor moved: wait, as for an outage
     log.error("call record %s cannot be stored (%s); moved to %s", path.name, why, bad)
+    if figures is not None:
+        figures.set_aside += 1
+        if on_change is not None:
+            on_change()
 
 
 def _alive(pid: int) -> bool:

@@ -23,6 +23,7 @@ dollar price is no estimate in euros).
 from __future__ import annotations
 
 import json
+import math
 
 KINDS = ("input_audio", "input_text", "input_cached", "output_audio", "output_text")
 PER_MINUTE = "transcription_minute"  # the one kind priced per minute of audio, not per 1M tokens
@@ -79,7 +80,11 @@ class PriceTable:
                     f"{model}: unknown kind {sorted(unknown)[0]!r} (kinds: {', '.join((*KINDS, PER_MINUTE))})"
                 )
             for kind, price in prices.items():
-                if isinstance(price, bool) or not isinstance(price, int | float) or price < 0:
+                if isinstance(price, bool) or not isinstance(price, int | float):
+                    raise ValueError(f"{model}.{kind}: must be a number >= 0")
+                if not math.isfinite(price):  # NaN and Infinity make costs and budgets meaningless
+                    raise ValueError(f"{model}.{kind}: must be a finite number")
+                if price < 0:
                     raise ValueError(f"{model}.{kind}: must be a number >= 0")
             models[model] = {kind: float(price) for kind, price in prices.items()}
         return cls(models)

@@ -58,7 +58,7 @@ def write_alerts(directory: Path, instance: str, outcomes: list[dict], sent_at: 
         "sent_at": sent_at,
         "alerts": outcomes,
     }
-    return _write_atomically(directory, f"{int(sent_at * 1000):013d}_+alerts-{batch_id}{RECORD}", batch)
+    return write_json_atomically(directory, f"{int(sent_at * 1000):013d}_+alerts-{batch_id}{RECORD}", batch)
 
 
 def journal_path(directory: Path, call_id: str) -> Path:
@@ -82,19 +82,38 @@ def journals(directory: Path) -> list[Path]:
 
 def write_record(directory: Path, record: dict) -> Path:
     """Atomically: a reader sees no file or the whole record."""
-    return _write_atomically(directory, record_name(record["ended_at"], record["call_id"]), record)
+    return write_json_atomically(directory, record_name(record["ended_at"], record["call_id"]), record)
 
 
-def _write_atomically(directory: Path, name: str, content: dict) -> Path:
+def write_json_atomically(directory: Path, name: str, content: dict, indent: int | None = None) -> Path:
+    """`content` as `directory/name`, whole or not at all, and still there after a power
+    loss: written to a temp file that is fsynced, renamed, and the directory fsynced (the
+    rename lives in the directory: without its fsync a crash may lose the file whole). The
+    temp file is opened O_NOFOLLOW: a link planted under its name is not written through."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
     temp = path.with_name(path.name + TEMP)
-    with open(temp, "w", encoding="utf-8") as out:
-        json.dump(content, out, ensure_ascii=False)
+    try:
+        temp.unlink()
+    except FileNotFoundError:
+        pass
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+    with open(fd, "w", encoding="utf-8") as out:
+        json.dump(content, out, ensure_ascii=False, indent=indent)
         out.flush()
         os.fsync(out.fileno())
     os.replace(temp, path)
+    sync_directory(directory)
     return path
+
+
+def sync_directory(directory: Path) -> None:
+    """fsync a directory, so that a rename or a new file in it survives a crash."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def turn_entry(turn: dict, started_at: float, transcripts: bool = True) -> dict:

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sqlite3
 import stat
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,15 +34,28 @@ from urllib.parse import quote
 
 from sqlalchemy import create_engine, event, insert, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from records.schema import alerts, calls, events, turns
+from records.schema import ID, alerts, calls, events, turns
 from records.url import DatabaseUrl
 
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_MS = 5000
 CONNECT_TIMEOUT = 10  # seconds; a server that does not answer is "down" for the drainer
+# A server that takes the connection and then never answers must read as "down" too, not
+# hold the drainer: MySQL's driver has read and write timeouts; PostgreSQL gets the server's
+# own statement and lock timeouts and TCP keepalives with a user timeout for a dead peer.
+MYSQL_IO_TIMEOUT = 30
+PG_STATEMENT_TIMEOUT_MS = 30_000
+PG_LOCK_TIMEOUT_MS = 10_000
+PG_TCP_USER_TIMEOUT_MS = 30_000
+BIGINT = 2**63 - 1  # counters beyond this cannot be a row on any of the three
+
+
+class RecordRefused(ValueError):
+    """This record can never be a row (the drainer sets it aside); the database is fine."""
 
 
 SQLITE_MODE = 0o660  # the database file, and so its -wal and -shm (see the module's docstring)
@@ -103,8 +118,50 @@ def open_engine(url: DatabaseUrl, read_only: bool = False) -> Engine:
         return engine
     connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT}
     if url.backend == "mysql":
-        connect_args.update(read_timeout=30, write_timeout=30, charset="utf8mb4")
-    return create_engine(url.url, connect_args=connect_args, pool_pre_ping=True)
+        connect_args.update(read_timeout=MYSQL_IO_TIMEOUT, write_timeout=MYSQL_IO_TIMEOUT, charset="utf8mb4")
+    elif url.backend == "postgresql":
+        connect_args.update(
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+            tcp_user_timeout=PG_TCP_USER_TIMEOUT_MS,
+        )
+    engine = create_engine(url.url, connect_args=connect_args, pool_pre_ping=True)
+    if url.backend == "postgresql":
+
+        @event.listens_for(engine, "connect")
+        def _pg_timeouts(dbapi_connection, _record) -> None:
+            # SET, not the `options` connection parameter: poolers in session mode may refuse that.
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f"SET statement_timeout = {PG_STATEMENT_TIMEOUT_MS}")
+                cursor.execute(f"SET lock_timeout = {PG_LOCK_TIMEOUT_MS}")
+            dbapi_connection.commit()
+
+    return engine
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when `exc` says the database cannot be reached or worked with now (retried, in
+    order), not that a record is wrong. Lock waits, timeouts, lost and refused connections,
+    a read-only or full server all arrive as these."""
+    if isinstance(exc, (OSError, DisconnectionError, PoolTimeout, OperationalError, InterfaceError)):
+        return True
+    return bool(getattr(exc, "connection_invalidated", False))
+
+
+def probe(engine: Engine) -> None:
+    """Prove that the database takes a call's row right now: a minimal one in a transaction
+    that is rolled back. Raises what the database says when it does not; a record refused
+    while this passes is the record's fault, not the database's."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    row = {"instance": "~probe", "call_id": uuid.uuid4().hex, "started_at": now, "end_reason": "probe"}
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            conn.execute(insert(calls), [row])
+        finally:
+            transaction.rollback()
 
 
 def utc(epoch: float | None) -> datetime | None:
@@ -114,77 +171,132 @@ def utc(epoch: float | None) -> datetime | None:
     return datetime.fromtimestamp(float(epoch), UTC).replace(tzinfo=None)
 
 
+# What a spool record holds was written by our own worker, but a file can be damaged, hand
+# edited or written by an older version: every field is made what its column holds, or the
+# record is refused (RecordRefused) before the database sees it. NUL characters are removed
+# from all text (PostgreSQL refuses them in text columns; the others keep them silently).
+
+
+def _text(value, limit: int | None = None) -> str:
+    text = str(value or "").replace("\x00", "")
+    return text[:limit] if limit else text
+
+
+def _count(value) -> int:
+    number = int(value or 0)
+    if not -BIGINT <= number <= BIGINT:
+        raise RecordRefused(f"a count out of range ({str(number)[:20]}...)")
+    return number
+
+
+def _seconds(value) -> float:
+    number = float(value or 0.0)
+    if not math.isfinite(number):
+        raise RecordRefused(f"a duration that is not a finite number ({number})")
+    return number
+
+
+def _money(value) -> float | None:
+    """A cost: None (no estimate) when missing or not finite (NaN and Infinity would make
+    every sum and budget meaningless)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _key(record: dict) -> tuple[str, str]:
+    instance, call_id = _text(record["instance"]), _text(record["call_id"])
+    if not instance or not call_id or len(instance) > 64 or len(call_id) > ID:
+        raise RecordRefused("its instance or call id is empty or too long")
+    return instance, call_id
+
+
 def call_row(record: dict) -> dict:
     """The `calls` row for a spool record (records/spool.py's format)."""
     usage = record.get("usage") or {}
     figures = record.get("figures") or {}
+    instance, call_id = _key(record)
     return {
-        "instance": record["instance"],
-        "call_id": record["call_id"],
-        "caller": str(record.get("caller") or "")[:64],
-        "caller_hash": str(record.get("caller_hash") or "")[:64],
-        "caller_name": str(record.get("caller_name") or "")[:128],
-        "dialled": str(record.get("dialled") or "")[:64],
-        "started_at": utc(record["started_at"]),
-        "answered_at": utc(record.get("answered_at")),
-        "ended_at": utc(record.get("ended_at")),
-        "duration_s": float(record.get("duration_s") or 0.0),
-        "end_reason": str(record.get("end_reason") or "unknown")[:32],
-        "worker_exit": str(record.get("worker_exit") or "")[:64],
-        "agent": str(record.get("agent") or "")[:64],
-        "model": str(record.get("model") or "")[:64],
-        "failure": str(record.get("failure") or ""),
+        "instance": instance,
+        "call_id": call_id,
+        "caller": _text(record.get("caller"), 64),
+        "caller_hash": _text(record.get("caller_hash"), 64),
+        "caller_name": _text(record.get("caller_name"), 128),
+        "dialled": _text(record.get("dialled"), 64),
+        "started_at": utc(_seconds(record["started_at"])),
+        "answered_at": utc(record.get("answered_at") and _seconds(record["answered_at"])),
+        "ended_at": utc(record.get("ended_at") and _seconds(record["ended_at"])),
+        "duration_s": _seconds(record.get("duration_s")),
+        "end_reason": _text(record.get("end_reason") or "unknown", 32),
+        "worker_exit": _text(record.get("worker_exit"), 64),
+        "agent": _text(record.get("agent"), 64),
+        "model": _text(record.get("model"), 64),
+        "failure": _text(record.get("failure")),
         "complete": bool(record.get("complete", True)),
-        "setup_ms": json.dumps(record.get("setup_ms") or {}),
-        "setup_bridge_retries": int(record.get("setup_bridge_retries") or 0),
-        "frames_in": int(figures.get("frames_in") or 0),
-        "frames_out": int(figures.get("frames_out") or 0),
-        "underruns": int(figures.get("underruns") or 0),
-        "barge_ins": int(figures.get("barge_ins") or 0),
-        "rejected_packets": int(figures.get("rejected_packets") or 0),
-        "reconnects": int(figures.get("reconnects") or 0),
-        "input_audio_tokens": int(usage.get("input_audio_tokens") or 0),
-        "input_text_tokens": int(usage.get("input_text_tokens") or 0),
-        "input_cached_tokens": int(usage.get("input_cached_tokens") or 0),
-        "output_audio_tokens": int(usage.get("output_audio_tokens") or 0),
-        "output_text_tokens": int(usage.get("output_text_tokens") or 0),
-        "transcription_seconds": float(usage.get("transcription_seconds") or 0.0),
-        "transcription_model": str(record.get("transcription_model") or "")[:64],
-        "transcription_cost": record.get("transcription_cost"),
-        "cost_estimate": record.get("cost_estimate"),
-        "currency": str(record.get("currency") or "")[:8],
+        "setup_ms": _text(json.dumps(record.get("setup_ms") or {})),
+        "setup_bridge_retries": _count(record.get("setup_bridge_retries")),
+        **{
+            name: _count(figures.get(name))
+            for name in (
+                "frames_in",
+                "frames_out",
+                "underruns",
+                "barge_ins",
+                "rejected_packets",
+                "reconnects",
+            )
+        },
+        **{
+            name: _count(usage.get(name))
+            for name in (
+                "input_audio_tokens",
+                "input_text_tokens",
+                "input_cached_tokens",
+                "output_audio_tokens",
+                "output_text_tokens",
+            )
+        },
+        "transcription_seconds": _seconds(usage.get("transcription_seconds")),
+        "transcription_model": _text(record.get("transcription_model"), 64),
+        "transcription_cost": _money(record.get("transcription_cost")),
+        "cost_estimate": _money(record.get("cost_estimate")),
+        "currency": _text(record.get("currency"), 8),
     }
 
 
 def turn_rows(record: dict) -> list[dict]:
+    instance, call_id = _key(record)
     rows = []
     for seq, turn in enumerate(record.get("turns") or []):
+        heard = turn.get("heard")
         rows.append(
             {
-                "instance": record["instance"],
-                "call_id": record["call_id"],
+                "instance": instance,
+                "call_id": call_id,
                 "seq": seq,
-                "side": str(turn.get("side") or "")[:8],
-                "offset_ms": int(turn.get("offset_ms") or 0),
-                "text": str(turn.get("text") or ""),
+                "side": _text(turn.get("side"), 8),
+                "offset_ms": _count(turn.get("offset_ms")),
+                "text": _text(turn.get("text")),
                 "interrupted": bool(turn.get("interrupted")),
-                "heard": turn.get("heard"),
+                "heard": None if heard is None else _text(heard),
             }
         )
     return rows
 
 
 def event_rows(record: dict) -> list[dict]:
+    instance, call_id = _key(record)
     rows = []
     for seq, item in enumerate(record.get("events") or []):
         rows.append(
             {
-                "instance": record["instance"],
-                "call_id": record["call_id"],
+                "instance": instance,
+                "call_id": call_id,
                 "seq": seq,
-                "offset_ms": int(item.get("offset_ms") or 0),
-                "kind": str(item.get("kind") or "")[:32],
-                "detail": json.dumps(item.get("detail") or {}),
+                "offset_ms": _count(item.get("offset_ms")),
+                "kind": _text(item.get("kind"), 32),
+                "detail": _text(json.dumps(item.get("detail") or {})),
             }
         )
     return rows
@@ -195,13 +307,15 @@ def store_record(engine: Engine, record: dict) -> bool:
     (instance, call_id): True when this call wrote it, False when it was there already
     (a drainer killed between the commit and removing the spool file sends it again).
 
-    Raises ValueError for a record that cannot be a row (the drainer sets it aside), and
-    SQLAlchemy's errors when the database cannot be written (the drainer retries)."""
+    Raises RecordRefused for a record that cannot be a row (the drainer sets it aside), and
+    SQLAlchemy's errors when the database cannot be written (the drainer decides which)."""
     try:
         row = call_row(record)
         children = turn_rows(record), event_rows(record)
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
-        raise ValueError(f"not a call record: {exc!r}") from None
+    except RecordRefused:
+        raise
+    except Exception as exc:  # pure dict work on the file's content: any failure is the record's
+        raise RecordRefused(f"not a call record: {exc!r}"[:300]) from None
     key = (calls.c.instance == row["instance"]) & (calls.c.call_id == row["call_id"])
     try:
         with engine.begin() as conn:
@@ -225,25 +339,25 @@ def store_alerts(engine: Engine, batch: dict) -> bool:
     """Write one alert helper's batch (records/spool.py::write_alerts) in one transaction.
     Idempotent on (instance, batch_id): False when it was there already."""
     try:
-        instance, batch_id = str(batch["instance"]), str(batch["batch_id"])
+        instance, batch_id = _text(batch["instance"], 64), _text(batch["batch_id"], 32)
         rows = [
             {
                 "instance": instance,
                 "batch_id": batch_id,
                 "seq": seq,
-                "sent_at": utc(batch["sent_at"]),
-                "alert_key": str(item["key"])[:64],
-                "kind": str(item["kind"])[:16],
-                "severity": str(item.get("severity") or "")[:16],
-                "text": str(item.get("text") or ""),
-                "channel": str(item["channel"])[:128],
+                "sent_at": utc(_seconds(batch["sent_at"])),
+                "alert_key": _text(item["key"], 64),
+                "kind": _text(item["kind"], 16),
+                "severity": _text(item.get("severity"), 16),
+                "text": _text(item.get("text")),
+                "channel": _text(item["channel"], 128),
                 "delivered": bool(item["delivered"]),
-                "outcome": str(item.get("how") or ""),
+                "outcome": _text(item.get("how")),
             }
             for seq, item in enumerate(batch["alerts"])
         ]
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
-        raise ValueError(f"not an alerts batch: {exc!r}") from None
+    except Exception as exc:  # as for a call record: the content's fault
+        raise RecordRefused(f"not an alerts batch: {exc!r}"[:300]) from None
     key = (alerts.c.instance == instance) & (alerts.c.batch_id == batch_id)
     try:
         with engine.begin() as conn:

@@ -84,6 +84,9 @@ class Slot(IntEnum):
     TRANSFER_ATTEMPT = 90  # the current attempt's number (its channel id carries it)
     TRANSFER_DESTINATION = 91  # 1 + the destination's place in the agent's list
     TRANSFERS = 92  # attempts made
+    # worker main thread, at the end: 1 when its record could not be written to the spool
+    # (a full or broken file system): counted lost by the supervisor (supervisor/totals.py)
+    RECORD_LOST = 93
     # the supervisor (the only slots a worker reads but does not write); after writing one
     # the supervisor sends END_SIGNAL, so that the worker's main thread need not poll them
     END_REQUEST = 64

@@ -20,10 +20,12 @@ from pathlib import Path
 from alerts.conditions import Notice, Tracker
 from alerts.send import send_all
 from alerts.watch import Recent, holding, opened_since
+from records import drain_figures
 
 log = logging.getLogger(__name__)
 
 MAX_QUEUED = 200  # notices waiting for a helper; past this the oldest are dropped, logged
+DRAINER_LOOK = 10.0  # seconds between looks at the drainer's figures (a stat; a read when changed)
 
 
 class Alerting:
@@ -39,6 +41,9 @@ class Alerting:
         self.sent = self.failed = 0
         self.marker = Path(settings.state_dir) / "run" / f"{settings.instance}.running"
         self.busy_seen = 0
+        self.figures_file = drain_figures.figures_path(settings.state_dir, settings.instance)
+        self.figures_seen: tuple[float, int] | None = None  # (mtime, records set aside)
+        self.next_look = 0.0
 
     @property
     def on(self) -> bool:
@@ -67,6 +72,27 @@ class Alerting:
             self.marker.unlink(missing_ok=True)
         except OSError as exc:
             log.warning("alerts: cannot remove %s: %s", self.marker, exc)
+
+    def record_lost(self, now: float) -> None:
+        self.recent.record_lost(now)
+
+    def watch_drainer(self, now: float, service: float) -> None:
+        """Records the drainer set aside since the last look, from its figures file (a
+        local file of a few hundred bytes, read only when it changed: no wait on the loop)."""
+        if not self.on or now < self.next_look:
+            return
+        self.next_look = now + DRAINER_LOOK
+        try:
+            mtime = self.figures_file.stat().st_mtime
+        except OSError:
+            return
+        if self.figures_seen is not None and self.figures_seen[0] == mtime:
+            return
+        count = drain_figures.run_counters(self.figures_file, service)["set_aside"]
+        before = self.figures_seen[1] if self.figures_seen is not None else 0
+        self.figures_seen = (mtime, count)
+        if count > before:
+            self.recent.records_set_aside(now, count - before)
 
     def call_ended(self, now: float, reason: str, errors_by_code: dict[str, int], counters: dict) -> None:
         """`counters`: the call's header snapshot at the reap (a session that opened fine

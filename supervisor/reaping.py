@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 class Reaping:
     """Mixed into `Supervisor`; uses its calls, helpers, health, transfers, totals and alerting."""
 
+    def _record_lost(self, call_id: str) -> None:
+        """A crashed call's record could not be written (its helper failed): counted, alerted."""
+        self.totals.records_lost += 1
+        log.error(
+            "a crashed call's record could not be written to the spool: it is lost",
+            extra={"call_id": call_id},
+        )
+        self.alerting.record_lost(time.monotonic())
+
     def _reap(self) -> None:
         """Collect every exited child: workers, helpers, and children that are neither (the
         multiprocessing resource tracker), which are tolerated. Each child's handling is
@@ -81,8 +90,12 @@ class Reaping:
                 targets.append(Target("channel", self.ids.transfer_channel(entry.call_id, attempt)))
             self._start_teardown(entry.call_id, targets)
         if ending.crashed:  # its record, from its journal and these last counters (records/spool.py)
+            call_id = entry.call_id
             self._helper(
-                "record", crash_record_work(self.settings, entry, counters, ending.how), key=entry.call_id
+                "record",
+                crash_record_work(self.settings, entry, counters, ending.how),
+                lambda _result, ok: ok or self._record_lost(call_id),
+                key=call_id,
             )
         try:
             entry.segment.close()
@@ -94,6 +107,12 @@ class Reaping:
             self.health.forget(entry.pid)
         self.transfers.call_reaped(entry, counters)
         reason, errors = self.totals.call_ended(counters, ending, entry.age())
+        if counters.get("record_lost"):
+            log.error(
+                "the call's record could not be written to the spool: it is lost",
+                extra={"call_id": entry.call_id},
+            )
+            self.alerting.record_lost(time.monotonic())
         self._guarded(self._count_cost, entry, counters)
         self.alerting.call_ended(time.monotonic(), reason, errors, counters)
         log.info("%s", summary_line(entry, counters, ending), extra={"call_id": entry.call_id})

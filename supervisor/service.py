@@ -353,6 +353,7 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
         if self.metrics_keeper is not None:
             self._guarded(self.metrics_keeper.tick, now, self._helper)
         connected = self.events.state is LinkState.CONNECTED
+        self._guarded(self.alerting.watch_drainer, now, round(self.started_wall, 3))
         self._guarded(self.alerting.tick, now, connected, self.model_shutdown_dates, self.calls_busy)
         self.helpers.kill(("reconcile",), older_than=RECONCILE_LIMIT)
         self._guarded(self._pump_turn_aways)  # callers whose helper could not start

@@ -69,6 +69,7 @@ class Totals:
     cost: float = 0.0
     underruns: int = 0
     barge_ins: int = 0
+    records_lost: int = 0  # records that could not be written to the spool (the worker's, a crash's)
 
     def call_ended(self, counters: dict[str, int], ending: Ending, duration_s: float) -> tuple[str, dict]:
         """Add one reaped call: `counters` is its header's snapshot, taken at the reap.
@@ -94,6 +95,7 @@ class Totals:
             self.cost += cost
         self.underruns += counters.get("underruns", 0)
         self.barge_ins += counters.get("barge_ins", 0)
+        self.records_lost += 1 if counters.get("record_lost", 0) else 0
         return name, {code: count for code, count in errors.items() if count}
 
     def _add_error(self, code: str, count: int) -> None:
@@ -111,4 +113,5 @@ class Totals:
             "cost_estimate": round(self.cost, 6),
             "underruns": self.underruns,
             "barge_ins": self.barge_ins,
+            "records_lost": self.records_lost,
         }

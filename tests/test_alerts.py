@@ -455,3 +455,45 @@ def test_a_model_shutdown_fires_and_a_reload_resolves_it_without_touching_a_call
     finally:
         realtime.model_shutdown(model, "")
     assert {body["key"] for _, body in receiver.got} == {"started", key}
+
+
+def test_a_record_that_cannot_be_spooled_is_counted_lost_and_alerted(service, asterisk, receiver, tmp_path):
+    """Issue 22, item 12: with the spool unwritable the call goes on and the log said "may be
+    lost", but no metric moved and no alert fired."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the spool directory should be")
+    port = free_port()
+    svc = _alerting(service, receiver, RECORDS_SPOOL_DIR=str(blocked), METRICS_LISTEN=f"127.0.0.1:{port}")
+    call_id = asterisk.place_call(GOOD_CALL)
+    svc.wait(lambda: ended(asterisk, call_id), timeout=20)
+    svc.wait(lambda: _kinds(receiver, "records_lost") == ["firing"], timeout=20)
+    assert "could not be written to the spool" in _texts_with(receiver, "records")[0]
+
+    def lost() -> float | None:
+        try:
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except requests.RequestException:
+            return None
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "callbridge_records_lost_total":
+                    return sample.value
+        return None
+
+    svc.wait(lambda: lost() == 1, timeout=15)
+    assert "the call's record could not be written to the spool" in svc.log()
+
+
+def test_a_record_the_drainer_sets_aside_is_alerted(service, receiver, tmp_path):
+    """Issue 22, item 11: a record the database can never take is moved to bad/, counted and
+    alerted on, and the records after it are stored."""
+    svc = _alerting(service, receiver)
+    spool_dir = tmp_path / "state" / "spool" / "openai-app"
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    (spool_dir / "0000000000001_poison.json").write_text('{"instance": "x", "call_id": "y", "turns": [1]}')
+    svc.wait(lambda: (spool_dir / "bad" / "0000000000001_poison.json").exists(), timeout=15)
+    svc.wait(lambda: _kinds(receiver, "records_set_aside") == ["firing"], timeout=30)
+    assert "kept in the spool's bad/" in _texts_with(receiver, "could not be stored")[0]

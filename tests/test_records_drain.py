@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -307,3 +308,122 @@ def test_the_drainer_s_figures_belong_to_one_service_run(tmp_path):
     path.write_text("{not json")
     assert DrainFigures.resume(path, 100.0) == DrainFigures(100.0)
     assert not list(path.parent.glob("*.tmp"))  # written by rename: no temp file is left
+
+
+# --- poison records (issue 22, item 11): one bad record must not stop those after it
+
+
+def _poison(directory: Path) -> list[str]:
+    """Records no database can take, each oldest-first before a good one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    names = []
+
+    def put(n: int, content: str) -> None:
+        name = f"000000000000{n}_poison-{n}.json"
+        (directory / name).write_text(content)
+        names.append(name)
+
+    put(1, json.dumps(a_record("p1", figures={"frames_in": 2**70})))  # past any BIGINT
+    put(2, json.dumps(a_record("p2", turns=[1, "x"])))  # turns that are not objects
+    put(3, "[" * 100_000 + "]" * 100_000)  # nested without end: RecursionError
+    put(4, json.dumps(a_record("p4", events=["x"])))
+    put(5, json.dumps(a_record("p5", duration_s=float("nan"))))
+    return names
+
+
+def test_records_the_database_can_never_take_are_set_aside_and_the_next_is_stored(database, tmp_path):  # noqa: F811
+    engine = open_engine(database)
+    upgrade(engine)
+    directory = tmp_path / "spool"
+    set_aside = _poison(directory)
+    good = a_record("good-1", caller_name="Ana\x00Marta", turns=[{"side": "caller", "text": "h\x00ola"}])
+    good["cost_estimate"] = float("inf")
+    spool.write_record(directory, good)
+    figures = DrainFigures(service=1.0)
+    assert drain_once(engine, directory, figures) == 1
+    assert sorted(p.name for p in (directory / "bad").iterdir()) == sorted(set_aside)
+    assert figures.set_aside == len(set_aside) and figures.stored == 1
+    with engine.connect() as conn:
+        row = conn.execute(select(calls).where(calls.c.call_id == "good-1")).mappings().one()
+    assert row["caller_name"] == "AnaMarta"  # NUL removed (PostgreSQL refuses it in text)
+    assert row["cost_estimate"] is None  # not infinite: no estimate
+    assert [t["text"] for t in queries.find_calls(engine, "good-1")[0]["turns"]] == ["hola"]
+
+
+def test_a_database_that_refuses_every_write_sets_nothing_aside(database, tmp_path):  # noqa: F811
+    """Refusing is not the record's fault when the database refuses a plain row too."""
+    from sqlalchemy import text
+
+    engine = open_engine(database)
+    upgrade(engine)
+    directory = tmp_path / "spool"
+    spool.write_record(directory, a_record("c1"))
+    with engine.begin() as conn:  # the table is gone: every insert fails, as for all records
+        conn.execute(text("DROP TABLE turns"))
+        conn.execute(text("DROP TABLE events"))
+        conn.execute(text("DROP TABLE calls"))
+    with pytest.raises(Exception):  # noqa: B017 -- whatever the backend raises: it waits
+        drain_once(engine, directory, DrainFigures(service=1.0))
+    assert not (directory / "bad").exists() and len(spool.pending_records(directory)) == 1
+
+
+def test_a_price_table_refuses_numbers_that_are_not_finite():
+    from records.prices import PriceTable
+
+    for bad in ("NaN", "Infinity", "-Infinity"):
+        with pytest.raises(ValueError, match="finite"):
+            PriceTable.parse('{"m": {"input_audio": %s}}' % bad)
+
+
+# --- durability and retention (issue 22, item 13)
+
+
+def test_a_spooled_record_s_rename_is_made_durable_with_its_directory(tmp_path, monkeypatch):
+    import stat
+
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    spool.write_record(tmp_path / "spool", a_record())
+    assert synced == [False, True]  # the file, then the directory that holds its new name
+
+
+def test_retention_removes_old_files_in_call_records_dir_and_bad(tmp_path):
+    from records.drainer import sweep_files
+
+    records_dir, bad = tmp_path / "records", tmp_path / "spool" / "bad"
+    for directory in (records_dir, bad):
+        directory.mkdir(parents=True)
+        (directory / "old.json").write_text("{}")
+        (directory / "new.json").write_text("{}")
+        (directory / "notes.txt").write_text("not ours")
+        old = time.time() - 40 * 86400
+        os.utime(directory / "old.json", (old, old))
+    assert sweep_files([records_dir, bad, tmp_path / "missing"], 30) == 2
+    for directory in (records_dir, bad):
+        assert sorted(p.name for p in directory.iterdir()) == ["new.json", "notes.txt"]
+
+
+def test_call_records_dir_files_are_written_whole(calls, tmp_path, monkeypatch):
+    """CALL_RECORDS_DIR's file used to be written in place (a reader could see half of it)."""
+    records_dir, renames = tmp_path / "records", tmp_path / "renames.txt"
+    real_replace = os.replace
+
+    def replace(source, target) -> None:  # the forked worker inherits it
+        with open(renames, "a") as out:
+            out.write(f"{Path(source).name} {Path(target).name}\n")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    sup = calls(CALL_RECORDS_DIR=str(records_dir))
+    call = sup.place([{"say": 400}, {"silence": 600}, {"hangup": True}])
+    sup.wait_ended(call)
+    files = list(records_dir.iterdir())
+    assert [f.name for f in files] == [f"{call.channel_id}.json"]
+    assert json.loads(files[0].read_text())["call_id"] == call.channel_id
+    assert f"{call.channel_id}.json.tmp {call.channel_id}.json" in renames.read_text().splitlines()

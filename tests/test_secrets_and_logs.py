@@ -178,3 +178,38 @@ def test_log_file_is_reopened_after_logrotate_moves_it(tmp_path):
     assert "before rotation" in (tmp_path / "callbridge.log.1").read_text()
     assert "after rotation" in log_file.read_text()
     assert "before rotation" not in log_file.read_text()
+
+
+# --- what people say stays out of the log unless asked for (issue 22, item 14)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("settings", "logged"),
+    [
+        ({}, False),  # the default: INFO, and no utterances
+        ({"LOG_UTTERANCES": "true"}, True),
+        ({"LOG_LEVEL": "debug"}, True),
+        ({"LOG_UTTERANCES": "true", "LOG_LEVEL": "debug", "RECORDS_TRANSCRIPTS": "false"}, False),
+    ],
+)
+def test_utterances_reach_the_log_only_when_asked_and_never_without_transcripts(
+    service, asterisk, tmp_path, settings, logged
+):
+    from testenv import ended
+
+    records_dir = tmp_path / "records"
+    svc = service(CALL_RECORDS_DIR=str(records_dir), **settings)
+    call_id = asterisk.place_call([{"say": 800}, {"silence": 3500}, {"hangup": True}])
+    svc.wait(lambda: ended(asterisk, call_id), timeout=20)
+    svc.wait(lambda: "call summary:" in svc.log(), timeout=10)
+    text = svc.log()
+    assert ("caller speech of" in text) is logged, text[-2000:]
+    assert (" agent: " in text) is logged
+    svc.wait(lambda: list(records_dir.glob("*.json")), timeout=10)
+    record = json.loads(next(records_dir.glob("*.json")).read_text())
+    said = [t for t in record["transcript"] if t.get("text")]
+    if settings.get("RECORDS_TRANSCRIPTS") == "false":
+        assert said == [] and record["transcript"]  # who spoke when, never what
+    else:
+        assert said
