@@ -189,10 +189,13 @@ def sweep_files(directories: list[Path], retention_days: int, now: float | None 
             continue
         for entry in entries:
             try:
-                if entry.name.endswith(".json") and entry.is_file(follow_symlinks=False):
-                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                        os.unlink(entry.path)
-                        removed += 1
+                if (
+                    entry.name.endswith(".json")
+                    and entry.is_file(follow_symlinks=False)
+                    and entry.stat(follow_symlinks=False).st_mtime < cutoff
+                ):
+                    os.unlink(entry.path)
+                    removed += 1
             except OSError as exc:
                 log.warning("cannot remove the old record file %s: %s", entry.path, exc)
     if removed:

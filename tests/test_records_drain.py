@@ -372,7 +372,7 @@ def test_a_price_table_refuses_numbers_that_are_not_finite():
 
     for bad in ("NaN", "Infinity", "-Infinity"):
         with pytest.raises(ValueError, match="finite"):
-            PriceTable.parse('{"m": {"input_audio": %s}}' % bad)
+            PriceTable.parse('{"m": {"input_audio": ' + bad + "}}")
 
 
 # --- durability and retention (issue 22, item 13)
