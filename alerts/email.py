@@ -28,6 +28,8 @@ SCHEMES = {"smtp": 587, "smtps": 465, "smtp+insecure": 25}
 
 @dataclass(frozen=True)
 class Email:
+    DEADLINE = 30.0  # seconds for one notice, STARTTLS and login included (alerts/send.py)
+
     url: Secret
     sender: str
     recipients: tuple[str, ...]

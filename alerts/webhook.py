@@ -63,14 +63,20 @@ class Webhook:
     def send(self, notice: Notice, instance: str) -> tuple[bool, str]:
         """(delivered, what happened in a few words; never the URL)."""
         try:
+            # stream=True: the status is all we need; the body is never read (a receiver could
+            # send gigabytes, or a byte a second: alerts/send.py bounds the whole delivery).
             reply = requests.post(
-                self.url.reveal(), json=self.body(notice, instance), timeout=TIMEOUT, allow_redirects=False
+                self.url.reveal(),
+                json=self.body(notice, instance),
+                timeout=TIMEOUT,
+                allow_redirects=False,
+                stream=True,
             )
         except requests.RequestException as exc:
             return False, type(exc).__name__  # its message repeats the URL
-        if 200 <= reply.status_code < 300:
-            return True, f"HTTP {reply.status_code}"
-        return False, f"HTTP {reply.status_code}"
+        status = reply.status_code
+        reply.close()
+        return 200 <= status < 300, f"HTTP {status}"
 
     def __str__(self) -> str:
         return f"{self.form}:{self.url}"  # masked: callbridge config shows the form only

@@ -25,6 +25,7 @@ from records import drain_figures
 log = logging.getLogger(__name__)
 
 MAX_QUEUED = 200  # notices waiting for a helper; past this the oldest are dropped, logged
+HELPER_LIMIT = 60.0  # an alert helper alive longer is killed: its deadlines should have ended it
 DRAINER_LOOK = 10.0  # seconds between looks at the drainer's figures (a stat; a read when changed)
 
 

@@ -34,6 +34,7 @@ from shm_ring import EndReason, Slot, start_tracker, sweep
 from supervisor import systemd
 from supervisor.admission import Admission
 from supervisor.agents_side import AgentsSide
+from supervisor.alerting import HELPER_LIMIT as ALERT_HELPER_LIMIT
 from supervisor.alerting import Alerting
 from supervisor.ari_events import AriEvents, LinkState
 from supervisor.asterisk_side import AsteriskSide
@@ -356,6 +357,11 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
         self._guarded(self.alerting.watch_drainer, now, round(self.started_wall, 3))
         self._guarded(self.alerting.tick, now, connected, self.model_shutdown_dates, self.calls_busy)
         self.helpers.kill(("reconcile",), older_than=RECONCILE_LIMIT)
+        for _ in self.helpers.kill(("alert",), older_than=ALERT_HELPER_LIMIT):  # later alerts must not wait
+            log.warning(
+                "an alert helper ran over %.0f s and was killed; its notices count as not sent",
+                ALERT_HELPER_LIMIT,
+            )
         self._guarded(self._pump_turn_aways)  # callers whose helper could not start
         live = self.live_calls()
         self._guarded(self.health.plan_uss, live, now)

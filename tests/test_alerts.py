@@ -497,3 +497,86 @@ def test_a_record_the_drainer_sets_aside_is_alerted(service, receiver, tmp_path)
     svc.wait(lambda: (spool_dir / "bad" / "0000000000001_poison.json").exists(), timeout=15)
     svc.wait(lambda: _kinds(receiver, "records_set_aside") == ["firing"], timeout=30)
     assert "kept in the spool's bad/" in _texts_with(receiver, "could not be stored")[0]
+
+
+# --- a receiver that trickles (issue 22, item 20)
+
+
+class Trickler:
+    """A TCP server that reads the request, then answers one byte a second, forever: per-read
+    timeouts never fire. `banner`: speak first (an SMTP server's greeting), trickled too."""
+
+    def __init__(self, answer: bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", speaks_first=False):
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.answer, self.speaks_first = answer, speaks_first
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn) -> None:
+        with conn:
+            try:
+                if not self.speaks_first:
+                    conn.recv(65536)
+                for byte in self.answer * 100:
+                    if self.stop.wait(1.0):
+                        return
+                    conn.send(bytes([byte]))
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+def test_a_trickling_receiver_costs_one_deadline_and_the_others_still_get_every_notice(receiver, monkeypatch):
+    import alerts.send
+
+    monkeypatch.setattr(alerts.send, "DELIVERY_DEADLINE", 2.0)
+    trickler = Trickler()
+    try:
+        channels = Webhook.parse_list(f"json:http://127.0.0.1:{trickler.port}/x,json:{receiver.url('/ok')}")
+        notices = [Notice(f"k{n}", "firing", "warning", f"notice {n}") for n in range(3)]
+        start = time.monotonic()
+        outcomes = send_all(channels, notices, "main")
+        took = time.monotonic() - start
+    finally:
+        trickler.close()
+    assert took < 6, took  # it used to wait for the trickle to end: 100 s and more per notice
+    slow = [o["how"] for o in outcomes if o["channel"].startswith("webhook 1")]
+    assert slow[0].startswith("timed out") and all("not tried" in h for h in slow[1:])
+    assert [o["delivered"] for o in outcomes if o["channel"].startswith("webhook 2")] == [True] * 3
+    assert len(receiver.got) == 3
+
+
+def test_a_mail_server_that_trickles_its_greeting_is_a_timeout(monkeypatch):
+    import alerts.send
+    from alerts.email import Email
+
+    monkeypatch.setattr(Email, "DEADLINE", 2.0)
+    trickler = Trickler(b"220 mail.example ESMTP\r\n", speaks_first=True)
+    try:
+        from callbridge.secret import Secret
+
+        channel = Email(
+            Secret(f"smtp+insecure://127.0.0.1:{trickler.port}"), "cb@example.com", ("ops@example.com",)
+        )
+        start = time.monotonic()
+        outcomes = alerts.send.send_all([channel], [Notice("k", "firing", "warning", "x")], "main")
+        took = time.monotonic() - start
+    finally:
+        trickler.close()
+    assert took < 5 and outcomes[0]["delivered"] is False and outcomes[0]["how"].startswith("timed out")
