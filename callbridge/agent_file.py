@@ -146,30 +146,85 @@ def load_agents_file(path: str | Path, env_fallback: DialplanTarget | None = Non
     except OSError as exc:
         raise AgentFileError([f"{path}: cannot read it ({exc.strerror or exc})"]) from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
     except UnicodeDecodeError as exc:
         raise AgentFileError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise AgentFileError([f"{path}:{_syntax(exc)}"]) from None
+        raise AgentFileError([f"{path}:{_syntax(exc, text)}"]) from None
     except RecursionError:
         raise AgentFileError([f"{path}: nested too deeply to read (TOML syntax)"]) from None
     return read_agents(data, path, env_fallback)
 
 
-def _syntax(exc: tomllib.TOMLDecodeError) -> str:
-    """`LINE: message (TOML syntax)`. 3.13 gives lineno and msg; 3.11 and 3.12 only put
-    "(at line L, column C)" at the end of the message."""
+# tomllib's messages in the words of someone editing the file (line numbers as tomllib's).
+_PLAIN = (
+    (r"Illegal character '\\n'", 'the string on this line is never closed: a closing " is missing'),
+    (
+        r"Unterminated string|Expected \"'\"|Expected '\"'",
+        "a string is never closed: a closing quote is missing",
+    ),
+    (
+        r"Invalid value",
+        'a value must be a number, true or false, a [list], or text in quotes: voice = "marin"',
+    ),
+    (r"Cannot declare \((.*)\) twice", "the table {0} appears twice"),
+    (r"Cannot overwrite a value", "a key is set twice"),
+    (r"Expected '=' after a key", "a line must be: key = value"),
+    (r"Unclosed array", "a [ list is never closed: a ] is missing"),
+    (r"Unclosed inline table", "a { table } is never closed: a } is missing"),
+    (r"Invalid initial character for a key part", "a key is missing here (a comma before a closing } or ]?)"),
+    (
+        r"Expected newline or end of document",
+        "something follows the value on the same line (one key = value a line)",
+    ),
+    (r"Expected ']' at the end of a table declaration", "a [table] header is never closed: a ] is missing"),
+)
+
+
+def _plain(message: str) -> str:
+    for pattern, words in _PLAIN:
+        found = re.match(pattern, message)
+        if found:
+            table = "[" + ".".join(re.findall(r"'([^']*)'", found.group(1))) + "]" if found.groups() else ""
+            return words.replace("{0}", table)
+    return message
+
+
+def _unclosed_from(text: str) -> int | None:
+    """The line a string that is never closed starts on (for an error at the end of the file)."""
+    opened = None
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
+        for quote in ('"""', "'''"):
+            if line.count(quote) % 2:
+                opened = None if opened else number
+    if opened:
+        return opened
+    for number, line in enumerate(lines, 1):  # a one-line string: an odd number of its quotes
+        plain = line.replace('\\"', "")
+        if plain.count('"') % 2 or plain.count("'") % 2:
+            return number
+    return None
+
+
+def _syntax(exc: tomllib.TOMLDecodeError, text: str = "") -> str:
+    """`LINE: what is wrong, in plain words (TOML syntax)`. 3.13 gives lineno and msg; 3.11
+    and 3.12 only put "(at line L, column C)" at the end of the message."""
     line, message = getattr(exc, "lineno", None), getattr(exc, "msg", None)
-    text = str(exc)
-    found = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", text)
+    whole = str(exc)
+    found = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", whole)
     if line is None and found:
         line = int(found.group(1))
     if message is None:
-        message = text[: found.start()] if found else text
-    if found is None and re.search(r"\(at end of document\)\s*$", text):
+        message = whole[: found.start()] if found else whole
+    if found is None and re.search(r"\(at end of document\)\s*$", whole):
         message = re.sub(r"\s*\(at end of document\)\s*$", "", message)
-        return f" at the end: {message} (TOML syntax)"
-    return f"{line}: {message} (TOML syntax)" if line else f" {message} (TOML syntax)"
+        start = _unclosed_from(text) if re.match(r"Unterminated string|Expected", message) else None
+        if start:
+            return f"{start}: the string that starts on line {start} is never closed (TOML syntax)"
+        return f" at the end: {_plain(message)} (TOML syntax)"
+    return f"{line}: {_plain(message)} (TOML syntax)" if line else f" {_plain(message)} (TOML syntax)"
 
 
 def read_agents(data: dict, path: Path, env_fallback: DialplanTarget | None = None) -> AgentBook:
@@ -338,3 +393,18 @@ def _between_agents(r: _Reader, tables: dict, agents: dict[str, Agent]) -> None:
                 _key("agents", name, "numbers"),
                 "the agent answers no number: give numbers, or name it in another agent's outside_hours",
             )
+
+
+def problems_of(checked) -> list[str]:
+    """The agents file's problems for a configuration check (callbridge/config.py::Checked),
+    so that `config` and `check` show them with the environment's in one pass; none when
+    AGENTS_FILE is unset or is itself the problem."""
+    by_name = {entry.var.name: entry for entry in checked.entries}
+    path, fallback = by_name["AGENTS_FILE"], by_name["FALLBACK_DESTINATION"]
+    if path.problem is not None or not path.value:
+        return []
+    try:
+        load_agents_file(path.value, fallback.value if fallback.problem is None else None)
+    except AgentFileError as exc:
+        return list(exc.problems)
+    return []

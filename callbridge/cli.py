@@ -85,13 +85,24 @@ def config_command(
         checked = cfg.check(env_file)
     except cfg.ConfigError as exc:  # the env file itself: there is no table to show
         raise config_failure(exc) from None
+    from callbridge.agent_file import problems_of
+
     entries = checked.entries
+    agents = problems_of(checked)
+    file_problems = checked.file.problems if checked.file else []
     if as_json:
         shown = {}
         for e in entries:
             shown[e.var.name] = {"value": e.shown(), "source": e.source}
             if e.problem is not None:
                 shown[e.var.name]["problem"] = e.problem
+        # lower case: never a variable's name
+        shown["env_file"] = {
+            "path": str(checked.env_file or ""),
+            "problems": file_problems,
+            "notes": checked.notes(),
+        }
+        shown["agents_file"] = {"problems": agents}
         typer.echo(json.dumps(shown, indent=2))
     else:
         typer.echo(f"env file: {checked.env_file or '(none)'}")
@@ -101,10 +112,21 @@ def config_command(
             value = value if len(value) <= 60 else value[:57] + "..."
             mark, problem = ("✗", f"  {e.problem}") if e.problem is not None else (" ", "")
             typer.echo(f"{mark} {e.var.name:<{width}}  {value:<40}  ({e.source}){problem}".rstrip())
-    bad = [error.variable for error in checked.errors()]
+        _echo_file_findings(checked, agents)
+    bad = [error.variable for error in checked.errors()] + (["AGENTS_FILE"] if agents else [])
     if bad:
         typer.echo(f"callbridge: {len(bad)} configuration problem(s), marked ✗: {', '.join(bad)}", err=True)
         raise typer.Exit(cfg.EX_CONFIG)
+
+
+def _echo_file_findings(checked: cfg.Checked, agents: list[str]) -> None:
+    """The env file's unreadable lines and unknown names, and the agents file's problems."""
+    for problem in checked.file.problems if checked.file else []:
+        typer.echo(f"✗ env file: {problem}", err=True)
+    for note in checked.notes():
+        typer.echo(f"! env file: {note}", err=True)
+    for problem in agents:
+        typer.echo(f"✗ agents: {problem}", err=True)
 
 
 def _control_path(env_file: str | None, socket_path: str | None) -> str:
@@ -154,6 +176,8 @@ def run_command(env_file: EnvFileOption = None) -> None:
     loaded = load_or_exit(env_file)
     settings = loaded.settings
     logs.setup(settings.log_level, settings.log_format, settings.log_file_path)
+    for note in loaded.notes:  # in the journal too, not only in `config`
+        logging.getLogger("callbridge.config").warning("env file: %s", note)
     from callbridge.agents import load_book
     from supervisor.service import Supervisor
 
@@ -220,30 +244,34 @@ def check_command(
     offline: Annotated[bool, typer.Option("--offline", help="Skip the Realtime handshake.")] = False,
 ) -> None:
     """Pre-flight: configuration, the agents file, ARI, the app name, Realtime, model shutdown dates, RTP ports, paths."""
+    from callbridge.agent_file import problems_of
     from callbridge.agents import load_book
     from callbridge.check import run_checks
 
-    loaded = load_or_exit(env_file)
+    try:
+        checked = cfg.check(env_file)
+    except cfg.ConfigError as exc:  # the env file itself
+        raise config_failure(exc) from None
+    # The environment's problems and the agents file's, in one pass: both are configuration.
+    errors = checked.errors() + [cfg.ConfigError("AGENTS_FILE", p) for p in problems_of(checked)]
+    for note in checked.notes():
+        typer.echo(f"! env file: {note}", err=True)
+    if errors:  # what `run` would refuse to start with (EX_CONFIG), each on its line
+        for error in errors:
+            typer.echo(f"callbridge: configuration error: {error}", err=True)
+        raise typer.Exit(cfg.EX_CONFIG)
+    loaded = cfg.loaded_from(checked)
     typer.echo(f"✓ configuration: read from {loaded.env_file or 'the environment'}")
     failed = 0
-    agents_bad = False
-    try:
-        book = load_book(loaded.settings)
-    except cfg.ConfigError as exc:
-        agents_bad = True
-        for error in exc.errors:
-            typer.echo(f"✗ agents: {error.problem}", err=True)
-    else:
-        where = book.source or "the environment (no AGENTS_FILE)"
-        typer.echo(f"✓ agents: {len(book.agents)} from {where}: {', '.join(book.agents)}")
+    book = load_book(loaded.settings)
+    where = book.source or "the environment (no AGENTS_FILE)"
+    typer.echo(f"✓ agents: {len(book.agents)} from {where}: {', '.join(book.agents)}")
     for result in run_checks(loaded.settings, offline=offline):
         mark = "✗" if not result.ok else "!" if result.warning else "✓"
         typer.echo(f"{mark} {result.name}: {result.detail}", err=not result.ok or result.warning)
         failed += not result.ok
     if offline:
         typer.echo("- Realtime, model shutdown dates: skipped (--offline)")
-    if agents_bad:  # the file is configuration: the service would refuse to start (EX_CONFIG)
-        raise fail("the agents file is invalid (AGENTS_FILE, docs/agents.md)", cfg.EX_CONFIG)
     if failed:
         raise fail(f"{failed} check(s) failed")
 

@@ -1,8 +1,9 @@
 """callbridge's configuration: one typed, immutable `Settings` built from the environment.
 
-Values come from, in order of precedence: the process environment, an env file read
-with python-dotenv (`--env-file PATH`, else `./.env`, else `/etc/callbridge/callbridge.env`),
-then the default. The seed script's variable names stay valid. Each variable is declared
+Values come from, in order of precedence: the process environment, an env file
+(`--env-file PATH`, else `./.env`, else `/etc/callbridge/callbridge.env`; read one way
+only, callbridge/env_file.py, which also reports lines it cannot read and names it does not
+know), then the default. The seed script's variable names stay valid. Each variable is declared
 once in `VARIABLES` (callbridge/config_variables.py, its parsers in
 callbridge/config_parsers.py); `.env.example` documents the same list (a test keeps them in
 step). This module holds what is built from them and how: `Settings`, `check`, `load`.
@@ -22,13 +23,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from dotenv import dotenv_values
-
 from alerts.email import Email
 from alerts.watch import Thresholds
 from callbridge import ids
 from callbridge.config_variables import VARIABLES, Variable
 from callbridge.dialplan import DialplanTarget
+from callbridge.env_file import EnvFile, read_env_file
 from callbridge.netaddr import ListenAddress
 from callbridge.secret import MASK, Secret
 from records.prices import PriceTable
@@ -239,6 +239,7 @@ class Settings:
 
 
 assert [f.name for f in fields(Settings)] == [v.field for v in VARIABLES]
+KNOWN_NAMES = {v.name for v in VARIABLES}
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,7 @@ class Loaded:
     settings: Settings
     sources: dict[str, str]  # variable name -> "environment" | "file PATH" | "default"
     env_file: Path | None
+    notes: tuple[str, ...] = ()  # the env file's warnings (unknown names, placeholders)
 
 
 def find_env_file(explicit: str | os.PathLike[str] | None) -> Path | None:
@@ -288,9 +290,15 @@ class Entry:
 class Checked:
     entries: tuple[Entry, ...]  # one per variable, in VARIABLES order
     env_file: Path | None
+    file: EnvFile | None = None  # what the env file held, and what is wrong in it
 
     def errors(self) -> list[ConfigError]:
-        return [ConfigError(e.var.name, e.problem) for e in self.entries if e.problem is not None]
+        found = [ConfigError("env file", problem) for problem in (self.file.problems if self.file else [])]
+        return found + [ConfigError(e.var.name, e.problem) for e in self.entries if e.problem is not None]
+
+    def notes(self) -> list[str]:
+        """Warnings about the env file: unknown names, placeholders (they never stop a start)."""
+        return list(self.file.notes) if self.file else []
 
 
 def check(
@@ -303,12 +311,16 @@ def check(
     """
     environ = os.environ if environ is None else environ
     path = find_env_file(env_file)
-    file_values: dict[str, str | None] = {}
+    file_values: dict[str, str] = {}
+    file = None
     if path is not None:
         try:
-            file_values = dotenv_values(path)
+            file = read_env_file(path, KNOWN_NAMES)
         except OSError as exc:
             raise ConfigError("--env-file", f"cannot read {str(path)!r}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError("--env-file", f"{str(path)!r} is not UTF-8 text") from None
+        file_values = file.values
     entries = []
     for var in VARIABLES:
         if var.name in environ:
@@ -327,7 +339,7 @@ def check(
             if var.secret and raw.strip():  # a parser that quotes its input must not leak a secret
                 problem = problem.replace(raw.strip(), MASK)
             entries.append(Entry(var, raw, source, problem=problem))
-    return Checked(tuple(_relations(entries)), path)
+    return Checked(tuple(_relations(entries)), path, file)
 
 
 def _relations(entries: list[Entry]) -> list[Entry]:
@@ -351,13 +363,17 @@ def load(
 ) -> Loaded:
     """Build `Settings`; raises `ConfigErrors` naming every bad variable (or `ConfigError`
     for an env file that cannot be read)."""
-    checked = check(env_file, environ)
+    return loaded_from(check(env_file, environ))
+
+
+def loaded_from(checked: Checked) -> Loaded:
+    """The settings of a check with no errors; raises `ConfigErrors` otherwise."""
     errors = checked.errors()
     if errors:
         raise ConfigErrors(errors, checked)
     values = {e.var.field: e.value for e in checked.entries}
     sources = {e.var.name: e.source for e in checked.entries}
-    return Loaded(Settings(**values), sources, checked.env_file)
+    return Loaded(Settings(**values), sources, checked.env_file, tuple(checked.notes()))
 
 
 def _display(value: Any) -> str:

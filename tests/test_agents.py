@@ -201,12 +201,42 @@ def test_syntax_errors_as_each_python_words_them(tmp_path):
     from callbridge.agent_file import _syntax
 
     old = tomllib.TOMLDecodeError("Unclosed array (at line 7, column 1)")
-    assert _syntax(old) == "7: Unclosed array (TOML syntax)"
+    assert _syntax(old) == "7: a [ list is never closed: a ] is missing (TOML syntax)"
     new = tomllib.TOMLDecodeError("Unclosed array (at line 7, column 1)")
     new.lineno, new.msg = 7, "Unclosed array"
-    assert _syntax(new) == "7: Unclosed array (TOML syntax)"
+    assert _syntax(new) == "7: a [ list is never closed: a ] is missing (TOML syntax)"
     end = tomllib.TOMLDecodeError("Invalid value (at end of document)")
-    assert _syntax(end) == " at the end: Invalid value (TOML syntax)"
+    assert _syntax(end).startswith(" at the end: a value must be a number")
+    assert (
+        _syntax(tomllib.TOMLDecodeError("Something new (at line 2, column 1)"))
+        == "2: Something new (TOML syntax)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('a = 1\n\nb = 2\nvoice = """marin\n', "4: the string that starts on line 4 is never closed"),
+        ("[agents.x]\nvoice = 'marin\n", "2: the string that starts on line 2 is never closed"),
+        (
+            '[agents.x]\nvoice = "marin\nb = 1\n',
+            '2: the string on this line is never closed: a closing " is missing',
+        ),
+        (
+            "[agents.x]\nvoice = marin\n",
+            "2: a value must be a number, true or false, a [list], or text in quotes",
+        ),
+        ("[agents.a]\n[agents.a]\n", "2: the table [agents.a] appears twice"),
+        ("[agents.a]\nvoice\n", "2: a line must be: key = value"),
+    ],
+)
+def test_toml_syntax_errors_are_said_in_plain_words(tmp_path, text, words):
+    path = tmp_path / "agents.toml"
+    path.write_text(text)
+    with pytest.raises(AgentFileError) as caught:
+        load_agents_file(path)
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{path}:{words}"), problem
 
 
 def test_unreadable_files_and_an_empty_file_are_problems_too(tmp_path):
@@ -587,7 +617,7 @@ def test_callbridge_check_and_agents_report_a_broken_file_with_the_config_exit_c
     assert f"AGENTS_FILE: {path}: agents.a.voise: unknown key (did you mean voice?)" in listed.stderr
     checked = run_cli(["check", "--offline"], AGENTS_FILE=str(path), ASTERISK_PORT="1")
     assert checked.exit_code == cfg.EX_CONFIG
-    assert f"✗ agents: {path}: agents.a.voise: unknown key (did you mean voice?)" in checked.stderr
+    assert f"AGENTS_FILE: {path}: agents.a.voise: unknown key (did you mean voice?)" in checked.stderr
     path.write_text('[agents.a]\nnumbers = ["1"]\n')
     good = run_cli(["check", "--offline"], AGENTS_FILE=str(path), ASTERISK_PORT="1")
     assert f"✓ agents: 1 from {path}: a" in good.stdout and good.exit_code == 1  # ARI is not there
@@ -624,3 +654,15 @@ def test_an_agent_s_tool_limits_are_read_checked_and_defaulted(tmp_path):
     )
     assert any("transfer_attemps" in p and "transfer_attempts" in p for p in found), found
     assert any("tool_errors" in p and "between 0 and 1000" in p for p in found), found
+
+
+def test_config_and_check_show_the_environment_s_and_the_agents_file_s_problems_in_one_pass(tmp_path):
+    """Issue 22, item 18: `config` never read the agents file (it passed with a broken one),
+    and `check` stopped at the environment's problems before reading it."""
+    path = agents_file(tmp_path, '[agents.a]\nnumbers = ["1"]\nvoise = "x"\n')
+    for command in (["config"], ["check", "--offline"]):
+        result = run_cli(command, AGENTS_FILE=str(path), ASTERISK_PORT="0")
+        assert result.exit_code == cfg.EX_CONFIG, command
+        assert "ASTERISK_PORT" in result.stderr and "agents.a.voise: unknown key" in result.stderr, command
+    good_env = run_cli(["config"], AGENTS_FILE=str(path))
+    assert good_env.exit_code == cfg.EX_CONFIG and "✗ agents:" in good_env.stderr

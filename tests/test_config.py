@@ -315,3 +315,69 @@ def test_default_prices_per_model_with_the_operators_prices_winning_kind_by_kind
     euros = cfg.load(environ={**BASE, "RECORDS_PRICES": override, "RECORDS_CURRENCY": "EUR"}).settings
     assert euros.prices.estimate("gpt-realtime-2.1-mini", usage) is None  # no dollar defaults in euros
     assert euros.prices.estimate("gpt-realtime-2.1", usage) == 50
+
+
+# --- the env file, read one way, nothing dropped (issue 22, items 10 and 17)
+
+
+def test_the_env_file_is_read_literally_dollars_quotes_and_backslashes_included(tmp_path):
+    """python-dotenv's default expanded ${...}: `check` and `run` could see other values."""
+    path = tmp_path / "callbridge.env"
+    path.write_text(
+        "ASTERISK_USERNAME=ariuser\n"
+        "ASTERISK_PASSWORD=pa${HOME}ss$1\n"
+        "OPENAI_API_KEY=sk-back\\slash\n"
+        'OPENAI_INSTRUCTIONS="Say \\"hello\\" and it costs $5"\n'
+    )
+    settings = cfg.load(path, environ={}).settings
+    assert settings.asterisk_password.reveal() == "pa${HOME}ss$1"
+    assert settings.openai_api_key.reveal() == "sk-back\\slash"
+    assert settings.openai_instructions == 'Say "hello" and it costs $5'
+
+
+def test_lines_that_are_not_settings_are_errors_with_file_and_line(tmp_path):
+    path = tmp_path / "callbridge.env"
+    path.write_text(
+        "ASTERISK_USERNAME=ariuser\nASTERISK_PASSWORD=ari-pass-1234\nHELLO\nOPENAI_API_KEY=sk-test-key-5678\n"
+        "FOO BAR=1\n"
+    )
+    checked = cfg.check(path, environ={})
+    problems = [str(e) for e in checked.errors()]
+    assert f"env file: {path}:3: HELLO has no '=' (write HELLO=value)" in problems
+    assert any(p.startswith(f"env file: {path}:5: not NAME=value") for p in problems), problems
+    result = CliRunner().invoke(app, ["config", "--env-file", str(path)])
+    assert result.exit_code == cfg.EX_CONFIG
+    assert f"{path}:3: HELLO has no '='" in result.stderr and "FOO" not in result.stderr.replace(
+        "FOO BAR", ""
+    )
+    assert "python-dotenv" not in result.stderr
+
+
+def test_unknown_names_are_named_with_what_they_probably_meant(tmp_path):
+    path = tmp_path / "callbridge.env"
+    path.write_text(
+        "ASTERISK_USERNAME=ariuser\nASTERISK_PASWORD=typo\nASTERISK_PASSWORD=ari-pass-1234\n"
+        "OPENAI_API_KEY=sk-test-key-5678\nSECRET_CRM_TOKEN=tok-very-secret-991\n"
+    )
+    checked = cfg.check(path, environ={})
+    assert checked.errors() == []
+    assert checked.notes() == [
+        f"{path}:2: ASTERISK_PASWORD is not a callbridge setting (did you mean ASTERISK_PASSWORD?); it is ignored"
+    ]
+    result = CliRunner().invoke(app, ["config", "--env-file", str(path)])
+    assert result.exit_code == 0
+    assert "did you mean ASTERISK_PASSWORD?" in result.stderr
+    # SECRET_ names are the agents file's: accepted, and redacted wherever they would show.
+    from callbridge.secret import redact
+
+    assert "SECRET_CRM_TOKEN" not in result.stderr
+    assert "tok-very-secret-991" not in redact("a token tok-very-secret-991 in a line")
+
+
+def test_the_example_s_placeholders_are_flagged(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / ".env.example"
+    notes = cfg.check(example, environ={}).notes()
+    flagged = {note.split(": ", 1)[1].split(" ", 1)[0] for note in notes}
+    assert flagged == {"ASTERISK_PASSWORD", "OPENAI_API_KEY"}, notes
