@@ -125,7 +125,7 @@ class Call:
         self.main_wake = main_wake or Waker()
         self.loop_wake = Waker()  # the media loop's
         self.playback = Playback(segment.downlink)
-        self.ari = AriRest(settings.ari_base_url, settings.asterisk_username, settings.asterisk_password)
+        self.ari = AriRest.for_settings(settings)
         # Events of the call's record besides its turns (tool calls, transfers): appended by
         # either thread, journaled by the main thread when it wakes.
         self.events: list[dict] = []
@@ -324,7 +324,7 @@ class Call:
 
     def _side_request(self, name: str, request) -> SideRequest:
         settings = self.settings
-        ari = AriRest(settings.ari_base_url, settings.asterisk_username, settings.asterisk_password)
+        ari = AriRest.for_settings(settings)
         return SideRequest(name, ari, request)
 
     def _add_to_bridge(self) -> None:

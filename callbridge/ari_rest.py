@@ -29,12 +29,27 @@ class AriError(Exception):
 
 
 class AriRest:
-    def __init__(self, base_url: str, username: str, password: Secret, timeout: float = 5.0) -> None:
+    def __init__(
+        self, base_url: str, username: str, password: Secret, timeout: float = 5.0, ca_file: str = ""
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
         self.session.auth = (username, password.reveal())
         self.session.headers["User-Agent"] = "callbridge"
+        # ASTERISK_CA_FILE: a private CA's certificates, instead of the bundle's. Passed with
+        # each request: a session's own `verify` loses to REQUESTS_CA_BUNDLE in the environment.
+        self.verify: str | bool = ca_file or True
+
+    @classmethod
+    def for_settings(cls, settings, timeout: float = 5.0) -> AriRest:
+        return cls(
+            settings.ari_base_url,
+            settings.asterisk_username,
+            settings.asterisk_password,
+            timeout=timeout,
+            ca_file=settings.asterisk_ca_file,
+        )
 
     def close(self) -> None:
         self.session.close()
@@ -44,7 +59,9 @@ class AriRest:
             # The path is quoted: an id with "?" or "#" must stay in its segment of the path,
             # and "+" is sent as %2B because ARI decodes a bare "+" in a path as a space.
             target = self.base_url + quote(path, safe="/,@:;=")
-            reply = self.session.request(method, target, params=params, timeout=self.timeout)
+            reply = self.session.request(
+                method, target, params=params, timeout=self.timeout, verify=self.verify
+            )
         except requests.RequestException as exc:
             # The exception's text can hold the URL but never the password (header auth).
             raise AriError(method, path, None, f"{type(exc).__name__}: {exc}") from None

@@ -42,7 +42,7 @@ def run_checks(settings: Settings, offline: bool = False) -> Iterator[Result]:
     checks: list[Callable[[Settings], Result | list[Result]]] = [check_secrets, check_ari, check_app_name]
     if not offline:
         checks += [check_realtime, check_models]
-    checks += [check_rtp, check_paths]
+    checks += [check_rtp, check_paths, check_plaintext]
     for check in checks:
         try:
             outcome = check(settings)
@@ -80,6 +80,23 @@ def check_secrets(settings: Settings) -> Result:
     return Result("configuration", True, "loaded; secrets set")
 
 
+def check_plaintext(settings: Settings) -> Result:
+    """Refused at load unless ALLOW_PLAINTEXT_CREDENTIALS=true (callbridge/cleartext.py);
+    allowed, it is still said here."""
+    from callbridge.cleartext import exposures_for
+
+    found = exposures_for(settings)
+    if not found:
+        return Result("credentials on the wire", True, "encrypted, or to this machine only")
+    names = ", ".join(dict.fromkeys(name for name, _ in found))
+    return Result(
+        "credentials on the wire",
+        True,
+        f"in the clear to another host ({names}), allowed by ALLOW_PLAINTEXT_CREDENTIALS=true",
+        warning=True,
+    )
+
+
 def short_passwords(settings: Settings) -> list[str]:
     """The settings whose password is set but short."""
     from urllib.parse import unquote, urlsplit
@@ -101,7 +118,7 @@ def short_passwords(settings: Settings) -> list[str]:
 
 
 def check_ari(settings: Settings) -> Result:
-    ari = AriRest(settings.ari_base_url, settings.asterisk_username, settings.asterisk_password, timeout=5)
+    ari = AriRest.for_settings(settings, timeout=5)
     try:
         info = ari.info()
     except AriError as exc:
@@ -133,7 +150,7 @@ def _service_running(settings: Settings) -> bool:
 
 
 def check_app_name(settings: Settings) -> Result:
-    ari = AriRest(settings.ari_base_url, settings.asterisk_username, settings.asterisk_password, timeout=5)
+    ari = AriRest.for_settings(settings, timeout=5)
     try:
         app = ari.application(settings.ari_app_name)
     except AriError as exc:

@@ -25,7 +25,7 @@ from typing import Any
 
 from alerts.email import Email
 from alerts.watch import Thresholds
-from callbridge import ids
+from callbridge import cleartext, ids
 from callbridge.config_variables import VARIABLES, Variable
 from callbridge.dialplan import DialplanTarget
 from callbridge.env_file import EnvFile, read_env_file
@@ -92,6 +92,8 @@ class Settings:
     asterisk_username: str
     asterisk_password: Secret
     asterisk_tls: bool
+    asterisk_ca_file: str
+    allow_plaintext_credentials: bool
     ari_app_name: str
     instance_id: str
     openai_api_key: Secret
@@ -342,6 +344,23 @@ def check(
     return Checked(tuple(_relations(entries)), path, file)
 
 
+def plaintext_exposures(by_name: dict[str, Entry]) -> list[tuple[str, str]]:
+    """callbridge/cleartext.py's rule over the entries that parsed."""
+
+    def value(name: str, default):
+        entry = by_name[name]
+        return entry.value if entry.problem is None and entry.value is not None else default
+
+    hooks = value("ALERT_WEBHOOKS", ())
+    return cleartext.exposures(
+        str(value("ASTERISK_HOST", "localhost")),
+        bool(value("ASTERISK_TLS", False)),
+        str(value("OPENAI_REALTIME_URL", "")),
+        [hook.url.reveal() for hook in hooks],
+        value("ALERT_SMTP_URL", None).reveal() if value("ALERT_SMTP_URL", None) else "",
+    )
+
+
 def _relations(entries: list[Entry]) -> list[Entry]:
     """Problems that lie between variables, reported on the variable that must change."""
     by_name = {entry.var.name: entry for entry in entries}
@@ -350,6 +369,12 @@ def _relations(entries: list[Entry]) -> list[Entry]:
         # Without the hash a masked number could never be found by the full number again.
         problem = "is empty, but RECORDS_MASK_CALLERS=true needs it (the full number finds masked calls)"
         entries[entries.index(key)] = Entry(key.var, key.raw, key.source, problem=problem)
+    if not by_name["ALLOW_PLAINTEXT_CREDENTIALS"].value:
+        for name, problem in plaintext_exposures(by_name):
+            entry = by_name[name]
+            if entry.problem is None:
+                by_name[name] = replaced = Entry(entry.var, entry.raw, entry.source, problem=problem)
+                entries[entries.index(entry)] = replaced
     smtp, to = by_name["ALERT_SMTP_URL"], by_name["ALERT_EMAIL_TO"]
     if smtp.value and to.problem is None and not str(to.value or "").strip():
         problem = "is empty, but ALERT_SMTP_URL is set: name who gets the alert e-mail"

@@ -53,6 +53,20 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ASTERISK_PASSWORD", parse.secret, None, "ARI password", _ASTERISK, secret=True),
     Variable("ASTERISK_TLS", parse.boolean, "false", "use https/wss for ARI", _ASTERISK),
     Variable(
+        "ASTERISK_CA_FILE",
+        parse.optional_readable_file,
+        "",
+        "CA certificates ARI's TLS certificate is checked against (a private CA); empty: the system's",
+        _ASTERISK,
+    ),
+    Variable(
+        "ALLOW_PLAINTEXT_CREDENTIALS",
+        parse.boolean,
+        "false",
+        "true: allow credentials in the clear to another host (ARI without TLS, ws://, http:// webhooks, smtp+insecure:// with a login); false: refused",
+        _ASTERISK,
+    ),
+    Variable(
         "ARI_APP_NAME", parse.app_name, "openai-app", "Stasis() app name (letters, digits, _ . -)", _ASTERISK
     ),
     Variable(

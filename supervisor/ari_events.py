@@ -77,7 +77,10 @@ class AriEvents:
         self.last_error = ""
         self._fragments: list[bytes] | None = None  # a text message still arriving
         self._tls_wants_write = False
-        self._tls_context = ssl.create_default_context() if self.tls else None  # reads CA files once
+        # Made once (it reads the CA files); ASTERISK_CA_FILE for a private CA.
+        self._tls_context = (
+            ssl.create_default_context(cafile=settings.asterisk_ca_file or None) if self.tls else None
+        )
         self._on_close = on_close
         self.connected_at: float | None = None
 
@@ -171,8 +174,7 @@ class AriEvents:
         if err:
             raise OSError(err, errno.errorcode.get(err, str(err)))
         if self.tls:
-            context = ssl.create_default_context()
-            self.sock = context.wrap_socket(
+            self.sock = self._tls_context.wrap_socket(
                 self.sock, server_hostname=self.host, do_handshake_on_connect=False
             )
             self.state = LinkState.HANDSHAKING

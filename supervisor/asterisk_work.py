@@ -34,9 +34,7 @@ def address_from_json(entry: list) -> tuple:
 
 
 def teardown(settings: Settings, targets: list[Target], call_id: str = "") -> dict:
-    ari = AriRest(
-        settings.ari_base_url, settings.asterisk_username, settings.asterisk_password, timeout=REQUEST_TIMEOUT
-    )
+    ari = AriRest.for_settings(settings, timeout=REQUEST_TIMEOUT)
     try:
         left = remove_all(ari, targets, time.monotonic() + TEARDOWN_LIMIT, call_id)
     finally:

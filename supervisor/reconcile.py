@@ -51,9 +51,7 @@ def list_asterisk(settings: Settings, skip: set[str] = frozenset()) -> dict:
     """In the helper: channels and bridges, and for each caller waiting in our app (but the
     live calls in `skip`) whether a dead run turned it away; {"error": ...} when Asterisk
     refused or answered something that is not a listing (the loop retries)."""
-    ari = AriRest(
-        settings.ari_base_url, settings.asterisk_username, settings.asterisk_password, timeout=REQUEST_TIMEOUT
-    )
+    ari = AriRest.for_settings(settings, timeout=REQUEST_TIMEOUT)
     try:
         channels, bridges = ari.channels(), ari.bridges()
         if not isinstance(channels, list) or not isinstance(bridges, list):

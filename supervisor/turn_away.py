@@ -54,9 +54,7 @@ def marked_fallback(mark: str | None) -> DialplanTarget | None:
 def turn_away(settings: Settings, channel_id: str, why: str, fallback: DialplanTarget | None = None) -> dict:
     """To the fallback when there is one; else mark, answer, play the prompt until it ends
     (or PROMPT_LIMIT), hang up. Runs in a helper; returns what happened, for the log."""
-    ari = AriRest(
-        settings.ari_base_url, settings.asterisk_username, settings.asterisk_password, timeout=REQUEST_TIMEOUT
-    )
+    ari = AriRest.for_settings(settings, timeout=REQUEST_TIMEOUT)
     try:
         if fallback is not None:
             sent = send_to_fallback(ari, channel_id, fallback)
@@ -71,9 +69,7 @@ def refuse(settings: Settings, batch: list, deadline: float = REFUSE_LIMIT) -> d
     """Turn a batch away with no prompt: each to its fallback, else marked and hung up with
     the busy cause. Returns the ids done and the ids left when the deadline came (an
     Asterisk too slow for the batch): the supervisor queues those again."""
-    ari = AriRest(
-        settings.ari_base_url, settings.asterisk_username, settings.asterisk_password, timeout=REQUEST_TIMEOUT
-    )
+    ari = AriRest.for_settings(settings, timeout=REQUEST_TIMEOUT)
     until = time.monotonic() + deadline
     done, left = [], []
     try:

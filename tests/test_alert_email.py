@@ -4,13 +4,12 @@ refuses the login, offers no STARTTLS, or is not there."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from testenv import free_port
+from testenv import free_port, self_signed_certificate
 
 from alerts.conditions import Notice
 from alerts.email import Email
@@ -23,31 +22,7 @@ NOTICE = Notice("worker_crashes", "firing", "warning", "3 call workers crashed w
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (its own CA, as a private CA would be)."""
-    directory = tmp_path_factory.mktemp("smtp-tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    return self_signed_certificate(tmp_path_factory.mktemp("smtp-tls"))
 
 
 class Inbox:

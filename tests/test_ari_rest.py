@@ -170,3 +170,43 @@ def test_nothing_listening_is_a_network_error(server):
     with pytest.raises(AriError) as down:
         ari.info()
     assert down.value.status is None and "refused" in str(down.value).lower()
+
+
+def test_ari_over_tls_with_a_private_ca(tmp_path):
+    """ASTERISK_CA_FILE (issue 22, item 8): a PBX whose certificate a private CA signed."""
+    import ssl
+
+    from testenv import self_signed_certificate
+
+    cert, key = self_signed_certificate(tmp_path)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            body = json.dumps({"system": {"version": "22.0.0"}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"https://127.0.0.1:{server.server_address[1]}/ari"
+    try:
+        trusted = AriRest(base, "u", Secret(PASSWORD), ca_file=str(cert))
+        assert trusted.info()["system"]["version"] == "22.0.0"
+        trusted.close()
+        untrusted = AriRest(base, "u", Secret(PASSWORD))
+        with pytest.raises(AriError) as refused:
+            untrusted.info()
+        assert "SSLError" in str(refused.value) and PASSWORD not in str(refused.value)
+        untrusted.close()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -46,7 +46,9 @@ def test_defaults_and_seed_names():
 
 def test_environment_wins_over_file_which_wins_over_default(tmp_path):
     env_file = tmp_path / "x.env"
-    env_file.write_text("ASTERISK_HOST=pbx.example\nASTERISK_PORT=8089\nOPENAI_VOICE=cedar\n")
+    env_file.write_text(
+        "ASTERISK_HOST=pbx.example\nASTERISK_TLS=true\nASTERISK_PORT=8089\nOPENAI_VOICE=cedar\n"
+    )
     loaded = cfg.load(env_file, environ={**BASE, "ASTERISK_PORT": "9000"})
     assert loaded.settings.asterisk_host == "pbx.example"
     assert loaded.settings.asterisk_port == 9000
@@ -381,3 +383,59 @@ def test_the_example_s_placeholders_are_flagged(tmp_path):
     notes = cfg.check(example, environ={}).notes()
     flagged = {note.split(": ", 1)[1].split(" ", 1)[0] for note in notes}
     assert flagged == {"ASTERISK_PASSWORD", "OPENAI_API_KEY"}, notes
+
+
+# --- credentials never in the clear to another host (issue 22, item 8)
+
+
+@pytest.mark.parametrize(
+    ("extra", "variable", "fragment"),
+    [
+        (
+            {"ASTERISK_HOST": "pbx.example"},
+            "ASTERISK_TLS",
+            "ARI password would cross the network in the clear",
+        ),
+        ({"ASTERISK_HOST": "10.1.2.3"}, "ASTERISK_TLS", "in the clear"),
+        ({"OPENAI_REALTIME_URL": "ws://rt.example/v1/realtime"}, "OPENAI_REALTIME_URL", "API key"),
+        (
+            {"ALERT_WEBHOOKS": "json:https://ok.example/a,json:http://hooks.example/T0KEN"},
+            "ALERT_WEBHOOKS",
+            "webhook 2",
+        ),
+        (
+            {"ALERT_SMTP_URL": "smtp+insecure://u:pw-secret-77@mail.example:25", "ALERT_EMAIL_TO": "a@b"},
+            "ALERT_SMTP_URL",
+            "password goes in the clear",
+        ),
+    ],
+)
+def test_credentials_in_the_clear_to_another_host_are_refused(extra, variable, fragment):
+    checked = cfg.check(environ={**BASE, **extra})
+    problems = {e.variable: e.problem for e in checked.errors()}
+    assert fragment in problems[variable], problems
+    assert "T0KEN" not in str(problems) and "pw-secret-77" not in str(problems)
+    # An operator who means it says so; then it loads (and `check` still warns).
+    loaded = cfg.load(environ={**BASE, **extra, "ALLOW_PLAINTEXT_CREDENTIALS": "true"})
+    from callbridge.check import check_plaintext
+
+    result = check_plaintext(loaded.settings)
+    assert result.ok and result.warning and variable in result.detail
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.9.9.9", "::1"])
+def test_loopback_may_go_in_the_clear(host):
+    environ = {
+        **BASE,
+        "ASTERISK_HOST": host,
+        "OPENAI_REALTIME_URL": f"ws://{'[::1]' if host == '::1' else host}:9000/v1/realtime",
+        "ALERT_WEBHOOKS": f"json:http://{'[::1]' if host == '::1' else host}:8000/x",
+    }
+    assert cfg.check(environ=environ).errors() == []
+
+
+def test_a_private_ca_for_ari_over_tls_is_a_readable_file(tmp_path):
+    checked = cfg.check(
+        environ={**BASE, "ASTERISK_TLS": "true", "ASTERISK_CA_FILE": str(tmp_path / "missing.pem")}
+    )
+    assert any(e.variable == "ASTERISK_CA_FILE" for e in checked.errors())

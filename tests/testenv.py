@@ -75,3 +75,33 @@ def no_configuration(monkeypatch: pytest.MonkeyPatch, directory: Path) -> None:
 def ended(asterisk, *call_ids: str) -> bool:
     """True once the simulated Asterisk has seen every one of these calls hang up."""
     return all(asterisk.call(call_id, packets=False)["hangup"] is not None for call_id in call_ids)
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own CA, as a private CA would be)."""
+    import subprocess
+
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
