@@ -119,6 +119,7 @@ class Settings:
     agents_file: str
     fallback_destination: DialplanTarget | None
     max_concurrent_calls: int
+    max_calls_per_caller_per_hour: int
     drain_timeout_seconds: int
     control_socket_path: str
     shm_prefix: str

@@ -153,6 +153,13 @@ VARIABLES: tuple[Variable, ...] = (
         _CALLS,
     ),
     Variable("MAX_CONCURRENT_CALLS", parse.integer(1, 2000), "20", "calls at once", _CALLS),
+    Variable(
+        "MAX_CALLS_PER_CALLER_PER_HOUR",
+        parse.integer(0, 100000),
+        "0",
+        "calls one number may start within an hour; past it, turned away busy; 0: no limit",
+        _CALLS,
+    ),
     Variable("DRAIN_TIMEOUT_SECONDS", parse.integer(0, 3600), "30", "stop: wait for calls", _CALLS),
     Variable(
         "CONTROL_SOCKET_PATH",

@@ -116,6 +116,11 @@ def families(reply: dict):
     )
     yield by("callbridge_calls", "calls ended, by end reason", "reason", reply["calls_by_reason"])
     yield counter("callbridge_calls_turned_away", "callers turned away busy", reply["calls_turned_away"])
+    yield counter(
+        "callbridge_calls_over_caller_limit",
+        "callers turned away for calling more than MAX_CALLS_PER_CALLER_PER_HOUR",
+        reply.get("calls_over_caller_limit", 0),
+    )
     yield counter("callbridge_worker_crashes", "call workers that died", reply["worker_crashes"])
     yield counter(
         "callbridge_records_lost",

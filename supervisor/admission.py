@@ -20,6 +20,7 @@ from call_worker.call import CallInfo
 from callbridge import ids
 from records.privacy import caller_fields, private_channel_name
 from shm_ring import CallSegment, SegmentExistsError, segment_name
+from supervisor.caller_limit import CallerLimit
 from supervisor.calls import CallEntry
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,15 @@ class Admission:
             why = "draining" if self.stopping.draining else "at MAX_CONCURRENT_CALLS"
             self._turn_away(channel_id, why, choice.fallback)
             return
+        # Masked here, once (RECORDS_MASK_CALLERS): the entry, its log lines, status, the
+        # worker and its record never hold the full number, only it and its keyed hash.
+        number = str(_field(channel, "caller", "number"))
+        caller, caller_hash = caller_fields(self.settings, number)
+        caller_key = CallerLimit.key(number, caller_hash)
+        if self.caller_limit.over(caller_key, time.monotonic()):
+            # Busy, not the fallback: a number calling again and again is not sent to a person.
+            self._turn_away(channel_id, "over MAX_CALLS_PER_CALLER_PER_HOUR", None, busy=False)
+            return
         if agent is None:
             self._turn_away(
                 channel_id, f"no agent for {dialled or '?'} ({choice.how})", choice.fallback, busy=False
@@ -75,10 +85,6 @@ class Admission:
                 channel_id, f"agent {agent.name} is over its daily budget", choice.fallback, busy=False
             )
             return
-        # Masked here, once (RECORDS_MASK_CALLERS): the entry, its log lines, status, the
-        # worker and its record never hold the full number, only it and its keyed hash.
-        number = str(_field(channel, "caller", "number"))
-        caller, caller_hash = caller_fields(self.settings, number)
         name = private_channel_name(self.settings, str(channel.get("name", "")), number)
         if choice.fallback != agent.fallback:  # the worker's in-call fallback (call_worker/ending.py)
             agent = replace(agent, fallback=choice.fallback)
@@ -114,6 +120,7 @@ class Admission:
         )
         self.calls[channel_id] = entry
         self.recent[channel_id] = time.monotonic()
+        self.caller_limit.taken(caller_key, time.monotonic())
         self.by_pid[pid] = entry
         self.calls_taken += 1
         log.info(

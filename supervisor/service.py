@@ -39,6 +39,7 @@ from supervisor.alerting import Alerting
 from supervisor.ari_events import AriEvents, LinkState
 from supervisor.asterisk_side import AsteriskSide
 from supervisor.budgets import Budgets, zone_of
+from supervisor.caller_limit import CallerLimit
 from supervisor.calls import CallEntry
 from supervisor.commands import COMMANDS
 from supervisor.control import ControlServer
@@ -91,6 +92,7 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
         self.by_pid: dict[int, CallEntry] = {}
         # Callers being turned away: queued, or with a helper (supervisor/turn_aways.py).
         self.turn_aways = TurnAways()
+        self.caller_limit = CallerLimit(settings.max_calls_per_caller_per_hour)  # supervisor/caller_limit.py
         # Channels whose id no ARI request can name (supervisor/admission.py says why): not
         # ours to admit or turn away, and not to be adopted again by each reconciliation.
         self.unusable: dict[str, None] = {}
@@ -148,7 +150,9 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
             "calls_rejected_busy": self.calls_busy,
             "calls_to_fallback": self.calls_to_fallback,
             "calls_routed_away": self.calls_routed_away,
+            "calls_over_caller_limit": self.caller_limit.refused,
             "max_concurrent_calls": self.settings.max_concurrent_calls,
+            "max_calls_per_caller_per_hour": self.settings.max_calls_per_caller_per_hour,
             "ari_last_error": self.events.last_error,
             "helpers": len(self.helpers.by_pid),
             "turning_away": len(self.turn_aways),
@@ -169,6 +173,7 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
             "started_at": round(self.started_wall, 3),
             "calls_live": len(self.calls),
             "calls_turned_away": self.calls_busy,
+            "calls_over_caller_limit": self.caller_limit.refused,
             "ari_connected": 1 if self.events.state is LinkState.CONNECTED else 0,
             "model_shutdown_dates": dict(self.model_shutdown_dates),
             "currency": self.settings.records_currency,
@@ -363,6 +368,7 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
                 ALERT_HELPER_LIMIT,
             )
         self._guarded(self._pump_turn_aways)  # callers whose helper could not start
+        self._guarded(self.caller_limit.prune, now)
         live = self.live_calls()
         self._guarded(self.health.plan_uss, live, now)
         for entry in live:

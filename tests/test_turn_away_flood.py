@@ -118,3 +118,34 @@ def test_an_unstarted_helper_leaves_its_caller_first_in_line():
     first = queue.next_prompt()
     queue.unstarted(first, prompting=True)
     assert list(queue.queue) == ["a", "b"] and not queue.prompting
+
+
+# --- one caller calling again and again (issue 22, item 21)
+
+
+def test_a_caller_past_its_hourly_limit_is_turned_away_busy_and_counted(service, asterisk):
+    svc = service(MAX_CALLS_PER_CALLER_PER_HOUR="2")
+    short = [{"say": 400}, {"silence": 600}, {"hangup": True}]
+    taken = [asterisk.place_call(short, caller="+15550001") for _ in range(2)]
+    svc.wait(lambda: ended(asterisk, *taken), timeout=20)
+    third = asterisk.place_call([{"silence": 8000}], caller="+15550001")
+    svc.wait(lambda: ended(asterisk, third), timeout=15)
+    assert asterisk.call(third, packets=False)["hangup_by"] == "ari"
+    other = asterisk.place_call(short, caller="+15550002")  # another number is taken
+    withheld = [asterisk.place_call(short, caller="anonymous") for _ in range(3)]  # never limited
+    svc.wait(lambda: ended(asterisk, other, *withheld), timeout=20)
+    summary = svc.status()["supervisor"]
+    assert summary["calls_over_caller_limit"] == 1 and summary["calls_taken"] == 6
+    assert "1 over the limit of 2 calls per caller an hour" in svc.cli("status").stdout
+
+
+def test_the_caller_limit_forgets_after_an_hour():
+    from supervisor.caller_limit import CallerLimit
+
+    limit = CallerLimit(1, window=10.0)
+    key = CallerLimit.key("+1555", "")
+    limit.taken(key, 0.0)
+    assert limit.over(key, 5.0) and not limit.over(key, 11.0)
+    limit.prune(30.0)
+    assert limit.calls == {} and CallerLimit.key("anonymous", "h") == ""
+    assert not CallerLimit(0).over(key, 0.0)  # off

@@ -3,7 +3,7 @@
 Request:  {"cmd": "status"}
 Reply:    {"ok": true, "supervisor": {pid, version, instance, uptime_s, ari, ari_connects, draining,
            calls_live, calls_taken, calls_failed, calls_rejected_busy, max_concurrent_calls,
-           ari_last_error, helpers, turning_away, reconciliations, models, loop_busy_max_ms,
+           calls_over_caller_limit, max_calls_per_caller_per_hour, ari_last_error, helpers, turning_away, reconciliations, models, loop_busy_max_ms,
            loop_slow_passes},
            "calls": [{call_id, caller, dialled, agent, age_s, pid, phase, worker_state, realtime,
            frames_in, frames_out, uplink_fill, downlink_fill, underruns, barge_ins,
@@ -66,6 +66,12 @@ def render(reply: dict) -> str:
         f"loop: longest pass {sup.get('loop_busy_max_ms', '-')} ms lately, "
         f"{sup.get('loop_slow_passes', '-')} over 100 ms since start",
     ]
+    if sup.get("max_calls_per_caller_per_hour"):
+        lines.insert(
+            2,
+            f"       {sup.get('calls_over_caller_limit', 0)} over the limit of "
+            f"{sup['max_calls_per_caller_per_hour']} calls per caller an hour",
+        )
     calls = reply["calls"]
     transferred = reply.get("transferred") or []
     if transferred:
