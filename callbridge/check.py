@@ -42,7 +42,7 @@ def run_checks(settings: Settings, offline: bool = False) -> Iterator[Result]:
     checks: list[Callable[[Settings], Result | list[Result]]] = [check_secrets, check_ari, check_app_name]
     if not offline:
         checks += [check_realtime, check_models]
-    checks += [check_rtp, check_paths, check_plaintext]
+    checks += [check_rtp, check_paths, check_plaintext, check_capacity]
     for check in checks:
         try:
             outcome = check(settings)
@@ -78,6 +78,27 @@ def check_secrets(settings: Settings) -> Result:
             warning=True,
         )
     return Result("configuration", True, "loaded; secrets set")
+
+
+def check_capacity(settings: Settings) -> Result:
+    """Warns (never fails) when MAX_CONCURRENT_CALLS cannot fit the memory and tasks the
+    unit (or this machine) allows (callbridge/capacity.py)."""
+    from callbridge import capacity
+
+    unit = (
+        f"openai-inbound-calls@{settings.instance_id}.service"
+        if settings.instance_id
+        else "openai-inbound-calls.service"
+    )
+    limits = capacity.effective(
+        [capacity.unit_limits(unit), capacity.cgroup_limits(), capacity.machine_limits()]
+    )
+    found = capacity.problems(settings.max_concurrent_calls, limits)
+    if found:
+        return Result("capacity", True, "; ".join(found), warning=True)
+    fit = limits.calls_that_fit()
+    room = f"about {fit} calls fit ({limits.source})" if fit is not None else "no memory or task limit found"
+    return Result("capacity", True, f"MAX_CONCURRENT_CALLS={settings.max_concurrent_calls}: {room}")
 
 
 def check_plaintext(settings: Settings) -> Result:

@@ -23,7 +23,7 @@ import signal
 import socket
 import time
 
-from callbridge import __version__
+from callbridge import __version__, capacity
 from callbridge.agents import AgentBook, load_book
 from callbridge.config import Settings
 from callbridge.model_lifecycle import ModelWatch
@@ -181,6 +181,13 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
             **self.totals.as_dict(),
         }
 
+    def _warn_capacity(self) -> None:
+        """Once, at start: MAX_CONCURRENT_CALLS against this cgroup's (the unit's) and the
+        machine's limits (local files only: callbridge/capacity.py). A warning, never a refusal."""
+        limits = capacity.effective([capacity.cgroup_limits(), capacity.machine_limits()])
+        for problem in capacity.problems(self.settings.max_concurrent_calls, limits):
+            log.warning("capacity: %s", problem)
+
     def _metrics_work(self):
         settings, parent = self.settings, os.getpid()
         figures_file = figures_path(settings.state_dir, settings.instance)
@@ -211,6 +218,7 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
             self.settings.ari_app_name,
             self.settings.max_concurrent_calls,
         )
+        self._guarded(self._warn_capacity)
         self._guarded(self.alerting.started, __version__)
         self._guarded(self._seed_budgets)
         next_tick = time.monotonic()

@@ -48,7 +48,8 @@ def test_everything_passes(env):
     result = check(env)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert all(line.startswith("✓") for line in lines) and len(lines) == 11
+    assert all(line.startswith("✓") for line in lines) and len(lines) == 12
+    assert any(line.startswith("✓ capacity: MAX_CONCURRENT_CALLS=") for line in lines)
     assert "✓ credentials on the wire: encrypted, or to this machine only" in lines
     assert "✓ agents: 1 from the environment (no AGENTS_FILE): default" in lines
     assert "accepted the key and model gpt-realtime-2.1" in result.stdout
