@@ -8,6 +8,7 @@ because teardown is idempotent by design.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -26,6 +27,23 @@ class AriError(Exception):
         self.method = method
         self.path = path
         self.status = status
+
+
+def describe(exc: requests.RequestException) -> str:
+    """A request's failure in a few words: requests' own text repeats the pool, the URL and
+    every wrapped exception ("HTTPConnectionPool(host=...): Max retries exceeded ... (Caused
+    by NewConnectionError(...))"), which says one thing in 300 characters."""
+    text = str(exc)
+    kind = type(exc).__name__
+    for pattern in (
+        r"certificate verify failed: ([^(')\]]+)",
+        r"\[Errno -?\d+\] ([^'\")\]]+)",
+        r"(Read timed out)",
+    ):
+        found = re.search(pattern, text)
+        if found:
+            return f"{kind}: {found.group(1).strip().rstrip('.')}"
+    return kind
 
 
 class AriRest:
@@ -63,8 +81,7 @@ class AriRest:
                 method, target, params=params, timeout=self.timeout, verify=self.verify
             )
         except requests.RequestException as exc:
-            # The exception's text can hold the URL but never the password (header auth).
-            raise AriError(method, path, None, f"{type(exc).__name__}: {exc}") from None
+            raise AriError(method, path, None, describe(exc)) from None
         if reply.status_code == 404 and missing_ok:
             return None
         if reply.status_code >= 400:

@@ -43,14 +43,19 @@ def run_checks(settings: Settings, offline: bool = False) -> Iterator[Result]:
     if not offline:
         checks += [check_realtime, check_models]
     checks += [check_rtp, check_paths, check_plaintext, check_capacity]
+    failed: set[str] = set()
     for check in checks:
+        if check is check_app_name and "ARI" in failed:
+            continue  # it would only say again that ARI cannot be reached
         try:
             outcome = check(settings)
         except Exception as exc:  # a check must report, never crash the command
             outcome = Result(
                 check.__name__.removeprefix("check_"), False, f"unexpected {type(exc).__name__}: {exc}"
             )
-        yield from outcome if isinstance(outcome, list) else [outcome]
+        results = outcome if isinstance(outcome, list) else [outcome]
+        failed.update(r.name for r in results if not r.ok)
+        yield from results
 
 
 def check_secrets(settings: Settings) -> Result:

@@ -293,7 +293,10 @@ def agents_command(
     from callbridge.agent_cli import describe_book, describe_choice, parse_at
     from callbridge.agents import load_book
 
-    settings = load_or_exit(env_file).settings
+    try:  # which agent answers needs no credentials: it talks to nobody
+        settings = cfg.load_without_credentials(env_file).settings
+    except cfg.ConfigError as exc:
+        raise config_failure(exc) from None
     try:
         book = load_book(settings)
     except cfg.ConfigError as exc:

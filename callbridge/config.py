@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -390,6 +390,22 @@ def load(
     """Build `Settings`; raises `ConfigErrors` naming every bad variable (or `ConfigError`
     for an env file that cannot be read)."""
     return loaded_from(check(env_file, environ))
+
+
+CREDENTIALS = ("ASTERISK_USERNAME", "ASTERISK_PASSWORD", "OPENAI_API_KEY")
+
+
+def load_without_credentials(env_file: str | os.PathLike[str] | None = None) -> Loaded:
+    """As `load`, for the commands that never talk to Asterisk or OpenAI (`agents`): the
+    credentials may be missing (they stay empty); any other problem is still an error."""
+    checked = check(env_file)
+    entries = tuple(
+        replace(e, value=Secret("") if e.var.secret else "", problem=None)
+        if e.var.name in CREDENTIALS and e.problem is not None and e.raw is None
+        else e
+        for e in checked.entries
+    )
+    return loaded_from(replace(checked, entries=entries))
 
 
 def loaded_from(checked: Checked) -> Loaded:

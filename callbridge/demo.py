@@ -33,9 +33,9 @@ from supervisor.commands import status as status_command
 LOUD = 1000
 ARI_USER, ARI_PASSWORD, API_KEY = "demo", "demo-ari-password", "sk-demo-key"
 LEGEND = (
-    "IN/OUT: 20 ms RTP frames from/to the caller.  FILL: reply audio queued for the caller, in bytes"
-    " (G.711: 160 bytes = 20 ms).\nUNDER: underruns, 20 ms frames for which the reply was late (the"
-    " caller heard a gap).  BARGE: times the caller talked over the agent."
+    "frames in/out: 20 ms RTP frames from/to the caller.  fill: reply audio queued for the\n"
+    "caller, in bytes (G.711: 160 bytes = 20 ms).  underruns: 20 ms frames for which the reply\n"
+    "was late (the caller heard a gap).  barge-ins: times the caller talked over the agent."
 )
 
 

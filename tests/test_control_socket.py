@@ -203,3 +203,63 @@ def test_cli_says_when_the_service_is_not_running(tmp_path):
         timeout=30,
     )
     assert result.returncode == 1 and "not running" in result.stderr
+
+
+def test_status_fits_80_columns():
+    """Issue 22, item 19: a live call's row was about 180 columns wide."""
+    from supervisor.commands import status
+
+    reply = {
+        "supervisor": {
+            "version": "0.1.0",
+            "instance": "clinic-night-line",
+            "pid": 4194304,
+            "uptime_s": 400000.0,
+            "ari": "connected",
+            "draining": True,
+            "models": "warning",
+            "calls_live": 1,
+            "max_concurrent_calls": 2000,
+            "calls_taken": 123456,
+            "calls_failed": 12,
+            "calls_rejected_busy": 4567,
+            "loop_busy_max_ms": 12.5,
+            "loop_slow_passes": 3,
+            "max_calls_per_caller_per_hour": 10,
+            "calls_over_caller_limit": 7,
+        },
+        "calls": [
+            {
+                "call_id": "1733412345.4242-long-id",
+                "caller": "+34600111222333",
+                "dialled": "100200300",
+                "agent": "front-desk-night",
+                "age_s": 4000,
+                "pid": 4194304,
+                "phase": "active",
+                "realtime": "reconnecting",
+                "cpu_percent": 12.5,
+                "uss_mb": None,
+                "frames_in": 1234567,
+                "frames_out": 1234567,
+                "downlink_fill": 1048576,
+                "underruns": 12345,
+                "barge_ins": 123,
+                "tool_calls": 30,
+                "transfer": "dialling reception",
+                "health": "stale heartbeat",
+            }
+        ],
+    }
+    text = status.render(reply)
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    for fragment in (
+        "1733412345.4242-long-id",
+        "realtime reconnecting",
+        "tool calls 30",
+        "health stale heartbeat",
+        "uss - MB",
+        "underruns 12345",
+        "transfer dialling",
+    ):
+        assert fragment in text, fragment
