@@ -12,7 +12,9 @@ from typing import Annotated
 
 import typer
 
-alert_app = typer.Typer(help="Built-in alerts (ALERT_WEBHOOKS, ALERT_SMTP_URL).", no_args_is_help=True)
+alert_app = typer.Typer(
+    help="Built-in alerts (ALERT_WEBHOOKS, ALERT_SMTP_URL).", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +24,7 @@ def register(app: typer.Typer) -> None:
 @alert_app.command("test")
 def test_command(
     env_file: Annotated[
-        str | None, typer.Option("--env-file", help="Env file to read.", show_default=False)
+        str | None, typer.Option("--env-file", help="Env file to read.", show_default=False, metavar="PATH")
     ] = None,
 ) -> None:
     """Send a test message through each configured channel and say what became of it."""

@@ -25,12 +25,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: typer's boxed help shows every flag as taking a <bool> value (with
+    # the click it runs on here), and plain text fits a terminal and a pipe alike.
+    rich_markup_mode=None,
 )
 
 EnvFileOption = Annotated[
     str | None,
     typer.Option(
         "--env-file",
+        metavar="PATH",
         help="Env file to read (default: ./.env, else /etc/callbridge/callbridge.env).",
         show_default=False,
     ),
@@ -166,7 +170,9 @@ def _ask(path: str, request: dict) -> dict:
 
 SocketOption = Annotated[
     str | None,
-    typer.Option("--socket", help="Control socket (default: CONTROL_SOCKET_PATH).", show_default=False),
+    typer.Option(
+        "--socket", help="Control socket (default: CONTROL_SOCKET_PATH).", show_default=False, metavar="PATH"
+    ),
 ]
 
 

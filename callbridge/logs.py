@@ -86,6 +86,9 @@ def setup(level: str = "info", fmt: str = "text", file_path: str = "") -> None:
     # Third-party chatter that would otherwise print URLs and headers at debug level.
     for noisy in ("websockets", "urllib3", "websocket"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+    # alembic says at INFO what it sets up and which migrations it ran, at every start of the
+    # drainer: start-up output is for what an operator must read.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
 
 
 def utterance_level(settings) -> int | None:

@@ -33,10 +33,14 @@ NEEDED = (
     "RECORDS_MASK_KEEP_DIGITS",
 )
 
-db_app = typer.Typer(help="The call history database.", no_args_is_help=True)
-calls_app = typer.Typer(help="The call history: recent calls, one call, export, import.")
+db_app = typer.Typer(help="The call history database.", no_args_is_help=True, rich_markup_mode=None)
+calls_app = typer.Typer(
+    help="The call history: recent calls, one call, export, import.", rich_markup_mode=None
+)
 
-EnvFile = Annotated[str | None, typer.Option("--env-file", help="Env file to read.", show_default=False)]
+EnvFile = Annotated[
+    str | None, typer.Option("--env-file", help="Env file to read.", show_default=False, metavar="PATH")
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 Since = Annotated[str | None, typer.Option(help="From: 2026-05-01, '2026-05-01 08:00', or 2h / 3d / 1w ago.")]
 Until = Annotated[str | None, typer.Option(help="Before: same forms as --since.")]
@@ -69,6 +73,10 @@ class Where:
         self.mask_keep_digits = values["records_mask_keep_digits"]
         # None: this machine's zone (astimezone(None)); the name was checked by config.py
         self.zone = ZoneInfo(values["records_timezone"]) if values["records_timezone"] else None
+
+    def say(self) -> None:
+        """Which database is read, on stderr (stdout stays the data: JSON, CSV)."""
+        typer.echo(f"call history: {self.database}", err=True)
 
     @property
     def database(self):
@@ -234,6 +242,7 @@ def calls_list(
     from records.queries import recent_calls
 
     where = Where(env_file)
+    where.say()
     rows = recent_calls(
         where.engine(read_only=True), _filter(where, since, until, caller, number, end_reason), limit
     )
@@ -294,6 +303,7 @@ def calls_export(
     if fmt not in ("csv", "jsonl"):
         raise _fail("--format is csv or jsonl", 2)
     where = Where(env_file)
+    where.say()
     engine = where.engine(read_only=True)
     out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
     try:
@@ -329,7 +339,16 @@ def calls_import(
     if not directory.is_dir():
         raise _fail(f"{directory} is not a directory")
     where = Where(env_file)
-    engine = where.engine()
+    where.say()
+    if where.database.is_sqlite:  # a new embedded history is made here, as the service makes it
+        from records.migrate import upgrade
+        from records.store import open_engine
+
+        Path(where.database.url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = open_engine(where.database)
+        upgrade(engine)
+    else:  # a server's schema is `callbridge db upgrade`'s (the engine says so when it is missing)
+        engine = where.engine()
     added = present = bad = 0
     for path in sorted(directory.glob("*.json")):
         try:
@@ -361,6 +380,7 @@ def usage_command(
     if per not in ("day", "month"):
         raise _fail("--per is day or month", 2)
     where = Where(env_file)
+    where.say()
     when = CallFilter(since=parse_when(since, zone=where.zone), until=parse_when(until, zone=where.zone))
     rows = usage(where.engine(read_only=True), per, when, zone=where.zone)
     if as_json:

@@ -36,3 +36,38 @@ def test_a_stale_socket_file_and_the_configured_path(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["status"])
     assert result.exit_code == 1
     assert result.stderr.strip() == f"callbridge is not running (nobody listens on {path}{HINT}"
+
+
+def test_every_command_s_help_shows_its_flags_as_flags():
+    """Issue 22, item 19: typer's boxed help printed `--json <bool>`, as if it took a value."""
+    import subprocess
+    import sys
+
+    from harness import REPO
+
+    commands = [
+        [],
+        ["status"],
+        ["hangup"],
+        ["config"],
+        ["check"],
+        ["calls"],
+        ["calls", "export"],
+        ["usage"],
+        ["agents"],
+        ["demo"],
+        ["db", "upgrade"],
+        ["alert", "test"],
+    ]
+    for command in commands:
+        shown = subprocess.run(
+            [sys.executable, "-m", "callbridge.cli", *command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+            env={"PATH": "/usr/bin:/bin", "COLUMNS": "80"},
+        )
+        assert shown.returncode == 0, (command, shown.stderr)
+        assert "<bool>" not in shown.stdout and "╭" not in shown.stdout, command
+        assert max(len(line) for line in shown.stdout.splitlines()) <= 80, command

@@ -54,6 +54,18 @@ def test_db_upgrade_creates_then_finds_the_schema_up_to_date(tmp_path):
     assert again.exit_code == 0 and "up to date (revision 0004)" in again.output
 
 
+def test_calls_import_into_a_new_history_makes_it(tmp_path):
+    """It said "no call history yet", and `db upgrade` was the only way in."""
+    records = tmp_path / "calls"
+    records.mkdir()
+    (records / "300.1.json").write_text(
+        json.dumps({"call_id": "300.1", "caller": "+3493", "end_reason": "caller_hangup", "duration_s": 3.0})
+    )
+    result = cli(tmp_path, "calls", "import", str(records))
+    assert result.exit_code == 0 and "imported 1 calls" in result.stdout, result.output
+    assert [c["call_id"] for c in json.loads(cli(tmp_path, "calls", "--json").stdout)] == ["300.1"]
+
+
 def test_calls_before_any_history_says_so(tmp_path):
     result = cli(tmp_path, "calls")
     assert result.exit_code == 1 and "no call history yet" in result.output
@@ -62,16 +74,18 @@ def test_calls_before_any_history_says_so(tmp_path):
 def test_calls_lists_newest_first_and_filters(history):
     result = cli(history, "calls")
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     assert [line.split()[2] for line in lines[1:]] == ["100.3", "100.2", "100.1"]
+    # Which database was read, on stderr: stdout stays the data (issue 22, item 19).
+    assert result.stderr == f"call history: sqlite:///{history / 'state' / 'callbridge.db'}\n"
     assert "rebuilt after a crash" in lines[1]
-    only = json.loads(cli(history, "calls", "--caller", "+44", "--json").output)
+    only = json.loads(cli(history, "calls", "--caller", "+44", "--json").stdout)
     assert [c["call_id"] for c in only] == ["100.2"] and only[0]["started_at"].endswith("+00:00")
-    recent = json.loads(cli(history, "calls", "--since", "2h", "--json").output)
+    recent = json.loads(cli(history, "calls", "--since", "2h", "--json").stdout)
     assert [c["call_id"] for c in recent] == ["100.3"]
-    ended = json.loads(cli(history, "calls", "--end-reason", "idle_timeout", "--json").output)
+    ended = json.loads(cli(history, "calls", "--end-reason", "idle_timeout", "--json").stdout)
     assert [c["call_id"] for c in ended] == ["100.2"]
-    assert json.loads(cli(history, "calls", "--number", "999", "--json").output) == []
+    assert json.loads(cli(history, "calls", "--number", "999", "--json").stdout) == []
     bad = cli(history, "calls", "--since", "last tuesday")
     assert bad.exit_code == 2 and "not a date" in bad.output
 
@@ -82,7 +96,7 @@ def test_calls_show_prints_the_transcript_with_what_was_heard(history):
     assert "+34911000001" in result.output and "61.5 s, worker exit:0" in result.output
     assert "Quiero una cita" in result.output
     assert "[interrupted; heard: 'Claro, tenemos']" in result.output
-    data = json.loads(cli(history, "calls", "show", "100.1", "--json").output)
+    data = json.loads(cli(history, "calls", "show", "100.1", "--json").stdout)
     assert len(data[0]["turns"]) == 3 and data[0]["events"][0]["kind"] == "barge_in"
     missing = cli(history, "calls", "show", "nope")
     assert missing.exit_code == 1 and "no call 'nope'" in missing.output
@@ -91,10 +105,10 @@ def test_calls_show_prints_the_transcript_with_what_was_heard(history):
 def test_export_as_csv_and_json_lines(history):
     out = cli(history, "calls", "export")
     assert out.exit_code == 0
-    rows = list(csv.DictReader(io.StringIO(out.output)))
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
     assert [r["call_id"] for r in rows] == ["100.1", "100.2", "100.3"]  # oldest first
     assert rows[0]["caller"] == "+34911000001" and json.loads(rows[0]["setup_ms"])["bridged"] == 19.4
-    lines = cli(history, "calls", "export", "--format", "jsonl", "--since", "2h").output.splitlines()
+    lines = cli(history, "calls", "export", "--format", "jsonl", "--since", "2h").stdout.splitlines()
     assert [json.loads(line)["call_id"] for line in lines] == ["100.3"]
     assert json.loads(lines[0])["turns"][1]["text"] == "Quiero una cita"
 
@@ -129,19 +143,19 @@ def test_import_reads_call_records_dir_files_once(history):
     assert first.exit_code == 1 and "imported 1 calls, 0 were there already, 1 files skipped" in first.output
     again = cli(history, "calls", "import", str(records))
     assert "imported 0 calls, 1 were there already" in again.output
-    [call] = json.loads(cli(history, "calls", "show", "200.1", "--json").output)
+    [call] = json.loads(cli(history, "calls", "show", "200.1", "--json").stdout)
     assert call["instance"] == "clinic" and call["duration_s"] == 12.5
     assert call["input_text_tokens"] == 10 and call["output_audio_tokens"] == 70
     assert call["turns"][0]["text"] == "hola" and call["turns"][0]["side"] == "caller"
 
 
 def test_usage_per_day_and_month(history):
-    days = json.loads(cli(history, "usage", "--json").output)
+    days = json.loads(cli(history, "usage", "--json").stdout)
     assert sum(d["calls"] for d in days) == 3 and all(d["minutes"] > 0 for d in days)
-    months = json.loads(cli(history, "usage", "--per", "month", "--json").output)
+    months = json.loads(cli(history, "usage", "--per", "month", "--json").stdout)
     assert sum(m["calls"] for m in months) == 3
     table = cli(history, "usage")
-    assert table.exit_code == 0 and table.output.startswith("day")
+    assert table.exit_code == 0 and table.stdout.startswith("day") and "call history: sqlite:" in table.stderr
 
 
 def test_calls_show_and_usage_show_the_transcription_minutes_and_their_cost(tmp_path):
@@ -165,10 +179,10 @@ def test_calls_show_and_usage_show_the_transcription_minutes_and_their_cost(tmp_
     assert "cost      0.1000 USD" in shown
     unpriced = cli(tmp_path, "calls", "show", "tr.2").output
     assert "0.33 min (whisper-x): not priced (RECORDS_PRICES: transcription_minute)" in unpriced
-    table = cli(tmp_path, "usage").output.splitlines()
+    table = cli(tmp_path, "usage").stdout.splitlines()
     assert "transcr. min" in table[0] and "transcr. cost" in table[0]
     assert table[1].split()[-4:] == ["0.67", "0.0015", "0.2000", "USD"]
-    [day] = json.loads(cli(tmp_path, "usage", "--json").output)
+    [day] = json.loads(cli(tmp_path, "usage", "--json").stdout)
     assert day["transcription_minutes"] == 0.67 and day["transcription_cost"] == 0.0015
 
 
@@ -179,10 +193,10 @@ def test_db_mask_existing_masks_earlier_calls_only_when_masking_is_on(history):
     on = {"RECORDS_MASK_CALLERS": "true", "RECORDS_HASH_KEY": key, "RECORDS_MASK_KEEP_DIGITS": "2"}
     done = cli(history, "db", "mask-existing", **on)
     assert done.exit_code == 0 and "masked the caller numbers of 3 calls (last 2 digits kept" in done.output
-    listed = json.loads(cli(history, "calls", "--json", **on).output)
+    listed = json.loads(cli(history, "calls", "--json", **on).stdout)
     assert {c["call_id"]: c["caller"] for c in listed}["100.1"] == "+*********01"
     assert "+34911000001" not in cli(history, "calls", "export", **on).output
-    found = json.loads(cli(history, "calls", "--caller", "+34 911 000 001", "--json", **on).output)
+    found = json.loads(cli(history, "calls", "--caller", "+34 911 000 001", "--json", **on).stdout)
     assert [c["call_id"] for c in found] == ["100.1"]
     assert "of 0 calls" in cli(history, "db", "mask-existing", **on).output
     assert key not in done.output
@@ -228,7 +242,7 @@ def test_a_services_calls_reach_the_history_even_the_crashed_one(service, asteri
 
     def history() -> dict:
         result = runner.invoke(app, ["calls", "--json"], env=environ, catch_exceptions=False)
-        return {c["call_id"]: c for c in json.loads(result.output)} if result.exit_code == 0 else {}
+        return {c["call_id"]: c for c in json.loads(result.stdout)} if result.exit_code == 0 else {}
 
     calls = svc.wait(lambda: (h := history()) and {done, victim} <= set(h) and h, timeout=30)
     assert calls[done]["complete"] is True and calls[done]["end_reason"] == "caller_hangup"
@@ -287,7 +301,7 @@ def test_masked_callers_leave_no_full_number_in_the_database_or_the_log(service,
 
     def found(*args: str) -> dict:
         result = runner.invoke(app, ["calls", "--json", *args], env={**environ, "RECORDS_HASH_KEY": key})
-        return {c["call_id"]: c for c in json.loads(result.output)} if result.exit_code == 0 else {}
+        return {c["call_id"]: c for c in json.loads(result.stdout)} if result.exit_code == 0 else {}
 
     calls = svc.wait(lambda: (h := found()) and {done, victim} <= set(h) and h, timeout=30)
     assert {calls[done]["caller"], calls[victim]["caller"]} == {masked}
@@ -318,7 +332,7 @@ def test_records_timezone_sets_the_zone_of_the_dates_shown_read_and_summed(tmp_p
     assert "started   2026-07-01 01:30:00" in cli(tmp_path, "calls", "show", "tz.1", **madrid).output
     assert "tz.1" in cli(tmp_path, "calls", "--since", "2026-07-01", **madrid).output
     assert "no calls" in cli(tmp_path, "calls", "--since", "2026-07-01", RECORDS_TIMEZONE="UTC").output
-    [month] = json.loads(cli(tmp_path, "usage", "--per", "month", "--json", **madrid).output)
+    [month] = json.loads(cli(tmp_path, "usage", "--per", "month", "--json", **madrid).stdout)
     assert month["period"] == "2026-07"
     bad = cli(tmp_path, "calls", RECORDS_TIMEZONE="Mars/Olympus")
     assert bad.exit_code == 78 and "RECORDS_TIMEZONE" in bad.output and "timezone name" in bad.output
