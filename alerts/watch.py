@@ -63,6 +63,7 @@ class Recent:
         """One reaped call. `opened_at` (from `opened_since`): when a call whose Realtime
         session opened was admitted."""
         self.ended.append((now, reason in FAILED_REASONS))
+        self.prune(now)  # the windows hold whether or not a tick came meanwhile
         if reason == "worker_crashed":
             self.crashes.append(now)
         refused = [code for code, count in errors_by_code.items() if code in REFUSALS and count]

@@ -119,7 +119,7 @@ class Admission:
             agent=agent.name,
         )
         self.calls[channel_id] = entry
-        self.recent[channel_id] = time.monotonic()
+        self.recent.mark(channel_id, time.monotonic())
         self.caller_limit.taken(caller_key, time.monotonic())
         self.by_pid[pid] = entry
         self.calls_taken += 1

@@ -97,7 +97,11 @@ class Alerting:
 
     def call_ended(self, now: float, reason: str, errors_by_code: dict[str, int], counters: dict) -> None:
         """`counters`: the call's header snapshot at the reap (a session that opened fine
-        ends a Realtime refusal: alerts/watch.py::opened_since)."""
+        ends a Realtime refusal: alerts/watch.py::opened_since). Nothing is kept with alerts
+        off: the windows are pruned only by the tick, which then does not run (measured:
+        about 90 bytes kept per call, for ever)."""
+        if not self.on:
+            return
         self.recent.call_ended(now, reason, errors_by_code, opened_since(counters))
 
     # --- the tick

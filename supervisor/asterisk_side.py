@@ -139,7 +139,7 @@ class AsteriskSide:
         self.reconciliation.finished(listing.get("error"))
         if "error" in listing:
             return
-        ours = {call_id for call_id, when in self.recent.items() if when >= asked - RECENT_MARGIN}
+        ours = self.recent.since(asked - RECENT_MARGIN)
         todo = plan(
             listing,
             set(self.calls),
@@ -197,7 +197,7 @@ class AsteriskSide:
             self.calls_to_fallback += 1
         how = f"to the fallback {fallback}" if fallback is not None else "busy prompt, then hang-up"
         log.warning("turning a call away (%s): %s", why, how, extra={"call_id": channel_id})
-        self.recent[channel_id] = time.monotonic()
+        self.recent.mark(channel_id, time.monotonic())
         self._pump_turn_aways()
 
     def _pump_turn_aways(self) -> None:
@@ -228,7 +228,7 @@ class AsteriskSide:
 
     def _prompted(self, channel_id: str) -> None:
         self.turn_aways.prompt_done(channel_id)
-        self.recent[channel_id] = time.monotonic()
+        self.recent.mark(channel_id, time.monotonic())
         self._pump_turn_aways()
 
     def _refused(self, batch: list, result: dict | None) -> None:
@@ -237,7 +237,7 @@ class AsteriskSide:
         done = set(result.get("done", [])) if isinstance(result, dict) else set()
         now = time.monotonic()
         for waiting in batch:
-            self.recent[waiting.channel_id] = now
+            self.recent.mark(waiting.channel_id, now)
         left = self.turn_aways.batch_done([w for w in batch if w.channel_id not in done])
         for waiting in left:  # the next reconciliation finds them if they are still there
             log.error(

@@ -103,7 +103,7 @@ class Reaping:
             entry.segment.unlink()
             entry.phase = Phase.GONE  # worker reaped, teardown done or handed over, segment unlinked
             self.calls.pop(entry.call_id, None)
-            self.recent[entry.call_id] = time.monotonic()
+            self.recent.mark(entry.call_id, time.monotonic())
             self.health.forget(entry.pid)
         self.transfers.call_reaped(entry, counters)
         reason, errors = self.totals.call_ended(counters, ending, entry.age())

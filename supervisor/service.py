@@ -49,6 +49,7 @@ from supervisor.helpers import Helpers
 from supervisor.keeper import Keeper
 from supervisor.loop_watch import LoopWatch
 from supervisor.reaping import Reaping
+from supervisor.recent import RecentIds
 from supervisor.reconcile import Reconciliation
 from supervisor.stopping import STOP_SIGNALS, Stopping
 from supervisor.totals import Totals
@@ -71,7 +72,6 @@ HARD_STOP_GRACE = 5.0
 MUST_FINISH = ("teardown", "busy", "refuse", "record", "alert")
 HELPERS_WAIT = 45.0
 RECONCILE_LIMIT = 60.0  # a listing helper slower than this is killed and the listing retried
-RECENT_KEEP = 600.0
 
 
 class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
@@ -98,7 +98,7 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
         self.unusable: dict[str, None] = {}
         # Callers this run admitted or turned away, and when they were last ours: a listing
         # taken while such a call ended must not read its caller as a missed StasisStart.
-        self.recent: dict[str, float] = {}
+        self.recent = RecentIds()  # supervisor/recent.py
         self.health = HealthMonitor()
         self.loop = LoopWatch()
         self.started = time.monotonic()
@@ -385,9 +385,7 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
             log.info("drain timeout: ending %d calls", len(self.calls))
             for entry in self.live_calls():
                 entry.request_end(EndReason.SHUTDOWN)
-        for call_id, when in list(self.recent.items()):
-            if now - when > RECENT_KEEP and call_id not in self.calls:
-                del self.recent[call_id]
+        self.recent.forget_old(now)
         if self.control is not None:
             self._guarded(self.control.tick)
         self._notify_status()
