@@ -3,8 +3,13 @@
 Starts the simulated Asterisk and Realtime server, runs the real supervisor
 (`callbridge run`) against them, places a few calls whose callers speak, listen and talk
 over a reply, shows live status while they run, then a per-call summary measured on the
-callers' side (what they said and heard, reply latency, pacing, barge-ins). No Asterisk,
-no OpenAI key, no network.
+callers' side (what they said and heard, reply latency, pacing, barge-ins), what was said
+on each call as text, and the commands to look at its calls afterwards. No Asterisk, no
+OpenAI key, no network.
+
+It is self-contained: its own ports (metrics, RTP), control socket, state directory and
+call history, so it runs beside an installed service without touching it; anything the
+service logged as an error is shown on the terminal, not only in its log file.
 
 On a terminal the status table is redrawn in place (rich's Live, which typer ships);
 when stdout is a file or a pipe, one table is printed: the last sample with calls live.
@@ -130,6 +135,77 @@ def _summaries(log_text: str) -> dict[str, dict]:
     return found
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _free_rtp_range(size: int = 200) -> str:
+    """A run of UDP ports nobody is bound to now, away from the service's default range."""
+    import socket
+
+    for start in range(41000, 60000, size):
+        try:
+            with (
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first,
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as last,
+            ):
+                first.bind(("127.0.0.1", start))
+                last.bind(("127.0.0.1", start + size - 1))
+        except OSError:
+            continue
+        return f"{start}-{start + size - 1}"
+    return "41000-41199"
+
+
+def _problems(log_text: str) -> list[str]:
+    """What the service logged as an error: shown on the terminal, not left in a file."""
+    return [line for line in log_text.splitlines() if re.search(r" (ERROR|CRITICAL) ", line)]
+
+
+def _conversation(workdir: Path, call_id: str) -> list[str]:
+    """What was said on the call, as the worker's record has it (CALL_RECORDS_DIR)."""
+    import json
+
+    try:
+        record = json.loads((workdir / "records" / f"{call_id}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ["    (no record)"]
+    lines = []
+    for turn in record.get("transcript", []):
+        text = turn.get("text") or ""
+        if turn.get("interrupted"):
+            text += f"  [cut off; the caller heard: {turn.get('heard') or ''!r}]"
+        lines.append(f"    {turn.get('role', '?'):>6}: {text}")
+    return lines or ["    (nothing was said)"]
+
+
+def _wait_for_the_history(spool_dir: Path, limit: float = 10.0) -> None:
+    """Until the drainer stored every record (the commands printed at the end read them)."""
+    from records.spool import pending_records
+
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        waiting = [p for d in spool_dir.glob("*") if d.is_dir() for p in pending_records(d)]
+        if not waiting:
+            return
+        time.sleep(0.1)
+
+
+def _commands(workdir: Path) -> list[str]:
+    program = Path(sys.executable).with_name("callbridge")
+    cli = str(program) if program.exists() else "callbridge"
+    env_file = workdir / "demo.env"
+    return [
+        f"  {cli} calls --env-file {env_file}",
+        f"  {cli} calls show CALL_ID --env-file {env_file}",
+        f"  {cli} usage --env-file {env_file}",
+    ]
+
+
 def run_demo(calls: int, seconds: float, echo=print, console: Console | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="callbridge-demo-"))
     asterisk = realtime = service = None
@@ -138,18 +214,22 @@ def run_demo(calls: int, seconds: float, echo=print, console: Console | None = N
         realtime = RealtimeSim("--reply-ms", "3000", "--greeting-ms", "1200", api_key=API_KEY, quiet=True)
 
         socket_path = str(workdir / "control.sock")
-        env = {
-            **os.environ,
-            **simulated_env(
-                asterisk,
-                realtime,
-                CONTROL_SOCKET_PATH=socket_path,
-                LOG_FILE_PATH=str(workdir / "callbridge.log"),
-                SHM_PREFIX=f"callbridge-demo{os.getpid()}",
-                CALL_RECORDS_DIR=str(workdir),
-                STATE_DIR=str(workdir),  # its call history and spool: the demo's own, not the machine's
-            ),
+        metrics = f"127.0.0.1:{_free_port()}"
+        own = {  # nothing of an installed service's: its ports, socket, state and history stay its own
+            "CONTROL_SOCKET_PATH": socket_path,
+            "LOG_FILE_PATH": str(workdir / "callbridge.log"),
+            "SHM_PREFIX": f"callbridge-demo{os.getpid()}",
+            "CALL_RECORDS_DIR": str(workdir / "records"),
+            "STATE_DIR": str(workdir),
+            "METRICS_LISTEN": metrics,
+            "RTP_PORT_RANGE": _free_rtp_range(),
+            "LOG_UTTERANCES": "true",
         }
+        # For the commands printed at the end: where the demo's call history is.
+        (workdir / "demo.env").write_text(
+            "".join(f"{k}={v}\n" for k, v in own.items() if k in ("STATE_DIR", "CONTROL_SOCKET_PATH"))
+        )
+        env = {**os.environ, **simulated_env(asterisk, realtime, **own)}
         env.pop("NOTIFY_SOCKET", None)
         service = subprocess.Popen(
             [sys.executable, "-m", "callbridge.cli", "run"],
@@ -170,6 +250,8 @@ def run_demo(calls: int, seconds: float, echo=print, console: Console | None = N
             time.sleep(0.05)
         echo(
             f"callbridge is running against the simulators; placing {calls} calls of about {seconds:.0f} s\n"
+            f"while it runs: {_commands(workdir)[0].split()[0]} status --socket {socket_path}, "
+            f"metrics at http://{metrics}/metrics\n"
         )
         ids = []
         for index in range(calls):
@@ -214,6 +296,26 @@ def run_demo(calls: int, seconds: float, echo=print, console: Console | None = N
         echo("includes the simulated server's 500 ms end-of-speech detection. 'gap': time between two")
         echo("reply frames (20 ms when paced right); 'dev': how far the gaps strayed from 20 ms.")
         echo("'bursts': gaps under 10 ms (frames sent too early).")
+        echo("\nwhat was said (the simulated callers speak tones; the simulated Realtime server")
+        echo("transcribes them by their length and answers with a sentence):")
+        for call_id in ids:
+            echo(f"  {call_id}")
+            for line in _conversation(workdir, call_id):
+                echo(line)
+        _wait_for_the_history(workdir / "spool")
+        stop_process(service)
+        service = None
+        problems = _problems((workdir / "callbridge.log").read_text())
+        if problems:
+            ok = False
+            echo(
+                f"\nthe service logged {len(problems)} errors (all of its log: {workdir / 'callbridge.log'}):"
+            )
+            for line in problems[:20]:
+                echo(f"  {line}")
+        echo("\nlook at the demo's calls, stored in its own call history:")
+        for line in _commands(workdir):
+            echo(line)
         echo(f"logs and call records: {workdir}")
         return 0 if ok else 1
     finally:

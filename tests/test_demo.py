@@ -36,6 +36,16 @@ def test_demo_runs_calls_and_exits_zero(tmp_path):
     for row in rows:  # said, heard in s; reply after, gap p50, dev p99, dev max in ms
         cells = row.split()
         assert cells[2] == "s" and cells[4] == "s" and cells[6:13:2] == ["ms"] * 4, row
+    # Issue 22, item 16: what was said, as text; its own ports; and commands that work.
+    assert out.count("caller: caller speech of") >= 4 and "agent: reply to" in out
+    assert "metrics at http://127.0.0.1:" in out and "127.0.0.1:9464" not in out
+    assert "status --socket " in out and "logged" not in out.split("what was said", 1)[1].split("look at")[0]
+    commands = [
+        line.split() for line in out.splitlines() if line.startswith("  ") and " calls --env-file " in line
+    ]
+    assert len(commands) == 1
+    listed = subprocess.run(commands[0], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and sum(line.startswith("20") for line in listed.stdout.splitlines()) == 2
 
 
 def _status(live: int, frames: int) -> dict:
@@ -80,3 +90,14 @@ def test_off_a_terminal_only_the_last_sample_with_calls_live_is_printed():
         view.show(_status(0, 150))
     assert len(printed) == 1
     assert "1 live" in printed[0] and "frames in 150" in printed[0] and printed[0].rstrip().endswith(LEGEND)
+
+
+def test_the_service_s_errors_reach_the_terminal():
+    from callbridge.demo import _problems
+
+    log = (
+        "2026-12-03 10:00:00,000 INFO    [-] supervisor.service: started\n"
+        "2026-12-03 10:00:01,000 CRITICAL [-] supervisor.helpers: metrics helper failed\n"
+        "2026-12-03 10:00:02,000 ERROR   [x] records.drainer: cannot set aside\n"
+    )
+    assert [line.split()[2] for line in _problems(log)] == ["CRITICAL", "ERROR"]
