@@ -8,10 +8,12 @@
 #   sudo ./install_service.sh --uninstall      remove the service and the program (the
 #                                              configuration and the user stay)
 #
-# What it does: creates the system user and group "callbridge"; installs callbridge into
+# What it does: creates the system user and group "callbridge" and the operators' group
+# "callbridge-operators" (moving members of "callbridge" into it: an upgrade); installs callbridge into
 # its own virtual environment under /opt/callbridge/venv; creates
 # /etc/callbridge/callbridge.env from .env.example only if it does not exist (mode 0640,
-# root:callbridge; an existing file is never overwritten); installs the unit, reloads
+# root:callbridge; an existing file is never overwritten) and the operators'
+# /etc/callbridge/operators.env (0640, root:callbridge-operators: no secrets); installs the unit, reloads
 # systemd and enables the service (skipped, with a message, where systemd is not running);
 # migrates the call history (callbridge db upgrade, as the service user with the env file;
 # in a staging root it prints the command to run on the target instead).
@@ -19,6 +21,7 @@ set -euo pipefail
 
 SERVICE=openai-inbound-calls
 APP_USER=callbridge
+OPS_GROUP=callbridge-operators  # who may run status, hangup and read the history (docs/operations.md)
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=/
 EDIT=no
@@ -64,13 +67,15 @@ path() { printf '%s%s' "${ROOT%/}" "$1"; }  # a system path inside the target ro
 PREFIX=$(path /opt/callbridge)
 ENV_DIR=$(path /etc/callbridge)
 ENV_FILE=$ENV_DIR/callbridge.env
+OPS_ENV_FILE=$ENV_DIR/operators.env
 UNIT_FILE=$(path /etc/systemd/system/$SERVICE.service)
 TEMPLATE_FILE=$(path "/etc/systemd/system/$SERVICE@.service")  # several instances on one host
 systemd_live() { [ "$ROOT" = / ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; }
 
 # --- the user and group -----------------------------------------------------------------
 
-group_id() { awk -F: -v n="$APP_USER" '$1 == n { print $3 }' "$(path /etc/group)" 2>/dev/null; }
+group_id() { awk -F: -v n="${1:-$APP_USER}" '$1 == n { print $3 }' "$(path /etc/group)" 2>/dev/null; }
+group_members() { awk -F: -v n="$1" '$1 == n { print $4 }' "$(path /etc/group)" 2>/dev/null | tr ',' ' '; }
 user_id() { awk -F: -v n="$APP_USER" '$1 == n { print $3 }' "$(path /etc/passwd)" 2>/dev/null; }
 
 free_system_id() {  # the highest id below 1000 that neither file uses
@@ -106,6 +111,40 @@ ensure_user() {
   ok "created system user $APP_USER"
 }
 
+# The operators: a group of their own, not the service's. Members of the service's group
+# could read the env file (the OpenAI key, the ARI, SMTP and database passwords,
+# RECORDS_HASH_KEY) and write the history; members of the operators' group can run status
+# and hangup and read the history, and nothing else. Operators added the old way
+# (`usermod -aG callbridge NAME`) are moved: that was the documented way until now.
+ensure_operators_group() {
+  if [ -z "$(group_id "$OPS_GROUP")" ]; then
+    if [ "$ROOT" = / ]; then
+      groupadd --system "$OPS_GROUP"
+    else
+      echo "$OPS_GROUP:x:$(free_system_id):" >> "$(path /etc/group)"
+    fi
+    ok "created the operators' group $OPS_GROUP"
+  fi
+  local name moved=""
+  for name in $(group_members "$APP_USER"); do
+    [ "$name" = "$APP_USER" ] && continue
+    if [ "$ROOT" = / ]; then
+      usermod -aG "$OPS_GROUP" "$name" && gpasswd -d "$name" "$APP_USER" >/dev/null
+    else
+      local groups
+      groups=$(path /etc/group)
+      awk -F: -v OFS=: -v app="$APP_USER" -v ops="$OPS_GROUP" -v name="$name" '
+        $1 == app { n = split($4, m, ","); $4 = ""; for (i = 1; i <= n; i++) if (m[i] != name && m[i] != "") $4 = $4 ($4 == "" ? "" : ",") m[i] }
+        $1 == ops { $4 = ($4 == "" ? name : $4 "," name) }
+        { print }' "$groups" > "$groups.new" && mv "$groups.new" "$groups"
+    fi
+    moved="$moved $name"
+  done
+  if [ -n "$moved" ]; then
+    note "moved operators from the group $APP_USER to $OPS_GROUP:$moved (they may no longer read the secrets; a new login takes the change)"
+  fi
+}
+
 # --- install ----------------------------------------------------------------------------
 
 install_program() {
@@ -129,8 +168,8 @@ install_env_file() {
   local gid
   gid=$(group_id)
   mkdir -p "$ENV_DIR"
-  chown "0:$gid" "$ENV_DIR"
-  chmod 0750 "$ENV_DIR"
+  chown 0:0 "$ENV_DIR"
+  chmod 0755 "$ENV_DIR"  # the files decide who reads what: callbridge.env the service, operators.env the operators
   if [ -e "$ENV_FILE" ]; then
     ok "kept the existing configuration $ENV_FILE"
   elif [ "$ROOT" = / ] && [ -f "$SEED_ENV" ]; then
@@ -142,6 +181,22 @@ install_env_file() {
   fi
   chown "0:$gid" "$ENV_FILE"
   chmod 0640 "$ENV_FILE"
+  if [ ! -e "$OPS_ENV_FILE" ]; then
+    cat > "$OPS_ENV_FILE" <<'OPS'
+# callbridge for its operators (group callbridge-operators): what `callbridge status`,
+# `hangup` and `calls` need, and no secret. The service reads callbridge.env, not this.
+# STATE_DIR=/var/lib/callbridge
+# CONTROL_SOCKET_PATH=/run/callbridge/control.sock
+# INSTANCE_ID=
+# RECORDS_TIMEZONE=
+# With MariaDB, MySQL or PostgreSQL: a credential that may only read (GRANT SELECT), not
+# the service's (docs/operations.md, "Operators").
+# DATABASE_URL=postgresql+psycopg://callbridge_read:PASSWORD@HOST/callbridge
+OPS
+    ok "created $OPS_ENV_FILE for the operators (no secrets in it)"
+  fi
+  chown "0:$(group_id "$OPS_GROUP")" "$OPS_ENV_FILE"
+  chmod 0640 "$OPS_ENV_FILE"
 }
 
 install_unit() {
@@ -168,15 +223,12 @@ migrate_history() {
     return
   fi
   # Where the embedded SQLite history lives by default; the unit's StateDirectory= makes
-  # the same directory (mode 2770, as here), but the service may not have started yet.
-  # Group-writable and setgid: the group's `callbridge calls` may create SQLite's -wal and
-  # -shm files here, and they stay the group's (records/store.py). A database made by an
-  # earlier version is 0640: 0660, so that those files are, too.
-  install -d -m 2770 -o "$APP_USER" -g "$APP_USER" /var/lib/callbridge
-  local file
-  for file in /var/lib/callbridge/callbridge.db /var/lib/callbridge/callbridge.db-wal /var/lib/callbridge/callbridge.db-shm; do
-    if [ -e "$file" ]; then chmod g+rw "$file"; fi
-  done
+  # the same directory (mode 2750, as here), but the service may not have started yet.
+  # The operators' group's, readable and never writable by it (records/store.py); files
+  # an earlier version made group-writable for the group callbridge lose that.
+  install -d -m 2750 -o "$APP_USER" -g "$OPS_GROUP" /var/lib/callbridge
+  chgrp -R "$OPS_GROUP" /var/lib/callbridge
+  chmod -R g-w,o-rwx /var/lib/callbridge
   local output
   if output=$("${MIGRATE[@]}" 2>&1); then
     ok "$output"
@@ -201,6 +253,7 @@ edit_env_file() {
 do_install() {
   printf '%sInstalling callbridge (%s.service) into %s%s\n' "$BOLD" "$SERVICE" "$ROOT" "$RESET"
   ensure_user
+  ensure_operators_group
   install_program
   install_env_file
   install_unit

@@ -36,6 +36,7 @@ from records.url import DatabaseUrl
 
 EX_CONFIG = 78
 SYSTEM_ENV_FILE = Path("/etc/callbridge/callbridge.env")
+OPERATORS_ENV_FILE = Path("/etc/callbridge/operators.env")  # install_service.sh: no secrets in it
 
 
 class ConfigError(Exception):
@@ -260,9 +261,11 @@ def find_env_file(explicit: str | os.PathLike[str] | None) -> Path | None:
         if not path.is_file():
             raise ConfigError("--env-file", f"no such file: {str(path)!r}")
         return path
-    for candidate in (Path(".env"), SYSTEM_ENV_FILE):
+    # An operator may not read the service's file (it holds the secrets): then the operators'
+    # own (where the history is, and a read-only database credential; docs/operations.md).
+    for candidate in (Path(".env"), SYSTEM_ENV_FILE, OPERATORS_ENV_FILE):
         try:
-            if candidate.is_file():
+            if candidate.is_file() and os.access(candidate, os.R_OK):
                 return candidate
         except OSError:  # e.g. /etc/callbridge not readable by this user
             continue

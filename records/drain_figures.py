@@ -28,6 +28,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from callbridge import safe_files
 from records.spool import RECORD
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,9 @@ class DrainFigures:
 
     def save(self, path: Path) -> None:
         """Atomically, without fsync: the file describes a run, and a new run starts anew."""
-        temp = path.with_name(path.name + ".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            temp.write_text(json.dumps(asdict(self)), encoding="utf-8")
-            os.replace(temp, path)
+            safe_files.write_text(path, json.dumps(asdict(self)))  # never through a planted link
         except OSError as exc:  # the figures are for the metrics: never worth a record
             log.debug("cannot write the drainer's figures to %s: %s", path, exc)
 

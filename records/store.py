@@ -4,18 +4,15 @@ One code path for SQLite, MariaDB/MySQL and PostgreSQL. SQLite gets WAL (readers
 `callbridge calls` never block the drainer, nor it them) and a busy timeout, so a reader
 holding the file for a moment is waited for instead of failing the write.
 
-SQLite and the service's group: `callbridge calls` is for the same people as `callbridge
-status`, members of the group `callbridge`, not the service's user. In WAL mode even a
-reader writes: it maps the `-shm` file read-write and, when no connection has the database
-open (the `-wal` and `-shm` files are removed with the last one), creates both beside the
-database. `mode=ro` does not change that; `immutable=1` would, but it reads without locks
-and ignores the WAL, so it would miss the newest calls or read pages mid-write while the
-drainer works. So (docs/operations.md, "Call history"): the database's directory is
-group-writable and setgid (the unit's StateDirectoryMode=2770, install_service.sh), so
-files a member creates there belong to the group; and the database file is 0660, because
-SQLite gives the `-wal` and `-shm` files it creates the database file's mode, whoever
-creates them. A 0640 database would let a member's read leave a `-shm` the service can no
-longer write. The CLI's reads still open the file with `mode=ro`: they never change it.
+SQLite and the operators: `callbridge calls` is for the same people as `callbridge status`,
+the operators (group `callbridge-operators`, the service's primary group: docs/operations.md),
+who may read the history and never change it. The state directory is 2750 and the database
+file 0640, the service's user's and the operators' group's: SQLite gives the -wal and -shm
+files it creates the database file's mode, so those are 0640 too. An operator's read opens
+the file with `mode=ro`: while the service has it open, SQLite reads the -wal and -shm it
+cannot write; when no connection has it open (the last one removed them) a read-only
+opener cannot create them, and the read falls back to `immutable=1`, which is exact then:
+with no -wal there is nothing but the database file to read.
 """
 
 from __future__ import annotations
@@ -58,14 +55,14 @@ class RecordRefused(ValueError):
     """This record can never be a row (the drainer sets it aside); the database is fine."""
 
 
-SQLITE_MODE = 0o660  # the database file, and so its -wal and -shm (see the module's docstring)
+SQLITE_MODE = 0o640  # the database file, and so its -wal and -shm (see the module's docstring)
 
 
 def share_sqlite_file(path: Path) -> None:
-    """Create the SQLite file 0660 if it is missing (an empty file is an empty database), and
-    give an existing one, and its -wal and -shm, group read-write where we own them (a file
-    made by an earlier callbridge under UMask=0027 is 0640). Never fails the caller: a file
-    that stays 0640 costs the group's CLI, not the service."""
+    """Create the SQLite file 0640 if it is missing (an empty file is an empty database), and
+    give an existing one, and its -wal and -shm, exactly that mode where we own them (a file
+    made by an earlier callbridge was 0660: its group could write the history). Never fails
+    the caller."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, SQLITE_MODE)
     except FileExistsError:
@@ -80,11 +77,26 @@ def share_sqlite_file(path: Path) -> None:
             os.close(fd)
     for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         try:
-            info = name.stat()
-            if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & SQLITE_MODE != SQLITE_MODE:
-                os.chmod(name, stat.S_IMODE(info.st_mode) | SQLITE_MODE)
+            info = name.lstat()  # a link is never followed, nor changed
+            mine = stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid()
+            if mine and stat.S_IMODE(info.st_mode) != SQLITE_MODE:
+                os.chmod(name, SQLITE_MODE)
         except OSError:
             continue
+
+
+def _read_only(file: Path) -> sqlite3.Connection:
+    """A connection that can never change `file` (the module's docstring says why two ways)."""
+    target = f"file:{quote(str(file))}?mode=ro"
+    conn = sqlite3.connect(target, uri=True, timeout=SQLITE_BUSY_MS / 1000, check_same_thread=False)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        if os.path.exists(f"{file}-wal"):
+            raise  # a WAL to read that we cannot: immutable would miss it
+    return sqlite3.connect(f"{target}&immutable=1", uri=True, check_same_thread=False)
 
 
 def open_engine(url: DatabaseUrl, read_only: bool = False) -> Engine:
@@ -94,13 +106,8 @@ def open_engine(url: DatabaseUrl, read_only: bool = False) -> Engine:
     if url.is_sqlite:
         path = url.url.database
         if read_only and path and path != ":memory:":
-            target = f"file:{quote(str(Path(path).absolute()))}?mode=ro"
-            engine = create_engine(
-                "sqlite://",
-                creator=lambda: sqlite3.connect(
-                    target, uri=True, timeout=SQLITE_BUSY_MS / 1000, check_same_thread=False
-                ),
-            )
+            file = Path(path).absolute()
+            engine = create_engine("sqlite://", creator=lambda: _read_only(file))
         else:
             if path and path != ":memory:":
                 share_sqlite_file(Path(path))

@@ -20,6 +20,7 @@ from pathlib import Path
 from alerts.conditions import Notice, Tracker
 from alerts.send import send_all
 from alerts.watch import Recent, holding, opened_since
+from callbridge import safe_files
 from records import drain_figures
 
 log = logging.getLogger(__name__)
@@ -149,9 +150,9 @@ class Alerting:
 
     def _marker_was_left(self) -> bool:
         try:
-            left = self.marker.exists()
+            left = os.path.lexists(self.marker)  # a link planted as the marker counts, unfollowed
             self.marker.parent.mkdir(parents=True, exist_ok=True)
-            self.marker.write_text(f"{os.getpid()}\n")
+            safe_files.write_text(self.marker, f"{os.getpid()}\n")
             return left
         except OSError as exc:
             log.warning(

@@ -141,6 +141,14 @@ class MariaDB(Server):
     def url(self) -> str:
         return f"mysql+pymysql://cb:cb-secret-pw@127.0.0.1:{self.port}/callbridge"
 
+    def read_only_url(self) -> str:
+        """A credential that may only read the history (what operators get, docs/operations.md)."""
+        self._sql(
+            "CREATE USER IF NOT EXISTS 'cbread'@'127.0.0.1' IDENTIFIED BY 'cb-read-pw'; "
+            "GRANT SELECT ON callbridge.* TO 'cbread'@'127.0.0.1';"
+        )
+        return f"mysql+pymysql://cbread:cb-read-pw@127.0.0.1:{self.port}/callbridge"
+
     def reset(self) -> None:
         self._sql("DROP DATABASE callbridge; CREATE DATABASE callbridge CHARACTER SET utf8mb4;")
 
@@ -219,6 +227,16 @@ class PostgreSQL(Server):
 
     def url(self) -> str:
         return f"postgresql+psycopg://cb:cb-secret-pw@127.0.0.1:{self.port}/callbridge"
+
+    def read_only_url(self) -> str:
+        """A credential that may only read the history's tables as they are now (call it
+        after the schema is made)."""
+        self._psql(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'cbread') THEN "
+            "CREATE ROLE cbread LOGIN PASSWORD 'cb-read-pw'; END IF; END $$;"
+        )
+        self._psql("GRANT SELECT ON ALL TABLES IN SCHEMA public TO cbread", db="callbridge")
+        return f"postgresql+psycopg://cbread:cb-read-pw@127.0.0.1:{self.port}/callbridge"
 
     def reset(self) -> None:
         self._psql("DROP DATABASE callbridge WITH (FORCE)")

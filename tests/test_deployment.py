@@ -64,7 +64,9 @@ def _within(path: str, folders: list[str]) -> bool:
 def test_unit_starts_what_the_installer_installs():
     unit = _unit_settings()
     user = _installer_value("APP_USER")
-    assert unit["User"] == [user] and unit["Group"] == [user]
+    # The service's user; its files the operators' group's; the env file's group as well
+    assert unit["User"] == [user] and unit["Group"] == [_installer_value("OPS_GROUP")]
+    assert unit["SupplementaryGroups"] == [user] and unit["StateDirectoryMode"] == ["2750"]
     # install_service.sh: the program in $PREFIX/venv, PREFIX=/opt/callbridge, the
     # configuration in /etc/callbridge, the documents in $PREFIX/share.
     assert "PREFIX=$(path /opt/callbridge)" in INSTALLER.read_text()
@@ -194,8 +196,14 @@ def test_installer_into_a_staging_root_is_idempotent_and_keeps_the_config(tmp_pa
     env_file = root / "etc/callbridge/callbridge.env"
     info = env_file.stat()
     assert stat.S_IMODE(info.st_mode) == 0o640 and (info.st_uid, info.st_gid) == (0, gid)
-    folder = env_file.parent.stat()
-    assert stat.S_IMODE(folder.st_mode) == 0o750 and (folder.st_uid, folder.st_gid) == (0, gid)
+    folder = env_file.parent.stat()  # the files decide who reads what
+    assert stat.S_IMODE(folder.st_mode) == 0o755 and folder.st_uid == 0
+    # The operators' group and its env file, with no secret in it (issue 22, item 6).
+    ops_gid = int(_group_line(root, "callbridge-operators").split(":")[2])
+    ops_env = root / "etc/callbridge/operators.env"
+    info = ops_env.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o640 and (info.st_uid, info.st_gid) == (0, ops_gid)
+    assert "PASSWORD=" not in ops_env.read_text().replace("PASSWORD@", "")
     assert env_file.read_text() == (REPO / ".env.example").read_text()
     unit = root / "etc/systemd/system/openai-inbound-calls.service"
     assert stat.S_IMODE(unit.stat().st_mode) == 0o644 and unit.read_text() == UNIT.read_text()
@@ -205,14 +213,20 @@ def test_installer_into_a_staging_root_is_idempotent_and_keeps_the_config(tmp_pa
     migrate = "runuser -u callbridge -- /opt/callbridge/venv/bin/callbridge db upgrade"
     assert f"skipped migrating the call history; on the target run: {migrate}" in first.stdout
     assert "--env-file /etc/callbridge/callbridge.env" in first.stdout
-    # The operator edits the configuration; a second run changes nothing of it.
+    # The operator edits the configuration; a second run changes nothing of it. An operator
+    # added the old way (to the service's group) is moved to the operators' group.
     env_file.write_text("ASTERISK_PASSWORD=my-real-password\n")
     env_file.chmod(0o600)
+    groups = root / "etc/group"
+    groups.write_text(groups.read_text().replace(f"callbridge:x:{gid}:\n", f"callbridge:x:{gid}:alice,bob\n"))
     second = _install(root)
     assert second.returncode == 0, second.stdout + second.stderr
     assert env_file.read_text() == "ASTERISK_PASSWORD=my-real-password\n"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o640  # permissions are put right again
     assert "kept the existing configuration" in second.stdout
+    assert _group_line(root, "callbridge") == f"callbridge:x:{gid}:"
+    assert _group_line(root, "callbridge-operators") == f"callbridge-operators:x:{ops_gid}:alice,bob"
+    assert "moved operators from the group callbridge to callbridge-operators: alice bob" in second.stdout
     for table in ("passwd", "group"):
         entries = [
             line for line in (root / "etc" / table).read_text().splitlines() if line.startswith("callbridge:")
@@ -221,6 +235,11 @@ def test_installer_into_a_staging_root_is_idempotent_and_keeps_the_config(tmp_pa
     removed = _install(root, "--uninstall")
     assert removed.returncode == 0, removed.stderr
     assert not unit.exists() and not (root / "opt/callbridge").exists() and env_file.exists()
+
+
+def _group_line(root, name: str) -> str:
+    [line] = [g for g in (root / "etc/group").read_text().splitlines() if g.split(":")[0] == name]
+    return line
 
 
 def test_installer_rejects_unknown_options():

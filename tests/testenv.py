@@ -68,6 +68,7 @@ def no_configuration(monkeypatch: pytest.MonkeyPatch, directory: Path) -> None:
     only what it sets."""
     monkeypatch.chdir(directory)
     monkeypatch.setattr(cfg, "SYSTEM_ENV_FILE", directory / "absent.env")
+    monkeypatch.setattr(cfg, "OPERATORS_ENV_FILE", directory / "absent-operators.env")
     for var in cfg.VARIABLES:
         monkeypatch.delenv(var.name, raising=False)
 
