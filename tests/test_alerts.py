@@ -580,3 +580,34 @@ def test_a_mail_server_that_trickles_its_greeting_is_a_timeout(monkeypatch):
     finally:
         trickler.close()
     assert took < 5 and outcomes[0]["delivered"] is False and outcomes[0]["how"].startswith("timed out")
+
+
+def test_a_marker_planted_as_a_link_is_never_written_through(tmp_path):
+    """Issue 22, item 6: the run marker followed a link: one planted as STATE_DIR/run/X.running
+    pointing at the call history made the service overwrite it with its pid."""
+    from types import SimpleNamespace
+
+    from records.drain_figures import DrainFigures, figures_path
+    from supervisor.alerting import Alerting
+
+    victim = tmp_path / "callbridge.db"
+    victim.write_text("the call history")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "clinic.running").symlink_to(victim)
+    (run / "clinic.drainer.json.tmp").symlink_to(victim)
+    settings = SimpleNamespace(
+        alert_channels=(object(),),
+        alert_thresholds=Thresholds(),
+        state_dir=str(tmp_path),
+        instance="clinic",
+        spool_dir=tmp_path / "spool",
+    )
+    alerting = Alerting(settings, lambda *args, **kwargs: None)
+    alerting.started("0")
+    assert "after an unclean stop" in alerting.queue[0].text  # the link counted as a marker left
+    DrainFigures(service=1.0).save(figures_path(tmp_path, "clinic"))
+    assert victim.read_text() == "the call history"
+    assert (
+        not (run / "clinic.running").is_symlink() and (run / "clinic.running").read_text().strip().isdigit()
+    )
