@@ -122,27 +122,3 @@ def render(reply: dict) -> str:
             ]
         )
     return "\n".join(_fit(line) for line in lines)
-    lines.append("")
-    lines.append("  ".join(title.ljust(width) for title, _, width in COLUMNS).rstrip())
-    for row in calls:
-        call_id = str(row.get("call_id", ""))
-        if len(call_id) > COLUMNS[0][2]:  # never cut: `hangup` needs it whole; on a line of its own
-            lines.append(call_id)
-            row = {**row, "call_id": ""}
-        lines.append("  ".join(_cell(row, key, width) for _, key, width in COLUMNS).rstrip())
-        shown = {key: "-" if row.get(key) is None else row.get(key, "-") for key in row}
-        lines.append(
-            _fit(
-                f"    pid {shown.get('pid', '-')}  realtime {shown.get('realtime', '-')}  "
-                f"cpu {shown.get('cpu_percent', '-')}%  uss {shown.get('uss_mb', '-')} MB  "
-                f"health {shown.get('health', '-')}  transfer {shown.get('transfer', '-') or '-'}"
-            )
-        )
-        lines.append(
-            _fit(
-                f"    frames in {shown.get('frames_in', '-')} out {shown.get('frames_out', '-')}  "
-                f"fill {shown.get('downlink_fill', '-')}  underruns {shown.get('underruns', '-')}  "
-                f"barge-ins {shown.get('barge_ins', '-')}  tool calls {shown.get('tool_calls', '-')}"
-            )
-        )
-    return "\n".join(_fit(line) for line in lines)
