@@ -168,8 +168,11 @@ install_env_file() {
   local gid
   gid=$(group_id)
   mkdir -p "$ENV_DIR"
-  chown 0:0 "$ENV_DIR"
-  chmod 0755 "$ENV_DIR"  # the files decide who reads what: callbridge.env the service, operators.env the operators
+  # The service and the operators enter it (both are in the operators' group); others
+  # do not (agents.toml and other files an admin puts here stay private). Within it, each
+  # file says who reads it: callbridge.env the service alone, operators.env the operators.
+  chown "0:$(group_id "$OPS_GROUP")" "$ENV_DIR"
+  chmod 0750 "$ENV_DIR"
   if [ -e "$ENV_FILE" ]; then
     ok "kept the existing configuration $ENV_FILE"
   elif [ "$ROOT" = / ] && [ -f "$SEED_ENV" ]; then

@@ -22,11 +22,11 @@ from call_worker.adapter import ConnectError, MalformedEvent, ServiceError, Sett
 from callbridge import model_lifecycle
 from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
+from callbridge.env_file import PLACEHOLDERS
 from callbridge.netaddr import rtp_bind_address
 from callbridge.secret import SHORT
 from supervisor import wire
 
-PLACEHOLDERS = {"change-me", "sk-your-key-here", "your_password", "sk-proj-..."}
 PORT_SAMPLE = 20
 
 

@@ -35,7 +35,7 @@ EnvFileOption = Annotated[
     typer.Option(
         "--env-file",
         metavar="PATH",
-        help="Env file to read (default: ./.env, else /etc/callbridge/callbridge.env).",
+        help="Env file to read (default: ./.env, else /etc/callbridge/callbridge.env, else /etc/callbridge/operators.env).",
         show_default=False,
     ),
 ]
@@ -134,13 +134,18 @@ def _echo_file_findings(checked: cfg.Checked, agents: list[str]) -> None:
 
 
 def _control_path(env_file: str | None, socket_path: str | None) -> str:
+    """--socket, else CONTROL_SOCKET_PATH as the environment or the env file say: only that
+    variable is needed (an operator's operators.env has no credentials, and needs none)."""
     if socket_path:
         return socket_path
     try:
-        return cfg.load(env_file).settings.control_socket_path
+        checked = cfg.check(env_file)
     except cfg.ConfigError:
-        # status and hangup need only the socket path: fall back to the default
         return os.environ.get("CONTROL_SOCKET_PATH", "/run/callbridge/control.sock")
+    entry = next(e for e in checked.entries if e.var.name == "CONTROL_SOCKET_PATH")
+    if entry.problem is None and entry.value:
+        return entry.value
+    return os.environ.get("CONTROL_SOCKET_PATH", "/run/callbridge/control.sock")
 
 
 def _not_running(where: str) -> typer.Exit:

@@ -225,14 +225,17 @@ def run_demo(calls: int, seconds: float, echo=print, console: Console | None = N
             "RTP_PORT_RANGE": _free_rtp_range(),
             "LOG_UTTERANCES": "true",
         }
-        # For the commands printed at the end: where the demo's call history is.
-        (workdir / "demo.env").write_text(
-            "".join(f"{k}={v}\n" for k, v in own.items() if k in ("STATE_DIR", "CONTROL_SOCKET_PATH"))
-        )
-        env = {**os.environ, **simulated_env(asterisk, realtime, **own)}
+        # The demo's whole configuration, in its own file: the service reads that one and no
+        # other (without --env-file it would find /etc/callbridge/callbridge.env, and take the
+        # installed service's database, alerts and agents). The commands printed at the end
+        # read it too.
+        settings = simulated_env(asterisk, realtime, **own)
+        (workdir / "demo.env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        os.chmod(workdir / "demo.env", 0o600)
+        env = {**os.environ, **settings}
         env.pop("NOTIFY_SOCKET", None)
         service = subprocess.Popen(
-            [sys.executable, "-m", "callbridge.cli", "run"],
+            [sys.executable, "-m", "callbridge.cli", "run", "--env-file", str(workdir / "demo.env")],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

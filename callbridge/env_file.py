@@ -26,6 +26,23 @@ from dotenv.parser import parse_stream
 from callbridge.secret import register
 
 SECRET_PREFIX = "SECRET_"
+# Variables of the process, not of callbridge, that an env file handed to systemd used to set
+# (EnvironmentFile=): they belong in the unit (a drop-in's Environment=), said so by name.
+PROCESS_VARIABLES = {
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "REQUESTS_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "TZ",
+    "LANG",
+    "LC_ALL",
+}
 # The values .env.example ships with: set, but not real (`check` fails on the secrets).
 PLACEHOLDERS = {"change-me", "sk-your-key-here", "your_password", "sk-proj-..."}
 
@@ -60,6 +77,14 @@ def parse_env_text(text: str, path: Path, known: set[str]) -> EnvFile:
         if name.startswith(SECRET_PREFIX):
             found.secrets[name] = value
             register(value)
+        elif name in PROCESS_VARIABLES:
+            found.notes.append(
+                found.line(
+                    number,
+                    f"{name} is the process's, not a callbridge setting: set it with Environment= in a "
+                    "drop-in of the unit (systemctl edit openai-inbound-calls); here it is ignored",
+                )
+            )
         elif name not in known:
             near = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
             hint = f" (did you mean {near[0]}?)" if near else ""

@@ -26,6 +26,7 @@ SHORT = 12  # a password shorter than this is easy to guess: `check` warns (call
 
 _registry_lock = threading.Lock()
 _registered: set[str] = set()
+_longest_first: tuple[str, ...] = ()  # the same, sorted once: an escaped form before its core
 
 
 class Secret:
@@ -68,18 +69,28 @@ def register(value: str) -> None:
     # not meaningful secrets, and config validation rejects them where it matters.
     if value and len(value) >= 4:
         forms = {value, json.dumps(value)[1:-1], repr(value)[1:-1], quote(value, safe="")}
+        global _longest_first
         with _registry_lock:
             _registered.update(f for f in forms if len(f) >= 4)
+            _longest_first = tuple(sorted(_registered, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
     """Replace every registered secret value in `text` by the mask."""
     if not _registered:
         return text
-    for value in sorted(_registered, key=len, reverse=True):  # an escaped form before its core
+    if len(_longest_first) != len(_registered):  # changed behind register()'s back (a test)
+        _resort()
+    for value in _longest_first:
         if value in text:
             text = text.replace(value, MASK)
     return text
+
+
+def _resort() -> None:
+    global _longest_first
+    with _registry_lock:
+        _longest_first = tuple(sorted(_registered, key=len, reverse=True))
 
 
 def redact_values(value):

@@ -16,7 +16,12 @@ connection is bounded three ways:
   uvicorn's keep-alive timer alone does not do: every byte restarts it, and a connection
   that never sends anything has no timer at all);
 - an idle keep-alive connection closes after `Limits.keep_alive_seconds` (uvicorn's own).
-Past `Limits.concurrency` requests in progress, uvicorn answers 503 itself.
+A connection carries one request at a time, so requests in progress are bounded by the
+connection cap too. (uvicorn's own `limit_concurrency` is not used: it counts open
+connections, idle ones included, so a few dozen idle sockets would make every request a
+503 while staying under the cap that evicts them.) No WebSocket upgrades, no signal
+handlers of uvicorn's (the helper's are the supervisor's to decide), and uvicorn's per-
+request warnings stay out of the service's log (a client could flood it).
 
 The caller binds the socket (so that "address in use" is the caller's to report, once),
 and `serve` runs until `should_stop()` is true, checked every `poll` seconds.
@@ -25,6 +30,7 @@ and `serve` runs until `should_stop()` is true, checked every `poll` seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -39,7 +45,6 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Limits:
     connections: int = 64
-    concurrency: int = 32
     read_seconds: float = 10.0
     keep_alive_seconds: int = 5
     max_header_bytes: int = 16 * 1024
@@ -108,6 +113,12 @@ def listen_socket(host: str, port: int, backlog: int = 128) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield  # leave the helper's signal dispositions as the supervisor set them
+
+
 def serve(
     app, sock: socket.socket, limits: Limits, should_stop: Callable[[], bool], poll: float = 1.0
 ) -> None:
@@ -115,16 +126,18 @@ def serve(
     config = uvicorn.Config(
         app,
         http=_protocol(limits),
+        ws="none",
         lifespan="off",
         log_config=None,  # ours (callbridge/logs.py), not uvicorn's
         access_log=False,
         server_header=False,
-        limit_concurrency=limits.concurrency,
         timeout_keep_alive=limits.keep_alive_seconds,
         h11_max_incomplete_event_size=limits.max_header_bytes,
         timeout_graceful_shutdown=1,
     )
-    server = uvicorn.Server(config)
+    # "Invalid HTTP request received" and its like, once per bad request: a client's to cause.
+    logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
+    server = _Server(config)
 
     async def main() -> None:
         async def watch() -> None:

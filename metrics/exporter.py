@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 PARENT_POLL = 1.0
 CACHE_SECONDS = 1.0  # a page this young is served again: scrapers cannot multiply requests
 BIND_RETRY = 5.0  # while the port is taken: tried again quietly this often
-LIMITS = Limits(connections=64, concurrency=32, read_seconds=10.0, keep_alive_seconds=5)
+LIMITS = Limits(connections=64, read_seconds=10.0, keep_alive_seconds=5)
 
 
 class CachedPage:

@@ -29,11 +29,13 @@ import time
 import uuid
 from pathlib import Path
 
+from callbridge import safe_files
+
 log = logging.getLogger(__name__)
 
 VERSION = 1
 ALERTS = "alerts"  # the "kind" of a spool file that holds alert outcomes, not a call
-JOURNAL, RECORD, TEMP = ".journal", ".json", ".tmp"
+JOURNAL, RECORD, TEMP = ".journal", ".json", safe_files.TEMP
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -86,34 +88,16 @@ def write_record(directory: Path, record: dict) -> Path:
 
 
 def write_json_atomically(directory: Path, name: str, content: dict, indent: int | None = None) -> Path:
-    """`content` as `directory/name`, whole or not at all, and still there after a power
-    loss: written to a temp file that is fsynced, renamed, and the directory fsynced (the
-    rename lives in the directory: without its fsync a crash may lose the file whole). The
-    temp file is opened O_NOFOLLOW: a link planted under its name is not written through."""
+    """`content` as `directory/name`, whole or not at all, and still there after a power loss
+    (callbridge/safe_files.py: a temp file fsynced and renamed, the directory fsynced, no
+    link followed)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
-    temp = path.with_name(path.name + TEMP)
-    try:
-        temp.unlink()
-    except FileNotFoundError:
-        pass
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
-    with open(fd, "w", encoding="utf-8") as out:
-        json.dump(content, out, ensure_ascii=False, indent=indent)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, path)
-    sync_directory(directory)
+    safe_files.write_text(path, json.dumps(content, ensure_ascii=False, indent=indent), durable=True)
     return path
 
 
-def sync_directory(directory: Path) -> None:
-    """fsync a directory, so that a rename or a new file in it survives a crash."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+sync_directory = safe_files.sync_directory
 
 
 def turn_entry(turn: dict, started_at: float, transcripts: bool = True) -> dict:

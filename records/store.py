@@ -12,7 +12,8 @@ files it creates the database file's mode, so those are 0640 too. An operator's 
 the file with `mode=ro`: while the service has it open, SQLite reads the -wal and -shm it
 cannot write; when no connection has it open (the last one removed them) a read-only
 opener cannot create them, and the read falls back to `immutable=1`, which is exact then:
-with no -wal there is nothing but the database file to read.
+with no -wal there is nothing but the database file to read. (Immutable takes no locks: a
+read racing the service's first write after a start may fail; run it again.)
 """
 
 from __future__ import annotations

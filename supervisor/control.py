@@ -44,24 +44,22 @@ _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _UCRED = struct.Struct("3i")
 # The peer's supplementary groups, as the kernel holds them for the socket (Linux 4.13+;
 # Python has no name for it). Not /proc/PID/status (the unit's ProtectProc=invisible hides
-# other users' processes) and not /etc/group alone (groups given by setgroups() or PAM).
+# other users' processes) and not /etc/group (groups given by setgroups() or PAM, and a
+# lookup that may wait on a directory server).
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
 _MAX_GROUPS = 256  # Python caps getsockopt's buffer at 1024 bytes
 
 
-def peer_groups(conn: socket.socket, uid: int, gid: int) -> set[int]:
-    """Every group the peer is in: its primary gid and its supplementary groups."""
+def peer_groups(conn: socket.socket, gid: int) -> set[int]:
+    """Every group the peer is in: its primary gid and its supplementary groups. Never a
+    user database lookup (NSS may mean LDAP, on the supervisor's loop): when the kernel
+    cannot say (before Linux 4.13, or over 256 groups), the primary gid alone."""
     groups = {gid}
     try:
         raw = conn.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, _MAX_GROUPS * 4)
         groups.update(struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
-    except OSError:  # an old kernel, or more groups than the buffer holds: the group file
-        try:
-            import pwd
-
-            groups.update(os.getgrouplist(pwd.getpwuid(uid).pw_name, gid))
-        except (KeyError, OSError):
-            pass
+    except OSError:
+        pass
     return groups
 
 
@@ -176,7 +174,7 @@ class ControlServer:
             self.short_of_resources = False
             log.info("control socket: accepting connections again")
         pid, uid, gid = _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
-        why = self._refusal(pid, uid, peer_groups(conn, uid, gid))
+        why = self._refusal(pid, uid, peer_groups(conn, gid))
         if why:
             log.warning("control socket: refused a client (pid %d, uid %d, gid %d): %s", pid, uid, gid, why)
             try:

@@ -71,7 +71,9 @@ HARD_STOP_GRACE = 5.0
 # (the unit's TimeoutStopSec leaves room for it after the drain).
 MUST_FINISH = ("teardown", "busy", "refuse", "record", "alert")
 HELPERS_WAIT = 45.0
-RECONCILE_LIMIT = 60.0  # a listing helper slower than this is killed and the listing retried
+RECONCILE_LIMIT = 60.0
+TURN_AWAY_LIMIT = 60.0  # a refusing batch: 20 s of work and a request's 15 s, with room
+PROMPT_HELPER_LIMIT = 120.0  # a prompt: 10 s of it, and up to 60 s of hang-up retries  # a listing helper slower than this is killed and the listing retried
 
 
 class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
@@ -375,6 +377,10 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
                 "an alert helper ran over %.0f s and was killed; its notices count as not sent",
                 ALERT_HELPER_LIMIT,
             )
+        # A turn-away helper is bounded by its requests' timeouts; one hung past them anyway
+        # (a name lookup that never returns) must not stop every later caller's.
+        self.helpers.kill(("refuse",), older_than=TURN_AWAY_LIMIT)
+        self.helpers.kill(("busy",), older_than=PROMPT_HELPER_LIMIT)
         self._guarded(self._pump_turn_aways)  # callers whose helper could not start
         self._guarded(self.caller_limit.prune, now)
         live = self.live_calls()

@@ -666,3 +666,25 @@ def test_config_and_check_show_the_environment_s_and_the_agents_file_s_problems_
         assert "ASTERISK_PORT" in result.stderr and "agents.a.voise: unknown key" in result.stderr, command
     good_env = run_cli(["config"], AGENTS_FILE=str(path))
     assert good_env.exit_code == cfg.EX_CONFIG and "✗ agents:" in good_env.stderr
+
+
+def test_callbridge_agents_needs_no_credentials(tmp_path):
+    """Issue 22, item 19: it refused to say who answers a number without the ARI password and
+    the OpenAI key, which it never uses."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "callbridge.cli", "agents", "--number", "100", "--at", "2026-03-24T15:00"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(REPO),
+            "AGENTS_FILE": str(REPO / "docs" / "agents.example.toml"),
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ASTERISK_PASSWORD" not in result.stderr

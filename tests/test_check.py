@@ -208,3 +208,13 @@ def test_restricted_key_403_only_warns(env):
     )
     assert "! transcription model: this key may not read models" in result.stderr
     assert API_KEY not in result.stdout + result.stderr
+
+
+def test_an_unreachable_ari_is_one_short_line(env):
+    """Issue 22, item 19: it was two lines, the second with requests' whole text (the pool,
+    the URL and every wrapped exception)."""
+    result = check({**env, "ASTERISK_PORT": "9"}, "--offline")
+    failures = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("✗")]
+    assert len(failures) == 1 and "cannot reach" in failures[0], failures
+    assert "HTTPConnectionPool" not in result.stderr and "Max retries" not in result.stderr
+    assert len(failures[0]) < 200

@@ -196,10 +196,10 @@ def test_installer_into_a_staging_root_is_idempotent_and_keeps_the_config(tmp_pa
     env_file = root / "etc/callbridge/callbridge.env"
     info = env_file.stat()
     assert stat.S_IMODE(info.st_mode) == 0o640 and (info.st_uid, info.st_gid) == (0, gid)
-    folder = env_file.parent.stat()  # the files decide who reads what
-    assert stat.S_IMODE(folder.st_mode) == 0o755 and folder.st_uid == 0
     # The operators' group and its env file, with no secret in it (issue 22, item 6).
     ops_gid = int(_group_line(root, "callbridge-operators").split(":")[2])
+    folder = env_file.parent.stat()  # the service and the operators enter; the files decide the rest
+    assert stat.S_IMODE(folder.st_mode) == 0o750 and (folder.st_uid, folder.st_gid) == (0, ops_gid)
     ops_env = root / "etc/callbridge/operators.env"
     info = ops_env.stat()
     assert stat.S_IMODE(info.st_mode) == 0o640 and (info.st_uid, info.st_gid) == (0, ops_gid)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from callbridge import config as cfg
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
 LONG = 40  # a default this long (a prompt) may be described in words instead of quoted
 
 
@@ -68,3 +69,23 @@ def test_the_comparison_catches_what_it_should():
     assert default_problem(user, "*(required)*") is None and default_problem(user, "*(empty)*")
     assert default_problem(log, "*(empty)*") is None and default_problem(log, "`x`")
     assert default_problem(prompt, "a short generic prompt") is None
+
+
+def test_the_docs_name_the_unit_the_rtp_range_and_the_times_the_code_has():
+    """Issue 22, item 19: docs said `systemctl reload callbridge` (the unit is
+    openai-inbound-calls), an rtp.conf range on top of the default RTP_PORT_RANGE, and a
+    frozen session noticed within 6 s where the code says 4.5."""
+    from call_worker import ws_link
+
+    docs = "".join(
+        (REPO / name).read_text() for name in ("README.md", "docs/operations.md", "docs/agents.md")
+    )
+    assert "systemctl reload callbridge" not in docs and "systemctl reload openai-inbound-calls" in docs
+    readme = (REPO / "README.md").read_text()
+    start, end = (int(re.search(rf"^rtp{k} = (\d+)", readme, re.M).group(1)) for k in ("start", "end"))
+    low, high = cfg.load(
+        environ={"ASTERISK_USERNAME": "u", "ASTERISK_PASSWORD": "a-long-password", "OPENAI_API_KEY": "sk-x"}
+    ).settings.rtp_port_range
+    assert end < low or start > high, (start, end, low, high)
+    frozen = ws_link.PING_INTERVAL + ws_link.PING_TIMEOUT
+    assert f"noticed within {frozen:g} s" in readme
