@@ -71,3 +71,17 @@ def test_every_command_s_help_shows_its_flags_as_flags():
         assert shown.returncode == 0, (command, shown.stderr)
         assert "<bool>" not in shown.stdout and "╭" not in shown.stdout, command
         assert max(len(line) for line in shown.stdout.splitlines()) <= 80, command
+
+
+def test_status_finds_the_socket_in_an_env_file_without_credentials(tmp_path, monkeypatch):
+    """An operator's operators.env has CONTROL_SOCKET_PATH and no credentials: `status` used
+    to ignore it (loading the whole configuration failed) and asked the default socket."""
+    from testenv import no_configuration
+
+    from callbridge.cli import _control_path
+
+    no_configuration(monkeypatch, tmp_path)
+    env_file = tmp_path / "operators.env"
+    env_file.write_text(f"CONTROL_SOCKET_PATH={tmp_path / 'clinic.sock'}\n")
+    assert _control_path(str(env_file), None) == str(tmp_path / "clinic.sock")
+    assert _control_path(str(env_file), "/run/x.sock") == "/run/x.sock"
