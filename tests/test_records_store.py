@@ -324,3 +324,24 @@ def test_an_alerts_batch_is_stored_once_per_channel_and_notice(engine):
     assert rows[0]["sent_at"].microsecond == 250000  # microseconds kept on every backend
     with pytest.raises(ValueError):
         store_alerts(engine, {"kind": "alerts", "instance": "main"})  # set aside, not retried
+
+
+def test_a_server_that_stops_answering_is_an_outage_not_a_hang(database):  # noqa: F811
+    """Issue 22, item 11: MySQL had read and write timeouts; PostgreSQL had none but the
+    connect's, so a statement a server never answered held the drainer for ever."""
+    from records.store import PG_LOCK_TIMEOUT_MS, PG_STATEMENT_TIMEOUT_MS, open_engine
+
+    engine = open_engine(database)
+    if database.backend == "postgresql":
+        with engine.connect() as conn:
+            assert (
+                conn.execute(text("SHOW statement_timeout")).scalar() == f"{PG_STATEMENT_TIMEOUT_MS // 1000}s"
+            )
+            assert conn.execute(text("SHOW lock_timeout")).scalar() == f"{PG_LOCK_TIMEOUT_MS // 1000}s"
+            params = conn.connection.dbapi_connection.info.get_parameters()
+            assert params.get("tcp_user_timeout") == "30000" and params.get("keepalives") == "1", params
+    elif database.backend == "mysql":
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            assert (raw._read_timeout, raw._write_timeout) == (30, 30)
+    engine.dispose()
