@@ -87,6 +87,12 @@ def redact(text: str) -> str:
     return text
 
 
+def appears_in(text: str) -> bool:
+    """Whether any registered secret is in `text`: a few substring checks, so a caller can
+    keep the value-by-value redaction for the rare text that needs it."""
+    return any(value in text for value in _registered)
+
+
 def _resort() -> None:
     global _longest_first
     with _registry_lock:
