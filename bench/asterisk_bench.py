@@ -57,8 +57,8 @@ from real_asterisk import ARI_PASSWORD, ARI_USER, Asterisk, Capture, Ports, ensu
 from bench.cost import call_cost, code_env, code_location  # noqa: E402
 from bench.report import caller_stream, markdown, pacing, percentile, setup_breakdown  # noqa: E402
 from bench.usage import Sampler  # noqa: E402
+from shm_ring import wire  # noqa: E402
 from simulators.clients import RealtimeSim, callbridge_env, stop_process  # noqa: E402
-from supervisor import wire  # noqa: E402
 
 PORTS = Ports()
 OBSERVER_APP = "cb-bench-observer"

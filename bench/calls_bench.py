@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 from bench.cost import call_cost, code_env, code_location  # noqa: E402
 from bench.report import markdown, outside_shares, percentile, setup_breakdown  # noqa: E402
 from bench.usage import Sampler  # noqa: E402
+from shm_ring import wire  # noqa: E402
 from simulators.clients import AsteriskSim, RealtimeSim, simulated_env, stop_process  # noqa: E402
-from supervisor import wire  # noqa: E402
 
 LOUD = 1000
 ARRIVALS_PER_SECOND = 50

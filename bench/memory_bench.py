@@ -30,8 +30,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from shm_ring import wire  # noqa: E402
 from simulators.clients import AsteriskSim, RealtimeSim, simulated_env, stop_process  # noqa: E402
-from supervisor import wire  # noqa: E402
 
 SCRIPT = [{"silence": 100}, {"say": 300, "hz": 440}, {"silence": 200}, {"hangup": True}]
 

@@ -10,7 +10,7 @@ The supervisor calls `spawn()` with no threads alive. The child:
 - wakes the call's main thread for any signal (signal.set_wakeup_fd): the supervisor
   writes END_REQUEST into the header and then sends END_SIGNAL, so the call's main thread
   sleeps until then instead of polling the header;
-- exits with a code the supervisor can explain (EXIT_* below), via os._exit so that no
+- exits with a code the supervisor can explain (shm_ring/header.py::WorkerExit), via os._exit so that no
   atexit handler or buffered state of the parent runs twice.
 """
 
@@ -28,12 +28,7 @@ from call_worker.call import Call, CallInfo
 from call_worker.wake import Waker
 from callbridge import logs
 from callbridge.config import Settings
-from shm_ring import END_SIGNAL, CallSegment, EndReason, Slot
-
-EXIT_OK = 0
-EXIT_SETUP_FAILED = 3
-EXIT_TEARDOWN_LEFT = 4  # the call ended, but something of it is still in Asterisk
-EXIT_CRASHED = 70  # EX_SOFTWARE
+from shm_ring import END_SIGNAL, CallSegment, EndReason, Slot, WorkerExit
 
 _PR_SET_PDEATHSIG = 1
 log = logging.getLogger(__name__)
@@ -65,7 +60,7 @@ def spawn(
     if pid:
         return pid
     forked_ns = time.monotonic_ns()
-    code = EXIT_CRASHED
+    code = WorkerExit.CRASHED
     try:
         for action in in_child:
             action()
@@ -123,11 +118,11 @@ def _child(
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if supervisor_pid != os.getppid():  # the supervisor died before prctl took effect
-        return EXIT_SETUP_FAILED
+        return WorkerExit.SETUP_FAILED
     call = Call(
         settings, info, segment, supervisor_pid=supervisor_pid, main_wake=main_wake, forked_ns=forked_ns
     )
     reason = call.run()
     if call.teardown_left:
-        return EXIT_TEARDOWN_LEFT
-    return EXIT_SETUP_FAILED if reason is EndReason.SETUP_FAILED else EXIT_OK
+        return WorkerExit.TEARDOWN_LEFT
+    return WorkerExit.SETUP_FAILED if reason is EndReason.SETUP_FAILED else WorkerExit.OK

@@ -24,12 +24,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from enum import IntEnum
 
 from callbridge.agents import Destination
 from callbridge.ari_rest import AriError, AriRest
 from callbridge.ids import InstanceIds
-from shm_ring import CallHeader, Slot, TransferNews
+from shm_ring import CallHeader, Slot, TransferNews, TransferState
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +48,6 @@ CAUSES = {
     34: "the line is congested",
     38: "the network is out of order",
 }
-
-
-class TransferState(IntEnum):
-    IDLE = 0
-    DIALING = 1
-    ANSWERED = 2
-    BRIDGED = 3
-    SENT = 4  # blind: the caller was sent to the destination
 
 
 @dataclass(frozen=True)
@@ -84,7 +75,7 @@ class Transfer:
 
     @property
     def active(self) -> bool:
-        return self.state in (TransferState.DIALING, TransferState.ANSWERED)
+        return self.state.ringing
 
     def _set(self, state: TransferState) -> None:
         self.state = state

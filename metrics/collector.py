@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from records import drain_figures
-from supervisor import wire
+from shm_ring import wire
 
 log = logging.getLogger(__name__)
 

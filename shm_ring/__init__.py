@@ -1,11 +1,25 @@
-"""Shared-memory audio rings and per-call headers (stdlib only, no third-party imports)."""
+"""Shared-memory audio rings, per-call headers, and the contract between the processes:
+the header's slots and the values they hold (header.py), the workers' exit codes (header.py)
+and the control socket's framing (wire.py). Stdlib only; imports nothing of ours."""
 
 from shm_ring.errors import LayoutError, RingError, SegmentExistsError, SegmentGoneError
-from shm_ring.header import END_SIGNAL, CallHeader, CallState, EndReason, RealtimeState, Slot, TransferNews
+from shm_ring.header import (
+    CLEAN_EXITS,
+    END_SIGNAL,
+    CallHeader,
+    CallState,
+    EndReason,
+    RealtimeState,
+    Slot,
+    TransferNews,
+    TransferState,
+    WorkerExit,
+)
 from shm_ring.ring import ByteRing, region_size
 from shm_ring.segment import CallSegment, list_segments, segment_name, start_tracker, sweep
 
 __all__ = [
+    "CLEAN_EXITS",
     "END_SIGNAL",
     "ByteRing",
     "CallHeader",
@@ -19,6 +33,8 @@ __all__ = [
     "SegmentGoneError",
     "Slot",
     "TransferNews",
+    "TransferState",
+    "WorkerExit",
     "list_segments",
     "region_size",
     "segment_name",

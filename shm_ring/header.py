@@ -1,8 +1,11 @@
 """The shared header of one call: counters, heartbeats and states as 64-bit slots.
 
-Every slot has exactly one writer: the thread doing the work it counts (rtp-in counts
-frames in, rtp-out frames out, ...). The supervisor and `callbridge status` only read,
-so a call's live state and its last state after a crash are known without messages.
+Every slot has exactly one writer: the thread doing the work it counts (the worker's main
+thread its state and transfers, its one media thread frames in and out and what the
+Realtime server said; the supervisor END_REQUEST and the transfer news). The supervisor and
+`callbridge status` read the rest, so a call's live state and its last state after a crash
+are known without messages. The enums below are the values those slots hold: part of the
+contract between processes (docs/architecture.md, "The contract"), used by name everywhere.
 Heartbeats are `time.monotonic_ns()`, which on Linux is one clock for all processes.
 """
 
@@ -34,7 +37,7 @@ class Slot(IntEnum):
     STARTED_NS = 12
     ANSWERED_NS = 13
     MEDIA_READY_NS = 14
-    # rtp-in thread
+    # the media thread: what it receives from Asterisk
     RESERVED_16 = 16  # was rtp-in's heartbeat (one media thread now)
     FRAMES_IN = 17
     REJECTED_SOURCE = 18
@@ -44,14 +47,14 @@ class Slot(IntEnum):
     UPLINK_OVERRUNS = 22
     RESERVED_23 = 23  # was the last frame's time (nobody read it; a clock read per packet)
     FIRST_FRAME_IN_NS = 24
-    # rtp-out thread
+    # the media thread: what it sends to Asterisk
     HEARTBEAT_MEDIA = 32  # the media loop, at every frame it sends
     FRAMES_OUT = 33
     SILENCE_FRAMES_OUT = 34
     UNDERRUNS = 35
     LATE_TICKS = 36
     MAX_LATENESS_US = 37
-    # realtime threads
+    # the media thread: the Realtime link (it was three threads; their old slots are reserved)
     RESERVED_48 = 48  # was realtime-send's heartbeat
     REALTIME_STATE = 49
     FRAMES_TO_REALTIME = 50
@@ -80,7 +83,7 @@ class Slot(IntEnum):
     ERRORS_SERVER_ERROR = 86
     # worker main thread: tools and transfers (call_worker/transfer.py)
     TOOL_CALLS = 88  # written by the media loop, which receives them
-    TRANSFER_STATE = 89  # call_worker/transfer.py TransferState
+    TRANSFER_STATE = 89  # TransferState below
     TRANSFER_ATTEMPT = 90  # the current attempt's number (its channel id carries it)
     TRANSFER_DESTINATION = 91  # 1 + the destination's place in the agent's list
     TRANSFERS = 92  # attempts made
@@ -198,3 +201,49 @@ class CallHeader:
     def release(self) -> None:
         self._slots.release()
         self._view.release()
+
+
+class TransferState(IntEnum):
+    """Slot.TRANSFER_STATE: where the call's transfer stands (call_worker/transfer.py writes it;
+    the supervisor reads it at the reap and for status)."""
+
+    IDLE = 0
+    DIALING = 1  # the destination's channel is ringing
+    ANSWERED = 2  # it answered; the caller is not yet bridged with it
+    BRIDGED = 3  # attended: the caller and the destination share our bridge (the pair stays)
+    SENT = 4  # blind: the caller was sent to the destination and left Stasis
+
+    @property
+    def transferred(self) -> bool:
+        """The caller is not ours to end any more."""
+        return self in (TransferState.BRIDGED, TransferState.SENT)
+
+    @property
+    def ringing(self) -> bool:
+        """A destination's channel exists that the call still owns."""
+        return self in (TransferState.DIALING, TransferState.ANSWERED)
+
+    @classmethod
+    def of(cls, value: int) -> TransferState:
+        """A slot's value; one this code does not know (a newer worker, a scribbled header) is IDLE."""
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.IDLE
+
+
+class WorkerExit(IntEnum):
+    """A worker's exit code (call_worker/process.py exits with one; supervisor/exits.py reads it)."""
+
+    OK = 0
+    SETUP_FAILED = 3
+    TEARDOWN_LEFT = 4  # the call ended, but something of it is still in Asterisk: the supervisor's
+    CRASHED = 70  # EX_SOFTWARE: an exception escaped the worker
+
+    @property
+    def token(self) -> str:
+        """How a call record and the summary line name it: `exit:4`."""
+        return f"exit:{int(self)}"
+
+
+CLEAN_EXITS = (WorkerExit.OK, WorkerExit.SETUP_FAILED, WorkerExit.TEARDOWN_LEFT)  # it ended its call itself

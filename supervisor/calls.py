@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 
-from shm_ring import END_SIGNAL, CallSegment, CallState, EndReason, RealtimeState, Slot
+from shm_ring import END_SIGNAL, CallSegment, CallState, EndReason, RealtimeState, Slot, TransferState
 
 
 class Phase(Enum):
@@ -118,13 +118,22 @@ class CallEntry:
         }
 
 
+# How status shows a transfer's state.
+TRANSFER_WORDS = {
+    TransferState.IDLE: "idle",
+    TransferState.DIALING: "dialling",
+    TransferState.ANSWERED: "answered",
+    TransferState.BRIDGED: "bridged",
+    TransferState.SENT: "sent",
+}
+
+
 def _transfer_state(header) -> str:
     """ "" (none), or the attempt's state and destination number (call_worker/transfer.py)."""
-    state = header.get(Slot.TRANSFER_STATE)
-    names = {1: "dialling", 2: "answered", 3: "bridged", 4: "sent"}
-    if not state and not header.get(Slot.TRANSFERS):
+    state = TransferState.of(header.get(Slot.TRANSFER_STATE))
+    if state is TransferState.IDLE and not header.get(Slot.TRANSFERS):
         return ""
-    return f"{names.get(state, 'idle')} #{header.get(Slot.TRANSFER_DESTINATION)}"
+    return f"{TRANSFER_WORDS[state]} #{header.get(Slot.TRANSFER_DESTINATION)}"
 
 
 def signal_end(pid: int | None) -> None:

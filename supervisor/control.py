@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from callbridge.secret import appears_in, redact_values
-from supervisor import wire
+from shm_ring import wire
 
 log = logging.getLogger(__name__)
 

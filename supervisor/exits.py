@@ -12,11 +12,7 @@ import os
 import signal
 from dataclasses import dataclass
 
-from shm_ring import EndReason, Slot
-
-# Exit codes of a worker that ended its call itself (call_worker/process.py).
-# 4: the call ended cleanly but its teardown is left to the supervisor's helper.
-CLEAN_EXITS = (0, 3, 4)
+from shm_ring import CLEAN_EXITS, EndReason, Slot, WorkerExit
 
 
 def signal_name(signum: int) -> str:
@@ -49,11 +45,16 @@ class Ending:
     how: str  # "exit:0", "signal:SIGKILL": one token, for the summary line
     reason: EndReason
 
+    @property
+    def teardown_left(self) -> bool:
+        """The worker ended its call but left its teardown to the supervisor's helper."""
+        return self.how == WorkerExit.TEARDOWN_LEFT.token
+
 
 def describe_exit(status: int, counters: dict) -> Ending:
     """A worker's end: crashed unless it exited with one of its clean codes."""
     how = describe_status(status)
-    crashed = how not in {f"exit:{code}" for code in CLEAN_EXITS}
+    crashed = how not in {code.token for code in CLEAN_EXITS}
     recorded = counters.get(Slot.END_REASON.name.lower(), 0)
     if crashed:
         reason = EndReason.WORKER_CRASHED

@@ -26,14 +26,13 @@ from dataclasses import dataclass, field
 
 from callbridge.ids import InstanceIds
 from callbridge.teardown import Target
-from shm_ring import Slot, TransferNews
+from shm_ring import Slot, TransferNews, TransferState
 from supervisor.calls import signal_end
 
 log = logging.getLogger(__name__)
 
 # A Dial event's dialstatus, as the hang-up cause the worker explains (call_worker/transfer.py).
 DIALSTATUS_CAUSES = {"BUSY": 17, "NOANSWER": 19, "CONGESTION": 34, "CHANUNAVAIL": 27, "CANCEL": 16}
-BRIDGED = 3  # call_worker/transfer.py TransferState.BRIDGED: an attended transfer was made
 
 
 @dataclass
@@ -127,7 +126,8 @@ class Transfers:
         """The worker is gone: watch the pair it left, if it transferred the caller."""
         self.news.pop(entry.call_id, None)
         gone = self.left.pop(entry.call_id, set())
-        if counters.get("transfer_state") != BRIDGED:  # (even when the worker died after the hand-over)
+        if TransferState.of(counters.get("transfer_state", 0)) is not TransferState.BRIDGED:
+            # (attended, even when the worker died after the hand-over; SENT left nothing to watch)
             return
         destination = self.ids.transfer_channel(entry.call_id, counters.get("transfer_attempt", 0))
         pair = Pair(entry.call_id, destination, self.ids.bridge(entry.call_id))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from harness import ARI_PASSWORD, ARI_USER, REPO, AsteriskSim, RealtimeSim
 
+from shm_ring import wire
 from simulators import clients
-from supervisor import wire
 
 
 class Service:

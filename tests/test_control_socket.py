@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from supervisor import wire
+from shm_ring import wire
 
 pytestmark = pytest.mark.slow
 

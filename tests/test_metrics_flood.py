@@ -18,7 +18,7 @@ import pytest
 import requests
 from testenv import ended, free_port
 
-from supervisor import wire
+from shm_ring import wire
 
 IDLE = 2000
 SCRAPERS = 50

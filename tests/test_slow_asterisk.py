@@ -17,8 +17,7 @@ import requests
 from service import Service
 from testenv import TEST_PREFIX
 
-from shm_ring import list_segments
-from supervisor import wire
+from shm_ring import list_segments, wire
 
 REST_DELAY = 3.0
 

@@ -11,8 +11,7 @@ import pytest
 from harness import MiniSupervisor, settings_for
 from testenv import TEST_PREFIX
 
-from call_worker.process import EXIT_SETUP_FAILED
-from shm_ring import EndReason, Slot, list_segments
+from shm_ring import EndReason, Slot, WorkerExit, list_segments
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +82,7 @@ def test_worker_whose_set_up_failed_exits_with_its_own_code(asterisk, realtime):
     sup = MiniSupervisor(asterisk, settings, TEST_PREFIX)
     try:
         call = sup.place([{"silence": 10000}])
-        assert sup.wait_ended(call, 20) == EXIT_SETUP_FAILED
+        assert sup.wait_ended(call, 20) == WorkerExit.SETUP_FAILED
         assert call.segment.header.get(Slot.END_REASON) == EndReason.SETUP_FAILED
     finally:
         sup.close()
