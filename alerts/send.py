@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import time
 
+from alerts import email, webhook
+from callbridge.alert_settings import Email, Webhook
 from callbridge.deadline import DeadlineExceeded, deadline
 from records.spool import write_alerts
 
@@ -23,6 +25,13 @@ log = logging.getLogger(__name__)
 
 DELIVERY_DEADLINE = 15.0  # seconds for one notice through one channel, everything included
 BATCH_BUDGET = 45.0  # seconds for the whole batch; past it the rest is "not tried"
+SENDERS = {Email: email.send, Webhook: webhook.send}  # a channel's settings -> what sends through it
+
+
+def deliver(channel, notice, instance: str) -> tuple[bool, str]:
+    """One notice through one channel (callbridge/alert_settings.py: Email or Webhook):
+    (delivered, what happened in a few words, never a URL or a password)."""
+    return SENDERS[type(channel)](channel, notice, instance)
 
 
 def send_all(channels, notices, instance: str, spool_dir=None) -> list[dict]:
@@ -42,7 +51,7 @@ def send_all(channels, notices, instance: str, spool_dir=None) -> list[dict]:
             else:
                 try:
                     with deadline(min(getattr(channel, "DEADLINE", DELIVERY_DEADLINE), left)):
-                        delivered, how = channel.send(notice, instance)
+                        delivered, how = deliver(channel, notice, instance)
                 except DeadlineExceeded as exc:
                     timed_out.add(channel.name)
                     delivered, how = False, f"timed out: {exc}"

@@ -4,7 +4,7 @@
 call); `holding` turns them, the ARI link and the models' shutdown dates into the
 conditions that hold now (alerts/conditions.py decides what to say about them). Pure and
 cheap: no I/O, the caller passes the clock. The limits are one `Thresholds`, built once
-from the ALERT_* settings (callbridge/config.py::Settings.alert_thresholds).
+from the ALERT_* settings (callbridge/alert_settings.py, callbridge/config.py::Settings.alert_thresholds).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from alerts.conditions import Holding
+from callbridge.alert_settings import Thresholds
 
 REFUSALS = {  # Realtime error codes that mean no call can work (shm_ring/header.py ERROR_CODE_SLOTS)
     "invalid_api_key": "OpenAI refuses the API key (OPENAI_API_KEY)",
@@ -21,21 +22,6 @@ REFUSALS = {  # Realtime error codes that mean no call can work (shm_ring/header
     "beta_api_shape_disabled": "OpenAI turned the beta API shape off (OPENAI_API_SHAPE=ga)",
 }
 FAILED_REASONS = ("worker_crashed", "setup_failed", "realtime_failed")
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """When a condition is an alert; the defaults are the ALERT_* settings' defaults."""
-
-    ari_down_seconds: float = 30.0  # the ARI link may be down this long before it is an alert
-    crashes: int = 3  # worker crashes ...
-    crash_window_seconds: float = 600.0  # ... within this many seconds
-    failed_ratio: float = 0.2  # failed calls over all calls above this fraction ...
-    failed_min_calls: int = 5  # ... of at least this many calls ...
-    failed_window_seconds: float = 900.0  # ... within this window (also: a refusal's lifetime)
-    busy_window_seconds: float = 300.0  # callers turned away within this window
-    shutdown_days: int = 30  # a configured model shuts down within this many days
-    repeat_seconds: float = 900.0  # between two "firing" notices of one condition
 
 
 def opened_since(counters: dict[str, int]) -> float | None:

@@ -23,16 +23,15 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from alerts.email import Email
-from alerts.watch import Thresholds
 from callbridge import cleartext, ids
+from callbridge.alert_settings import Email, Thresholds
 from callbridge.config_variables import VARIABLES, Variable
+from callbridge.database_url import DatabaseUrl
 from callbridge.dialplan import DialplanTarget
 from callbridge.env_file import EnvFile, read_env_file
 from callbridge.netaddr import ListenAddress
+from callbridge.prices import PriceTable
 from callbridge.secret import MASK, Secret
-from records.prices import PriceTable
-from records.url import DatabaseUrl
 
 EX_CONFIG = 78
 SYSTEM_ENV_FILE = Path("/etc/callbridge/callbridge.env")
@@ -177,7 +176,7 @@ class Settings:
 
     @property
     def prices(self) -> PriceTable:
-        """What cost estimates use: RECORDS_PRICES over the built-in defaults (records/prices.py)."""
+        """What cost estimates use: RECORDS_PRICES over the built-in defaults (callbridge/prices.py)."""
         return self.records_prices.with_defaults(self.records_currency)
 
     @property

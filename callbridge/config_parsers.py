@@ -17,10 +17,10 @@ from collections.abc import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from callbridge import ids
+from callbridge.database_url import DatabaseUrl
 from callbridge.dialplan import DialplanTarget, parse_target
 from callbridge.netaddr import ListenAddress
 from callbridge.secret import Secret
-from records.url import DatabaseUrl
 
 
 def text(raw: str) -> str:

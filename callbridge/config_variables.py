@@ -14,10 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from alerts.email import Email
-from alerts.webhook import Webhook
 from callbridge import config_parsers as parse
-from records.prices import PriceTable
+from callbridge.alert_settings import Email, Webhook
+from callbridge.prices import PriceTable
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ calls = Table(
     Column("output_text_tokens", BigInteger, nullable=False, default=0),
     Column("transcription_seconds", Float, nullable=False, default=0.0),
     # OPENAI_TRANSCRIPTION_MODEL of the call ("" when off), and its per-minute cost, which
-    # cost_estimate includes; None: no per-minute price known for it (records/prices.py)
+    # cost_estimate includes; None: no per-minute price known for it (callbridge/prices.py)
     Column("transcription_model", String(64), nullable=False, default="", server_default=""),
     Column("transcription_cost", Float),
     Column("cost_estimate", Float),  # None: no price known for the model

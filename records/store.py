@@ -35,8 +35,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from callbridge.database_url import DatabaseUrl
 from records.schema import ID, alerts, calls, events, turns
-from records.url import DatabaseUrl
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Each agent's estimated cost today, against its `daily_budget` (docs/agents.md).
 
 The supervisor adds every reaped call's estimate (the same prices as the call's record,
-records/prices.py) under the call's agent; a new day in RECORDS_TIMEZONE starts from zero.
+callbridge/prices.py) under the call's agent; a new day in RECORDS_TIMEZONE starts from zero.
 At start a helper asks the records database for the day so far (`seed_work`, calls this
 instance started today before this run), so a restart does not give an agent a fresh
 budget; the loop itself never queries the database. An agent at or over its budget gets
@@ -17,7 +17,7 @@ import logging
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
-from records.prices import PriceTable
+from callbridge.prices import PriceTable
 from records.spool import usage_by_kind
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
-from records.prices import PriceTable
+from callbridge.prices import PriceTable
 from records.spool import usage_by_kind
 from shm_ring import EndReason, Slot
 from shm_ring.header import ERROR_CODE_SLOTS

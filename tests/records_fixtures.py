@@ -12,7 +12,7 @@ import time
 import pytest
 from dbservers import MariaDB, PostgreSQL
 
-from records.url import DatabaseUrl
+from callbridge.database_url import DatabaseUrl
 
 BACKENDS = ["sqlite", "mariadb", "postgresql"]
 _servers: dict[str, object] = {}

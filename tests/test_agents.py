@@ -545,10 +545,10 @@ def test_day_bounds_are_the_local_days_in_utc_across_dst():
 
 
 def test_the_budget_seed_reads_each_agents_cost_of_the_day_from_the_database(tmp_path):
+    from callbridge.database_url import DatabaseUrl
     from records.migrate import upgrade
     from records.queries import cost_by_agent
     from records.store import open_engine, store_record
-    from records.url import DatabaseUrl
     from supervisor.budgets import seed_work
 
     database = tmp_path / "state" / "callbridge.db"

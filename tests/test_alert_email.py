@@ -11,8 +11,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from testenv import free_port, self_signed_certificate
 
+from alerts import email
 from alerts.conditions import Notice
-from alerts.email import Email
+from callbridge.alert_settings import Email
 from callbridge.secret import redact
 
 USER, PASSWORD = "alerts@example.org", "smtp-Pa55word!"
@@ -72,7 +73,7 @@ def _email(port: int, ca: Path, password: str = PASSWORD) -> Email:
 def test_an_alert_arrives_by_starttls_with_a_login_to_every_recipient(certificate):
     controller, inbox = _server(certificate)
     try:
-        delivered, how = _email(controller.port, certificate[0]).send(NOTICE, "main")
+        delivered, how = email.send(_email(controller.port, certificate[0]), NOTICE, "main")
     finally:
         controller.stop()
     assert (delivered, how) == (True, "sent to 2 recipients")
@@ -85,18 +86,18 @@ def test_an_alert_arrives_by_starttls_with_a_login_to_every_recipient(certificat
 def test_a_refused_login_an_untrusted_certificate_and_no_server_are_outcomes(certificate, tmp_path):
     controller, inbox = _server(certificate)
     try:
-        assert _email(controller.port, certificate[0], "wrong-password").send(NOTICE, "main") == (
+        assert email.send(_email(controller.port, certificate[0], "wrong-password"), NOTICE, "main") == (
             False,
             "login refused (535)",
         )
         other_ca = tmp_path / "other.pem"
         other_ca.write_text(Path("/etc/ssl/certs/ca-certificates.crt").read_text())
-        delivered, how = _email(controller.port, other_ca).send(NOTICE, "main")
+        delivered, how = email.send(_email(controller.port, other_ca), NOTICE, "main")
         assert not delivered and "SSL" in how  # our certificate is not from those CAs
     finally:
         controller.stop()
     assert inbox.messages == []
-    delivered, how = _email(free_port(), certificate[0]).send(NOTICE, "main")
+    delivered, how = email.send(_email(free_port(), certificate[0]), NOTICE, "main")
     assert (delivered, how) == (False, "ConnectionRefusedError")
 
 
@@ -104,7 +105,7 @@ def test_a_refused_login_an_untrusted_certificate_and_no_server_are_outcomes(cer
 def test_a_server_without_starttls_never_gets_the_password(certificate):
     controller, inbox = _server(certificate, starttls=False)
     try:
-        delivered, how = _email(controller.port, certificate[0]).send(NOTICE, "main")
+        delivered, how = email.send(_email(controller.port, certificate[0]), NOTICE, "main")
     finally:
         controller.stop()
     assert not delivered and "no STARTTLS" in how

@@ -18,8 +18,8 @@ from testenv import ended, free_port
 
 from alerts.conditions import Holding, Notice, Tracker
 from alerts.send import send_all
-from alerts.watch import Recent, Thresholds, holding, opened_since
-from alerts.webhook import Webhook
+from alerts.watch import Recent, holding, opened_since
+from callbridge.alert_settings import Thresholds, Webhook
 
 CRASHES = Thresholds().crashes
 
@@ -299,9 +299,9 @@ def test_every_alert_and_its_outcome_per_channel_is_stored_in_the_records_databa
     what became of it (the alert helper spools its outcomes; the database may be away)."""
     from sqlalchemy import select
 
+    from callbridge.database_url import DatabaseUrl
     from records.schema import alerts
     from records.store import open_engine
-    from records.url import DatabaseUrl
 
     down = f"http://127.0.0.1:{free_port()}/nobody"
     svc = service(ALERT_WEBHOOKS=f"slack:{receiver.url('/hook')},json:{down}")
@@ -564,7 +564,7 @@ def test_a_trickling_receiver_costs_one_deadline_and_the_others_still_get_every_
 
 def test_a_mail_server_that_trickles_its_greeting_is_a_timeout(monkeypatch):
     import alerts.send
-    from alerts.email import Email
+    from callbridge.alert_settings import Email
 
     monkeypatch.setattr(Email, "DEADLINE", 2.0)
     trickler = Trickler(b"220 mail.example ESMTP\r\n", speaks_first=True)

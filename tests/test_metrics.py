@@ -24,11 +24,10 @@ from testenv import ended, free_port
 
 from callbridge.config_parsers import optional_listen
 from callbridge.netaddr import ListenAddress
+from callbridge.prices import PriceTable
 from metrics.collector import drain_families, families
-from records.prices import PriceTable
-from shm_ring import CallSegment, EndReason, Slot, segment_name
+from shm_ring import CallSegment, EndReason, Slot, segment_name, wire
 from shm_ring.header import ERROR_CODE_SLOTS
-from supervisor import wire
 from supervisor.exits import Ending
 from supervisor.loop_watch import LoopWatch
 from supervisor.totals import Totals
@@ -328,7 +327,7 @@ def test_the_exporter_is_restarted_and_no_count_is_lost(service, asterisk):
 
 def test_the_drainer_s_figures_are_exported_and_survive_its_restart_never_doubled(service, asterisk):
     """Records and alert batches the drainer stored, from its figures file; killed and
-    restarted (records/drainer.py::DrainerKeeper), its successor carries on from them."""
+    restarted (supervisor/keeper.py), its successor carries on from them."""
     nobody = f"json:http://127.0.0.1:{free_port()}/x"  # the start's alert batch is stored all the same
     svc, scraper = _metered(service, ALERT_WEBHOOKS=nobody)
     first = asterisk.place_call([{"say": 400}, {"silence": 600}, {"hangup": True}])

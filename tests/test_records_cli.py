@@ -17,9 +17,9 @@ from records_fixtures import a_record
 from typer.testing import CliRunner
 
 from callbridge.cli import app
+from callbridge.database_url import DatabaseUrl
 from records.migrate import upgrade
 from records.store import open_engine, store_record
-from records.url import DatabaseUrl
 
 runner = CliRunner()
 

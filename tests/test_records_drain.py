@@ -163,7 +163,7 @@ def test_drain_is_idempotent_when_a_record_was_stored_but_its_file_not_removed(t
 
 
 def open_engine_for(tmp_path):
-    from records.url import DatabaseUrl
+    from callbridge.database_url import DatabaseUrl
 
     engine = open_engine(DatabaseUrl.sqlite_file(tmp_path / "h.db"))
     upgrade(engine)
@@ -176,7 +176,7 @@ class Drainer:
     def __init__(self, url: str, directory: Path, log: Path) -> None:
         code = (
             "import sys; from pathlib import Path; from callbridge import logs; "
-            "from records.drainer import run; from records.url import DatabaseUrl; "
+            "from records.drainer import run; from callbridge.database_url import DatabaseUrl; "
             "logs.setup('debug', 'text', sys.argv[3]); "
             "run(DatabaseUrl.parse(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[4]), poll=0.1, backoff_max=1.0,"
             " figures_file=Path(sys.argv[5]), service=float(sys.argv[6]))"
@@ -368,7 +368,7 @@ def test_a_database_that_refuses_every_write_sets_nothing_aside(database, tmp_pa
 
 
 def test_a_price_table_refuses_numbers_that_are_not_finite():
-    from records.prices import PriceTable
+    from callbridge.prices import PriceTable
 
     for bad in ("NaN", "Infinity", "-Infinity"):
         with pytest.raises(ValueError, match="finite"):

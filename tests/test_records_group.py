@@ -101,7 +101,7 @@ class Drainer:
     def __init__(self, python: str, env: dict, user: str, state: Path, directory: Path) -> None:
         code = (
             "import sys; from pathlib import Path; from callbridge import logs; "
-            "from records.drainer import run; from records.url import DatabaseUrl; "
+            "from records.drainer import run; from callbridge.database_url import DatabaseUrl; "
             "logs.setup('debug', 'text', ''); "
             "run(DatabaseUrl.sqlite_file(Path(sys.argv[1])), Path(sys.argv[2]), int(sys.argv[3]), poll=0.1)"
         )

@@ -18,11 +18,11 @@ import pytest
 from records_fixtures import _server, db_servers  # noqa: F401 -- the session's servers
 from sqlalchemy import func, select
 
+from callbridge.database_url import DatabaseUrl
 from records import queries, spool
 from records.migrate import upgrade
 from records.schema import calls, events, turns
 from records.store import open_engine
-from records.url import DatabaseUrl
 
 pytestmark = pytest.mark.slow
 

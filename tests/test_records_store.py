@@ -207,7 +207,7 @@ def test_usage_sums_calls_minutes_and_tokens_per_day_and_month(engine):
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path):
-    from records.url import DatabaseUrl
+    from callbridge.database_url import DatabaseUrl
 
     engine = open_engine(DatabaseUrl.sqlite_file(tmp_path / "h.db"))
     upgrade(engine)
@@ -232,7 +232,7 @@ def test_retention_deletes_old_calls_with_their_turns_and_keeps_the_rest(engine)
 
 
 def test_a_price_table_gives_each_call_its_cost_and_usage_sums_it():
-    from records.prices import PriceTable
+    from callbridge.prices import PriceTable
 
     table = PriceTable.parse('{"gpt-realtime-2.1": {"input_audio": 32, "input_text": 4, "output_audio": 64}}')
     usage = a_record()["usage"]  # 800 audio in, 300 text in, 1200 audio out
@@ -252,7 +252,7 @@ def test_a_price_table_gives_each_call_its_cost_and_usage_sums_it():
 
 
 def test_transcription_is_priced_per_minute_of_audio_with_a_default_for_gpt_transcribe():
-    from records.prices import DEFAULTS, PriceTable
+    from callbridge.prices import DEFAULTS, PriceTable
 
     usage = a_record()["usage"]  # 20 s of the caller's speech transcribed
     tokens = PriceTable(DEFAULTS).estimate("gpt-realtime-2.1", usage)

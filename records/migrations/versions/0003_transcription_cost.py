@@ -1,5 +1,5 @@
 """calls.transcription_model and calls.transcription_cost: the caller's speech is
-transcribed by a model priced per minute of audio (records/prices.py), whose cost the
+transcribed by a model priced per minute of audio (callbridge/prices.py), whose cost the
 call's estimate now includes and `callbridge calls show` shows apart.
 
 Calls stored before it get "" and NULL: their transcription model was not kept, and their
