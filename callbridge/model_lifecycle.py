@@ -15,7 +15,7 @@ gets one `ModelStatus`:
 A lookup that cannot be made is only a warning: the calls may well work, and `callbridge
 check` already proves the Realtime handshake separately.
 
-Users: `callbridge check` (callbridge/check.py) prints one line per model, and the service
+Users: `callbridge check` (callbridge/cli/check.py) prints one line per model, and the service
 runs `log_model_lifecycle` in a short-lived helper process at start and whenever
 `ModelWatch` says it is due (daily): the lookup blocks for up to a few seconds, which the
 supervisor's loop must never do. The API key goes in the Authorization header only; the

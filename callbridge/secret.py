@@ -22,7 +22,7 @@ import threading
 from urllib.parse import quote
 
 MASK = "********"
-SHORT = 12  # a password shorter than this is easy to guess: `check` warns (callbridge/check.py)
+SHORT = 12  # a password shorter than this is easy to guess: `check` warns (callbridge/cli/check.py)
 
 _registry_lock = threading.Lock()
 _registered: set[str] = set()

@@ -4,7 +4,7 @@ and a keyed hash beside the masked number so that the full number still finds it
 The supervisor applies both once, when it admits a call (supervisor/admission.py): from then
 on the call's entry, its log lines, `callbridge status`, the worker, the spool and the
 database hold only the masked number and the hash. `callbridge calls --caller NUMBER`
-hashes what it is given the same way (callbridge/records_cli.py). One function each, so
+hashes what it is given the same way (callbridge/cli/records_commands.py). One function each, so
 the service and the CLI cannot disagree on a number.
 """
 

@@ -59,7 +59,7 @@ def test_no_limit_anywhere_is_no_problem():
 
 def test_check_says_how_many_calls_fit_and_warns_past_it(monkeypatch):
     from callbridge import config as cfg
-    from callbridge.check import check_capacity
+    from callbridge.cli.check import check_capacity
 
     base = {"ASTERISK_USERNAME": "u", "ASTERISK_PASSWORD": "a-long-ari-password", "OPENAI_API_KEY": "sk-x"}
     monkeypatch.setattr(capacity, "unit_limits", lambda unit: Limits(4 * GIB, 8192, f"the unit {unit}"))

@@ -417,7 +417,7 @@ def test_credentials_in_the_clear_to_another_host_are_refused(extra, variable, f
     assert "T0KEN" not in str(problems) and "pw-secret-77" not in str(problems)
     # An operator who means it says so; then it loads (and `check` still warns).
     loaded = cfg.load(environ={**BASE, **extra, "ALLOW_PLAINTEXT_CREDENTIALS": "true"})
-    from callbridge.check import check_plaintext
+    from callbridge.cli.check import check_plaintext
 
     result = check_plaintext(loaded.settings)
     assert result.ok and result.warning and variable in result.detail

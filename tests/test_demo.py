@@ -11,7 +11,7 @@ import sys
 import pytest
 from rich.console import Console
 
-from callbridge.demo import LEGEND, StatusView
+from callbridge.cli.demo import LEGEND, StatusView
 
 
 @pytest.mark.slow
@@ -93,7 +93,7 @@ def test_off_a_terminal_only_the_last_sample_with_calls_live_is_printed():
 
 
 def test_the_service_s_errors_reach_the_terminal():
-    from callbridge.demo import _problems
+    from callbridge.cli.demo import _problems
 
     log = (
         "2026-12-03 10:00:00,000 INFO    [-] supervisor.service: started\n"

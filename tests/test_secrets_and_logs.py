@@ -127,7 +127,7 @@ def test_a_short_secret_cannot_corrupt_a_control_reply(tmp_path):
 
 
 def test_check_warns_on_a_short_password():
-    from callbridge.check import check_secrets
+    from callbridge.cli.check import check_secrets
 
     settings = cfg.load(environ={**ENV, "ASTERISK_PASSWORD": "short-pw"}).settings
     result = check_secrets(settings)

@@ -31,8 +31,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from shm_ring import wire
 from simulators.clients import AsteriskSim, RealtimeSim, simulated_env, stop_process
-from supervisor import wire
 from supervisor.commands import status as status_command
 
 LOUD = 1000

@@ -17,7 +17,7 @@ import typer
 
 from callbridge import __version__, logs
 from callbridge import config as cfg
-from supervisor import wire
+from shm_ring import wire
 
 app = typer.Typer(
     name="callbridge",
@@ -257,7 +257,7 @@ def check_command(
     """Pre-flight: configuration, the agents file, ARI, the app name, Realtime, model shutdown dates, RTP ports, paths."""
     from callbridge.agent_file import problems_of
     from callbridge.agents import load_book
-    from callbridge.check import run_checks
+    from callbridge.cli.check import run_checks
 
     try:
         checked = cfg.check(env_file)
@@ -301,8 +301,8 @@ def agents_command(
     ] = None,
 ) -> None:
     """List the agents (AGENTS_FILE, docs/agents.md); with --number, who answers it and why."""
-    from callbridge.agent_cli import describe_book, describe_choice, parse_at
     from callbridge.agents import load_book
+    from callbridge.cli.agent_commands import describe_book, describe_choice, parse_at
 
     try:  # which agent answers needs no credentials: it talks to nobody
         settings = cfg.load_without_credentials(env_file).settings
@@ -328,18 +328,18 @@ def demo_command(
     seconds: Annotated[float, typer.Option("--seconds", min=8, max=600, help="Length of each call.")] = 12,
 ) -> None:
     """Run everything on this machine with the built-in simulators: no Asterisk, no key."""
-    from callbridge.demo import run_demo
+    from callbridge.cli.demo import run_demo
 
     raise typer.Exit(run_demo(calls, seconds, echo=typer.echo))
 
 
-from callbridge import records_cli  # noqa: E402 -- after `app`, which it extends
+from callbridge.cli import records_commands  # noqa: E402 -- after `app`, which it extends
 
-records_cli.register(app)
+records_commands.register(app)
 
-from callbridge import alert_cli  # noqa: E402 -- likewise
+from callbridge.cli import alert_commands  # noqa: E402 -- likewise
 
-alert_cli.register(app)
+alert_commands.register(app)
 
 
 def main() -> None:

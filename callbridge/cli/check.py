@@ -25,7 +25,7 @@ from callbridge.config import Settings
 from callbridge.env_file import PLACEHOLDERS
 from callbridge.netaddr import rtp_bind_address
 from callbridge.secret import SHORT
-from supervisor import wire
+from shm_ring import wire
 
 PORT_SAMPLE = 20
 

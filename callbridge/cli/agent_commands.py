@@ -1,7 +1,7 @@
 """What `callbridge agents` prints: the agents of the book, and who answers a number when.
 
 Pure text from an `AgentBook` (callbridge/agents.py); the command itself is in
-callbridge/cli.py."""
+callbridge/cli/__init__.py."""
 
 from __future__ import annotations
 

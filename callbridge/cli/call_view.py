@@ -1,7 +1,7 @@
 """One stored call as `callbridge calls show` writes it: its figures, then one timeline of
 its turns and of what the agent did between them (tool calls, transfers, fallbacks).
 
-Apart from the commands (callbridge/records_cli.py), which only find the call and print
+Apart from the commands (callbridge/cli/records_commands.py), which only find the call and print
 these lines, so that how a call reads is in one place.
 """
 

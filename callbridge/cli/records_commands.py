@@ -3,7 +3,7 @@
 These need only the call history's settings (STATE_DIR, DATABASE_URL, INSTANCE_ID,
 ARI_APP_NAME), so they work where the rest of the configuration is not readable or not
 complete. Times are shown, and read from --since/--until, in RECORDS_TIMEZONE (empty: this
-machine's timezone). How one call reads in `calls show` is callbridge/call_view.py.
+machine's timezone). How one call reads in `calls show` is callbridge/cli/call_view.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from callbridge import config as cfg
-from callbridge.call_view import call_lines, local_time
+from callbridge.cli.call_view import call_lines, local_time
 
 NEEDED = (
     "ARI_APP_NAME",
@@ -80,7 +80,7 @@ class Where:
 
     @property
     def database(self):
-        from records.url import DatabaseUrl
+        from callbridge.database_url import DatabaseUrl
 
         return self.database_url or DatabaseUrl.sqlite_file(Path(self.state_dir) / "callbridge.db")
 

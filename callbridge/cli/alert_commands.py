@@ -29,6 +29,7 @@ def test_command(
 ) -> None:
     """Send a test message through each configured channel and say what became of it."""
     from alerts.conditions import Notice
+    from alerts.send import deliver
     from callbridge.cli import fail, load_or_exit
 
     settings = load_or_exit(env_file).settings
@@ -38,7 +39,7 @@ def test_command(
     notice = Notice("test", "event", "info", "test message from `callbridge alert test`: this channel works")
     failed = 0
     for channel in channels:
-        delivered, how = channel.send(notice, settings.instance)
+        delivered, how = deliver(channel, notice, settings.instance)
         typer.echo(f"{'✓' if delivered else '✗'} {channel.name}: {how}", err=not delivered)
         failed += not delivered
     if failed:
