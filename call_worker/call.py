@@ -6,7 +6,7 @@ State machine (written to the call header for the supervisor and `status`):
     STARTING --media and Realtime ready--> ACTIVE --an end condition--> ENDING --> ENDED
     STARTING --set-up failed----------------------------------------> ENDING --> ENDED
 
-Two threads for the whole call (docs/architecture.md, "Inside a worker"): the media loop
+Two threads for the whole call (docs/architecture.md, "Threads of a worker and who writes what"): the media loop
 (call_worker/media.py) carries the audio and the voice session; the main thread sleeps until
 something can end the call, and then ends it. It wakes only when told (the supervisor's end
 request comes with a signal, a fatal failure, a reply or the goodbye finished playing, a

@@ -13,8 +13,8 @@ Whatever ended the call (a limit, the caller, a set-up failure, a crash of our o
 it ends through this one path, so teardown is written once: a set-up that failed half-way
 is undone by the same code as a call that ran to its end (every object goes by its derived
 id, and a DELETE that finds nothing is success: callbridge/teardown.py). It takes the whole
-`Call`, not a few of its parts, because the record is the whole call (records/spool.py
-`final_record`), and because the ending undoes what set-up and the control loop left on it
+`Call`, not a few of its parts, because the record is the whole call (it hands records/
+a `WorkerEnding`, records/handover.py), and because the ending undoes what set-up and the control loop left on it
 (threads, socket, session, a transfer attempt).
 """
 
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from callbridge.ari_rest import AriError
 from callbridge.teardown import Target, call_targets, remove_all
+from records.handover import Pricing, WorkerEnding
 from records.spool import final_record, write_json_atomically
 from shm_ring import EndReason, Slot
 
@@ -170,7 +171,7 @@ class Ending:
             record["duration_s"],
             len(record["transcript"]),
         )
-        if call.spool.finish(final_record(call)) is None:  # the drainer takes it to the database
+        if call.spool.finish(final_record(_handover(call))) is None:  # the drainer takes it to the database
             call.header.set(Slot.RECORD_LOST, 1)  # counted and alerted on by the supervisor
         if call.settings.call_records_dir:
             directory = Path(call.settings.call_records_dir)
@@ -178,6 +179,27 @@ class Ending:
                 write_json_atomically(directory, f"{call.info.call_id}.json", record, indent=1)
             except OSError as exc:
                 log.warning("cannot write the call record to %s: %s", directory, exc)
+
+
+def _handover(call: Call) -> WorkerEnding:
+    """What records/ is handed of the call at its end (records/handover.py)."""
+    conversation = call.conversation
+    transcript = conversation.transcript
+    return WorkerEnding(
+        counters=call.header.snapshot(),
+        started_at=call.spool.started_at,
+        admitted_ns=call.info.admitted_ns,
+        end_reason=call.end_reason,
+        teardown_left=call.teardown_left,
+        failure=call.fatal_message,
+        setup_ms=call.timeline.as_ms(),
+        bridge_retries=call.timeline.bridge_retries,
+        usage=conversation.usage,
+        turns=list(getattr(transcript, "entries", transcript)),
+        events=list(call.events),
+        pricing=Pricing.for_settings(call.settings),
+        transcripts=call.spool.transcripts,
+    )
 
 
 def _transcript(entries: list[dict], keep_text: bool) -> list[dict]:

@@ -19,7 +19,7 @@ It also finishes journals a dead run left (worker and supervisor died together):
 journal whose worker is no longer alive and that has not grown for a minute is completed
 as after a crash (records/spool.py::complete_crashed), without counters.
 
-The supervisor keeps it running (`DrainerKeeper`, on its tick); the drainer itself never
+The supervisor keeps it running (supervisor/keeper.py, on its tick, with `drainer_work`); the drainer itself never
 runs on the supervisor's loop, and the worker never talks to the database.
 """
 
@@ -36,17 +36,18 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from records import spool
 from records.drain_figures import DrainFigures, figures_path
+from records.handover import CrashedCall
 from records.migrate import upgrade
 from records.queries import delete_before
 from records.store import RecordRefused, is_outage, open_engine, probe, store_alerts, store_record
+from shm_ring import EndReason
 
 log = logging.getLogger(__name__)
 
 POLL = 1.0  # seconds between looks at the spool when it is empty
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
 ORPHAN_QUIET = 60.0  # seconds a dead worker's journal must be still before it is completed
-RESTART_DELAYS = (1.0, 5.0, 30.0)
-RETENTION_EVERY = 3600.0  # seconds between RECORDS_RETENTION_DAYS sweeps  # the supervisor's delays before starting a drainer again
+RETENTION_EVERY = 3600.0  # seconds between RECORDS_RETENTION_DAYS sweeps
 
 
 class Backoff:
@@ -215,72 +216,32 @@ def sweep_old(engine, retention_days: int) -> int:
     return removed
 
 
-class DrainerKeeper:
-    """The supervisor's side: keep one drainer helper running; restart it, with growing
-    delays, when it exits. `tick` runs on the supervisor's loop and only forks."""
-
-    def __init__(self, settings, service: float = 0.0) -> None:
-        """`service`: the supervisor's start time as the `metrics` reply gives it, which
-        names this run in the drainer's figures (records/drain_figures.py)."""
-        self.settings = settings
-        self.service = service
-        self.helper = None
-        self.next_start = 0.0
-        self.failures = 0
-
-    def tick(self, now: float, start_helper) -> None:
-        if self.helper is not None or now < self.next_start:
-            return
-        settings, parent, service = self.settings, os.getpid(), self.service
-        figures_file = figures_path(settings.state_dir, settings.instance)
-        self.helper = start_helper(
-            "drainer",
-            lambda: run(
-                settings.database,
-                settings.spool_dir,
-                parent,
-                retention_days=settings.records_retention_days,
-                figures_file=figures_file,
-                service=service,
-                call_records_dir=settings.call_records_dir,
-            ),
-            self._exited,
-        )
-        if self.helper is None:  # could not fork: try again later
-            self.next_start = now + RESTART_DELAYS[-1]
-
-    def _exited(self, _result, ok: bool) -> None:
-        self.helper = None
-        delay = RESTART_DELAYS[min(self.failures, len(RESTART_DELAYS) - 1)]
-        self.failures += 1
-        self.next_start = time.monotonic() + delay
-        log.warning("the records drainer exited; starting it again in %.0f s", delay)
+def drainer_work(settings, service: float = 0.0):
+    """The drainer helper's function, as the supervisor's keeper starts it
+    (supervisor/keeper.py). `service`: the supervisor's start time as the `metrics` reply
+    gives it, which names this run in the drainer's figures (records/drain_figures.py)."""
+    parent = os.getpid()
+    figures_file = figures_path(settings.state_dir, settings.instance)
+    return lambda: run(
+        settings.database,
+        settings.spool_dir,
+        parent,
+        retention_days=settings.records_retention_days,
+        figures_file=figures_file,
+        service=service,
+        call_records_dir=settings.call_records_dir,
+    )
 
 
-def crash_record_work(settings, entry, counters: dict, worker_exit: str):
+def crash_record_work(directory: Path, crashed: CrashedCall, counters: dict, worker_exit: str):
     """For the supervisor's "record" helper after a worker died: what it knows of the call
-    (supervisor/calls.py::CallEntry) and the header's last counters, copied now, before
-    the segment is unlinked."""
-    from shm_ring import EndReason
-
-    fallback = {
-        "version": spool.VERSION,
-        "instance": settings.instance,
-        "call_id": entry.call_id,
-        "caller": entry.caller,
-        "caller_hash": entry.caller_hash,
-        "dialled": entry.dialled,
-        "agent": getattr(entry, "agent", ""),
-        "started_at": entry.started_wall,
-        "model": settings.openai_realtime_model,
-        "transcription_model": settings.openai_transcription_model,
-        "currency": settings.records_currency,
-    }
-    prices = settings.prices
+    (records/handover.py) and the header's last counters, copied now, before the segment is
+    unlinked. `directory`: the spool."""
     counters = dict(counters)
     written = counters.get("end_reason", 0)  # the worker may have died while ending for a reason
     reason = EndReason(written).name.lower() if written in EndReason._value2member_map_ and written else None
-    directory = settings.spool_dir
+    fallback = crashed.header(spool.VERSION)
+    prices = crashed.pricing.prices
     return lambda: spool.complete_crashed(
         directory, fallback, counters, worker_exit, reason or "worker_crashed", prices
     )

@@ -30,6 +30,7 @@ import uuid
 from pathlib import Path
 
 from callbridge import safe_files
+from records.handover import WorkerEnding
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def figures(counters: dict) -> dict:
 
 
 def costs(prices, model: str, transcription_model: str, usage: dict) -> dict:
-    """The record's estimates under records/prices.py's PriceTable: the whole call's (tokens
+    """The record's estimates under callbridge/prices.py's PriceTable: the whole call's (tokens
     and transcription minutes) and the transcription's part."""
     return {
         "cost_estimate": prices.estimate(model, usage, transcription_model),
@@ -296,53 +297,40 @@ class CallSpool:
         self._journal = None
 
 
-def final_record(call) -> dict:
-    """What `call_worker/call.py::Call` knows at its end, as the record's body."""
-    counters = call.header.snapshot()
-    conversation = call.conversation
-    started_at = call.spool.started_at
+def final_record(ending: WorkerEnding) -> dict:
+    """The record's body, from what the worker knew at its call's end (records/handover.py)."""
+    counters = ending.counters
+    started_at = ending.started_at
     answered_ns = counters.get("answered_ns", 0)
-    admitted = call.info.admitted_ns or counters.get("started_ns", 0)
+    admitted = ending.admitted_ns or counters.get("started_ns", 0)
     answered_at = started_at + (answered_ns - admitted) / 1e9 if answered_ns and admitted else None
-    if call.teardown_left:
-        exit_how = "exit:4"  # call_worker/process.py EXIT_TEARDOWN_LEFT
-    elif call.end_reason.name == "SETUP_FAILED":
-        exit_how = "exit:3"
-    else:
-        exit_how = "exit:0"
+    exit_how = ending.worker_exit.token
     ended_at = time.time()
-    usage = usage_by_kind(conversation.usage)
-    setup_ms = call.timeline.as_ms()
-    end = {"reason": call.end_reason.name.lower(), "worker_exit": exit_how}
-    if call.fatal_message:
-        end["failure"] = call.fatal_message
+    usage = usage_by_kind(ending.usage)
+    reason = ending.end_reason.name.lower()
+    end = {"reason": reason, "worker_exit": exit_how}
+    if ending.failure:
+        end["failure"] = ending.failure
+    pricing = ending.pricing
     return {
-        **costs(
-            call.settings.prices,
-            call.settings.openai_realtime_model,
-            call.settings.openai_transcription_model,
-            usage,
-        ),
+        **costs(pricing.prices, pricing.model, pricing.transcription_model, usage),
         "answered_at": answered_at,
         "ended_at": ended_at,
         "duration_s": round(ended_at - started_at, 2),
-        "end_reason": call.end_reason.name.lower(),
+        "end_reason": reason,
         "worker_exit": exit_how,
-        "failure": call.fatal_message,
+        "failure": ending.failure,
         "complete": True,
-        "setup_ms": setup_ms,
-        "setup_bridge_retries": call.timeline.bridge_retries,
+        "setup_ms": ending.setup_ms,
+        "setup_bridge_retries": ending.bridge_retries,
         "figures": figures(counters),
         "usage": usage,
-        "turns": [
-            turn_entry(turn, started_at, call.spool.transcripts)
-            for turn in getattr(conversation.transcript, "entries", conversation.transcript)
-        ],
+        "turns": [turn_entry(turn, started_at, ending.transcripts) for turn in ending.turns],
         "events": call_events(
-            setup_ms,
-            call.timeline.bridge_retries,
+            ending.setup_ms,
+            ending.bridge_retries,
             {"offset_ms": (ended_at - started_at) * 1000, "detail": end},
-            list(call.events),
+            list(ending.events),
         ),
     }
 
@@ -443,7 +431,7 @@ def complete_crashed(
             "output_text_tokens": usage.get("output_text_tokens", 0)
             + max(0, counters.get("output_tokens", 0) - known_out),
         }
-    if prices is not None:  # records/prices.py::PriceTable
+    if prices is not None:  # callbridge/prices.py::PriceTable
         model, transcription = str(record.get("model") or ""), str(record.get("transcription_model") or "")
         record.update(costs(prices, model, transcription, record["usage"]))
     write_record(directory, record)

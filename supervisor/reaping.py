@@ -15,10 +15,10 @@ import logging
 import os
 import time
 
-from call_worker import process
 from callbridge.teardown import Target
 from records.drainer import crash_record_work
-from shm_ring import EndReason
+from records.handover import CrashedCall, Pricing
+from shm_ring import EndReason, TransferState
 from supervisor import asterisk_work
 from supervisor.calls import CallEntry, Phase
 from supervisor.exits import describe_exit, describe_status
@@ -73,19 +73,20 @@ class Reaping:
             )
         elif ending.reason is EndReason.SETUP_FAILED:
             self.calls_failed += 1
-        if ending.crashed or ending.how == f"exit:{process.EXIT_TEARDOWN_LEFT}":
+        if ending.crashed or ending.teardown_left:
             # The worker did not finish its own teardown: a helper does it, with the caller's
             # hang-up unless the caller left by itself.
             targets = asterisk_work.call_targets(
                 self.ids, entry.call_id, hang_up_caller=not entry.caller_gone
             )
-            if counters.get("transfer_state") in (3, 4):  # transferred: the caller is not ours to end
-                # (call_worker/transfer.py BRIDGED: the pair stays for supervisor/transfers.py;
-                # SENT: the caller left Stasis, only our bridge and media channel remain)
-                keep_bridge = counters.get("transfer_state") == 3
+            transfer = TransferState.of(counters.get("transfer_state", 0))
+            if transfer.transferred:  # the caller is not ours to end
+                # (BRIDGED: the pair stays for supervisor/transfers.py; SENT: the caller left
+                # Stasis, only our bridge and media channel remain)
+                keep_bridge = transfer is TransferState.BRIDGED
                 targets = [t for t in targets if t.object_id != entry.call_id]
                 targets = [t for t in targets if not (keep_bridge and t.kind == "bridge")]
-            if counters.get("transfer_state") in (1, 2):  # a transfer still ringing or answered
+            if transfer.ringing:  # a transfer still ringing or answered
                 attempt = counters.get("transfer_attempt", 0)
                 targets.append(Target("channel", self.ids.transfer_channel(entry.call_id, attempt)))
             self._start_teardown(entry.call_id, targets)
@@ -93,7 +94,9 @@ class Reaping:
             call_id = entry.call_id
             self._helper(
                 "record",
-                crash_record_work(self.settings, entry, counters, ending.how),
+                crash_record_work(
+                    self.settings.spool_dir, crashed_call(self.settings, entry), counters, ending.how
+                ),
                 lambda _result, ok: ok or self._record_lost(call_id),
                 key=call_id,
             )
@@ -117,3 +120,18 @@ class Reaping:
         self.alerting.call_ended(time.monotonic(), reason, errors, counters)
         log.info("%s", summary_line(entry, counters, ending), extra={"call_id": entry.call_id})
         self._notify_status()
+
+
+def crashed_call(settings, entry: CallEntry) -> CrashedCall:
+    """What records/ is handed of a call whose worker died (records/handover.py)."""
+    return CrashedCall(
+        instance=settings.instance,
+        call_id=entry.call_id,
+        caller=entry.caller,
+        caller_hash=entry.caller_hash,
+        dialled=entry.dialled,
+        agent=entry.agent,
+        started_at=entry.started_wall,
+        currency=settings.records_currency,
+        pricing=Pricing.for_settings(settings),
+    )

@@ -29,7 +29,7 @@ from callbridge.config import Settings
 from callbridge.model_lifecycle import ModelWatch
 from metrics import exporter
 from records.drain_figures import figures_path
-from records.drainer import DrainerKeeper
+from records.drainer import drainer_work
 from shm_ring import EndReason, Slot, start_tracker, sweep
 from supervisor import systemd
 from supervisor.admission import Admission
@@ -116,7 +116,8 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
         self.models_checking = False  # a "models" helper is running
         self.models = "unchecked"  # the last model check's worst finding, for status
         # records/drainer.py: spool -> database; its figures name this run by the start time
-        self.drainer = DrainerKeeper(settings, round(self.started_wall, 3))
+        service = round(self.started_wall, 3)
+        self.drainer = Keeper("drainer", lambda: drainer_work(settings, service))
         # What every reaped call added, for the metrics (supervisor/totals.py), and the
         # exporter helper that serves them (metrics/exporter.py), when METRICS_LISTEN is set.
         self.totals = Totals(settings.openai_realtime_model, settings.prices)
