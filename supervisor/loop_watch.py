@@ -11,7 +11,7 @@ except that a pass at least twice as long as the last one logged is told at once
 much worse than the last one told does not wait a minute to be named).
 
 Steps are the supervisor's guarded steps (`Supervisor._guarded`, named by their qualified
-name, e.g. `DrainerKeeper.tick`). Each is credited with its own time, its inner steps'
+name, e.g. `Keeper.tick`). Each is credited with its own time, its inner steps'
 excluded, and added up by name over the pass, so a tick made slow by a hundred calls'
 health samples names `Supervisor._watch_call`, not `Supervisor._tick`.
 

@@ -11,7 +11,8 @@ import selectors
 import socket
 import time
 
-from supervisor import control, wire
+from shm_ring import wire
+from supervisor import control
 
 
 def _pump(server: control.ControlServer, selector: selectors.BaseSelector, seconds: float) -> int:

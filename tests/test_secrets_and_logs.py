@@ -96,7 +96,8 @@ def test_a_short_secret_cannot_corrupt_a_control_reply(tmp_path):
     import selectors
     import socket
 
-    from supervisor import control, wire
+    from shm_ring import wire
+    from supervisor import control
 
     Secret("1234")
     reply = {
