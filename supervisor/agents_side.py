@@ -1,9 +1,9 @@
 """The supervisor's agents and models: the agents file and its reload, the daily budgets,
 the models' shutdown dates.
 
-Part of `Supervisor` (supervisor/service.py), kept apart because it is one thing: what the
-service answers with (callbridge/agents.py) and what may change outside it without a
-restart (SIGHUP). Nothing here waits: the budgets' seed and the model check are helpers'
+A collaborator of the supervisor's loop (supervisor/service.py), given what it needs in its
+constructor: what the service answers with (callbridge/agents.py) and what may change
+outside it without a restart (SIGHUP). Nothing here waits: the budgets' seed and the model check are helpers'
 (supervisor/helpers.py); a reload reads one small local file on the loop.
 """
 
@@ -11,24 +11,51 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from callbridge.agent_file import AgentFileError
-from callbridge.agents import load_book
-from callbridge.model_lifecycle import log_and_report
-from supervisor.budgets import call_cost, seed_work
+from callbridge.agents import AgentBook, load_book
+from callbridge.config import Settings
+from callbridge.model_lifecycle import ModelWatch, log_and_report
+from supervisor.budgets import Budgets, call_cost, seed_work, zone_of
 from supervisor.calls import CallEntry
+from supervisor.stopping import Stopping
 
 log = logging.getLogger(__name__)
 
 
 class AgentsSide:
-    """Mixed into `Supervisor`; uses its settings, agents, budgets, model watch and helpers."""
+    def __init__(
+        self,
+        settings: Settings,
+        book: AgentBook,
+        started_wall: float,
+        start_helper: Callable,
+        guarded: Callable,
+        stopping: Stopping,
+    ) -> None:
+        """`book`: the agents to start with; `start_helper` and `guarded` are the supervisor's
+        (a helper with nothing of the supervisor's; a step whose bug is logged, not raised)."""
+        self.settings = settings
+        self.book = book
+        self.started_wall = started_wall
+        self.start_helper = start_helper
+        self.guarded = guarded
+        self.stopping = stopping
+        # Each agent's cost today against its daily_budget (supervisor/budgets.py), seeded
+        # from the records database by a helper once some agent has a budget.
+        self.budgets = Budgets(zone_of(settings.records_timezone), started_wall)
+        self.budgets_seeded = False
+        self.model_watch = ModelWatch()
+        self.models_checking = False  # a "models" helper is running
+        self.models = "unchecked"  # the last model check's worst finding, for status
+        self.model_shutdown_dates: dict[str, str] = {}
 
-    def _agents_summary(self) -> dict:
+    def summary(self) -> dict:
         spent = self.budgets.as_dict()
         return {
             name: {"spent_today": spent.get(name, 0.0), "daily_budget": agent.daily_budget}
-            for name, agent in self.agents.agents.items()
+            for name, agent in self.book.agents.items()
         }
 
     def reload(self) -> None:
@@ -44,9 +71,9 @@ class AgentsSide:
         the instructions files it names) and starts helpers.
         """
         log.info("reload (SIGHUP): reading the agents file and checking the models' shutdown dates again")
-        self._guarded(self.reload_agents)
+        self.guarded(self.reload_agents)
         self.model_watch.force()
-        self._check_models(time.monotonic())
+        self.check_models(time.monotonic())
 
     def reload_agents(self) -> bool:
         """Read AGENTS_FILE again. On success the new book answers new calls (live calls
@@ -65,42 +92,44 @@ class AgentsSide:
                 "\n".join(exc.problems),
             )
             return False
-        old, self.agents = self.agents, book
+        old, self.book = self.book, book
         log.info("SIGHUP: agents file read again (%d agents): %s", len(book.agents), book.changes_from(old))
-        self._guarded(self._seed_budgets)
+        self.guarded(self.seed_budgets)
         return True
 
-    def _seed_budgets(self) -> None:
+    def seed_budgets(self) -> None:
         """Once some agent has a daily_budget: today's costs so far, from the database."""
-        if self.budgets_seeded or not any(a.daily_budget is not None for a in self.agents.agents.values()):
+        if self.budgets_seeded or not any(a.daily_budget is not None for a in self.book.agents.values()):
             return
         self.budgets_seeded = True
         day = self.budgets.day
-        self._helper("budgets", seed_work(self.settings, day, self.started_wall), self._on_budgets_seeded)
+        self.start_helper(
+            "budgets", seed_work(self.settings, day, self.started_wall), self._on_budgets_seeded
+        )
 
     def _on_budgets_seeded(self, found, ok: bool) -> None:
         if not ok or not isinstance(found, dict) or not isinstance(found.get("spent"), dict):
             log.warning("cannot read today's costs from the records database; daily budgets count from now")
             return
-        budgets = {name: agent.daily_budget for name, agent in self.agents.agents.items()}
+        budgets = {name: agent.daily_budget for name, agent in self.book.agents.items()}
         if self.budgets.seed(str(found.get("day")), found["spent"], budgets, time.time()):
             log.info("daily budgets: today's costs so far %s", found["spent"] or "none")
 
-    def _count_cost(self, entry: CallEntry, counters: dict) -> None:
+    def count_cost(self, entry: CallEntry, counters: dict) -> None:
         settings = self.settings
         cost = call_cost(
             settings.prices, settings.openai_realtime_model, settings.openai_transcription_model, counters
         )
-        agent = self.agents.agents.get(entry.agent)  # the budget as the book says now
+        agent = self.book.agents.get(entry.agent)  # the budget as the book says now
         self.budgets.add(entry.agent, cost, agent.daily_budget if agent else None, time.time())
 
-    def _check_models(self, now: float) -> None:
+    def check_models(self, now: float) -> None:
         """At start and once a day, a helper asks OpenAI when the configured models shut
         down and logs what it found (callbridge/model_lifecycle.py)."""
         if self.stopping.draining or self.models_checking or not self.model_watch.due(now):
             return  # one check at a time: a later one never lands before an earlier one
         self.model_watch.started(now)
-        helper = self._helper("models", lambda: log_and_report(self.settings), self._on_models_checked)
+        helper = self.start_helper("models", lambda: log_and_report(self.settings), self._on_models_checked)
         self.models_checking = helper is not None
 
     def _on_models_checked(self, found, ok: bool) -> None:

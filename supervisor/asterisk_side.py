@@ -1,42 +1,67 @@
-"""The supervisor's Asterisk side: the events link, reconciliation and turning callers away.
+"""The supervisor's Asterisk side: the events link's place in the loop, and reconciliation.
 
-Part of `Supervisor` (supervisor/service.py), kept apart because it is one thing: what the
-loop does about Asterisk without ever waiting on it. The events link is a non-blocking state
-machine (supervisor/ari_events.py); every ARI request is a helper's (supervisor/helpers.py):
-looking up ASTERISK_HOST, listing for reconciliation, tearing down, turning a caller away.
+Two collaborators of the supervisor's loop (supervisor/service.py), each given what it needs
+in its constructor, neither ever waiting on Asterisk:
+- `AsteriskLink`: the events link (a non-blocking state machine, supervisor/ari_events.py)
+  kept in step with the loop's selector; a host name is looked up by a helper (DNS can hang);
+- `Reconciler`: a helper lists what Asterisk holds (supervisor/reconcile.py), and the loop
+  decides what to end, adopt, tear down or send on.
+Every ARI request is a helper's (supervisor/helpers.py).
 """
 
 from __future__ import annotations
 
 import logging
+import selectors
 import socket
 import time
+from collections.abc import Callable
 
+from callbridge.config import Settings
 from shm_ring import EndReason
-from supervisor import asterisk_work, systemd
-from supervisor.ari_events import BACKOFF_CAP, LinkState
-from supervisor.reconcile import list_asterisk, plan
-from supervisor.turn_away import refuse, turn_away
-from supervisor.turn_aways import Waiting
+from supervisor import asterisk_work
+from supervisor.ari_events import AriEvents, LinkState
+from supervisor.calls import CallEntry
+from supervisor.recent import RecentIds
+from supervisor.reconcile import Reconciliation, list_asterisk, plan
+from supervisor.transfers import Transfers
+from supervisor.turning_away import TurnAwayDesk
 
 log = logging.getLogger(__name__)
 
 RECENT_MARGIN = 5.0  # seconds before a listing was asked for in which a call still counts as ours
 
 
-class AsteriskSide:
-    """Mixed into `Supervisor`; uses its settings, selector, helpers, calls and link state."""
+class AsteriskLink:
+    def __init__(
+        self,
+        settings: Settings,
+        selector: selectors.BaseSelector,
+        start_helper: Callable,
+        on_connect: Callable[[], None],
+    ) -> None:
+        """`on_connect()`: called on the loop after each new connect (reconcile, READY=1)."""
+        self.settings = settings
+        self.selector = selector
+        self.start_helper = start_helper
+        self.on_connect = on_connect
+        self.events = AriEvents(settings, on_close=self._forget_sock)
+        self.sock: socket.socket | None = None  # the socket registered in the selector
+        self.mask = 0
+        self.connects_seen = 0
 
-    # --- ARI events (never waits: see supervisor/ari_events.py)
+    def next_attempt(self) -> float:
+        events = self.events
+        return events.next_attempt if events.state is LinkState.DISCONNECTED else float("inf")
 
-    def _connect_ari(self) -> None:
+    def connect(self) -> None:
         host, port = self.settings.asterisk_host, self.settings.asterisk_port
         try:  # an address needs no lookup; a name is looked up by a helper (DNS can hang)
             address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)[0]
         except socket.gaierror:
             self.events.state = LinkState.CONNECTING
             self.events.deadline = time.monotonic() + 30.0
-            started = self._helper(
+            started = self.start_helper(
                 "resolve",
                 lambda: asterisk_work.resolve(host, port),
                 self._on_resolved,
@@ -45,7 +70,7 @@ class AsteriskSide:
                 self.events.resolve_failed("cannot start a helper to look up ASTERISK_HOST")
             return
         self.events.connect(address)
-        self._after_ari()
+        self.sync()
 
     def _on_resolved(self, result, ok: bool) -> None:
         if self.events.state is not LinkState.CONNECTING or self.events.sock is not None:
@@ -54,89 +79,88 @@ class AsteriskSide:
             self.events.resolve_failed(f"cannot look up ASTERISK_HOST {self.settings.asterisk_host!r}")
             return
         self.events.connect(asterisk_work.address_from_json(result[0]))
-        self._after_ari()
+        self.sync()
 
-    def _forget_ari_sock(self, sock) -> None:
+    def _forget_sock(self, sock) -> None:
         """The link is about to close its socket: out of the selector first, while the
         descriptor number still belongs to it (a pipe or client opened next may reuse it)."""
-        if self.ari_sock is sock:
+        if self.sock is sock:
             try:
                 self.selector.unregister(sock)
             except (KeyError, ValueError):
                 pass
-            self.ari_sock, self.ari_mask = None, 0
+            self.sock, self.mask = None, 0
 
-    def _after_ari(self) -> None:
+    def sync(self) -> None:
         """Keep the selector's registration in step with the link, and act on a new connect."""
         sock, mask = self.events.sock, self.events.interest()
-        if self.ari_sock is not None and (sock is not self.ari_sock or not mask):
+        if self.sock is not None and (sock is not self.sock or not mask):
             try:
-                self.selector.unregister(self.ari_sock)
+                self.selector.unregister(self.sock)
             except (KeyError, ValueError):
                 pass
-            self.ari_sock, self.ari_mask = None, 0
+            self.sock, self.mask = None, 0
         if sock is not None and mask:
-            if self.ari_sock is None:
+            if self.sock is None:
                 self.selector.register(sock, mask, ("ari", None))
-            elif mask != self.ari_mask:
+            elif mask != self.mask:
                 self.selector.modify(sock, mask, ("ari", None))
-            self.ari_sock, self.ari_mask = sock, mask
+            self.sock, self.mask = sock, mask
         if self.events.connects != self.connects_seen:
             self.connects_seen = self.events.connects
-            self.reconciliation.after_connect()
-            self._reconcile()
-            if not self.ready:
-                self.ready = True
-                systemd.notify("READY=1")
-            self._notify_status()
+            self.on_connect()
 
-    def _on_ari_event(self, event: dict) -> None:
-        kind = event["type"]
-        channel = event.get("channel") if isinstance(event.get("channel"), dict) else {}
-        channel_id = str(channel.get("id", ""))
-        if self.transfers.on_event(kind, event, self.calls):
-            return  # a transfer's channel, or a transferred caller (supervisor/transfers.py)
-        if kind == "StasisStart":
-            if self.ids.is_media_channel(channel):
-                return  # an externalMedia channel entering the app: not a call
-            self.admit(channel)
-        elif kind in ("StasisEnd", "ChannelHangupRequest", "ChannelDestroyed"):
-            entry = self.calls.get(channel_id)
-            if entry is not None and not entry.caller_gone:
-                entry.caller_gone = True
-                entry.request_end(EndReason.CALLER_HANGUP)
-        elif kind == "ApplicationReplaced":
-            log.error(
-                "another program connected to ARI as app %r and took its events; each instance "
-                "needs its own ARI_APP_NAME. Reconnecting in %.0f s",
-                self.settings.ari_app_name,
-                BACKOFF_CAP,
-            )
-            self.events.replaced()
 
-    # --- reconciliation (supervisor/reconcile.py): a helper lists, the loop decides
+class Reconciler:
+    def __init__(
+        self,
+        settings: Settings,
+        link: AsteriskLink,
+        calls: dict[str, CallEntry],
+        transfers: Transfers,
+        desk: TurnAwayDesk,
+        unusable: dict[str, None],
+        recent: RecentIds,
+        start_helper: Callable,
+        start_teardown: Callable,
+        admit: Callable[[dict], object],
+    ) -> None:
+        """`unusable`: ids no ARI request can name (supervisor/admission.py), never adopted;
+        `admit(channel)`: admission, for a caller that entered while the link was down."""
+        self.settings = settings
+        self.ids = settings.ids
+        self.link = link
+        self.calls = calls
+        self.transfers = transfers
+        self.desk = desk
+        self.unusable = unusable
+        self.recent = recent
+        self.start_helper = start_helper
+        self.start_teardown = start_teardown
+        self.admit = admit
+        self.state = Reconciliation()
 
-    def _reconcile(self) -> None:
-        if self.events.state is not LinkState.CONNECTED or not self.reconciliation.due(time.monotonic()):
+    def run(self) -> None:
+        if self.link.events.state is not LinkState.CONNECTED or not self.state.due(time.monotonic()):
             return
         asked = time.monotonic()
         older = set(self.calls)
         live = set(self.calls)
         pairs = set(self.transfers.pairs)  # watched before the listing: a missing side is news
-        started = self._helper(
+        started = self.start_helper(
             "reconcile",
             lambda: list_asterisk(self.settings, skip=live),
             lambda result, ok: self._on_listing(result, ok, older, asked, pairs),
         )
         if started is not None:
-            self.reconciliation.started(asked)
+            self.state.started(asked)
 
     def _on_listing(
         self, listing, ok: bool, older: set[str], asked: float, pairs: set[str] = frozenset()
     ) -> None:
         if not ok or not isinstance(listing, dict):
-            return self.reconciliation.finished("the listing helper failed (see its log line)")
-        self.reconciliation.finished(listing.get("error"))
+            return self.state.finished("the listing helper failed (see its log line)")
+        self.state.finished(listing.get("error"))
         if "error" in listing:
             return
         ours = self.recent.since(asked - RECENT_MARGIN)
@@ -144,7 +168,7 @@ class AsteriskSide:
             listing,
             set(self.calls),
             older,
-            self.turn_aways.ours() | set(self.unusable) | ours,
+            self.desk.queue.ours() | set(self.unusable) | ours,
             self.ids,
             self.settings.ari_app_name,
             watched={c: p.destination_id for c, p in self.transfers.pairs.items()},
@@ -160,9 +184,9 @@ class AsteriskSide:
                 entry.caller_gone = True
                 entry.request_end(EndReason.CALLER_HANGUP)
         if todo.remove:
-            self._start_teardown("", todo.remove)
+            self.start_teardown("", todo.remove)
         for channel_id, target in todo.send_on:  # a dead run was sending them to a fallback
-            self._turn_away(channel_id, "a fallback an earlier run began", target)
+            self.desk.turn_away(channel_id, "a fallback an earlier run began", target)
         for channel in todo.adopt:
             log.info(
                 "adopting a call that entered while the events connection was down",
@@ -173,76 +197,3 @@ class AsteriskSide:
             log.info(
                 "reconciled with Asterisk: %s", ", ".join(f"{k} {v}" for k, v in todo.counts().items() if v)
             )
-
-    def _start_teardown(self, call_id: str, targets) -> None:
-        started = self._helper(
-            "teardown", lambda: asterisk_work.teardown(self.settings, targets, call_id), key=call_id
-        )
-        if started is None:  # what is left is found by the next reconciliation
-            self.reconciliation.after_connect()
-
-    def _turn_away(self, channel_id: str, why: str, fallback=None, busy: bool = True) -> None:
-        """To the fallback (a DialplanTarget) when there is one, else the busy prompt and the
-        hang-up, or, past the prompt helpers, a hang-up with the busy cause: helpers' work
-        (supervisor/turn_away.py), bounded by supervisor/turn_aways.py. `busy`: for want of
-        capacity (counted, and alerted on, as turned away busy); else routing (no agent for
-        the number or the hour, a budget spent), counted apart. Counted once per caller."""
-        if not self.turn_aways.add(Waiting(channel_id, why, fallback)):
-            return
-        if busy:
-            self.calls_busy += 1
-        else:
-            self.calls_routed_away += 1
-        if fallback is not None:
-            self.calls_to_fallback += 1
-        how = f"to the fallback {fallback}" if fallback is not None else "busy prompt, then hang-up"
-        log.warning("turning a call away (%s): %s", why, how, extra={"call_id": channel_id})
-        self.recent.mark(channel_id, time.monotonic())
-        self._pump_turn_aways()
-
-    def _pump_turn_aways(self) -> None:
-        """Start what the free helper slots allow: prompts first, then one batch for the rest.
-        A helper that cannot start leaves its callers queued for the next tick."""
-        queue = self.turn_aways
-        while (waiting := queue.next_prompt()) is not None:
-            helper = self._helper(
-                "busy",
-                lambda w=waiting: turn_away(self.settings, w.channel_id, w.why, w.fallback),
-                lambda result, ok, w=waiting: self._prompted(w.channel_id),
-                key=waiting.channel_id,
-            )
-            if helper is None:
-                queue.unstarted(waiting, prompting=True)
-                return
-        batch = queue.next_batch()
-        if not batch:
-            return
-        helper = self._helper(
-            "refuse",
-            lambda: refuse(self.settings, batch),
-            lambda result, ok: self._refused(batch, result if ok else None),
-        )
-        if helper is None:
-            for waiting in reversed(batch):
-                queue.unstarted(waiting, prompting=False)
-
-    def _prompted(self, channel_id: str) -> None:
-        self.turn_aways.prompt_done(channel_id)
-        self.recent.mark(channel_id, time.monotonic())
-        self._pump_turn_aways()
-
-    def _refused(self, batch: list, result: dict | None) -> None:
-        """A helper that died did nothing we can count on: its whole batch goes again (a
-        caller it did hang up is simply not found the second time)."""
-        done = set(result.get("done", [])) if isinstance(result, dict) else set()
-        now = time.monotonic()
-        for waiting in batch:
-            self.recent.mark(waiting.channel_id, now)
-        left = self.turn_aways.batch_done([w for w in batch if w.channel_id not in done])
-        for waiting in left:  # the next reconciliation finds them if they are still there
-            log.error(
-                "could not turn a caller away after %d tries; leaving it to reconciliation",
-                waiting.tries,
-                extra={"call_id": waiting.channel_id},
-            )
-        self._pump_turn_aways()

@@ -118,6 +118,18 @@ class CallEntry:
         }
 
 
+@dataclass
+class CallCounts:
+    """What this run did with its callers, for status, the metrics and the alerts. Each
+    count has one writer: admission (taken), the reap (failed), the turn-away desk (the rest)."""
+
+    taken: int = 0
+    failed: int = 0  # crashed, or set-up failed
+    busy: int = 0  # turned away for want of capacity (draining, full, no memory, no worker)
+    to_fallback: int = 0  # of those turned away, the ones sent to a fallback, not the prompt
+    routed_away: int = 0  # no agent for the number or the hour, a budget spent: not busy
+
+
 # How status shows a transfer's state.
 TRANSFER_WORDS = {
     TransferState.IDLE: "idle",

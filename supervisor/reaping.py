@@ -1,34 +1,68 @@
-"""The supervisor's end of a call: reaping its children, finishing each call whose worker exited.
+"""The supervisor's end of a call: finishing each call whose worker exited.
 
-Part of `Supervisor` (supervisor/service.py), kept apart because it is one thing: what the
-loop does once a child has exited. A worker's exit is described (supervisor/exits.py) from
+A collaborator of the supervisor's loop (supervisor/service.py, which reaps every child and
+hands a worker's exit here), given what it needs in its constructor. A worker's exit is
+described (supervisor/exits.py) from
 its status and its header's last counters; a teardown it did not finish, and a crashed
 call's record, are helpers' work (supervisor/helpers.py); its segment is unlinked, a pair it
 transferred is watched from then on (supervisor/transfers.py), the call is counted (the
 totals, the daily budgets, the alerts) and its summary line logged (supervisor/summary.py).
-An exited helper goes back to supervisor/helpers.py; any other child is only logged.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
+from collections.abc import Callable
 
+from callbridge.config import Settings
 from callbridge.teardown import Target
 from records.drainer import crash_record_work
 from records.handover import CrashedCall, Pricing
 from shm_ring import EndReason, TransferState
 from supervisor import asterisk_work
-from supervisor.calls import CallEntry, Phase
-from supervisor.exits import describe_exit, describe_status
+from supervisor.agents_side import AgentsSide
+from supervisor.alerting import Alerting
+from supervisor.calls import CallCounts, CallEntry, Phase
+from supervisor.exits import describe_exit
+from supervisor.health import HealthMonitor
+from supervisor.recent import RecentIds
 from supervisor.summary import summary_line
+from supervisor.totals import Totals
+from supervisor.transfers import Transfers
 
 log = logging.getLogger(__name__)
 
 
-class Reaping:
-    """Mixed into `Supervisor`; uses its calls, helpers, health, transfers, totals and alerting."""
+class CallEnds:
+    def __init__(
+        self,
+        settings: Settings,
+        calls: dict[str, CallEntry],
+        recent: RecentIds,
+        health: HealthMonitor,
+        transfers: Transfers,
+        totals: Totals,
+        alerting: Alerting,
+        agents: AgentsSide,
+        counts: CallCounts,
+        start_helper: Callable,
+        start_teardown: Callable,
+        guarded: Callable,
+    ) -> None:
+        self.settings = settings
+        self.ids = settings.ids
+        self.calls = calls
+        self.recent = recent
+        self.health = health
+        self.transfers = transfers
+        self.totals = totals
+        self.alerting = alerting
+        self.agents = agents
+        self.counts = counts
+        self.start_helper = start_helper
+        self.start_teardown = start_teardown
+        self.guarded = guarded
 
     def _record_lost(self, call_id: str) -> None:
         """A crashed call's record could not be written (its helper failed): counted, alerted."""
@@ -39,29 +73,13 @@ class Reaping:
         )
         self.alerting.record_lost(time.monotonic())
 
-    def _reap(self) -> None:
-        """Collect every exited child: workers, helpers, and children that are neither (the
-        multiprocessing resource tracker), which are tolerated. Each child's handling is
-        guarded on its own: one that cannot be described or cleaned up stops no other."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            entry = self.by_pid.pop(pid, None)
-            if entry is not None:
-                self._guarded(self._finish_call, entry, status)
-            elif not self.helpers.reaped(pid, status):
-                log.debug("reaped child %d (%s), not ours to track", pid, describe_status(status))
-
-    def _finish_call(self, entry: CallEntry, status: int) -> None:
+    def finish(self, entry: CallEntry, status: int) -> None:
+        """The worker exited with `status` (already reaped): everything its call leaves behind."""
         entry.exit_status = status
         counters = entry.header.snapshot()
         ending = describe_exit(status, counters)
         if ending.crashed:
-            self.calls_failed += 1
+            self.counts.failed += 1
             log.error(
                 "worker %d died (%s) with the call up; last counters: frames in %d out %d, state %d",
                 entry.pid,
@@ -72,7 +90,7 @@ class Reaping:
                 extra={"call_id": entry.call_id},
             )
         elif ending.reason is EndReason.SETUP_FAILED:
-            self.calls_failed += 1
+            self.counts.failed += 1
         if ending.crashed or ending.teardown_left:
             # The worker did not finish its own teardown: a helper does it, with the caller's
             # hang-up unless the caller left by itself.
@@ -89,10 +107,10 @@ class Reaping:
             if transfer.ringing:  # a transfer still ringing or answered
                 attempt = counters.get("transfer_attempt", 0)
                 targets.append(Target("channel", self.ids.transfer_channel(entry.call_id, attempt)))
-            self._start_teardown(entry.call_id, targets)
+            self.start_teardown(entry.call_id, targets)
         if ending.crashed:  # its record, from its journal and these last counters (records/spool.py)
             call_id = entry.call_id
-            self._helper(
+            self.start_helper(
                 "record",
                 crash_record_work(
                     self.settings.spool_dir, crashed_call(self.settings, entry), counters, ending.how
@@ -116,10 +134,9 @@ class Reaping:
                 extra={"call_id": entry.call_id},
             )
             self.alerting.record_lost(time.monotonic())
-        self._guarded(self._count_cost, entry, counters)
+        self.guarded(self.agents.count_cost, entry, counters)
         self.alerting.call_ended(time.monotonic(), reason, errors, counters)
         log.info("%s", summary_line(entry, counters, ending), extra={"call_id": entry.call_id})
-        self._notify_status()
 
 
 def crashed_call(settings, entry: CallEntry) -> CrashedCall:

@@ -8,10 +8,13 @@ reconciliation listings) runs in a helper process (supervisor/helpers.py). Signa
 only record the signal; the loop (woken through `signal.set_wakeup_fd`) does the work, so
 reaping, logging and forking all happen here and the process holds no threads when it forks.
 
-`Supervisor` is this module's loop, its tick, the signals, the control socket and the
-shutdown, with mixins each in a module of its own: what it does about Asterisk
-(supervisor/asterisk_side.py), its agents and models (supervisor/agents_side.py), a call's
-admission (supervisor/admission.py) and a call's end (supervisor/reaping.py).
+`Supervisor` is the spine, readable top to bottom: the loop, its dispatch, the reap (every
+child's exit is interpreted here, in one place), the tick, the signals, the control socket
+and the shutdown. The rest is collaborators, each given what it needs in its constructor:
+the events link and reconciliation (supervisor/asterisk_side.py), the turn-away desk
+(supervisor/turning_away.py), the agents and models (supervisor/agents_side.py), a call's
+admission (supervisor/admission.py) and a call's end (supervisor/reaping.py), transfers,
+alerts, health, and the keepers of the long-lived helpers (supervisor/keeper.py).
 """
 
 from __future__ import annotations
@@ -20,41 +23,37 @@ import logging
 import os
 import selectors
 import signal
-import socket
 import time
 
+from call_worker import process
 from callbridge import __version__, capacity
 from callbridge.agents import AgentBook, load_book
 from callbridge.config import Settings
-from callbridge.model_lifecycle import ModelWatch
 from metrics import exporter
 from records.drain_figures import figures_path
 from records.drainer import drainer_work
 from shm_ring import EndReason, Slot, start_tracker, sweep
-from supervisor import systemd
+from supervisor import asterisk_work, systemd
 from supervisor.admission import Admission
 from supervisor.agents_side import AgentsSide
 from supervisor.alerting import HELPER_LIMIT as ALERT_HELPER_LIMIT
 from supervisor.alerting import Alerting
-from supervisor.ari_events import AriEvents, LinkState
-from supervisor.asterisk_side import AsteriskSide
-from supervisor.budgets import Budgets, zone_of
-from supervisor.caller_limit import CallerLimit
-from supervisor.calls import CallEntry
+from supervisor.ari_events import BACKOFF_CAP, LinkState
+from supervisor.asterisk_side import AsteriskLink, Reconciler
+from supervisor.calls import CallCounts, CallEntry
 from supervisor.commands import COMMANDS
 from supervisor.control import ControlServer
-from supervisor.exits import signal_name
+from supervisor.exits import describe_status, signal_name
 from supervisor.health import HealthMonitor
 from supervisor.helpers import Helpers
 from supervisor.keeper import Keeper
 from supervisor.loop_watch import LoopWatch
-from supervisor.reaping import Reaping
+from supervisor.reaping import CallEnds
 from supervisor.recent import RecentIds
-from supervisor.reconcile import Reconciliation
 from supervisor.stopping import STOP_SIGNALS, Stopping
 from supervisor.totals import Totals
 from supervisor.transfers import Transfers
-from supervisor.turn_aways import TurnAways
+from supervisor.turning_away import TurnAwayDesk
 
 log = logging.getLogger(__name__)
 
@@ -76,59 +75,84 @@ TURN_AWAY_LIMIT = 60.0  # a refusing batch: 20 s of work and a request's 15 s, w
 PROMPT_HELPER_LIMIT = 120.0  # a prompt: 10 s of it, and up to 60 s of hang-up retries  # a listing helper slower than this is killed and the listing retried
 
 
-class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
+class Supervisor:
     def __init__(self, settings: Settings, agents: AgentBook | None = None) -> None:
         """`agents`: the book to start with, else AGENTS_FILE's (or the environment's
         default agent); an invalid file raises AgentFileError, a ConfigError."""
         self.settings = settings
-        self.agents = agents if agents is not None else load_book(settings)
         self.ids = settings.ids
         self.selector = selectors.DefaultSelector()
-        self.events = AriEvents(settings, on_close=self._forget_ari_sock)
-        self.ari_sock: socket.socket | None = None
-        self.ari_mask = 0
-        self.connects_seen = 0
-        self.reconciliation = Reconciliation()
         self.helpers = Helpers(self.selector)
-        self.calls: dict[str, CallEntry] = {}
-        self.by_pid: dict[int, CallEntry] = {}
-        # Callers being turned away: queued, or with a helper (supervisor/turn_aways.py).
-        self.turn_aways = TurnAways()
-        self.caller_limit = CallerLimit(settings.max_calls_per_caller_per_hour)  # supervisor/caller_limit.py
-        # Channels whose id no ARI request can name (supervisor/admission.py says why): not
-        # ours to admit or turn away, and not to be adopted again by each reconciliation.
-        self.unusable: dict[str, None] = {}
-        # Callers this run admitted or turned away, and when they were last ours: a listing
-        # taken while such a call ended must not read its caller as a missed StasisStart.
-        self.recent = RecentIds()  # supervisor/recent.py
-        self.health = HealthMonitor()
-        self.loop = LoopWatch()
         self.started = time.monotonic()
         self.started_wall = time.time()
-        self.calls_taken = self.calls_failed = self.calls_busy = 0
-        self.calls_to_fallback = 0  # of those turned away, the ones sent to a fallback, not the prompt
-        self.calls_routed_away = 0  # no agent for the number or the hour, a budget spent: not busy
-        self.stopping = Stopping(settings.drain_timeout_seconds)
         self.ready = False
         self.control: ControlServer | None = None
         self.helpers_wait_since: float | None = None
-        self.model_watch = ModelWatch()
-        self.models_checking = False  # a "models" helper is running
-        self.models = "unchecked"  # the last model check's worst finding, for status
-        # records/drainer.py: spool -> database; its figures name this run by the start time
-        service = round(self.started_wall, 3)
-        self.drainer = Keeper("drainer", lambda: drainer_work(settings, service))
-        # What every reaped call added, for the metrics (supervisor/totals.py), and the
-        # exporter helper that serves them (metrics/exporter.py), when METRICS_LISTEN is set.
+        # The live calls, by channel id and by worker pid: admission adds, the reap removes.
+        self.calls: dict[str, CallEntry] = {}
+        self.by_pid: dict[int, CallEntry] = {}
+        self.counts = CallCounts()
+        # Callers this run admitted or turned away, and when they were last ours: a listing
+        # taken while such a call ended must not read its caller as a missed StasisStart.
+        self.recent = RecentIds()  # supervisor/recent.py
+        self.stopping = Stopping(settings.drain_timeout_seconds)
+        self.health = HealthMonitor()
+        self.loop = LoopWatch()
+        # What every reaped call added, for the metrics (supervisor/totals.py).
         self.totals = Totals(settings.openai_realtime_model, settings.prices)
-        self.model_shutdown_dates: dict[str, str] = {}
-        self.metrics_keeper = Keeper("metrics", self._metrics_work) if settings.metrics_listen else None
-        self.alerting = Alerting(settings, self._helper)  # ALERT_WEBHOOKS (supervisor/alerting.py)
+        start_helper = self._helper
+        book = agents if agents is not None else load_book(settings)
+        self.agents = AgentsSide(
+            settings, book, self.started_wall, start_helper, self._guarded, self.stopping
+        )
+        self.link = AsteriskLink(settings, self.selector, start_helper, self._on_connect)
+        self.desk = TurnAwayDesk(settings, start_helper, self.recent, self.counts)
         self.transfers = Transfers(self.ids, self._start_teardown)  # supervisor/transfers.py
-        # Each agent's cost today against its daily_budget (supervisor/budgets.py), seeded
-        # from the records database by a helper once some agent has a budget.
-        self.budgets = Budgets(zone_of(settings.records_timezone), self.started_wall)
-        self.budgets_seeded = False
+        self.alerting = Alerting(settings, start_helper)  # ALERT_WEBHOOKS (supervisor/alerting.py)
+        self.admission = Admission(
+            settings,
+            self.agents,
+            self.calls,
+            self.by_pid,
+            self.desk,
+            self.recent,
+            self.stopping,
+            self.counts,
+            self._spawn_worker,
+        )
+        self.reconciler = Reconciler(
+            settings,
+            self.link,
+            self.calls,
+            self.transfers,
+            self.desk,
+            self.admission.unusable,
+            self.recent,
+            start_helper,
+            self._start_teardown,
+            self._admit,
+        )
+        self.ends = CallEnds(
+            settings,
+            self.calls,
+            self.recent,
+            self.health,
+            self.transfers,
+            self.totals,
+            self.alerting,
+            self.agents,
+            self.counts,
+            start_helper,
+            self._start_teardown,
+            self._guarded,
+        )
+        # The long-lived helpers, each kept running by one keeper: the records drainer
+        # (spool -> database; its figures name this run by the start time), and the metrics
+        # exporter (metrics/exporter.py) when METRICS_LISTEN is set.
+        service = round(self.started_wall, 3)
+        self.keepers = [Keeper("drainer", lambda: drainer_work(settings, service))]
+        if settings.metrics_listen:
+            self.keepers.append(Keeper("metrics", self._metrics_work))
 
     # --- public, for the commands
 
@@ -144,26 +168,26 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
             "version": __version__,
             "instance": self.settings.instance,
             "uptime_s": round(time.monotonic() - self.started, 1),
-            "ari": self.events.state.value,
-            "ari_connects": self.events.connects,
+            "ari": self.link.events.state.value,
+            "ari_connects": self.link.events.connects,
             "draining": self.stopping.draining,
             "calls_live": len(self.calls),
-            "calls_taken": self.calls_taken,
-            "calls_failed": self.calls_failed,
-            "calls_rejected_busy": self.calls_busy,
-            "calls_to_fallback": self.calls_to_fallback,
-            "calls_routed_away": self.calls_routed_away,
-            "calls_over_caller_limit": self.caller_limit.refused,
+            "calls_taken": self.counts.taken,
+            "calls_failed": self.counts.failed,
+            "calls_rejected_busy": self.counts.busy,
+            "calls_to_fallback": self.counts.to_fallback,
+            "calls_routed_away": self.counts.routed_away,
+            "calls_over_caller_limit": self.admission.caller_limit.refused,
             "max_concurrent_calls": self.settings.max_concurrent_calls,
             "max_calls_per_caller_per_hour": self.settings.max_calls_per_caller_per_hour,
-            "ari_last_error": self.events.last_error,
+            "ari_last_error": self.link.events.last_error,
             "helpers": len(self.helpers.by_pid),
-            "turning_away": len(self.turn_aways),
-            "reconciliations": self.reconciliation.done,
-            "models": self.models,
+            "turning_away": len(self.desk.queue),
+            "reconciliations": self.reconciler.state.done,
+            "models": self.agents.models,
             "calls_transferred_live": len(self.transfers.pairs),
-            "agents_file": self.agents.source,
-            "agents": self._agents_summary(),
+            "agents_file": self.agents.book.source,
+            "agents": self.agents.summary(),
             "loop_busy_max_ms": self.loop.busy_max_ms(),
             "loop_slow_passes": self.loop.slow_passes,
         }
@@ -175,10 +199,10 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
             "version": __version__,
             "started_at": round(self.started_wall, 3),
             "calls_live": len(self.calls),
-            "calls_turned_away": self.calls_busy,
-            "calls_over_caller_limit": self.caller_limit.refused,
-            "ari_connected": 1 if self.events.state is LinkState.CONNECTED else 0,
-            "model_shutdown_dates": dict(self.model_shutdown_dates),
+            "calls_turned_away": self.counts.busy,
+            "calls_over_caller_limit": self.admission.caller_limit.refused,
+            "ari_connected": 1 if self.link.events.state is LinkState.CONNECTED else 0,
+            "model_shutdown_dates": dict(self.agents.model_shutdown_dates),
             "currency": self.settings.records_currency,
             "loop_pass_seconds": self.loop.passes.as_dict(),
             **self.totals.as_dict(),
@@ -223,13 +247,13 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
         )
         self._guarded(self._warn_capacity)
         self._guarded(self.alerting.started, __version__)
-        self._guarded(self._seed_budgets)
+        self._guarded(self.agents.seed_budgets)
         next_tick = time.monotonic()
         try:
             while not self._finished():
-                if self.events.due(time.monotonic()):
-                    self._guarded(self._connect_ari)
-                wait = max(0.0, min(next_tick, self._next_ari_attempt()) - time.monotonic())
+                if self.link.events.due(time.monotonic()):
+                    self._guarded(self.link.connect)
+                wait = max(0.0, min(next_tick, self.link.next_attempt()) - time.monotonic())
                 self.loop.end_pass()
                 ready = self.selector.select(wait)
                 self.loop.begin_pass()
@@ -256,16 +280,13 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
         finally:
             self.loop.end_step()
 
-    def _next_ari_attempt(self) -> float:
-        return self.events.next_attempt if self.events.state is LinkState.DISCONNECTED else float("inf")
-
     def _finished(self) -> bool:
         stopping = self.stopping
         if not (stopping.draining or stopping.hard_stop_at is not None) or self.calls:
             return False
         # Turned-away callers are hung up, and crashed calls torn down, before we exit.
         waiting = [h for h in self.helpers.running() if h.kind in MUST_FINISH]
-        if not waiting and not self.turn_aways.queue:
+        if not waiting and not self.desk.queue.queue:
             return True
         now = time.monotonic()
         if self.helpers_wait_since is None:
@@ -283,15 +304,52 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
         if kind == "wakeup":
             self.stopping.on_wakeup()
         elif kind == "ari":
-            for event in self.events.on_ready(mask):
+            for event in self.link.events.on_ready(mask):
                 self._guarded(self._on_ari_event, event)
-            self._after_ari()
+            self.link.sync()
         elif kind == "helper":
             self.helpers.on_readable(obj)
         elif kind == "control":
             self.control.accept()
         elif kind == "client":
             self.control.on_event(obj, mask)
+
+    def _on_ari_event(self, event: dict) -> None:
+        kind = event["type"]
+        channel = event.get("channel") if isinstance(event.get("channel"), dict) else {}
+        channel_id = str(channel.get("id", ""))
+        if self.transfers.on_event(kind, event, self.calls):
+            return  # a transfer's channel, or a transferred caller (supervisor/transfers.py)
+        if kind == "StasisStart":
+            if self.ids.is_media_channel(channel):
+                return  # an externalMedia channel entering the app: not a call
+            self._admit(channel)
+        elif kind in ("StasisEnd", "ChannelHangupRequest", "ChannelDestroyed"):
+            entry = self.calls.get(channel_id)
+            if entry is not None and not entry.caller_gone:
+                entry.caller_gone = True
+                entry.request_end(EndReason.CALLER_HANGUP)
+        elif kind == "ApplicationReplaced":
+            log.error(
+                "another program connected to ARI as app %r and took its events; each instance "
+                "needs its own ARI_APP_NAME. Reconnecting in %.0f s",
+                self.settings.ari_app_name,
+                BACKOFF_CAP,
+            )
+            self.link.events.replaced()
+
+    def _admit(self, channel: dict) -> None:
+        if self.admission.admit(channel) is not None:
+            self._notify_status()
+
+    def _on_connect(self) -> None:
+        """A new connect of the events link: reconcile now; the first one makes us ready."""
+        self.reconciler.state.after_connect()
+        self.reconciler.run()
+        if not self.ready:
+            self.ready = True
+            systemd.notify("READY=1")
+        self._notify_status()
 
     # --- signals (supervisor/stopping.py): handlers record, the loop acts
 
@@ -306,7 +364,7 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
             elif signum == signal.SIGHUP:
                 reload = True  # several at once are one reload
         if reload:
-            self._guarded(self.reload)
+            self._guarded(self.agents.reload)
 
     def _begin_drain(self, why: str) -> None:
         self.stopping.begin_drain()
@@ -339,10 +397,47 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
             close_segments=[entry.segment for entry in self.calls.values()],
         )
 
+    def _spawn_worker(self, info, segment) -> int:
+        """Fork a call's worker (call_worker/process.py) with nothing of the supervisor's and
+        no other call's audio; its pid. Raises OSError when the fork fails."""
+        others = [entry.segment for entry in self.calls.values()]
+        return process.spawn(
+            self.settings, info, segment, close_fds=self._fds_for_children(), close_segments=others
+        )
+
+    def _start_teardown(self, call_id: str, targets) -> None:
+        started = self._helper(
+            "teardown", lambda: asterisk_work.teardown(self.settings, targets, call_id), key=call_id
+        )
+        if started is None:  # what is left is found by the next reconciliation
+            self.reconciler.state.after_connect()
+
+    def _reap(self) -> None:
+        """Collect every exited child: workers (their call is finished by supervisor/reaping.py),
+        helpers (supervisor/helpers.py), and children that are neither (the multiprocessing
+        resource tracker), which are tolerated. Each child's handling is guarded on its own:
+        one that cannot be described or cleaned up stops no other."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            entry = self.by_pid.pop(pid, None)
+            if entry is not None:
+                self._guarded(self._finish_call, entry, status)
+            elif not self.helpers.reaped(pid, status):
+                log.debug("reaped child %d (%s), not ours to track", pid, describe_status(status))
+
+    def _finish_call(self, entry: CallEntry, status: int) -> None:
+        self.ends.finish(entry, status)
+        self._notify_status()
+
     def _fds_for_children(self) -> list[int]:
         fds = self.stopping.fds() + self.helpers.fds()
-        if self.events.sock is not None:
-            fds.append(self.events.fileno())
+        if self.link.events.sock is not None:
+            fds.append(self.link.events.fileno())
         if self.control is not None:
             fds.extend(self.control.fds())
         selector_fd = getattr(self.selector, "fileno", lambda: -1)()
@@ -362,16 +457,15 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
         """Once a second. Each part is guarded on its own: a bug in one stops no other, and
         the watchdog (sent by the loop after the tick) keeps going."""
         now = time.monotonic()
-        self._guarded(self.events.check_time, now)
-        self._guarded(self._after_ari)
-        self._guarded(self._reconcile)
-        self._guarded(self._check_models, now)
-        self._guarded(self.drainer.tick, now, self._helper)
-        if self.metrics_keeper is not None:
-            self._guarded(self.metrics_keeper.tick, now, self._helper)
-        connected = self.events.state is LinkState.CONNECTED
+        self._guarded(self.link.events.check_time, now)
+        self._guarded(self.link.sync)
+        self._guarded(self.reconciler.run)
+        self._guarded(self.agents.check_models, now)
+        for keeper in self.keepers:
+            self._guarded(keeper.tick, now, self._helper)
+        connected = self.link.events.state is LinkState.CONNECTED
         self._guarded(self.alerting.watch_drainer, now, round(self.started_wall, 3))
-        self._guarded(self.alerting.tick, now, connected, self.model_shutdown_dates, self.calls_busy)
+        self._guarded(self.alerting.tick, now, connected, self.agents.model_shutdown_dates, self.counts.busy)
         self.helpers.kill(("reconcile",), older_than=RECONCILE_LIMIT)
         for _ in self.helpers.kill(("alert",), older_than=ALERT_HELPER_LIMIT):  # later alerts must not wait
             log.warning(
@@ -382,8 +476,8 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
         # (a name lookup that never returns) must not stop every later caller's.
         self.helpers.kill(("refuse",), older_than=TURN_AWAY_LIMIT)
         self.helpers.kill(("busy",), older_than=PROMPT_HELPER_LIMIT)
-        self._guarded(self._pump_turn_aways)  # callers whose helper could not start
-        self._guarded(self.caller_limit.prune, now)
+        self._guarded(self.desk.pump)  # callers whose helper could not start
+        self._guarded(self.admission.caller_limit.prune, now)
         live = self.live_calls()
         self._guarded(self.health.plan_uss, live, now)
         for entry in live:
@@ -423,7 +517,7 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
 
     def _notify_status(self) -> None:
         state = "draining, " if self.stopping.draining else ""
-        systemd.notify(f"STATUS={state}{len(self.calls)} live calls, ARI {self.events.state.value}")
+        systemd.notify(f"STATUS={state}{len(self.calls)} live calls, ARI {self.link.events.state.value}")
 
     # --- control socket
 
@@ -458,6 +552,6 @@ class Supervisor(AsteriskSide, AgentsSide, Admission, Reaping):
         self.stopping.close()
         if self.control is not None:
             self.control.close()
-        self.events.close()
+        self.link.events.close()
         self.alerting.stopped()  # a clean exit: the next start is not "after an unclean stop"
-        log.info("callbridge stopped: %d calls taken, %d failed", self.calls_taken, self.calls_failed)
+        log.info("callbridge stopped: %d calls taken, %d failed", self.counts.taken, self.counts.failed)

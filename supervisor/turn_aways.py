@@ -14,7 +14,7 @@ without bound, until the unit's TasksMax or MemoryMax stopped everything. Now:
 
 So the service never has more than PROMPTS + 1 turn-away helpers, however many call.
 This class only keeps the state; the supervisor starts the helpers
-(supervisor/asterisk_side.py::AsteriskSide._pump_turn_aways).
+(supervisor/turning_away.py::TurnAwayDesk.pump).
 """
 
 from __future__ import annotations
