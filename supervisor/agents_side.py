@@ -16,12 +16,14 @@ from collections.abc import Callable
 from callbridge.agent_file import AgentFileError
 from callbridge.agents import AgentBook, load_book
 from callbridge.config import Settings
-from callbridge.model_lifecycle import ModelWatch, log_and_report
+from callbridge.model_lifecycle import SEVERITY, ModelWatch, log_and_report
 from supervisor.budgets import Budgets, call_cost, seed_work, zone_of
 from supervisor.calls import CallEntry
 from supervisor.stopping import Stopping
 
 log = logging.getLogger(__name__)
+
+LEVELS = {number: level for level, number in SEVERITY.items()}  # a model check's worst, as status shows it
 
 
 class AgentsSide:
@@ -136,7 +138,7 @@ class AgentsSide:
         self.models_checking = False
         found = found if ok and isinstance(found, dict) else {}
         worst = found.get("worst")
-        self.models = {0: "ok", 1: "warning", 2: "failure"}.get(worst, "unknown") if ok else "check failed"
+        self.models = LEVELS.get(worst, "unknown") if ok else "check failed"
         dates = found.get("shutdown_dates")
         if isinstance(dates, dict):  # a failed check keeps the dates the last good one found
             self.model_shutdown_dates = {str(m): str(d) for m, d in dates.items()}
