@@ -31,7 +31,10 @@ SENDERS = {Email: email.send, Webhook: webhook.send}  # a channel's settings -> 
 def deliver(channel, notice, instance: str) -> tuple[bool, str]:
     """One notice through one channel (callbridge/alert_settings.py: Email or Webhook):
     (delivered, what happened in a few words, never a URL or a password)."""
-    return SENDERS[type(channel)](channel, notice, instance)
+    sender = SENDERS.get(type(channel))
+    if sender is None:  # not a channel the settings build: one failed delivery, not a lost batch
+        return False, f"no sender for a {type(channel).__name__}"
+    return sender(channel, notice, instance)
 
 
 def send_all(channels, notices, instance: str, spool_dir=None) -> list[dict]:
