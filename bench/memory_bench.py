@@ -81,6 +81,7 @@ def main() -> int:
             RTP_PORT_RANGE="40000-59999",
             STATE_DIR=str(work / "state"),
             METRICS_LISTEN="",
+            WEB_LISTEN="",
         ),
         "PYTHONPATH": str(ROOT),
     }

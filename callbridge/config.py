@@ -136,6 +136,10 @@ class Settings:
     records_timezone: str
     records_spool_dir: str
     metrics_listen: ListenAddress | None
+    web_listen: ListenAddress | None
+    web_session_hours: int
+    web_secret_key: Secret
+    web_trusted_proxies: tuple
     alert_webhooks: tuple
     alert_smtp_url: Secret
     alert_email_from: str

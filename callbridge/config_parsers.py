@@ -168,6 +168,21 @@ def optional_listen(raw: str) -> ListenAddress | None:
         raise ValueError(f"{exc}, or empty for off") from None
 
 
+def networks(raw: str) -> tuple:
+    """Comma-separated IP addresses or networks (10.0.0.0/8); empty: none."""
+    found = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            found.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"must be IP addresses or networks like 10.0.0.0/8, comma-separated (got {part[:40]!r})"
+            ) from None
+    return tuple(found)
+
+
 def optional_database_url(raw: str) -> DatabaseUrl | None:
     value = raw.strip()
     return DatabaseUrl.parse(value) if value else None

@@ -1,7 +1,7 @@
 """An HTTP listener that a hostile or careless client cannot grow: uvicorn, bounded.
 
-Used by the metrics helper (metrics/exporter.py) and meant for every listener callbridge
-exposes. Why not prometheus_client's own `start_http_server`: it starts a thread per
+Used by the web helper (web/helper.py) for both of callbridge's listeners, /metrics and
+the dashboard. Why not prometheus_client's own `start_http_server`: it starts a thread per
 connection with no timeout and no cap, so a few thousand idle connections made a few
 thousand threads, and threads count against the unit's `TasksMax`, which the call workers
 share: new calls could no longer fork.
@@ -23,14 +23,15 @@ connections, idle ones included, so a few dozen idle sockets would make every re
 handlers of uvicorn's (the helper's are the supervisor's to decide), and uvicorn's per-
 request warnings stay out of the service's log (a client could flood it).
 
-The caller binds the socket (so that "address in use" is the caller's to report, once),
-and `serve` runs until `should_stop()` is true, checked every `poll` seconds.
+`serve` binds each `Listener`'s address (an address in use is one log line and a quiet
+retry) and serves them all on one loop until `should_stop()` is true.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 from collections.abc import Callable
@@ -119,11 +120,79 @@ class _Server(uvicorn.Server):
         yield  # leave the helper's signal dispositions as the supervisor set them
 
 
+@dataclass(frozen=True)
+class Listener:
+    """One address to serve `app` on. `name` and `variable` are for the log lines
+    ("metrics: cannot listen on 127.0.0.1:9464 (METRICS_LISTEN): ..."); `address` has
+    `host` and `port`."""
+
+    name: str
+    variable: str
+    address: object
+    app: Callable
+    limits: Limits
+
+
+BIND_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
+
+
 def serve(
-    app, sock: socket.socket, limits: Limits, should_stop: Callable[[], bool], poll: float = 1.0
+    listeners: list[Listener], should_stop: Callable[[], bool], poll: float = 1.0, bind_retry: float = 5.0
 ) -> None:
-    """Serve the ASGI `app` on the bound `sock` until `should_stop()`."""
-    config = uvicorn.Config(
+    """Serve every listener on one asyncio loop until `should_stop()`, checked every `poll`
+    seconds. An address that is taken (an operator's other exporter on the port) is one log
+    line and a quiet retry every `bind_retry` seconds, and does not hold up the others."""
+    # "Invalid HTTP request received" and its like, once per bad request: a client's to cause.
+    logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
+    servers: list[_Server] = []
+
+    async def keep(listener: Listener) -> None:
+        told = False
+        while not should_stop():
+            try:
+                sock = listen_socket(listener.address.host, listener.address.port)
+                break
+            except OSError as exc:
+                if exc.errno not in BIND_ERRORS:
+                    raise
+                if not told:
+                    log.error(
+                        "%s: cannot listen on %s (%s): %s; trying again every %.0f s",
+                        listener.name,
+                        listener.address,
+                        listener.variable,
+                        exc.strerror,
+                        bind_retry,
+                    )
+                    told = True
+            await asyncio.sleep(bind_retry)
+        else:
+            return
+        if told:
+            log.info("%s: %s is free again", listener.name, listener.address)
+        server = _Server(_config(listener.app, listener.limits))
+        servers.append(server)
+        log.info("%s: serving http://%s/", listener.name, listener.address)
+        await server.serve(sockets=[sock])
+
+    async def main() -> None:
+        tasks = [asyncio.ensure_future(keep(listener)) for listener in listeners]
+        try:
+            while not should_stop() and not all(t.done() for t in tasks):
+                await asyncio.sleep(poll)
+        finally:
+            for server in servers:
+                server.should_exit = True
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:  # a listener that failed for another reason is the helper's failure
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()
+
+    asyncio.run(main())
+
+
+def _config(app, limits: Limits) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
         http=_protocol(limits),
         ws="none",
@@ -135,20 +204,3 @@ def serve(
         h11_max_incomplete_event_size=limits.max_header_bytes,
         timeout_graceful_shutdown=1,
     )
-    # "Invalid HTTP request received" and its like, once per bad request: a client's to cause.
-    logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
-    server = _Server(config)
-
-    async def main() -> None:
-        async def watch() -> None:
-            while not should_stop():
-                await asyncio.sleep(poll)
-            server.should_exit = True
-
-        watcher = asyncio.ensure_future(watch())
-        try:
-            await server.serve(sockets=[sock])
-        finally:
-            watcher.cancel()
-
-    asyncio.run(main())

@@ -1,5 +1,5 @@
-"""The metrics helper: a long-lived process the supervisor forks and keeps running
-(supervisor/keeper.py), serving METRICS_LISTEN.
+"""The /metrics page of METRICS_LISTEN, served by the web helper (web/helper.py): a
+long-lived process the supervisor forks and keeps running (supervisor/keeper.py).
 
 Why a process and not a thread of the supervisor: the supervisor holds no threads (it
 forks workers, and a thread alive at a fork can leave a lock held in the child), and
@@ -14,28 +14,24 @@ scrapers ask at once: parallel scrapes are one control-socket request, not one e
 used to fill its client slots, and `status` was refused).
 
 Its registry holds only metrics/collector.py: no process or GC metrics of this helper,
-which would describe the wrong process. It exits when its supervisor is gone.
+which would describe the wrong process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from httpd.bounded import Limits, listen_socket, serve
+from httpd.bounded import Limits
 from metrics.collector import SupervisorCollector
 
 log = logging.getLogger(__name__)
 
-PARENT_POLL = 1.0
 CACHE_SECONDS = 1.0  # a page this young is served again: scrapers cannot multiply requests
-BIND_RETRY = 5.0  # while the port is taken: tried again quietly this often
 LIMITS = Limits(connections=64, read_seconds=10.0, keep_alive_seconds=5)
 
 
@@ -82,41 +78,9 @@ def app_for(page: CachedPage):
     return app
 
 
-def _bind(listen, parent_pid: int):
-    """The listening socket; while the address is taken, one log line and a quiet retry
-    (an operator's other exporter on 9464 is a configuration problem, not a crash loop)."""
-    told = False
-    while os.getppid() == parent_pid:
-        try:
-            sock = listen_socket(listen.host, listen.port)
-        except OSError as exc:
-            if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-                raise
-            if not told:
-                log.error(
-                    "metrics: cannot listen on %s (METRICS_LISTEN): %s; trying again every %.0f s",
-                    listen,
-                    exc.strerror,
-                    BIND_RETRY,
-                )
-                told = True
-            deadline = time.monotonic() + BIND_RETRY
-            while time.monotonic() < deadline and os.getppid() == parent_pid:
-                time.sleep(PARENT_POLL)
-            continue
-        if told:
-            log.info("metrics: %s is free again", listen)
-        return sock
-    return None
-
-
-def run(listen, socket_path: str, instance: str, parent_pid: int, figures_file=None, spool_dir=None) -> None:
-    """Serve until the supervisor is gone. `figures_file` and `spool_dir`: where the
+def metrics_app(socket_path: str, instance: str, figures_file=None, spool_dir=None):
+    """The /metrics app of one supervisor. `figures_file` and `spool_dir`: where the
     drainer's figures are read (records/drain_figures.py)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SupervisorCollector(socket_path, instance, figures_file, spool_dir))
-    sock = _bind(listen, parent_pid)
-    if sock is None:
-        return
-    log.info("metrics: serving http://%s/metrics", listen)
-    serve(app_for(CachedPage(registry)), sock, LIMITS, lambda: os.getppid() != parent_pid, PARENT_POLL)
+    return app_for(CachedPage(registry))

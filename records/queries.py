@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.engine import Engine
 
 from records.privacy import mask_number, number_hash
@@ -33,6 +33,8 @@ class CallFilter:
     number: str | None = None  # a part of the number dialled
     end_reason: str | None = None
     instance: str | None = None
+    agent: str | None = None
+    text: str | None = None  # a part of what either side said (or the caller heard)
 
     def where(self, query):
         c = calls.c
@@ -52,6 +54,14 @@ class CallFilter:
             query = query.where(c.end_reason == self.end_reason)
         if self.instance:
             query = query.where(c.instance == self.instance)
+        if self.agent:
+            query = query.where(c.agent == self.agent)
+        if self.text:
+            t = turns.c
+            said = or_(
+                t.text.contains(self.text, autoescape=True), t.heard.contains(self.text, autoescape=True)
+            )
+            query = query.where(exists().where(t.instance == c.instance, t.call_id == c.call_id, said))
         return query
 
 
@@ -62,11 +72,32 @@ def _row(row) -> dict:
     return out
 
 
-def recent_calls(engine: Engine, where: CallFilter = CallFilter(), limit: int = 50) -> list[dict]:
-    """The newest calls first."""
-    query = where.where(select(calls)).order_by(calls.c.started_at.desc(), calls.c.call_id).limit(limit)
+def recent_calls(
+    engine: Engine, where: CallFilter = CallFilter(), limit: int = 50, offset: int = 0
+) -> list[dict]:
+    """The newest calls first; `offset` skips that many (a page of the dashboard's history)."""
+    query = where.where(select(calls)).order_by(calls.c.started_at.desc(), calls.c.call_id)
     with engine.connect() as conn:
-        return [_row(row) for row in conn.execute(query)]
+        return [_row(row) for row in conn.execute(query.limit(limit).offset(offset))]
+
+
+def count_calls(engine: Engine, where: CallFilter = CallFilter()) -> int:
+    with engine.connect() as conn:
+        return conn.execute(where.where(select(func.count()).select_from(calls))).scalar_one()
+
+
+def recent_alerts(engine: Engine, limit: int = 20) -> list[dict]:
+    """The alerts sent lately, newest first, one row per channel (alerts/send.py)."""
+    query = select(alerts).order_by(alerts.c.sent_at.desc(), alerts.c.seq).limit(limit)
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def distinct_values(engine: Engine, column: str, limit: int = 200) -> list[str]:
+    """The values one column of `calls` holds (agents, instances, end reasons): filter choices."""
+    col = calls.c[column]
+    with engine.connect() as conn:
+        return [v for (v,) in conn.execute(select(col).distinct().order_by(col).limit(limit)) if v]
 
 
 def iter_calls(engine: Engine, where: CallFilter = CallFilter()) -> Iterator[dict]:

@@ -133,3 +133,45 @@ alerts = Table(
     Column("outcome", Text, nullable=False, default=""),  # what the receiver said, or why not
     Index("ix_alerts_sent_at", "sent_at"),
 )
+
+# The web dashboard's logins (web/): shared by every instance on the database, like the
+# history. `password` is a KDF's output with its parameters (records/accounts.py), never a
+# password.
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),  # "admin" or "viewer"
+    Column("password", String(255), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("password_changed_at", Timestamp, nullable=False),
+)
+
+# A login's session: the cookie holds a random token, the table only its SHA-256, so that
+# a copy of the database opens no session.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_name", String(64), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("client", String(64), nullable=False, default=""),
+    ForeignKeyConstraint(["user_name"], ["users.name"], ondelete="CASCADE", name="fk_web_sessions_user"),
+    Index("ix_web_sessions_expires_at", "expires_at"),
+)
+
+# Every state change made through the dashboard or the `web` commands: who, what, when.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Timestamp, nullable=False),
+    Column("instance", String(64), nullable=False, default=""),
+    Column("user_name", String(64), nullable=False),  # kept after the user is removed
+    Column("action", String(32), nullable=False),  # login, login_failed, logout, hangup, ...
+    Column("target", String(160), nullable=False, default=""),
+    Column("client", String(64), nullable=False, default=""),
+    Column("detail", Text, nullable=False, default=""),
+    Index("ix_audit_at", "at"),
+)

@@ -28,8 +28,9 @@ LAYERS = {
     "alerts": 3,
     "metrics": 3,
     "call_worker": 3,
-    "supervisor": 4,
-    "callbridge.cli": 5,
+    "web": 4,  # the dashboard and /metrics (web/helper.py), under the supervisor that forks it
+    "supervisor": 5,
+    "callbridge.cli": 6,
 }
 SIMULATORS = "simulators"  # may import shm_ring alone; only the command line may import it
 

@@ -29,8 +29,6 @@ from call_worker import process
 from callbridge import __version__, capacity
 from callbridge.agents import AgentBook, load_book
 from callbridge.config import Settings
-from metrics import exporter
-from records.drain_figures import figures_path
 from records.drainer import drainer_work
 from shm_ring import EndReason, Slot, start_tracker, sweep
 from supervisor import asterisk_work, systemd
@@ -54,6 +52,7 @@ from supervisor.stopping import STOP_SIGNALS, Stopping
 from supervisor.totals import Totals
 from supervisor.transfers import Transfers
 from supervisor.turning_away import TurnAwayDesk
+from web import helper as web_helper
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +146,12 @@ class Supervisor:
             self._guarded,
         )
         # The long-lived helpers, each kept running by one keeper: the records drainer
-        # (spool -> database; its figures name this run by the start time), and the metrics
-        # exporter (metrics/exporter.py) when METRICS_LISTEN is set.
+        # (spool -> database; its figures name this run by the start time), and the web
+        # helper (web/helper.py: /metrics and the dashboard) when either listener is set.
         service = round(self.started_wall, 3)
         self.keepers = [Keeper("drainer", lambda: drainer_work(settings, service))]
-        if settings.metrics_listen:
-            self.keepers.append(Keeper("metrics", self._metrics_work))
+        if settings.metrics_listen or settings.web_listen:
+            self.keepers.append(Keeper("web", self._web_work))
 
     # --- public, for the commands
 
@@ -215,17 +214,9 @@ class Supervisor:
         for problem in capacity.problems(self.settings.max_concurrent_calls, limits):
             log.warning("capacity: %s", problem)
 
-    def _metrics_work(self):
+    def _web_work(self):
         settings, parent = self.settings, os.getpid()
-        figures_file = figures_path(settings.state_dir, settings.instance)
-        return lambda: exporter.run(
-            settings.metrics_listen,
-            settings.control_socket_path,
-            settings.instance,
-            parent,
-            figures_file,
-            settings.spool_dir,
-        )
+        return lambda: web_helper.run(settings, parent)
 
     # --- the loop
 
@@ -548,7 +539,7 @@ class Supervisor:
             self._guarded(self._finish_call, entry, status)
         # Listings and lookups are of no use any more; teardown and busy helpers finish
         # their work on their own (they do not die with us).
-        self.helpers.kill(("reconcile", "resolve", "models", "drainer", "metrics", "budgets"))
+        self.helpers.kill(("reconcile", "resolve", "models", "drainer", "web", "budgets"))
         self.stopping.close()
         if self.control is not None:
             self.control.close()

@@ -38,6 +38,7 @@ class Service:
             "MAX_CONCURRENT_CALLS": "50",
             "STATE_DIR": str(workdir / "state"),  # the call history and its spool
             "METRICS_LISTEN": "",  # off: parallel services would all want 127.0.0.1:9464
+            "WEB_LISTEN": "",  # and 127.0.0.1:8470
             **overrides,
         }
         self.env = {

@@ -213,7 +213,7 @@ def _metered(service, **overrides):
     return svc, scraper
 
 
-def _metrics_helper(svc, name: str = "cb-metrics") -> psutil.Process | None:
+def _metrics_helper(svc, name: str = "cb-web") -> psutil.Process | None:
     for child in psutil.Process(svc.proc.pid).children():
         try:
             if child.name() == name:
@@ -321,7 +321,7 @@ def test_the_exporter_is_restarted_and_no_count_is_lost(service, asterisk):
     first.kill()
     svc.wait(lambda: (h := _metrics_helper(svc)) is not None and h.pid != first.pid, timeout=10)
     svc.wait(lambda: scraper.value("callbridge_calls_total", reason="caller_hangup") == 1, timeout=15)
-    assert "the metrics helper exited; starting it again" in svc.log()
+    assert "the web helper exited; starting it again" in svc.log()
     assert ended(asterisk, call_id)
 
 

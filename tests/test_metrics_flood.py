@@ -43,7 +43,7 @@ print(" ".join(map(str, codes)))
 def _metrics_helper(svc) -> psutil.Process | None:
     for child in psutil.Process(svc.proc.pid).children():
         try:
-            if child.name() == "cb-metrics":
+            if child.name() == "cb-web":
                 return child
         except psutil.NoSuchProcess:
             continue

@@ -98,6 +98,7 @@ def test_an_operator_runs_status_hangup_and_calls_and_nothing_else(accounts, ast
         SHM_PREFIX=f"cbops{os.getpid()}",
         RTP_PORT_RANGE="40000-49999",
         METRICS_LISTEN="",
+        WEB_LISTEN="",
         DATABASE_URL=server.url() if server else "",
     )
     env_file = base / "callbridge.env"  # install_service.sh: 0640 root:callbridge

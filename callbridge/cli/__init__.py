@@ -301,8 +301,8 @@ def agents_command(
     ] = None,
 ) -> None:
     """List the agents (AGENTS_FILE, docs/agents.md); with --number, who answers it and why."""
+    from callbridge.agent_descriptions import describe_book, describe_choice, parse_at
     from callbridge.agents import load_book
-    from callbridge.cli.agent_commands import describe_book, describe_choice, parse_at
 
     try:  # which agent answers needs no credentials: it talks to nobody
         settings = cfg.load_without_credentials(env_file).settings
@@ -340,6 +340,10 @@ records_commands.register(app)
 from callbridge.cli import alert_commands  # noqa: E402 -- likewise
 
 alert_commands.register(app)
+
+from callbridge.cli import web_commands  # noqa: E402 -- likewise
+
+web_commands.register(app)
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ machine's timezone). How one call reads in `calls show` is callbridge/cli/call_v
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import sys
@@ -161,12 +160,10 @@ def _filter(where: Where, since, until, caller, number, end_reason, all_instance
     )
 
 
-def _jsonable(value):
-    return value.replace(tzinfo=UTC).isoformat() if isinstance(value, datetime) else value
-
-
 def _as_json(row: dict) -> dict:
-    return {key: _jsonable(value) for key, value in row.items()}
+    from records.export import jsonable
+
+    return {key: jsonable(value) for key, value in row.items()}
 
 
 # --- db
@@ -297,8 +294,8 @@ def calls_export(
     env_file: EnvFile = None,
 ) -> None:
     """Every matching call, oldest first: CSV (one row per call) or JSON lines (with turns)."""
+    from records.export import write_csv
     from records.queries import find_calls, iter_calls
-    from records.schema import calls
 
     if fmt not in ("csv", "jsonl"):
         raise _fail("--format is csv or jsonl", 2)
@@ -309,12 +306,7 @@ def calls_export(
     try:
         rows = iter_calls(engine, _filter(where, since, until, caller, number, end_reason))
         if fmt == "csv":
-            writer = csv.DictWriter(out, fieldnames=[c.name for c in calls.columns])
-            writer.writeheader()
-            for row in rows:
-                writer.writerow(
-                    {k: json.dumps(v) if isinstance(v, dict) else _jsonable(v) for k, v in row.items()}
-                )
+            write_csv(out, rows)
         else:
             for row in list(rows):
                 full = find_calls(engine, row["call_id"], row["instance"])[0]

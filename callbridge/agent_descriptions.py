@@ -1,7 +1,8 @@
-"""What `callbridge agents` prints: the agents of the book, and who answers a number when.
+"""What `callbridge agents` prints and the dashboard's agents page shows: the agents of the
+book, and who answers a number when.
 
-Pure text from an `AgentBook` (callbridge/agents.py); the command itself is in
-callbridge/cli/__init__.py."""
+Pure text from an `AgentBook` (callbridge/agents.py); the command is in
+callbridge/cli/__init__.py, the page in web/pages.py."""
 
 from __future__ import annotations
 

@@ -1,0 +1,44 @@
+"""The call history as CSV, one row per call with every column of `calls`: written by
+`callbridge calls export` and the dashboard's history download alike."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+
+from records.schema import calls
+
+FIELDS = [c.name for c in calls.columns]
+
+
+def jsonable(value):
+    """A stored value as JSON or CSV shows it: times as ISO 8601 in UTC."""
+    return value.replace(tzinfo=UTC).isoformat() if isinstance(value, datetime) else value
+
+
+def csv_cells(row: dict) -> dict:
+    return {k: json.dumps(v) if isinstance(v, dict) else jsonable(v) for k, v in row.items() if k in FIELDS}
+
+
+def write_csv(out, rows: Iterable[dict]) -> None:
+    writer = csv.DictWriter(out, fieldnames=FIELDS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(csv_cells(row))
+
+
+def csv_chunks(rows: Iterable[dict], every: int = 200) -> Iterator[str]:
+    """The same CSV in pieces of `every` rows, for a streamed download."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS)
+    writer.writeheader()
+    for n, row in enumerate(rows, 1):
+        writer.writerow(csv_cells(row))
+        if n % every == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
