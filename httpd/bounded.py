@@ -199,6 +199,9 @@ def _config(app, limits: Limits) -> uvicorn.Config:
         lifespan="off",
         log_config=None,  # ours (callbridge/logs.py), not uvicorn's
         access_log=False,
+        # uvicorn would otherwise take X-Forwarded-For from any peer on 127.0.0.1 as the
+        # client's address; whose header to believe is the app's (web/security.py).
+        proxy_headers=False,
         server_header=False,
         timeout_keep_alive=limits.keep_alive_seconds,
         h11_max_incomplete_event_size=limits.max_header_bytes,

@@ -71,9 +71,19 @@ class Dashboard:
     @property
     def engine(self):
         if self._engine is None:
+            from records.migrate import upgrade
             from records.store import open_engine
 
-            self._engine = open_engine(self.settings.database)
+            database = self.settings.database
+            if database.is_sqlite:
+                Path(database.url.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = open_engine(database)
+            if database.is_sqlite:  # embedded: no install step, as the drainer does at its start
+                try:
+                    upgrade(engine)
+                except Exception as exc:  # the drainer's own upgrade may hold the file: it does the work
+                    log.warning("web: cannot migrate %s (%s); the drainer will", database, type(exc).__name__)
+            self._engine = engine
         return self._engine
 
     async def db(self, work: Callable, *args):
