@@ -118,6 +118,8 @@ SPANISH = {
     "fallback": "desvío de respaldo",
     "transfer dialled": "transferencia marcada",
     "tool call": "llamada a herramienta",
+    "barge in": "interrupción del llamante",
+    "transfer failed": "transferencia fallida",
     "tool limit": "límite de herramientas",
     "ended": "terminada",
     "frames in": "tramas recibidas",

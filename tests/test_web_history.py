@@ -1,0 +1,115 @@
+"""The dashboard's history on SQLite, MariaDB and PostgreSQL, with two instances sharing the
+database: each instance's calls are shown with its name, found by every filter, paged and
+exported as CSV; a call's page shows its conversation (what an interrupted caller heard),
+its timeline and its cost; the users the two instances share."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import pytest
+import requests
+from records_fixtures import a_record, database, db_servers  # noqa: F401 -- fixtures
+from webtest import ADMIN, WebServe, add_user, login
+
+from records.migrate import upgrade
+from records.store import open_engine, store_record
+
+pytestmark = pytest.mark.slow
+
+
+def _history(engine) -> None:
+    now = time.time()
+    store_record(
+        engine,
+        a_record(
+            "1733.1",
+            "clinic",
+            agent="citas",
+            events=[
+                {"offset_ms": 1500, "kind": "tool_call", "detail": {"name": "lookup", "ms": 120}},
+                {"offset_ms": 9000, "kind": "transferred", "detail": {"destination": "front desk"}},
+            ],
+        ),
+    )
+    store_record(
+        engine,
+        a_record(
+            "1733.2",
+            "isp",
+            caller="+34911000333",
+            dialled="200",
+            agent="soporte",
+            end_reason="agent_hangup",
+            turns=[{"side": "caller", "offset_ms": 900, "text": "Mi fibra no funciona", "interrupted": False}],
+        ),
+    )
+    for n in range(55):  # more than a page of one instance's older calls
+        store_record(engine, a_record(f"1700.{n}", "isp", started_at=now - 3 * 86400 - n * 60, agent="soporte"))
+
+
+def test_two_instances_share_the_history_and_its_users(database, tmp_path):  # noqa: F811
+    engine = open_engine(database)
+    upgrade(engine)
+    _history(engine)
+    engine.dispose()
+    shared = {"DATABASE_URL": database.url.render_as_string(hide_password=False)}
+    (tmp_path / "clinic").mkdir(), (tmp_path / "isp").mkdir()
+    clinic = WebServe(tmp_path / "clinic", INSTANCE_ID="clinic", **shared).start()
+    isp = WebServe(tmp_path / "isp", INSTANCE_ID="isp", **shared).start()
+    try:
+        add_user(clinic.env, *ADMIN, "admin")  # made through one instance's settings...
+        for web in (clinic, isp):
+            s = login(web.base, *ADMIN)  # ...it logs in on both
+            everything = s.get(web.base + "/calls", timeout=10).text
+            assert "57 calls" in everything and "page 1 of 2" in everything
+            assert ">clinic<" in everything and ">isp<" in everything  # every instance, by name
+            assert "/calls/clinic/1733.1" in everything and "/calls/isp/1733.2" in everything
+        s = login(clinic.base, *ADMIN)
+
+        def found(**params) -> str:
+            reply = s.get(clinic.base + "/calls", params=params, timeout=10)
+            assert reply.status_code == 200
+            return reply.text
+
+        assert "1 calls" in found(instance="clinic") and "/calls/clinic/1733.1" in found(instance="clinic")
+        assert "/calls/isp/1733.2" in found(caller="911000")
+        assert "1 calls" in found(number="200")
+        assert "1 calls" in found(agent="citas")
+        assert "1 calls" in found(end_reason="agent_hangup")
+        assert "/calls/isp/1733.2" in found(text="fibra") and "1 calls" in found(text="fibra")
+        assert "/calls/clinic/1733.1" in found(text="Claro, tenemos")  # heard: an interrupted turn
+        today = time.strftime("%Y-%m-%d")
+        assert "2 calls" in found(since=today, until=today)
+        older = found(page="2")
+        assert "page 2 of 2" in older and "Newer" in older and "Older" not in older
+        export = s.get(clinic.base + "/calls.csv", params={"instance": "isp"}, timeout=10)
+        assert export.headers["content-type"].startswith("text/csv")
+        assert "attachment" in export.headers["content-disposition"]
+        rows = list(csv.DictReader(io.StringIO(export.text)))
+        assert len(rows) == 56 and {r["instance"] for r in rows} == {"isp"}
+        assert {"call_id", "caller", "cost_estimate", "setup_ms"} <= set(rows[0])
+
+        call = s.get(clinic.base + "/calls/clinic/1733.1", timeout=10).text
+        assert "Quiero una cita" in call  # the caller's turn
+        assert '<span class="heard">Claro, tenemos</span><del class="unheard"> el lunes o el martes</del>' in call
+        assert "tool call" in call and "name: lookup" in call and "destination: front desk" in call
+        assert "set-up: answered" in call and "set-up: bridged" in call
+        assert "input audio tokens" in call
+        spanish = s.get(clinic.base + "/calls/clinic/1733.1", headers={"Accept-Language": "es"}, timeout=10).text
+        assert "Conversación" in spanish and "llamada a herramienta" in spanish
+        assert s.get(clinic.base + "/calls/clinic/no.such", timeout=10).status_code == 404
+    finally:
+        clinic.stop(), isp.stop()
+
+
+def test_a_database_that_is_down_is_a_message_not_an_error_page(tmp_path):
+    web = WebServe(tmp_path, DATABASE_URL="postgresql+psycopg://cb:db-sekret-77@127.0.0.1:9/callbridge").start()
+    try:
+        page = requests.get(web.base + "/login", timeout=30)
+        assert page.status_code == 200 and "cannot be read: OperationalError" in page.text
+        assert "db-sekret-77" not in page.text and "db-sekret-77" not in web.log()
+    finally:
+        web.stop()
