@@ -2,7 +2,7 @@
 and Spanish (the seed's users write Spanish).
 
 A text is its own key: `t("Live calls")` is English as it stands and looked up in SPANISH
-otherwise; `t("{n} calls", n=3)` formats after the lookup. A text missing from SPANISH
+otherwise (a name such as an end reason has its English words in ENGLISH); `t("{n} calls", n=3)` formats after the lookup. A text missing from SPANISH
 shows in English; tests/test_web_pages.py checks that every text the templates use has
 its Spanish. The language is the `lang` cookie (the switch in the page's header), else the
 browser's Accept-Language, else English.
@@ -72,6 +72,7 @@ SPANISH = {
     "Said": "Dicho",
     "Search": "Buscar",
     "CSV": "CSV",
+    "1 call": "1 llamada",
     "{n} calls": "{n} llamadas",
     "page {p} of {n}": "página {p} de {n}",
     "Started": "Inicio",
@@ -182,7 +183,23 @@ SPANISH = {
     "The two new passwords differ.": "Las dos contraseñas nuevas no coinciden.",
 }
 
-CATALOGS = {"en": {}, "es": SPANISH}
+# Keys that are names rather than English (the end reasons of shm_ring/header.py::EndReason,
+# as the records store them), in words.
+ENGLISH = {
+    "caller_hangup": "the caller hung up",
+    "max_call_seconds": "longest call reached",
+    "idle_timeout": "silence too long",
+    "operator_hangup": "hung up by an operator",
+    "realtime_failed": "Realtime failed",
+    "setup_failed": "set-up failed",
+    "shutdown": "service stopping",
+    "worker_crashed": "worker crashed",
+    "supervisor_gone": "supervisor gone",
+    "agent_hangup": "the agent ended it",
+    "transferred": "transferred",
+    "none": "none",
+}
+CATALOGS = {"en": ENGLISH, "es": SPANISH}
 
 
 def choose(cookie: str | None, accept_language: str) -> str:

@@ -254,7 +254,7 @@ def call_view(call: dict, zone: tzinfo | None) -> dict:
 
 def bars(title: str, points: list[tuple[str, float]], shown=lambda v: f"{v:g}", every: int = 1) -> dict:
     """A bar chart's geometry (an SVG drawn by the template: no script, no library)."""
-    width, height = 600, 120
+    width, height = 300, 80  # drawn about 370 px wide: the ticks' 11 units read as 13 px
     top = max((v for _, v in points), default=0) or 1
     slot = width / max(1, len(points))
     drawn, ticks = [], []
@@ -317,7 +317,7 @@ def overview(rows: list[dict], now: datetime, zone: tzinfo | None) -> dict:
             bars(
                 "Minutes per day, last 14 days",
                 [(d.strftime("%d"), minutes[d]) for d in days],
-                shown=lambda v: f"{v:.0f}",
+                shown=lambda v: f"{v:.1f}",
                 every=2,
             ),
             bars(
@@ -332,7 +332,7 @@ def overview(rows: list[dict], now: datetime, zone: tzinfo | None) -> dict:
             {
                 "name": name,
                 "calls": a["calls"],
-                "minutes": f"{a['seconds'] / 60:.0f}",
+                "minutes": f"{a['seconds'] / 60:.1f}",
                 "cost": f"{a['cost']:.2f} {currency}".strip(),
             }
             for name, a in sorted(agents.items(), key=lambda kv: -kv[1]["calls"])
