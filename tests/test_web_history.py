@@ -43,11 +43,15 @@ def _history(engine) -> None:
             dialled="200",
             agent="soporte",
             end_reason="agent_hangup",
-            turns=[{"side": "caller", "offset_ms": 900, "text": "Mi fibra no funciona", "interrupted": False}],
+            turns=[
+                {"side": "caller", "offset_ms": 900, "text": "Mi fibra no funciona", "interrupted": False}
+            ],
         ),
     )
     for n in range(55):  # more than a page of one instance's older calls
-        store_record(engine, a_record(f"1700.{n}", "isp", started_at=now - 3 * 86400 - n * 60, agent="soporte"))
+        store_record(
+            engine, a_record(f"1700.{n}", "isp", started_at=now - 3 * 86400 - n * 60, agent="soporte")
+        )
 
 
 def test_two_instances_share_the_history_and_its_users(database, tmp_path):  # noqa: F811
@@ -94,11 +98,16 @@ def test_two_instances_share_the_history_and_its_users(database, tmp_path):  # n
 
         call = s.get(clinic.base + "/calls/clinic/1733.1", timeout=10).text
         assert "Quiero una cita" in call  # the caller's turn
-        assert '<span class="heard">Claro, tenemos</span><del class="unheard"> el lunes o el martes</del>' in call
+        assert (
+            '<span class="heard">Claro, tenemos</span><del class="unheard"> el lunes o el martes</del>'
+            in call
+        )
         assert "tool call" in call and "name: lookup" in call and "destination: front desk" in call
         assert "set-up: answered" in call and "set-up: bridged" in call
         assert "input audio tokens" in call
-        spanish = s.get(clinic.base + "/calls/clinic/1733.1", headers={"Accept-Language": "es"}, timeout=10).text
+        spanish = s.get(
+            clinic.base + "/calls/clinic/1733.1", headers={"Accept-Language": "es"}, timeout=10
+        ).text
         assert "Conversación" in spanish and "llamada a herramienta" in spanish
         assert s.get(clinic.base + "/calls/clinic/no.such", timeout=10).status_code == 404
     finally:
@@ -106,7 +115,9 @@ def test_two_instances_share_the_history_and_its_users(database, tmp_path):  # n
 
 
 def test_a_database_that_is_down_is_a_message_not_an_error_page(tmp_path):
-    web = WebServe(tmp_path, DATABASE_URL="postgresql+psycopg://cb:db-sekret-77@127.0.0.1:9/callbridge").start()
+    web = WebServe(
+        tmp_path, DATABASE_URL="postgresql+psycopg://cb:db-sekret-77@127.0.0.1:9/callbridge"
+    ).start()
     try:
         page = requests.get(web.base + "/login", timeout=30)
         assert page.status_code == 200 and "cannot be read: OperationalError" in page.text
