@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 
 import pytest
+import requests
 from rich.console import Console
+from testenv import wait_until
+from webtest import answers
 
 from callbridge.cli.demo import LEGEND, StatusView
 
@@ -46,6 +50,30 @@ def test_demo_runs_calls_and_exits_zero(tmp_path):
     assert len(commands) == 1
     listed = subprocess.run(commands[0], capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0 and sum(line.startswith("20") for line in listed.stdout.splitlines()) == 2
+
+    # the dashboard: its address and the demo user while it ran, and the printed command
+    # serves it again over the demo's history
+    found = re.search(r"the dashboard at (http://127\.0\.0\.1:\d+)/ \(user demo, password (\S+):", out)
+    assert found, out[:2000]
+    base, password = found.groups()
+    serve = [line.split() for line in out.splitlines() if line.startswith("  ") and " web serve " in line]
+    assert len(serve) == 1
+    web = subprocess.Popen(serve[0], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: answers(base) or web.poll() is not None, timeout=30, interval=0.1)
+        session = requests.Session()
+        form = session.get(base + "/login", timeout=10).text
+        csrf = re.search(r'name="csrf" value="([^"]*)"', form).group(1)
+        reply = session.post(
+            base + "/login",
+            data={"csrf": csrf, "name": "demo", "password": password, "next": "/calls"},
+            timeout=10,
+        )
+        assert reply.url.endswith("/calls"), reply.text[:500]
+        assert reply.text.count("reason-caller_hangup") == 2
+    finally:
+        web.terminate()
+        web.wait(10)
 
 
 def _status(live: int, frames: int) -> dict:

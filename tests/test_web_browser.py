@@ -87,7 +87,7 @@ class Page:
         wanted = os.environ.get("CALLBRIDGE_SCREENSHOTS")
         if wanted:
             Path(wanted).mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, Path(wanted) / path.name)
+            shutil.copy(path, Path(wanted) / f"dashboard-{path.name}")
 
     def fetch_status(self, path: str, csrf: bool) -> int:
         """A POST from the page's own script context (same origin, the session's cookie)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import statistics
 import subprocess
 import sys
@@ -203,7 +204,25 @@ def _commands(workdir: Path) -> list[str]:
         f"  {cli} calls --env-file {env_file}",
         f"  {cli} calls show CALL_ID --env-file {env_file}",
         f"  {cli} usage --env-file {env_file}",
+        f"  {cli} web serve --env-file {env_file}",
     ]
+
+
+def _demo_user(workdir: Path, env: dict) -> str:
+    """The demo's own dashboard user `demo`, an admin with a fresh password (returned), in
+    the demo's own records database."""
+    password = secrets.token_urlsafe(9)
+    subprocess.run(
+        [sys.executable, "-m", "callbridge.cli", "web", "add-user", "demo", "--role", "admin"]
+        + ["--password-stdin", "--env-file", str(workdir / "demo.env")],
+        env=env,
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return password
 
 
 def run_demo(calls: int, seconds: float, echo=print, console: Console | None = None) -> int:
@@ -214,7 +233,7 @@ def run_demo(calls: int, seconds: float, echo=print, console: Console | None = N
         realtime = RealtimeSim("--reply-ms", "3000", "--greeting-ms", "1200", api_key=API_KEY, quiet=True)
 
         socket_path = str(workdir / "control.sock")
-        metrics = f"127.0.0.1:{_free_port()}"
+        metrics, web = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
         own = {  # nothing of an installed service's: its ports, socket, state and history stay its own
             "CONTROL_SOCKET_PATH": socket_path,
             "LOG_FILE_PATH": str(workdir / "callbridge.log"),
@@ -222,6 +241,7 @@ def run_demo(calls: int, seconds: float, echo=print, console: Console | None = N
             "CALL_RECORDS_DIR": str(workdir / "records"),
             "STATE_DIR": str(workdir),
             "METRICS_LISTEN": metrics,
+            "WEB_LISTEN": web,
             "RTP_PORT_RANGE": _free_rtp_range(),
             "LOG_UTTERANCES": "true",
         }
@@ -251,10 +271,12 @@ def run_demo(calls: int, seconds: float, echo=print, console: Console | None = N
                 )
                 return 1
             time.sleep(0.05)
+        password = _demo_user(workdir, env)
         echo(
             f"callbridge is running against the simulators; placing {calls} calls of about {seconds:.0f} s\n"
             f"while it runs: {_commands(workdir)[0].split()[0]} status --socket {socket_path}, "
-            f"metrics at http://{metrics}/metrics\n"
+            f"metrics at http://{metrics}/metrics,\n"
+            f"the dashboard at http://{web}/ (user demo, password {password}: the demo's own)\n"
         )
         ids = []
         for index in range(calls):
@@ -316,7 +338,8 @@ def run_demo(calls: int, seconds: float, echo=print, console: Console | None = N
             )
             for line in problems[:20]:
                 echo(f"  {line}")
-        echo("\nlook at the demo's calls, stored in its own call history:")
+        echo("\nlook at the demo's calls, stored in its own call history (the last command serves the")
+        echo(f"dashboard again at http://{web}/, user demo):")
         for line in _commands(workdir):
             echo(line)
         echo(f"logs and call records: {workdir}")
