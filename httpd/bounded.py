@@ -55,7 +55,10 @@ def _protocol(limits: Limits) -> type[asyncio.Protocol]:
     opened: dict[H11Protocol, None] = {}  # this server's connections, oldest first
 
     class BoundedH11(H11Protocol):
-        """uvicorn's h11 protocol with a connection cap and a whole-request deadline."""
+        """uvicorn's h11 protocol with a connection cap and a deadline on each request's
+        head (its line and headers, and the idle time between requests). A body that trickles
+        is the app's to bound: the dashboard's forms are (web/dashboard.py::Dashboard.form);
+        /metrics takes none."""
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)

@@ -19,8 +19,26 @@ def jsonable(value):
     return value.replace(tzinfo=UTC).isoformat() if isinstance(value, datetime) else value
 
 
+# A cell a spreadsheet would run as a formula (=, +, -, @, or a tab or carriage return
+# first): a caller's display name is the caller's to choose.
+FORMULA_FIRST = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    value = json.dumps(value) if isinstance(value, dict | list) else jsonable(value)
+    if isinstance(value, str) and value.startswith(FORMULA_FIRST) and not _number_like(value):
+        return "'" + value
+    return value
+
+
+def _number_like(text: str) -> bool:
+    """+34600111222, -0.5: a phone number or a figure, which a spreadsheet shows as such."""
+    body = text[1:] if text[:1] in "+-" else text
+    return bool(body) and body.replace(".", "", 1).replace("*", "").isdigit()
+
+
 def csv_cells(row: dict) -> dict:
-    return {k: json.dumps(v) if isinstance(v, dict) else jsonable(v) for k, v in row.items() if k in FIELDS}
+    return {k: _cell(v) for k, v in row.items() if k in FIELDS}
 
 
 def write_csv(out, rows: Iterable[dict]) -> None:

@@ -103,16 +103,19 @@ def _read_only(file: Path) -> sqlite3.Connection:
 def open_engine(url: DatabaseUrl, read_only: bool = False) -> Engine:
     """An engine for `url`; nothing connects until the first query. `read_only` (the CLI's
     questions): SQLite opens the file with mode=ro, which can never change it; a server
-    database is read through the same engine as ever (its grants decide)."""
+    database is read through the same engine as ever (its grants decide). Its errors never
+    quote a statement's values (hide_parameters): they hold transcripts, numbers and hashes."""
     if url.is_sqlite:
         path = url.url.database
         if read_only and path and path != ":memory:":
             file = Path(path).absolute()
-            engine = create_engine("sqlite://", creator=lambda: _read_only(file))
+            engine = create_engine("sqlite://", creator=lambda: _read_only(file), hide_parameters=True)
         else:
             if path and path != ":memory:":
                 share_sqlite_file(Path(path))
-            engine = create_engine(url.url, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
+            engine = create_engine(
+                url.url, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, hide_parameters=True
+            )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -135,7 +138,7 @@ def open_engine(url: DatabaseUrl, read_only: bool = False) -> Engine:
             keepalives_count=3,
             tcp_user_timeout=PG_TCP_USER_TIMEOUT_MS,
         )
-    engine = create_engine(url.url, connect_args=connect_args, pool_pre_ping=True)
+    engine = create_engine(url.url, connect_args=connect_args, pool_pre_ping=True, hide_parameters=True)
     if url.backend == "postgresql":
 
         @event.listens_for(engine, "connect")

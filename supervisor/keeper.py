@@ -1,7 +1,7 @@
 """Keeping one long-lived helper running: start it on the tick, start it again with growing
 delays when it exits; a helper that ran long enough to be healthy starts the delays over.
 The one owner of each long-lived helper's life: the records drainer (records/drainer.py)
-and the metrics exporter (metrics/exporter.py).
+and the web helper (web/helper.py: /metrics and the dashboard).
 
 `tick` runs on the supervisor's loop and only forks (through the supervisor's `_helper`,
 which closes what is the supervisor's in the child).

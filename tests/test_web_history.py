@@ -78,12 +78,12 @@ def test_two_instances_share_the_history_and_its_users(database, tmp_path):  # n
             assert reply.status_code == 200
             return reply.text
 
-        assert "1 calls" in found(instance="clinic") and "/calls/clinic/1733.1" in found(instance="clinic")
+        assert "1 call<" in found(instance="clinic") and "/calls/clinic/1733.1" in found(instance="clinic")
         assert "/calls/isp/1733.2" in found(caller="911000")
-        assert "1 calls" in found(number="200")
-        assert "1 calls" in found(agent="citas")
-        assert "1 calls" in found(end_reason="agent_hangup")
-        assert "/calls/isp/1733.2" in found(text="fibra") and "1 calls" in found(text="fibra")
+        assert "1 call<" in found(number="200")
+        assert "1 call<" in found(agent="citas")
+        assert "1 call<" in found(end_reason="agent_hangup")
+        assert "/calls/isp/1733.2" in found(text="fibra") and "1 call<" in found(text="fibra")
         assert "/calls/clinic/1733.1" in found(text="Claro, tenemos")  # heard: an interrupted turn
         today = time.strftime("%Y-%m-%d")
         assert "2 calls" in found(since=today, until=today)

@@ -10,7 +10,9 @@ the asyncio loop that serves every connection (Starlette runs plain `def` work t
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 MAX_FORM_BYTES = 16 * 1024  # the largest form here is a password change
+FORM_SECONDS = 10.0  # a form's body that trickles in slower is dropped (the slots are few)
+STALE_SECONDS = 600.0  # how long a known session outlives a database that does not answer
 
 
 @dataclass
@@ -61,7 +65,13 @@ class Dashboard:
         self.mask_keep = settings.records_mask_keep_digits if settings.records_mask_callers else None
         self.signer = Signer(load_key(settings.web_secret_key.reveal(), settings.state_dir))
         self.sessions = SessionCache()
-        self.limiter = LoginLimiter()
+        self.limiter = LoginLimiter()  # per client address (an IPv6 client: its /64)
+        # per user name, across addresses: more room (a shared office NAT counts above), but
+        # a guesser spread over many addresses is stopped too
+        self.user_limiter = LoginLimiter(failures=20)
+        self.password_limiter = LoginLimiter()  # the password change's current password, per user
+        self.kdf = asyncio.Semaphore(2)
+        self._engine_lock = threading.Lock()
         self.live = live or LiveFeed(settings.control_socket_path)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self._engine = None
@@ -70,7 +80,11 @@ class Dashboard:
 
     @property
     def engine(self):
-        if self._engine is None:
+        with self._engine_lock:  # the first requests come on several threads at once
+            return self._engine or self._open_engine()
+
+    def _open_engine(self):
+        if True:
             from records.migrate import upgrade
             from records.store import open_engine
 
@@ -84,7 +98,7 @@ class Dashboard:
                 except Exception as exc:  # the drainer's own upgrade may hold the file: it does the work
                     log.warning("web: cannot migrate %s (%s); the drainer will", database, type(exc).__name__)
             self._engine = engine
-        return self._engine
+        return engine
 
     async def db(self, work: Callable, *args):
         """`work(engine, *args)` on a thread."""
@@ -110,8 +124,10 @@ class Dashboard:
             try:
                 user = await self.db(session_user, token)
             except Exception as exc:
+                # The database away is not a logout: the live page needs no database, so a
+                # session seen valid lately stays valid until the database answers again.
                 log.error("web: cannot read the sessions: %s", type(exc).__name__)
-                user = None
+                user = self.sessions.get(token, STALE_SECONDS)
             if user is not None:
                 self.sessions.put(token, user)
         seen.user, seen.token = (user, token) if user is not None else (None, None)
@@ -128,7 +144,16 @@ class Dashboard:
             return None
         if size > MAX_FORM_BYTES:
             return None
-        form = await request.form(max_files=0, max_fields=20)
+        try:
+            # httpd/bounded.py times out idle connections and slow headers, not a body that
+            # trickles: that is bounded here, per form
+            form = await asyncio.wait_for(request.form(max_files=0, max_fields=20), FORM_SECONDS)
+        except TimeoutError:
+            log.warning("web: a form's body took over %.0f s; dropped", FORM_SECONDS)
+            return None
+        except Exception as exc:  # a body that is not the form it says (starlette's parse errors)
+            log.warning("web: an unreadable form: %s", type(exc).__name__)
+            return None
         return {k: v for k, v in form.items() if isinstance(v, str)}
 
     def guard(self, handler: Callable[..., Awaitable[Response]], role: str = "viewer", api: bool = False):

@@ -181,6 +181,7 @@ SPANISH = {
     "Your password is changed; other sessions of yours have ended.": "Su contraseña ha cambiado; sus otras sesiones han terminado.",
     "The current password is wrong.": "La contraseña actual es incorrecta.",
     "The two new passwords differ.": "Las dos contraseñas nuevas no coinciden.",
+    "a password has at least 10 characters": "una contraseña tiene al menos 10 caracteres",
 }
 
 # Keys that are names rather than English (the end reasons of shm_ring/header.py::EndReason,

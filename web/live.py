@@ -93,7 +93,8 @@ class LiveFeed:
             return reply, {}
         first_at, first = self.samples[0]
         latest, earliest = counters(reply), counters(first)
-        grew = {key: latest[key] - earliest[key] for key in latest}
+        # never below zero: a supervisor that restarted began its counters again
+        grew = {key: max(0, latest[key] - earliest[key]) for key in latest}
         grew["since_s"] = round(now - first_at)
         return reply, grew
 

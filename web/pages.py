@@ -18,6 +18,7 @@ from records.drain_figures import backlog
 from records.queries import CallFilter
 from web import i18n, views
 from web.dashboard import Dashboard, Seen
+from web.security import limit_key
 from web.sessions import COOKIE
 
 log = logging.getLogger(__name__)
@@ -70,29 +71,38 @@ async def login_form(d: Dashboard, request: Request, problem: str = "", status: 
 async def login(d: Dashboard, request: Request) -> Response:
     seen = await d.seen(request)
     t = seen.t
-    wait = d.limiter.retry_after(seen.client)
+    form = await d.form(request) or {}
+    request.state.next = form.get("next")
+    name, password = (form.get("name") or "")[:64], (form.get("password") or "")[:1024]
+    client, account = limit_key(seen.client), "user:" + name.lower()
+    wait = max(d.limiter.retry_after(client), d.user_limiter.retry_after(account))
     if wait:
         return await login_form(
             d, request, t("Too many failed logins: try again in {s} s.", s=round(wait)), 429
         )
-    form = await d.form(request) or {}
-    request.state.next = form.get("next")
     nonce = request.cookies.get(LOGIN_NONCE) or ""
     if not nonce or not d.signer.csrf_ok("login:" + nonce, form.get("csrf")):
         return await login_form(d, request, t("The form expired: try again."), 403)
-    name, password = (form.get("name") or "")[:64], (form.get("password") or "")[:1024]
+    # Counted before the check: concurrent guesses cannot all pass the limit above while
+    # the first of them is still being hashed.
+    mark = d.limiter.begin(client), d.user_limiter.begin(account)
     try:
-        user = await d.db(accounts.authenticate, name, password)
+        async with d.kdf:  # scrypt is 16 MiB and tens of ms: a few at a time, next to the calls
+            user = await d.db(accounts.authenticate, name, password)
     except Exception as exc:
         log.error("web: cannot check a login: %s", _problem(exc))
         return await login_form(d, request, t("The call history cannot be read: {e}", e=_problem(exc)), 503)
     if user is None:
-        d.limiter.failed(seen.client)
         await d.audit(seen, name or "-", "login_failed")
         log.warning("web: failed login for %r from %s", name, seen.client)
         return await login_form(d, request, t("Wrong user or password."), 401)
-    d.limiter.succeeded(seen.client)
-    token = await d.db(accounts.open_session, user, d.settings.web_session_hours, seen.client)
+    d.limiter.succeeded(client)
+    d.user_limiter.succeeded(account, mark[1])
+    try:
+        token = await d.db(accounts.open_session, user, d.settings.web_session_hours, seen.client)
+    except Exception as exc:
+        log.error("web: cannot open a session: %s", _problem(exc))
+        return await login_form(d, request, t("The call history cannot be read: {e}", e=_problem(exc)), 503)
     await d.audit(seen, user.name, "login")
     response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
     response.set_cookie(
@@ -104,7 +114,10 @@ async def login(d: Dashboard, request: Request) -> Response:
 
 async def logout(d: Dashboard, request: Request, seen: Seen) -> Response:
     d.sessions.forget(seen.token)
-    await d.db(accounts.close_session, seen.token)
+    try:
+        await d.db(accounts.close_session, seen.token)
+    except Exception as exc:  # the cookie goes anyway; the session row expires by itself
+        log.error("web: cannot end a session in the database: %s", _problem(exc))
     await d.audit(seen, seen.user.name, "logout")
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
@@ -191,7 +204,7 @@ async def history(d: Dashboard, request: Request, seen: Seen) -> Response:
         problem=problem,
         q=q.values,
         choices={k: choices.get(k, []) for k in ("agent", "end_reason", "instance")},
-        rows=[views.history_row(r, d.zone) for r in rows],
+        rows=[views.history_row(views.masked(r, d.mask_keep), d.zone) for r in rows],
         total=total,
         page_no=q.page,
         pages=pages,
@@ -207,7 +220,7 @@ async def history_csv(d: Dashboard, request: Request, seen: Seen) -> Response:
     q = views.HistoryQuery.parse(request.query_params)
     where = q.call_filter(d.zone, d.settings.records_hash_key.reveal())
     try:
-        rows = await d.db(lambda engine: list(queries.iter_calls(engine, where)))
+        rows = await d.db(lambda e: [views.masked(r, d.mask_keep) for r in queries.iter_calls(e, where)])
     except Exception as exc:
         return d.render(
             request, seen, "error.html", "History", status=503,
@@ -240,7 +253,14 @@ async def call(d: Dashboard, request: Request, seen: Seen) -> Response:
             status=404,
             message=seen.t("There is no such call in the history."),
         )
-    return d.render(request, seen, "call.html", "Call", page="call", c=views.call_view(found[0], d.zone))
+    return d.render(
+        request,
+        seen,
+        "call.html",
+        "Call",
+        page="call",
+        c=views.call_view(views.masked(found[0], d.mask_keep), d.zone),
+    )
 
 
 # --- the overview
@@ -261,10 +281,10 @@ async def overview(d: Dashboard, request: Request, seen: Seen) -> Response:
     except Exception as exc:
         rows, alerts, problem = [], [], seen.t("The call history cannot be read: {e}", e=_problem(exc))
     try:
-        waiting = backlog(Path(d.settings.spool_dir))[0]
+        waiting = (await run_in_threadpool(backlog, Path(d.settings.spool_dir)))[0]
     except OSError:
         waiting = None
-    shaped = views.overview(rows, now, d.zone)
+    shaped = await run_in_threadpool(views.overview, rows, now, d.zone)  # 15 days of rows: off the loop
     return d.render(
         request,
         seen,
@@ -298,10 +318,11 @@ async def agents(d: Dashboard, request: Request, seen: Seen) -> Response:
         book, problem_book = None, str(exc)
     now = datetime.now(UTC)
     since = views.day_start(now.astimezone(d.zone).date(), d.zone)
+    problem = ""
     try:
         spent = await d.db(_today_spent, d.instance, since, since + timedelta(days=1))
-    except Exception:
-        spent = {}
+    except Exception as exc:  # the budgets then show what is unknown, not 0.00
+        spent, problem = None, t("The call history cannot be read: {e}", e=_problem(exc))
     routes, rows = [], []
     currency = d.settings.records_currency
     if book is not None:
@@ -321,7 +342,7 @@ async def agents(d: Dashboard, request: Request, seen: Seen) -> Response:
                     "name": agent.name,
                     "hours": agent.hours.describe() if agent.hours is not None else t("always"),
                     "budget": "-" if agent.daily_budget is None else f"{agent.daily_budget:g} {currency}",
-                    "spent": f"{spent.get(agent.name, 0.0):.2f} {currency}",
+                    "spent": "?" if spent is None else f"{spent.get(agent.name, 0.0):.2f} {currency}",
                 }
             )
     return d.render(
@@ -330,6 +351,7 @@ async def agents(d: Dashboard, request: Request, seen: Seen) -> Response:
         "agents.html",
         "Agents",
         page="agents",
+        problem=problem,
         problem_book=problem_book,
         routes=routes,
         agents=rows,
@@ -361,18 +383,32 @@ async def password(d: Dashboard, request: Request, seen: Seen) -> Response:
     current, new, again = (form.get(k, "")[:1024] for k in ("current", "new", "again"))
     if new != again:
         return await account(d, request, seen, problem=t("The two new passwords differ."), status=400)
-    if await d.db(accounts.authenticate, seen.user.name, current) is None:
-        d.limiter.failed(seen.client)
-        await d.audit(seen, seen.user.name, "password_refused")
-        return await account(d, request, seen, problem=t("The current password is wrong."), status=403)
+    # Its own limit, per user: a stolen session cannot guess the password without end, and
+    # its failures do not lock the address out of logging in (others share it behind NAT).
+    key = "user:" + seen.user.name
+    wait = d.password_limiter.retry_after(key)
+    if wait:
+        problem = t("Too many failed logins: try again in {s} s.", s=round(wait))
+        return await account(d, request, seen, problem=problem, status=429)
+    mark = d.password_limiter.begin(key)
     try:
+        async with d.kdf:
+            known = await d.db(accounts.authenticate, seen.user.name, current)
+        if known is None:
+            await d.audit(seen, seen.user.name, "password_refused")
+            return await account(d, request, seen, problem=t("The current password is wrong."), status=403)
+        d.password_limiter.succeeded(key, mark)
         await d.db(accounts.set_password, seen.user.name, new)
+        d.sessions.forget_user(seen.user.name)
+        await d.audit(seen, seen.user.name, "password_changed")
+        # set_password ended every session of theirs, this one too: open a new one for this browser
+        token = await d.db(accounts.open_session, seen.user, d.settings.web_session_hours, seen.client)
     except accounts.AccountError as exc:
-        return await account(d, request, seen, problem=str(exc), status=400)
-    d.sessions.forget_user(seen.user.name)
-    await d.audit(seen, seen.user.name, "password_changed")
-    # set_password ended every session of theirs, this one too: open a new one for this browser
-    token = await d.db(accounts.open_session, seen.user, d.settings.web_session_hours, seen.client)
+        return await account(d, request, seen, problem=t(str(exc)), status=400)
+    except Exception as exc:
+        log.error("web: cannot change a password: %s", _problem(exc))
+        problem = t("The call history cannot be read: {e}", e=_problem(exc))
+        return await account(d, request, seen, problem=problem, status=503)
     seen.token = token
     response = await account(
         d, request, seen, notice=t("Your password is changed; other sessions of yours have ended.")

@@ -25,10 +25,10 @@ HEADERS = [
 
 
 def _header(scope, name: bytes) -> str:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value.decode("latin-1")
-    return ""
+    """Every line of a header, joined in order as one list: a proxy that adds its own line
+    (HAProxy's `option forwardfor`) instead of appending to the client's must not leave the
+    client's line first and believed."""
+    return ",".join(value.decode("latin-1") for key, value in scope.get("headers", ()) if key == name)
 
 
 def _trusted(address: str, proxies: tuple) -> bool:
@@ -59,13 +59,33 @@ def over_tls(scope, proxies: tuple) -> bool:
     if scope.get("scheme") == "https":
         return True
     peer = (scope.get("client") or ("", 0))[0] or ""
-    return _trusted(peer, proxies) and _header(scope, b"x-forwarded-proto").lower() == "https"
+    if not _trusted(peer, proxies):
+        return False
+    # the nearest proxy's word: the last value, as with X-Forwarded-For
+    said = [v.strip().lower() for v in _header(scope, b"x-forwarded-proto").split(",") if v.strip()]
+    return bool(said) and said[-1] == "https"
+
+
+def limit_key(client: str) -> str:
+    """What the login limit counts by: the address, but an IPv6 client by its /64 (one
+    host usually holds a whole /64 and could walk through it)."""
+    try:
+        ip = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
 
 
 class LoginLimiter:
-    """At most `failures` failed logins per client in `window` seconds; then the client is
-    refused until the oldest of them is older than the window. Bounded: the least recently
-    seen clients are forgotten first."""
+    """At most `failures` failed logins per key (a client, a user name) in `window` seconds;
+    then the key is refused until the oldest of them is older than the window. An attempt
+    counts from its start (`begin`), not from its failure: a burst of concurrent guesses
+    sent before the first one failed is refused past the limit like a sequence would be.
+    Bounded: the least recently seen keys are forgotten first."""
 
     def __init__(self, failures: int = 5, window: float = 300.0, clients: int = 10000) -> None:
         self.failures = failures
@@ -73,33 +93,48 @@ class LoginLimiter:
         self.clients = clients
         self.seen: OrderedDict[str, deque] = OrderedDict()
 
-    def _recent(self, client: str, now: float) -> deque:
-        times = self.seen.get(client)
+    def _recent(self, key: str, now: float) -> deque:
+        times = self.seen.get(key)
         if times is None:
             return deque()
         while times and now - times[0] > self.window:
             times.popleft()
         return times
 
-    def retry_after(self, client: str) -> float:
-        """0 when the client may try; else the seconds until it may."""
+    def retry_after(self, key: str) -> float:
+        """0 when the key may try; else the seconds until it may."""
         now = time.monotonic()
-        times = self._recent(client, now)
+        times = self._recent(key, now)
         if len(times) < self.failures:
             return 0.0
         return max(1.0, self.window - (now - times[0]))
 
-    def failed(self, client: str) -> None:
+    def begin(self, key: str) -> float:
+        """An attempt starts: counted at once (as a failure until `succeeded`); returns its mark."""
         now = time.monotonic()
-        times = self._recent(client, now)
+        times = self._recent(key, now)
         times.append(now)
-        self.seen[client] = times
-        self.seen.move_to_end(client)
+        self.seen[key] = times
+        self.seen.move_to_end(key)
         while len(self.seen) > self.clients:
             self.seen.popitem(last=False)
+        return now
 
-    def succeeded(self, client: str) -> None:
-        self.seen.pop(client, None)
+    def failed(self, key: str) -> None:
+        self.begin(key)
+
+    def succeeded(self, key: str, mark: float | None = None) -> None:
+        """A success forgets the key's failures (`mark`: its own attempt, when only that
+        one is taken back, as for a user name others may be guessing)."""
+        if mark is None:
+            self.seen.pop(key, None)
+            return
+        times = self.seen.get(key)
+        if times is not None:
+            try:
+                times.remove(mark)
+            except ValueError:
+                pass
 
 
 def with_headers(app, proxies: tuple):

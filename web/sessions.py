@@ -34,25 +34,53 @@ CACHE_SECONDS = (
 CACHE_SIZE = 1000
 
 
+MIN_KEY_BYTES = 32
+
+
 def load_key(configured: str, state_dir: str) -> bytes:
-    """WEB_SECRET_KEY's bytes, else the state directory's key, made on first use."""
+    """WEB_SECRET_KEY's bytes, else the state directory's key, made on first use. A key file
+    that is too short (left empty by a crash or a full disk) is made again: an empty key
+    would sign anybody's cookie."""
     if configured:
         return configured.encode()
     path = Path(state_dir) / KEY_FILE
+    broken = False
     try:
-        return path.read_bytes().strip()
+        key = path.read_bytes().strip()
+        if len(key) >= MIN_KEY_BYTES:
+            return key
+        log.warning("web: %s holds no usable key (%d bytes); making a new one", path, len(key))
+        broken = True
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48).encode()
+    # Whole or not at all: written beside it, then linked into place, which fails if another
+    # process made it first (theirs is the key then). A broken one is replaced.
+    temp = path.with_name(f".{KEY_FILE}.{os.getpid()}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another instance made it first: theirs is the key
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as out:
-        out.write(key)
+        with os.fdopen(fd, "wb") as out:
+            out.write(key)
+            out.flush()
+            os.fsync(out.fileno())
+        if broken:
+            os.replace(temp, path)
+        else:
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                return path.read_bytes().strip()
+    finally:
+        temp.unlink(missing_ok=True)
     log.info("web: generated the dashboard's signing key in %s", path)
     return key
+
+
+def _same(offered: str, expected: str) -> bool:
+    """A constant-time comparison that refuses, rather than raises on, text that is not
+    ASCII (compare_digest takes str only when it is)."""
+    return hmac.compare_digest(offered.encode("utf-8", "surrogateescape"), expected.encode())
 
 
 class Signer:
@@ -71,13 +99,13 @@ class Signer:
         if not cookie or cookie.count(".") != 1:
             return None
         token, mac = cookie.split(".")
-        return token if hmac.compare_digest(mac, self._mac("session", token)) else None
+        return token if _same(mac, self._mac("session", token)) else None
 
     def csrf(self, token: str) -> str:
         return self._mac("csrf", token)
 
     def csrf_ok(self, token: str, offered: str | None) -> bool:
-        return bool(offered) and hmac.compare_digest(offered, self.csrf(token))
+        return bool(offered) and _same(offered, self.csrf(token))
 
 
 class SessionCache:
@@ -85,14 +113,16 @@ class SessionCache:
     be a database read. Bounded, and emptied of a token at its logout."""
 
     def __init__(self, seconds: float = CACHE_SECONDS, size: int = CACHE_SIZE) -> None:
+        # Entries outlive `seconds` (bounded by `size`): an older one still answers while the
+        # database does not (web/dashboard.py::Dashboard.seen).
         self.seconds = seconds
         self.size = size
         self.known: OrderedDict[str, tuple[User, float]] = OrderedDict()
 
-    def get(self, token: str) -> User | None:
+    def get(self, token: str, seconds: float | None = None) -> User | None:
+        """The token's user if it was seen valid within `seconds` (default: the cache's)."""
         hit = self.known.get(token)
-        if hit is None or time.monotonic() - hit[1] > self.seconds:
-            self.known.pop(token, None)
+        if hit is None or time.monotonic() - hit[1] > (self.seconds if seconds is None else seconds):
             return None
         return hit[0]
 

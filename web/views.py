@@ -116,10 +116,9 @@ class HistoryQuery:
         if not text:
             return None
         try:
-            day = date.fromisoformat(text)
-        except ValueError:
+            return day_start(date.fromisoformat(text) + timedelta(days=1 if after else 0), zone)
+        except (ValueError, OverflowError):  # 0001-01-01 in a zone east of UTC, 9999-12-31 + 1
             return None  # an unparseable date filters nothing (the form's date input sends ISO)
-        return day_start(day + timedelta(days=1 if after else 0), zone)
 
     def call_filter(self, zone: tzinfo | None, hash_key: str) -> CallFilter:
         v = self.values
@@ -140,6 +139,20 @@ class HistoryQuery:
         if page and page > 1:
             params["page"] = page
         return urlencode(params)
+
+
+def masked(row: dict, keep: int | None) -> dict:
+    """A stored call as this instance shows it: with RECORDS_MASK_CALLERS on, the caller
+    masked even where the row was stored unmasked (before masking was on, or by another
+    instance of the database), and a caller name that is a number (PBXs often set it so) too."""
+    if keep is None:
+        return row
+    name = row.get("caller_name") or ""
+    return {
+        **row,
+        "caller": mask_number(row["caller"], keep) if row.get("caller") else row.get("caller"),
+        "caller_name": mask_number(name, keep) if sum(c.isdigit() for c in name) >= 4 else name,
+    }
 
 
 def history_row(row: dict, zone: tzinfo | None) -> dict:
