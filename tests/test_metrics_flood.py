@@ -50,6 +50,16 @@ def _metrics_helper(svc) -> psutil.Process | None:
     return None
 
 
+def _serving(svc, url: str) -> bool:
+    """The helper is up and answers; its process exists a moment before it listens."""
+    if _metrics_helper(svc) is None:
+        return False
+    try:
+        return requests.get(url, timeout=5).ok
+    except requests.RequestException:
+        return False
+
+
 def _timed(socket_path: str, message: dict) -> tuple[float, dict]:
     start = time.monotonic()
     reply = wire.request(socket_path, message, timeout=5)
@@ -89,7 +99,7 @@ def test_idle_connections_and_parallel_scrapes_leave_status_hangup_and_calls_alo
     port = free_port()
     svc = service(METRICS_LISTEN=f"127.0.0.1:{port}")
     url = f"http://127.0.0.1:{port}/metrics"
-    svc.wait(lambda: _metrics_helper(svc) is not None and requests.get(url, timeout=5).ok, timeout=15)
+    svc.wait(lambda: _serving(svc, url), timeout=15)
     helper = _metrics_helper(svc)
     live = [asterisk.place_call([{"say": 600}, {"silence": 30000}]) for _ in range(3)]
     svc.wait(lambda: all((r := svc.call_row(c)) and r["phase"] == "active" for c in live), timeout=15)
@@ -147,7 +157,7 @@ def test_idle_connections_under_the_cap_never_turn_scrapes_away(service):
     port = free_port()
     svc = service(METRICS_LISTEN=f"127.0.0.1:{port}")
     url = f"http://127.0.0.1:{port}/metrics"
-    svc.wait(lambda: _metrics_helper(svc) is not None and requests.get(url, timeout=5).ok, timeout=15)
+    svc.wait(lambda: _serving(svc, url), timeout=15)
     idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(exporter.LIMITS.connections - 4)]
     try:
         codes = [requests.get(url, timeout=5).status_code for _ in range(5)]
@@ -163,7 +173,7 @@ def test_a_connection_that_trickles_its_request_is_closed(service):
     port = free_port()
     svc = service(METRICS_LISTEN=f"127.0.0.1:{port}")
     url = f"http://127.0.0.1:{port}/metrics"
-    svc.wait(lambda: _metrics_helper(svc) is not None and requests.get(url, timeout=5).ok, timeout=15)
+    svc.wait(lambda: _serving(svc, url), timeout=15)
     s = socket.create_connection(("127.0.0.1", port), timeout=2)
     s.setblocking(False)
     start = time.monotonic()
@@ -193,7 +203,7 @@ def test_a_connection_that_sends_nothing_is_closed(service):
     port = free_port()
     svc = service(METRICS_LISTEN=f"127.0.0.1:{port}")
     url = f"http://127.0.0.1:{port}/metrics"
-    svc.wait(lambda: _metrics_helper(svc) is not None and requests.get(url, timeout=5).ok, timeout=15)
+    svc.wait(lambda: _serving(svc, url), timeout=15)
     s = socket.create_connection(("127.0.0.1", port), timeout=exporter.LIMITS.read_seconds + 5)
     start = time.monotonic()
     try:
@@ -239,11 +249,5 @@ def test_a_metrics_port_in_use_is_one_log_line_and_served_once_free(service):
         taken.close()
     url = f"http://127.0.0.1:{port}/metrics"
 
-    def served() -> bool:
-        try:
-            return requests.get(url, timeout=2).ok
-        except requests.RequestException:
-            return False
-
-    svc.wait(served, timeout=15)
+    svc.wait(lambda: _serving(svc, url), timeout=15)
     assert "is free again" in svc.log()
