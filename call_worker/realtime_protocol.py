@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+from callbridge import voice_tuning
 from callbridge.config import Settings
 
 GA_FORMATS = {"ulaw": {"type": "audio/pcmu"}, "alaw": {"type": "audio/pcma"}}
@@ -83,27 +84,46 @@ def classify_error(error: dict) -> ErrorAction:
     return ErrorAction.LOG
 
 
-def _turn_detection(settings: Settings, respond: bool) -> dict:
-    return {
-        "type": "server_vad",
-        "threshold": settings.openai_vad_threshold,
-        "prefix_padding_ms": settings.openai_vad_prefix_ms,
-        "silence_duration_ms": settings.openai_vad_silence_ms,
-        # Explicit: their defaults are not documented. Off only for the goodbye
-        # (call_worker/goodbye.py), so that the next response is ours.
-        "create_response": respond,
-        "interrupt_response": respond,
-    }
+def _turn_detection(settings: Settings, respond: bool) -> dict | None:
+    """server_vad ends a turn after a silence; semantic_vad when what was said sounds
+    finished (callbridge/voice_tuning.py). "none" is refused at start: nothing would end a
+    turn (callbridge commits none itself)."""
+    if settings.openai_turn_detection == "none":
+        return None
+    if settings.openai_turn_detection == "semantic_vad":
+        detection: dict = {"type": "semantic_vad", "eagerness": settings.openai_vad_eagerness}
+    else:
+        detection = {
+            "type": "server_vad",
+            "threshold": settings.openai_vad_threshold,
+            "prefix_padding_ms": settings.openai_vad_prefix_ms,
+            "silence_duration_ms": settings.openai_vad_silence_ms,
+        }
+    # Explicit: their defaults are not documented. Off only for the goodbye
+    # (call_worker/goodbye.py), so that the next response is ours.
+    detection.update(create_response=respond, interrupt_response=respond)
+    return detection
 
 
 def _transcription(settings: Settings) -> dict | None:
-    """The caller's transcription, told the language when the agent (or OPENAI_LANGUAGE) has one."""
+    """The caller's transcription, told the language when the agent (or OPENAI_LANGUAGE) has
+    one, and what to expect (a prompt, keywords) when the agent says."""
     if not settings.openai_transcription_model:
         return None
     transcription = {"model": settings.openai_transcription_model}
     if settings.openai_language:
         transcription["language"] = settings.transcription_language
+    prompt = voice_tuning.transcription_prompt(settings)
+    if prompt:
+        transcription["prompt"] = prompt
     return transcription
+
+
+def _noise_reduction(settings: Settings) -> dict | None:
+    """None when off: the field is then left out, as sessions had it before it was offered."""
+    if settings.openai_noise_reduction == "off":
+        return None
+    return {"type": settings.openai_noise_reduction}
 
 
 def _audio_input(settings: Settings, respond: bool) -> dict:
@@ -111,10 +131,20 @@ def _audio_input(settings: Settings, respond: bool) -> dict:
         "format": GA_FORMATS[settings.audio_format],
         "turn_detection": _turn_detection(settings, respond),
     }
+    noise = _noise_reduction(settings)
+    if noise:
+        audio_input["noise_reduction"] = noise
     transcription = _transcription(settings)
     if transcription:
         audio_input["transcription"] = transcription
     return audio_input
+
+
+def _audio_output(settings: Settings) -> dict:
+    output = {"format": GA_FORMATS[settings.audio_format], "voice": settings.openai_voice}
+    if settings.openai_speed != 1.0:
+        output["speed"] = settings.openai_speed
+    return output
 
 
 def tool_definitions(tools) -> list[dict]:
@@ -139,6 +169,11 @@ def session_update(settings: Settings, tools=()) -> dict:
         }
         if transcription:
             session["input_audio_transcription"] = transcription
+        noise = _noise_reduction(settings)
+        if noise:
+            session["input_audio_noise_reduction"] = noise
+        if settings.openai_speed != 1.0:
+            session["speed"] = settings.openai_speed
         if tools:
             session.update(tools=tool_definitions(tools), tool_choice="auto")
         return {"type": "session.update", "session": session}
@@ -146,11 +181,10 @@ def session_update(settings: Settings, tools=()) -> dict:
         "type": "realtime",
         "instructions": settings.instructions(),
         "output_modalities": ["audio"],
-        "audio": {
-            "input": _audio_input(settings, respond=True),
-            "output": {"format": GA_FORMATS[settings.audio_format], "voice": settings.openai_voice},
-        },
+        "audio": {"input": _audio_input(settings, respond=True), "output": _audio_output(settings)},
     }
+    if settings.openai_reasoning_effort:  # refused at start for a model that does not reason
+        session["reasoning"] = {"effort": settings.openai_reasoning_effort}
     if tools:
         session.update(tools=tool_definitions(tools), tool_choice="auto")
     return {"type": "session.update", "session": session}

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from callbridge.agent_hours import HoursProblems, parse_hours
 from callbridge.agent_numbers import DEFAULT, kind_of
-from callbridge.agents import Agent, AgentBook, Destination, ToolLimits
-from callbridge.config import ConfigError
+from callbridge import voice_tuning as tuning
+from callbridge.agents import Agent, AgentBook, Destination, ToolLimits, Turns
+from callbridge.config import ConfigError, Settings
 from callbridge.dialplan import PRIORITY_MAX, DialplanTarget, name_problem
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -39,7 +40,15 @@ AGENT_KEYS = (
     "idle_timeout_seconds",
     "daily_budget",
     "limits",
+    "turns",
+    "noise_reduction",
+    "reasoning_effort",
+    "speed",
+    "transcription_prompt",
+    "transcription_keywords",
 )
+TURN_KEYS = ("detection", "eagerness", "threshold", "silence_ms", "prefix_ms")
+SERVER_VAD_KEYS = ("threshold", "silence_ms", "prefix_ms")
 LIMIT_KEYS = ("transfer_attempts", "tool_errors", "tool_calls")
 LIMIT_MAX = 1000
 TARGET_KEYS = ("context", "extension", "priority")
@@ -119,6 +128,30 @@ class _Reader:
             return default
         return value
 
+    def choice(self, where: tuple[str, ...], table: dict, key: str, allowed: tuple[str, ...]) -> str | None:
+        """One of `allowed`, or None when not set (or wrong: noted)."""
+        if key not in table:
+            return None
+        value = self.text(where, table, key)
+        if value not in allowed:
+            self.problem(_key(*where, key), f"must be one of {', '.join(allowed)} (got {value[:30]!r})")
+            return None
+        return value
+
+    def parsed(self, where, table, key, parse):
+        """A text value read by one of the configuration's parsers (its problem noted)."""
+        if key not in table:
+            return None
+        value = table[key]
+        if not isinstance(value, str):
+            self.problem(_key(*where, key), f"must be text (got {_type_name(value)})")
+            return None
+        try:
+            return parse(value)
+        except ValueError as exc:
+            self.problem(_key(*where, key), str(exc))
+            return None
+
     def target(self, where: tuple[str, ...], table: object, known=TARGET_KEYS) -> DialplanTarget | None:
         if not isinstance(table, dict):
             self.problem(_key(*where), "must be a table with context, extension and priority")
@@ -138,8 +171,12 @@ class _Reader:
         return DialplanTarget(found[0], found[1], priority)
 
 
-def load_agents_file(path: str | Path, env_fallback: DialplanTarget | None = None) -> AgentBook:
-    """The book of the agents file at `path`; raises AgentFileError naming every problem."""
+def load_agents_file(
+    path: str | Path, env_fallback: DialplanTarget | None = None, settings: Settings | None = None
+) -> AgentBook:
+    """The book of the agents file at `path`; raises AgentFileError naming every problem.
+    With the environment's `settings`, each agent's voice tuning is checked against the
+    model too (`tuning_problems`)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -154,7 +191,11 @@ def load_agents_file(path: str | Path, env_fallback: DialplanTarget | None = Non
         raise AgentFileError([f"{path}:{_syntax(exc, text)}"]) from None
     except RecursionError:
         raise AgentFileError([f"{path}: nested too deeply to read (TOML syntax)"]) from None
-    return read_agents(data, path, env_fallback)
+    book = read_agents(data, path, env_fallback)
+    problems = tuning_problems(book, settings) if settings is not None else []
+    if problems:
+        raise AgentFileError(problems)
+    return book
 
 
 # tomllib's messages in the words of someone editing the file (line numbers as tomllib's).
@@ -317,8 +358,81 @@ def _agent(r: _Reader, name: str, table: dict, base: Path) -> Agent:
         hours=hours,
         outside_hours=r.text(where, table, "outside_hours"),
         limits=_limits(r, (*where, "limits"), table.get("limits", {})),
+        turns=_turns(r, (*where, "turns"), table.get("turns", {})),
+        noise_reduction=r.choice(where, table, "noise_reduction", tuning.NOISE_REDUCTIONS),
+        reasoning_effort=r.choice(where, table, "reasoning_effort", tuning.EFFORTS),
+        speed=r.number(where, table, "speed", tuning.SPEED_MIN, tuning.SPEED_MAX),
+        transcription_prompt=r.parsed(where, table, "transcription_prompt", tuning.prompt),
+        transcription_keywords=_keywords(r, where, table),
     )
     return agent  # with its problems noted: the checks between agents still see it
+
+
+def _turns(r: _Reader, where: tuple[str, ...], table: object) -> Turns:
+    if not isinstance(table, dict):
+        r.problem(_key(*where), "must be a table: [agents.NAME.turns] with " + ", ".join(TURN_KEYS))
+        return Turns()
+    r.unknown(where, table, TURN_KEYS)
+    detection = r.choice(where, table, "detection", tuning.DETECTIONS)
+    # Numbers of the other kind of detection would be silently unused: say so.
+    if detection == "server_vad" and "eagerness" in table:
+        r.problem(_key(*where, "eagerness"), "is for semantic_vad (detection here is server_vad)")
+    if detection == "semantic_vad":
+        for key in SERVER_VAD_KEYS:
+            if key in table:
+                r.problem(_key(*where, key), "is for server_vad (detection here is semantic_vad)")
+    return Turns(
+        detection=detection,
+        eagerness=r.choice(where, table, "eagerness", tuning.EAGERNESS),
+        threshold=r.number(where, table, "threshold", 0.0, 1.0),
+        silence_ms=r.number(where, table, "silence_ms", 100, 5000, whole=True),
+        prefix_ms=r.number(where, table, "prefix_ms", 0, 2000, whole=True),
+    )
+
+
+def _keywords(r: _Reader, where: tuple[str, ...], table: dict) -> tuple[str, ...] | None:
+    value = table.get("transcription_keywords")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(word, str) for word in value):
+        r.problem(_key(*where, "transcription_keywords"), 'must be a list of words: ["Movistar", "fibra"]')
+        return None
+    if any("," in word for word in value):
+        r.problem(_key(*where, "transcription_keywords"), "one word or name per entry (no commas)")
+        return None
+    try:
+        return tuning.keywords(",".join(value))
+    except ValueError as exc:
+        r.problem(_key(*where, "transcription_keywords"), str(exc))
+        return None
+
+
+def tuning_problems(book: AgentBook, settings: Settings) -> list[str]:
+    """Each agent's voice tuning that its model or API shape lacks (callbridge/voice_tuning.py),
+    as the agents file's problems: the tuning the agent sets is named there; one it takes
+    from the environment is named by its variable."""
+    found = []
+    for name, agent in book.agents.items():
+        explicit = _explicit_tunings(agent)
+        for key, problem in tuning.problems(agent.apply(settings)):
+            if key in explicit:
+                found.append(f"{book.source}: {_key('agents', name, *key.split('.'))}: {problem}")
+            elif not any(tuning.ENV_NAMES[key] in line for line in found):
+                found.append(f"{book.source}: {tuning.ENV_NAMES[key]} (agent {name} uses it): {problem}")
+    return found
+
+
+def _explicit_tunings(agent: Agent) -> set[str]:
+    keys = {
+        "noise_reduction": agent.noise_reduction,
+        "reasoning_effort": agent.reasoning_effort,
+        "speed": agent.speed,
+        "transcription_prompt": agent.transcription_prompt,
+        "transcription_keywords": agent.transcription_keywords,
+        "turns.detection": agent.turns.detection,
+        "turns.eagerness": agent.turns.eagerness,
+    }
+    return {key for key, value in keys.items() if value is not None}
 
 
 def _limits(r: _Reader, where: tuple[str, ...], table: object) -> ToolLimits:
@@ -403,8 +517,19 @@ def problems_of(checked) -> list[str]:
     path, fallback = by_name["AGENTS_FILE"], by_name["FALLBACK_DESTINATION"]
     if path.problem is not None or not path.value:
         return []
+    settings = _settings_of(checked)
     try:
-        load_agents_file(path.value, fallback.value if fallback.problem is None else None)
+        load_agents_file(path.value, fallback.value if fallback.problem is None else None, settings)
     except AgentFileError as exc:
         return list(exc.problems)
     return []
+
+
+def _settings_of(checked) -> Settings | None:
+    """The environment's settings, when they are good: agents are checked against its model."""
+    from callbridge.config import ConfigErrors, loaded_from
+
+    try:
+        return loaded_from(checked).settings
+    except ConfigErrors:
+        return None

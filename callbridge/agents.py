@@ -29,6 +29,7 @@ __all__ = [
     "Destination",
     "DialplanTarget",
     "ToolLimits",
+    "Turns",
     "default_agent",
     "default_book",
 ]
@@ -64,6 +65,28 @@ class ToolLimits:
 
 
 @dataclass(frozen=True)
+class Turns:
+    """How the agent hears that the caller's turn is over (`[agents.NAME.turns]`); None:
+    the environment's (OPENAI_TURN_DETECTION, OPENAI_VAD_*)."""
+
+    detection: str | None = None  # server_vad | semantic_vad
+    eagerness: str | None = None  # semantic_vad
+    threshold: float | None = None  # server_vad, and the two below
+    silence_ms: int | None = None
+    prefix_ms: int | None = None
+
+    def changes(self) -> dict:
+        fields = {
+            "openai_turn_detection": self.detection,
+            "openai_vad_eagerness": self.eagerness,
+            "openai_vad_threshold": self.threshold,
+            "openai_vad_silence_ms": self.silence_ms,
+            "openai_vad_prefix_ms": self.prefix_ms,
+        }
+        return {name: value for name, value in fields.items() if value is not None}
+
+
+@dataclass(frozen=True)
 class Agent:
     name: str
     numbers: tuple[str, ...] = ("*",)
@@ -80,6 +103,13 @@ class Agent:
     hours: Hours | None = None  # None: always open
     outside_hours: str = ""  # the agent that answers while this one is closed; "": the fallback
     limits: ToolLimits = field(default_factory=ToolLimits)
+    # The voice's tuning (callbridge/voice_tuning.py); None: the environment's.
+    turns: Turns = field(default_factory=Turns)
+    noise_reduction: str | None = None
+    reasoning_effort: str | None = None
+    speed: float | None = None
+    transcription_prompt: str | None = None
+    transcription_keywords: tuple[str, ...] | None = None
 
     def apply(self, settings: Settings) -> Settings:
         """The settings a call of this agent runs with."""
@@ -100,6 +130,15 @@ class Agent:
             changes["max_call_seconds"] = self.max_call_seconds
         if self.idle_timeout_seconds is not None:
             changes["idle_timeout_seconds"] = self.idle_timeout_seconds
+        tuning = {
+            "openai_noise_reduction": self.noise_reduction,
+            "openai_reasoning_effort": self.reasoning_effort,
+            "openai_speed": self.speed,
+            "openai_transcription_prompt": self.transcription_prompt,
+            "openai_transcription_keywords": self.transcription_keywords,
+        }
+        changes.update({name: value for name, value in tuning.items() if value is not None})
+        changes.update(self.turns.changes())
         return replace(settings, **changes) if changes else settings
 
 
@@ -184,4 +223,4 @@ def load_book(settings: Settings) -> AgentBook:
         return default_book(settings)
     from callbridge.agent_file import load_agents_file
 
-    return load_agents_file(settings.agents_file, settings.fallback_destination)
+    return load_agents_file(settings.agents_file, settings.fallback_destination, settings)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from callbridge import cleartext, ids
+from callbridge import cleartext, ids, voice_tuning
 from callbridge.alert_settings import Email, Thresholds
 from callbridge.config_variables import VARIABLES, Variable
 from callbridge.database_url import DatabaseUrl
@@ -109,6 +109,13 @@ class Settings:
     openai_vad_threshold: float
     openai_vad_silence_ms: int
     openai_vad_prefix_ms: int
+    openai_turn_detection: str
+    openai_vad_eagerness: str
+    openai_noise_reduction: str
+    openai_reasoning_effort: str
+    openai_speed: float
+    openai_transcription_prompt: str
+    openai_transcription_keywords: tuple
     local_ip_address: str
     rtp_port_range: tuple[int, int]
     audio_format: str
@@ -382,11 +389,36 @@ def _relations(entries: list[Entry]) -> list[Entry]:
             if entry.problem is None:
                 by_name[name] = replaced = Entry(entry.var, entry.raw, entry.source, problem=problem)
                 entries[entries.index(entry)] = replaced
+    _tuning_relations(entries, by_name)
     smtp, to = by_name["ALERT_SMTP_URL"], by_name["ALERT_EMAIL_TO"]
     if smtp.value and to.problem is None and not str(to.value or "").strip():
         problem = "is empty, but ALERT_SMTP_URL is set: name who gets the alert e-mail"
         entries[entries.index(to)] = Entry(to.var, to.raw, to.source, problem=problem)
     return entries
+
+
+def _tuning_relations(entries: list[Entry], by_name: dict[str, Entry]) -> None:
+    """A voice tuning the model or API shape lacks (callbridge/voice_tuning.py), on the
+    tuning's variable. A variable that is itself bad counts as its default here, so that
+    one run still shows every other problem (and none twice)."""
+    looked_at = [*voice_tuning.ENV_NAMES.values(), "OPENAI_REALTIME_MODEL", "OPENAI_API_SHAPE"]
+    looked_at.append("OPENAI_TRANSCRIPTION_MODEL")
+    values = _Values()
+    for name in looked_at:
+        entry = by_name[name]
+        values[name.lower()] = entry.value if entry.problem is None else entry.var.parse(entry.var.default)
+    for key, problem in voice_tuning.problems(values):
+        entry = by_name[voice_tuning.ENV_NAMES[key]]
+        if entry.problem is not None:
+            continue
+        by_name[entry.var.name] = replaced = Entry(entry.var, entry.raw, entry.source, problem=problem)
+        entries[entries.index(entry)] = replaced
+
+
+class _Values(dict):
+    """Parsed values read as attributes, as voice_tuning.problems reads Settings."""
+
+    __getattr__ = dict.__getitem__
 
 
 def load(
@@ -428,8 +460,9 @@ def _display(value: Any) -> str:
     """A parsed value as `callbridge config` shows it: secrets masked, tuples joined."""
     if value is None:  # an optional value left empty
         return ""
-    if isinstance(value, tuple):
-        return "-".join(str(part) for part in value)
+    if isinstance(value, tuple):  # a port range is LOW-HIGH; lists are comma-separated
+        joint = "-" if value and all(isinstance(part, int) for part in value) else ", "
+        return joint.join(str(part) for part in value)
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

@@ -121,7 +121,8 @@ def choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower()
         if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)} (got {raw.strip()!r})")
+            named = ", ".join(a or "empty" for a in allowed)
+            raise ValueError(f"must be one of {named} (got {raw.strip()!r})")
         return value
 
     return parse

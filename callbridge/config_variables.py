@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from callbridge import config_parsers as parse
+from callbridge import voice_tuning as tuning
 from callbridge.alert_settings import Email, Webhook
 from callbridge.prices import PriceTable
 
@@ -118,6 +119,56 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("OPENAI_VAD_THRESHOLD", parse.number(0.0, 1.0), "0.5", "server VAD threshold", _OPENAI),
     Variable("OPENAI_VAD_SILENCE_MS", parse.integer(100, 5000), "500", "silence ending a turn", _OPENAI),
     Variable("OPENAI_VAD_PREFIX_MS", parse.integer(0, 2000), "300", "audio kept before speech", _OPENAI),
+    # The voice's tuning (callbridge/voice_tuning.py): defaults every agent may override.
+    Variable(
+        "OPENAI_TURN_DETECTION",
+        parse.choice(*tuning.DETECTIONS),
+        "server_vad",
+        "what ends the caller's turn: server_vad (silence, the OPENAI_VAD_* numbers) or semantic_vad (what was said)",
+        _OPENAI,
+    ),
+    Variable(
+        "OPENAI_VAD_EAGERNESS",
+        parse.choice(*tuning.EAGERNESS),
+        "auto",
+        "semantic_vad: how soon a turn ends (low waits for the caller to finish, high answers soonest)",
+        _OPENAI,
+    ),
+    Variable(
+        "OPENAI_NOISE_REDUCTION",
+        parse.choice(*tuning.NOISE_REDUCTIONS),
+        "off",
+        "input noise reduction: near_field (handsets, headsets), far_field (speakerphones), off",
+        _OPENAI,
+    ),
+    Variable(
+        "OPENAI_REASONING_EFFORT",
+        parse.choice("", *tuning.EFFORTS),
+        "",
+        "how long a reasoning model (gpt-realtime-2.x) thinks: minimal, low, medium, high, xhigh; empty: the model's default",
+        _OPENAI,
+    ),
+    Variable(
+        "OPENAI_SPEED",
+        parse.number(tuning.SPEED_MIN, tuning.SPEED_MAX),
+        "1.0",
+        "how fast the agent speaks (0.25-1.5)",
+        _OPENAI,
+    ),
+    Variable(
+        "OPENAI_TRANSCRIPTION_PROMPT",
+        tuning.prompt,
+        "",
+        "what the caller's transcription is told to expect (GPT transcription models)",
+        _OPENAI,
+    ),
+    Variable(
+        "OPENAI_TRANSCRIPTION_KEYWORDS",
+        tuning.keywords,
+        "",
+        "comma-separated names and words the caller may say (product names, streets)",
+        _OPENAI,
+    ),
     Variable("LOCAL_IP_ADDRESS", parse.optional_ip, "", "RTP bind address; empty: auto", _AUDIO),
     Variable("RTP_PORT_RANGE", parse.port_range, "10000-20000", "UDP ports for RTP", _AUDIO),
     Variable("AUDIO_FORMAT", parse.choice("ulaw", "alaw"), "ulaw", "G.711 law on both legs", _AUDIO),
