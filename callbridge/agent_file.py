@@ -14,9 +14,9 @@ import re
 import tomllib
 from pathlib import Path
 
+from callbridge import voice_tuning as tuning
 from callbridge.agent_hours import HoursProblems, parse_hours
 from callbridge.agent_numbers import DEFAULT, kind_of
-from callbridge import voice_tuning as tuning
 from callbridge.agents import Agent, AgentBook, Destination, ToolLimits, Turns
 from callbridge.config import ConfigError, Settings
 from callbridge.dialplan import PRIORITY_MAX, DialplanTarget, name_problem

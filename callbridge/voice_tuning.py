@@ -61,7 +61,9 @@ def problems(settings) -> list[tuple[str, str]]:
         )
     effort, model = settings.openai_reasoning_effort, settings.openai_realtime_model
     if effort and settings.openai_api_shape == "beta":
-        found.append(("reasoning_effort", "the beta API shape has no reasoning settings (OPENAI_API_SHAPE=beta)"))
+        found.append(
+            ("reasoning_effort", "the beta API shape has no reasoning settings (OPENAI_API_SHAPE=beta)")
+        )
     elif effort and not reasons(model):
         found.append(
             (
@@ -83,7 +85,9 @@ def problems(settings) -> list[tuple[str, str]]:
             found.append((key, f"{transcriber} takes keywords, not a prompt: give the keywords instead"))
         elif transcriber not in PROMPT_TEXT_MODELS + PROMPT_KEYWORD_MODELS:
             takes = ", ".join(PROMPT_TEXT_MODELS + PROMPT_KEYWORD_MODELS)
-            found.append((key, f"the transcription model {transcriber} is not known to take one (these do: {takes})"))
+            found.append(
+                (key, f"the transcription model {transcriber} is not known to take one (these do: {takes})")
+            )
     return found
 
 
