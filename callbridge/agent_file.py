@@ -411,13 +411,14 @@ def tuning_problems(book: AgentBook, settings: Settings) -> list[str]:
     """Each agent's voice tuning that its model or API shape lacks (callbridge/voice_tuning.py),
     as the agents file's problems: the tuning the agent sets is named there; one it takes
     from the environment is named by its variable."""
-    found = []
+    found, from_env = [], set()
     for name, agent in book.agents.items():
         explicit = _explicit_tunings(agent)
         for key, problem in tuning.problems(agent.apply(settings)):
             if key in explicit:
                 found.append(f"{book.source}: {_key('agents', name, *key.split('.'))}: {problem}")
-            elif not any(tuning.ENV_NAMES[key] in line for line in found):
+            elif key not in from_env:  # once, not once per agent that inherits it
+                from_env.add(key)
                 found.append(f"{book.source}: {tuning.ENV_NAMES[key]} (agent {name} uses it): {problem}")
     return found
 

@@ -21,6 +21,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from callbridge import cleartext, ids, voice_tuning
@@ -403,22 +404,16 @@ def _tuning_relations(entries: list[Entry], by_name: dict[str, Entry]) -> None:
     one run still shows every other problem (and none twice)."""
     looked_at = [*voice_tuning.ENV_NAMES.values(), "OPENAI_REALTIME_MODEL", "OPENAI_API_SHAPE"]
     looked_at.append("OPENAI_TRANSCRIPTION_MODEL")
-    values = _Values()
+    values = {}
     for name in looked_at:
         entry = by_name[name]
         values[name.lower()] = entry.value if entry.problem is None else entry.var.parse(entry.var.default)
-    for key, problem in voice_tuning.problems(values):
+    for key, problem in voice_tuning.problems(SimpleNamespace(**values)):  # read as Settings is
         entry = by_name[voice_tuning.ENV_NAMES[key]]
         if entry.problem is not None:
             continue
         by_name[entry.var.name] = replaced = Entry(entry.var, entry.raw, entry.source, problem=problem)
         entries[entries.index(entry)] = replaced
-
-
-class _Values(dict):
-    """Parsed values read as attributes, as voice_tuning.problems reads Settings."""
-
-    __getattr__ = dict.__getitem__
 
 
 def load(
