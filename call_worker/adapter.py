@@ -44,6 +44,17 @@ class AgentAudio:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentItem:
+    """A message item of a reply begins. gpt-realtime-2.x replies in phases, each its own
+    item of one response: a spoken `preamble` ("let me check that") and the `answer`;
+    "" when the model does not say (earlier models: one item, the answer)."""
+
+    response_id: str
+    item_id: str
+    phase: str
+
+
+@dataclass(frozen=True, slots=True)
 class CallerSpeechStarted:
     pass
 
@@ -62,7 +73,7 @@ class ReplyStarted:
 class ReplyDone:
     response_id: str
     usage: dict
-    item_ids: tuple[str, ...]
+    item_ids: tuple[str, ...]  # its message items, in order (function calls are not among them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +105,7 @@ class ToolCall:
     call_id: str
     name: str
     arguments: str  # JSON text, as the model wrote it
+    response_id: str = ""  # the reply that made it: its parallel calls get one reply after them
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +119,7 @@ class ServiceError:
 
 Event = (
     AgentAudio
+    | AgentItem
     | CallerSpeechStarted
     | CallerSpeechStopped
     | ReplyStarted
@@ -159,8 +172,16 @@ class Adapter(ABC):
         """Earlier turns ("caller" or "agent", text) for a new session's context."""
 
     @abstractmethod
-    def tool_result(self, call_id: str, output: str, respond: bool = True) -> list[str]:
-        """A tool's result, and (`respond`) a request for the reply that uses it."""
+    def delete(self, item_id: str) -> list[str]:
+        """Take an item the caller never heard out of the conversation (a barge-in dropped it)."""
+
+    @abstractmethod
+    def tool_result(self, call_id: str, output: str) -> list[str]:
+        """A tool's result (the reply that uses it is asked for by `reply`)."""
+
+    @abstractmethod
+    def reply(self) -> list[str]:
+        """Ask for the reply that answers what was just added (one after parallel tool calls)."""
 
     @abstractmethod
     def events(self, message: bytes) -> list[Event]:

@@ -3,7 +3,9 @@
 The media loop (call_worker/media.py) owns everything here: it reads the session's link at
 each 20 ms tick (`tick`), and sends the caller's audio the moment it arrives (`send_uplink`).
 Audio deltas go to the downlink ring through `Playback`; the caller speaking over a reply is
-a barge-in; transcripts and usage are kept. Only three things cross threads, each posted and
+a barge-in; transcripts and usage are kept. A reply may hold several items (gpt-realtime-2.x:
+a spoken preamble, then the answer): they play back to back, and a barge-in truncates the one
+playing and takes the later ones, never heard, out of the conversation. Only three things cross threads, each posted and
 followed by a wake-up of the loop: a link an opener thread has opened (`begin`, and the
 reconnect below), the main thread's goodbye request (`say_goodbye`), and the end (`close`,
 once the loop has stopped).
@@ -27,7 +29,7 @@ from collections.abc import Callable
 
 from call_worker import adapter as seam
 from call_worker.goodbye import Goodbye
-from call_worker.playback import AudioItem, Playback
+from call_worker.playback import AudioItem, Playback, Truncation
 from call_worker.session_updates import SessionUpdates
 from call_worker.tools import ToolBox
 from call_worker.transcript import Transcript
@@ -87,6 +89,7 @@ class Conversation:
             "transcription_seconds": 0.0,
         }
         self.active_response: str | None = None
+        self._cut: Truncation | None = None  # the last barge-in's truncation
         self.last_error_code = ""
         self.goodbye = Goodbye(self._send_quiet, self._send_ask, on_goodbye_done)
         self.goodbye_done = self.goodbye.done
@@ -99,6 +102,11 @@ class Conversation:
         # main thread asks the agent to say (`tell`).
         self._after_reply: deque[tuple[str, list[str], bool]] = deque()  # (tool|tell, texts, asks)
         self._tell_requests: deque[str] = deque()
+        # Replies whose tool calls want a reply after them: asked once, at that reply's
+        # response.done, when every parallel call's output has been queued.
+        self._tool_replies: set[str] = set()
+        self._preambles: set[str] = set()  # replies that spoke a preamble (tool calls log it)
+        self._opening_id = ""  # the current session's opening update: refused, the call fails
         self._asked_until = 0.0
         self._fatal_codes: dict[str, str] = {}  # codes the service called fatal, with their fixes
         self._had_session = False
@@ -115,6 +123,7 @@ class Conversation:
         self._held: list[AudioItem] = []
         self._handlers = {
             seam.AgentAudio: self._on_audio,
+            seam.AgentItem: self._on_agent_item,
             seam.CallerSpeechStarted: self._on_speech_started,
             seam.CallerSpeechStopped: self._on_speech_stopped,
             seam.ReplyStarted: self._on_reply_started,
@@ -234,6 +243,7 @@ class Conversation:
         resumed, self._had_session = self._had_session, True
         self._drop_link()
         self.link = link
+        self._opening_id = opening_id
         self.updates.opened(opening_id)
         self.header.set(Slot.REALTIME_STATE, RealtimeState.CONNECTED)
         if resumed:
@@ -356,6 +366,7 @@ class Conversation:
         old, self.link = self.link, None
         # Tool results name the lost session's calls; what the main thread asked for stays.
         self._after_reply = deque(item for item in self._after_reply if item[0] == "tell")
+        self._tool_replies.clear()
         if old is not None:
             old.close()
 
@@ -421,11 +432,32 @@ class Conversation:
         if truncation is not None:
             self.transcript.truncated(truncation)
             self._send_texts(self.adapter.truncate(truncation.item_id, truncation.audio_end_ms))
+        cut = self.playback.cut_response
+        if cut is not None and cut != self.active_response:  # done: every item it has is here
+            items = [i.item_id for i in self.playback.items if i.response_id == cut]
+            self._drop_unheard(items, truncation)
+        self._cut = truncation  # else at its response.done, which lists its items
         log.info(
             "barge-in: reply stopped after %d ms of item %s",
             truncation.audio_end_ms if truncation else -1,
             truncation.item_id if truncation else "-",
         )
+
+    def _drop_unheard(self, item_ids, truncation: Truncation | None) -> None:
+        """After a barge-in, the cut reply's items that the caller heard none of (after the
+        truncated one): the model is told it never said them, and the record keeps them
+        with nothing heard. Items heard whole before the cut stay as they are."""
+        cut_at = self.playback.cut_at
+        for item_id in item_ids:
+            if truncation is not None and item_id == truncation.item_id:
+                continue
+            audio = self.playback.audio_of(item_id)
+            if audio is not None and audio.start < cut_at:
+                continue  # heard whole before the cut
+            received = (audio.end - audio.start) // 8 if audio is not None else 0
+            self.transcript.truncated(Truncation(item_id, 0, received))
+            self._send_texts(self.adapter.delete(item_id))
+            log.info("barge-in: item %s of the cut reply was never heard; taken out", item_id)
 
     def _on_speech_stopped(self, event: seam.CallerSpeechStopped) -> None:
         self.header.set(Slot.LAST_SPEECH_NS, time.monotonic_ns())
@@ -439,6 +471,9 @@ class Conversation:
 
     def _on_reply_done(self, event: seam.ReplyDone) -> None:
         self.playback.response_finished(event.response_id)
+        if event.response_id == self.playback.cut_response and self.active_response == event.response_id:
+            self._drop_unheard(event.item_ids, self._cut)  # cut while it was still coming
+        self._preambles.discard(event.response_id)
         if self.active_response == event.response_id:
             self.active_response = None
         for kind, amount in event.usage.items():
@@ -451,6 +486,9 @@ class Conversation:
         header.set(Slot.INPUT_CACHED_TOKENS, usage["input_cached_tokens"])
         self.transcript.response_ended(list(event.item_ids))
         self.goodbye.on_response_done(event.response_id, self.active_response is not None)
+        if event.response_id in self._tool_replies:  # all its calls are answered: one reply
+            self._tool_replies.discard(event.response_id)
+            self._after_reply.append(("tool", self.adapter.reply(), True))
         if self._after_reply:
             self._send_after_reply()
 
@@ -458,6 +496,11 @@ class Conversation:
         # After a reconnect the opening update (automatic responses on) is acknowledged
         # first: only the acknowledgement of the goodbye's own update lets it ask.
         self.goodbye.on_session_updated(self.active_response is not None, self.updates.acknowledged())
+
+    def _on_agent_item(self, event: seam.AgentItem) -> None:
+        self.transcript.agent_item(event.item_id, event.phase)
+        if event.phase == "preamble":
+            self._preambles.add(event.response_id)
 
     def _on_agent_text_delta(self, event: seam.AgentTextDelta) -> None:
         self.transcript.agent_delta(event.item_id, event.text)
@@ -492,13 +535,27 @@ class Conversation:
             output, respond = {"error": "no tools are offered"}, True
         else:
             output, respond = self.toolbox.handle(event)
+        # A model that spoke a preamble ("let me check") has covered the wait: nothing more
+        # is asked of it while the tool runs.
+        spoken = " after its preamble" if event.response_id in self._preambles else ""
         if self.utterances is None:  # arguments are what the caller said, in other words
-            log.info("tool call %s -> %s", event.name[:64], "error" if "error" in output else "ok")
+            log.info("tool call %s%s -> %s", event.name[:64], spoken, "error" if "error" in output else "ok")
         else:
-            log.log(self.utterances, "tool call %s(%s) -> %s", event.name[:64], event.arguments[:200], output)
-        texts = self.adapter.tool_result(event.call_id, json.dumps(output), respond)
-        # Usually the reply carrying the call is still open: its response.done sends this.
-        self._after_reply.append(("tool", texts, respond))
+            log.log(
+                self.utterances,
+                "tool call %s(%s)%s -> %s",
+                event.name[:64],
+                event.arguments[:200],
+                spoken,
+                output,
+            )
+        # Usually the reply carrying the call is still open: its response.done sends this,
+        # and asks for the one reply that answers all of its calls.
+        self._after_reply.append(("tool", self.adapter.tool_result(event.call_id, json.dumps(output)), False))
+        if respond and event.response_id and event.response_id == self.active_response:
+            self._tool_replies.add(event.response_id)
+        elif respond:
+            self._after_reply.append(("tool", self.adapter.reply(), True))
         self._send_after_reply()
 
     def _on_error(self, event: seam.ServiceError) -> None:
@@ -515,6 +572,15 @@ class Conversation:
             log.warning("Realtime error %s: %s", event.code or "(no code)", event.message)
         if action is not seam.ErrorAction.BENIGN:
             self.count_error(event.code)
+        if action is not seam.ErrorAction.BENIGN and event.cause and event.cause == self._opening_id:
+            # The session runs on the service's defaults (no instructions, another audio
+            # format): nothing the caller should hear. The tuning is checked at start
+            # (callbridge/voice_tuning.py); this is what it could not know.
+            self._fatal(
+                f"Realtime refused the session settings ({event.code or 'no code'}: {event.message}): "
+                f"{event.fix or 'check the OPENAI_* settings and the agent tuning'}"
+            )
+            return
         if event.cause is not None:
             self.updates.refused(event.cause)  # a refused update is never acknowledged
             self.goodbye.on_error(self.active_response is not None, event.cause)

@@ -34,6 +34,7 @@ class RealtimeAdapter(seam.Adapter):
         self.name = f"realtime-{settings.openai_api_shape}"
         self._parsers = {
             "response.output_audio.delta": _audio,
+            "response.output_item.added": _item_added,
             "input_audio_buffer.speech_started": lambda e: seam.CallerSpeechStarted(),
             "input_audio_buffer.speech_stopped": lambda e: seam.CallerSpeechStopped(),
             "response.created": lambda e: seam.ReplyStarted(str(e["response"]["id"])),
@@ -117,12 +118,15 @@ class RealtimeAdapter(seam.Adapter):
     def inject(self, turns: list[tuple[str, str]]) -> list[str]:
         return [json.dumps(event) for event in proto.context_items(turns, self.beta)]
 
-    def tool_result(self, call_id: str, output: str, respond: bool = True) -> list[str]:
+    def delete(self, item_id: str) -> list[str]:
+        return [json.dumps({"type": "conversation.item.delete", "item_id": item_id})]
+
+    def tool_result(self, call_id: str, output: str) -> list[str]:
         item = {"type": "function_call_output", "call_id": call_id, "output": output}
-        texts = [json.dumps({"type": "conversation.item.create", "item": item})]
-        if respond:
-            texts.append(json.dumps({"type": "response.create"}))
-        return texts
+        return [json.dumps({"type": "conversation.item.create", "item": item})]
+
+    def reply(self) -> list[str]:
+        return [json.dumps({"type": "response.create"})]
 
     # --- events
 
@@ -133,7 +137,8 @@ class RealtimeAdapter(seam.Adapter):
             if self.beta:
                 kind = proto.BETA_TO_GA.get(kind, kind)
             parser = self._parsers.get(kind)
-            return [] if parser is None else [parser(event)]
+            parsed = None if parser is None else parser(event)
+            return [] if parsed is None else [parsed]
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
             raise seam.MalformedEvent(f"{type(exc).__name__}: {exc}") from None
 
@@ -143,10 +148,21 @@ def _audio(event: dict) -> seam.AgentAudio:
     return seam.AgentAudio(str(event["response_id"]), str(event["item_id"]), audio)
 
 
+def _item_added(event: dict) -> seam.AgentItem | None:
+    """A message item's phase (gpt-realtime-2.x); function calls come as their own events."""
+    item = event["item"]
+    if item.get("type") != "message":
+        return None
+    phase = proto.PHASES.get(str(item.get("phase") or ""), "")
+    return seam.AgentItem(str(event.get("response_id") or ""), str(item["id"]), phase)
+
+
 def _reply_done(event: dict) -> seam.ReplyDone:
     response = event["response"]
     items = tuple(
-        str(item["id"]) for item in response.get("output") or [] if isinstance(item, dict) and "id" in item
+        str(item["id"])
+        for item in response.get("output") or []
+        if isinstance(item, dict) and "id" in item and item.get("type", "message") == "message"
     )
     return seam.ReplyDone(str(response["id"]), proto.usage_of(response.get("usage") or {}), items)
 
@@ -158,7 +174,10 @@ def _caller_text(event: dict) -> seam.CallerText:
 
 def _tool_call(event: dict) -> seam.ToolCall:
     return seam.ToolCall(
-        str(event["call_id"]), str(event.get("name") or ""), str(event.get("arguments") or "{}")
+        str(event["call_id"]),
+        str(event.get("name") or ""),
+        str(event.get("arguments") or "{}"),
+        str(event.get("response_id") or ""),
     )
 
 

@@ -24,6 +24,9 @@ BETA_TO_GA = {
     "conversation.item.created": "conversation.item.added",
 }
 
+# A message item's `phase` (gpt-realtime-2.x) -> the name callbridge records it under.
+PHASES = {"commentary": "preamble", "final_answer": "answer"}
+
 GOODBYE_TIME_LIMIT = (
     "The call has reached its time limit. Tell the caller, in one short sentence and in their "
     "language, that you have to end the call now, and say goodbye."

@@ -7,6 +7,10 @@ short by a barge-in may end without one, and its deltas are then its text. Its t
 session gets `history()`: the agent's turns as heard, as the old session had them after
 its `conversation.item.truncate`.
 
+A reply of gpt-realtime-2.x may hold several items, each with its phase (a spoken
+"preamble", then the "answer"): each is a turn of its own, with its phase, and an item a
+barge-in dropped before the caller heard any of it is kept with nothing heard.
+
 Written by the media loop; once it has stopped, Conversation.close() settles it (a
 reply still in the ring at the end of the call) and the main thread reads it.
 """
@@ -25,9 +29,18 @@ class Transcript:
         self._agent: dict[str, dict] = {}  # item_id -> its entry
         self._partial: dict[str, str] = {}  # item_id -> deltas so far
         self._cuts: dict[str, Truncation] = {}  # item_id -> how much of it was heard
+        self._phases: dict[str, str] = {}  # item_id -> "preamble" | "answer", when the model says
 
     def caller(self, text: str) -> None:
         self.entries.append({"role": "caller", "text": text, "t": time.time()})
+
+    def agent_item(self, item_id: str, phase: str) -> None:
+        """A reply's item began, in this phase ("" when the model does not say)."""
+        if phase:
+            self._phases[item_id] = phase
+            entry = self._agent.get(item_id)
+            if entry is not None:
+                entry["phase"] = phase
 
     def agent_delta(self, item_id: str, delta: str) -> None:
         if item_id not in self._agent:
@@ -41,6 +54,8 @@ class Transcript:
         entry = self._agent.get(item_id)
         if entry is None:
             entry = {"role": "agent", "text": text, "heard": text, "t": time.time(), "item_id": item_id}
+            if item_id in self._phases:
+                entry["phase"] = self._phases[item_id]
             self._agent[item_id] = entry
             self.entries.append(entry)
         entry["text"] = text

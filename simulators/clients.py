@@ -101,6 +101,12 @@ class RealtimeSim(SimProcess):
     def sessions(self) -> list[dict]:
         return requests.get(f"{self.base}/sim/sessions", timeout=10).json()
 
+    def reply(self, **options: int) -> dict:
+        """Reply options from now on (/sim/reply): preamble_ms, think_ms, reply_ms, greeting_ms."""
+        answer = requests.get(f"{self.base}/sim/reply", params=options, timeout=5)
+        answer.raise_for_status()
+        return answer.json()
+
     def reset(self) -> None:
         requests.get(f"{self.base}/sim/reset", timeout=5)
 

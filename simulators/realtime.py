@@ -22,9 +22,13 @@ injected per connection, for the next `count` connections, through the control U
                              the next `count` sessions opened end the response after the
                              caller's Nth turn (0: the greeting) with this function call, if
                              the tool was offered (see realtime_tools.py)
+    /sim/reply?preamble_ms=N&think_ms=M&reply_ms=R&greeting_ms=G
+                             replies from now on (every session): phased with a preamble of N
+                             ms and M ms of thinking before the answer (0: unphased), replies
+                             of R ms, greetings of G ms (see realtime_session.py)
     /sim/sessions            every session's recorded events with timestamps (JSON), and its
                              `tools`: offered, planned, calls made, outputs received
-    /sim/reset               forget sessions, faults and queued tool calls
+    /sim/reset               forget sessions, faults and queued tool calls; replies as started
     /sim/model-shutdown?model=M&date=YYYY-MM-DD
                              the `shutdown_date` /v1/models answers for M from now on
                              (an empty or missing date: none announced)
@@ -155,7 +159,8 @@ class SimulatedRealtime:
         self.models = set(models)
         self.shutdown_dates = dict(shutdown_dates or {})
         self.models_status = models_status
-        self.reply = reply or ReplyOptions()
+        self.reply = reply or ReplyOptions()  # shared by every session: /sim/reply changes it
+        self._initial_reply = dict(self.reply.__dict__)
         self.sessions: list[SessionRecord] = []
         self.faults: list[Fault] = []
         self.tool_scripts = ToolScripts()
@@ -230,6 +235,12 @@ class SimulatedRealtime:
             except (KeyError, ValueError) as exc:
                 return connection.respond(HTTPStatus.BAD_REQUEST, f"bad tool call: {exc}\n")
             return connection.respond(HTTPStatus.OK, json.dumps({"queued": call.__dict__}) + "\n")
+        if path == "/sim/reply":
+            try:
+                self.reply.update(query)
+            except ValueError as exc:
+                return connection.respond(HTTPStatus.BAD_REQUEST, f"bad reply options: {exc}\n")
+            return connection.respond(HTTPStatus.OK, json.dumps(self.reply.__dict__) + "\n")
         if path == "/sim/sessions":
             body = [s.__dict__ for s in self.sessions]
             return connection.respond(HTTPStatus.OK, json.dumps(body) + "\n")
@@ -243,6 +254,7 @@ class SimulatedRealtime:
             self.sessions.clear()
             self.faults.clear()
             self.tool_scripts.clear()
+            self.reply.__dict__.update(self._initial_reply)
             self.freezer.thaw()
             return connection.respond(HTTPStatus.OK, "{}\n")
         return connection.respond(HTTPStatus.NOT_FOUND, "unknown control path\n")
@@ -336,6 +348,7 @@ class SimulatedRealtime:
             await asyncio.sleep(fault.after)
             fault = None
         model = parse_qs(urlparse(request.path).query).get("model", [""])[0]
+        session.model = model
         auth = request.headers.get("Authorization", "")
         if auth != f"Bearer {self.api_key}" or (fault and fault.kind == "invalid_key"):
             session.error("invalid_api_key", "Incorrect API key provided.", "invalid_request_error")
@@ -412,6 +425,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--greeting-ms", type=int, default=1500)
     parser.add_argument("--speed", type=float, default=5.0)
     parser.add_argument(
+        "--preamble-ms", type=int, default=0, help="phased replies: a preamble of this length"
+    )
+    parser.add_argument("--think-ms", type=int, default=0, help="phased replies: the pause before the answer")
+    parser.add_argument(
         "--no-metadata",
         action="store_true",
         help="never echo a response's metadata, as some Realtime-compatible servers do",
@@ -436,6 +453,8 @@ def main(argv: list[str] | None = None) -> None:
         reply_ms=args.reply_ms,
         greeting_ms=args.greeting_ms,
         speed=args.speed,
+        preamble_ms=args.preamble_ms,
+        think_ms=args.think_ms,
         echo_metadata=not args.no_metadata,
     )
     try:

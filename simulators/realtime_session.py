@@ -2,7 +2,12 @@
 
 GA event names by default, beta names when the connection used the beta shape. Replies
 stream faster than real time from a task of their own, so audio keeps arriving (and
-barge-in can happen) while a reply is being sent. Everything runs on the server's one
+barge-in can happen) while a reply is being sent. With `preamble_ms` a reply to the caller
+is phased as gpt-realtime-2.x's are: a "commentary" item (the spoken preamble), a pause of
+`think_ms` while the model reasons, then the "final_answer" item, each with its own audio
+and transcript, in one response; a response that calls tools has only the preamble before
+its calls. The session's settings are checked as the real service checks them
+(realtime_settings.py): a refused update is an error naming its event_id. Everything runs on the server's one
 event loop: no locks, and no thread hand-off per event, which keeps the simulator light
 enough to load callbridge with a hundred calls on the same machine.
 """
@@ -15,7 +20,7 @@ import itertools
 import json
 from dataclasses import dataclass, field
 
-from simulators import g711
+from simulators import g711, realtime_settings
 from simulators.realtime_tools import FunctionCall, SessionTools
 from simulators.vad import Vad
 
@@ -35,6 +40,17 @@ class ReplyOptions:
     chunk_ms: int = 100  # audio per delta
     first_delta_delay_ms: int = 30
     echo_metadata: bool = True  # False: like servers that drop response.metadata
+    preamble_ms: int = 0  # > 0: replies to the caller are phased (a preamble, then the answer)
+    think_ms: int = 0  # the pause between the preamble and the answer (wall-clock time)
+
+    def update(self, query: dict) -> None:
+        """From the control URL (/sim/reply): the named fields, as integers."""
+        for name in ("reply_ms", "greeting_ms", "preamble_ms", "think_ms", "first_delta_delay_ms"):
+            if name in query:
+                value = int(query[name])
+                if value < 0:
+                    raise ValueError(f"{name} must not be negative")
+                setattr(self, name, value)
 
 
 def reply_transcript(turn_ms: int, reply_ms: int) -> str:
@@ -45,14 +61,34 @@ def reply_transcript(turn_ms: int, reply_ms: int) -> str:
 
 
 @dataclass
+class ReplyItem:
+    """One message item of a response: its audio, its transcript and, when phased, its phase."""
+
+    id: str
+    audio: bytes
+    transcript: str
+    phase: str | None = None  # "commentary" | "final_answer"; None: an unphased model's item
+    sent_bytes: int = 0
+    started: bool = False  # its output_item.added was sent
+
+    def message(self, status: str) -> dict:
+        item = {"id": self.id, "type": "message", "role": "assistant", "status": status, "content": []}
+        if self.phase is not None:
+            item["phase"] = self.phase
+        return item
+
+
+@dataclass
 class Response:
     id: str
-    item_id: str
-    audio: bytes
+    items: list[ReplyItem]
     cancelled: bool = False
-    sent_bytes: int = 0
     done: bool = False
     calls: list[FunctionCall] = field(default_factory=list)  # made once its audio is done
+
+    @property
+    def sent_bytes(self) -> int:
+        return sum(item.sent_bytes for item in self.items)
 
 
 class Session:
@@ -85,6 +121,8 @@ class Session:
         self.current_input_item: str | None = None
         self.tools = tools or SessionTools()
         self.turns = 0  # caller turns ended so far: scripted function calls count them
+        self.model = ""  # the session's model (the URL's), for the settings it may take
+        self.deleted: list[str] = []  # items the client took out of the conversation
 
     # --- output
 
@@ -129,6 +167,7 @@ class Session:
             "input_audio_buffer.clear": lambda e: self.send({"type": "input_audio_buffer.cleared"}),
             "conversation.item.create": self._item_create,
             "conversation.item.truncate": self._truncate,
+            "conversation.item.delete": self._item_delete,
             "response.create": self._response_create,
             "response.cancel": self._response_cancel,
         }.get(kind)
@@ -146,6 +185,11 @@ class Session:
         session = event.get("session") or {}
         if not self.beta and session.get("type") != "realtime":
             return self.error("missing_required_parameter", "Missing required parameter: 'session.type'.")
+        refused = realtime_settings.refusal(session, self.model, self.beta)
+        if refused is not None:
+            code, message, param = refused
+            self.record("sim", {"type": "<session.update refused>", "code": code, "param": param})
+            return self.error(code, message, event_id=event.get("event_id"))
         self.config = session
         self.tools.configure(session)
         if self.beta:
@@ -156,7 +200,7 @@ class Session:
             audio_in = (session.get("audio") or {}).get("input") or {}
             self.turn_detection = audio_in.get("turn_detection", self.turn_detection)
             self.law = "alaw" if (audio_in.get("format") or {}).get("type") == "audio/pcma" else "ulaw"
-        silence = (self.turn_detection or {}).get("silence_duration_ms", 500)
+        silence = realtime_settings.end_of_turn_silence_ms(self.turn_detection)
         if (self.law, silence) != (self.vad.law, self.vad.silence_ms):  # keep a turn in progress
             self.vad = Vad(self.law, silence_ms=silence)
         self.send({"type": "session.updated", "session": session})
@@ -220,7 +264,7 @@ class Session:
                 if self.reply.mode == "echo"
                 else g711.tone(self.reply.reply_ms, 300.0, 9000, self.law)
             )
-            self._start_response(audio, reply_transcript(turn_ms, len(audio) // 8))
+            self._start_response(audio, reply_transcript(turn_ms, len(audio) // 8), phased=True)
 
     def _commit(self, event: dict) -> None:
         if self.vad.speaking or not self.vad.turn_audio:
@@ -239,6 +283,16 @@ class Session:
         self.send({"type": self.name("conversation.item.added", "conversation.item.created"), "item": item})
         if not self.beta:
             self.send({"type": "conversation.item.done", "item": item})
+
+    def _item_delete(self, event: dict) -> None:
+        item_id = event.get("item_id")
+        if item_id not in self.item_audio_ms:
+            return self.error(
+                "item_not_found", f"Item with item_id '{item_id}' not found.", event_id=event.get("event_id")
+            )
+        del self.item_audio_ms[item_id]
+        self.deleted.append(item_id)
+        self.send({"type": "conversation.item.deleted", "item_id": item_id})
 
     def _truncate(self, event: dict) -> None:
         item_id = event.get("item_id")
@@ -281,34 +335,38 @@ class Session:
 
     # --- responses
 
-    def _start_response(self, audio: bytes, transcript: str, metadata: dict | None = None) -> None:
-        response = Response(new_id("resp"), new_id("item"), audio)
-        response.calls = self.tools.calls_for(self.turns, self.record, new_id)
+    def _items(self, audio: bytes, transcript: str, phased: bool, calls: bool) -> list[ReplyItem]:
+        """A reply's message items: one, or (phased) the preamble and then the answer; a
+        phased reply that calls tools says only its preamble before the calls."""
+        preamble_ms = self.reply.preamble_ms
+        if preamble_ms <= 0:
+            return [ReplyItem(new_id("item"), audio, transcript)]
+        if not phased:  # asked for (a greeting, the reply after a tool): the answer alone
+            return [ReplyItem(new_id("item"), audio, transcript, "final_answer")]
+        words = " ".join(f"p{n}" for n in range(1, preamble_ms // 250 + 1))
+        preamble = ReplyItem(
+            new_id("item"), g711.tone(preamble_ms, 450.0, 9000, self.law), f"preamble: {words}", "commentary"
+        )
+        if calls:
+            return [preamble]
+        return [preamble, ReplyItem(new_id("item"), audio, transcript, "final_answer")]
+
+    def _start_response(
+        self, audio: bytes, transcript: str, metadata: dict | None = None, phased=False
+    ) -> None:
+        calls = self.tools.calls_for(self.turns, self.record, new_id)
         transcript = self.tools.answer_prefix() + transcript
+        response = Response(new_id("resp"), self._items(audio, transcript, phased, bool(calls)), calls=calls)
+        for index, call in enumerate(calls):
+            call.output_index = len(response.items) + index
         self.active = response
-        self.item_audio_ms[response.item_id] = 0
         self.send(
             {
                 "type": "response.created",
                 "response": {"id": response.id, "status": "in_progress", "output": [], "metadata": metadata},
             }
         )
-        item = {
-            "id": response.item_id,
-            "type": "message",
-            "role": "assistant",
-            "status": "in_progress",
-            "content": [],
-        }
-        self.send(
-            {
-                "type": "response.output_item.added",
-                "response_id": response.id,
-                "output_index": 0,
-                "item": item,
-            }
-        )
-        task = asyncio.get_running_loop().create_task(self._stream(response, transcript))
+        task = asyncio.get_running_loop().create_task(self._stream(response))
         self.streams.add(task)  # held until done: the loop keeps only weak references
         task.add_done_callback(self.streams.discard)
 
@@ -319,38 +377,57 @@ class Session:
         for task in list(self.streams):
             task.cancel()
 
-    async def _stream(self, response: Response, transcript: str) -> None:
+    async def _stream(self, response: Response) -> None:
+        await asyncio.sleep(self.reply.first_delta_delay_ms / 1000)
+        for index, item in enumerate(response.items):
+            if index > 0 and self.reply.think_ms:
+                await asyncio.sleep(self.reply.think_ms / 1000)  # reasoning between the phases
+            if response.cancelled:
+                return
+            await self._stream_item(response, index, item)
+            if response.cancelled:
+                return
+        self.tools.emit(self.send, response.id, response.calls)
+        self._finish(response, "completed", None)
+
+    async def _stream_item(self, response: Response, index: int, item: ReplyItem) -> None:
         loop = asyncio.get_running_loop()
         chunk = self.reply.chunk_ms * 8
         interval = self.reply.chunk_ms / 1000 / self.reply.speed
-        delta_type = self.name("response.output_audio.delta", "response.audio.delta")
-        await asyncio.sleep(self.reply.first_delta_delay_ms / 1000)
+        base = {"response_id": response.id, "item_id": item.id, "output_index": index}
+        item.started = True
+        self.item_audio_ms[item.id] = 0
+        self.send(
+            {
+                "type": "response.output_item.added",
+                "response_id": response.id,
+                "output_index": index,
+                "item": item.message("in_progress"),
+            }
+        )
         next_at = loop.time()
-        words = transcript.split()
-        for offset in range(0, len(response.audio), chunk):
+        words = item.transcript.split()
+        for offset in range(0, len(item.audio), chunk):
             if response.cancelled:
                 return
-            piece = response.audio[offset : offset + chunk]
+            piece = item.audio[offset : offset + chunk]
             self.send(
                 {
-                    "type": delta_type,
-                    "response_id": response.id,
-                    "item_id": response.item_id,
-                    "output_index": 0,
+                    "type": self.name("response.output_audio.delta", "response.audio.delta"),
+                    **base,
                     "content_index": 0,
                     "delta": base64.b64encode(piece).decode(),
                 }
             )
-            response.sent_bytes += len(piece)
-            self.item_audio_ms[response.item_id] = response.sent_bytes // 8
+            item.sent_bytes += len(piece)
+            self.item_audio_ms[item.id] = item.sent_bytes // 8
             if words:
                 self.send(
                     {
                         "type": self.name(
                             "response.output_audio_transcript.delta", "response.audio_transcript.delta"
                         ),
-                        "response_id": response.id,
-                        "item_id": response.item_id,
+                        **base,
                         "delta": words.pop(0) + " ",
                     }
                 )
@@ -358,23 +435,15 @@ class Session:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
         if response.cancelled:
             return
-        self.send(
-            {
-                "type": self.name("response.output_audio.done", "response.audio.done"),
-                "response_id": response.id,
-                "item_id": response.item_id,
-            }
-        )
+        self.send({"type": self.name("response.output_audio.done", "response.audio.done"), **base})
         self.send(
             {
                 "type": self.name("response.output_audio_transcript.done", "response.audio_transcript.done"),
-                "response_id": response.id,
-                "item_id": response.item_id,
-                "transcript": transcript,
+                **base,
+                "transcript": item.transcript,
             }
         )
-        self.tools.emit(self.send, response.id, response.calls)
-        self._finish(response, "completed", None)
+        self.send({"type": "response.output_item.done", **base, "item": item.message("completed")})
 
     def _cancel_active(self, reason: str) -> None:
         response = self.active
@@ -384,9 +453,14 @@ class Session:
         self._finish(response, "cancelled", reason)
 
     def _finish(self, response: Response, status: str, reason: str | None) -> None:
+        """response.done: the items it got to, and its usage, counted once for all of them."""
         self.active = None
         audio_tokens = response.sent_bytes // 80
-        output = [{"id": response.item_id, "type": "message", "role": "assistant"}]
+        output = [
+            item.message("completed" if status == "completed" else "incomplete")
+            for item in response.items
+            if item.started
+        ]
         if status == "completed":
             output += [call.item("completed") for call in response.calls]
         else:

@@ -98,6 +98,7 @@ def test_a_scripted_call_ends_the_greeting_and_its_output_gets_a_reply(sim):
         assert _tail_types(events) == [
             "response.output_audio.done",
             "response.output_audio_transcript.done",
+            "response.output_item.done",  # the message item's
             "response.output_item.added",
             "response.function_call_arguments.delta",
             "response.function_call_arguments.delta",
@@ -120,7 +121,7 @@ def test_a_scripted_call_ends_the_greeting_and_its_output_gets_a_reply(sim):
         deltas = [e for e in events if e["type"] == "response.function_call_arguments.delta"]
         assert "".join(d["delta"] for d in deltas) == done["arguments"]
         assert all(d["call_id"] == call_id and d["item_id"] == item_id for d in deltas)
-        item_done = by_type["response.output_item.done"]["item"]
+        item_done = [e for e in events if e["type"] == "response.output_item.done"][-1]["item"]
         assert item_done["status"] == "completed" and item_done["arguments"] == done["arguments"]
         response = by_type["response.done"]["response"]
         assert response["status"] == "completed"
