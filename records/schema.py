@@ -92,6 +92,9 @@ turns = Table(
     # an interrupted agent turn: `text` is what the model said, `heard` what the caller heard
     Column("interrupted", Boolean, nullable=False, default=False),
     Column("heard", Text),
+    # an agent turn's phase, when the model says (gpt-realtime-2.x): "preamble" (said while
+    # it works: "let me check that") or "answer"; NULL for the caller and earlier models
+    Column("phase", String(16)),
     ForeignKeyConstraint(
         ["instance", "call_id"], ["calls.instance", "calls.call_id"], ondelete="CASCADE", name="fk_turns_call"
     ),

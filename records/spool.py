@@ -114,6 +114,8 @@ def turn_entry(turn: dict, started_at: float, transcripts: bool = True) -> dict:
     # it differs in meaning from the text, i.e. for a turn that was cut
     if transcripts and entry["interrupted"] and turn.get("heard") is not None:
         entry["heard"] = turn["heard"]
+    if turn.get("phase"):  # gpt-realtime-2.x: "preamble" or "answer" (call_worker/transcript.py)
+        entry["phase"] = turn["phase"]
     return entry
 
 

@@ -291,6 +291,7 @@ def turn_rows(record: dict) -> list[dict]:
                 "text": _text(turn.get("text")),
                 "interrupted": bool(turn.get("interrupted")),
                 "heard": None if heard is None else _text(heard),
+                "phase": _text(turn.get("phase"), 16) or None,
             }
         )
     return rows

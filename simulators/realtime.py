@@ -12,6 +12,9 @@ injected per connection, for the next `count` connections, through the control U
                              insufficient_quota: the session is created, then an
                              `insufficient_quota` error event and a close (an account
                              without quota)
+    /sim/faults?kind=refuse_update
+                             the session's first session.update is refused with an error
+                             naming its event_id (a setting the service will not take)
     /sim/faults?kind=drop&on=EVENT_TYPE&nth=N
                              drop the connection once the server has sent its Nth event of
                              that type (an event, not a clock, so that tests do not race)
@@ -377,6 +380,9 @@ class SimulatedRealtime:
             )
             return await self._close(ws, record, outbox, 1008, "insufficient quota")
         session.tools.plan(self.tool_scripts.take())  # an established session takes the scripted calls
+        if fault and fault.kind == "refuse_update":
+            session.refuse_updates = 1
+            fault = None
         loop = asyncio.get_running_loop()
         timed = fault and fault.kind in ("drop", "expire") and not fault.on
         deadline = loop.time() + fault.after if timed else None

@@ -123,6 +123,7 @@ class Session:
         self.turns = 0  # caller turns ended so far: scripted function calls count them
         self.model = ""  # the session's model (the URL's), for the settings it may take
         self.deleted: list[str] = []  # items the client took out of the conversation
+        self.refuse_updates = 0  # a fault: the next N session.updates are refused (realtime.py)
 
     # --- output
 
@@ -186,6 +187,9 @@ class Session:
         if not self.beta and session.get("type") != "realtime":
             return self.error("missing_required_parameter", "Missing required parameter: 'session.type'.")
         refused = realtime_settings.refusal(session, self.model, self.beta)
+        if refused is None and self.refuse_updates > 0:
+            self.refuse_updates -= 1
+            refused = ("invalid_value", "This setting is not available for this session.", "session")
         if refused is not None:
             code, message, param = refused
             self.record("sim", {"type": "<session.update refused>", "code": code, "param": param})

@@ -117,6 +117,7 @@ def a_record(call_id: str = "1733412345.42", instance: str = "clinic", **changes
                 "text": "Claro, tenemos el lunes o el martes",
                 "interrupted": True,
                 "heard": "Claro, tenemos",
+                "phase": "answer",
             },
         ],
         "events": [{"offset_ms": 4100, "kind": "barge_in", "detail": {"heard_ms": 700}}],

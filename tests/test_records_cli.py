@@ -49,9 +49,9 @@ def history(tmp_path):
 
 def test_db_upgrade_creates_then_finds_the_schema_up_to_date(tmp_path):
     first = cli(tmp_path, "db", "upgrade")
-    assert first.exit_code == 0 and "migrated from empty to 0005" in first.output
+    assert first.exit_code == 0 and "migrated from empty to 0006" in first.output
     again = cli(tmp_path, "db", "upgrade")
-    assert again.exit_code == 0 and "up to date (revision 0005)" in again.output
+    assert again.exit_code == 0 and "up to date (revision 0006)" in again.output
 
 
 def test_calls_import_into_a_new_history_makes_it(tmp_path):

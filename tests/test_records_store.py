@@ -17,7 +17,7 @@ from records.migrate import current, head, upgrade
 from records.privacy import mask_number, number_hash
 from records.schema import calls, metadata, turns
 from records.store import call_row as store_call_row
-from records.store import open_engine, store_record, utc
+from records.store import open_engine, store_record, turn_rows, utc
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_migrating_an_empty_database_gives_exactly_the_declared_tables(database)
     engine = open_engine(database)
     assert current(engine) is None
     upgrade(engine)
-    assert current(engine) == head() == "0005"
+    assert current(engine) == head() == "0006"
     assert {"calls", "turns", "events", "users", "web_sessions", "audit"} <= set(
         inspect(engine).get_table_names()
     )
@@ -40,7 +40,7 @@ def test_migrating_an_empty_database_gives_exactly_the_declared_tables(database)
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
     upgrade(engine)  # again: nothing to do, nothing fails
-    assert current(engine) == "0005"
+    assert current(engine) == "0006"
     engine.dispose()
 
 
@@ -53,7 +53,7 @@ def test_migrating_from_the_first_schema_keeps_its_calls_without_a_caller_hash(d
         first_schema = table("calls", *(column(name) for name in row))  # without them
         conn.execute(first_schema.insert().values(**row))
     upgrade(engine)
-    assert current(engine) == "0005"
+    assert current(engine) == "0006"
     [old] = queries.recent_calls(engine)
     assert old["call_id"] == "old.1" and old["caller"] == "+34600111222" and old["caller_hash"] == ""
     engine.dispose()
@@ -69,10 +69,30 @@ def test_migrating_from_the_second_schema_keeps_its_calls_with_no_transcription_
         }
         conn.execute(table("calls", *(column(name) for name in row)).insert().values(**row))
     upgrade(engine)
-    assert current(engine) == "0005"
+    assert current(engine) == "0006"
     [old] = queries.recent_calls(engine)
     assert old["call_id"] == "old.2" and old["cost_estimate"] == 0.5 and old["transcription_seconds"] == 20.0
     assert old["transcription_model"] == "" and old["transcription_cost"] is None
+    engine.dispose()
+
+
+def test_migrating_from_the_fifth_schema_keeps_its_turns_without_a_phase(database):  # noqa: F811
+    engine = open_engine(database)
+    upgrade(engine, "0005")
+    record = a_record("old.5")
+    with engine.begin() as conn:
+        conn.execute(calls.insert().values(**store_call_row(record)))
+        for row in turn_rows(record):
+            row.pop("phase")  # 0006 adds it
+            conn.execute(table("turns", *(column(name) for name in row)).insert().values(**row))
+    upgrade(engine)
+    assert current(engine) == "0006"
+    [old] = queries.find_calls(engine, "old.5")
+    assert [t["phase"] for t in old["turns"]] == [None, None, None]
+    assert old["turns"][2]["heard"] == "Claro, tenemos"
+    assert store_record(engine, a_record("new.6"))
+    [new] = queries.find_calls(engine, "new.6")
+    assert [t["phase"] for t in new["turns"]] == [None, None, "answer"]
     engine.dispose()
 
 
@@ -94,7 +114,8 @@ def test_a_record_is_stored_once_with_its_turns_and_events(engine):
     ]  # in order, UTF-8 intact
     interrupted = call["turns"][2]
     assert interrupted["interrupted"] is True and interrupted["heard"] == "Claro, tenemos"
-    assert call["turns"][0]["heard"] is None
+    assert interrupted["phase"] == "answer"
+    assert call["turns"][0]["heard"] is None and call["turns"][0]["phase"] is None  # no phase given
     assert call["events"] == [{"seq": 0, "offset_ms": 4100, "kind": "barge_in", "detail": {"heard_ms": 700}}]
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(calls)).scalar() == 1

@@ -103,6 +103,8 @@ SPANISH = {
     "caller": "llamante",
     "agent": "agente",
     "interrupted: the caller heard only the first part": "interrumpido: el llamante solo oyó la primera parte",
+    "preamble": "preámbulo",
+    "not heard: the caller spoke before it": "no oído: el llamante habló antes",
     "Timeline": "Cronología",
     "At": "Momento",
     "What": "Qué",

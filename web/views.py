@@ -213,6 +213,7 @@ def call_view(call: dict, zone: tzinfo | None) -> dict:
                 "interrupted": interrupted,
                 "heard": shown_heard,
                 "unheard": unheard if interrupted else "",
+                "phase": turn.get("phase") or "",  # "preamble" | "answer" (gpt-realtime-2.x)
             }
         )
     events = sorted(call.get("events") or [], key=lambda e: (e.get("offset_ms") or 0, e.get("seq") or 0))

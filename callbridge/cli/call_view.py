@@ -47,6 +47,8 @@ def call_lines(call: dict, zone: tzinfo | None) -> list[str]:
     timeline = []  # the turns, with what the agent did (tool calls, transfers) between them
     for turn in call["turns"]:
         text = turn["text"]
+        if turn.get("phase") == "preamble":  # said while the model worked, before its answer
+            text = f"(preamble) {text}"
         if turn["interrupted"]:
             text += (
                 f"  [interrupted; heard: {turn['heard']!r}]"
