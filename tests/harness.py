@@ -9,13 +9,15 @@ import os
 import signal
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import websocket
 
 from call_worker import process
 from call_worker.call import CallInfo
+from callbridge import agents
 from callbridge import config as cfg
 from shm_ring import CallSegment, EndReason, Slot, segment_name
 from simulators import clients
@@ -82,7 +84,9 @@ class MiniSupervisor:
     (`call_worker.process.spawn`: its fork, descriptor closing, other calls' segments
     unmapped, signal set-up and exit codes), pass on the caller's hang-up, reap, unlink.
 
-    It differs from supervisor/service.py on purpose in two ways: it reaps its own pids,
+    With AGENTS_FILE set it picks the number's agent as the supervisor does (hours and
+    fallbacks aside: a number without an agent gets the environment's). It differs from
+    supervisor/service.py on purpose in two ways: it reaps its own pids,
     never `waitpid(-1)`, because the simulators are children of the test process too; and
     it keeps a reaped call's segment mapped (unlinked, as the supervisor does) until
     `close()`, so that tests can read the call's final counters."""
@@ -99,6 +103,8 @@ class MiniSupervisor:
         )
         self.calls: dict[str, WorkerCall] = {}
         self.events: list[dict] = []
+        # Who answers, as the supervisor picks: the agents file's agent for the number, if any.
+        self.book = agents.load_book(settings) if settings.agents_file else None
 
     def pump(self, timeout: float = 0.01) -> None:
         self.ws.settimeout(timeout)
@@ -120,9 +126,11 @@ class MiniSupervisor:
 
     def _start(self, channel: dict) -> None:
         segment = CallSegment.create(segment_name(channel["id"], self.prefix))
-        info = CallInfo(
-            channel["id"], channel["caller"]["number"], channel["dialplan"]["exten"], channel["name"]
-        )
+        dialled = channel["dialplan"]["exten"]
+        agent = self.book.pick(dialled, datetime.now(UTC)) if self.book is not None else None
+        info = CallInfo(channel["id"], channel["caller"]["number"], dialled, channel["name"])
+        if agent is not None:
+            info = replace(info, agent=agent)
         others = [call.segment for call in self.calls.values()]  # still mapped here, reaped or not
         pid = process.spawn(
             self.settings, info, segment, close_fds=[self.ws.sock.fileno()], close_segments=others
