@@ -44,6 +44,9 @@ def describe_book(book: AgentBook) -> str:
         ]
         if any(details):
             lines.append(f"    speaks:    {', '.join(d for d in details if d)}")
+        tuning = agent.tuning()
+        if tuning:  # what it sets itself; the rest of the voice's tuning is the environment's
+            lines.append(f"    tuning:    {', '.join(f'{k} {_shown(v)}' for k, v in tuning.items())}")
         if agent.notice:
             lines.append(f"    notice:    {agent.notice}")
         for dest in agent.transfers.values():
@@ -55,6 +58,14 @@ def describe_book(book: AgentBook) -> str:
             lines.append(f"    budget:    {agent.daily_budget:g} a day")
     lines.append(f"fallback for all: {book.fallback or 'none (busy prompt, then hang-up)'}")
     return "\n".join(lines)
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):  # transcription keywords
+        return "[" + ", ".join(value) + "]"
+    if isinstance(value, str) and " " in value:  # a transcription prompt
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def describe_choice(book: AgentBook, number: str, when: datetime) -> str:

@@ -413,7 +413,7 @@ def tuning_problems(book: AgentBook, settings: Settings) -> list[str]:
     from the environment is named by its variable."""
     found, from_env = [], set()
     for name, agent in book.agents.items():
-        explicit = _explicit_tunings(agent)
+        explicit = agent.tuning()
         for key, problem in tuning.problems(agent.apply(settings)):
             if key in explicit:
                 found.append(f"{book.source}: {_key('agents', name, *key.split('.'))}: {problem}")
@@ -421,19 +421,6 @@ def tuning_problems(book: AgentBook, settings: Settings) -> list[str]:
                 from_env.add(key)
                 found.append(f"{book.source}: {tuning.ENV_NAMES[key]} (agent {name} uses it): {problem}")
     return found
-
-
-def _explicit_tunings(agent: Agent) -> set[str]:
-    keys = {
-        "noise_reduction": agent.noise_reduction,
-        "reasoning_effort": agent.reasoning_effort,
-        "speed": agent.speed,
-        "transcription_prompt": agent.transcription_prompt,
-        "transcription_keywords": agent.transcription_keywords,
-        "turns.detection": agent.turns.detection,
-        "turns.eagerness": agent.turns.eagerness,
-    }
-    return {key for key, value in keys.items() if value is not None}
 
 
 def _limits(r: _Reader, where: tuple[str, ...], table: object) -> ToolLimits:

@@ -75,15 +75,21 @@ class Turns:
     silence_ms: int | None = None
     prefix_ms: int | None = None
 
-    def changes(self) -> dict:
-        fields = {
-            "openai_turn_detection": self.detection,
-            "openai_vad_eagerness": self.eagerness,
-            "openai_vad_threshold": self.threshold,
-            "openai_vad_silence_ms": self.silence_ms,
-            "openai_vad_prefix_ms": self.prefix_ms,
-        }
-        return {name: value for name, value in fields.items() if value is not None}
+
+# An agent's tuning key (as the agents file names it) -> the Settings field it overrides:
+# the one table `Agent.apply`, `callbridge agents` and the file's checks read.
+TUNING_FIELDS = {
+    "turns.detection": "openai_turn_detection",
+    "turns.eagerness": "openai_vad_eagerness",
+    "turns.threshold": "openai_vad_threshold",
+    "turns.silence_ms": "openai_vad_silence_ms",
+    "turns.prefix_ms": "openai_vad_prefix_ms",
+    "noise_reduction": "openai_noise_reduction",
+    "reasoning_effort": "openai_reasoning_effort",
+    "speed": "openai_speed",
+    "transcription_prompt": "openai_transcription_prompt",
+    "transcription_keywords": "openai_transcription_keywords",
+}
 
 
 @dataclass(frozen=True)
@@ -130,16 +136,19 @@ class Agent:
             changes["max_call_seconds"] = self.max_call_seconds
         if self.idle_timeout_seconds is not None:
             changes["idle_timeout_seconds"] = self.idle_timeout_seconds
-        tuning = {
-            "openai_noise_reduction": self.noise_reduction,
-            "openai_reasoning_effort": self.reasoning_effort,
-            "openai_speed": self.speed,
-            "openai_transcription_prompt": self.transcription_prompt,
-            "openai_transcription_keywords": self.transcription_keywords,
-        }
-        changes.update({name: value for name, value in tuning.items() if value is not None})
-        changes.update(self.turns.changes())
+        changes.update({TUNING_FIELDS[key]: value for key, value in self.tuning().items()})
         return replace(settings, **changes) if changes else settings
+
+    def tuning(self) -> dict:
+        """The voice's tuning this agent sets itself (TUNING_FIELDS' keys); the rest is the
+        environment's."""
+        values = {
+            key: getattr(self.turns, key.removeprefix("turns."))
+            if key.startswith("turns.")
+            else getattr(self, key)
+            for key in TUNING_FIELDS
+        }
+        return {key: value for key, value in values.items() if value is not None}
 
 
 def default_agent(settings: Settings) -> Agent:

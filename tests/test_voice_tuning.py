@@ -242,3 +242,17 @@ def test_check_names_the_agent_whose_tuning_its_model_lacks(tmp_path):
     result = _cli("check", {"AGENTS_FILE": str(path), "OPENAI_REALTIME_MODEL": "gpt-realtime"}, tmp_path)
     assert result.returncode == 78, result.stdout + result.stderr
     assert "agents.clinic.reasoning_effort" in result.stderr and "does not reason" in result.stderr
+
+
+def test_callbridge_agents_shows_what_each_agent_tunes_itself(tmp_path):
+    from callbridge.agent_descriptions import describe_book
+
+    path = tmp_path / "agents.toml"
+    path.write_text(textwrap.dedent(AGENTS))
+    text = describe_book(agents.load_book(settings(AGENTS_FILE=str(path))))
+    clinic, night = text.split("  night\n")
+    assert (
+        "    tuning:    turns.detection semantic_vad, turns.eagerness low, noise_reduction near_field, "
+        "reasoning_effort low, speed 0.9, transcription_keywords [ortodoncia, implante]"
+    ) in clinic
+    assert "    tuning:    turns.threshold 0.7, turns.silence_ms 900" in night
