@@ -295,3 +295,31 @@ def test_two_instances_share_asterisk_and_a_restart_spares_the_other(bridge, rea
     whole = [packets for packets in legs["to_sipp"] if len(_loud(packets)) >= 285]
     assert len(whole) == 2, [len(_loud(p)) for p in legs["to_sipp"]]  # B's two replies, uncut
     peer.wait(lambda: peer.log().count("end=caller_hangup") == 2, timeout=15)
+
+
+def test_a_phased_reply_reaches_the_caller_without_a_gap(bridge, real_asterisk, realtime, voices, tmp_path):
+    """gpt-realtime-2.x's two items of one reply (a 1.5 s preamble, 300 ms of thinking, the
+    6 s answer) leave callbridge as one unbroken run of frames, and the caller hears them."""
+    realtime.reply(preamble_ms=1500, think_ms=300)
+    try:
+        service = bridge.start()
+        capture = Capture(tmp_path / "phased.pcap", PORTS)
+        code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=13000)
+        legs = _legs(capture.stop())
+        session = realtime.sessions()[-1]
+    finally:
+        realtime.reset()  # the session's other tests get unphased replies
+    assert code == 0, output[-2000:]
+    added = [e["item"] for _, e in session_events(session, "out", "response.output_item.added")]
+    assert [i.get("phase") for i in added if i["type"] == "message"][:2] == ["commentary", "final_answer"]
+    assert not session_events(session, "in", "conversation.item.truncate")
+    sent = legs["to_asterisk"][0]
+    loud_at = [i for i, p in enumerate(sent) if p.level >= LOUD]
+    first, last = loud_at[0], loud_at[-1]
+    assert len(loud_at) >= 370  # 375 frames: the preamble and the answer, whole
+    assert last - first + 1 == len(loud_at)  # every frame between them loud: no gap, no overlap
+    assert_paced(_spurt_gaps(sent[first : last + 1]), tolerance=2.0)
+    heard = sum(len(_loud(packets)) for packets in legs["to_sipp"])
+    assert heard >= 360, f"the caller heard {heard} reply frames"
+    service.wait(lambda: "call summary" in service.log())
+    assert "underruns=0 " in service.log()  # no frame was due while the reply had none ready
