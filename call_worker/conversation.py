@@ -89,7 +89,11 @@ class Conversation:
             "transcription_seconds": 0.0,
         }
         self.active_response: str | None = None
-        self._cut: Truncation | None = None  # the last barge-in's truncation
+        # Replies a barge-in cut while they were still arriving -> (where playback stopped,
+        # the item truncated there): their unheard items are deleted at their response.done,
+        # which lists them all (the service is not asked to delete from a reply in progress).
+        self._cut_replies: dict[str, tuple[int, str | None]] = {}
+        self._active_items: list[str] = []  # the active reply's message items, in order
         self.last_error_code = ""
         self.goodbye = Goodbye(self._send_quiet, self._send_ask, on_goodbye_done)
         self.goodbye_done = self.goodbye.done
@@ -100,12 +104,13 @@ class Conversation:
         # Sent once no reply is active (the service refuses a response.create during one):
         # tool results, whose call arrives before its reply's response.done, and what the
         # main thread asks the agent to say (`tell`).
-        self._after_reply: deque[tuple[str, list[str], bool]] = deque()  # (tool|tell, texts, asks)
+        # (tool: an output | reply: the ask after tool outputs | tell, texts, asks)
+        self._after_reply: deque[tuple[str, list[str], bool]] = deque()
         self._tell_requests: deque[str] = deque()
         # Replies whose tool calls want a reply after them: asked once, at that reply's
         # response.done, when every parallel call's output has been queued.
         self._tool_replies: set[str] = set()
-        self._preambles: set[str] = set()  # replies that spoke a preamble (tool calls log it)
+        self._preambles: set[str] = set()  # replies that began with a preamble (for the log)
         self._opening_id = ""  # the current session's opening update: refused, the call fails
         self._asked_until = 0.0
         self._fatal_codes: dict[str, str] = {}  # codes the service called fatal, with their fixes
@@ -296,6 +301,7 @@ class Conversation:
             return
         if self.playback.is_playing():  # the main thread gave the reply its time already
             self._interrupt()
+        self._drop_tool_replies()  # the goodbye has the last word: no reply may take its place
         self.goodbye.begin(instructions)
 
     # --- losing a session, and opening the next
@@ -367,6 +373,9 @@ class Conversation:
         # Tool results name the lost session's calls; what the main thread asked for stays.
         self._after_reply = deque(item for item in self._after_reply if item[0] == "tell")
         self._tool_replies.clear()
+        self._cut_replies.clear()
+        self._preambles.clear()
+        self._active_items = []
         if old is not None:
             old.close()
 
@@ -425,45 +434,59 @@ class Conversation:
         self.header.add(Slot.BARGE_INS)
         if self.active_response is not None:
             self._send_texts(self.adapter.cancel(self.active_response))
-        if self._held:  # a lost session's reply: this session has no such item to truncate
-            if truncation is not None and any(i.item_id == truncation.item_id for i in self._held):
+        held = {i.item_id for i in self._held}  # a lost session's items: not this session's to edit
+        if self._held:
+            if truncation is not None and truncation.item_id in held:
                 truncation = None
             self._release_held(self.playback.cut_at, cut=True)
         if truncation is not None:
             self.transcript.truncated(truncation)
             self._send_texts(self.adapter.truncate(truncation.item_id, truncation.audio_end_ms))
-        cut = self.playback.cut_response
-        if cut is not None and cut != self.active_response:  # done: every item it has is here
-            items = [i.item_id for i in self.playback.items if i.response_id == cut]
-            self._drop_unheard(items, truncation)
-        self._cut = truncation  # else at its response.done, which lists its items
+        self._drop_unheard(truncation, held)
+        self._drop_tool_replies()  # the caller has the turn: the service answers it
         log.info(
             "barge-in: reply stopped after %d ms of item %s",
             truncation.audio_end_ms if truncation else -1,
             truncation.item_id if truncation else "-",
         )
 
-    def _drop_unheard(self, item_ids, truncation: Truncation | None) -> None:
-        """After a barge-in, the cut reply's items that the caller heard none of (after the
-        truncated one): the model is told it never said them, and the record keeps them
-        with nothing heard. Items heard whole before the cut stay as they are."""
-        cut_at = self.playback.cut_at
-        for item_id in item_ids:
-            if truncation is not None and item_id == truncation.item_id:
-                continue
-            audio = self.playback.audio_of(item_id)
-            if audio is not None and audio.start < cut_at:
-                continue  # heard whole before the cut
-            received = (audio.end - audio.start) // 8 if audio is not None else 0
-            self.transcript.truncated(Truncation(item_id, 0, received))
-            self._send_texts(self.adapter.delete(item_id))
-            log.info("barge-in: item %s of the cut reply was never heard; taken out", item_id)
+    def _drop_unheard(self, truncation: Truncation | None, held: set[str]) -> None:
+        """After a barge-in, the items the caller will hear none of: all audio queued after
+        the cut (a reply's later items, or a whole later reply that had arrived), and the cut
+        reply's items still without audio. The record keeps them with nothing heard, at once;
+        the model is told it never said them: now for a reply that is done, at its
+        response.done for one still arriving. Items heard whole before the cut stay."""
+        cut_at, cut_item = self.playback.cut_at, truncation.item_id if truncation else None
+        active = self.active_response
+        unheard = [
+            (i.item_id, i.response_id)
+            for i in self.playback.items
+            if i.start >= cut_at and i.end > i.start and i.item_id != cut_item and i.item_id not in held
+        ]
+        unheard += [(item, active) for item in self._active_items if self.playback.audio_of(item) is None]
+        for item_id, response_id in dict(unheard).items():
+            self._unheard(item_id)
+            if response_id != active:
+                self._send_texts(self.adapter.delete(item_id))
+        if active is not None:
+            self._cut_replies[active] = (cut_at, cut_item)
+
+    def _unheard(self, item_id: str) -> None:
+        audio = self.playback.audio_of(item_id)
+        self.transcript.truncated(Truncation(item_id, 0, (audio.end - audio.start) // 8 if audio else 0))
+
+    def _drop_tool_replies(self) -> None:
+        """No reply is asked for after tool calls any more (the caller spoke, or the goodbye
+        began); their outputs are still sent, for the reply that comes."""
+        self._tool_replies.clear()
+        self._after_reply = deque(item for item in self._after_reply if item[0] != "reply")
 
     def _on_speech_stopped(self, event: seam.CallerSpeechStopped) -> None:
         self.header.set(Slot.LAST_SPEECH_NS, time.monotonic_ns())
 
     def _on_reply_started(self, event: seam.ReplyStarted) -> None:
         self.active_response = event.response_id
+        self._active_items = []
         self._asked_until = 0.0
         self.playback.response_started(event.response_id)
         self.header.add(Slot.RESPONSES)
@@ -471,8 +494,14 @@ class Conversation:
 
     def _on_reply_done(self, event: seam.ReplyDone) -> None:
         self.playback.response_finished(event.response_id)
-        if event.response_id == self.playback.cut_response and self.active_response == event.response_id:
-            self._drop_unheard(event.item_ids, self._cut)  # cut while it was still coming
+        cut = self._cut_replies.pop(event.response_id, None)
+        if cut is not None:  # cut while it was still arriving: now every item of it is known
+            cut_at, cut_item = cut
+            for item_id in event.item_ids:
+                audio = self.playback.audio_of(item_id)
+                if item_id != cut_item and (audio is None or audio.start >= cut_at):
+                    self._unheard(item_id)
+                    self._send_texts(self.adapter.delete(item_id))
         self._preambles.discard(event.response_id)
         if self.active_response == event.response_id:
             self.active_response = None
@@ -488,7 +517,7 @@ class Conversation:
         self.goodbye.on_response_done(event.response_id, self.active_response is not None)
         if event.response_id in self._tool_replies:  # all its calls are answered: one reply
             self._tool_replies.discard(event.response_id)
-            self._after_reply.append(("tool", self.adapter.reply(), True))
+            self._after_reply.append(("reply", self.adapter.reply(), True))
         if self._after_reply:
             self._send_after_reply()
 
@@ -499,6 +528,10 @@ class Conversation:
 
     def _on_agent_item(self, event: seam.AgentItem) -> None:
         self.transcript.agent_item(event.item_id, event.phase)
+        if event.response_id == self.active_response:
+            self._active_items.append(event.item_id)
+        if event.response_id in self.playback.ignored_responses:
+            self._unheard(event.item_id)  # begun after a barge-in cut its reply: never played
         if event.phase == "preamble":
             self._preambles.add(event.response_id)
 
@@ -535,8 +568,8 @@ class Conversation:
             output, respond = {"error": "no tools are offered"}, True
         else:
             output, respond = self.toolbox.handle(event)
-        # A model that spoke a preamble ("let me check") has covered the wait: nothing more
-        # is asked of it while the tool runs.
+        # Whether the model said a preamble ("let me check") before the call: the log shows
+        # what the caller heard while the tool ran (callbridge asks for nothing meanwhile).
         spoken = " after its preamble" if event.response_id in self._preambles else ""
         if self.utterances is None:  # arguments are what the caller said, in other words
             log.info("tool call %s%s -> %s", event.name[:64], spoken, "error" if "error" in output else "ok")
@@ -552,10 +585,12 @@ class Conversation:
         # Usually the reply carrying the call is still open: its response.done sends this,
         # and asks for the one reply that answers all of its calls.
         self._after_reply.append(("tool", self.adapter.tool_result(event.call_id, json.dumps(output)), False))
-        if respond and event.response_id and event.response_id == self.active_response:
+        if not respond or self.goodbye.requested:  # a goodbye has the last word
+            pass
+        elif event.response_id and event.response_id == self.active_response:
             self._tool_replies.add(event.response_id)
-        elif respond:
-            self._after_reply.append(("tool", self.adapter.reply(), True))
+        else:
+            self._after_reply.append(("reply", self.adapter.reply(), True))
         self._send_after_reply()
 
     def _on_error(self, event: seam.ServiceError) -> None:

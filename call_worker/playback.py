@@ -42,7 +42,6 @@ class Playback:
         self.late_deltas = 0
         self.overrun_bytes = 0
         self.cut_at = 0  # the ring position where the last barge-in stopped playback
-        self.cut_response: str | None = None  # the reply it stopped (several items, maybe)
 
     def response_started(self, response_id: str) -> None:
         self.open_response = response_id
@@ -96,7 +95,6 @@ class Playback:
 
         Called by the ring's consumer (the media loop, between two frames), so the discard
         is performed at once and the position is exact: the next frame is silence."""
-        self.cut_response = self.open_response
         if self.open_response is not None:
             self.ignored_responses.add(self.open_response)
             self.open_response = None
@@ -108,7 +106,6 @@ class Playback:
         self.cut_at = played
         for item in reversed(self.items):
             if item.start <= played and item.end > item.start:
-                self.cut_response = self.cut_response or item.response_id
                 if played >= item.end and item.response_id not in self.ignored_responses:
                     return None  # that item had finished playing: nothing to truncate
                 return self.heard(item, played)

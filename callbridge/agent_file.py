@@ -373,16 +373,8 @@ def _turns(r: _Reader, where: tuple[str, ...], table: object) -> Turns:
         r.problem(_key(*where), "must be a table: [agents.NAME.turns] with " + ", ".join(TURN_KEYS))
         return Turns()
     r.unknown(where, table, TURN_KEYS)
-    detection = r.choice(where, table, "detection", tuning.DETECTIONS)
-    # Numbers of the other kind of detection would be silently unused: say so.
-    if detection == "server_vad" and "eagerness" in table:
-        r.problem(_key(*where, "eagerness"), "is for semantic_vad (detection here is server_vad)")
-    if detection == "semantic_vad":
-        for key in SERVER_VAD_KEYS:
-            if key in table:
-                r.problem(_key(*where, key), "is for server_vad (detection here is semantic_vad)")
     return Turns(
-        detection=detection,
+        detection=r.choice(where, table, "detection", tuning.DETECTIONS),
         eagerness=r.choice(where, table, "eagerness", tuning.EAGERNESS),
         threshold=r.number(where, table, "threshold", 0.0, 1.0),
         silence_ms=r.number(where, table, "silence_ms", 100, 5000, whole=True),
@@ -414,6 +406,20 @@ def tuning_problems(book: AgentBook, settings: Settings) -> list[str]:
     found, from_env = [], set()
     for name, agent in book.agents.items():
         explicit = agent.tuning()
+        # Numbers of the other kind of detection than the agent ends up with (its own, or
+        # OPENAI_TURN_DETECTION's) would be silently unused: say so.
+        detection = agent.apply(settings).openai_turn_detection
+        source = "" if "turns.detection" in explicit else ", from OPENAI_TURN_DETECTION"
+        unused = ("turns.eagerness",) if detection == "server_vad" else ()
+        if detection == "semantic_vad":
+            unused = tuple(f"turns.{key}" for key in SERVER_VAD_KEYS)
+        for key in unused:
+            if key in explicit:
+                wanted = "semantic_vad" if key == "turns.eagerness" else "server_vad"
+                found.append(
+                    f"{book.source}: {_key('agents', name, *key.split('.'))}: is for {wanted} "
+                    f"(this agent's detection is {detection}{source})"
+                )
         for key, problem in tuning.problems(agent.apply(settings)):
             if key in explicit:
                 found.append(f"{book.source}: {_key('agents', name, *key.split('.'))}: {problem}")

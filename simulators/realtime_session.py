@@ -294,6 +294,13 @@ class Session:
             return self.error(
                 "item_not_found", f"Item with item_id '{item_id}' not found.", event_id=event.get("event_id")
             )
+        if self.active is not None and any(item.id == item_id for item in self.active.items):
+            # Stricter than the service may be: callbridge deletes only from a finished reply.
+            return self.error(
+                "invalid_value",
+                f"Item '{item_id}' belongs to a response in progress; cancel it and wait for response.done.",
+                event_id=event.get("event_id"),
+            )
         del self.item_audio_ms[item_id]
         self.deleted.append(item_id)
         self.send({"type": "conversation.item.deleted", "item_id": item_id})

@@ -16,8 +16,10 @@ EAGERNESS = ("low", "medium", "high", "auto")
 NOISE_TYPES = ("near_field", "far_field")
 DETECTIONS = ("server_vad", "semantic_vad")
 SPEED_RANGE = (0.25, 1.5)
-# gpt-realtime-2 and its point releases (and -mini) reason and answer in phases.
-_REASONING = re.compile(r"gpt-realtime-2(\.\d+)?(-mini)?")
+# gpt-realtime-2 and its point releases (and -mini, and dated snapshots) reason and answer
+# in phases. The simulator imports nothing of callbridge: tests/test_voice_tuning.py keeps
+# these tables equal to callbridge/voice_tuning.py's.
+_REASONING = re.compile(r"gpt-realtime-2(\.\d+)?(-mini)?(-\d{4}-\d{2}-\d{2})?")
 
 # How long semantic_vad waits after speech before it ends the turn, per eagerness: it ends
 # a turn that sounds finished sooner than one that trails off, and "low" lets the caller
@@ -27,7 +29,7 @@ SEMANTIC_SILENCE_MS = {"high": 250, "medium": 500, "auto": 500, "low": 1000}
 
 
 def reasons(model: str) -> bool:
-    return _REASONING.fullmatch(model) is not None
+    return _REASONING.fullmatch(model.strip().lower()) is not None
 
 
 def refusal(session: dict, model: str, beta: bool) -> tuple[str, str, str] | None:

@@ -280,3 +280,89 @@ def test_an_error_naming_the_opening_update_fails_the_call_with_its_reason(conv)
 def test_an_error_naming_another_event_leaves_the_session_alone(conv):
     server(conv, type="error", error={"code": "invalid_value", "message": "no", "event_id": "evt_other"})
     assert conv.fatal == [] and conv.link is not None
+
+
+def tool_call(conv, response: str, call_id: str, destination: str = "nowhere") -> None:
+    server(
+        conv,
+        type="response.function_call_arguments.done",
+        response_id=response,
+        call_id=call_id,
+        name="transfer_call",
+        arguments=json.dumps({"destination": destination}),
+    )
+
+
+def test_a_barge_in_in_a_preamble_also_takes_out_a_later_reply_already_queued(conv):
+    # Reply 1: a preamble and a tool call; the tool's reply (2) arrives whole, faster than
+    # real time, while the preamble still plays. The caller speaks during the preamble.
+    server(conv, type="response.created", response={"id": "resp_1"})
+    item_added(conv, "resp_1", "item_pre", "commentary")
+    audio(conv, "resp_1", "item_pre", 1000)
+    transcript_done(conv, "resp_1", "item_pre", "Let me check that.")
+    tool_call(conv, "resp_1", "call_a")
+    done(conv, "resp_1", "item_pre")
+    assert conv.link.types()[-1] == "response.create"
+    server(conv, type="response.created", response={"id": "resp_2"})
+    item_added(conv, "resp_2", "item_ans", "final_answer")
+    audio(conv, "resp_2", "item_ans", 2000)
+    transcript_done(conv, "resp_2", "item_ans", "That line is up since Monday.")
+    done(conv, "resp_2", "item_ans")
+    play(conv, 500)
+    barge_in(conv)
+    assert [
+        (e["item_id"], e["audio_end_ms"]) for e in conv.link.sent if e["type"] == "conversation.item.truncate"
+    ] == [("item_pre", 500)]
+    assert [e["item_id"] for e in conv.link.sent if e["type"] == "conversation.item.delete"] == ["item_ans"]
+    pre, ans = agent_entries(conv)
+    assert pre["heard"] == "Let me" and ans["heard"] == "" and ans["interrupted"]
+
+
+def test_a_cut_reply_that_called_a_tool_asks_for_no_reply_the_caller_has_the_turn(conv):
+    server(conv, type="response.created", response={"id": "resp_1"})
+    item_added(conv, "resp_1", "item_pre", "commentary")
+    audio(conv, "resp_1", "item_pre", 1000)
+    tool_call(conv, "resp_1", "call_a")
+    play(conv, 300)
+    barge_in(conv)
+    done(conv, "resp_1", "item_pre", status="cancelled")
+    types = conv.link.types()
+    assert "conversation.item.create" in types  # the output still goes: the next reply sees it
+    assert "response.create" not in types  # the service answers the caller's turn itself
+
+
+def test_a_goodbye_during_a_reply_with_a_tool_call_is_not_taken_over_by_the_tools_reply(conv):
+    server(conv, type="response.created", response={"id": "resp_1"})
+    item_added(conv, "resp_1", "item_pre", "commentary")
+    audio(conv, "resp_1", "item_pre", 1000)
+    tool_call(conv, "resp_1", "call_a")
+    conv.say_goodbye("Say goodbye.")
+    conv._start_goodbye()
+    done(conv, "resp_1", "item_pre", status="cancelled")
+    asks = [e for e in conv.link.sent if e["type"] == "response.create"]
+    assert asks == []  # the goodbye asks once its quiet update is acknowledged, and only it
+    server(conv, type="session.updated", session={})  # the opening update's acknowledgement
+    server(conv, type="session.updated", session={})  # the goodbye's quiet update's
+    asks = [e for e in conv.link.sent if e["type"] == "response.create"]
+    assert len(asks) == 1 and asks[0]["response"]["metadata"]["purpose"] == "goodbye"
+
+
+def test_an_answer_cut_before_its_audio_stays_unheard_when_the_session_is_lost_before_its_done(conv):
+    server(conv, type="response.created", response={"id": "resp_1"})
+    item_added(conv, "resp_1", "item_pre", "commentary")
+    audio(conv, "resp_1", "item_pre", 1000)
+    item_added(conv, "resp_1", "item_ans", "final_answer")
+    server(
+        conv,
+        type="response.output_audio_transcript.delta",
+        response_id="resp_1",
+        item_id="item_ans",
+        delta="Your order ",
+    )
+    play(conv, 400)
+    barge_in(conv)
+    conv.transcript.session_lost()  # what _lost() does first, before the history is re-sent
+    history = conv.transcript.history()
+    assert ("agent", "Your order") not in history
+    entries = {e["item_id"]: e for e in agent_entries(conv)}
+    assert entries["item_ans"]["heard"] == "" and entries["item_ans"]["interrupted"]

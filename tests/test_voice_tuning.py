@@ -256,3 +256,67 @@ def test_callbridge_agents_shows_what_each_agent_tunes_itself(tmp_path):
         "reasoning_effort low, speed 0.9, transcription_keywords [ortodoncia, implante]"
     ) in clinic
     assert "    tuning:    turns.threshold 0.7, turns.silence_ms 900" in night
+
+
+def test_the_simulated_service_checks_the_same_choices_as_callbridge():
+    from callbridge import voice_tuning
+    from simulators import realtime_settings
+
+    assert realtime_settings.EFFORTS == voice_tuning.EFFORTS
+    assert realtime_settings.EAGERNESS == voice_tuning.EAGERNESS
+    assert tuple(n for n in voice_tuning.NOISE_REDUCTIONS if n != "off") == realtime_settings.NOISE_TYPES
+    assert tuple(d for d in voice_tuning.DETECTIONS if d != "none") == realtime_settings.DETECTIONS
+    assert (realtime_settings.SPEED_RANGE) == (voice_tuning.SPEED_MIN, voice_tuning.SPEED_MAX)
+    for model in (
+        "gpt-realtime-2",
+        "gpt-realtime-2.1",
+        "gpt-realtime-2.1-mini",
+        "GPT-Realtime-2.1-2026-05-07 ",
+        "gpt-realtime",
+        "gpt-realtime-mini",
+        "gpt-4o-realtime-preview",
+    ):
+        assert realtime_settings.reasons(model) == voice_tuning.reasons(model), model
+
+
+@pytest.mark.parametrize(
+    ("env", "turns", "problem"),
+    [
+        (
+            {},
+            'eagerness = "low"',
+            "agents.a.turns.eagerness: is for semantic_vad (this agent's detection is server_vad, from OPENAI_TURN_DETECTION)",
+        ),
+        (
+            {},
+            'detection = "server_vad"\neagerness = "low"',
+            "agents.a.turns.eagerness: is for semantic_vad (this agent's detection is server_vad)",
+        ),
+        (
+            {"OPENAI_TURN_DETECTION": "semantic_vad"},
+            "silence_ms = 800",
+            "agents.a.turns.silence_ms: is for server_vad",
+        ),
+        ({"OPENAI_TURN_DETECTION": "semantic_vad"}, 'eagerness = "low"', None),
+        ({}, 'detection = "semantic_vad"\neagerness = "high"', None),
+    ],
+    ids=[
+        "eagerness-inherited-server",
+        "eagerness-own-server",
+        "silence-inherited-semantic",
+        "eagerness-inherited-semantic",
+        "own-semantic",
+    ],
+)
+def test_turn_numbers_of_the_other_detection_are_named_as_unused(env, turns, problem, tmp_path):
+    from callbridge.agent_file import AgentFileError
+
+    path = tmp_path / "agents.toml"
+    path.write_text(f'[agents.a]\nnumbers = ["*"]\n[agents.a.turns]\n{turns}\n')
+    base = settings(AGENTS_FILE=str(path), **env)
+    if problem is None:
+        agents.load_book(base)
+    else:
+        with pytest.raises(AgentFileError) as refused:
+            agents.load_book(base)
+        assert problem in str(refused.value)

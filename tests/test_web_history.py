@@ -44,7 +44,17 @@ def _history(engine) -> None:
             agent="soporte",
             end_reason="agent_hangup",
             turns=[
-                {"side": "caller", "offset_ms": 900, "text": "Mi fibra no funciona", "interrupted": False}
+                {"side": "caller", "offset_ms": 900, "text": "Mi fibra no funciona", "interrupted": False},
+                # a phased reply (gpt-realtime-2.x) whose answer a barge-in dropped unheard
+                {"side": "agent", "offset_ms": 2000, "text": "Déjeme comprobarlo.", "phase": "preamble"},
+                {
+                    "side": "agent",
+                    "offset_ms": 2600,
+                    "text": "Su línea está activa.",
+                    "interrupted": True,
+                    "heard": "",
+                    "phase": "answer",
+                },
             ],
         ),
     )
@@ -109,6 +119,9 @@ def test_two_instances_share_the_history_and_its_users(database, tmp_path):  # n
             clinic.base + "/calls/clinic/1733.1", headers={"Accept-Language": "es"}, timeout=10
         ).text
         assert "Conversación" in spanish and "llamada a herramienta" in spanish
+        phased = s.get(clinic.base + "/calls/isp/1733.2", timeout=10).text
+        assert phased.count('<span class="phase">preamble</span>') == 1  # the answer is not marked
+        assert "interrupted before its first word" in phased and "Su línea está activa." in phased
         assert s.get(clinic.base + "/calls/clinic/no.such", timeout=10).status_code == 404
     finally:
         clinic.stop(), isp.stop()

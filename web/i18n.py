@@ -104,7 +104,7 @@ SPANISH = {
     "agent": "agente",
     "interrupted: the caller heard only the first part": "interrumpido: el llamante solo oyó la primera parte",
     "preamble": "preámbulo",
-    "not heard: the caller spoke before it": "no oído: el llamante habló antes",
+    "interrupted before its first word": "interrumpido antes de su primera palabra",
     "Timeline": "Cronología",
     "At": "Momento",
     "What": "Qué",
