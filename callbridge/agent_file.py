@@ -15,13 +15,13 @@ import tomllib
 from pathlib import Path
 
 from callbridge import voice_tuning as tuning
+from callbridge.agent_file_reader import NAME, TARGET_KEYS, Reader, dotted, type_name
 from callbridge.agent_hours import HoursProblems, parse_hours
 from callbridge.agent_numbers import DEFAULT, kind_of
 from callbridge.agents import Agent, AgentBook, Destination, ToolLimits, Turns
 from callbridge.config import ConfigError, Settings
-from callbridge.dialplan import PRIORITY_MAX, DialplanTarget, name_problem
+from callbridge.dialplan import DialplanTarget
 
-NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})?")
 TOP_KEYS = ("agents", "fallback")
 AGENT_KEYS = (
@@ -51,7 +51,6 @@ TURN_KEYS = ("detection", "eagerness", "threshold", "silence_ms", "prefix_ms")
 SERVER_VAD_KEYS = ("threshold", "silence_ms", "prefix_ms")
 LIMIT_KEYS = ("transfer_attempts", "tool_errors", "tool_calls")
 LIMIT_MAX = 1000
-TARGET_KEYS = ("context", "extension", "priority")
 TRANSFER_KEYS = (*TARGET_KEYS, "description", "timeout", "mode")
 TRANSFER_MODES = ("attended", "blind")
 TIMEOUT_MAX = 600.0
@@ -70,105 +69,6 @@ class AgentFileError(ConfigError):
     @property
     def errors(self) -> list[ConfigError]:
         return [ConfigError("AGENTS_FILE", problem) for problem in self.problems]
-
-
-def _key(*parts: str) -> str:
-    return ".".join(part if NAME.fullmatch(part) else f'"{part}"' for part in parts)
-
-
-def _type_name(value: object) -> str:
-    return {
-        bool: "true/false",
-        int: "a number",
-        float: "a number",
-        str: "text",
-        list: "a list",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
-
-
-class _Reader:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.problems: list[str] = []
-
-    def problem(self, key: str, text: str) -> None:
-        self.problems.append(f"{self.path}: {key}: {text}")
-
-    def unknown(self, where: tuple[str, ...], table: dict, known: tuple[str, ...]) -> None:
-        for key in table:
-            if key not in known:
-                near = difflib.get_close_matches(key, known, n=1)
-                hint = f" (did you mean {near[0]}?)" if near else f" (known: {', '.join(known)})"
-                self.problem(_key(*where, key), f"unknown key{hint}")
-
-    def text(self, where: tuple[str, ...], table: dict, key: str, required: bool = False) -> str:
-        value = table.get(key)
-        if value is None:
-            if required:
-                self.problem(_key(*where, key), "is required")
-            return ""
-        if not isinstance(value, str):
-            self.problem(_key(*where, key), f"must be text (got {_type_name(value)})")
-            return ""
-        if required and not value.strip():
-            self.problem(_key(*where, key), "is empty")
-        return value.strip()
-
-    def number(self, where, table, key, low, high, whole=False, default=None):
-        value = table.get(key)
-        if value is None:
-            return default
-        kind = "a whole number" if whole else "a number"
-        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
-            self.problem(_key(*where, key), f"must be {kind} (got {_type_name(value)})")
-            return default
-        if not low <= value <= high:
-            self.problem(_key(*where, key), f"must be {kind} between {low} and {high} (got {value})")
-            return default
-        return value
-
-    def choice(self, where: tuple[str, ...], table: dict, key: str, allowed: tuple[str, ...]) -> str | None:
-        """One of `allowed`, or None when not set (or wrong: noted)."""
-        if key not in table:
-            return None
-        value = self.text(where, table, key)
-        if value not in allowed:
-            self.problem(_key(*where, key), f"must be one of {', '.join(allowed)} (got {value[:30]!r})")
-            return None
-        return value
-
-    def parsed(self, where, table, key, parse):
-        """A text value read by one of the configuration's parsers (its problem noted)."""
-        if key not in table:
-            return None
-        value = table[key]
-        if not isinstance(value, str):
-            self.problem(_key(*where, key), f"must be text (got {_type_name(value)})")
-            return None
-        try:
-            return parse(value)
-        except ValueError as exc:
-            self.problem(_key(*where, key), str(exc))
-            return None
-
-    def target(self, where: tuple[str, ...], table: object, known=TARGET_KEYS) -> DialplanTarget | None:
-        if not isinstance(table, dict):
-            self.problem(_key(*where), "must be a table with context, extension and priority")
-            return None
-        before = len(self.problems)
-        self.unknown(where, table, known)
-        found = []
-        for key in ("context", "extension"):
-            value = table.get(key)
-            problem = "is required" if value is None else name_problem("it", value)
-            if problem:
-                self.problem(_key(*where, key), problem.removeprefix("it "))
-            found.append(value)
-        priority = self.number(where, table, "priority", 1, PRIORITY_MAX, whole=True, default=1)
-        if len(self.problems) != before:
-            return None
-        return DialplanTarget(found[0], found[1], priority)
 
 
 def load_agents_file(
@@ -270,7 +170,7 @@ def _syntax(exc: tomllib.TOMLDecodeError, text: str = "") -> str:
 
 def read_agents(data: dict, path: Path, env_fallback: DialplanTarget | None = None) -> AgentBook:
     """The book of an already parsed agents file (`path` names it in the problems)."""
-    r = _Reader(path)
+    r = Reader(path)
     r.unknown((), data, TOP_KEYS)
     fallback = env_fallback
     if "fallback" in data:
@@ -282,10 +182,10 @@ def read_agents(data: dict, path: Path, env_fallback: DialplanTarget | None = No
     agents: dict[str, Agent] = {}
     for name, table in tables.items():
         if not NAME.fullmatch(name):
-            r.problem(_key("agents", name), "an agent's name is letters, digits, _ and - (at most 64)")
+            r.problem(dotted("agents", name), "an agent's name is letters, digits, _ and - (at most 64)")
             continue
         if not isinstance(table, dict):
-            r.problem(_key("agents", name), f"must be a table [agents.{name}] (got {_type_name(table)})")
+            r.problem(dotted("agents", name), f"must be a table [agents.{name}] (got {type_name(table)})")
             continue
         agents[name] = _agent(r, name, table, path.parent)
     _between_agents(r, tables, agents)
@@ -294,36 +194,37 @@ def read_agents(data: dict, path: Path, env_fallback: DialplanTarget | None = No
     return AgentBook(agents, fallback, source=str(path))
 
 
-def _agent(r: _Reader, name: str, table: dict, base: Path) -> Agent:
+def _agent(r: Reader, name: str, table: dict, base: Path) -> Agent:
     where = ("agents", name)
     r.unknown(where, table, AGENT_KEYS)
     numbers = table.get("numbers", [])
     if isinstance(numbers, str):
         numbers = [numbers]
     if not isinstance(numbers, list) or not all(isinstance(n, str) for n in numbers):
-        r.problem(_key(*where, "numbers"), 'must be a list of numbers: ["100", "_9XXX", "*"]')
+        r.problem(dotted(*where, "numbers"), 'must be a list of numbers: ["100", "_9XXX", "*"]')
         numbers = []
     for number in numbers:
         try:
             kind_of(number)
         except ValueError as exc:
-            r.problem(_key(*where, "numbers"), str(exc))
+            r.problem(dotted(*where, "numbers"), str(exc))
     instructions = r.text(where, table, "instructions")
     if "instructions_file" in table:
         file_name = r.text(where, table, "instructions_file", required=True)
         if instructions:
-            r.problem(_key(*where, "instructions_file"), "give instructions or instructions_file, not both")
+            r.problem(dotted(*where, "instructions_file"), "give instructions or instructions_file, not both")
         elif file_name:
             file = Path(file_name) if Path(file_name).is_absolute() else base / file_name
             try:
                 instructions = file.read_text(encoding="utf-8").strip()
             except (OSError, UnicodeDecodeError) as exc:
                 reason = getattr(exc, "strerror", None) or str(exc)
-                r.problem(_key(*where, "instructions_file"), f"cannot read {str(file)!r} ({reason})")
+                r.problem(dotted(*where, "instructions_file"), f"cannot read {str(file)!r} ({reason})")
     language = r.text(where, table, "language")
     if language and not LANGUAGE.fullmatch(language):
         r.problem(
-            _key(*where, "language"), f'must be a language code like "es" or "pt-BR" (got {language[:20]!r})'
+            dotted(*where, "language"),
+            f'must be a language code like "es" or "pt-BR" (got {language[:20]!r})',
         )
     hours = None
     if "hours" in table:
@@ -331,11 +232,11 @@ def _agent(r: _Reader, name: str, table: dict, base: Path) -> Agent:
             hours = parse_hours(table["hours"])
         except HoursProblems as exc:
             for key, problem in exc.problems:
-                r.problem(_key(*where, "hours", *([key] if key else [])), problem)
+                r.problem(dotted(*where, "hours", *([key] if key else [])), problem)
     transfers: dict[str, Destination] = {}
     destinations = table.get("transfer", {})
     if not isinstance(destinations, dict):
-        r.problem(_key(*where, "transfer"), "must hold tables [agents.NAME.transfer.DESTINATION]")
+        r.problem(dotted(*where, "transfer"), "must hold tables [agents.NAME.transfer.DESTINATION]")
         destinations = {}
     for dest_name, dest in destinations.items():
         destination = _destination(r, (*where, "transfer", dest_name), dest_name, dest)
@@ -368,9 +269,9 @@ def _agent(r: _Reader, name: str, table: dict, base: Path) -> Agent:
     return agent  # with its problems noted: the checks between agents still see it
 
 
-def _turns(r: _Reader, where: tuple[str, ...], table: object) -> Turns:
+def _turns(r: Reader, where: tuple[str, ...], table: object) -> Turns:
     if not isinstance(table, dict):
-        r.problem(_key(*where), "must be a table: [agents.NAME.turns] with " + ", ".join(TURN_KEYS))
+        r.problem(dotted(*where), "must be a table: [agents.NAME.turns] with " + ", ".join(TURN_KEYS))
         return Turns()
     r.unknown(where, table, TURN_KEYS)
     return Turns(
@@ -382,20 +283,20 @@ def _turns(r: _Reader, where: tuple[str, ...], table: object) -> Turns:
     )
 
 
-def _keywords(r: _Reader, where: tuple[str, ...], table: dict) -> tuple[str, ...] | None:
+def _keywords(r: Reader, where: tuple[str, ...], table: dict) -> tuple[str, ...] | None:
     value = table.get("transcription_keywords")
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(word, str) for word in value):
-        r.problem(_key(*where, "transcription_keywords"), 'must be a list of words: ["Movistar", "fibra"]')
+        r.problem(dotted(*where, "transcription_keywords"), 'must be a list of words: ["Movistar", "fibra"]')
         return None
     if any("," in word for word in value):
-        r.problem(_key(*where, "transcription_keywords"), "one word or name per entry (no commas)")
+        r.problem(dotted(*where, "transcription_keywords"), "one word or name per entry (no commas)")
         return None
     try:
         return tuning.keywords(",".join(value))
     except ValueError as exc:
-        r.problem(_key(*where, "transcription_keywords"), str(exc))
+        r.problem(dotted(*where, "transcription_keywords"), str(exc))
         return None
 
 
@@ -417,21 +318,21 @@ def tuning_problems(book: AgentBook, settings: Settings) -> list[str]:
             if key in explicit:
                 wanted = "semantic_vad" if key == "turns.eagerness" else "server_vad"
                 found.append(
-                    f"{book.source}: {_key('agents', name, *key.split('.'))}: is for {wanted} "
+                    f"{book.source}: {dotted('agents', name, *key.split('.'))}: is for {wanted} "
                     f"(this agent's detection is {detection}{source})"
                 )
         for key, problem in tuning.problems(agent.apply(settings)):
             if key in explicit:
-                found.append(f"{book.source}: {_key('agents', name, *key.split('.'))}: {problem}")
+                found.append(f"{book.source}: {dotted('agents', name, *key.split('.'))}: {problem}")
             elif key not in from_env:  # once, not once per agent that inherits it
                 from_env.add(key)
                 found.append(f"{book.source}: {tuning.ENV_NAMES[key]} (agent {name} uses it): {problem}")
     return found
 
 
-def _limits(r: _Reader, where: tuple[str, ...], table: object) -> ToolLimits:
+def _limits(r: Reader, where: tuple[str, ...], table: object) -> ToolLimits:
     if not isinstance(table, dict):
-        r.problem(_key(*where), "must be a table: [agents.NAME.limits] with " + ", ".join(LIMIT_KEYS))
+        r.problem(dotted(*where), "must be a table: [agents.NAME.limits] with " + ", ".join(LIMIT_KEYS))
         return ToolLimits()
     r.unknown(where, table, LIMIT_KEYS)
     default = ToolLimits()
@@ -443,9 +344,9 @@ def _limits(r: _Reader, where: tuple[str, ...], table: object) -> ToolLimits:
     )
 
 
-def _destination(r: _Reader, where: tuple[str, ...], name: str, table: object) -> Destination | None:
+def _destination(r: Reader, where: tuple[str, ...], name: str, table: object) -> Destination | None:
     if not NAME.fullmatch(name):
-        r.problem(_key(*where), "a destination's name is letters, digits, _ and - (at most 64)")
+        r.problem(dotted(*where), "a destination's name is letters, digits, _ and - (at most 64)")
         return None
     before = len(r.problems)
     target = r.target(where, table, TRANSFER_KEYS)
@@ -453,7 +354,7 @@ def _destination(r: _Reader, where: tuple[str, ...], name: str, table: object) -
         return None
     mode = r.text(where, table, "mode") or "attended"
     if mode not in TRANSFER_MODES:
-        r.problem(_key(*where, "mode"), f"must be attended or blind (got {mode[:20]!r})")
+        r.problem(dotted(*where, "mode"), f"must be attended or blind (got {mode[:20]!r})")
     timeout = r.number(where, table, "timeout", 1, TIMEOUT_MAX, default=30.0)
     description = r.text(where, table, "description")
     if target is None or len(r.problems) != before:
@@ -461,7 +362,7 @@ def _destination(r: _Reader, where: tuple[str, ...], name: str, table: object) -
     return Destination(name, target, description, float(timeout), blind=mode == "blind")
 
 
-def _between_agents(r: _Reader, tables: dict, agents: dict[str, Agent]) -> None:
+def _between_agents(r: Reader, tables: dict, agents: dict[str, Agent]) -> None:
     """What lies between agents: a number claimed twice, outside_hours naming nobody (or
     going round in a loop), an agent nobody can reach."""
     claimed: dict[str, str] = {}
@@ -470,13 +371,15 @@ def _between_agents(r: _Reader, tables: dict, agents: dict[str, Agent]) -> None:
             other = claimed.setdefault(number, name)
             if other != name:
                 what = "the default" if number == DEFAULT else number
-                r.problem(_key("agents", name, "numbers"), f"{what} is claimed by agents {other} and {name}")
+                r.problem(
+                    dotted("agents", name, "numbers"), f"{what} is claimed by agents {other} and {name}"
+                )
     reached = set()
     for name, agent in agents.items():
         if not agent.outside_hours:
             continue
         target = agent.outside_hours
-        where = _key("agents", name, "outside_hours")
+        where = dotted("agents", name, "outside_hours")
         if target not in tables:
             near = difflib.get_close_matches(target, list(tables), n=1)
             r.problem(where, f"no agent {target!r}" + (f" (did you mean {near[0]}?)" if near else ""))
@@ -492,13 +395,13 @@ def _between_agents(r: _Reader, tables: dict, agents: dict[str, Agent]) -> None:
             step = agents[step].outside_hours
         if step == name and len(chain) > 1 and name == min(chain):  # once per loop
             r.problem(
-                _key("agents", name, "outside_hours"),
+                dotted("agents", name, "outside_hours"),
                 f"goes round in a loop: {' -> '.join(chain + [name])}",
             )
     for name, agent in agents.items():
         if not agent.numbers and name not in reached:
             r.problem(
-                _key("agents", name, "numbers"),
+                dotted("agents", name, "numbers"),
                 "the agent answers no number: give numbers, or name it in another agent's outside_hours",
             )
 
