@@ -28,10 +28,12 @@ from collections import deque
 from collections.abc import Callable
 
 from call_worker import adapter as seam
+from call_worker import realtime_protocol as proto
 from call_worker.goodbye import Goodbye
+from call_worker.http_calls import HttpCalls, Outcome
 from call_worker.playback import AudioItem, Playback, Truncation
 from call_worker.session_updates import SessionUpdates
-from call_worker.tools import ToolBox
+from call_worker.tools import Pending, ToolBox
 from call_worker.transcript import Transcript
 from call_worker.wake import Waker
 from call_worker.ws_link import Closed, WsLink
@@ -111,7 +113,13 @@ class Conversation:
         # response.done, when every parallel call's output has been queued.
         self._tool_replies: set[str] = set()
         self._preambles: set[str] = set()  # replies that began with a preamble (for the log)
+        self._fillers: set[str] = set()  # replies whose HTTP tool calls got a filler asked
         self._opening_id = ""  # the current session's opening update: refused, the call fails
+        # HTTP tool calls being sent (call_worker/http_calls.py): call_id -> (the call, its
+        # reply, the deadline by which the model is answered whatever the server does).
+        self._pending_http: dict[str, tuple[seam.ToolCall, float]] = {}
+        self._http_outcomes: deque[Outcome] = deque()  # posted by the pool threads
+        self.http_calls = HttpCalls(self._http_done)
         self._asked_until = 0.0
         self._fatal_codes: dict[str, str] = {}  # codes the service called fatal, with their fixes
         self._had_session = False
@@ -193,6 +201,8 @@ class Conversation:
             self._after_reply.append(("tell", texts, True))
         if self.goodbye.requested:
             self._tell_requests.clear()  # a goodbye began: it has the last word
+        if self._http_outcomes or self._pending_http:
+            self._settle_http(now)
         if self._after_reply:
             self._send_after_reply()
         if self._held:
@@ -232,6 +242,7 @@ class Conversation:
         """(main thread, the loop stopped) End the session."""
         self.header.set(Slot.REALTIME_STATE, RealtimeState.CLOSED)
         self._drop_link()
+        self.http_calls.close()
         while self._arrivals:  # an opener finished after the loop stopped
             arrival = self._arrivals.popleft()
             if not isinstance(arrival, seam.ConnectError):
@@ -373,8 +384,10 @@ class Conversation:
         # Tool results name the lost session's calls; what the main thread asked for stays.
         self._after_reply = deque(item for item in self._after_reply if item[0] == "tell")
         self._tool_replies.clear()
+        self._pending_http.clear()  # their outputs would name the lost session's calls
         self._cut_replies.clear()
         self._preambles.clear()
+        self._fillers.clear()
         self._active_items = []
         if old is not None:
             old.close()
@@ -503,6 +516,7 @@ class Conversation:
                     self._unheard(item_id)
                     self._send_texts(self.adapter.delete(item_id))
         self._preambles.discard(event.response_id)
+        self._fillers.discard(event.response_id)
         if self.active_response == event.response_id:
             self.active_response = None
         for kind, amount in event.usage.items():
@@ -515,9 +529,10 @@ class Conversation:
         header.set(Slot.INPUT_CACHED_TOKENS, usage["input_cached_tokens"])
         self.transcript.response_ended(list(event.item_ids))
         self.goodbye.on_response_done(event.response_id, self.active_response is not None)
-        if event.response_id in self._tool_replies:  # all its calls are answered: one reply
-            self._tool_replies.discard(event.response_id)
-            self._after_reply.append(("reply", self.adapter.reply(), True))
+        if not any(call.response_id == event.response_id for call, _ in self._pending_http.values()):
+            # its HTTP tools answered already (a fast server): no filler needed before the answer
+            self._after_reply = deque(item for item in self._after_reply if item[0] != "filler")
+        self._reply_after_tools(event.response_id)
         if self._after_reply:
             self._send_after_reply()
 
@@ -568,6 +583,9 @@ class Conversation:
             output, respond = {"error": "no tools are offered"}, True
         else:
             output, respond = self.toolbox.handle(event)
+        if isinstance(output, Pending):
+            self._send_http(event, output, respond)
+            return
         # Whether the model said a preamble ("let me check") before the call: the log shows
         # what the caller heard while the tool ran (callbridge asks for nothing meanwhile).
         spoken = " after its preamble" if event.response_id in self._preambles else ""
@@ -592,6 +610,60 @@ class Conversation:
         else:
             self._after_reply.append(("reply", self.adapter.reply(), True))
         self._send_after_reply()
+
+    def _reply_after_tools(self, response_id: str) -> None:
+        """Ask once for the reply to a finished reply's tool calls, when the last of their
+        outputs is queued (an HTTP tool's may come after the reply's response.done)."""
+        if response_id not in self._tool_replies or response_id == self.active_response:
+            return
+        if any(call.response_id == response_id for call, _ in self._pending_http.values()):
+            return
+        self._tool_replies.discard(response_id)
+        self._after_reply.append(("reply", self.adapter.reply(), True))
+
+    def _send_http(self, event: seam.ToolCall, pending: Pending, respond: bool) -> None:
+        """An HTTP tool call: sent from a pool thread, answered at its outcome or deadline.
+        While it runs the caller hears the agent: its preamble, else a filler it is asked
+        for once its reply is done."""
+        tool = pending.tool
+        self._pending_http[event.call_id] = (event, time.monotonic() + tool.timeout_seconds)
+        self.http_calls.submit(event.call_id, tool, pending.request)
+        if not respond or self.goodbye.requested:
+            return
+        if event.response_id and event.response_id == self.active_response:
+            self._tool_replies.add(event.response_id)
+        if event.response_id not in self._preambles and event.response_id not in self._fillers:
+            self._fillers.add(event.response_id)  # one filler for a reply's parallel calls
+            self._after_reply.append(
+                ("filler", self.adapter.respond(proto.tool_filler(tool.filler), "filler"), True)
+            )
+        self._send_after_reply()
+
+    def _http_done(self, outcome: Outcome) -> None:
+        """(a pool thread) An HTTP tool call's outcome: the loop answers the model."""
+        self._http_outcomes.append(outcome)
+        self.loop_wake.wake()
+
+    def _settle_http(self, now: float) -> None:
+        """Answer the model for each HTTP tool call whose outcome came or whose deadline
+        passed (a late outcome is then dropped: the model has had its answer)."""
+        answered = []
+        while self._http_outcomes:
+            outcome = self._http_outcomes.popleft()
+            if outcome.call_id in self._pending_http:
+                answered.append((outcome.call_id, outcome.output, outcome.detail))
+        for call_id, (call, deadline) in self._pending_http.items():
+            if now >= deadline and all(call_id != a[0] for a in answered):
+                tool = self.toolbox.agent.http_tools[call.name]
+                error = {"error": f"{call.name} did not answer within {tool.timeout_seconds:g} s"}
+                answered.append(
+                    (call_id, error, {"outcome": "timeout", "ms": round(tool.timeout_seconds * 1000)})
+                )
+        for call_id, output, detail in answered:
+            call, _deadline = self._pending_http.pop(call_id)
+            self.toolbox.settled_http(call, output, detail)
+            self._after_reply.append(("tool", self.adapter.tool_result(call_id, json.dumps(output)), False))
+            self._reply_after_tools(call.response_id)
 
     def _on_error(self, event: seam.ServiceError) -> None:
         self.last_error_code = event.code

@@ -42,6 +42,19 @@ GOODBYE_AGENT = (
 )
 
 
+def tool_filler(filler: str) -> str:
+    """What the agent is told to say while an HTTP tool runs, when its reply said no
+    preamble (call_worker/conversation.py): the agent's own words, else a short 'checking'."""
+    if filler:
+        what = f"say, in the caller's language and in your own voice: {filler!r}"
+    else:
+        what = "tell the caller in a few words, in their language, that you are checking that now"
+    return (
+        f"A lookup is running. Only {what}. Do not answer the question yet and do not call a "
+        "tool: the result comes next."
+    )
+
+
 def transfer_failed(destination: str, why: str) -> str:
     """What the agent is told when a transfer did not go through (call_worker/transfer.py)."""
     return (

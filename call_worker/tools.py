@@ -12,6 +12,10 @@ dialling a destination wait on Asterisk.
     transfer_call     a known destination: the model is told the line is being called and
                       announces it; the main thread dials (call_worker/transfer.py).
                       Unknown, or one already in progress: the model is told why.
+    an HTTP tool      the agent's own (callbridge/http_tools.py): arguments that cannot make
+                      a request are told to the model at once; else the call is `Pending`,
+                      the conversation has it sent (call_worker/http_calls.py) and answers
+                      the model with the outcome (`settled_http`).
 
 Each call's tool use is bounded (the agent's `limits`, callbridge/agents.py::ToolLimits):
 transfer attempts, tool errors and tool calls of any kind. Past a limit the model is told
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 
 from call_worker.adapter import ToolCall
 from callbridge.agents import Agent, Destination
+from callbridge.http_tools import ArgumentError, HttpTool, Request, request_for, spec_parameters
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,14 @@ class ToolSpec:
     name: str
     description: str
     parameters: dict
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An HTTP tool call to send: its output comes later (ToolBox.settled_http)."""
+
+    tool: HttpTool
+    request: Request
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,7 @@ def tools_for(agent: Agent) -> tuple[ToolSpec, ...]:
                 },
             )
         )
+    tools += [ToolSpec(t.name, t.description, spec_parameters(t)) for t in agent.http_tools.values()]
     return tuple(tools)
 
 
@@ -112,8 +126,9 @@ class ToolBox:
         self.calls = self.errors = self.transfers = 0  # for the limits
         self._told: set[str] = set()  # limits the model was told about
 
-    def handle(self, call: ToolCall) -> tuple[dict, bool]:
-        """The output to send back for `call`, and whether the model should reply to it."""
+    def handle(self, call: ToolCall) -> tuple[dict | Pending, bool]:
+        """The output to send back for `call` (or, for an HTTP tool, the request to send
+        first), and whether the model should reply to it."""
         with self._lock:
             limit = self._limit_reached(call)
             if limit:
@@ -121,20 +136,37 @@ class ToolBox:
             else:
                 output, respond, action = self._decide(call)
                 self.calls += 1
-                self.errors += "error" in output
+                self.errors += isinstance(output, dict) and "error" in output
                 self.transfers += action is not None and action.kind == "transfer"
             if action is not None:
                 self.busy = "ending" if action.kind == "end" else "transferring"
         if limit and respond:
             log.warning("the model reached its %s limit; it is told the tool is gone", limit)
             self.on_event("tool_limit", {"name": call.name[:64], "limit": limit})
-        detail = {"name": call.name[:64], "result": output}
-        if self.keep_arguments:
-            detail["arguments"] = call.arguments[:200]
-        self.on_event("tool_call", detail)
+        if isinstance(output, Pending):  # its event comes with its outcome
+            return output, respond
+        self._record(call, output)
         if action is not None:
             self.on_action(action)
         return output, respond
+
+    def settled_http(self, call: ToolCall, output: dict, detail: dict) -> None:
+        """(media loop) An HTTP tool call's outcome, as the model is told it."""
+        with self._lock:
+            self.errors += "error" in output
+        self._record(call, output, detail or {})
+
+    def _record(self, call: ToolCall, output: dict, detail: dict | None = None) -> None:
+        """The call's event. Arguments are what the caller said, and an HTTP tool's answer
+        is the business's data about them: both kept only with RECORDS_TRANSCRIPTS."""
+        event = {"name": call.name[:64], **(detail or {})}
+        if self.keep_arguments:
+            event.update(arguments=call.arguments[:200], result=_cut(output))
+        elif detail is None:  # a built-in tool's own answer: no caller data in it
+            event["result"] = output
+        else:
+            event["result"] = "error" if "error" in output else "ok"
+        self.on_event("tool_call", event)
 
     def settled(self) -> None:
         """(main thread) A transfer attempt is over without a transfer: tools are free again
@@ -170,6 +202,12 @@ class ToolBox:
             return {"error": "the call is already ending"}, False, None
         if call.name == END_CALL:
             return {"ok": True, "next": "say a short goodbye"}, False, Action("end", call.call_id)
+        tool = self.agent.http_tools.get(call.name)
+        if tool is not None:
+            try:
+                return Pending(tool, request_for(tool, call.arguments, MAX_ARGUMENTS)), True, None
+            except ArgumentError as exc:
+                return {"error": f"{tool.name}: {exc}"}, True, None
         if call.name != TRANSFER_CALL or not self.agent.transfers:
             log.warning("the model called an unknown tool %r; telling it so", call.name[:64])
             return {"error": f"no tool named {call.name[:64]!r}"}, True, None
@@ -190,3 +228,9 @@ class ToolBox:
             else f"putting the caller through to {destination.name} after your announcement"
         )
         return {"status": "dialling", "note": note}, True, Action("transfer", call.call_id, destination)
+
+
+def _cut(output: dict, limit: int = 500) -> dict | str:
+    """A tool's output as its event keeps it: whole when short, else its JSON cut."""
+    text = json.dumps(output, ensure_ascii=False)
+    return output if len(text) <= limit else text[:limit] + "..."

@@ -52,6 +52,8 @@ def describe_book(book: AgentBook) -> str:
         for dest in agent.transfers.values():
             mode = "blind" if dest.blind else f"attended, {dest.timeout:g} s"
             lines.append(f"    transfer:  {dest.name} -> {dest.target} ({mode}) {dest.description}".rstrip())
+        for tool in agent.http_tools.values():
+            lines.append(f"    tool:      {tool.describe()}")
         if agent.fallback is not None:
             lines.append(f"    fallback:  {agent.fallback}")
         if agent.daily_budget is not None:

@@ -21,6 +21,7 @@ from callbridge.agent_numbers import DEFAULT, kind_of
 from callbridge.agents import Agent, AgentBook, Destination, ToolLimits, Turns
 from callbridge.config import ConfigError, Settings
 from callbridge.dialplan import DialplanTarget
+from callbridge.http_tools import read_tools
 
 LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})?")
 TOP_KEYS = ("agents", "fallback")
@@ -40,6 +41,7 @@ AGENT_KEYS = (
     "idle_timeout_seconds",
     "daily_budget",
     "limits",
+    "tools",
     "turns",
     "noise_reduction",
     "reasoning_effort",
@@ -259,6 +261,7 @@ def _agent(r: Reader, name: str, table: dict, base: Path) -> Agent:
         hours=hours,
         outside_hours=r.text(where, table, "outside_hours"),
         limits=_limits(r, (*where, "limits"), table.get("limits", {})),
+        http_tools=read_tools(r, (*where, "tools"), table.get("tools", {})),
         turns=_turns(r, (*where, "turns"), table.get("turns", {})),
         noise_reduction=r.choice(where, table, "noise_reduction", tuning.NOISE_REDUCTIONS),
         reasoning_effort=r.choice(where, table, "reasoning_effort", tuning.EFFORTS),

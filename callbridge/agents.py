@@ -21,6 +21,7 @@ from callbridge.agent_hours import Hours
 from callbridge.agent_numbers import NumberPlan
 from callbridge.config import Settings
 from callbridge.dialplan import DialplanTarget
+from callbridge.http_tools import HttpTool
 
 __all__ = [
     "Agent",
@@ -116,6 +117,8 @@ class Agent:
     speed: float | None = None
     transcription_prompt: str | None = None
     transcription_keywords: tuple[str, ...] | None = None
+    # The business's systems the model may call (callbridge/http_tools.py), by tool name.
+    http_tools: dict[str, HttpTool] = field(default_factory=dict)
 
     def apply(self, settings: Settings) -> Settings:
         """The settings a call of this agent runs with."""
