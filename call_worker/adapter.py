@@ -172,6 +172,11 @@ class Adapter(ABC):
         """Earlier turns ("caller" or "agent", text) for a new session's context."""
 
     @abstractmethod
+    def note(self, text: str) -> list[str]:
+        """Something the caller did besides speaking (a key press), as their turn, with a
+        request for the reply to it."""
+
+    @abstractmethod
     def delete(self, item_id: str) -> list[str]:
         """Take an item the caller never heard out of the conversation (a barge-in dropped it)."""
 

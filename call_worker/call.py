@@ -109,8 +109,10 @@ class Call:
         supervisor_pid: int | None = None,
         main_wake: Waker | None = None,
         forked_ns: int = 0,
+        events: socket.socket | None = None,
     ) -> None:
         self.agent = info.agent
+        self.events_channel = events  # from the supervisor (shm_ring/call_events.py): key presses
         settings = self.agent.apply(settings)  # the agent's instructions, voice, greeting, limits
         self.settings = settings
         self.ids = settings.ids
@@ -251,6 +253,7 @@ class Call:
             self.stop,
             self.loop_wake,
             on_quiet=self.main_wake.wake,
+            events=self.events_channel,
         )
 
         def answer(ari: AriRest) -> None:

@@ -31,6 +31,7 @@ from call_worker import adapter as seam
 from call_worker import realtime_protocol as proto
 from call_worker.goodbye import Goodbye
 from call_worker.http_calls import HttpCalls, Outcome
+from call_worker.keypad import KeyOutcome, Keypad
 from call_worker.playback import AudioItem, Playback, Truncation
 from call_worker.session_updates import SessionUpdates
 from call_worker.tools import Pending, ToolBox
@@ -39,7 +40,7 @@ from call_worker.wake import Waker
 from call_worker.ws_link import Closed, WsLink
 from callbridge import logs
 from callbridge.config import Settings
-from shm_ring import ByteRing, CallHeader, RealtimeState, Slot
+from shm_ring import ByteRing, CallHeader, RealtimeState, Slot, call_events
 from shm_ring.header import error_slot
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,8 @@ class Conversation:
         self._pending_http: dict[str, tuple[seam.ToolCall, float]] = {}
         self._http_outcomes: deque[Outcome] = deque()  # posted by the pool threads
         self.http_calls = HttpCalls(self._http_done)
+        self.keypad = Keypad(toolbox.agent.keypad) if toolbox is not None else None
+        self._bad_event_logged = False
         self._asked_until = 0.0
         self._fatal_codes: dict[str, str] = {}  # codes the service called fatal, with their fixes
         self._had_session = False
@@ -203,6 +206,8 @@ class Conversation:
             self._tell_requests.clear()  # a goodbye began: it has the last word
         if self._http_outcomes or self._pending_http:
             self._settle_http(now)
+        if self.keypad is not None and self.keypad.collecting:
+            self._keys(self.keypad.tick(now))
         if self._after_reply:
             self._send_after_reply()
         if self._held:
@@ -233,6 +238,51 @@ class Conversation:
             if not link.send_text(append(view[:n])):
                 return  # lost: the next tick notices and reconnects; this audio is gone
             slots[_FRAMES_TO_REALTIME] += n // 160
+
+    def call_events(self, sock, now: float) -> bool:
+        """(media loop) The supervisor's messages (shm_ring/call_events.py); False once its
+        end is closed."""
+        messages, still_open = call_events.receive(sock)
+        for message in messages:
+            if isinstance(message, call_events.EventError):
+                if not self._bad_event_logged:
+                    self._bad_event_logged = True
+                    log.warning("ignoring a message on the call's event channel: %s", message)
+            elif message["type"] == "dtmf" and self.keypad is not None:
+                self._keys(self.keypad.press(message["digit"], now))
+        return still_open
+
+    def _keys(self, outcomes: list[KeyOutcome]) -> None:
+        """What key presses mean (call_worker/keypad.py): a mapped action, taken at once, or
+        text the model gets as the caller's turn."""
+        for outcome in outcomes:
+            if outcome.event is not None and self.toolbox is not None:
+                self.toolbox.on_event("dtmf", outcome.event)
+            if outcome.kind == "action":
+                kind, destination = outcome.action
+                taken = self.toolbox is not None and self.toolbox.keypad_action(kind, destination)
+                log.info(
+                    "key %s: %s%s",
+                    outcome.event["key"],
+                    kind,
+                    "" if taken else " (not now: one is under way)",
+                )
+                if not taken or kind == "end":
+                    continue  # the goodbye is the main thread's (call_worker/agent_actions.py)
+                text = (
+                    f"(The caller pressed {outcome.event['key']} on the keypad to be put through to "
+                    f"{destination}; it is being dialled. Tell them in a few words.)"
+                )
+            else:
+                text = outcome.text
+                log.info(
+                    "keypad: %s",
+                    "digits given to the model" if "digits" in outcome.event else "a key pressed",
+                )
+            if not self.goodbye.requested:
+                self._after_reply.append(("tell", self.adapter.note(text), True))
+        if self._after_reply:
+            self._send_after_reply()
 
     def flush(self) -> None:
         if self.link is not None:

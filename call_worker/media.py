@@ -86,8 +86,10 @@ class MediaLoop:
         stop: threading.Event,
         wake: Waker,
         on_quiet: Callable[[], None] = lambda: None,
+        events: socket.socket | None = None,
     ) -> None:
         self.sock = sock
+        self.events = events  # the supervisor's messages (key presses): read here, between frames
         self.header = header
         self.uplink = uplink
         self.playback = playback
@@ -119,6 +121,8 @@ class MediaLoop:
     def run(self) -> None:
         self.sock.setblocking(False)
         rtp_fd, wake_fd = self.sock.fileno(), self.wake.fileno()
+        events_fd = self.events.fileno() if self.events is not None else -1
+        watched = [rtp_fd, wake_fd] if events_fd < 0 else [rtp_fd, wake_fd, events_fd]
         conversation, stop, wake = self.conversation, self.stop, self.wake
         monotonic, wait = time.monotonic, select.select
         deadline: float | None = None
@@ -132,14 +136,14 @@ class MediaLoop:
                 continue
             link = conversation.link
             writes = [link] if link is not None and link.out and link.closed is None else []
-            readable, writable, _ = wait(
-                [rtp_fd, wake_fd], writes, [], None if deadline is None else deadline - now
-            )
+            readable, writable, _ = wait(watched, writes, [], None if deadline is None else deadline - now)
             if readable:
                 if readable[0] == rtp_fd and self._receive() and deadline is not None:
                     deadline = self._follow(deadline)
-                if readable[-1] == wake_fd:
+                if wake_fd in readable:
                     wake.drain()
+                if events_fd in readable and not conversation.call_events(self.events, monotonic()):
+                    watched = [rtp_fd, wake_fd]  # the supervisor's end closed: it would read ready for ever
             if writable:
                 conversation.flush()
 

@@ -20,6 +20,7 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -49,8 +50,12 @@ def spawn(
     close_fds: list[int] = (),
     close_segments: list[CallSegment] = (),
     in_child: list = (),
+    events: socket.socket | None = None,
 ) -> int:
     """Fork a worker for `info`; return its pid (in the parent).
+
+    `events` is the worker's end of the call's event channel (shm_ring/call_events.py):
+    the parent closes it once forked; the supervisor's end must be among `close_fds`.
 
     `close_segments` are the other live calls' segments: the child unmaps them, so no
     worker can read or write another call's audio. `in_child` are callables run first in
@@ -58,13 +63,15 @@ def spawn(
     supervisor_pid = os.getpid()
     pid = os.fork()
     if pid:
+        if events is not None:
+            events.close()  # the worker's; the supervisor keeps its own end
         return pid
     forked_ns = time.monotonic_ns()
     code = WorkerExit.CRASHED
     try:
         for action in in_child:
             action()
-        code = _child(settings, info, segment, supervisor_pid, close_fds, close_segments, forked_ns)
+        code = _child(settings, info, segment, supervisor_pid, close_fds, close_segments, forked_ns, events)
     except BaseException:
         # Through logging, so the redacting formatter sees the traceback too.
         log.critical("call worker crashed", exc_info=True)
@@ -88,6 +95,7 @@ def _child(
     close_fds: list[int],
     close_segments: list[CallSegment],
     forked_ns: int = 0,
+    events: socket.socket | None = None,
 ) -> int:
     _die_with_parent()
     sys.setswitchinterval(0.001)
@@ -120,7 +128,13 @@ def _child(
     if supervisor_pid != os.getppid():  # the supervisor died before prctl took effect
         return WorkerExit.SETUP_FAILED
     call = Call(
-        settings, info, segment, supervisor_pid=supervisor_pid, main_wake=main_wake, forked_ns=forked_ns
+        settings,
+        info,
+        segment,
+        supervisor_pid=supervisor_pid,
+        main_wake=main_wake,
+        forked_ns=forked_ns,
+        events=events,
     )
     reason = call.run()
     if call.teardown_left:

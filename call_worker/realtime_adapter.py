@@ -118,6 +118,11 @@ class RealtimeAdapter(seam.Adapter):
     def inject(self, turns: list[tuple[str, str]]) -> list[str]:
         return [json.dumps(event) for event in proto.context_items(turns, self.beta)]
 
+    def note(self, text: str) -> list[str]:
+        return [
+            json.dumps(event) for event in proto.context_items([("caller", text)], self.beta)
+        ] + self.reply()
+
     def delete(self, item_id: str) -> list[str]:
         return [json.dumps({"type": "conversation.item.delete", "item_id": item_id})]
 

@@ -168,6 +168,17 @@ class ToolBox:
             event["result"] = "error" if "error" in output else "ok"
         self.on_event("tool_call", event)
 
+    def keypad_action(self, kind: str, destination: str) -> bool:
+        """(media loop) A key mapped to an action (callbridge/agent_keypad.py): taken as the
+        model's own end_call or transfer_call would be, unless one is under way."""
+        with self._lock:
+            if self.busy:
+                return False
+            self.busy = "ending" if kind == "end" else "transferring"
+        target = self.agent.transfers.get(destination) if kind == "transfer" else None
+        self.on_action(Action(kind, "keypad", target))
+        return True
+
     def settled(self) -> None:
         """(main thread) A transfer attempt is over without a transfer: tools are free again
         (unless the call is ending meanwhile: that stays)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from callbridge import voice_tuning as tuning
 from callbridge.agent_file_reader import NAME, TARGET_KEYS, Reader, dotted, type_name
 from callbridge.agent_hours import HoursProblems, parse_hours
+from callbridge.agent_keypad import read_keypad
 from callbridge.agent_numbers import DEFAULT, kind_of
 from callbridge.agents import Agent, AgentBook, Destination, ToolLimits, Turns
 from callbridge.config import ConfigError, Settings
@@ -42,6 +43,7 @@ AGENT_KEYS = (
     "daily_budget",
     "limits",
     "tools",
+    "dtmf",
     "turns",
     "noise_reduction",
     "reasoning_effort",
@@ -262,6 +264,7 @@ def _agent(r: Reader, name: str, table: dict, base: Path) -> Agent:
         outside_hours=r.text(where, table, "outside_hours"),
         limits=_limits(r, (*where, "limits"), table.get("limits", {})),
         http_tools=read_tools(r, (*where, "tools"), table.get("tools", {})),
+        keypad=read_keypad(r, (*where, "dtmf"), table.get("dtmf", {}), transfers),
         turns=_turns(r, (*where, "turns"), table.get("turns", {})),
         noise_reduction=r.choice(where, table, "noise_reduction", tuning.NOISE_REDUCTIONS),
         reasoning_effort=r.choice(where, table, "reasoning_effort", tuning.EFFORTS),

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from callbridge.agent_hours import Hours
+from callbridge.agent_keypad import KeyPlan
 from callbridge.agent_numbers import NumberPlan
 from callbridge.config import Settings
 from callbridge.dialplan import DialplanTarget
@@ -119,6 +120,7 @@ class Agent:
     transcription_keywords: tuple[str, ...] | None = None
     # The business's systems the model may call (callbridge/http_tools.py), by tool name.
     http_tools: dict[str, HttpTool] = field(default_factory=dict)
+    keypad: KeyPlan = field(default_factory=KeyPlan)  # what the caller's key presses do
 
     def apply(self, settings: Settings) -> Settings:
         """The settings a call of this agent runs with."""

@@ -137,7 +137,11 @@ class AriRest:
         )
 
     def create_bridge(self, bridge_id: str, name: str) -> dict:
-        return self.request("POST", "/bridges", {"type": "mixing", "bridgeId": bridge_id, "name": name})
+        # dtmf_events: the caller's key presses still come as ChannelDtmfReceived once bridged
+        # (a bridge without it may swallow them); the supervisor passes them to the worker.
+        return self.request(
+            "POST", "/bridges", {"type": "mixing,dtmf_events", "bridgeId": bridge_id, "name": name}
+        )
 
     def add_channels(self, bridge_id: str, channel_ids: list[str]) -> None:
         self.request("POST", f"/bridges/{bridge_id}/addChannel", {"channel": ",".join(channel_ids)})

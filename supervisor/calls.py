@@ -17,6 +17,7 @@ header (supervisor/transfers.py), each followed by END_SIGNAL.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -50,6 +51,8 @@ class CallEntry:
     health: dict = field(default_factory=dict)
     caller_hash: str = ""  # records/privacy.py; `caller` is masked when RECORDS_MASK_CALLERS
     agent: str = ""  # the name of the agent that answers (callbridge/agents.py)
+    events: socket.socket | None = None  # the supervisor's end of shm_ring/call_events.py
+    events_dropped: int = 0  # messages the worker's full (or closed) end did not take
 
     @property
     def header(self):

@@ -118,6 +118,8 @@ class CallEnds:
                 lambda _result, ok: ok or self._record_lost(call_id),
                 key=call_id,
             )
+        if entry.events is not None:
+            entry.events.close()  # the worker's event channel (shm_ring/call_events.py)
         try:
             entry.segment.close()
         finally:

@@ -30,7 +30,7 @@ from callbridge import __version__, capacity
 from callbridge.agents import AgentBook, load_book
 from callbridge.config import Settings
 from records.drainer import drainer_work
-from shm_ring import EndReason, Slot, start_tracker, sweep
+from shm_ring import EndReason, Slot, call_events, start_tracker, sweep
 from supervisor import asterisk_work, systemd
 from supervisor.admission import Admission
 from supervisor.agents_side import AgentsSide
@@ -89,6 +89,7 @@ class Supervisor:
         self.helpers_wait_since: float | None = None
         # The live calls, by channel id and by worker pid: admission adds, the reap removes.
         self.calls: dict[str, CallEntry] = {}
+        self._events_of: dict = {}  # call id -> its event channel's end, from the fork to its entry
         self.by_pid: dict[int, CallEntry] = {}
         self.counts = CallCounts()
         # Callers this run admitted or turned away, and when they were last ours: a listing
@@ -315,6 +316,10 @@ class Supervisor:
             if self.ids.is_media_channel(channel):
                 return  # an externalMedia channel entering the app: not a call
             self._admit(channel)
+        elif kind == "ChannelDtmfReceived":
+            entry = self.calls.get(channel_id)
+            if entry is not None and not entry.caller_gone:
+                self._key_pressed(entry, event)
         elif kind in ("StasisEnd", "ChannelHangupRequest", "ChannelDestroyed"):
             entry = self.calls.get(channel_id)
             if entry is not None and not entry.caller_gone:
@@ -330,8 +335,26 @@ class Supervisor:
             self.link.events.replaced()
 
     def _admit(self, channel: dict) -> None:
-        if self.admission.admit(channel) is not None:
-            self._notify_status()
+        entry = self.admission.admit(channel)
+        ours = self._events_of.pop(str(channel.get("id", "")), None)
+        if entry is None:
+            if ours is not None:
+                ours.close()
+            return
+        entry.events = ours
+        self._notify_status()
+
+    def _key_pressed(self, entry: CallEntry, event: dict) -> None:
+        """ChannelDtmfReceived on a caller's channel: on to its worker, never waiting for it."""
+        try:
+            message = call_events.dtmf(str(event.get("digit", "")))
+        except call_events.EventError as exc:
+            log.warning("ignoring a key press event: %s", exc, extra={"call_id": entry.call_id})
+            return
+        if entry.events is None or not call_events.send(entry.events, message):
+            entry.events_dropped += 1
+            if entry.events_dropped == 1:
+                log.warning("a key press could not be passed to the worker", extra={"call_id": entry.call_id})
 
     def _on_connect(self) -> None:
         """A new connect of the events link: reconcile now; the first one makes us ready."""
@@ -390,11 +413,25 @@ class Supervisor:
 
     def _spawn_worker(self, info, segment) -> int:
         """Fork a call's worker (call_worker/process.py) with nothing of the supervisor's and
-        no other call's audio; its pid. Raises OSError when the fork fails."""
+        no other call's audio, and the call's event channel (shm_ring/call_events.py), whose
+        end `_admit` gives the call's entry; its pid. Raises OSError when the fork fails."""
         others = [entry.segment for entry in self.calls.values()]
-        return process.spawn(
-            self.settings, info, segment, close_fds=self._fds_for_children(), close_segments=others
-        )
+        ours, theirs = call_events.pair()
+        try:
+            pid = process.spawn(
+                self.settings,
+                info,
+                segment,
+                close_fds=[*self._fds_for_children(), ours.fileno()],
+                close_segments=others,
+                events=theirs,
+            )
+        except OSError:
+            ours.close()
+            theirs.close()
+            raise
+        self._events_of[info.call_id] = ours
+        return pid
 
     def _start_teardown(self, call_id: str, targets) -> None:
         started = self._helper(
@@ -427,6 +464,8 @@ class Supervisor:
 
     def _fds_for_children(self) -> list[int]:
         fds = self.stopping.fds() + self.helpers.fds()
+        fds += [entry.events.fileno() for entry in self.calls.values() if entry.events is not None]
+        fds += [sock.fileno() for sock in self._events_of.values()]
         if self.link.events.sock is not None:
             fds.append(self.link.events.fileno())
         if self.control is not None:

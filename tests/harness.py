@@ -19,7 +19,7 @@ from call_worker import process
 from call_worker.call import CallInfo
 from callbridge import agents
 from callbridge import config as cfg
-from shm_ring import CallSegment, EndReason, Slot, segment_name
+from shm_ring import CallSegment, EndReason, Slot, call_events, segment_name
 from simulators import clients
 from supervisor.calls import signal_end
 
@@ -76,6 +76,7 @@ class WorkerCall:
     pid: int
     exit_status: int | None = None
     events: list[dict] = field(default_factory=list)
+    channel: object = None  # the supervisor's end of the call's event channel (shm_ring/call_events.py)
 
 
 class MiniSupervisor:
@@ -117,6 +118,8 @@ class MiniSupervisor:
             channel = (event.get("channel") or {}).get("id", "")
             if event["type"] == "StasisStart" and not event["channel"]["name"].startswith("UnicastRTP/"):
                 self._start(event["channel"])
+            elif event["type"] == "ChannelDtmfReceived" and channel in self.calls:
+                call_events.send(self.calls[channel].channel, call_events.dtmf(event["digit"]))
             elif event["type"] == "StasisEnd" and channel in self.calls:
                 call = self.calls[channel]
                 if call.exit_status is None:
@@ -132,10 +135,10 @@ class MiniSupervisor:
         if agent is not None:
             info = replace(info, agent=agent)
         others = [call.segment for call in self.calls.values()]  # still mapped here, reaped or not
-        pid = process.spawn(
-            self.settings, info, segment, close_fds=[self.ws.sock.fileno()], close_segments=others
-        )
-        self.calls[channel["id"]] = WorkerCall(channel["id"], segment, pid)
+        ours, theirs = call_events.pair()
+        fds = [self.ws.sock.fileno(), ours.fileno(), *(c.channel.fileno() for c in self.calls.values())]
+        pid = process.spawn(self.settings, info, segment, close_fds=fds, close_segments=others, events=theirs)
+        self.calls[channel["id"]] = WorkerCall(channel["id"], segment, pid, channel=ours)
 
     def place(self, script: list[dict], timeout: float = 5.0) -> WorkerCall:
         channel_id = self.asterisk.place_call(script, app=self.settings.ari_app_name)
@@ -175,4 +178,5 @@ class MiniSupervisor:
                     pass
             call.segment.close()
             call.segment.unlink()  # False when reaped already: unlinking is idempotent
+            call.channel.close()
         self.ws.close()

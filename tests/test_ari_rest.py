@@ -147,7 +147,7 @@ def test_parameters_are_a_query_and_a_hostile_id_stays_in_the_path(server):
     ari.create_bridge("cb.a.b", "callbridge 17 33")
     ari.set_variable("odd?id#x", "NAME", "a&b=c")
     (_, bridge, _), (_, variable, _) = server.requests
-    assert bridge == "/ari/bridges?type=mixing&bridgeId=cb.a.b&name=callbridge+17+33"
+    assert bridge == "/ari/bridges?type=mixing%2Cdtmf_events&bridgeId=cb.a.b&name=callbridge+17+33"
     assert variable == "/ari/channels/odd%3Fid%23x/variable?variable=NAME&value=a%26b%3Dc"
     ari.application("my+app")
     assert server.requests[-1][1] == "/ari/applications/my%2Bapp"  # ARI reads a bare "+" as a space
