@@ -42,6 +42,7 @@ class Recent:
     busy: deque = field(default_factory=deque)
     lost: deque = field(default_factory=deque)  # records that could not be written
     set_aside: deque = field(default_factory=deque)  # records the database can never take
+    given_up: deque = field(default_factory=deque)  # webhook events retried too long
 
     def call_ended(
         self, now: float, reason: str, errors_by_code: dict[str, int], opened_at: float | None = None
@@ -71,6 +72,9 @@ class Recent:
     def records_set_aside(self, now: float, count: int) -> None:
         self.set_aside.extend([now] * count)
 
+    def webhooks_given_up(self, now: float, count: int) -> None:
+        self.given_up.extend([now] * count)
+
     def prune(self, now: float) -> None:
         """Forget what has left its window."""
         limits = self.thresholds
@@ -81,6 +85,7 @@ class Recent:
             (limits.busy_window_seconds, self.busy),
             (limits.failed_window_seconds, self.lost),
             (limits.failed_window_seconds, self.set_aside),
+            (limits.failed_window_seconds, self.given_up),
         ):
             while times and now - times[0] > window:
                 times.popleft()
@@ -132,6 +137,12 @@ def holding(
         found["records_set_aside"] = Holding(
             f"{len(recent.set_aside)} call records could not be stored within "
             f"{_span(limits.failed_window_seconds)}: the database refuses them; kept in the spool's bad/"
+        )
+    if recent.given_up:
+        found["webhooks_given_up"] = Holding(
+            f"{len(recent.given_up)} webhook events were given up within "
+            f"{_span(limits.failed_window_seconds)}: their receiver did not take them within "
+            "CALL_WEBHOOK_RETRY_HOURS; kept in the spool's webhooks/bad/"
         )
     for model, days in sorted(shutdown_days.items()):
         if days <= limits.shutdown_days:

@@ -181,6 +181,7 @@ class Call:
         try:
             self._setup()
             self.spool.setup(self.timeline)  # journaled: a record rebuilt after a crash keeps it
+            self.spool.announce(self.timeline.as_ms().get("answered"))  # call.started, to webhooks
             header.set(Slot.CALL_STATE, CallState.ACTIVE)  # media flows both ways
             self.end_reason = self._control_loop()
         except SetupError as exc:

@@ -20,6 +20,7 @@ from callbridge.agent_hours import HoursProblems, parse_hours
 from callbridge.agent_keypad import read_keypad
 from callbridge.agent_numbers import DEFAULT, kind_of
 from callbridge.agents import Agent, AgentBook, Destination, ToolLimits, Turns
+from callbridge.call_webhooks import read_agent_webhooks
 from callbridge.config import ConfigError, Settings
 from callbridge.dialplan import DialplanTarget
 from callbridge.http_tools import read_tools
@@ -50,6 +51,7 @@ AGENT_KEYS = (
     "speed",
     "transcription_prompt",
     "transcription_keywords",
+    "webhooks",
 )
 TURN_KEYS = ("detection", "eagerness", "threshold", "silence_ms", "prefix_ms")
 SERVER_VAD_KEYS = ("threshold", "silence_ms", "prefix_ms")
@@ -96,7 +98,9 @@ def load_agents_file(
     except RecursionError:
         raise AgentFileError([f"{path}: nested too deeply to read (TOML syntax)"]) from None
     book = read_agents(data, path, env_fallback)
-    problems = tuning_problems(book, settings) if settings is not None else []
+    problems = (
+        [*tuning_problems(book, settings), *webhook_problems(book, settings)] if settings is not None else []
+    )
     if problems:
         raise AgentFileError(problems)
     return book
@@ -265,6 +269,7 @@ def _agent(r: Reader, name: str, table: dict, base: Path) -> Agent:
         limits=_limits(r, (*where, "limits"), table.get("limits", {})),
         http_tools=read_tools(r, (*where, "tools"), table.get("tools", {})),
         keypad=read_keypad(r, (*where, "dtmf"), table.get("dtmf", {}), transfers),
+        webhooks=read_agent_webhooks(r, where, table.get("webhooks")),
         turns=_turns(r, (*where, "turns"), table.get("turns", {})),
         noise_reduction=r.choice(where, table, "noise_reduction", tuning.NOISE_REDUCTIONS),
         reasoning_effort=r.choice(where, table, "reasoning_effort", tuning.EFFORTS),
@@ -334,6 +339,17 @@ def tuning_problems(book: AgentBook, settings: Settings) -> list[str]:
                 from_env.add(key)
                 found.append(f"{book.source}: {tuning.ENV_NAMES[key]} (agent {name} uses it): {problem}")
     return found
+
+
+def webhook_problems(book: AgentBook, settings: Settings) -> list[str]:
+    """Agents' webhooks with nothing to sign them: every delivery is signed."""
+    if settings.call_webhook_secret:
+        return []
+    return [
+        f"{book.source}: {dotted('agents', name, 'webhooks')}: needs CALL_WEBHOOK_SECRET, which signs every delivery"
+        for name, agent in book.agents.items()
+        if agent.webhooks
+    ]
 
 
 def _limits(r: Reader, where: tuple[str, ...], table: object) -> ToolLimits:

@@ -20,6 +20,7 @@ from datetime import datetime
 from callbridge.agent_hours import Hours
 from callbridge.agent_keypad import KeyPlan
 from callbridge.agent_numbers import NumberPlan
+from callbridge.call_webhooks import Target
 from callbridge.config import Settings
 from callbridge.dialplan import DialplanTarget
 from callbridge.http_tools import HttpTool
@@ -121,6 +122,7 @@ class Agent:
     # The business's systems the model may call (callbridge/http_tools.py), by tool name.
     http_tools: dict[str, HttpTool] = field(default_factory=dict)
     keypad: KeyPlan = field(default_factory=KeyPlan)  # what the caller's key presses do
+    webhooks: tuple[Target, ...] = ()  # where this agent's calls are told of, besides CALL_WEBHOOKS
 
     def apply(self, settings: Settings) -> Settings:
         """The settings a call of this agent runs with."""

@@ -48,6 +48,7 @@ def exposures(
     realtime_url: str,
     webhook_urls: list[str],
     smtp_url: str,
+    call_webhook_urls: list[str] = (),
 ) -> list[tuple[str, str]]:
     """(variable, what is wrong) for each credential that would cross the network in the
     clear. Never quotes a URL (it may hold a token): a webhook is named by its place."""
@@ -71,6 +72,14 @@ def exposures(
                 (
                     "ALERT_WEBHOOKS",
                     f"webhook {position} is http:// to another host: its URL and token go in the clear",
+                )
+            )
+    for position, url in enumerate(call_webhook_urls, 1):
+        if clear_url_host(url, ("http",)):
+            found.append(
+                (
+                    "CALL_WEBHOOKS",
+                    f"webhook {position} is http:// to another host: the call's record goes in the clear",
                 )
             )
     parts = urlsplit(smtp_url.strip()) if smtp_url.strip() else None
@@ -97,4 +106,5 @@ def exposures_for(settings) -> list[tuple[str, str]]:
         settings.openai_realtime_url,
         [hook.url.reveal() for hook in settings.alert_webhooks],
         settings.alert_smtp_url.reveal(),
+        [target.url.reveal() for target in settings.call_webhooks],
     )

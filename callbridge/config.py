@@ -153,6 +153,9 @@ class Settings:
     alert_email_from: str
     alert_email_to: str
     alert_smtp_ca_file: str
+    call_webhooks: tuple
+    call_webhook_secret: Secret
+    call_webhook_retry_hours: float
     alert_ari_down_seconds: int
     alert_crashes: int
     alert_crash_window_seconds: int
@@ -373,6 +376,7 @@ def plaintext_exposures(by_name: dict[str, Entry]) -> list[tuple[str, str]]:
         str(value("OPENAI_REALTIME_URL", "")),
         [hook.url.reveal() for hook in hooks],
         value("ALERT_SMTP_URL", None).reveal() if value("ALERT_SMTP_URL", None) else "",
+        [target.url.reveal() for target in value("CALL_WEBHOOKS", ())],
     )
 
 
@@ -391,6 +395,10 @@ def _relations(entries: list[Entry]) -> list[Entry]:
                 by_name[name] = replaced = Entry(entry.var, entry.raw, entry.source, problem=problem)
                 entries[entries.index(entry)] = replaced
     _tuning_relations(entries, by_name)
+    hooks, signing = by_name["CALL_WEBHOOKS"], by_name["CALL_WEBHOOK_SECRET"]
+    if hooks.value and signing.problem is None and not signing.value:
+        problem = "is empty, but CALL_WEBHOOKS is set: every delivery is signed (X-Callbridge-Signature)"
+        entries[entries.index(signing)] = Entry(signing.var, signing.raw, signing.source, problem=problem)
     smtp, to = by_name["ALERT_SMTP_URL"], by_name["ALERT_EMAIL_TO"]
     if smtp.value and to.problem is None and not str(to.value or "").strip():
         problem = "is empty, but ALERT_SMTP_URL is set: name who gets the alert e-mail"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from callbridge import call_webhooks
 from callbridge import config_parsers as parse
 from callbridge import voice_tuning as tuning
 from callbridge.alert_settings import Email, Webhook
@@ -345,6 +346,29 @@ VARIABLES: tuple[Variable, ...] = (
         parse.optional_readable_file,
         "",
         "CA certificates the SMTP server's is checked against; empty: the system's",
+        _OPS,
+    ),
+    Variable(
+        "CALL_WEBHOOKS",
+        call_webhooks.parse_list,
+        "",
+        "call.started and call.ended are posted to these comma-separated URLs; empty: none",
+        _OPS,
+        secret=True,
+    ),
+    Variable(
+        "CALL_WEBHOOK_SECRET",
+        parse.optional_secret,
+        "",
+        "signs each webhook delivery (X-Callbridge-Signature); needed when any webhook is set",
+        _OPS,
+        secret=True,
+    ),
+    Variable(
+        "CALL_WEBHOOK_RETRY_HOURS",
+        parse.number(0.01, 168.0),
+        "24",
+        "a delivery that keeps failing is retried this long, then moved to the spool's bad/",
         _OPS,
     ),
     # When a built-in alert condition holds (alerts/watch.py::Thresholds); read once at start.

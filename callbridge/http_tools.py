@@ -263,7 +263,7 @@ def _tool(r: Reader, at: tuple[str, ...], name: str, body: dict, environ) -> Htt
     if not isinstance(result, list) or not all(isinstance(f, str) and f for f in result):
         r.problem(dotted(*at, "result"), 'must be a list of field names: ["status", "line.since"]')
         result = []
-    headers = _headers(r, at, body.get("headers", {}), environ)
+    headers = read_headers(r, at, body.get("headers", {}), environ)
     filler = r.text(at, body, "filler")
     if len(r.problems) != before:
         return None
@@ -351,7 +351,7 @@ def _origin(r: Reader, at: tuple[str, ...], url: str, names: list[str]) -> tuple
     return (parts.scheme, parts.hostname or "", port)
 
 
-def _headers(r: Reader, at: tuple[str, ...], table: object, environ) -> tuple[tuple[str, Secret], ...]:
+def read_headers(r: Reader, at: tuple[str, ...], table: object, environ) -> tuple[tuple[str, Secret], ...]:
     where = (*at, "headers")
     if not isinstance(table, dict):
         r.problem(dotted(*where), 'must be a table: { Authorization = "Bearer ${CRM_TOKEN}" }')
@@ -365,11 +365,20 @@ def _headers(r: Reader, at: tuple[str, ...], table: object, environ) -> tuple[tu
         if not isinstance(value, str) or "\n" in value or "\r" in value:
             r.problem(key, "must be one line of text")
             continue
-        missing = [v for v in VARIABLE.findall(value) if v not in environ]
-        if missing:
-            r.problem(key, f"names {missing[0]}, which is not set in the environment")
-            continue
-        for variable in VARIABLE.findall(value):
-            register(environ[variable])  # the token itself is redacted from any log line too
-        headers.append((name, Secret(VARIABLE.sub(lambda m: environ[m.group(1)], value))))
+        expanded = expand(r, key, value, environ)
+        if expanded is not None:
+            headers.append((name, expanded))
     return tuple(headers)
+
+
+def expand(r: Reader, key: str, value: str, environ) -> Secret | None:
+    """`value` with each `${VARIABLE}` replaced by the environment's, as a Secret (None, with
+    the problem noted, when one is not set). Each variable's value is registered for
+    redaction: the token itself never reaches a log line either."""
+    missing = [v for v in VARIABLE.findall(value) if v not in environ]
+    if missing:
+        r.problem(key, f"names {missing[0]}, which is not set in the environment")
+        return None
+    for variable in VARIABLE.findall(value):
+        register(environ[variable])
+    return Secret(VARIABLE.sub(lambda m: environ[m.group(1)], value))

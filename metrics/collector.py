@@ -23,7 +23,7 @@ from pathlib import Path
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from records import drain_figures
+from records import drain_figures, outbox
 from shm_ring import wire
 
 log = logging.getLogger(__name__)
@@ -33,11 +33,14 @@ LABEL = "instance_id"
 
 
 class SupervisorCollector(Collector):
-    def __init__(self, socket_path: str, instance: str, figures_file=None, spool_dir=None) -> None:
+    def __init__(
+        self, socket_path: str, instance: str, figures_file=None, spool_dir=None, webhook_figures_file=None
+    ) -> None:
         self.socket_path = socket_path
         self.instance = instance
         self.figures_file = figures_file
         self.spool_dir = spool_dir
+        self.webhook_figures_file = webhook_figures_file  # webhooks/sender.py's (records/outbox.py)
         self.failed_since: float | None = None  # for one log line per outage, not per scrape
 
     def fetch(self) -> dict | None:
@@ -66,6 +69,8 @@ class SupervisorCollector(Collector):
             yield from families(reply)
             if self.figures_file is not None and self.spool_dir is not None:
                 yield from drain_families(reply, self.drain(reply.get("started_at")))
+            if self.webhook_figures_file is not None and self.spool_dir is not None:
+                yield from webhook_families(reply, self.webhooks(reply.get("started_at")))
 
     def drain(self, service) -> dict:
         """The drainer's counters for the run that started at `service` (the supervisor's
@@ -73,6 +78,15 @@ class SupervisorCollector(Collector):
         waiting, oldest = drain_figures.backlog(Path(self.spool_dir))
         return {
             **drain_figures.run_counters(Path(self.figures_file), service),
+            "waiting": waiting,
+            "oldest_at": oldest,
+        }
+
+    def webhooks(self, service) -> dict:
+        """The webhook sender's counters for this run, and the outbox's backlog, read now."""
+        waiting, oldest = outbox.backlog(Path(self.spool_dir))
+        return {
+            **outbox.WebhookFigures.run_counters(Path(self.webhook_figures_file), service),
             "waiting": waiting,
             "oldest_at": oldest,
         }
@@ -216,6 +230,34 @@ def drain_families(reply: dict, drain: dict, now: float | None = None):
         "how long the oldest record in the spool has waited (0: none waits)",
         max(0.0, now - oldest) if oldest is not None else 0.0,
     )
+
+
+def webhook_families(reply: dict, figures: dict, now: float | None = None):
+    """The webhook sender's families: `figures` as SupervisorCollector.webhooks reads them."""
+    inst = [str(reply.get("instance", ""))]
+    now = time.time() if now is None else now
+    deliveries = CounterMetricFamily(
+        "callbridge_webhook_deliveries",
+        "call events posted to webhooks, by outcome: delivered (2xx), failed (an attempt that "
+        "will be retried), given_up (retried for CALL_WEBHOOK_RETRY_HOURS, moved to bad/)",
+        labels=[LABEL, "outcome"],
+    )
+    for outcome, name in (("delivered", "delivered"), ("failed", "failures"), ("given_up", "given_up")):
+        deliveries.add_metric([*inst, outcome], figures.get(name, 0))
+    yield deliveries
+    waiting = GaugeMetricFamily(
+        "callbridge_webhooks_waiting", "call events in the outbox, waiting for their receiver", labels=[LABEL]
+    )
+    waiting.add_metric(inst, figures.get("waiting", 0))
+    yield waiting
+    oldest = figures.get("oldest_at")
+    age = GaugeMetricFamily(
+        "callbridge_webhooks_oldest_waiting_seconds",
+        "how long the oldest event in the outbox has waited (0: none waits)",
+        labels=[LABEL],
+    )
+    age.add_metric(inst, max(0.0, now - oldest) if oldest is not None else 0.0)
+    yield age
 
 
 def _bound(bound) -> str:

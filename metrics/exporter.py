@@ -78,9 +78,14 @@ def app_for(page: CachedPage):
     return app
 
 
-def metrics_app(socket_path: str, instance: str, figures_file=None, spool_dir=None):
+def metrics_app(
+    socket_path: str, instance: str, figures_file=None, spool_dir=None, webhook_figures_file=None
+):
     """The /metrics app of one supervisor. `figures_file` and `spool_dir`: where the
-    drainer's figures are read (records/drain_figures.py)."""
+    drainer's figures are read (records/drain_figures.py); `webhook_figures_file`, the
+    webhook sender's (records/outbox.py)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SupervisorCollector(socket_path, instance, figures_file, spool_dir))
+    registry.register(
+        SupervisorCollector(socket_path, instance, figures_file, spool_dir, webhook_figures_file)
+    )
     return app_for(CachedPage(registry))

@@ -3,8 +3,8 @@ what waits in the spool.
 
 Counters (records stored, alert batches stored, failed attempts to store) are the
 drainer's: it keeps them in memory and writes them, after each change, to a small JSON
-file in STATE_DIR/run/ (temp file and rename: a reader sees the old figures or the new,
-never half). The metrics helper reads that file at each scrape (metrics/collector.py).
+file in STATE_DIR/run/ (records/run_figures.py). The metrics helper reads that file at
+each scrape (metrics/collector.py).
 
 Since the service started, across drainer restarts, never doubled:
 - the file names the service run it belongs to (the supervisor's start time, as the
@@ -22,18 +22,15 @@ names begin with their time (records/spool.py::record_name), so no file is opene
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from callbridge import safe_files
+from records.run_figures import RunFigures
 from records.spool import RECORD
 
 log = logging.getLogger(__name__)
-
-COUNTERS = ("stored", "alert_batches", "store_failures", "set_aside")
 
 
 def figures_path(state_dir: str | os.PathLike[str], instance: str) -> Path:
@@ -41,41 +38,19 @@ def figures_path(state_dir: str | os.PathLike[str], instance: str) -> Path:
 
 
 @dataclass
-class DrainFigures:
-    service: float  # the supervisor's start time (unix seconds, 3 decimals): the run's name
+class DrainFigures(RunFigures):
     stored: int = 0  # call records the database did not have yet
     alert_batches: int = 0  # alert batches likewise (records/store.py::store_alerts)
     store_failures: int = 0  # attempts that failed: the database down, slow, locked or refusing
     set_aside: int = 0  # records moved to spool/bad/: never a row (records/drainer.py)
 
-    @classmethod
-    def resume(cls, path: Path, service: float) -> DrainFigures:
-        """This run's figures from `path`, when they are this run's; else zero."""
-        found = read(path)
-        if found is None or found.get("service") != service:
-            return cls(service)
-        return cls(service, *(int(found.get(name) or 0) for name in COUNTERS))
 
-    def save(self, path: Path) -> None:
-        """Atomically, without fsync: the file describes a run, and a new run starts anew."""
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            safe_files.write_text(path, json.dumps(asdict(self)))  # never through a planted link
-        except OSError as exc:  # the figures are for the metrics: never worth a record
-            log.debug("cannot write the drainer's figures to %s: %s", path, exc)
-
-
-def read(path: Path) -> dict | None:
-    try:
-        found = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return found if isinstance(found, dict) else None
+COUNTERS = DrainFigures.counters()
 
 
 def run_counters(path: Path, service: float) -> dict[str, int]:
-    """The counters of the run that started at `service` (zero before its drainer wrote any)."""
-    return {name: getattr(DrainFigures.resume(path, service), name) for name in COUNTERS}
+    """The drainer's counters of the run that started at `service`."""
+    return DrainFigures.run_counters(path, service)
 
 
 def backlog(directory: Path) -> tuple[int, float | None]:

@@ -34,12 +34,20 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from records import spool
+from records import outbox, spool
 from records.drain_figures import DrainFigures, figures_path
 from records.handover import CrashedCall
 from records.migrate import upgrade
 from records.queries import delete_before
-from records.store import RecordRefused, is_outage, open_engine, probe, store_alerts, store_record
+from records.store import (
+    RecordRefused,
+    is_outage,
+    open_engine,
+    probe,
+    store_alerts,
+    store_delivery,
+    store_record,
+)
 from shm_ring import EndReason
 
 log = logging.getLogger(__name__)
@@ -48,6 +56,8 @@ POLL = 1.0  # seconds between looks at the spool when it is empty
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
 ORPHAN_QUIET = 60.0  # seconds a dead worker's journal must be still before it is completed
 RETENTION_EVERY = 3600.0  # seconds between RECORDS_RETENTION_DAYS sweeps
+# What stores a spool file of each "kind" (records/spool.py); a call's record has none.
+STORES = {spool.ALERTS: store_alerts, spool.DELIVERY: store_delivery}
 
 
 class Backoff:
@@ -76,8 +86,8 @@ def drain_once(engine, directory: Path, figures: DrainFigures | None = None, on_
                 raise RecordRefused(f"not JSON: {type(exc).__name__}") from None
             if not isinstance(record, dict):
                 raise RecordRefused("not a JSON object")
-            alerts = record.get("kind") == spool.ALERTS  # an alert helper's outcomes
-            new = store_alerts(engine, record) if alerts else store_record(engine, record)
+            kind = record.get("kind")  # none for a call; else an alert batch or a webhook delivery
+            new = STORES.get(kind, store_record)(engine, record)
         except FileNotFoundError:
             continue  # another drainer took it
         except RecordRefused as exc:
@@ -92,9 +102,9 @@ def drain_once(engine, directory: Path, figures: DrainFigures | None = None, on_
         path.unlink(missing_ok=True)
         moved += 1
         if new and figures is not None:
-            if alerts:
+            if kind == spool.ALERTS:
                 figures.alert_batches += 1
-            else:
+            elif kind != spool.DELIVERY:  # the sender counts those (records/outbox.py)
                 figures.stored += 1
             if on_change is not None:
                 on_change()
@@ -158,7 +168,8 @@ def run(
             moved = drain_once(engine, directory, figures, save)
             if retention_days and time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + RETENTION_EVERY
-                kept = [directory / "bad", *([Path(call_records_dir)] if call_records_dir else [])]
+                kept = [directory / "bad", outbox.outbox_dir(directory) / outbox.BAD]
+                kept += [Path(call_records_dir)] if call_records_dir else []
                 sweep_files(kept, retention_days)  # before the database: an outage must not stop it
                 sweep_old(engine, retention_days)
         except (SQLAlchemyError, OSError) as exc:

@@ -15,7 +15,12 @@ FIELDS = [c.name for c in calls.columns]
 
 
 def jsonable(value):
-    """A stored value as JSON or CSV shows it: times as ISO 8601 in UTC."""
+    """A stored value as JSON or CSV shows it: times as ISO 8601 in UTC, within the rows a
+    call holds too (its webhook deliveries have times)."""
+    if isinstance(value, list):
+        return [jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
     return value.replace(tzinfo=UTC).isoformat() if isinstance(value, datetime) else value
 
 

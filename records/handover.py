@@ -73,6 +73,7 @@ class CrashedCall:
     started_at: float  # wall clock
     currency: str
     pricing: Pricing = field(default_factory=lambda: Pricing(None, "", ""))
+    webhooks: tuple[str, ...] = ()  # the call's webhook target keys (records/spool.py::webhook_keys)
 
     def header(self, version: int) -> dict:
         return {
@@ -87,4 +88,5 @@ class CrashedCall:
             "model": self.pricing.model,
             "transcription_model": self.pricing.transcription_model,
             "currency": self.currency,
+            "webhooks": list(self.webhooks),
         }

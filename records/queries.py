@@ -13,7 +13,7 @@ from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.engine import Engine
 
 from records.privacy import mask_number, number_hash
-from records.schema import alerts, calls, events, turns
+from records.schema import alerts, calls, events, turns, webhook_deliveries
 
 TOKEN_COLUMNS = (
     "input_audio_tokens",
@@ -109,7 +109,8 @@ def iter_calls(engine: Engine, where: CallFilter = CallFilter()) -> Iterator[dic
 
 
 def find_calls(engine: Engine, call_id: str, instance: str | None = None) -> list[dict]:
-    """The call(s) with this id (one per instance that saw it), each with turns and events."""
+    """The call(s) with this id (one per instance that saw it), each with turns, events and
+    its webhook deliveries (`webhooks`)."""
     query = select(calls).where(calls.c.call_id == call_id)
     if instance:
         query = query.where(calls.c.instance == instance)
@@ -125,6 +126,10 @@ def find_calls(engine: Engine, call_id: str, instance: str | None = None) -> lis
                     if "detail" in child:
                         child["detail"] = json.loads(child["detail"] or "{}")
                 call[name] = children
+            w = webhook_deliveries.c
+            key = (w.instance == call["instance"]) & (w.call_id == call_id)
+            query = select(webhook_deliveries).where(key).order_by(w.created_at, w.target)
+            call["webhooks"] = [dict(r._mapping) for r in conn.execute(query)]
             found.append(call)
     return found
 
@@ -185,6 +190,7 @@ def delete_before(engine: Engine, cutoff: datetime, batch: int = 500) -> int:
     sent before it go too."""
     with engine.begin() as conn:
         conn.execute(delete(alerts).where(alerts.c.sent_at < cutoff))
+        conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.finished_at < cutoff))
     removed = 0
     while True:
         with engine.begin() as conn:

@@ -137,6 +137,26 @@ alerts = Table(
     Index("ix_alerts_sent_at", "sent_at"),
 )
 
+# Call webhooks (webhooks/sender.py): one row per event and receiver once its fate is known,
+# delivered or given up. Keyed by the event's id and the receiver's key (a hash of the URL,
+# never the URL), so that an outcome the drainer stores twice is stored once. Not tied to
+# the calls table: a call.started delivery is known before the call's record is.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("instance", String(64), primary_key=True),
+    Column("event_id", String(32), primary_key=True),
+    Column("target", String(16), primary_key=True),  # callbridge/call_webhooks.py::target_key
+    Column("call_id", String(ID), nullable=False, default=""),
+    Column("event_type", String(32), nullable=False),  # call.started, call.ended
+    Column("created_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp, nullable=False),  # taken, or given up
+    Column("delivered", Boolean, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("outcome", Text, nullable=False, default=""),  # "HTTP 204", or why it was given up
+    Index("ix_webhook_deliveries_call", "instance", "call_id"),
+)
+
 # The web dashboard's logins (web/): shared by every instance on the database, like the
 # history. `password` is a KDF's output with its parameters (records/accounts.py), never a
 # password.

@@ -30,12 +30,15 @@ import uuid
 from pathlib import Path
 
 from callbridge import safe_files
+from records import outbox
 from records.handover import WorkerEnding
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
+WEBHOOKS = "webhooks"  # the header's list of the call's webhook target keys (records/outbox.py)
 ALERTS = "alerts"  # the "kind" of a spool file that holds alert outcomes, not a call
+DELIVERY = "webhook_delivery"  # ... and of one that holds a webhook delivery's outcome
 JOURNAL, RECORD, TEMP = ".journal", ".json", safe_files.TEMP
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -64,6 +67,13 @@ def write_alerts(directory: Path, instance: str, outcomes: list[dict], sent_at: 
     return write_json_atomically(directory, f"{int(sent_at * 1000):013d}_+alerts-{batch_id}{RECORD}", batch)
 
 
+def write_delivery(directory: Path, outcome: dict) -> Path:
+    """A webhook delivery's outcome (webhooks/sender.py), for the drainer to store
+    (records/store.py::store_delivery); named like the alerts' batches."""
+    name = f"{int(outcome['finished_at'] * 1000):013d}_+webhook-{outcome['event_id']}-{outcome['target']}{RECORD}"
+    return write_json_atomically(directory, name, {"kind": DELIVERY, **outcome})
+
+
 def journal_path(directory: Path, call_id: str) -> Path:
     return directory / f"{file_key(call_id)}{JOURNAL}"
 
@@ -84,8 +94,15 @@ def journals(directory: Path) -> list[Path]:
 
 
 def write_record(directory: Path, record: dict) -> Path:
-    """Atomically: a reader sees no file or the whole record."""
-    return write_json_atomically(directory, record_name(record["ended_at"], record["call_id"]), record)
+    """Atomically: a reader sees no file or the whole record. Then, when the call has webhook
+    targets (the header's `webhooks`, their keys), its `call.ended` event is queued for them
+    (records/outbox.py): after the record, so that a receiver is never told of a call whose
+    record could be lost."""
+    record = dict(record)
+    targets = record.pop(WEBHOOKS, None) or ()
+    path = write_json_atomically(directory, record_name(record["ended_at"], record["call_id"]), record)
+    outbox.post(directory, "call.ended", str(record.get("instance", "")), record["call_id"], record, targets)
+    return path
 
 
 def write_json_atomically(directory: Path, name: str, content: dict, indent: int | None = None) -> Path:
@@ -99,6 +116,12 @@ def write_json_atomically(directory: Path, name: str, content: dict, indent: int
 
 
 sync_directory = safe_files.sync_directory
+
+
+def webhook_keys(settings, agent) -> list[str]:
+    """The keys of a call's webhook targets: CALL_WEBHOOKS, then its agent's own."""
+    targets = (*settings.call_webhooks, *(getattr(agent, "webhooks", None) or ()))
+    return list(dict.fromkeys(target.key for target in targets))
 
 
 def turn_entry(turn: dict, started_at: float, transcripts: bool = True) -> dict:
@@ -215,8 +238,27 @@ class CallSpool:
             "transcription_model": settings.openai_transcription_model,
             "currency": settings.records_currency,
             "worker_pid": os.getpid(),
+            WEBHOOKS: webhook_keys(settings, getattr(info, "agent", None)),
         }
         return cls(settings.spool_dir, header, settings.records_transcripts)
+
+    def announce(self, answered_ms: float | None) -> None:
+        """Queue the `call.started` event for the call's webhooks (none: nothing to do).
+        `answered_ms`: the set-up timeline's answer, ms since admission (the start)."""
+        header = self.header
+        answered_at = None if answered_ms is None else round(self.started_at + answered_ms / 1000, 3)
+        data = {
+            "call_id": header["call_id"],
+            "caller": header["caller"],
+            "caller_name": header["caller_name"],
+            "dialled": header["dialled"],
+            "agent": header["agent"],
+            "started_at": header["started_at"],
+            "answered_at": answered_at,
+        }
+        outbox.post(
+            self.directory, "call.started", header["instance"], header["call_id"], data, header[WEBHOOKS]
+        )
 
     def setup(self, timeline) -> None:
         """Journal the set-up timeline (call_worker/setup_timeline.py's SetupTimeline), once,

@@ -36,7 +36,7 @@ from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, O
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from callbridge.database_url import DatabaseUrl
-from records.schema import ID, alerts, calls, events, turns
+from records.schema import ID, alerts, calls, events, turns, webhook_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -380,6 +380,39 @@ def store_alerts(engine: Engine, batch: dict) -> bool:
     except IntegrityError:
         with engine.connect() as conn:
             if conn.execute(select(alerts.c.seq).where(key)).first() is not None:
+                return False
+        raise
+    return True
+
+
+def store_delivery(engine: Engine, outcome: dict) -> bool:
+    """One webhook delivery's outcome (records/spool.py::write_delivery). Idempotent on
+    (instance, event id, target): False when it was there already."""
+    try:
+        row = {
+            "instance": _text(outcome["instance"], 64),
+            "event_id": _text(outcome["event_id"], 32),
+            "target": _text(outcome["target"], 16),
+            "call_id": _text(outcome.get("call_id"), ID),
+            "event_type": _text(outcome.get("type"), 32),
+            "created_at": utc(_seconds(outcome.get("created_at") or outcome["finished_at"])),
+            "finished_at": utc(_seconds(outcome["finished_at"])),
+            "delivered": bool(outcome["delivered"]),
+            "attempts": _count(outcome.get("attempts")),
+            "outcome": _text(outcome.get("outcome")),
+        }
+    except Exception as exc:  # as for a call record: the content's fault
+        raise RecordRefused(f"not a webhook delivery: {exc!r}"[:300]) from None
+    t = webhook_deliveries.c
+    key = (t.instance == row["instance"]) & (t.event_id == row["event_id"]) & (t.target == row["target"])
+    try:
+        with engine.begin() as conn:
+            if conn.execute(select(t.attempts).where(key)).first() is not None:
+                return False
+            conn.execute(insert(webhook_deliveries), [row])
+    except IntegrityError:
+        with engine.connect() as conn:
+            if conn.execute(select(t.attempts).where(key)).first() is not None:
                 return False
         raise
     return True

@@ -85,7 +85,9 @@ class AsteriskSim(SimProcess):
 
     def dtmf(self, channel_id: str, digit: str) -> None:
         """The caller presses a key (a ChannelDtmfReceived event on their channel)."""
-        requests.post(f"{self.base}/sim/calls/{channel_id}/dtmf", params={"digit": digit}, timeout=5).raise_for_status()
+        requests.post(
+            f"{self.base}/sim/calls/{channel_id}/dtmf", params={"digit": digit}, timeout=5
+        ).raise_for_status()
 
     def state(self) -> dict:
         return requests.get(f"{self.base}/sim/state", timeout=5).json()

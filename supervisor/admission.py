@@ -21,6 +21,7 @@ from call_worker.call import CallInfo
 from callbridge import ids
 from callbridge.config import Settings
 from records.privacy import caller_fields, private_channel_name
+from records.spool import webhook_keys
 from shm_ring import CallSegment, SegmentExistsError, segment_name
 from supervisor.agents_side import AgentsSide
 from supervisor.caller_limit import CallerLimit
@@ -145,6 +146,7 @@ class Admission:
             segment,
             caller_hash=caller_hash,
             agent=agent.name,
+            webhooks=tuple(webhook_keys(self.settings, agent)),
         )
         self.calls[channel_id] = entry
         self.recent.mark(channel_id, time.monotonic())

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -21,13 +23,37 @@ from alerts.conditions import Notice, Tracker
 from alerts.send import send_all
 from alerts.watch import Recent, holding, opened_since
 from callbridge import safe_files
-from records import drain_figures
+from records import drain_figures, outbox
 
 log = logging.getLogger(__name__)
 
 MAX_QUEUED = 200  # notices waiting for a helper; past this the oldest are dropped, logged
 HELPER_LIMIT = 60.0  # an alert helper alive longer is killed: its deadlines should have ended it
 DRAINER_LOOK = 10.0  # seconds between looks at the drainer's figures (a stat; a read when changed)
+
+
+@dataclass
+class Watched:
+    """One figures file (records/run_figures.py) and the counter of it that feeds an alert."""
+
+    path: Path
+    figures: type
+    counter: str
+    grew: Callable[[float, int], None]  # (now, by how much): into alerts/watch.py::Recent
+    seen: tuple[float, int] | None = None  # (mtime, count) at the last look
+
+    def look(self, now: float, service: float) -> None:
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError:
+            return
+        if self.seen is not None and self.seen[0] == mtime:
+            return
+        count = self.figures.run_counters(self.path, service)[self.counter]
+        before = self.seen[1] if self.seen is not None else 0
+        self.seen = (mtime, count)
+        if count > before:
+            self.grew(now, count - before)
 
 
 class Alerting:
@@ -43,8 +69,22 @@ class Alerting:
         self.sent = self.failed = 0
         self.marker = Path(settings.state_dir) / "run" / f"{settings.instance}.running"
         self.busy_seen = 0
-        self.figures_file = drain_figures.figures_path(settings.state_dir, settings.instance)
-        self.figures_seen: tuple[float, int] | None = None  # (mtime, records set aside)
+        # The long-lived helpers' figures files with the count that is an alert: records the
+        # database refused (the drainer's), webhook events given up (the sender's).
+        self.watched = [
+            Watched(
+                drain_figures.figures_path(settings.state_dir, settings.instance),
+                drain_figures.DrainFigures,
+                "set_aside",
+                self.recent.records_set_aside,
+            ),
+            Watched(
+                outbox.figures_path(settings.state_dir, settings.instance),
+                outbox.WebhookFigures,
+                "given_up",
+                self.recent.webhooks_given_up,
+            ),
+        ]
         self.next_look = 0.0
 
     @property
@@ -78,23 +118,15 @@ class Alerting:
     def record_lost(self, now: float) -> None:
         self.recent.record_lost(now)
 
-    def watch_drainer(self, now: float, service: float) -> None:
-        """Records the drainer set aside since the last look, from its figures file (a
-        local file of a few hundred bytes, read only when it changed: no wait on the loop)."""
+    def watch_helpers(self, now: float, service: float) -> None:
+        """What the drainer set aside and the webhook sender gave up since the last look,
+        from their figures files (local files of a few hundred bytes, read only when they
+        changed: no wait on the loop)."""
         if not self.on or now < self.next_look:
             return
         self.next_look = now + DRAINER_LOOK
-        try:
-            mtime = self.figures_file.stat().st_mtime
-        except OSError:
-            return
-        if self.figures_seen is not None and self.figures_seen[0] == mtime:
-            return
-        count = drain_figures.run_counters(self.figures_file, service)["set_aside"]
-        before = self.figures_seen[1] if self.figures_seen is not None else 0
-        self.figures_seen = (mtime, count)
-        if count > before:
-            self.recent.records_set_aside(now, count - before)
+        for watched in self.watched:
+            watched.look(now, service)
 
     def call_ended(self, now: float, reason: str, errors_by_code: dict[str, int], counters: dict) -> None:
         """`counters`: the call's header snapshot at the reap (a session that opened fine

@@ -51,6 +51,7 @@ class CallEntry:
     health: dict = field(default_factory=dict)
     caller_hash: str = ""  # records/privacy.py; `caller` is masked when RECORDS_MASK_CALLERS
     agent: str = ""  # the name of the agent that answers (callbridge/agents.py)
+    webhooks: tuple[str, ...] = ()  # its webhook target keys, for a crashed call's record
     events: socket.socket | None = None  # the supervisor's end of shm_ring/call_events.py
     events_dropped: int = 0  # messages the worker's full (or closed) end did not take
 

@@ -1,7 +1,8 @@
 """Keeping one long-lived helper running: start it on the tick, start it again with growing
 delays when it exits; a helper that ran long enough to be healthy starts the delays over.
-The one owner of each long-lived helper's life: the records drainer (records/drainer.py)
-and the web helper (web/helper.py: /metrics and the dashboard).
+The one owner of each long-lived helper's life: the records drainer (records/drainer.py),
+the web helper (web/helper.py: /metrics and the dashboard) and the webhook sender
+(webhooks/sender.py).
 
 `tick` runs on the supervisor's loop and only forks (through the supervisor's `_helper`,
 which closes what is the supervisor's in the child).
@@ -20,10 +21,14 @@ HEALTHY_AFTER = 60.0  # a helper that ran this long had no start-up problem: del
 
 
 class Keeper:
-    def __init__(self, kind: str, work: Callable[[], Callable[[], object]]) -> None:
-        """`work()` builds the helper's function (called in the supervisor, at each start)."""
+    def __init__(
+        self, kind: str, work: Callable[[], Callable[[], object]], wanted: Callable[[], bool] = lambda: True
+    ) -> None:
+        """`work()` builds the helper's function (called in the supervisor, at each start);
+        `wanted()` says whether it should run at all now (the webhook sender: receivers)."""
         self.kind = kind
         self.work = work
+        self.wanted = wanted
         self.helper = None
         self.started_at = 0.0
         self.next_start = 0.0
@@ -31,7 +36,7 @@ class Keeper:
         self.starts = 0
 
     def tick(self, now: float, start_helper) -> None:
-        if self.helper is not None or now < self.next_start:
+        if self.helper is not None or now < self.next_start or not self.wanted():
             return
         self.helper = start_helper(self.kind, self.work(), self._exited)
         if self.helper is None:  # could not fork: try again later

@@ -153,4 +153,5 @@ def crashed_call(settings, entry: CallEntry) -> CrashedCall:
         started_at=entry.started_wall,
         currency=settings.records_currency,
         pricing=Pricing.for_settings(settings),
+        webhooks=entry.webhooks,
     )

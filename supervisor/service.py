@@ -53,6 +53,7 @@ from supervisor.totals import Totals
 from supervisor.transfers import Transfers
 from supervisor.turning_away import TurnAwayDesk
 from web import helper as web_helper
+from webhooks.sender import sender_work
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,16 @@ class Supervisor:
         self.keepers = [Keeper("drainer", lambda: drainer_work(settings, service))]
         if settings.metrics_listen or settings.web_listen:
             self.keepers.append(Keeper("web", self._web_work))
+        # The webhook sender (webhooks/sender.py), while any receiver is configured; the
+        # targets are read at each start, so a reload that changes them restarts it.
+        self.webhook_targets = self._webhook_targets()
+        self.keepers.append(
+            Keeper(
+                "webhooks",
+                lambda: sender_work(settings, self.webhook_targets, service),
+                wanted=lambda: bool(self.webhook_targets),
+            )
+        )
 
     # --- public, for the commands
 
@@ -214,6 +225,20 @@ class Supervisor:
         limits = capacity.effective([capacity.cgroup_limits(), capacity.machine_limits()])
         for problem in capacity.problems(self.settings.max_concurrent_calls, limits):
             log.warning("capacity: %s", problem)
+
+    def _webhook_targets(self) -> tuple:
+        """Every receiver of call events: CALL_WEBHOOKS, then each agent's own."""
+        agents = self.agents.book.agents.values()
+        found = (*self.settings.call_webhooks, *(t for agent in agents for t in agent.webhooks))
+        return tuple(dict.fromkeys(found))
+
+    def _reload(self) -> None:
+        """SIGHUP: the agents file again; a sender with other receivers starts anew."""
+        self.agents.reload()
+        targets = self._webhook_targets()
+        if targets != self.webhook_targets:
+            self.webhook_targets = targets
+            self.helpers.kill(("webhooks",))  # its keeper starts it again with the new list
 
     def _web_work(self):
         settings, parent = self.settings, os.getpid()
@@ -378,7 +403,7 @@ class Supervisor:
             elif signum == signal.SIGHUP:
                 reload = True  # several at once are one reload
         if reload:
-            self._guarded(self.agents.reload)
+            self._guarded(self._reload)
 
     def _begin_drain(self, why: str) -> None:
         self.stopping.begin_drain()
@@ -494,7 +519,7 @@ class Supervisor:
         for keeper in self.keepers:
             self._guarded(keeper.tick, now, self._helper)
         connected = self.link.events.state is LinkState.CONNECTED
-        self._guarded(self.alerting.watch_drainer, now, round(self.started_wall, 3))
+        self._guarded(self.alerting.watch_helpers, now, round(self.started_wall, 3))
         self._guarded(self.alerting.tick, now, connected, self.agents.model_shutdown_dates, self.counts.busy)
         self.helpers.kill(("reconcile",), older_than=RECONCILE_LIMIT)
         for _ in self.helpers.kill(("alert",), older_than=ALERT_HELPER_LIMIT):  # later alerts must not wait
@@ -578,7 +603,7 @@ class Supervisor:
             self._guarded(self._finish_call, entry, status)
         # Listings and lookups are of no use any more; teardown and busy helpers finish
         # their work on their own (they do not die with us).
-        self.helpers.kill(("reconcile", "resolve", "models", "drainer", "web", "budgets"))
+        self.helpers.kill(("reconcile", "resolve", "models", "drainer", "web", "webhooks", "budgets"))
         self.stopping.close()
         if self.control is not None:
             self.control.close()

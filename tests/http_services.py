@@ -1,5 +1,5 @@
 """A real HTTP server on loopback standing for a business's systems, for the HTTP tools'
-tests: it answers by path, as a CRM would (JSON), or as a broken or hostile one would
+and webhooks' tests: it answers by path, as a CRM would (JSON), or as a broken or hostile one would
 (hangs, garbage, 10 MB, an error, a redirect elsewhere), and keeps every request it got."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ class Services:
     def __init__(self) -> None:
         self.got: list[dict] = []  # method, path (raw), query, headers, body, at
         self.release = threading.Event()  # ends the hanging answers
+        self.flaky_left = 0  # /hooks/flaky answers 503 this many times, then 204
         services = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -65,6 +66,13 @@ class Services:
         if path == "/api/tickets":
             data = {"ticket": "T-1001", "received": json.loads(body or b"{}")}
             return _send(handler, 201, json.dumps(data).encode(), "application/json")
+        if path == "/hooks/ok":  # a webhook receiver that takes everything
+            return _send(handler, 204, b"", "text/plain")
+        if path == "/hooks/flaky":
+            if self.flaky_left > 0:
+                self.flaky_left -= 1
+                return _send(handler, 503, b"busy", "text/plain")
+            return _send(handler, 204, b"", "text/plain")
         if path == "/hang":
             self.release.wait(60)
             return _send(handler, 200, b"{}", "application/json")

@@ -15,7 +15,7 @@ from records_fixtures import a_record, database, db_servers  # noqa: F401 -- fix
 from webtest import ADMIN, WebServe, add_user, login
 
 from records.migrate import upgrade
-from records.store import open_engine, store_record
+from records.store import open_engine, store_delivery, store_record
 
 pytestmark = pytest.mark.slow
 
@@ -30,10 +30,30 @@ def _history(engine) -> None:
             agent="citas",
             events=[
                 {"offset_ms": 1500, "kind": "tool_call", "detail": {"name": "lookup", "ms": 120}},
+                {"offset_ms": 4000, "kind": "dtmf", "detail": {"digits": 4, "secret": True}},
                 {"offset_ms": 9000, "kind": "transferred", "detail": {"destination": "front desk"}},
             ],
         ),
     )
+    for target, delivered, outcome in (
+        ("0b7b37fc22236cd4", True, "HTTP 204"),
+        ("9f0744b75a58331c", False, "retried for too long"),
+    ):
+        store_delivery(
+            engine,
+            {
+                "instance": "clinic",
+                "event_id": "e" * 32,
+                "target": target,
+                "call_id": "1733.1",
+                "type": "call.ended",
+                "created_at": now,
+                "finished_at": now + 5,
+                "delivered": delivered,
+                "attempts": 1 if delivered else 40,
+                "outcome": outcome,
+            },
+        )
     store_record(
         engine,
         a_record(
@@ -114,6 +134,9 @@ def test_two_instances_share_the_history_and_its_users(database, tmp_path):  # n
         )
         assert "tool call" in call and "name: lookup" in call and "destination: front desk" in call
         assert "set-up: answered" in call and "set-up: bridged" in call
+        assert "digits: 4, secret: True" in call  # a secret's count, never its digits
+        assert '<tr class="webhook-delivered">' in call and "0b7b37fc22236cd4" in call and "HTTP 204" in call
+        assert '<tr class="webhook-given-up">' in call and "retried for too long" in call
         assert "input audio tokens" in call
         spanish = s.get(
             clinic.base + "/calls/clinic/1733.1", headers={"Accept-Language": "es"}, timeout=10

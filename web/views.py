@@ -239,6 +239,17 @@ def call_view(call: dict, zone: tzinfo | None) -> dict:
         "duration": duration(call.get("duration_s")),
         "turns": turns,
         "timeline": timeline,
+        "webhooks": [  # webhooks/sender.py's outcomes; a receiver by its key, never its URL
+            {
+                "event": w.get("event_type", ""),
+                "target": w.get("target", ""),
+                "fate": "delivered" if w.get("delivered") else "given up",
+                "at": local(w.get("finished_at"), zone, seconds=True),
+                "attempts": w.get("attempts", 0),
+                "outcome": w.get("outcome", ""),
+            }
+            for w in call.get("webhooks") or []
+        ],
         "audio": [
             ("frames in", call.get("frames_in", 0)),
             ("frames out", call.get("frames_out", 0)),

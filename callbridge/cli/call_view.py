@@ -12,7 +12,7 @@ from datetime import UTC, datetime, tzinfo
 
 # The call's events (records/spool.py::call_events) that go in the timeline: what the agent
 # did and a fallback the call was sent to, not the set-up marks or the end.
-ACTION_EVENTS = ("tool_call", "transfer_dialled", "transfer_failed", "transferred", "fallback")
+ACTION_EVENTS = ("tool_call", "dtmf", "transfer_dialled", "transfer_failed", "transferred", "fallback")
 
 
 def call_lines(call: dict, zone: tzinfo | None) -> list[str]:
@@ -61,6 +61,12 @@ def call_lines(call: dict, zone: tzinfo | None) -> list[str]:
             timeline.append((event["offset_ms"], "event", event_text(event)))
     for offset_ms, side, text in sorted(timeline, key=lambda item: item[0]):
         lines.append(f"  {offset_ms / 1000:7.1f}s {side:<6} {text}")
+    for delivery in call.get("webhooks") or []:  # webhooks/sender.py, by receiver key
+        fate = "delivered" if delivery["delivered"] else "given up"
+        lines.append(
+            f"  webhook   {delivery['event_type']} to {delivery['target']}: {fate} "
+            f"{local_time(delivery['finished_at'], zone)} after {delivery['attempts']} attempts ({delivery['outcome']})"
+        )
     return lines
 
 
@@ -76,6 +82,14 @@ def event_text(event: dict) -> str:
     detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
     if event["kind"] == "tool_call":
         return f"tool {detail.get('name', '?')}({detail.get('arguments', '')}) -> {json.dumps(detail.get('result'))}"
+    if event["kind"] == "dtmf":  # a secret's digits were never kept: only their count
+        if "digits" in detail:
+            digits = detail["digits"]
+            return (
+                f"keys {'*' * digits} (secret, {digits} digits)" if detail.get("secret") else f"keys {digits}"
+            )
+        action = f" -> {detail['action']} {detail.get('to') or ''}".rstrip() if detail.get("action") else ""
+        return f"key {detail.get('key', '?')}{action}"
     where = detail.get("destination") or detail.get("to") or ""
     why = detail.get("why") or detail.get("outcome") or ""
     return " ".join(part for part in (event["kind"], f"{where}:" if why else where, why) if part)

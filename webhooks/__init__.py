@@ -1,0 +1,1 @@
+"""Call webhooks: the sender that posts the calls' events to the receivers CALL_WEBHOOKS and the agents name."""
