@@ -75,6 +75,24 @@ def test_the_signature_is_an_hmac_of_t_dot_body_that_a_receiver_checks():
     assert v1 == f"v1={expected}"
 
 
+def test_the_verifier_docs_operations_md_shows_accepts_ours_and_refuses_the_rest():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    section = text[text.index("## Call webhooks") :]
+    code = section[
+        section.index("```python") + len("```python") : section.index("```", section.index("```python") + 9)
+    ]
+    scope: dict = {}
+    exec(code, scope)  # the reader's own copy, as they would paste it
+    is_callbridge = scope["is_callbridge"]
+    body = b'{"id":"e2","type":"call.started","data":{}}'
+    header = hooks.signature(SECRET.encode(), int(time.time()), body)
+    assert is_callbridge(SECRET.encode(), header, body)
+    assert not is_callbridge(SECRET.encode(), header, body.replace(b"e2", b"e3"))
+    assert not is_callbridge(
+        SECRET.encode(), hooks.signature(SECRET.encode(), int(time.time()) - 900, body), body
+    )
+
+
 def test_call_webhooks_are_checked_without_quoting_a_url():
     ok = cfg.load(
         environ={
