@@ -349,3 +349,12 @@ def test_a_services_calls_reach_the_receiver_masked_and_the_record_shows_the_del
     assert "webhook   call.ended to " in text and "delivered" in text
     log = svc.log()
     assert url not in log and SECRET not in log and "delivered (HTTP 204)" in log
+
+
+def test_the_dashboards_overview_shows_the_webhook_backlog_only_where_webhooks_are_used():
+    from web.views import health
+
+    status = {"ok": True, "supervisor": {"ari": "connected", "calls_live": 0}}
+    rows = {label: (value, state) for label, value, state in health(status, {}, {}, 0, str, 3)}
+    assert rows["webhook events waiting"] == ("3", "warn")
+    assert "webhook events waiting" not in {label for label, _, _ in health(status, {}, {}, 0, str)}

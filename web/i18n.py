@@ -157,6 +157,7 @@ SPANISH = {
     "worker crashes, last hour": "fallos de proceso, última hora",
     "records waiting": "registros pendientes",
     "records lost": "registros perdidos",
+    "webhook events waiting": "eventos de webhook pendientes",
     "model shutdown dates": "fechas de retirada de modelos",
     "the supervisor": "el supervisor",
     "not running": "no está en marcha",

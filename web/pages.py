@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
-from records import accounts, queries
+from records import accounts, outbox, queries
 from records.drain_figures import backlog
 from records.queries import CallFilter
 from web import i18n, views
@@ -284,6 +284,7 @@ async def overview(d: Dashboard, request: Request, seen: Seen) -> Response:
         waiting = (await run_in_threadpool(backlog, Path(d.settings.spool_dir)))[0]
     except OSError:
         waiting = None
+    hooks_waiting = await run_in_threadpool(_hooks_waiting, d.settings)
     shaped = await run_in_threadpool(views.overview, rows, now, d.zone)  # 15 days of rows: off the loop
     return d.render(
         request,
@@ -292,10 +293,18 @@ async def overview(d: Dashboard, request: Request, seen: Seen) -> Response:
         "Overview",
         page="overview",
         problem=problem,
-        health=views.health(status, totals if totals.get("ok") else {}, grew, waiting, seen.t),
+        health=views.health(status, totals if totals.get("ok") else {}, grew, waiting, seen.t, hooks_waiting),
         alerts=[{**a, "at": views.local(a["sent_at"], d.zone)} for a in alerts],
         **shaped,
     )
+
+
+def _hooks_waiting(settings) -> int | None:
+    """Call events in the webhook outbox; None when no webhook was ever in use."""
+    spool_dir = Path(settings.spool_dir)
+    if not settings.call_webhooks and not outbox.queues(spool_dir):
+        return None
+    return outbox.backlog(spool_dir)[0]
 
 
 # --- agents

@@ -365,8 +365,11 @@ def overview(rows: list[dict], now: datetime, zone: tzinfo | None) -> dict:
     }
 
 
-def health(status: dict, totals: dict, grew: dict, waiting: int | None, t) -> list[tuple[str, str, str]]:
-    """(label, value, state) rows of the service's health; state is "", "good", "warn" or "bad"."""
+def health(
+    status: dict, totals: dict, grew: dict, waiting: int | None, t, hooks_waiting: int | None = None
+) -> list[tuple[str, str, str]]:
+    """(label, value, state) rows of the service's health; state is "", "good", "warn" or "bad".
+    `hooks_waiting`: call events in the webhook outbox (records/outbox.py); None: no webhooks."""
     sup = status.get("supervisor") if status.get("ok") else None
     if sup is None:
         return [("the supervisor", t("not running") + f" ({status.get('error', '')})", "bad")]
@@ -390,6 +393,11 @@ def health(status: dict, totals: dict, grew: dict, waiting: int | None, t) -> li
         ),
         ("records waiting", "-" if waiting is None else str(waiting), "warn" if waiting else ""),
         ("records lost", str(totals.get("records_lost", 0)), "bad" if totals.get("records_lost") else "good"),
+        *(
+            [("webhook events waiting", str(hooks_waiting), "warn" if hooks_waiting else "good")]
+            if hooks_waiting is not None
+            else []
+        ),
         (
             "model shutdown dates",
             ", ".join(f"{m}: {d}" for m, d in shutdown.items()) or "-",
