@@ -141,6 +141,7 @@ class Adapter(ABC):
     """One voice protocol. Commands return the message texts to send, in order."""
 
     name: str
+    tools: tuple = ()  # call_worker/tools.py ToolSpecs: every session opens with them
 
     @abstractmethod
     def connect(self, timeout: float, opening_id: str) -> WsLink:
@@ -154,6 +155,10 @@ class Adapter(ABC):
     @abstractmethod
     def respond(self, instructions: str, purpose: str = "", event_id: str = "") -> list[str]:
         """Ask for a reply now, with its own instructions (greeting, goodbye)."""
+
+    @abstractmethod
+    def tools_update(self, event_id: str) -> list[str]:
+        """Offer `tools` as they are now (tools listed after the session opened: MCP's)."""
 
     @abstractmethod
     def quiet(self, event_id: str) -> list[str]:

@@ -243,6 +243,7 @@ class Call:
 
         opener = threading.Thread(target=open_realtime, name="realtime-open", daemon=True)
         opener.start()
+        self.conversation.start_tools()  # the agent's MCP servers, if any: listed meanwhile
         media = self.media = MediaLoop(
             self.sock,
             self.header,

@@ -29,12 +29,13 @@ from collections.abc import Callable
 
 from call_worker import adapter as seam
 from call_worker import realtime_protocol as proto
+from call_worker.external_tools import ExternalCalls
 from call_worker.goodbye import Goodbye
-from call_worker.http_calls import HttpCalls, Outcome
 from call_worker.keypad import KeyOutcome, Keypad
+from call_worker.mcp_calls import McpTool
 from call_worker.playback import AudioItem, Playback, Truncation
 from call_worker.session_updates import SessionUpdates
-from call_worker.tools import Pending, ToolBox
+from call_worker.tools import Pending, ToolBox, ToolSpec
 from call_worker.transcript import Transcript
 from call_worker.wake import Waker
 from call_worker.ws_link import Closed, WsLink
@@ -114,13 +115,11 @@ class Conversation:
         # response.done, when every parallel call's output has been queued.
         self._tool_replies: set[str] = set()
         self._preambles: set[str] = set()  # replies that began with a preamble (for the log)
-        self._fillers: set[str] = set()  # replies whose HTTP tool calls got a filler asked
+        self._fillers: set[str] = set()  # replies whose HTTP or MCP tool calls got a filler asked
         self._opening_id = ""  # the current session's opening update: refused, the call fails
-        # HTTP tool calls being sent (call_worker/http_calls.py): call_id -> (the call, its
-        # reply, the deadline by which the model is answered whatever the server does).
-        self._pending_http: dict[str, tuple[seam.ToolCall, float]] = {}
-        self._http_outcomes: deque[Outcome] = deque()  # posted by the pool threads
-        self.http_calls = HttpCalls(self._http_done)
+        # HTTP and MCP tool calls while they run (call_worker/external_tools.py).
+        servers = tuple(toolbox.agent.mcp.values()) if toolbox is not None else ()
+        self.external = ExternalCalls(loop_wake.wake, servers)
         self.keypad = Keypad(toolbox.agent.keypad) if toolbox is not None else None
         self._bad_event_logged = False
         self._asked_until = 0.0
@@ -204,8 +203,8 @@ class Conversation:
             self._after_reply.append(("tell", texts, True))
         if self.goodbye.requested:
             self._tell_requests.clear()  # a goodbye began: it has the last word
-        if self._http_outcomes or self._pending_http:
-            self._settle_http(now)
+        if self.external.busy:
+            self._settle_external(now)
         if self.keypad is not None and self.keypad.collecting:
             self._keys(self.keypad.tick(now))
         if self._after_reply:
@@ -284,6 +283,10 @@ class Conversation:
         if self._after_reply:
             self._send_after_reply()
 
+    def start_tools(self) -> None:
+        """(set-up) Connect to the agent's MCP servers, whose tools come during the call."""
+        self.external.start()
+
     def flush(self) -> None:
         if self.link is not None:
             self.link.flush()
@@ -292,7 +295,7 @@ class Conversation:
         """(main thread, the loop stopped) End the session."""
         self.header.set(Slot.REALTIME_STATE, RealtimeState.CLOSED)
         self._drop_link()
-        self.http_calls.close()
+        self.external.close()
         while self._arrivals:  # an opener finished after the loop stopped
             arrival = self._arrivals.popleft()
             if not isinstance(arrival, seam.ConnectError):
@@ -325,6 +328,8 @@ class Conversation:
                 self.settings.openai_realtime_model,
                 self.settings.openai_api_shape.upper(),
             )
+        if self.toolbox is not None and self.toolbox.mcp_tools:
+            self._send_tools()  # the opening may have been built before they were listed
         if greet and self.settings.openai_greeting:
             self._send_texts(self.adapter.respond(self.settings.openai_greeting))
         self._uplink_held = False  # the backlog follows the history it answers
@@ -434,7 +439,7 @@ class Conversation:
         # Tool results name the lost session's calls; what the main thread asked for stays.
         self._after_reply = deque(item for item in self._after_reply if item[0] == "tell")
         self._tool_replies.clear()
-        self._pending_http.clear()  # their outputs would name the lost session's calls
+        self.external.clear()  # their outputs would name the lost session's calls
         self._cut_replies.clear()
         self._preambles.clear()
         self._fillers.clear()
@@ -579,8 +584,8 @@ class Conversation:
         header.set(Slot.INPUT_CACHED_TOKENS, usage["input_cached_tokens"])
         self.transcript.response_ended(list(event.item_ids))
         self.goodbye.on_response_done(event.response_id, self.active_response is not None)
-        if not any(call.response_id == event.response_id for call, _ in self._pending_http.values()):
-            # its HTTP tools answered already (a fast server): no filler needed before the answer
+        if not self.external.waiting_for(event.response_id):
+            # its HTTP or MCP tools answered already (a fast server): no filler needed before the answer
             self._after_reply = deque(item for item in self._after_reply if item[0] != "filler")
         self._reply_after_tools(event.response_id)
         if self._after_reply:
@@ -634,7 +639,7 @@ class Conversation:
         else:
             output, respond = self.toolbox.handle(event)
         if isinstance(output, Pending):
-            self._send_http(event, output, respond)
+            self._send_external(event, output, respond)
             return
         # Whether the model said a preamble ("let me check") before the call: the log shows
         # what the caller heard while the tool ran (callbridge asks for nothing meanwhile).
@@ -666,18 +671,17 @@ class Conversation:
         outputs is queued (an HTTP tool's may come after the reply's response.done)."""
         if response_id not in self._tool_replies or response_id == self.active_response:
             return
-        if any(call.response_id == response_id for call, _ in self._pending_http.values()):
+        if self.external.waiting_for(response_id):
             return
         self._tool_replies.discard(response_id)
         self._after_reply.append(("reply", self.adapter.reply(), True))
 
-    def _send_http(self, event: seam.ToolCall, pending: Pending, respond: bool) -> None:
-        """An HTTP tool call: sent from a pool thread, answered at its outcome or deadline.
-        While it runs the caller hears the agent: its preamble, else a filler it is asked
-        for once its reply is done."""
+    def _send_external(self, event: seam.ToolCall, pending: Pending, respond: bool) -> None:
+        """An HTTP or MCP tool call: sent from a thread of its own, answered at its outcome
+        or deadline. While it runs the caller hears the agent: its preamble, else a filler
+        it is asked for once its reply is done."""
         tool = pending.tool
-        self._pending_http[event.call_id] = (event, time.monotonic() + tool.timeout_seconds)
-        self.http_calls.submit(event.call_id, tool, pending.request)
+        self.external.submit(event, pending)
         if not respond or self.goodbye.requested:
             return
         if event.response_id and event.response_id == self.active_response:
@@ -689,31 +693,35 @@ class Conversation:
             )
         self._send_after_reply()
 
-    def _http_done(self, outcome: Outcome) -> None:
-        """(a pool thread) An HTTP tool call's outcome: the loop answers the model."""
-        self._http_outcomes.append(outcome)
-        self.loop_wake.wake()
-
-    def _settle_http(self, now: float) -> None:
-        """Answer the model for each HTTP tool call whose outcome came or whose deadline
-        passed (a late outcome is then dropped: the model has had its answer)."""
-        answered = []
-        while self._http_outcomes:
-            outcome = self._http_outcomes.popleft()
-            if outcome.call_id in self._pending_http:
-                answered.append((outcome.call_id, outcome.output, outcome.detail))
-        for call_id, (call, deadline) in self._pending_http.items():
-            if now >= deadline and all(call_id != a[0] for a in answered):
-                tool = self.toolbox.agent.http_tools[call.name]
-                error = {"error": f"{call.name} did not answer within {tool.timeout_seconds:g} s"}
-                answered.append(
-                    (call_id, error, {"outcome": "timeout", "ms": round(tool.timeout_seconds * 1000)})
-                )
-        for call_id, output, detail in answered:
-            call, _deadline = self._pending_http.pop(call_id)
-            self.toolbox.settled_http(call, output, detail)
-            self._after_reply.append(("tool", self.adapter.tool_result(call_id, json.dumps(output)), False))
+    def _settle_external(self, now: float) -> None:
+        """Answer the model for each HTTP or MCP tool call whose outcome came or whose
+        deadline passed; offer the tools an MCP server listed."""
+        tools = self.external.take_listed()
+        if tools:
+            self._offer(tools)
+        for call, output, detail in self.external.settle(now):
+            self.toolbox.settled_external(call, output, detail)
+            self._after_reply.append(
+                ("tool", self.adapter.tool_result(call.call_id, json.dumps(output)), False)
+            )
             self._reply_after_tools(call.response_id)
+
+    def _offer(self, tools: list[McpTool]) -> None:
+        """An MCP server's tools, listed after the call began: the model gets them in a
+        session.update of the tools (and every later session opens with them)."""
+        self.toolbox.offer(tools)
+        self.adapter.tools = (
+            *self.adapter.tools,
+            *(ToolSpec(t.name, t.description, t.parameters) for t in tools),
+        )
+        self._send_tools()
+
+    def _send_tools(self) -> None:
+        if self.link is None:
+            return  # the next session opens with them
+        event_id = f"cb_tools_{next(self._opening_ids)}"
+        if self._send_texts(self.adapter.tools_update(event_id)):
+            self.updates.sent(event_id)
 
     def _on_error(self, event: seam.ServiceError) -> None:
         self.last_error_code = event.code

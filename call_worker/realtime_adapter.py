@@ -98,6 +98,11 @@ class RealtimeAdapter(seam.Adapter):
             event["event_id"] = event_id
         return [json.dumps(event)]
 
+    def tools_update(self, event_id: str) -> list[str]:
+        event = proto.tools_update(self.tools, self.beta)
+        event["event_id"] = event_id
+        return [json.dumps(event)]
+
     def quiet(self, event_id: str) -> list[str]:
         event = proto.session_update_no_responses(self.settings)
         event["event_id"] = event_id

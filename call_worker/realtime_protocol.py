@@ -206,6 +206,14 @@ def session_update(settings: Settings, tools=()) -> dict:
     return {"type": "session.update", "session": session}
 
 
+def tools_update(tools, beta: bool) -> dict:
+    """A session.update of the tools alone (the rest of the session stays as it is)."""
+    session = {"tools": tool_definitions(tools), "tool_choice": "auto"}
+    if not beta:
+        session["type"] = "realtime"
+    return {"type": "session.update", "session": session}
+
+
 def session_update_no_responses(settings: Settings) -> dict:
     """Turn detection stays on (speech is still heard and transcribed) but creates and
     interrupts no response. Only the input side is sent: the voice may not change once

@@ -14,8 +14,11 @@ dialling a destination wait on Asterisk.
                       Unknown, or one already in progress: the model is told why.
     an HTTP tool      the agent's own (callbridge/http_tools.py): arguments that cannot make
                       a request are told to the model at once; else the call is `Pending`,
-                      the conversation has it sent (call_worker/http_calls.py) and answers
-                      the model with the outcome (`settled_http`).
+                      the conversation has it sent (call_worker/external_tools.py) and
+                      answers the model with the outcome (`settled_external`).
+    an MCP tool       one an agent's MCP server listed and the agent allows (`offer`, soon
+                      after the call starts; call_worker/mcp_calls.py): arguments that are
+                      not a JSON object are told to the model at once; else `Pending` too.
 
 Each call's tool use is bounded (the agent's `limits`, callbridge/agents.py::ToolLimits):
 transfer attempts, tool errors and tool calls of any kind. Past a limit the model is told
@@ -33,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from call_worker.adapter import ToolCall
+from call_worker.mcp_calls import McpTool
 from callbridge.agents import Agent, Destination
 from callbridge.http_tools import ArgumentError, HttpTool, Request, request_for, spec_parameters
 
@@ -52,10 +56,10 @@ class ToolSpec:
 
 @dataclass(frozen=True)
 class Pending:
-    """An HTTP tool call to send: its output comes later (ToolBox.settled_http)."""
+    """An HTTP or MCP tool call to send: its output comes later (ToolBox.settled_external)."""
 
-    tool: HttpTool
-    request: Request
+    tool: HttpTool | McpTool
+    request: Request | dict  # an HTTP request, or an MCP tool's arguments
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,12 @@ class ToolBox:
         self._lock = threading.Lock()  # `busy` is set by the media loop, cleared by the main thread
         self.calls = self.errors = self.transfers = 0  # for the limits
         self._told: set[str] = set()  # limits the model was told about
+        self.mcp_tools: dict[str, McpTool] = {}  # listed by the agent's MCP servers (media loop)
+
+    def offer(self, tools: list[McpTool]) -> None:
+        """(media loop) An MCP server's tools, as it listed them, that the agent allows."""
+        for tool in tools:
+            self.mcp_tools[tool.name] = tool
 
     def handle(self, call: ToolCall) -> tuple[dict | Pending, bool]:
         """The output to send back for `call` (or, for an HTTP tool, the request to send
@@ -150,8 +160,8 @@ class ToolBox:
             self.on_action(action)
         return output, respond
 
-    def settled_http(self, call: ToolCall, output: dict, detail: dict) -> None:
-        """(media loop) An HTTP tool call's outcome, as the model is told it."""
+    def settled_external(self, call: ToolCall, output: dict, detail: dict) -> None:
+        """(media loop) An HTTP or MCP tool call's outcome, as the model is told it."""
         with self._lock:
             self.errors += "error" in output
         self._record(call, output, detail or {})
@@ -219,6 +229,15 @@ class ToolBox:
                 return Pending(tool, request_for(tool, call.arguments, MAX_ARGUMENTS)), True, None
             except ArgumentError as exc:
                 return {"error": f"{tool.name}: {exc}"}, True, None
+        listed = self.mcp_tools.get(call.name)
+        if listed is not None:
+            try:
+                arguments = json.loads(call.arguments[:MAX_ARGUMENTS] or "{}")
+            except (ValueError, RecursionError):
+                arguments = None
+            if not isinstance(arguments, dict):
+                return {"error": f"{listed.name}: the arguments must be a JSON object"}, True, None
+            return Pending(listed, arguments), True, None
         if call.name != TRANSFER_CALL or not self.agent.transfers:
             log.warning("the model called an unknown tool %r; telling it so", call.name[:64])
             return {"error": f"no tool named {call.name[:64]!r}"}, True, None

@@ -54,6 +54,10 @@ def describe_book(book: AgentBook) -> str:
             lines.append(f"    transfer:  {dest.name} -> {dest.target} ({mode}) {dest.description}".rstrip())
         for tool in agent.http_tools.values():
             lines.append(f"    tool:      {tool.describe()}")
+        for server in agent.mcp.values():
+            lines.append(f"    tools:     {server.describe()}")
+        if agent.webhooks:
+            lines.append(f"    webhooks:  {', '.join(str(t) for t in agent.webhooks)}")
         if agent.fallback is not None:
             lines.append(f"    fallback:  {agent.fallback}")
         if agent.daily_budget is not None:

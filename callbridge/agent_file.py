@@ -24,6 +24,7 @@ from callbridge.call_webhooks import read_agent_webhooks
 from callbridge.config import ConfigError, Settings
 from callbridge.dialplan import DialplanTarget
 from callbridge.http_tools import read_tools
+from callbridge.mcp_servers import read_servers
 
 LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})?")
 TOP_KEYS = ("agents", "fallback")
@@ -44,6 +45,7 @@ AGENT_KEYS = (
     "daily_budget",
     "limits",
     "tools",
+    "mcp",
     "dtmf",
     "turns",
     "noise_reduction",
@@ -251,6 +253,7 @@ def _agent(r: Reader, name: str, table: dict, base: Path) -> Agent:
         if destination is not None:
             transfers[dest_name] = destination
     fallback = r.target((*where, "fallback"), table["fallback"]) if "fallback" in table else None
+    http_tools = read_tools(r, (*where, "tools"), table.get("tools", {}))
     agent = Agent(
         name=name,
         numbers=tuple(numbers),
@@ -267,7 +270,8 @@ def _agent(r: Reader, name: str, table: dict, base: Path) -> Agent:
         hours=hours,
         outside_hours=r.text(where, table, "outside_hours"),
         limits=_limits(r, (*where, "limits"), table.get("limits", {})),
-        http_tools=read_tools(r, (*where, "tools"), table.get("tools", {})),
+        http_tools=http_tools,
+        mcp=read_servers(r, (*where, "mcp"), table.get("mcp", {}), set(http_tools)),
         keypad=read_keypad(r, (*where, "dtmf"), table.get("dtmf", {}), transfers),
         webhooks=read_agent_webhooks(r, where, table.get("webhooks")),
         turns=_turns(r, (*where, "turns"), table.get("turns", {})),

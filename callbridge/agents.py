@@ -24,6 +24,7 @@ from callbridge.call_webhooks import Target
 from callbridge.config import Settings
 from callbridge.dialplan import DialplanTarget
 from callbridge.http_tools import HttpTool
+from callbridge.mcp_servers import McpServer
 
 __all__ = [
     "Agent",
@@ -121,6 +122,8 @@ class Agent:
     transcription_keywords: tuple[str, ...] | None = None
     # The business's systems the model may call (callbridge/http_tools.py), by tool name.
     http_tools: dict[str, HttpTool] = field(default_factory=dict)
+    # MCP servers whose listed tools the model may call (callbridge/mcp_servers.py), by name.
+    mcp: dict[str, McpServer] = field(default_factory=dict)
     keypad: KeyPlan = field(default_factory=KeyPlan)  # what the caller's key presses do
     webhooks: tuple[Target, ...] = ()  # where this agent's calls are told of, besides CALL_WEBHOOKS
 

@@ -194,16 +194,17 @@ class Session:
             code, message, param = refused
             self.record("sim", {"type": "<session.update refused>", "code": code, "param": param})
             return self.error(code, message, event_id=event.get("event_id"))
-        self.config = session
+        self.config = {**self.config, **session}  # what an update leaves out stays, as the server keeps it
         self.tools.configure(session)
         if self.beta:
             self.turn_detection = session.get("turn_detection", self.turn_detection)
-            fmt = session.get("input_audio_format", "pcm16")
-            self.law = "alaw" if fmt == "g711_alaw" else "ulaw"
+            if "input_audio_format" in session:
+                self.law = "alaw" if session["input_audio_format"] == "g711_alaw" else "ulaw"
         else:
             audio_in = (session.get("audio") or {}).get("input") or {}
             self.turn_detection = audio_in.get("turn_detection", self.turn_detection)
-            self.law = "alaw" if (audio_in.get("format") or {}).get("type") == "audio/pcma" else "ulaw"
+            if "format" in audio_in:
+                self.law = "alaw" if (audio_in.get("format") or {}).get("type") == "audio/pcma" else "ulaw"
         silence = realtime_settings.end_of_turn_silence_ms(self.turn_detection)
         if (self.law, silence) != (self.vad.law, self.vad.silence_ms):  # keep a turn in progress
             self.vad = Vad(self.law, silence_ms=silence)
