@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from shm_ring import END_SIGNAL, CallSegment, CallState, EndReason, RealtimeState, Slot, TransferState
+from supervisor.key_presses import KeyPresses
 
 
 class Phase(Enum):
@@ -54,6 +55,7 @@ class CallEntry:
     webhooks: tuple[str, ...] = ()  # its webhook target keys, for a crashed call's record
     events: socket.socket | None = None  # the supervisor's end of shm_ring/call_events.py
     events_dropped: int = 0  # messages the worker's full (or closed) end did not take
+    keys: KeyPresses = field(default_factory=KeyPresses)  # one event per key press
 
     @property
     def header(self):

@@ -370,7 +370,14 @@ class Supervisor:
         self._notify_status()
 
     def _key_pressed(self, entry: CallEntry, event: dict) -> None:
-        """ChannelDtmfReceived on a caller's channel: on to its worker, never waiting for it."""
+        """ChannelDtmfReceived on a caller's channel: on to its worker, never waiting for it;
+        once per press (supervisor/key_presses.py)."""
+        try:
+            duration = int(event.get("duration_ms") or 0)
+        except (TypeError, ValueError):
+            duration = 0
+        if not entry.keys.is_new(str(event.get("digit", "")), duration, time.monotonic()):
+            return
         try:
             message = call_events.dtmf(str(event.get("digit", "")))
         except call_events.EventError as exc:

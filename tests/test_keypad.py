@@ -191,3 +191,20 @@ def test_a_secret_code_reaches_the_model_and_nothing_else(calls, asterisk, realt
     assert "9731" not in text
     events = [e for e in json.loads(text)["events"] if e["kind"] == "dtmf"]
     assert [e["detail"] for e in events] == [{"digits": 4, "secret": True}]
+
+
+def test_one_press_reported_again_and_again_by_asterisk_is_one_press():
+    from supervisor.key_presses import KeyPresses
+
+    keys = KeyPresses()
+    # Asterisk's growing series for one press of 5 (seen with sipp on Asterisk 22), then a
+    # second real press of 5 after a pause, then 0.
+    reports = [("5", d, t) for d, t in ((0, 0.0), (20, 0.09), (40, 0.18), (60, 0.27), (200, 0.45))]
+    reports += [("5", 0, 0.9), ("5", 20, 0.99), ("0", 0, 1.5), ("0", 180, 1.69)]
+    kept = [digit for digit, duration, at in reports if keys.is_new(digit, duration, at)]
+    assert kept == ["5", "5", "0"]
+    # Quick real presses of one key, each reported once with its own duration: all kept.
+    keys = KeyPresses()
+    assert all(keys.is_new("1", 120, at) for at in (0.0, 0.25, 0.5))
+    keys = KeyPresses()
+    assert [keys.is_new("2", d, t) for d, t in ((80, 0.0), (80, 0.12), (60, 0.24))] == [True, True, True]

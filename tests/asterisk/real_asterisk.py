@@ -176,11 +176,15 @@ class Asterisk:
         number: str = "100",
         second: bool = False,
         loops: int = 1,
+        keys: tuple[tuple[int, str], ...] = (),
     ) -> subprocess.Popen:
         """Start sipp placing `calls` calls to `number` that stream `wav` `loops` times (-1:
         for as long as the call lasts, as a phone sends) and hang up after `hold_ms`.
         `second`: a second sipp running beside the first, on its own SIP port and the upper
-        half of the RTP range (Asterisk identifies sipp by address alone)."""
+        half of the RTP range (Asterisk identifies sipp by address alone). `keys`: (pause in
+        ms, digits) pairs the caller presses after the audio started, each after its pause
+        (RFC 4733 events, sipp's play_dtmf, which plays in the background: a pause must
+        outlast the digits before it, about 0.6 s each, or the next press cuts them)."""
         sip_port = self.ports.sipp + (1 if second else 0)
         low, high = self.ports.sipp_rtp
         middle = (low + high) // 2
@@ -191,7 +195,7 @@ class Asterisk:
         scenario = (
             (HERE / "scenarios/caller.xml.in")
             .read_text()
-            .format(hold_ms=hold_ms, wav=str(inside / f"{name}.wav"), loops=loops)
+            .format(hold_ms=hold_ms, wav=str(inside / f"{name}.wav"), loops=loops, keys=_key_presses(keys))
         )
         (self.run_dir / f"{name}.xml").write_text(scenario)
         args = [
@@ -232,6 +236,14 @@ class Asterisk:
         return subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
         )
+
+
+def _key_presses(keys: tuple[tuple[int, str], ...]) -> str:
+    """The scenario's key presses: for each, a pause and sipp's play_dtmf."""
+    return "".join(
+        f'  <pause milliseconds="{pause_ms}"/>\n  <nop><action><exec play_dtmf="{digits}"/></action></nop>\n'
+        for pause_ms, digits in keys
+    )
 
 
 class Capture:
