@@ -1,7 +1,9 @@
 """Calling an agent's MCP servers (callbridge/mcp_servers.py) on a thread of their own.
 
-Only a call whose agent names a server makes an `McpCalls`, and only its thread imports the
-MCP SDK (the `callbridge[mcp]` extra): a call without MCP keeps today's memory and start-up.
+Only a call whose agent names a server makes an `McpCalls`. The MCP SDK (the `callbridge[mcp]`
+extra) is imported by the supervisor once an agent names a server (`preload`), so that no
+call pays its half second of import while its audio plays; without such an agent nothing
+imports it, and a call without MCP keeps today's memory and start-up.
 The thread runs one asyncio loop with one task per server, which connects (streamable
 HTTP, the agent's headers), lists the server's tools and keeps those the agent allows
 (`on_listed`, per server as each answers: a slow server does not hold up another), then
@@ -50,6 +52,26 @@ class McpTool:
     @property
     def filler(self) -> str:
         return self.server.filler
+
+
+def preload() -> float | None:
+    """Import the SDK now (the supervisor does, when an agent names an MCP server): workers
+    forked afterwards find it loaded and share its pages. Imported in a call instead, it held
+    the interpreter long enough to delay that call's audio frames by up to 56 ms, and the
+    first HTTP client by 10 ms more (bench/tools_bench.py). Seconds it took, or None when
+    the extra is not installed."""
+    began = time.monotonic()
+    try:
+        import httpx2  # noqa: F401
+        from mcp import Client  # noqa: F401
+        from mcp.client.streamable_http import streamable_http_client  # noqa: F401
+        from mcp.shared._httpx_utils import create_mcp_http_client  # noqa: F401
+    except ImportError:
+        return None
+    # The first HTTP client loads the CA certificates into an SSL context that later clients
+    # reuse: another 10 ms with the interpreter held, better spent here than in a call.
+    httpx2.AsyncClient()
+    return time.monotonic() - began
 
 
 class McpCalls:

@@ -9,10 +9,12 @@ outside it without a restart (SIGHUP). Nothing here waits: the budgets' seed and
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable
 
+from call_worker import mcp_calls
 from callbridge.agent_file import AgentFileError
 from callbridge.agents import AgentBook, load_book
 from callbridge.config import Settings
@@ -52,6 +54,27 @@ class AgentsSide:
         self.models_checking = False  # a "models" helper is running
         self.models = "unchecked"  # the last model check's worst finding, for status
         self.model_shutdown_dates: dict[str, str] = {}
+        self.mcp_loaded = False
+
+    def preload_mcp(self) -> None:
+        """Once some agent names an MCP server: the SDK is imported here, before the workers
+        are forked, not in a call while its audio plays (call_worker/mcp_calls.py::preload).
+        At start, and at a reload that adds the first server (a one-off half second of this
+        loop; the calls' audio is the workers')."""
+        if self.mcp_loaded or not any(agent.mcp for agent in self.book.agents.values()):
+            return
+        self.mcp_loaded = True
+        took = mcp_calls.preload()
+        if took is None:
+            log.error(
+                "agents name MCP servers, but the MCP SDK is not installed (pip install 'callbridge[mcp]'): "
+                "their tools are not offered"
+            )
+        else:
+            # Its tens of thousands of objects are kept out of every later collection: a
+            # worker's first full collection walked them all, a 20 ms pause in its audio.
+            gc.freeze()
+            log.info("MCP SDK loaded for the agents' MCP servers (%.0f ms)", took * 1000)
 
     def summary(self) -> dict:
         spent = self.budgets.as_dict()
@@ -96,6 +119,7 @@ class AgentsSide:
             return False
         old, self.book = self.book, book
         log.info("SIGHUP: agents file read again (%d agents): %s", len(book.agents), book.changes_from(old))
+        self.guarded(self.preload_mcp)
         self.guarded(self.seed_budgets)
         return True
 

@@ -56,6 +56,7 @@ class CallEntry:
     events: socket.socket | None = None  # the supervisor's end of shm_ring/call_events.py
     events_dropped: int = 0  # messages the worker's full (or closed) end did not take
     keys: KeyPresses = field(default_factory=KeyPresses)  # one event per key press
+    key_presses: int = 0  # passed to the worker (status)
 
     @property
     def header(self):
@@ -119,6 +120,7 @@ class CallEntry:
             ),
             "reconnects": h.get(Slot.RECONNECTS),
             "tool_calls": h.get(Slot.TOOL_CALLS),
+            "key_presses": self.key_presses,
             "transfer": _transfer_state(h),
             **self.health,
         }

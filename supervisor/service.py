@@ -106,6 +106,7 @@ class Supervisor:
         self.agents = AgentsSide(
             settings, book, self.started_wall, start_helper, self._guarded, self.stopping
         )
+        self.agents.preload_mcp()
         self.link = AsteriskLink(settings, self.selector, start_helper, self._on_connect)
         self.desk = TurnAwayDesk(settings, start_helper, self.recent, self.counts)
         self.transfers = Transfers(self.ids, self._start_teardown)  # supervisor/transfers.py
@@ -383,7 +384,9 @@ class Supervisor:
         except call_events.EventError as exc:
             log.warning("ignoring a key press event: %s", exc, extra={"call_id": entry.call_id})
             return
-        if entry.events is None or not call_events.send(entry.events, message):
+        if entry.events is not None and call_events.send(entry.events, message):
+            entry.key_presses += 1
+        else:
             entry.events_dropped += 1
             if entry.events_dropped == 1:
                 log.warning("a key press could not be passed to the worker", extra={"call_id": entry.call_id})

@@ -61,6 +61,7 @@ SPANISH = {
     "Underruns": "Vacíos de audio",
     "Barge-ins": "Interrupciones",
     "Tool calls": "Herramientas",
+    "Key presses": "Teclas",
     "Transfer": "Transferencia",
     "CPU %": "CPU %",
     "Memory MB": "Memoria MB",
