@@ -55,6 +55,7 @@ ASK_WAIT = 3.0  # seconds a queued reply request waits for the one before it to 
 MIN_ATTEMPT = 0.5  # a handshake given less than this is not worth starting
 BACKLOG_CHUNK = 3200  # bytes per append when replaying the backlog (200 ms)
 _FRAMES_TO_REALTIME = int(Slot.FRAMES_TO_REALTIME)
+SCHEMA_MAX = 16384  # characters of one MCP tool's argument schema offered to the model
 
 
 class Conversation:
@@ -120,6 +121,7 @@ class Conversation:
         # HTTP and MCP tool calls while they run (call_worker/external_tools.py).
         servers = tuple(toolbox.agent.mcp.values()) if toolbox is not None else ()
         self.external = ExternalCalls(loop_wake.wake, servers)
+        self._tool_updates: dict[str, list[McpTool]] = {}  # tools update event_id -> the tools it added
         self.keypad = Keypad(toolbox.agent.keypad) if toolbox is not None else None
         self._bad_event_logged = False
         self._asked_until = 0.0
@@ -708,20 +710,43 @@ class Conversation:
 
     def _offer(self, tools: list[McpTool]) -> None:
         """An MCP server's tools, listed after the call began: the model gets them in a
-        session.update of the tools (and every later session opens with them)."""
-        self.toolbox.offer(tools)
+        session.update of the tools (and every later session opens with them). A tool whose
+        schema is larger than SCHEMA_MAX is not offered: the service could refuse the update."""
+        kept = []
+        for tool in tools:
+            if len(json.dumps(tool.parameters)) > SCHEMA_MAX:
+                log.warning(
+                    "MCP tool %s.%s: its argument schema is too large to offer", tool.server.name, tool.name
+                )
+            else:
+                kept.append(tool)
+        if not kept:
+            return
+        self.toolbox.offer(kept)
         self.adapter.tools = (
             *self.adapter.tools,
-            *(ToolSpec(t.name, t.description, t.parameters) for t in tools),
+            *(ToolSpec(t.name, t.description, t.parameters) for t in kept),
         )
-        self._send_tools()
+        self._send_tools(kept)
 
-    def _send_tools(self) -> None:
+    def _send_tools(self, added: list[McpTool] = ()) -> None:
         if self.link is None:
             return  # the next session opens with them
         event_id = f"cb_tools_{next(self._opening_ids)}"
         if self._send_texts(self.adapter.tools_update(event_id)):
             self.updates.sent(event_id)
+            self._tool_updates[event_id] = list(added) or list(self.toolbox.mcp_tools.values())
+
+    def _withdraw(self, tools: list[McpTool]) -> None:
+        """The service refused the update offering these tools: they are taken back, or every
+        later session would open with them and be refused too (a refused opening ends the call)."""
+        names = {tool.name for tool in tools}
+        log.warning(
+            "Realtime refused the MCP tools %s; they are not offered in this call", ", ".join(sorted(names))
+        )
+        for name in names:
+            self.toolbox.mcp_tools.pop(name, None)
+        self.adapter.tools = tuple(spec for spec in self.adapter.tools if spec.name not in names)
 
     def _on_error(self, event: seam.ServiceError) -> None:
         self.last_error_code = event.code
@@ -749,3 +774,5 @@ class Conversation:
         if event.cause is not None:
             self.updates.refused(event.cause)  # a refused update is never acknowledged
             self.goodbye.on_error(self.active_response is not None, event.cause)
+            if event.cause in self._tool_updates:
+                self._withdraw(self._tool_updates.pop(event.cause))

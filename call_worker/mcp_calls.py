@@ -33,7 +33,7 @@ from callbridge.mcp_servers import McpServer
 log = logging.getLogger(__name__)
 
 SSE_EVENT_MAX = 1024 * 1024  # bytes one streamed answer may buffer in the SDK
-CLOSE_WAIT = 2.0  # seconds `close` waits for the sessions to end politely
+LIST_PAGES = 20  # pages of a server's tool list read at most
 
 
 @dataclass(frozen=True)
@@ -101,17 +101,22 @@ class McpCalls:
                 Outcome(call_id, {"error": f"{tool.name} is not available now"}, {"outcome": "unavailable"})
             )
             return
-        self._loop.call_soon_threadsafe(queue.put_nowait, (call_id, tool, arguments))
+        try:
+            self._loop.call_soon_threadsafe(queue.put_nowait, (call_id, tool, arguments))
+        except RuntimeError:  # the loop ended meanwhile (its last server failed): told at once
+            self.on_done(
+                Outcome(call_id, {"error": f"{tool.name} is not available now"}, {"outcome": "unavailable"})
+            )
 
     def close(self) -> None:
-        """The call is over: each session is ended (the thread is a daemon: a server that
-        does not answer the goodbye is left to it)."""
+        """The call is over: each session is asked to end, without waiting for it (the
+        caller's teardown comes next and must not wait on a server; the thread is a daemon,
+        and ends with the worker)."""
         if self._loop is not None and self._stop is not None:
             try:
                 self._loop.call_soon_threadsafe(self._shut)
             except RuntimeError:  # the loop has already ended
                 return
-            self._thread.join(CLOSE_WAIT)
 
     def _shut(self) -> None:
         """(the loop) Each server's task ends at its queue's None; one still connecting is
@@ -164,19 +169,29 @@ class McpCalls:
 
         started = time.monotonic()
         headers = {name: value.reveal() for name, value in server.headers}
-        http = create_mcp_http_client(headers=headers, timeout=httpx2.Timeout(server.timeout_seconds))
+        # No read timeout: the SDK keeps a stream open to hear the server, idle for minutes;
+        # connecting and listing are bounded below, and each call by its own timeout.
+        http = create_mcp_http_client(
+            headers=headers, timeout=httpx2.Timeout(server.timeout_seconds, read=None)
+        )
         calls: set = set()
         try:
             async with asyncio.timeout(server.timeout_seconds) as limit:
                 async with http:
                     transport = streamable_http_client(
-                        server.url, http_client=http, max_sse_event_size=SSE_EVENT_MAX
+                        server.url.reveal(), http_client=http, max_sse_event_size=SSE_EVENT_MAX
                     )
                     async with Client(transport) as client:
-                        listing = await client.list_tools()
+                        offered, cursor = [], None
+                        for _page in range(LIST_PAGES):  # a server may list its tools in pages
+                            listing = await client.list_tools(cursor=cursor)
+                            offered += listing.tools
+                            cursor = listing.next_cursor
+                            if not cursor:
+                                break
                         limit.reschedule(None)  # connected: from now on each call has its own
                         self._connecting.discard(asyncio.current_task())
-                        self._listed(server, listing.tools, time.monotonic() - started)
+                        self._listed(server, offered, time.monotonic() - started)
                         queue = self._queues[server.name]
                         while (item := await queue.get()) is not None:  # None: the call is over
                             task = asyncio.ensure_future(self._call(client, *item))

@@ -86,6 +86,10 @@ def setup(level: str = "info", fmt: str = "text", file_path: str = "") -> None:
     # Third-party chatter that would otherwise print URLs and headers at debug level.
     for noisy in ("websockets", "urllib3", "websocket"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+    # httpx2 (under the MCP SDK) logs every request's URL at INFO, and a hosted MCP server's
+    # URL may hold its key: it and the SDK say warnings only, whatever LOG_LEVEL.
+    for quiet in ("httpx2", "httpcore2", "httpcore", "mcp"):
+        logging.getLogger(quiet).setLevel(max(logging.WARNING, root.level))
     # alembic says at INFO what it sets up and which migrations it ran, at every start of the
     # drainer: start-up output is for what an operator must read.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

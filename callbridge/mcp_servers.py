@@ -10,7 +10,9 @@ of them an agent may use is the file's: `tools` lists them by name, and a tool t
 offers beyond that list is never shown to the model. The same limits as an HTTP tool's apply
 to each call: a timeout after which the model is told the tool did not answer, the most of
 an answer the model is given, the filler said while it runs. Header values may name
-environment variables (`${TICKETS_TOKEN}`), kept as secrets like an HTTP tool's.
+environment variables (`${TICKETS_TOKEN}`), kept as secrets like an HTTP tool's; so may
+the URL (a hosted server's key is often in its path), which is never shown or logged:
+`callbridge agents` shows its host.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from callbridge.agent_file_reader import Reader, dotted, type_name
-from callbridge.http_tools import RESERVED, SIZE_MAX, TIMEOUT_MAX, VARIABLE, read_headers
-from callbridge.secret import Secret
+from callbridge.http_tools import RESERVED, SIZE_MAX, TIMEOUT_MAX, expand, read_headers
+from callbridge.secret import Secret, register
 
 SERVER_KEYS = ("url", "headers", "tools", "timeout_seconds", "max_response_bytes", "filler")
 TOOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
@@ -33,7 +35,7 @@ SIZE_DEFAULT = 16384  # characters of a tool's answer the model is given
 @dataclass(frozen=True)
 class McpServer:
     name: str
-    url: str  # streamable HTTP endpoint; credentials go in headers
+    url: Secret  # streamable HTTP endpoint; a hosted server's may hold its key: never shown
     tools: tuple[str, ...]  # the server's tools this agent may use, by name
     headers: tuple[tuple[str, Secret], ...] = ()
     timeout_seconds: float = TIMEOUT_DEFAULT
@@ -43,9 +45,8 @@ class McpServer:
     def describe(self) -> str:
         """For `callbridge agents`: no header value, no secret."""
         headers = f", headers {', '.join(name for name, _ in self.headers)}" if self.headers else ""
-        return (
-            f"mcp {self.name}: {self.url} tools {', '.join(self.tools)} ({self.timeout_seconds:g} s{headers})"
-        )
+        host = urlsplit(self.url.reveal()).hostname or "?"
+        return f"mcp {self.name}: {host} tools {', '.join(self.tools)} ({self.timeout_seconds:g} s{headers})"
 
 
 def read_servers(
@@ -64,8 +65,11 @@ def read_servers(
             r.problem(dotted(*at), f"must be a table with url and tools (got {type_name(body)})")
             continue
         r.unknown(at, body, SERVER_KEYS)
-        url = r.text(at, body, "url", required=True)
-        _check_url(r, at, url)
+        text = r.text(at, body, "url", required=True)
+        url = expand(r, dotted(*at, "url"), text, environ) or Secret("")
+        _check_url(r, at, url.reveal())
+        if url:
+            register(url.reveal())  # a key in its path or query is redacted should it reach a log line
         tools = body.get("tools")
         if not isinstance(tools, list) or not tools or not all(isinstance(t, str) for t in tools):
             r.problem(
@@ -103,5 +107,5 @@ def _check_url(r: Reader, at: tuple[str, ...], url: str) -> None:
         return
     if parts.scheme not in ("http", "https") or not parts.hostname:
         r.problem(key, "must be an http:// or https:// URL with a host (MCP's streamable HTTP)")
-    if parts.username or parts.password or VARIABLE.search(url):
-        r.problem(key, "must not hold credentials: put them in headers")
+    if parts.username or parts.password:
+        r.problem(key, "must not hold a user or password: put credentials in headers")

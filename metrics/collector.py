@@ -84,7 +84,7 @@ class SupervisorCollector(Collector):
 
     def webhooks(self, service) -> dict:
         """The webhook sender's counters for this run, and the outbox's backlog, read now."""
-        waiting, oldest = outbox.backlog(Path(self.spool_dir))
+        waiting, oldest = outbox.backlog(Path(self.spool_dir), self.instance)
         return {
             **outbox.WebhookFigures.run_counters(Path(self.webhook_figures_file), service),
             "waiting": waiting,

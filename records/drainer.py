@@ -168,7 +168,7 @@ def run(
             moved = drain_once(engine, directory, figures, save)
             if retention_days and time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + RETENTION_EVERY
-                kept = [directory / "bad", outbox.outbox_dir(directory) / outbox.BAD]
+                kept = [directory / "bad", *(directory / outbox.OUTBOX).glob(f"*/{outbox.BAD}")]
                 kept += [Path(call_records_dir)] if call_records_dir else []
                 sweep_files(kept, retention_days)  # before the database: an outage must not stop it
                 sweep_old(engine, retention_days)

@@ -3,8 +3,11 @@ receiver that is down or slow costs a call nothing and loses nothing.
 
 Layout, under the instance's spool directory:
 
-    webhooks/<target key>/<created ns>_<event id>.json    one event for one receiver
-    webhooks/bad/<target key>_<created ns>_<event id>.json    given up: retried too long
+    webhooks/<instance>/<target key>/<created ns>_<event id>.json    one event for one receiver
+    webhooks/<instance>/bad/<target key>_<created ns>_<event id>.json    given up
+
+Per instance, because instances may share a spool directory (RECORDS_SPOOL_DIR): each
+instance's sender takes its own events only, and records their outcomes as its own.
 
 A target key names a receiver without its URL (callbridge/call_webhooks.py::target_key). An
 event is written once per receiver (temp file, fsync, rename: whole or not at all), by
@@ -22,11 +25,12 @@ only counted), for `call.started` who called whom and which agent answers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,11 +40,19 @@ from records.run_figures import RunFigures
 log = logging.getLogger(__name__)
 
 OUTBOX, BAD = "webhooks", "bad"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 EVENT = ".json"
 
 
-def outbox_dir(spool_dir: Path) -> Path:
-    return Path(spool_dir) / OUTBOX
+def outbox_dir(spool_dir: Path, instance: str) -> Path:
+    return Path(spool_dir) / OUTBOX / (_UNSAFE.sub("_", instance) or "_")
+
+
+def event_id(instance: str, call_id: str, kind: str) -> str:
+    """The same for every copy of one call's event: a record rebuilt after a crash whose
+    worker had already queued `call.ended` queues it again under the same id, which a
+    receiver can drop (X-Callbridge-Event-Id)."""
+    return hashlib.sha256(f"{instance}\x00{call_id}\x00{kind}".encode()).hexdigest()[:32]
 
 
 def post(spool_dir: Path, kind: str, instance: str, call_id: str, data: dict, targets) -> int:
@@ -50,7 +62,7 @@ def post(spool_dir: Path, kind: str, instance: str, call_id: str, data: dict, ta
         return 0
     created_at = time.time()
     event = {
-        "id": uuid.uuid4().hex,
+        "id": event_id(instance, call_id, kind),
         "type": kind,
         "created_at": round(created_at, 3),
         "instance": instance,
@@ -62,7 +74,7 @@ def post(spool_dir: Path, kind: str, instance: str, call_id: str, data: dict, ta
     for key in dict.fromkeys(targets):
         if not key.isalnum():  # a key is hex: anything else is not ours to make a directory of
             continue
-        directory = outbox_dir(spool_dir) / key
+        directory = outbox_dir(spool_dir, instance) / key
         try:
             directory.mkdir(parents=True, exist_ok=True)
             safe_files.write_text(directory / name, json.dumps(event, ensure_ascii=False), durable=True)
@@ -84,10 +96,10 @@ def _stamp() -> int:
     return _last_stamp
 
 
-def queues(spool_dir: Path) -> list[Path]:
-    """Each receiver's queue directory (not bad/)."""
+def queues(spool_dir: Path, instance: str) -> list[Path]:
+    """Each receiver's queue directory of this instance (not bad/)."""
     try:
-        return sorted(p for p in outbox_dir(spool_dir).iterdir() if p.is_dir() and p.name != BAD)
+        return sorted(p for p in outbox_dir(spool_dir, instance).iterdir() if p.is_dir() and p.name != BAD)
     except OSError:
         return []
 
@@ -100,11 +112,11 @@ def waiting(queue: Path) -> list[Path]:
         return []
 
 
-def backlog(spool_dir: Path) -> tuple[int, float | None]:
+def backlog(spool_dir: Path, instance: str) -> tuple[int, float | None]:
     """(events waiting for any receiver, the oldest one's time in unix seconds or None): from
     the names alone, as records/drain_figures.py::backlog does for records."""
     count, oldest = 0, None
-    for queue in queues(spool_dir):
+    for queue in queues(spool_dir, instance):
         try:
             names = os.listdir(queue)
         except OSError:
@@ -121,7 +133,7 @@ def backlog(spool_dir: Path) -> tuple[int, float | None]:
 
 def set_aside(path: Path) -> Path:
     """Move a queued event to bad/ (raises OSError when it cannot be moved)."""
-    bad = path.parent.parent / BAD  # webhooks/<key>/<event> -> webhooks/bad/
+    bad = path.parent.parent / BAD  # webhooks/<instance>/<key>/<event> -> webhooks/<instance>/bad/
     bad.mkdir(exist_ok=True)
     target = bad / f"{path.parent.name}_{path.name}"
     os.replace(path, target)

@@ -8,14 +8,17 @@ same digit each time, with a growing `duration_ms` (0, 20, 40, ... 200). A calle
 "55501#" reached the model as "555555555555". Two real presses of one key end at least a
 tone and a pause apart, and each reports its own duration from zero; so an event for the
 same digit as the last, within REPEAT_WINDOW of it and with a longer duration, is the same
-press going on, and is dropped.
+press going on, and is dropped. Times are Asterisk's own (the event's `timestamp`), not
+when the supervisor's loop read the event: after a pause of the loop, events queued on
+the link arrive together, and two real presses must not look like one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-REPEAT_WINDOW = 0.2  # seconds between two reports of one press (Asterisk's are ~90 ms apart)
+REPEAT_WINDOW = 0.15  # seconds between two reports of one press (Asterisk's are ~90 ms apart)
 
 
 @dataclass
@@ -28,3 +31,12 @@ class KeyPresses:
             return True
         same_press = digit == last[0] and now - last[2] <= REPEAT_WINDOW and duration_ms > last[1]
         return not same_press
+
+
+def event_time(event: dict, fallback: float) -> float:
+    """An ARI event's `timestamp` ("2026-12-07T08:02:37.683+0000") in seconds; `fallback`
+    when it has none or it cannot be read."""
+    try:
+        return datetime.strptime(str(event["timestamp"]), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+    except (KeyError, ValueError):
+        return fallback

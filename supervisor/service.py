@@ -29,6 +29,7 @@ from call_worker import process
 from callbridge import __version__, capacity
 from callbridge.agents import AgentBook, load_book
 from callbridge.config import Settings
+from records import outbox
 from records.drainer import drainer_work
 from shm_ring import EndReason, Slot, call_events, start_tracker, sweep
 from supervisor import asterisk_work, systemd
@@ -45,6 +46,7 @@ from supervisor.exits import describe_status, signal_name
 from supervisor.health import HealthMonitor
 from supervisor.helpers import Helpers
 from supervisor.keeper import Keeper
+from supervisor.key_presses import event_time
 from supervisor.loop_watch import LoopWatch
 from supervisor.reaping import CallEnds
 from supervisor.recent import RecentIds
@@ -155,14 +157,16 @@ class Supervisor:
         self.keepers = [Keeper("drainer", lambda: drainer_work(settings, service))]
         if settings.metrics_listen or settings.web_listen:
             self.keepers.append(Keeper("web", self._web_work))
-        # The webhook sender (webhooks/sender.py), while any receiver is configured; the
+        # The webhook sender (webhooks/sender.py), while any receiver is configured or
+        # events wait for one (a receiver removed: they go to bad/ in their time); the
         # targets are read at each start, so a reload that changes them restarts it.
         self.webhook_targets = self._webhook_targets()
+        self.webhooks_wanted = self._webhooks_wanted()
         self.keepers.append(
             Keeper(
                 "webhooks",
                 lambda: sender_work(settings, self.webhook_targets, service),
-                wanted=lambda: bool(self.webhook_targets),
+                wanted=lambda: self.webhooks_wanted,
             )
         )
 
@@ -233,12 +237,19 @@ class Supervisor:
         found = (*self.settings.call_webhooks, *(t for agent in agents for t in agent.webhooks))
         return tuple(dict.fromkeys(found))
 
+    def _webhooks_wanted(self) -> bool:
+        """At start and at a reload only: a look at the outbox is a directory listing."""
+        return bool(self.webhook_targets) or bool(
+            outbox.queues(self.settings.spool_dir, self.settings.instance)
+        )
+
     def _reload(self) -> None:
         """SIGHUP: the agents file again; a sender with other receivers starts anew."""
         self.agents.reload()
         targets = self._webhook_targets()
         if targets != self.webhook_targets:
             self.webhook_targets = targets
+            self.webhooks_wanted = self._webhooks_wanted()
             self.helpers.kill(("webhooks",))  # its keeper starts it again with the new list
 
     def _web_work(self):
@@ -377,7 +388,10 @@ class Supervisor:
             duration = int(event.get("duration_ms") or 0)
         except (TypeError, ValueError):
             duration = 0
-        if not entry.keys.is_new(str(event.get("digit", "")), duration, time.monotonic()):
+        if not entry.keys.is_new(str(event.get("digit", "")), duration, event_time(event, time.time())):
+            log.debug(
+                "key %s: the same press reported again", event.get("digit"), extra={"call_id": entry.call_id}
+            )
             return
         try:
             message = call_events.dtmf(str(event.get("digit", "")))

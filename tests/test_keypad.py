@@ -199,8 +199,8 @@ def test_one_press_reported_again_and_again_by_asterisk_is_one_press():
     keys = KeyPresses()
     # Asterisk's growing series for one press of 5 (seen with sipp on Asterisk 22), then a
     # second real press of 5 after a pause, then 0.
-    reports = [("5", d, t) for d, t in ((0, 0.0), (20, 0.09), (40, 0.18), (60, 0.27), (200, 0.45))]
-    reports += [("5", 0, 0.9), ("5", 20, 0.99), ("0", 0, 1.5), ("0", 180, 1.69)]
+    reports = [("5", d, t) for d, t in ((0, 0.0), (20, 0.09), (40, 0.18), (60, 0.27), (80, 0.36))]
+    reports += [("5", 0, 0.9), ("5", 20, 0.99), ("0", 0, 1.5), ("0", 20, 1.59)]
     kept = [digit for digit, duration, at in reports if keys.is_new(digit, duration, at)]
     assert kept == ["5", "5", "0"]
     # Quick real presses of one key, each reported once with its own duration: all kept.
@@ -208,3 +208,15 @@ def test_one_press_reported_again_and_again_by_asterisk_is_one_press():
     assert all(keys.is_new("1", 120, at) for at in (0.0, 0.25, 0.5))
     keys = KeyPresses()
     assert [keys.is_new("2", d, t) for d, t in ((80, 0.0), (80, 0.12), (60, 0.24))] == [True, True, True]
+
+
+def test_presses_are_timed_by_asterisk_not_by_when_the_supervisor_reads_them():
+    from supervisor.key_presses import KeyPresses, event_time
+
+    assert event_time({"timestamp": "2026-12-07T08:02:37.683+0000"}, 0.0) == 1796630557.683
+    assert event_time({"timestamp": "garbage"}, 5.0) == event_time({}, 5.0) == 5.0
+    # "55" typed, the loop paused, both events read at once: two presses by Asterisk's clock.
+    keys = KeyPresses()
+    first = event_time({"timestamp": "2026-12-07T08:02:37.683+0000"}, 0.0)
+    second = event_time({"timestamp": "2026-12-07T08:02:38.083+0000"}, 0.0)
+    assert keys.is_new("5", 120, first) and keys.is_new("5", 160, second)

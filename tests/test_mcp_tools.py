@@ -102,12 +102,23 @@ def book_of(text: str, tmp_path) -> agents.AgentBook:
 def test_a_server_is_declared_with_the_tools_the_agent_may_use_and_its_secret_is_never_shown(tmp_path):
     book = book_of(agent_toml("https://mcp.example.net/mcp"), tmp_path)
     [server] = book.agents["isp"].mcp.values()
-    assert server.name == "tickets" and server.url == "https://mcp.example.net/mcp"
+    assert server.name == "tickets" and server.url.reveal() == "https://mcp.example.net/mcp"
     assert server.tools == ("open_ticket", "slow_lookup", "long_report", "broken")
     assert server.timeout_seconds == 3.0 and server.max_response_bytes == 2048
     assert dict(server.headers)["Authorization"].reveal() == f"Bearer {TOKEN}"
     shown = describe_book(book)
-    assert "mcp tickets: https://mcp.example.net/mcp tools open_ticket" in shown and TOKEN not in shown
+    assert "mcp tickets: mcp.example.net tools open_ticket" in shown and TOKEN not in shown
+
+
+def test_a_key_in_the_servers_url_comes_from_the_environment_and_is_never_shown(tmp_path, monkeypatch):
+    monkeypatch.setenv("MCP_KEY", "k-9f31c7a2")
+    book = book_of(agent_toml("https://mcp.example.net/${MCP_KEY}/mcp"), tmp_path)
+    [server] = book.agents["isp"].mcp.values()
+    assert server.url.reveal() == "https://mcp.example.net/k-9f31c7a2/mcp"
+    assert "k-9f31c7a2" not in describe_book(book) and "k-9f31c7a2" not in repr(server)
+    from callbridge.secret import redact
+
+    assert "k-9f31c7a2" not in redact("GET https://mcp.example.net/k-9f31c7a2/mcp")
 
 
 @pytest.mark.parametrize(
@@ -116,7 +127,7 @@ def test_a_server_is_declared_with_the_tools_the_agent_may_use_and_its_secret_is
         ('url = "https://m.example/mcp"', "tools: must list the server's tools"),
         ('url = "https://m.example/mcp"\ntools = []', "tools: must list the server's tools"),
         ('url = "ftp://m.example/mcp"\ntools = ["a"]', "must be an http:// or https:// URL"),
-        ('url = "https://u:pw@m.example/mcp"\ntools = ["a"]', "must not hold credentials"),
+        ('url = "https://u:pw@m.example/mcp"\ntools = ["a"]', "must not hold a user or password"),
         ('url = "https://m.example/mcp"\ntools = ["end_call"]', "'end_call' is already a tool"),
         ('url = "https://m.example/mcp"\ntools = ["a b"]', "is not a tool name"),
         ('url = "https://m.example/mcp"\ntools = ["a"]\ntimeout_seconds = 99', "timeout_seconds"),
@@ -183,7 +194,7 @@ class Collected:
 def server_of(url: str, token: str = TOKEN, timeout: float = 3.0, tools=None) -> McpServer:
     return McpServer(
         "tickets",
-        url,
+        Secret(url),
         tuple(tools or ("open_ticket", "slow_lookup", "long_report", "broken", "not_there")),
         headers=(("Authorization", Secret(f"Bearer {token}")),),
         timeout_seconds=timeout,

@@ -208,7 +208,7 @@ def test_events_reach_the_receiver_signed_in_order_and_leave_the_outbox(tmp_path
             assert (
                 set(body) == {"id", "type", "created_at", "instance", "data"} and body["instance"] == "test"
             )
-        assert outbox.backlog(s.spool) == (0, None)
+        assert outbox.backlog(s.spool, "test") == (0, None)
         # Each outcome waits in the spool for the drainer: the call's record shows it.
         outcomes = wait_for(lambda: len(s.outcomes()) == 5 and s.outcomes())
         assert {o["call_id"] for o in outcomes} == {f"c{n}" for n in range(5)}
@@ -242,8 +242,8 @@ def test_a_hanging_receiver_holds_its_own_queue_only(tmp_path, receiver):
         wait_for(lambda: any(r["query"] == "case=lanes" for r in got(receiver, "/hooks/ok")), timeout=5)
         assert time.monotonic() - began < 3.0  # not behind the hanging one's 10 s read timeout
         # the other's copy leaves once its answer is read; the hanging receiver's still waits
-        wait_for(lambda: outbox.backlog(s.spool)[0] == 1, timeout=3)
-        assert len(outbox.waiting(outbox.outbox_dir(s.spool) / hooks.target_key(hang))) == 1
+        wait_for(lambda: outbox.backlog(s.spool, "test")[0] == 1, timeout=3)
+        assert len(outbox.waiting(outbox.outbox_dir(s.spool, "test") / hooks.target_key(hang))) == 1
 
 
 def test_hostile_answers_cost_a_delivery_nothing_and_a_redirect_is_not_followed(tmp_path, receiver):
@@ -256,7 +256,7 @@ def test_hostile_answers_cost_a_delivery_nothing_and_a_redirect_is_not_followed(
         assert time.monotonic() - began < 3.0  # its body is never read
         wait_for(lambda: s.figures()["failures"] >= 2, what="the redirect retried")
         assert not any(r["path"] == "/api/lines/stolen" for r in receiver.got[before:])
-        assert outbox.backlog(s.spool)[0] == 1  # the redirect's copy waits for a real answer
+        assert outbox.backlog(s.spool, "test")[0] == 1  # the redirect's copy waits for a real answer
 
 
 def test_an_event_retried_too_long_is_given_up_into_bad_and_alerted(tmp_path, receiver):
@@ -264,7 +264,7 @@ def test_an_event_retried_too_long_is_given_up_into_bad_and_alerted(tmp_path, re
         s.post("call.ended", "g1", {"n": 1})
         wait_for(lambda: s.figures()["given_up"] == 1, timeout=10, what="given up")
         assert s.figures()["failures"] >= 2
-        [kept] = list((outbox.outbox_dir(s.spool) / outbox.BAD).iterdir())
+        [kept] = list((outbox.outbox_dir(s.spool, "test") / outbox.BAD).iterdir())
         assert json.loads(kept.read_text())["call_id"] == "g1"
         [outcome] = wait_for(lambda: s.outcomes())
         assert outcome["delivered"] is False and outcome["outcome"] == "retried for too long"
@@ -279,13 +279,30 @@ def test_a_queue_without_a_configured_url_and_broken_event_files_do_not_stop_the
     ok = f"{receiver.base}/hooks/ok?case=broken"
     with Sender(tmp_path, [ok], give_up_after=2.0) as s:
         s.post("call.ended", "u1", {"n": 1}, urls=["https://removed.example/h"])  # no URL for its key
-        queue = outbox.outbox_dir(s.spool) / hooks.target_key(ok)
+        queue = outbox.outbox_dir(s.spool, "test") / hooks.target_key(ok)
         queue.mkdir(parents=True)
         (queue / "0000000000001_broken.json").write_bytes(b"\xff{not json")
         s.post("call.ended", "u2", {"n": 2})
         wait_for(lambda: s.figures()["delivered"] == 1, what="the good event after the broken one")
         wait_for(lambda: s.figures()["given_up"] == 2, what="the broken file and the orphan set aside")
-        assert outbox.backlog(s.spool) == (0, None)
+        assert outbox.backlog(s.spool, "test") == (0, None)
+
+
+def test_an_event_the_receiver_refuses_for_good_is_set_aside_and_another_instances_are_left(
+    tmp_path, receiver
+):
+    gone = f"{receiver.base}/hooks/gone"  # 404: not this event, not ever
+    with Sender(tmp_path, [gone]) as s:
+        outbox.post(s.spool, "call.ended", "other", "o1", {"n": 0}, [hooks.target_key(gone)])  # not ours
+        s.post("call.ended", "r1", {"n": 1})
+        wait_for(lambda: s.figures()["given_up"] == 1, what="set aside after three refusals")
+        assert s.figures()["failures"] == 3
+        [outcome] = wait_for(lambda: s.outcomes())
+        assert outcome["outcome"] == "refused by the receiver (HTTP 404)" and outcome["attempts"] == 3
+        assert outbox.backlog(s.spool, "other")[0] == 1  # the other instance's sender will send it
+    # The same call's event queued twice (a record rebuilt after a crash) has one id.
+    assert outbox.event_id("a", "c1", "call.ended") == outbox.event_id("a", "c1", "call.ended")
+    assert outbox.event_id("a", "c1", "call.ended") != outbox.event_id("b", "c1", "call.ended")
 
 
 def test_the_metrics_show_deliveries_by_outcome_and_the_backlog():

@@ -302,9 +302,9 @@ async def overview(d: Dashboard, request: Request, seen: Seen) -> Response:
 def _hooks_waiting(settings) -> int | None:
     """Call events in the webhook outbox; None when no webhook was ever in use."""
     spool_dir = Path(settings.spool_dir)
-    if not settings.call_webhooks and not outbox.queues(spool_dir):
+    if not settings.call_webhooks and not outbox.queues(spool_dir, settings.instance):
         return None
-    return outbox.backlog(spool_dir)[0]
+    return outbox.backlog(spool_dir, settings.instance)[0]
 
 
 # --- agents

@@ -7,8 +7,9 @@ refuses holds its own queue only, never another's, and never a call (the workers
 write files). A lane posts its oldest event; on a 2xx the file goes, on anything else
 (no connection, a timeout, a 3xx, 4xx or 5xx) it waits a doubling delay (1 s up to
 10 min) and tries the same event again, so one receiver's events arrive in the order they
-happened. An event older than CALL_WEBHOOK_RETRY_HOURS is moved to the outbox's `bad/`,
-logged and counted (`given_up`); the supervisor alerts on the count as it does on
+happened. An event older than CALL_WEBHOOK_RETRY_HOURS, or refused with a 4xx that is not
+about timing (REFUSED) three times, is moved to the outbox's `bad/`, logged and counted
+(`given_up`); the supervisor alerts on the count as it does on
 records the database refused (supervisor/alerting.py).
 
 Each attempt is signed afresh (callbridge/call_webhooks.py: `t` is the attempt's time) and
@@ -46,6 +47,11 @@ POLL = 0.5  # seconds between looks at an empty queue, and at the outbox for new
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 600.0
 TIMEOUT = (5.0, 10.0)  # connect, each read
 USER_AGENT = "callbridge-webhooks"
+# A receiver's answers that mean "not this event, not ever" (a 4xx but a timeout, too early,
+# too many): after a few such answers the event is set aside, so that one event it will not
+# take (a 413 for a long transcript) does not hold up every later one for a day.
+REFUSED = frozenset(range(400, 500)) - {408, 425, 429}
+REFUSED_ATTEMPTS = 3
 
 
 @dataclass
@@ -68,8 +74,9 @@ class Shared:
             self.save()
 
 
-def deliver(session: requests.Session, url: str, secret: bytes, event: dict) -> tuple[bool, str]:
-    """One attempt: (taken, what happened in a few words; never the URL)."""
+def deliver(session: requests.Session, url: str, secret: bytes, event: dict) -> tuple[bool, str, int]:
+    """One attempt: (taken, what happened in a few words, never the URL; the HTTP status, 0
+    for no answer)."""
     body = json.dumps(
         {key: event.get(key) for key in ("id", "type", "created_at", "instance", "data")},
         ensure_ascii=False,
@@ -88,10 +95,10 @@ def deliver(session: requests.Session, url: str, secret: bytes, event: dict) -> 
             url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False, stream=True
         )
     except requests.RequestException as exc:
-        return False, type(exc).__name__
+        return False, type(exc).__name__, 0
     status = reply.status_code
     reply.close()
-    return 200 <= status < 300, f"HTTP {status}"
+    return 200 <= status < 300, f"HTTP {status}", status
 
 
 class Lane:
@@ -154,7 +161,7 @@ class Lane:
                 self.unknown_logged = True
             return False
         attempts = int(event.get("attempts") or 0) + 1
-        taken, how = deliver(self.session, self.target.url.reveal(), self.shared.secret, event)
+        taken, how, status = deliver(self.session, self.target.url.reveal(), self.shared.secret, event)
         if taken:
             path.unlink(missing_ok=True)
             self.shared.count("delivered")
@@ -168,9 +175,12 @@ class Lane:
             )
             return True
         self.shared.count("failures")
+        if status in REFUSED and attempts >= REFUSED_ATTEMPTS:  # it will not take this one, ever
+            return self._set_aside(path, {**event, "attempts": attempts}, f"refused by the receiver ({how})")
         event["attempts"] = attempts
         try:  # the count of attempts survives a restart of the sender (the file is rewritten whole)
-            safe_files.write_text(path, json.dumps(event, ensure_ascii=False))
+            if path.exists():
+                safe_files.write_text(path, json.dumps(event, ensure_ascii=False))
         except OSError:
             pass
         log.warning(
@@ -252,7 +262,7 @@ def run(
     log.info("webhook sender started: %d receivers", len(by_key))
     try:
         while os.getppid() == parent_pid:
-            for queue in outbox.queues(spool_dir):
+            for queue in outbox.queues(spool_dir, instance):
                 if queue.name not in lanes:
                     lanes[queue.name] = lane = Lane(queue, by_key.get(queue.name), shared)
                     lane.start()
