@@ -65,6 +65,8 @@ class AgentActions:
         self.on_event = on_event  # (kind, detail): an event of the call's record
         self.actions: list[Action] = []  # appended by the media loop (list.append is atomic)
         self.blind: tuple[Destination, int, float] | None = None  # destination, place, deadline
+        self.holds: dict[str, str] = {}  # reply id -> the playback of its tools' hold sound
+        self._holds_made = 0
 
     @property
     def busy(self) -> bool:
@@ -78,7 +80,9 @@ class AgentActions:
         end = False
         while self.actions:
             action = self.actions.pop(0)
-            if action.kind == "end" and not ending:
+            if action.kind in ("hold", "unhold"):
+                self._hold(action, ending)
+            elif action.kind == "end" and not ending:
                 log.info("the agent ends the call (end_call)")
                 self.transfer.cancel()
                 self.blind = None
@@ -111,6 +115,30 @@ class AgentActions:
                 return Step(transferred=True)
             self._failed(Failed(self.transfer.destination, "the line was lost while connecting", 0))
         return Step(wake_at=self.transfer.deadline if self.transfer.active else None)
+
+    def _hold(self, action: Action, ending: bool) -> None:
+        """A tool's hold sound on the call's bridge, while the reply's tool calls run (not
+        once the call is ending); stopped when they are answered. A sound Asterisk cannot
+        play costs the caller the sound only: one warning."""
+        if action.kind == "unhold":
+            playback = self.holds.pop(action.call_id, None)
+            if playback is not None:
+                try:
+                    self.ari.stop_playback(playback)
+                except AriError as exc:
+                    log.warning("cannot stop the hold sound: %s", exc)
+            return
+        if ending or action.call_id in self.holds:
+            return
+        self._holds_made += 1
+        playback = f"{self.bridge_id}-hold-{self._holds_made}"
+        try:
+            self.ari.play_on_bridge(self.bridge_id, action.media, playback)
+        except AriError as exc:
+            log.warning("cannot play the hold sound %s: %s", action.media, exc)
+            return
+        self.holds[action.call_id] = playback
+        log.info("hold sound %s while the tool runs", action.media)
 
     def _start(self, destination: Destination, now: float) -> None:
         place = list(self.agent.transfers).index(destination.name)

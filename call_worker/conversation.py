@@ -35,7 +35,7 @@ from call_worker.keypad import KeyOutcome, Keypad
 from call_worker.mcp_calls import McpTool
 from call_worker.playback import AudioItem, Playback, Truncation
 from call_worker.session_updates import SessionUpdates
-from call_worker.tools import Pending, ToolBox, ToolSpec
+from call_worker.tools import Action, Pending, ToolBox, ToolSpec
 from call_worker.transcript import Transcript
 from call_worker.wake import Waker
 from call_worker.ws_link import Closed, WsLink
@@ -121,6 +121,8 @@ class Conversation:
         # HTTP and MCP tool calls while they run (call_worker/external_tools.py).
         servers = tuple(toolbox.agent.mcp.values()) if toolbox is not None else ()
         self.external = ExternalCalls(loop_wake.wake, servers)
+        self._holds: set[str] = set()  # replies whose tools' hold sound plays
+        self._hold_after: dict[str, str] = {}  # replies still arriving -> the hold sound due at their end
         self._tool_updates: dict[str, list[McpTool]] = {}  # tools update event_id -> the tools it added
         self.keypad = Keypad(toolbox.agent.keypad) if toolbox is not None else None
         self._bad_event_logged = False
@@ -442,6 +444,9 @@ class Conversation:
         self._after_reply = deque(item for item in self._after_reply if item[0] == "tell")
         self._tool_replies.clear()
         self.external.clear()  # their outputs would name the lost session's calls
+        for response_id in list(self._holds):
+            self._unhold(response_id)
+        self._hold_after.clear()
         self._cut_replies.clear()
         self._preambles.clear()
         self._fillers.clear()
@@ -576,6 +581,9 @@ class Conversation:
         self._fillers.discard(event.response_id)
         if self.active_response == event.response_id:
             self.active_response = None
+        media = self._hold_after.pop(event.response_id, None)
+        if media and self.external.waiting_for(event.response_id):
+            self._hold(event.response_id, media)
         for kind, amount in event.usage.items():
             self.usage[kind] = self.usage.get(kind, 0) + amount
         usage, header = self.usage, self.header
@@ -689,10 +697,13 @@ class Conversation:
         if event.response_id and event.response_id == self.active_response:
             self._tool_replies.add(event.response_id)
         if event.response_id not in self._preambles and event.response_id not in self._fillers:
-            self._fillers.add(event.response_id)  # one filler for a reply's parallel calls
-            self._after_reply.append(
-                ("filler", self.adapter.respond(proto.tool_filler(tool.filler), "filler"), True)
-            )
+            self._fillers.add(event.response_id)  # one filler (or hold sound) for a reply's parallel calls
+            if tool.hold_sound:
+                self._hold(event.response_id, tool.hold_sound)
+            else:
+                self._after_reply.append(
+                    ("filler", self.adapter.respond(proto.tool_filler(tool.filler), "filler"), True)
+                )
         self._send_after_reply()
 
     def _settle_external(self, now: float) -> None:
@@ -707,6 +718,22 @@ class Conversation:
                 ("tool", self.adapter.tool_result(call.call_id, json.dumps(output)), False)
             )
             self._reply_after_tools(call.response_id)
+        for response_id in [r for r in self._holds if not self.external.waiting_for(r)]:
+            self._unhold(response_id)
+
+    def _hold(self, response_id: str, media: str) -> None:
+        """A tool's hold sound instead of a filler: played on the bridge by the main thread
+        (call_worker/agent_actions.py) once the reply with the call is done, until the
+        reply's last call is answered."""
+        if response_id and response_id == self.active_response:
+            self._hold_after[response_id] = media  # at its response.done, if still waiting
+            return
+        self._holds.add(response_id)
+        self.toolbox.on_action(Action("hold", response_id, media=media))
+
+    def _unhold(self, response_id: str) -> None:
+        self._holds.discard(response_id)
+        self.toolbox.on_action(Action("unhold", response_id))
 
     def _offer(self, tools: list[McpTool]) -> None:
         """An MCP server's tools, listed after the call began: the model gets them in a

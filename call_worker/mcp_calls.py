@@ -53,6 +53,10 @@ class McpTool:
     def filler(self) -> str:
         return self.server.filler
 
+    @property
+    def hold_sound(self) -> str:
+        return self.server.hold_sound
+
 
 def preload() -> float | None:
     """Import the SDK now (the supervisor does, when an agent names an MCP server): workers

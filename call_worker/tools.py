@@ -66,9 +66,10 @@ class Pending:
 class Action:
     """What the main thread must do about a tool call."""
 
-    kind: str  # "end" | "transfer"
-    call_id: str
+    kind: str  # "end" | "transfer" | "hold" | "unhold" (a tool's hold sound, by reply)
+    call_id: str  # the tool call's; a hold's: the reply whose tool calls it covers
     destination: Destination | None = None
+    media: str = ""  # a hold's sound
 
 
 def tools_for(agent: Agent) -> tuple[ToolSpec, ...]:

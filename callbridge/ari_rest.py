@@ -151,6 +151,13 @@ class AriRest:
             "POST", f"/channels/{channel_id}/play", {"media": media, "playbackId": playback_id}
         )
 
+    def play_on_bridge(self, bridge_id: str, media: str, playback_id: str) -> dict:
+        """A sound everyone in the bridge hears (a tool's hold sound), until `stop_playback`."""
+        return self.request("POST", f"/bridges/{bridge_id}/play", {"media": media, "playbackId": playback_id})
+
+    def stop_playback(self, playback_id: str) -> None:
+        self.request("DELETE", f"/playbacks/{playback_id}", missing_ok=True)
+
     def playback(self, playback_id: str) -> dict | None:
         return self.request("GET", f"/playbacks/{playback_id}", missing_ok=True)
 

@@ -37,6 +37,7 @@ TOOL_KEYS = (
     "max_response_bytes",
     "result",
     "filler",
+    "hold_sound",
 )
 PARAMETER_KEYS = ("type", "description", "pattern", "enum", "max_length", "minimum", "maximum")
 TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool}
@@ -109,6 +110,7 @@ class HttpTool:
     max_response_bytes: int = SIZE_DEFAULT
     result: tuple[str, ...] = ()  # dotted fields of a JSON answer; (): all of it
     filler: str = ""  # what the agent says while it runs, when the model says no preamble
+    hold_sound: str = ""  # instead of the filler: an Asterisk sound on the bridge until it answers
     origin: tuple[str, str, int | None] = field(default=("", "", None), compare=False)
 
     def describe(self) -> str:
@@ -265,6 +267,7 @@ def _tool(r: Reader, at: tuple[str, ...], name: str, body: dict, environ) -> Htt
         result = []
     headers = read_headers(r, at, body.get("headers", {}), environ)
     filler = r.text(at, body, "filler")
+    hold = hold_sound(r, at, body)
     if len(r.problems) != before:
         return None
     return HttpTool(
@@ -279,6 +282,7 @@ def _tool(r: Reader, at: tuple[str, ...], name: str, body: dict, environ) -> Htt
         size,
         tuple(result),
         filler,
+        hold,
         origin,
     )
 
@@ -349,6 +353,23 @@ def _origin(r: Reader, at: tuple[str, ...], url: str, names: list[str]) -> tuple
         if placeholder not in names:
             r.problem(key, f"{{{placeholder}}} is not one of the parameters ({', '.join(names) or 'none'})")
     return (parts.scheme, parts.hostname or "", port)
+
+
+HOLD_SCHEMES = ("sound:", "tone:", "recording:")  # ARI's media URIs that play from Asterisk itself
+
+
+def hold_sound(r: Reader, at: tuple[str, ...], body: dict) -> str:
+    """A tool's `hold_sound`: an ARI media URI ("sound:custom/one-moment", "tone:ring"), or ""."""
+    media = r.text(at, body, "hold_sound")
+    if media and (
+        not media.startswith(HOLD_SCHEMES) or not re.fullmatch(r"[A-Za-z0-9:/_.,;=|-]{1,200}", media)
+    ):
+        r.problem(
+            dotted(*at, "hold_sound"),
+            'must be an Asterisk media URI: "sound:NAME" (a file in its sounds), "tone:ring", "recording:NAME"',
+        )
+        return ""
+    return media
 
 
 def read_headers(r: Reader, at: tuple[str, ...], table: object, environ) -> tuple[tuple[str, Secret], ...]:

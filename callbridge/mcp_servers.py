@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from callbridge.agent_file_reader import Reader, dotted, type_name
-from callbridge.http_tools import RESERVED, SIZE_MAX, TIMEOUT_MAX, expand, read_headers
+from callbridge.http_tools import RESERVED, SIZE_MAX, TIMEOUT_MAX, expand, hold_sound, read_headers
 from callbridge.secret import Secret, register
 
-SERVER_KEYS = ("url", "headers", "tools", "timeout_seconds", "max_response_bytes", "filler")
+SERVER_KEYS = ("url", "headers", "tools", "timeout_seconds", "max_response_bytes", "filler", "hold_sound")
 TOOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 TIMEOUT_DEFAULT = 8.0  # a call's, and the connection's and listing's at the start of a call
 SIZE_DEFAULT = 16384  # characters of a tool's answer the model is given
@@ -41,6 +41,7 @@ class McpServer:
     timeout_seconds: float = TIMEOUT_DEFAULT
     max_response_bytes: int = SIZE_DEFAULT
     filler: str = ""
+    hold_sound: str = ""  # instead of the filler: an Asterisk sound on the bridge while a tool runs
 
     def describe(self) -> str:
         """For `callbridge agents`: no header value, no secret."""
@@ -91,6 +92,7 @@ def read_servers(
             max_response_bytes=r.number(at, body, "max_response_bytes", 256, SIZE_MAX, whole=True)
             or SIZE_DEFAULT,
             filler=r.text(at, body, "filler"),
+            hold_sound=hold_sound(r, at, body),
         )
     return servers
 

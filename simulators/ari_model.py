@@ -117,6 +117,7 @@ class SimulatedAsterisk:
         self.bridges: dict[str, Bridge] = {}
         self.calls: dict[str, CallRecord] = {}
         self.playbacks: dict[str, dict] = {}
+        self.bridge_playbacks: list[dict] = []  # sounds played on a bridge (hold sounds): when, until
         self.sockets: dict[str, ServerSocket] = {}  # app -> current events connection
         self.event_log: list[dict] = []
         self.connections = 0

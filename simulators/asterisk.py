@@ -183,6 +183,15 @@ class Handler(BaseHTTPRequestHandler):
                         "events_disallowed": [],
                     },
                 )
+            if len(parts) == 2 and parts[0] == "playbacks" and method == "DELETE":
+                playback = sim.playbacks.get(parts[1])
+                if playback is None or playback["state"] == "done":
+                    return self._error(404, "Playback not found")
+                playback["state"] = "done"
+                for played in sim.bridge_playbacks:
+                    if played["id"] == parts[1] and played["stopped"] is None:
+                        played["stopped"] = time.monotonic()
+                return self._reply(204)
             if len(parts) == 2 and parts[0] == "playbacks" and method == "GET":
                 playback = sim.playbacks.get(parts[1])
                 if playback is None or playback["state"] == "done":
@@ -330,6 +339,26 @@ class Handler(BaseHTTPRequestHandler):
                 sim.emit(chan.app, "ChannelEnteredBridge", bridge=bridge.to_json(), channel=chan.to_json())
             sim._link_media(bridge)
             return self._reply(204)
+        if rest == ["play"] and method == "POST":  # a sound for everyone in the bridge, until stopped
+            playback_id = q.get("playbackId") or uuid.uuid4().hex
+            playback = {
+                "id": playback_id,
+                "media_uri": q.get("media", ""),
+                "state": "playing",
+                "target_uri": f"bridge:{bridge_id}",
+                "language": "en",
+            }
+            sim.playbacks[playback_id] = playback
+            sim.bridge_playbacks.append(
+                {
+                    "id": playback_id,
+                    "bridge": bridge_id,
+                    "media": playback["media_uri"],
+                    "started": time.monotonic(),
+                    "stopped": None,
+                }
+            )
+            return self._reply(201, playback)
         if rest == ["removeChannel"] and method == "POST":
             for channel_id in [c for c in q.get("channel", "").split(",") if c]:
                 if not sim.remove_from_bridge(bridge, channel_id):

@@ -87,6 +87,7 @@ def handle(handler, method: str, parts: list[str], q: dict) -> None:
                     "bridges": [b.to_json() for b in sim.bridges.values()],
                     "apps": [app for app, s in sim.sockets.items() if not s.closed.is_set()],
                     "connections": sim.connections,
+                    "bridge_playbacks": list(sim.bridge_playbacks),
                 },
             )
     if parts == ["events"] and method == "GET":

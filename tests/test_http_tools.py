@@ -341,3 +341,41 @@ def test_while_a_tool_hangs_the_caller_hears_a_filler_and_the_model_is_told_at_t
     record = spooled(sup)
     [event] = [e for e in record["events"] if e["kind"] == "tool_call"]
     assert event["detail"]["outcome"] == "timeout" and event["detail"]["name"] == "lookup"
+
+
+@pytest.mark.slow
+def test_with_a_hold_sound_the_caller_hears_asterisk_play_it_until_the_tool_answers(
+    calls, asterisk, realtime, services, tmp_path
+):
+    path = tmp_path / "agents.toml"
+    text = agent_toml(services.base, timeout=3.0).replace(
+        'filler = "Un momento, lo compruebo."', 'hold_sound = "sound:custom/one-moment"'
+    )
+    path.write_text(text)
+    sup = calls(AGENTS_FILE=str(path), STATE_DIR=str(tmp_path / "state"))
+    _script(realtime, "lookup", {"what": "hang"})
+    call = sup.place([{"say": 800}, {"silence": 7000}, {"hangup": True}])
+    assert sup.wait_ended(call, 25) == 0
+    session = last_session(realtime)
+    [(called_at, _)] = session_events(session, "out", "response.function_call_arguments.done")
+    asks = session_events(session, "in", "response.create")
+    assert len(asks) == 1 and "filler" not in json.dumps(asks)  # the sound instead of a filler
+    [output_at] = [
+        t
+        for t, e in session_events(session, "in", "conversation.item.create")
+        if e["item"].get("type") == "function_call_output"
+    ]
+    found = asterisk.state()["bridge_playbacks"]
+    [played] = [p for p in found if p["bridge"].endswith(call.channel_id)]
+    assert played["media"] == "sound:custom/one-moment"
+    # The clocks: the sims' stamps are their own monotonic clocks, one machine: comparable.
+    assert played["started"] - called_at < 1.5  # heard within 1.5 s of the call
+    assert played["stopped"] is not None and abs(played["stopped"] - output_at) < 0.5  # until answered
+
+
+def test_a_hold_sound_must_be_an_asterisk_media_uri(tmp_path, services):
+    text = agent_toml(services.base).replace(
+        'filler = "Un momento, lo compruebo."', 'hold_sound = "http://x/y.wav"'
+    )
+    with pytest.raises(AgentFileError, match="hold_sound: must be an Asterisk media URI"):
+        book_of(text, tmp_path)
