@@ -50,6 +50,7 @@ from shm_ring import CallSegment, CallState, EndReason, RealtimeState, Slot
 log = logging.getLogger(__name__)
 
 GOODBYE_LIMIT = 20.0  # seconds a goodbye may take before the call is ended anyway
+MAX_EVENTS = 500  # events of one call's record (set-up marks, tools, keys, transfers)
 REPLY_GRACE = 10.0  # seconds a reply in progress at a limit may go on before the goodbye cuts it
 # The first handshake, then one more try of RECONNECT_OPEN_TIMEOUT: a service that accepts
 # TCP and never answers leaves the caller at most ~8 s before the failure prompt.
@@ -132,6 +133,7 @@ class Call:
         # either thread, journaled by the main thread when it wakes.
         self.events: list[dict] = []
         self._events_journaled = 0
+        self._dropped: dict | None = None  # the events_dropped event's detail, past MAX_EVENTS
         self.toolbox = ToolBox(self.agent, self._tool_action, self.event, settings.records_transcripts)
         self.transfer = Transfer(self.ids, self.ari, self.header, info.call_id, settings.ari_app_name)
         self.conversation = Conversation(
@@ -213,8 +215,20 @@ class Call:
         self.main_wake.wake()
 
     def event(self, kind: str, detail: dict) -> None:
-        """An event of the call's record, from either thread (list.append is atomic)."""
+        """An event of the call's record, from either thread (list.append is atomic). At
+        most MAX_EVENTS: a caller who presses keys for an hour must not grow the record,
+        the journal and the database without end; past it one `events_dropped` event
+        counts the rest."""
         offset_ms = int((time.monotonic_ns() - (self.info.admitted_ns or int(self.started * 1e9))) / 1e6)
+        if len(self.events) >= MAX_EVENTS:
+            if self._dropped is None:
+                log.warning("the call has %d events; the rest are only counted", MAX_EVENTS)
+                self._dropped = {"count": 0, "first_kind": kind}
+                self.events.append(
+                    {"offset_ms": offset_ms, "kind": "events_dropped", "detail": self._dropped}
+                )
+            self._dropped["count"] += 1
+            return
         self.events.append({"offset_ms": offset_ms, "kind": kind, "detail": detail})
         self._journal_due = True
         self.main_wake.wake()

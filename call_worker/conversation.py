@@ -55,6 +55,7 @@ ASK_WAIT = 3.0  # seconds a queued reply request waits for the one before it to 
 MIN_ATTEMPT = 0.5  # a handshake given less than this is not worth starting
 BACKLOG_CHUNK = 3200  # bytes per append when replaying the backlog (200 ms)
 _FRAMES_TO_REALTIME = int(Slot.FRAMES_TO_REALTIME)
+MAX_KEY_PRESSES = 200  # of one call that reach the keypad (and so, the model)
 SCHEMA_MAX = 16384  # characters of one MCP tool's argument schema offered to the model
 
 
@@ -125,6 +126,7 @@ class Conversation:
         self._hold_after: dict[str, str] = {}  # replies still arriving -> the hold sound due at their end
         self._tool_updates: dict[str, list[McpTool]] = {}  # tools update event_id -> the tools it added
         self.keypad = Keypad(toolbox.agent.keypad) if toolbox is not None else None
+        self._presses = 0
         self._bad_event_logged = False
         self._asked_until = 0.0
         self._fatal_codes: dict[str, str] = {}  # codes the service called fatal, with their fixes
@@ -252,7 +254,11 @@ class Conversation:
                     self._bad_event_logged = True
                     log.warning("ignoring a message on the call's event channel: %s", message)
             elif message["type"] == "dtmf" and self.keypad is not None:
-                self._keys(self.keypad.press(message["digit"], now))
+                self._presses += 1
+                if self._presses <= MAX_KEY_PRESSES:
+                    self._keys(self.keypad.press(message["digit"], now))
+                elif self._presses == MAX_KEY_PRESSES + 1:  # each would be a turn for the model: tokens
+                    log.warning("the caller pressed more than %d keys; the rest are ignored", MAX_KEY_PRESSES)
         return still_open
 
     def _keys(self, outcomes: list[KeyOutcome]) -> None:

@@ -220,3 +220,30 @@ def test_presses_are_timed_by_asterisk_not_by_when_the_supervisor_reads_them():
     first = event_time({"timestamp": "2026-12-07T08:02:37.683+0000"}, 0.0)
     second = event_time({"timestamp": "2026-12-07T08:02:38.083+0000"}, 0.0)
     assert keys.is_new("5", 120, first) and keys.is_new("5", 160, second)
+
+
+@pytest.mark.slow
+def test_a_caller_who_presses_keys_without_end_grows_neither_the_record_nor_the_models_turns(
+    calls, asterisk, realtime, tmp_path, monkeypatch
+):
+    from call_worker import call as call_module
+    from call_worker import conversation
+
+    monkeypatch.setattr(call_module, "MAX_EVENTS", 20)  # the worker is forked from here
+    monkeypatch.setattr(conversation, "MAX_KEY_PRESSES", 25)
+    sup = calls(STATE_DIR=str(tmp_path / "state"))
+    call = sup.place([{"silence": 5000}, {"hangup": True}])
+    sup.wait(lambda: call.segment.header.get(Slot.FRAMES_IN) > 20)
+    for _ in range(30):
+        asterisk.dtmf(call.channel_id, "7")
+    assert sup.wait_ended(call, 15) == 0
+    [record] = [json.loads(p.read_text()) for p in spool.pending_records(sup.settings.spool_dir)]
+    events = record["events"]
+    kinds = [e["kind"] for e in events]
+    during = [k for k in kinds if not k.startswith("setup_")]  # the set-up marks come apart
+    assert kinds[-1] == "ended" and kinds[-2] == "events_dropped" and len(during) == 20 + 2
+    dtmf_kept = kinds.count("dtmf")
+    assert events[-2]["detail"] == {"count": 25 - dtmf_kept, "first_kind": "dtmf"}  # 25 reached the keypad
+    # Each press is a turn the model answers, one after another: fewer reach it before the
+    # caller hangs up, and never more than the cap.
+    assert 0 < len([t for t in _notes(last_session(realtime)) if "pressed 7" in t]) <= 25
