@@ -227,10 +227,10 @@ def test_a_caller_who_presses_keys_without_end_grows_neither_the_record_nor_the_
     calls, asterisk, realtime, tmp_path, monkeypatch
 ):
     from call_worker import call as call_module
-    from call_worker import conversation
+    from call_worker import conversation_keys
 
     monkeypatch.setattr(call_module, "MAX_EVENTS", 20)  # the worker is forked from here
-    monkeypatch.setattr(conversation, "MAX_KEY_PRESSES", 25)
+    monkeypatch.setattr(conversation_keys, "MAX_KEY_PRESSES", 25)
     sup = calls(STATE_DIR=str(tmp_path / "state"))
     call = sup.place([{"silence": 5000}, {"hangup": True}])
     sup.wait(lambda: call.segment.header.get(Slot.FRAMES_IN) > 20)
