@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from analysis import session_events
 from harness import RealtimeSim, last_session, started
+from test_phased_replies import conv  # noqa: F401 -- a conversation with a recording link
 
 from call_worker.http_calls import Outcome
-from call_worker.mcp_calls import McpCalls
+from call_worker.mcp_calls import McpCalls, McpTool
 from callbridge import agents
 from callbridge import config as cfg
 from callbridge.agent_descriptions import describe_book
@@ -323,3 +324,34 @@ def test_the_service_and_a_call_without_mcp_never_import_the_sdk():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+# --- the conversation's side: offering a server's tools, and taking back refused ones
+
+
+def test_listed_tools_are_offered_and_taken_back_when_the_service_refuses_them(conv):  # noqa: F811
+    server = server_of("https://mcp.example.net/mcp")
+    tools = [
+        McpTool("open_ticket", "Open a ticket", {"type": "object", "properties": {}}, server),
+        McpTool("huge", "Too big", {"type": "object", "description": "x" * 20000}, server),
+    ]
+    conv._offer(tools)
+    [update] = [e for e in conv.link.sent if e["type"] == "session.update"]
+    names = [t["name"] for t in update["session"]["tools"]]
+    assert "open_ticket" in names and "huge" not in names and "end_call" in names  # the whole list
+    assert update["event_id"].startswith("cb_tools_") and set(conv.toolbox.mcp_tools) == {"open_ticket"}
+    conv._dispatch(
+        json.dumps(
+            {
+                "type": "error",
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "invalid_value",
+                    "message": "Invalid schema for function 'open_ticket'",
+                    "event_id": update["event_id"],
+                },
+            }
+        )
+    )
+    assert conv.toolbox.mcp_tools == {} and "open_ticket" not in [t.name for t in conv.adapter.tools]
+    assert conv.fatal == []  # the call goes on, without the tool; a later opening will not carry it
