@@ -52,11 +52,13 @@ sys.path.insert(0, str(ROOT / "tests" / "asterisk"))
 
 import speech  # noqa: E402
 from pcap import in_range, read_rtp  # noqa: E402
-from real_asterisk import ARI_PASSWORD, ARI_USER, Asterisk, Capture, Ports, ensure_root  # noqa: E402
+from real_asterisk import APP, ARI_PASSWORD, ARI_USER, Asterisk, Capture, Ports, ensure_root  # noqa: E402
 
+from bench import frame_times as frame_report  # noqa: E402
 from bench.cost import call_cost, code_env, code_location  # noqa: E402
 from bench.report import caller_stream, markdown, pacing, percentile, setup_breakdown  # noqa: E402
 from bench.usage import Sampler  # noqa: E402
+from call_worker import frame_trace  # noqa: E402
 from shm_ring import wire  # noqa: E402
 from simulators.clients import RealtimeSim, callbridge_env, stop_process  # noqa: E402
 
@@ -115,6 +117,12 @@ def ari_connected(control_socket: Path) -> bool:
         return False
 
 
+def ready(baseline: str, work: Path) -> bool:
+    if baseline == "plain":
+        return "plain bridge: ready" in (work / "callbridge.log").read_text()
+    return ari_connected(work / "control.sock")
+
+
 def measure(
     asterisk: Asterisk,
     realtime: RealtimeSim,
@@ -124,9 +132,14 @@ def measure(
     work: Path,
     code_dir: Path = ROOT,
     seconds: float = 6.0,
+    baseline: str = "",
+    frame_times: bool = False,
 ) -> dict:
     """One run of N calls; `callbridge run` imports callbridge from code_dir (bench/compare.py
-    passes a worktree of another ref), everything else comes from this tree."""
+    passes a worktree of another ref), everything else comes from this tree. baseline
+    "plain": bench/plain_bridge.py carries the calls instead, measured the same way.
+    frame_times: the workers trace every frame (bench/frame_times.py), which costs them two
+    syscalls a frame: CPU figures of such a run are not comparable."""
     work = Path(tempfile.mkdtemp(dir=work, prefix=f"calls-{calls}-"))  # N may repeat
     records = work / "records"
     records.mkdir()
@@ -149,23 +162,37 @@ def measure(
         ),
     }
     env.pop("NOTIFY_SOCKET", None)
-    location = code_location(env, work)
+    if frame_times:
+        (work / "frames").mkdir()
+        env[frame_trace.VARIABLE] = str(work / "frames")
+    plain_summary = work / "plain-summary.json"
+    if baseline == "plain":
+        command = [
+            sys.executable,
+            str(ROOT / "bench" / "plain_bridge.py"),
+            f"--ari-port={PORTS.ari}",
+            f"--ari-user={ARI_USER}",
+            f"--ari-password={ARI_PASSWORD}",
+            f"--app={APP}",
+            f"--realtime-url={env['OPENAI_REALTIME_URL']}?model=gpt-realtime",
+            f"--api-key={realtime.api_key}",
+            f"--rtp-ports={PORTS.callbridge_rtp[0]}-{PORTS.callbridge_rtp[1]}",
+            f"--summary={plain_summary}",
+        ]
+        location = "bench/plain_bridge.py"
+    else:
+        command = [sys.executable, "-m", "callbridge.cli", "run"]
+        location = code_location(env, work)
     observer = Observer()
     steal_start, clock_start = psutil.cpu_times().steal, time.monotonic()
     with open(work / "callbridge.log", "w") as log_file:
-        service = subprocess.Popen(
-            [sys.executable, "-m", "callbridge.cli", "run"],
-            env=env,
-            cwd=work,
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-        )
+        service = subprocess.Popen(command, env=env, cwd=work, stdout=log_file, stderr=log_file)
     capture = sipp = None
     try:
         deadline = time.monotonic() + 15
-        while not ari_connected(work / "control.sock"):
+        while not ready(baseline, work):
             if time.monotonic() > deadline:
-                raise RuntimeError("callbridge did not connect to the real Asterisk")
+                raise RuntimeError(f"{location} did not connect to the real Asterisk")
             time.sleep(0.05)
         capture = Capture(work / "setup.pcap", PORTS)
         sampler = Sampler(service.pid, {"asterisk": asterisk.proc.pid, "realtime_sim": realtime.proc.pid})
@@ -196,12 +223,17 @@ def measure(
     arrivals: dict[int, list[float]] = {}  # callbridge's RTP port -> packet times
     inbound: dict[tuple, list[tuple[float, int]]] = {}  # Asterisk -> callbridge, per stream
     downlink: dict[tuple, list[tuple[float, int]]] = {}  # Asterisk -> a sipp caller, per stream
+    egress: dict[tuple, list[tuple[float, int]]] = {}  # the service -> Asterisk, per stream
     for packet in read_rtp(packets):
         if packet.payload_type in _RTCP_TYPES:  # RTCP (on the odd ports) passes the RTP check
             continue
         if in_range(packet.dst[1], PORTS.callbridge_rtp):
             arrivals.setdefault(packet.dst[1], []).append(packet.time)
             inbound.setdefault((packet.src, packet.dst, packet.ssrc), []).append(
+                (packet.time, packet.sequence)
+            )
+        elif in_range(packet.src[1], PORTS.callbridge_rtp):
+            egress.setdefault((packet.src, packet.dst, packet.ssrc), []).append(
                 (packet.time, packet.sequence)
             )
         elif in_range(packet.src[1], PORTS.asterisk_rtp) and in_range(packet.dst[1], PORTS.sipp_rtp):
@@ -216,6 +248,18 @@ def measure(
             setup.append((first - started) * 1000)
     worker_cpu = sampler.final_worker_cpu
     lives = sum(json.loads(path.read_text()).get("duration_s", 0.0) for path in records.glob("*.json"))
+    cost = call_cost(records, reap_log, set(sampler.cpu))
+    if baseline == "plain":  # one process: its own counters, over the seconds of call it carried
+        summary = json.loads(plain_summary.read_text())
+        lives, worker_cpu = summary["call_seconds"], sampler.final_supervisor_cpu
+        cost.update(
+            cost_source="plain bridge's getrusage",
+            calls_counted=summary["calls"],
+            cpu_percent_per_call_kernel=(summary["ru_utime"] + summary["ru_stime"]) / lives * 100,
+            wakeups_per_call_second=summary["ru_nvcsw"] / lives,
+            involuntary_switches_per_call_second=summary["ru_nivcsw"] / lives,
+            minor_faults_per_call=summary["ru_minflt"] / max(1, summary["calls"]),
+        )
     result = {
         "calls": calls,
         "arrivals_per_second": rate,
@@ -226,19 +270,30 @@ def measure(
         "setup_max_ms": max(setup) if setup else None,
         **pacing(list(downlink.values())),
         "downlink_streams": len(downlink),
+        # The same frames as they leave the service (kernel-stamped at its sendto), before
+        # Asterisk relays them: the service's own share of the pacing at the caller.
+        **{f"egress_{key}": value for key, value in pacing(list(egress.values())).items()},
         # The callers' streams as Asterisk relays them to callbridge: how steady they are is
         # what decides how often a worker's frame can leave in the caller packet's wake-up
         # (call_worker/media.py::MediaLoop._follow joins within FOLLOW_JOIN).
         **caller_stream(list(inbound.values())),
         # psutil, as in bench/calls_bench.py: worker CPU over the workers' whole lives
         "cpu_percent_per_call": worker_cpu / lives * 100 if lives else None,
+        # The service's processes: callbridge's supervisor too (not its helpers), the plain bridge's one
+        "cpu_percent_per_call_all": (
+            (worker_cpu + (0 if baseline == "plain" else sampler.final_supervisor_cpu)) / lives * 100
+            if lives
+            else None
+        ),
         "worker_uss_max_mb": max(sampler.uss.values()) if sampler.uss else None,
         **usage,
         "steal_percent": steal,
         **setup_breakdown(records),
-        **call_cost(records, reap_log, set(sampler.cpu)),
+        **cost,
         "code_under_test": location,
     }
+    if frame_times:
+        result["frame_times"] = frame_report.summarize(frame_report.load(work / "frames"))
     for key, value in list(result.items()):
         if isinstance(value, float):
             result[key] = round(value, 2)
@@ -301,8 +356,27 @@ class Bench:
             self.realtime.stop()
         self.asterisk.stop()
 
-    def measure(self, calls: int, rate: int, code_dir: Path = ROOT, seconds: float = 6.0) -> dict:
-        return measure(self.asterisk, self.realtime, self.voice, calls, rate, self.work, code_dir, seconds)
+    def measure(
+        self,
+        calls: int,
+        rate: int,
+        code_dir: Path = ROOT,
+        seconds: float = 6.0,
+        baseline: str = "",
+        frame_times: bool = False,
+    ) -> dict:
+        return measure(
+            self.asterisk,
+            self.realtime,
+            self.voice,
+            calls,
+            rate,
+            self.work,
+            code_dir,
+            seconds,
+            baseline,
+            frame_times,
+        )
 
 
 def main() -> None:
@@ -310,6 +384,10 @@ def main() -> None:
     parser.add_argument("--calls", default="1,10,20")
     parser.add_argument("--rate", type=int, default=10, help="calls placed per second")
     parser.add_argument("--seconds", type=float, default=6.0, help="how long each caller stays on the line")
+    parser.add_argument(
+        "--baseline", choices=("plain",), help="run bench/plain_bridge.py instead of callbridge"
+    )
+    parser.add_argument("--frame-times", action="store_true", help="trace every frame (bench/frame_times.py)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     out = Path(args.out)
@@ -318,8 +396,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="callbridge-abench-") as scratch, Bench(Path(scratch)) as bench:
         for count in (int(c) for c in args.calls.split(",")):
             print(f"placing {count} calls on the real Asterisk ...", file=sys.stderr, flush=True)
-            results.append(bench.measure(count, args.rate, seconds=args.seconds))
+            results.append(
+                bench.measure(
+                    count,
+                    args.rate,
+                    seconds=args.seconds,
+                    baseline=args.baseline or "",
+                    frame_times=args.frame_times,
+                )
+            )
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+            if "frame_times" in results[-1]:
+                print(f"{count} calls, where each frame's time went:", flush=True)
+                print(frame_report.markdown(results[-1]["frame_times"]), flush=True)
     table = markdown(results, COLUMNS)
     (out / "asterisk-bench.json").write_text(json.dumps({"results": results}, indent=2))
     (out / "asterisk-bench.md").write_text(table + "\n")

@@ -4,6 +4,12 @@
                             [--split-cpus] [--repeat 1] [--out bench/results]
     python bench/compare.py --bench asterisk --before main --after HEAD --calls 10,50 [--rate 10]
                             [--seconds 6]
+    python bench/compare.py --bench asterisk --baseline plain [--after .] --calls 20,50 --repeat 3
+
+`--baseline plain` puts bench/plain_bridge.py (one process, a thread per direction per
+call) in the place of "before", and callbridge (`--after`, this tree by default) beside
+it: every ratio is then callbridge's figure over the plain bridge's (1.0 is level, under
+1 is better for most figures), and with --repeat the table ends with each side's median.
 
 Each ref is checked out into a temporary git worktree (`git worktree add --detach`; `.`
 means this tree as it is, uncommitted changes included). Only the code under test comes
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,10 +80,14 @@ ASTERISK_FIGURES = [
     ("wakeups_per_call_second_steady", "wake-ups per call-second, once bridged"),
     ("cpu_percent_per_call_steady", "CPU % of a core per call, once bridged"),
     ("setup_cpu_ms_per_call", "set-up CPU ms per call"),
+    ("cpu_percent_per_call_all", "CPU % of a core per call, every process of the service (psutil)"),
     ("pacing_dev_p99_ms", "pacing dev p99 ms (at the caller)"),
     ("pacing_dev_max_ms", "pacing dev max ms (at the caller)"),
     ("bursts", "bursts"),
     ("frames_lost", "lost (downlink sequence gaps)"),
+    ("egress_pacing_dev_p99_ms", "pacing dev p99 ms (as the frames leave the service)"),
+    ("egress_pacing_dev_max_ms", "pacing dev max ms (as the frames leave the service)"),
+    ("egress_bursts", "bursts (as the frames leave the service)"),
     ("setup_p50_ms", "set-up p50 ms"),
     ("setup_p99_ms", "set-up p99 ms"),
     ("calls_measured", "calls measured"),
@@ -131,16 +142,35 @@ def ratio(before, after) -> str:
     return f"{after / before:.2f}" if before else ""
 
 
-def table(results: list[dict], figures: list[tuple[str, str]]) -> str:
+def medians(results: list[dict], figures: list[tuple[str, str]]) -> list[dict]:
+    """Per call count and side, the median of each numeric figure over the repetitions
+    (the machine is shared and noisy: one run says little), as runs of repetition -1."""
+    rows = []
+    for n in sorted({r["calls"] for r in results}):
+        for side in ("before", "after"):
+            runs_ = [r for r in results if r["calls"] == n and r["side"] == side]
+            row = {"calls": n, "side": side, "repetition": -1}
+            for key, _ in figures:
+                values = [r.get(key) for r in runs_]
+                if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                    row[key] = round(statistics.median(values), 2)
+            rows.append(row)
+    return rows
+
+
+def table(
+    results: list[dict], figures: list[tuple[str, str]], sides: tuple[str, str] = ("before", "after")
+) -> str:
     """A row per figure; per call count (and repetition) the before and after columns and
-    their ratio (after / before: 0.5 is half)."""
+    their ratio (after / before: 0.5 is half). Repetition -1 is the median (`medians`)."""
     by_run = {(r["calls"], r["repetition"], r["side"]): r for r in results}
-    pairs = sorted({(r["calls"], r["repetition"]) for r in results})
+    pairs = sorted({(r["calls"], r["repetition"]) for r in results}, key=lambda p: (p[0], p[1] < 0, p[1]))
     repeated = any(k for _, k in pairs)
     titles = []
+    first, second = sides
     for n, k in pairs:
-        run = f"{n}{f' #{k + 1}' if repeated else ''}"
-        titles += [f"{run} before", f"{run} after", f"{run} after/before"]
+        run = f"{n}{' median' if k < 0 else f' #{k + 1}' if repeated else ''}"
+        titles += [f"{run} {first}", f"{run} {second}", f"{run} {second}/{first}"]
     lines = ["| figure | " + " | ".join(titles) + " |", "|---|" + "---|" * len(titles)]
     for key, title in figures:
         cells = []
@@ -154,8 +184,13 @@ def table(results: list[dict], figures: list[tuple[str, str]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", required=True, help="git ref of the code before (or . for this tree)")
-    parser.add_argument("--after", required=True, help="git ref of the code after (or . for this tree)")
+    parser.add_argument("--before", help="git ref of the code before (or . for this tree)")
+    parser.add_argument(
+        "--after", default=".", help="git ref of the code after (or . for this tree, the default)"
+    )
+    parser.add_argument(
+        "--baseline", choices=("plain",), help="bench/plain_bridge.py instead of --before (asterisk bench)"
+    )
     parser.add_argument("--bench", choices=("calls", "asterisk"), default="calls")
     parser.add_argument("--calls", default="10,50,100", help="comma-separated concurrent call counts")
     parser.add_argument("--seconds", type=float, help="length of each call (default 20, asterisk: 6)")
@@ -167,6 +202,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.split_cpus and args.bench != "calls":
         parser.error("--split-cpus is for the calls bench")
+    if args.baseline and args.bench != "asterisk":
+        parser.error("--baseline plain runs on the real Asterisk: add --bench asterisk")
+    if (args.before is None) == (args.baseline is None):
+        parser.error("give --before REF or --baseline plain")
     counts = [int(c) for c in args.calls.split(",")]
     if args.seconds is None:
         args.seconds = 6.0 if args.bench == "asterisk" else 20.0
@@ -178,14 +217,19 @@ def main() -> None:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="callbridge-compare-")))
         trees = {}
         for side, ref in (("before", args.before), ("after", args.after)):
-            trees[side] = stack.enter_context(checked_out(ref, scratch, side))
+            if ref is None:  # the baseline: not callbridge at all
+                trees[side] = (None, "plain bridge (bench/plain_bridge.py)")
+            else:
+                trees[side] = stack.enter_context(checked_out(ref, scratch, side))
             print(f"{side}: {trees[side][1]}", file=sys.stderr, flush=True)
         if args.bench == "asterisk":
             from bench import asterisk_bench  # needs tests/asterisk only here
 
             bench = stack.enter_context(asterisk_bench.Bench(scratch))
 
-            def measure(count: int, tree: Path) -> dict:
+            def measure(count: int, tree: Path | None) -> dict:
+                if tree is None:
+                    return bench.measure(count, args.rate, ROOT, args.seconds, baseline="plain")
                 return bench.measure(count, args.rate, tree, args.seconds)
         else:
 
@@ -199,12 +243,13 @@ def main() -> None:
                 tree, description = trees[side]
                 print(f"{count} calls, {side}: {description} ...", file=sys.stderr, flush=True)
                 result = measure(count, tree)
-                if Path(result["code_under_test"]).resolve() != tree.resolve():
+                if tree is not None and Path(result["code_under_test"]).resolve() != tree.resolve():
                     raise SystemExit(f"the service imported {result['code_under_test']}, not {tree}")
                 results.append({**result, "side": side, "ref": description, "repetition": repetition})
                 print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     figures = ASTERISK_FIGURES if args.bench == "asterisk" else CALLS_FIGURES
-    text = table(results, figures)
+    sides = ("plain", "callbridge") if args.baseline else ("before", "after")
+    text = table(results + (medians(results, figures) if args.repeat > 1 else []), figures, sides)
     header = f"before: {trees['before'][1]}; after: {trees['after'][1]}"
     report = {
         "bench": args.bench,

@@ -65,6 +65,7 @@ class Sampler:
         self.supervisor_cpu_start = cpu_seconds(self.supervisor)
         self.reaped_cpu_start = cpu_seconds(self.supervisor, reaped_children=True)
         self.final_worker_cpu = 0.0
+        self.final_supervisor_cpu = 0.0
         self.load_cpu_start = {name: cpu_seconds(p) for name, p in self.load.items()}
         self.steal_start = psutil.cpu_times().steal  # the hypervisor's share, all CPUs
         self.overflows_start = listen_overflows()
@@ -84,6 +85,7 @@ class Sampler:
         self.final_worker_cpu = self.worker_cpu()  # while the supervisor still runs
         load = {name: cpu_seconds(p) - self.load_cpu_start[name] for name, p in self.load.items()}
         supervisor = cpu_seconds(self.supervisor) - self.supervisor_cpu_start
+        self.final_supervisor_cpu = supervisor
         result = {
             "callbridge_cpu_percent": round((supervisor + self.final_worker_cpu) / elapsed * 100, 1),
             "supervisor_cpu_percent": round(supervisor / elapsed * 100, 1),

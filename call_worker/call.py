@@ -270,6 +270,7 @@ class Call:
             self.loop_wake,
             on_quiet=self.main_wake.wake,
             events=self.events_channel,
+            priority=settings.media_realtime_priority,
         )
 
         def answer(ari: AriRest) -> None:

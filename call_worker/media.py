@@ -32,8 +32,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from call_worker import rtp
+from call_worker import media_priority, rtp
 from call_worker.conversation import Conversation
+from call_worker.frame_trace import FrameTrace
 from call_worker.playback import Playback
 from call_worker.wake import Waker
 from shm_ring import ByteRing, CallHeader, Slot
@@ -87,8 +88,10 @@ class MediaLoop:
         wake: Waker,
         on_quiet: Callable[[], None] = lambda: None,
         events: socket.socket | None = None,
+        priority: int = 0,
     ) -> None:
         self.sock = sock
+        self.priority = priority  # MEDIA_REALTIME_PRIORITY (call_worker/media_priority.py)
         self.events = events  # the supervisor's messages (key presses): read here, between frames
         self.header = header
         self.uplink = uplink
@@ -110,6 +113,8 @@ class MediaLoop:
         self._send_errors = 0
         self._sent_at = 0.0  # monotonic time the last frame left
         self._steered = False  # the schedule moved for a packet since that frame
+        self._woke = 0.0  # monotonic time the last select() returned
+        self.trace = FrameTrace.from_env()  # None unless a benchmark asks (call_worker/frame_trace.py)
         self._slots = header.slots
         self._view = memoryview(bytearray(2048))
         self._payload = self.packetizer.payload_area()
@@ -119,6 +124,16 @@ class MediaLoop:
         self.wake.wake()
 
     def run(self) -> None:
+        problem = media_priority.raise_to(self.priority)  # this thread only
+        if problem is not None:  # the supervisor said so once, at start
+            log.debug("media thread at normal priority: %s", problem)
+        try:
+            self._run()
+        finally:
+            if self.trace is not None:
+                self.trace.close()
+
+    def _run(self) -> None:
         self.sock.setblocking(False)
         rtp_fd, wake_fd = self.sock.fileno(), self.wake.fileno()
         events_fd = self.events.fileno() if self.events is not None else -1
@@ -132,11 +147,12 @@ class MediaLoop:
             now = monotonic()
             if deadline is not None and now >= deadline:
                 conversation.tick(now)
-                deadline = self._send_frame(deadline)
+                deadline = self._send_frame(deadline, now)
                 continue
             link = conversation.link
             writes = [link] if link is not None and link.out and link.closed is None else []
             readable, writable, _ = wait(watched, writes, [], None if deadline is None else deadline - now)
+            self._woke = monotonic()
             if readable:
                 if readable[0] == rtp_fd and self._receive() and deadline is not None:
                     deadline = self._follow(deadline)
@@ -204,7 +220,7 @@ class MediaLoop:
         # left late): a joined frame bends one gap by at most that, and never makes a burst.
         if deadline - now <= FOLLOW_JOIN and now - self._sent_at >= FRAME_SECONDS - FOLLOW_JOIN:
             self.conversation.tick(now)
-            return self._send_frame(deadline)
+            return self._send_frame(deadline, now, followed=True)
         return deadline
 
     def _note(self, reason: str, message: str) -> None:
@@ -215,8 +231,11 @@ class MediaLoop:
 
     # --- out
 
-    def _send_frame(self, deadline: float) -> float:
-        """Send the frame due at `deadline`; return the next deadline."""
+    def _send_frame(self, deadline: float, ticked: float, followed: bool = False) -> float:
+        """Send the frame due at `deadline` (its tick began at `ticked`; `followed`: with a
+        caller packet's wake-up); return the next deadline."""
+        trace = self.trace
+        entered = time.monotonic() if trace is not None else 0.0
         slots, downlink, playback, packetizer = self._slots, self.downlink, self.playback, self.packetizer
         payload = self._payload
         frame = rtp.FRAME_BYTES
@@ -253,7 +272,10 @@ class MediaLoop:
                 log.warning("RTP send to %s failed (%d times so far): %s", self.asterisk, errors, exc)
         # Lateness is measured once the packet is out, so a delay anywhere before it
         # (a late wake-up, the GIL, a stalled vCPU inside the syscall) counts.
-        lateness = time.monotonic() - deadline
+        sent = time.monotonic()
+        lateness = sent - deadline
+        if trace is not None:
+            trace.frame(deadline, self._woke, ticked, entered, self._sent_at, sent, followed)
         if lateness > RESCHEDULE_AFTER:
             # Keeping the old schedule would send the next frame less than 10 ms after
             # this one (a burst); restarting the schedule here costs a little drift, once.

@@ -120,6 +120,7 @@ class Settings:
     local_ip_address: str
     rtp_port_range: tuple[int, int]
     audio_format: str
+    media_realtime_priority: int
     max_call_seconds: int
     idle_timeout_seconds: int
     failure_prompt: str

@@ -173,6 +173,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("LOCAL_IP_ADDRESS", parse.optional_ip, "", "RTP bind address; empty: auto", _AUDIO),
     Variable("RTP_PORT_RANGE", parse.port_range, "10000-20000", "UDP ports for RTP", _AUDIO),
     Variable("AUDIO_FORMAT", parse.choice("ulaw", "alaw"), "ulaw", "G.711 law on both legs", _AUDIO),
+    Variable(
+        "MEDIA_REALTIME_PRIORITY",
+        parse.integer(0, 99),
+        "1",
+        "SCHED_FIFO priority of each call's media thread (its frames leave on time on a busy host); 0: normal",
+        _AUDIO,
+    ),
     Variable("MAX_CALL_SECONDS", parse.integer(0, 86400), "900", "call time limit; 0: none", _CALLS),
     Variable("IDLE_TIMEOUT_SECONDS", parse.integer(0, 3600), "60", "silence limit; 0: none", _CALLS),
     Variable(

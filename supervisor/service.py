@@ -25,7 +25,7 @@ import selectors
 import signal
 import time
 
-from call_worker import process
+from call_worker import media_priority, process
 from callbridge import __version__, capacity
 from callbridge.agents import AgentBook, load_book
 from callbridge.config import Settings
@@ -86,6 +86,7 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()
         self.helpers = Helpers(self.selector)
         self.started = time.monotonic()
+        self.media_scheduling = "not checked yet"  # _check_media_priority, at start
         self.started_wall = time.time()
         self.ready = False
         self.control: ControlServer | None = None
@@ -206,6 +207,7 @@ class Supervisor:
             "agents": self.agents.summary(),
             "loop_busy_max_ms": self.loop.busy_max_ms(),
             "loop_slow_passes": self.loop.slow_passes,
+            "media_scheduling": self.media_scheduling,
         }
 
     def metrics(self) -> dict:
@@ -223,6 +225,27 @@ class Supervisor:
             "loop_pass_seconds": self.loop.passes.as_dict(),
             **self.totals.as_dict(),
         }
+
+    def _check_media_priority(self) -> None:
+        """Once, at start: whether the workers' media threads will run at
+        MEDIA_REALTIME_PRIORITY (call_worker/media_priority.py), said here so that 100
+        workers do not each log it."""
+        priority = self.settings.media_realtime_priority
+        problem = media_priority.check(priority)
+        if priority <= 0:
+            self.media_scheduling = "normal (MEDIA_REALTIME_PRIORITY=0)"
+        elif problem is None:
+            self.media_scheduling = f"SCHED_FIFO {priority}"
+        else:
+            self.media_scheduling = f"normal (SCHED_FIFO {priority} refused: {problem})"
+            log.warning(
+                "media threads run at normal priority: SCHED_FIFO %d was refused (%s); frames leave late "
+                "when the host is busy. The unit needs LimitRTPRIO=%d and RestrictRealtime=no (docs/operations.md), "
+                "or set MEDIA_REALTIME_PRIORITY=0 to silence this",
+                priority,
+                problem,
+                priority,
+            )
 
     def _warn_capacity(self) -> None:
         """Once, at start: MAX_CONCURRENT_CALLS against this cgroup's (the unit's) and the
@@ -275,6 +298,7 @@ class Supervisor:
             self.settings.max_concurrent_calls,
         )
         self._guarded(self._warn_capacity)
+        self._guarded(self._check_media_priority)
         self._guarded(self.alerting.started, __version__)
         self._guarded(self.agents.seed_budgets)
         next_tick = time.monotonic()

@@ -61,6 +61,33 @@ def test_ten_second_reply_is_500_evenly_paced_frames(calls, asterisk, realtime_l
     assert call.segment.header.get(Slot.UNDERRUNS) == 0
 
 
+def test_a_stalled_worker_never_catches_up_in_a_burst(calls, asterisk, realtime_long):
+    """The worker stopped for 100 ms in the middle of a reply (SIGSTOP, then SIGCONT): its
+    schedule restarts after the stall (call_worker/media.py, RESCHEDULE_AFTER), so the
+    caller sees one gap and never two frames less than 10 ms apart, where catching up on the
+    old schedule would send five at once (kernel arrival stamps at the simulated caller)."""
+    import os
+    import signal
+    import time
+
+    sup = calls(realtime_long)
+    call = sup.place([{"say": 1000}, {"silence": 6000}, {"hangup": True}])
+    deadline = time.monotonic() + 10
+    while call.segment.header.get(Slot.FRAMES_OUT) < 50:  # 1 s into the 10 s reply
+        assert time.monotonic() < deadline, "the reply did not start"
+        time.sleep(0.01)
+    os.kill(call.pid, signal.SIGSTOP)
+    try:
+        time.sleep(0.1)  # the stall itself
+    finally:
+        os.kill(call.pid, signal.SIGCONT)
+    assert sup.wait_ended(call, 30) == 0
+    gaps = gaps_ms(packets(asterisk.call(call.channel_id)))
+    assert len(gaps) > 300 and max(gaps) >= 90, f"the stall is not seen: longest gap {max(gaps):.1f} ms"
+    assert min(gaps) >= 10.0, f"two frames {min(gaps):.2f} ms apart: a burst"
+    assert call.segment.header.get(Slot.LATE_TICKS) >= 1  # the restart was counted
+
+
 def test_a_call_costs_about_two_wake_ups_per_frame(calls, tmp_path):
     """One media thread: a packet in and a frame out per 20 ms, plus a little for replies
     and set-up (docs/performance.md). The worker of four threads and polling loops woke

@@ -4,7 +4,7 @@ Request:  {"cmd": "status"}
 Reply:    {"ok": true, "supervisor": {pid, version, instance, uptime_s, ari, ari_connects, draining,
            calls_live, calls_taken, calls_failed, calls_rejected_busy, max_concurrent_calls,
            calls_over_caller_limit, max_calls_per_caller_per_hour, ari_last_error, helpers, turning_away, reconciliations, models, loop_busy_max_ms,
-           loop_slow_passes},
+           loop_slow_passes, media_scheduling},
            "calls": [{call_id, caller, dialled, agent, age_s, pid, phase, worker_state, realtime,
            frames_in, frames_out, uplink_fill, downlink_fill, underruns, barge_ins,
            rejected_packets, reconnects, tool_calls, transfer, cpu_percent, rss_mb, uss_mb, fds,
@@ -82,6 +82,7 @@ def render(reply: dict) -> str:
         f"{sup['calls_failed']} failed, {sup['calls_rejected_busy']} turned away busy",
         f"loop: longest pass {sup.get('loop_busy_max_ms', '-')} ms lately, "
         f"{sup.get('loop_slow_passes', '-')} over 100 ms since start",
+        f"media threads: {sup.get('media_scheduling', '-')}",
     ]
     if sup.get("max_calls_per_caller_per_hour"):
         lines.insert(

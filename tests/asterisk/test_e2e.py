@@ -323,3 +323,34 @@ def test_a_phased_reply_reaches_the_caller_without_a_gap(bridge, real_asterisk, 
     assert heard >= 360, f"the caller heard {heard} reply frames"
     service.wait(lambda: "call summary" in service.log())
     assert "underruns=0 " in service.log()  # no frame was due while the reply had none ready
+
+
+def _gaps_ms(packets):
+    return [(after.time - before.time) * 1000 for before, after in zip(packets, packets[1:], strict=False)]
+
+
+def test_a_stalled_worker_sends_the_caller_no_burst(bridge, real_asterisk, voices, tmp_path):
+    """A worker stopped for 100 ms in the middle of a reply (SIGSTOP, then SIGCONT) goes on
+    with its schedule restarted: the caller gets one gap, and no two frames less than 10 ms
+    apart, as they leave callbridge and as Asterisk relays them (a catch-up burst would
+    overflow the phone's jitter buffer: call_worker/media.py)."""
+    service = bridge.start()
+    capture = Capture(tmp_path / "stall.pcap", PORTS)
+    sipp = real_asterisk.sipp(voices["question"], hold_ms=9000)
+    # Past the 1.5 s greeting (75 frames), into the 6 s reply to the question.
+    rows = service.wait(
+        lambda: (r := bridge.note_workers(service)) and r[0]["frames_out"] > 130 and r, timeout=20
+    )
+    os.kill(rows[0]["pid"], signal.SIGSTOP)
+    try:
+        time.sleep(0.1)  # the stall itself
+    finally:
+        os.kill(rows[0]["pid"], signal.SIGCONT)
+    output, _ = sipp.communicate(timeout=30)
+    assert sipp.returncode == 0, output[-2000:]
+    legs = _legs(capture.stop())
+    for leg in ("to_asterisk", "to_sipp"):
+        packets = max(legs[leg], key=len)  # the RTP stream (RTCP, on the odd ports, is a few packets)
+        gaps = _gaps_ms(packets)
+        assert len(gaps) > 300 and max(gaps) >= 90, f"{leg}: the stall is not seen ({max(gaps):.1f} ms)"
+        assert min(gaps) >= 10.0, f"{leg}: frames {min(gaps):.2f} ms apart (a burst)"
