@@ -333,9 +333,9 @@ class Bench:
     """The real Asterisk and the simulated Realtime server, started once for many runs
     (bench/compare.py alternates the code under test between them)."""
 
-    def __init__(self, scratch: Path) -> None:
+    def __init__(self, scratch: Path, asterisk_high_priority: bool = False) -> None:
         self.work = scratch
-        self.asterisk = Asterisk(ensure_root(), PORTS)
+        self.asterisk = Asterisk(ensure_root(), PORTS, high_priority=asterisk_high_priority)
         self.realtime: RealtimeSim | None = None
         self.voice: Path | None = None
 
@@ -388,12 +388,20 @@ def main() -> None:
         "--baseline", choices=("plain",), help="run bench/plain_bridge.py instead of callbridge"
     )
     parser.add_argument("--frame-times", action="store_true", help="trace every frame (bench/frame_times.py)")
+    parser.add_argument(
+        "--asterisk-high-priority",
+        action="store_true",
+        help="Asterisk under SCHED_RR (asterisk -p, as Debian runs it)",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    with tempfile.TemporaryDirectory(prefix="callbridge-abench-") as scratch, Bench(Path(scratch)) as bench:
+    with (
+        tempfile.TemporaryDirectory(prefix="callbridge-abench-") as scratch,
+        Bench(Path(scratch), args.asterisk_high_priority) as bench,
+    ):
         for count in (int(c) for c in args.calls.split(",")):
             print(f"placing {count} calls on the real Asterisk ...", file=sys.stderr, flush=True)
             results.append(

@@ -198,6 +198,11 @@ def main() -> None:
     parser.add_argument("--split-cpus", action="store_true", help="as calls_bench.py --split-cpus")
     parser.add_argument("--callers-in-step", action="store_true", help="as calls_bench.py --callers-in-step")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each ref per call count")
+    parser.add_argument(
+        "--asterisk-high-priority",
+        action="store_true",
+        help="Asterisk under SCHED_RR (asterisk -p, as Debian runs it)",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     if args.split_cpus and args.bench != "calls":
@@ -225,7 +230,7 @@ def main() -> None:
         if args.bench == "asterisk":
             from bench import asterisk_bench  # needs tests/asterisk only here
 
-            bench = stack.enter_context(asterisk_bench.Bench(scratch))
+            bench = stack.enter_context(asterisk_bench.Bench(scratch, args.asterisk_high_priority))
 
             def measure(count: int, tree: Path | None) -> dict:
                 if tree is None:
@@ -259,6 +264,7 @@ def main() -> None:
         "seconds_per_call": args.seconds,
         "arrivals_per_second": args.rate if args.bench == "asterisk" else calls_bench.ARRIVALS_PER_SECOND,
         "callbridge_cpus": sorted(callbridge_cpus) if callbridge_cpus else "shared with the load generator",
+        "asterisk_high_priority": args.asterisk_high_priority,
         "results": results,
     }
     (out / f"compare-{args.bench}.json").write_text(json.dumps(report, indent=2))

@@ -25,14 +25,14 @@ import selectors
 import signal
 import time
 
-from call_worker import media_priority, process
-from callbridge import __version__, capacity
+from call_worker import process
+from callbridge import __version__
 from callbridge.agents import AgentBook, load_book
 from callbridge.config import Settings
 from records import outbox
 from records.drainer import drainer_work
 from shm_ring import EndReason, Slot, call_events, start_tracker, sweep
-from supervisor import asterisk_work, systemd
+from supervisor import asterisk_work, start_checks, systemd
 from supervisor.admission import Admission
 from supervisor.agents_side import AgentsSide
 from supervisor.alerting import HELPER_LIMIT as ALERT_HELPER_LIMIT
@@ -86,7 +86,7 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()
         self.helpers = Helpers(self.selector)
         self.started = time.monotonic()
-        self.media_scheduling = "not checked yet"  # _check_media_priority, at start
+        self.media_scheduling = "not checked yet"  # supervisor/start_checks.py, at start
         self.started_wall = time.time()
         self.ready = False
         self.control: ControlServer | None = None
@@ -226,34 +226,6 @@ class Supervisor:
             **self.totals.as_dict(),
         }
 
-    def _check_media_priority(self) -> None:
-        """Once, at start: whether the workers' media threads will run at
-        MEDIA_REALTIME_PRIORITY (call_worker/media_priority.py), said here so that 100
-        workers do not each log it."""
-        priority = self.settings.media_realtime_priority
-        problem = media_priority.check(priority)
-        if priority <= 0:
-            self.media_scheduling = "normal (MEDIA_REALTIME_PRIORITY=0)"
-        elif problem is None:
-            self.media_scheduling = f"SCHED_FIFO {priority}"
-        else:
-            self.media_scheduling = f"normal (SCHED_FIFO {priority} refused: {problem})"
-            log.warning(
-                "media threads run at normal priority: SCHED_FIFO %d was refused (%s); frames leave late "
-                "when the host is busy. The unit needs LimitRTPRIO=%d and RestrictRealtime=no (docs/operations.md), "
-                "or set MEDIA_REALTIME_PRIORITY=0 to silence this",
-                priority,
-                problem,
-                priority,
-            )
-
-    def _warn_capacity(self) -> None:
-        """Once, at start: MAX_CONCURRENT_CALLS against this cgroup's (the unit's) and the
-        machine's limits (local files only: callbridge/capacity.py). A warning, never a refusal."""
-        limits = capacity.effective([capacity.cgroup_limits(), capacity.machine_limits()])
-        for problem in capacity.problems(self.settings.max_concurrent_calls, limits):
-            log.warning("capacity: %s", problem)
-
     def _webhook_targets(self) -> tuple:
         """Every receiver of call events: CALL_WEBHOOKS, then each agent's own."""
         agents = self.agents.book.agents.values()
@@ -297,8 +269,8 @@ class Supervisor:
             self.settings.ari_app_name,
             self.settings.max_concurrent_calls,
         )
-        self._guarded(self._warn_capacity)
-        self._guarded(self._check_media_priority)
+        self._guarded(start_checks.warn_capacity, self.settings.max_concurrent_calls)
+        self.media_scheduling = start_checks.media_scheduling(self.settings.media_realtime_priority)
         self._guarded(self.alerting.started, __version__)
         self._guarded(self.agents.seed_budgets)
         next_tick = time.monotonic()

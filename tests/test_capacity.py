@@ -70,16 +70,9 @@ def test_check_says_how_many_calls_fit_and_warns_past_it(monkeypatch):
 
 
 def test_the_service_warns_at_start(monkeypatch, caplog):
-    from supervisor import service
+    from supervisor import start_checks
 
     monkeypatch.setattr(capacity, "cgroup_limits", lambda: Limits(GIB, None, "this process's cgroup"))
-
-    class Settings:
-        max_concurrent_calls = 2000
-
-    class Fake:
-        settings = Settings()
-
     with caplog.at_level(logging.WARNING, logger="supervisor.service"):
-        service.Supervisor._warn_capacity(Fake())
+        start_checks.warn_capacity(2000)
     assert any("capacity: MAX_CONCURRENT_CALLS=2000 needs about" in r.getMessage() for r in caplog.records)

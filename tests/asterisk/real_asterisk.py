@@ -78,9 +78,11 @@ def check_tools() -> None:
 
 
 class Asterisk:
-    def __init__(self, root: Path, ports: Ports = Ports()) -> None:
+    def __init__(self, root: Path, ports: Ports = Ports(), high_priority: bool = False) -> None:
         self.root = root
         self.ports = ports
+        # -p: Asterisk's threads under SCHED_RR (`highpriority`), as Debian's asterisk.service runs it
+        self.high_priority = high_priority
         self.etc = root / "etc/callbridge-test"
         self.run_dir = root / "tmp/callbridge-test-run"
         self.proc: subprocess.Popen | None = None
@@ -117,6 +119,7 @@ class Asterisk:
                 str(self.root),
                 "/usr/sbin/asterisk",
                 "-f",
+                *(["-p"] if self.high_priority else []),
                 "-C",
                 "/etc/callbridge-test/asterisk.conf",
             ],
