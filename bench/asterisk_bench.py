@@ -52,9 +52,10 @@ sys.path.insert(0, str(ROOT / "tests" / "asterisk"))
 
 import speech  # noqa: E402
 from pcap import in_range, read_rtp  # noqa: E402
-from real_asterisk import APP, ARI_PASSWORD, ARI_USER, Asterisk, Capture, Ports, ensure_root  # noqa: E402
+from real_asterisk import ARI_PASSWORD, ARI_USER, Asterisk, Capture, Ports, ensure_root  # noqa: E402
 
 from bench import frame_times as frame_report  # noqa: E402
+from bench import plain_bridge  # noqa: E402
 from bench.cost import call_cost, code_env, code_location  # noqa: E402
 from bench.report import caller_stream, markdown, pacing, percentile, setup_breakdown  # noqa: E402
 from bench.usage import Sampler  # noqa: E402
@@ -119,7 +120,7 @@ def ari_connected(control_socket: Path) -> bool:
 
 def ready(baseline: str, work: Path) -> bool:
     if baseline == "plain":
-        return "plain bridge: ready" in (work / "callbridge.log").read_text()
+        return plain_bridge.READY in (work / "callbridge.log").read_text()
     return ari_connected(work / "control.sock")
 
 
@@ -167,18 +168,7 @@ def measure(
         env[frame_trace.VARIABLE] = str(work / "frames")
     plain_summary = work / "plain-summary.json"
     if baseline == "plain":
-        command = [
-            sys.executable,
-            str(ROOT / "bench" / "plain_bridge.py"),
-            f"--ari-port={PORTS.ari}",
-            f"--ari-user={ARI_USER}",
-            f"--ari-password={ARI_PASSWORD}",
-            f"--app={APP}",
-            f"--realtime-url={env['OPENAI_REALTIME_URL']}?model=gpt-realtime",
-            f"--api-key={realtime.api_key}",
-            f"--rtp-ports={PORTS.callbridge_rtp[0]}-{PORTS.callbridge_rtp[1]}",
-            f"--summary={plain_summary}",
-        ]
+        command = plain_bridge.command(env, realtime.api_key, PORTS.callbridge_rtp, plain_summary)
         location = "bench/plain_bridge.py"
     else:
         command = [sys.executable, "-m", "callbridge.cli", "run"]
@@ -250,16 +240,8 @@ def measure(
     lives = sum(json.loads(path.read_text()).get("duration_s", 0.0) for path in records.glob("*.json"))
     cost = call_cost(records, reap_log, set(sampler.cpu))
     if baseline == "plain":  # one process: its own counters, over the seconds of call it carried
-        summary = json.loads(plain_summary.read_text())
-        lives, worker_cpu = summary["call_seconds"], sampler.final_supervisor_cpu
-        cost.update(
-            cost_source="plain bridge's getrusage",
-            calls_counted=summary["calls"],
-            cpu_percent_per_call_kernel=(summary["ru_utime"] + summary["ru_stime"]) / lives * 100,
-            wakeups_per_call_second=summary["ru_nvcsw"] / lives,
-            involuntary_switches_per_call_second=summary["ru_nivcsw"] / lives,
-            minor_faults_per_call=summary["ru_minflt"] / max(1, summary["calls"]),
-        )
+        cost.update(plain_bridge.cost(plain_summary))
+        lives, worker_cpu = cost.pop("call_seconds"), sampler.final_supervisor_cpu
     result = {
         "calls": calls,
         "arrivals_per_second": rate,

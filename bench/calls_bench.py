@@ -29,6 +29,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import plain_bridge  # noqa: E402
 from bench.cost import call_cost, code_env, code_location  # noqa: E402
 from bench.report import markdown, outside_shares, percentile, setup_breakdown  # noqa: E402
 from bench.usage import Sampler  # noqa: E402
@@ -74,10 +75,12 @@ def measure(
     callbridge_cpus: set[int] | None,
     code_dir: Path = ROOT,
     callers_in_step: bool = False,
+    baseline: str = "",
 ) -> dict:
     """One run of N calls; `callbridge run` imports callbridge from code_dir (bench/compare.py
     passes a worktree of another ref), everything else comes from this tree. The callers send
-    at phases of their own unless `callers_in_step` (simulators/caller_media.py)."""
+    at phases of their own unless `callers_in_step` (simulators/caller_media.py). baseline
+    "plain": bench/plain_bridge.py carries the calls instead, measured the same way."""
     asterisk = AsteriskSim(*(["--callers-in-step"] if callers_in_step else []), quiet=True)
     realtime = RealtimeSim("--reply-ms", "2000", "--speed", "5", quiet=True)
     run_dir = Path(tempfile.mkdtemp(dir=workdir, prefix=f"calls-{calls}-"))  # N may repeat
@@ -101,13 +104,19 @@ def measure(
         ),
     }
     env.pop("NOTIFY_SOCKET", None)
-    location = code_location(env, run_dir)
+    plain_summary = run_dir / "plain-summary.json"
+    if baseline == "plain":
+        command = plain_bridge.command(env, realtime.api_key, (40000, 59999), plain_summary)
+        location = "bench/plain_bridge.py"
+    else:
+        command = [sys.executable, "-m", "callbridge.cli", "run"]
+        location = code_location(env, run_dir)
     with open(run_dir / "callbridge.log", "w") as log_file:
         service = subprocess.Popen(
-            [sys.executable, "-m", "callbridge.cli", "run"],
+            command,
             env=env,
             cwd=run_dir,
-            stdout=subprocess.DEVNULL,
+            stdout=log_file,
             stderr=log_file,
             # Workers are forked by the supervisor and inherit its CPUs.
             preexec_fn=(lambda: os.sched_setaffinity(0, callbridge_cpus)) if callbridge_cpus else None,
@@ -163,8 +172,15 @@ def measure(
         {call_id: record["media_started"] for call_id, record in records.items()},
     )
     cost = call_cost(records_dir, reap_log, set(sampler.cpu))
+    figures = analyse(calls, seconds, ids, records, sessions, sampler, peak)
+    if baseline == "plain":  # one process: all of it is the calls' cost
+        cost.update(plain_bridge.cost(plain_summary))
+        cost.pop("call_seconds")
+        figures["cpu_percent_per_call"] = round(
+            sampler.final_supervisor_cpu / max(1, calls) / figures["seconds_per_call"] * 100, 2
+        )
     return {
-        **analyse(calls, seconds, ids, records, sessions, sampler, peak),
+        **figures,
         **usage,
         **breakdown,
         **cost,
@@ -342,6 +358,9 @@ def main() -> None:
         help="every simulated caller sends at the same instant of each 20 ms, as figures before "
         "2026-12-02 were measured (default: each at its own phase, as phones do)",
     )
+    parser.add_argument(
+        "--baseline", choices=("plain",), help="run bench/plain_bridge.py instead of callbridge"
+    )
     args = parser.parse_args()
     callbridge_cpus = split_cpus(parser) if args.split_cpus else None
     out = Path(args.out)
@@ -354,7 +373,12 @@ def main() -> None:
             )
             results.append(
                 measure(
-                    count, args.seconds, Path(scratch), callbridge_cpus, callers_in_step=args.callers_in_step
+                    count,
+                    args.seconds,
+                    Path(scratch),
+                    callbridge_cpus,
+                    callers_in_step=args.callers_in_step,
+                    baseline=args.baseline or "",
                 )
             )
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)

@@ -189,7 +189,7 @@ def main() -> None:
         "--after", default=".", help="git ref of the code after (or . for this tree, the default)"
     )
     parser.add_argument(
-        "--baseline", choices=("plain",), help="bench/plain_bridge.py instead of --before (asterisk bench)"
+        "--baseline", choices=("plain",), help="bench/plain_bridge.py in the place of --before"
     )
     parser.add_argument("--bench", choices=("calls", "asterisk"), default="calls")
     parser.add_argument("--calls", default="10,50,100", help="comma-separated concurrent call counts")
@@ -207,8 +207,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.split_cpus and args.bench != "calls":
         parser.error("--split-cpus is for the calls bench")
-    if args.baseline and args.bench != "asterisk":
-        parser.error("--baseline plain runs on the real Asterisk: add --bench asterisk")
     if (args.before is None) == (args.baseline is None):
         parser.error("give --before REF or --baseline plain")
     counts = [int(c) for c in args.calls.split(",")]
@@ -238,9 +236,15 @@ def main() -> None:
                 return bench.measure(count, args.rate, tree, args.seconds)
         else:
 
-            def measure(count: int, tree: Path) -> dict:
+            def measure(count: int, tree: Path | None) -> dict:
                 return calls_bench.measure(
-                    count, args.seconds, scratch, callbridge_cpus, tree, callers_in_step=args.callers_in_step
+                    count,
+                    args.seconds,
+                    scratch,
+                    callbridge_cpus,
+                    tree or ROOT,
+                    callers_in_step=args.callers_in_step,
+                    baseline="" if tree else "plain",
                 )
 
         for count, repetition, order in runs(counts, args.repeat):

@@ -24,8 +24,10 @@ import select
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
+from pathlib import Path
 
 import requests
 import websocket
@@ -170,7 +172,7 @@ class PlainBridge:
             f"ws://{self.base.split('//')[1]}/events?app={self.app}",
             header={"Authorization": f"Basic {token}"},
         )
-        print("plain bridge: ready", flush=True)
+        print(READY, flush=True)
         while True:
             event = json.loads(events.recv())
             channel = (event.get("channel") or {}).get("id", "")
@@ -187,6 +189,43 @@ class PlainBridge:
         return {"calls": self.calls_ended, "call_seconds": self.call_seconds} | {
             name: getattr(usage, name) for name in fields
         }
+
+
+# --- for the benchmarks that run it (bench/asterisk_bench.py, bench/calls_bench.py)
+
+READY = "plain bridge: ready"
+
+
+def command(env: dict[str, str], api_key: str, rtp_ports: tuple[int, int], summary: Path) -> list[str]:
+    """How a benchmark starts it, from the variables it would give callbridge (env)."""
+    return [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        f"--ari-port={env['ASTERISK_PORT']}",
+        f"--ari-user={env['ASTERISK_USERNAME']}",
+        f"--ari-password={env['ASTERISK_PASSWORD']}",
+        f"--app={env.get('ARI_APP_NAME', 'openai-app')}",
+        f"--realtime-url={env['OPENAI_REALTIME_URL']}?model=gpt-realtime",
+        f"--api-key={api_key}",
+        f"--rtp-ports={rtp_ports[0]}-{rtp_ports[1]}",
+        f"--summary={summary}",
+    ]
+
+
+def cost(summary: Path) -> dict:
+    """The figures bench/cost.py gives for callbridge, from what the bridge wrote at SIGTERM:
+    one process, its own counters over the seconds of call it carried."""
+    written = json.loads(summary.read_text())
+    seconds = written["call_seconds"] or 1e-9
+    return {
+        "call_seconds": seconds,
+        "cost_source": "plain bridge's getrusage",
+        "calls_counted": written["calls"],
+        "cpu_percent_per_call_kernel": round((written["ru_utime"] + written["ru_stime"]) / seconds * 100, 2),
+        "wakeups_per_call_second": round(written["ru_nvcsw"] / seconds, 1),
+        "involuntary_switches_per_call_second": round(written["ru_nivcsw"] / seconds, 1),
+        "minor_faults_per_call": round(written["ru_minflt"] / max(1, written["calls"])),
+    }
 
 
 def main() -> None:

@@ -120,6 +120,41 @@ def test_compare_measures_each_ref_from_its_own_worktree(tmp_path):
     assert before["code_under_test"] not in worktrees.stdout
 
 
+@pytest.mark.slow
+def test_the_plain_baseline_carries_calls_beside_callbridge_and_the_ratios_are_printed(tmp_path):
+    """bench/compare.py --baseline plain on the simulators: the plain bridge (one process, a
+    thread per direction per call, bench/plain_bridge.py) carries the same calls with nothing
+    lost, its cost comes from its own counters, and the table holds each run, the medians
+    and callbridge / plain ratios."""
+    result = subprocess.run(
+        [sys.executable, str(COMPARE), "--baseline", "plain", "--calls", "2", "--repeat", "2"]
+        + ["--seconds", "7", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "compare-calls.json").read_text())
+    plain = [r for r in report["results"] if r["side"] == "before"]
+    ours = [r for r in report["results"] if r["side"] == "after"]
+    assert len(plain) == len(ours) == 2
+    for row in plain:
+        assert row["code_under_test"] == "bench/plain_bridge.py"
+        assert row["cost_source"] == "plain bridge's getrusage" and row["calls_counted"] == 2, row
+        # The same measurement outside the bridge as for callbridge: both calls set up,
+        # heard and paced, nothing lost, their sessions found by the callers' tags.
+        assert row["sessions_matched"] == 2 and row["frames_lost"] == 0 and row["bursts"] == 0, row
+        assert row["setup_p99_ms"] < 1000 and row["frames_lost"] == 0
+        assert 0 < row["cpu_percent_per_call"] < 50 and row["wakeups_per_call_second"] > 50, row
+    assert all(Path(r["code_under_test"]) == ROOT for r in ours)
+    lines = (tmp_path / "compare-calls.md").read_text().splitlines()
+    assert "plain bridge (bench/plain_bridge.py)" in lines[0]
+    header = next(line for line in lines if line.startswith("| figure |"))
+    assert "| 2 median plain | 2 median callbridge | 2 median callbridge/plain |" in header
+    pacing = next(line for line in lines if line.startswith("| pacing dev p99 ms |"))
+    assert len(pacing.split("|")) == 2 + 3 * 3 + 1  # two runs and the median, three columns each
+
+
 def test_the_callers_streams_steadiness_is_measured_against_each_streams_own_clock():
     """bench/report.py::caller_stream: a steady stream at any phase is all within 0.5 ms; one
     with 1 ms of jitter (normal) has about 38 % within 0.5 ms and 68 % within 1 ms."""
