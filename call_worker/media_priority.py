@@ -24,11 +24,12 @@ import threading
 
 def raise_to(priority: int) -> str | None:
     """Put the calling thread in SCHED_FIFO at `priority` (0: leave it). None when done,
-    else why not."""
+    else why not. Threads it starts later (a reconnect's opener, a tool's pool thread) are
+    born under normal scheduling (SCHED_RESET_ON_FORK): the priority is this thread's alone."""
     if priority <= 0:
         return None
     try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
     except OSError as exc:
         return exc.strerror or str(exc)
     return None

@@ -22,11 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _policies(pid: int) -> list[int]:
-    """The scheduling policy of each thread of pid."""
+    """The scheduling policy of each thread of pid (without its reset-on-fork flag)."""
     found = []
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
-            found.append(os.sched_getscheduler(int(task)))
+            found.append(os.sched_getscheduler(int(task)) & ~os.SCHED_RESET_ON_FORK)
         except OSError:  # the thread ended meanwhile
             continue
     return found
@@ -53,6 +53,29 @@ def test_the_media_thread_alone_runs_at_the_real_time_priority(calls, priority, 
     if fifo_threads:
         assert os.sched_getparam(call.pid).sched_priority == 0  # the main thread kept its own
     assert sup.wait_ended(call) == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="SCHED_FIFO needs root or an rtprio limit")
+def test_threads_the_media_thread_starts_are_not_real_time():
+    """A reconnect's opener or a tool's pool thread is started by the media thread: it must
+    not inherit the priority (an HTTP response parsed at real-time priority would delay
+    other calls' frames)."""
+    import threading
+
+    seen = {}
+
+    def media() -> None:
+        seen["problem"] = media_priority.raise_to(1)
+        seen["media"] = os.sched_getscheduler(0) & ~os.SCHED_RESET_ON_FORK
+        child = threading.Thread(target=lambda: seen.update(child=os.sched_getscheduler(0)))
+        child.start()
+        child.join()
+
+    thread = threading.Thread(target=media)
+    thread.start()
+    thread.join()
+    assert seen == {"problem": None, "media": os.SCHED_FIFO, "child": os.SCHED_OTHER}
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the test's own thread was never touched
 
 
 def test_a_refused_priority_is_reported_not_raised():
