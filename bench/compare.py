@@ -7,7 +7,7 @@
     python bench/compare.py --bench asterisk --baseline plain [--after .] --calls 20,50 --repeat 3
 
 `--baseline plain` puts bench/plain_bridge.py (one process, a thread per direction per
-call) in the place of "before", and callbridge (`--after`, this tree by default) beside
+call; `--plain-priority 1` gives its sending threads callbridge's media priority) in the place of "before", and callbridge (`--after`, this tree by default) beside
 it: every ratio is then callbridge's figure over the plain bridge's (1.0 is level, under
 1 is better for most figures), and with --repeat the table ends with each side's median.
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -39,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import calls_bench  # noqa: E402
+from bench import calls_bench, plain_bridge  # noqa: E402
 
 # (key, title): the issue's figures, then what says how the run went.
 CALLS_FIGURES = [
@@ -203,6 +204,12 @@ def main() -> None:
         action="store_true",
         help="Asterisk under SCHED_RR (asterisk -p, as Debian runs it)",
     )
+    parser.add_argument(
+        "--plain-priority",
+        type=int,
+        default=0,
+        help="SCHED_FIFO priority of the plain bridge's sending threads (as MEDIA_REALTIME_PRIORITY); 0: none",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     if args.split_cpus and args.bench != "calls":
@@ -210,6 +217,7 @@ def main() -> None:
     if (args.before is None) == (args.baseline is None):
         parser.error("give --before REF or --baseline plain")
     counts = [int(c) for c in args.calls.split(",")]
+    os.environ[plain_bridge.PRIORITY_VARIABLE] = str(args.plain_priority)  # read by the runs' start
     if args.seconds is None:
         args.seconds = 6.0 if args.bench == "asterisk" else 20.0
     callbridge_cpus = calls_bench.split_cpus(parser) if args.split_cpus else None
@@ -269,6 +277,7 @@ def main() -> None:
         "arrivals_per_second": args.rate if args.bench == "asterisk" else calls_bench.ARRIVALS_PER_SECOND,
         "callbridge_cpus": sorted(callbridge_cpus) if callbridge_cpus else "shared with the load generator",
         "asterisk_high_priority": args.asterisk_high_priority,
+        "plain_priority": args.plain_priority,
         "results": results,
     }
     (out / f"compare-{args.bench}.json").write_text(json.dumps(report, indent=2))

@@ -105,8 +105,9 @@ def main() -> None:
             started = time.thread_time_ns()
             loop._receive()
             middle = time.thread_time_ns()
-            conversation.tick(time.monotonic())
-            deadline = loop._send_frame(deadline)
+            ticked = time.monotonic()
+            conversation.tick(ticked)
+            deadline = loop._send_frame(deadline, ticked)
             ended = time.thread_time_ns()
             parts["packet_in"] += middle - started
             parts["tick_and_frame_out"] += ended - middle

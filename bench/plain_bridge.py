@@ -9,7 +9,8 @@ Asterisk every 20 ms, reading the Realtime socket between frames); no rings, no
 supervisor, no records. It speaks the same ARI, RTP and Realtime protocol as callbridge
 and applies the same two rules to the frames it sends (an absolute 20 ms schedule, and
 after a stall of more than 10 ms the schedule restarts instead of catching up in a
-burst), so that what differs is the structure alone. It imports nothing of callbridge
+burst). With --priority its sending threads take the SCHED_FIFO priority callbridge's media
+threads take (MEDIA_REALTIME_PRIORITY), so that what differs is the structure alone. It imports nothing of callbridge
 (bench/compare.py --baseline plain runs it beside callbridge). At SIGTERM it writes its
 kernel counters (getrusage, every thread) and the seconds of call it carried to --summary.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import resource
 import select
 import signal
@@ -51,15 +53,20 @@ class Call:
         self.audio = bytearray()  # the model's audio not yet sent
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", port))
         self.asterisk: tuple[str, int] | None = None
         self.ws: websocket.WebSocket | None = None
-        self.started = time.monotonic()
+        self.session = requests.Session()  # its own connection to ARI, as each worker has
+        self.session.auth = bridge.auth
+        self.bridged_at: float | None = None  # the call's seconds count from here, as callbridge's do
+
+    def rest(self, method: str, path: str, **params: str) -> requests.Response:
+        return self.session.request(method, f"{self.bridge.base}/{path}", params=params, timeout=10)
 
     def run(self) -> None:
         """Set the call up, then be its sending thread until the caller hangs up."""
-        rest, name = self.bridge.rest, self.channel_id
+        rest, name = self.rest, self.channel_id
         try:
+            self.sock.bind(("127.0.0.1", self.port))
             self.ws = websocket.create_connection(
                 self.bridge.realtime_url, header={"Authorization": f"Bearer {self.bridge.api_key}"}
             )
@@ -80,6 +87,7 @@ class Call:
                 if rest("POST", f"bridges/plain-br-{name}/addChannel", channel=f"{name},cb-em-{name}").ok:
                     break
                 time.sleep(0.01)
+            self.bridged_at = time.monotonic()
             threading.Thread(target=self.receive, daemon=True).start()
             self.send()
         except Exception as exc:  # noqa: BLE001 - a baseline: say it, hang up, go on
@@ -87,10 +95,14 @@ class Call:
         finally:
             self.stop.set()
             for path in (f"bridges/plain-br-{name}", f"channels/cb-em-{name}", f"channels/{name}"):
-                rest("DELETE", path)
+                try:
+                    rest("DELETE", path)
+                except requests.RequestException as exc:
+                    print(f"plain bridge: DELETE {path} failed: {exc!r}", flush=True)
             if self.ws is not None:
                 self.ws.close()
             self.sock.close()
+            self.session.close()
             self.bridge.ended(self)
 
     def receive(self) -> None:
@@ -112,6 +124,10 @@ class Call:
 
     def send(self) -> None:
         """The sending thread: a frame every 20 ms; between frames, the model's events."""
+        if self.bridge.priority > 0:  # as callbridge's media thread, when the bench asks for it
+            os.sched_setscheduler(
+                0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(self.bridge.priority)
+            )
         sequence, timestamp, ssrc = 0, 0, 0x5EED
         deadline = time.monotonic()
         marker = True
@@ -146,48 +162,55 @@ class Call:
 class PlainBridge:
     def __init__(self, args: argparse.Namespace) -> None:
         self.base = f"http://127.0.0.1:{args.ari_port}/ari"
-        self.session = requests.Session()
-        self.session.auth = (args.ari_user, args.ari_password)
+        self.auth = (args.ari_user, args.ari_password)
         self.app, self.realtime_url, self.api_key = args.app, args.realtime_url, args.api_key
+        self.priority = int(args.priority)
         low, high = (int(p) for p in args.rtp_ports.split("-"))
         self.free_ports = list(range(low + low % 2, high, 2))
         self.calls: dict[str, Call] = {}
         self.lock = threading.Lock()
         self.call_seconds = 0.0
         self.calls_ended = 0
-
-    def rest(self, method: str, path: str, **params: str) -> requests.Response:
-        return self.session.request(method, f"{self.base}/{path}", params=params, timeout=10)
+        self.ready_usage = resource.getrusage(resource.RUSAGE_SELF)
 
     def ended(self, call: Call) -> None:
         with self.lock:
             self.calls.pop(call.channel_id, None)
             self.free_ports.append(call.port)
-            self.call_seconds += time.monotonic() - call.started
+            if call.bridged_at is not None:
+                self.call_seconds += time.monotonic() - call.bridged_at
             self.calls_ended += 1
 
     def run(self) -> None:
-        token = base64.b64encode(f"{self.session.auth[0]}:{self.session.auth[1]}".encode()).decode()
+        token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
         events = websocket.create_connection(
             f"ws://{self.base.split('//')[1]}/events?app={self.app}",
             header={"Authorization": f"Basic {token}"},
         )
+        self.ready_usage = resource.getrusage(resource.RUSAGE_SELF)  # the interpreter's start is no call's
         print(READY, flush=True)
         while True:
             event = json.loads(events.recv())
             channel = (event.get("channel") or {}).get("id", "")
             if event["type"] == "StasisStart" and not channel.startswith("cb-em-"):
                 with self.lock:
+                    if not self.free_ports:
+                        print(f"plain bridge: no RTP port left for {channel}", flush=True)
+                        continue
                     call = self.calls[channel] = Call(self, channel, self.free_ports.pop(0))
                 threading.Thread(target=call.run, daemon=True).start()
-            elif event["type"] in ("StasisEnd", "ChannelDestroyed") and channel in self.calls:
-                self.calls[channel].stop.set()
+            elif event["type"] in ("StasisEnd", "ChannelDestroyed"):
+                with self.lock:
+                    call = self.calls.get(channel)
+                if call is not None:
+                    call.stop.set()
 
     def summary(self) -> dict:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
+        """Its counters since it was ready, and the seconds of call it carried."""
+        usage, ready = resource.getrusage(resource.RUSAGE_SELF), self.ready_usage
         fields = ("ru_utime", "ru_stime", "ru_nvcsw", "ru_nivcsw", "ru_minflt")
         return {"calls": self.calls_ended, "call_seconds": self.call_seconds} | {
-            name: getattr(usage, name) for name in fields
+            name: getattr(usage, name) - getattr(ready, name) for name in fields
         }
 
 
@@ -196,8 +219,12 @@ class PlainBridge:
 READY = "plain bridge: ready"
 
 
+PRIORITY_VARIABLE = "PLAIN_BRIDGE_PRIORITY"  # bench/compare.py --plain-priority sets it
+
+
 def command(env: dict[str, str], api_key: str, rtp_ports: tuple[int, int], summary: Path) -> list[str]:
-    """How a benchmark starts it, from the variables it would give callbridge (env)."""
+    """How a benchmark starts it, from the variables it would give callbridge (env), with
+    its sending threads' SCHED_FIFO priority from PLAIN_BRIDGE_PRIORITY (0: none)."""
     return [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -209,6 +236,7 @@ def command(env: dict[str, str], api_key: str, rtp_ports: tuple[int, int], summa
         f"--api-key={api_key}",
         f"--rtp-ports={rtp_ports[0]}-{rtp_ports[1]}",
         f"--summary={summary}",
+        f"--priority={int(env.get(PRIORITY_VARIABLE) or 0)}",
     ]
 
 
@@ -241,6 +269,7 @@ def main() -> None:
         "summary",
     ):
         parser.add_argument(f"--{name}", required=True)
+    parser.add_argument("--priority", default="0", help="SCHED_FIFO priority of the sending threads; 0: none")
     args = parser.parse_args()
     bridge = PlainBridge(args)
 

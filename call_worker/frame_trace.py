@@ -3,7 +3,7 @@
 Off unless the benchmark sets CALLBRIDGE_FRAME_TRACE to a directory (bench/frame_times.py
 reads what it leaves there; docs/performance.md shows the histograms). Then the media loop
 hands each frame it sends to `FrameTrace.frame`, which keeps one row of times, relative
-to the frame's deadline, in a preallocated array:
+to the frame's deadline:
 
 - woke: when the select() before the frame returned (a late wake-up: the timer, the
   scheduler, or the interpreter lock held by another thread of the worker);
@@ -17,27 +17,33 @@ to the frame's deadline, in a preallocated array:
 - path: 0 sent at its deadline, 1 sent with a caller packet's wake-up (media.py's follow).
 
 Reading schedstat and getrusage is two syscalls per frame, a few microseconds, on only
-while tracing. At the end of the call the rows go to DIR/<pid>.frames (float64s, FIELDS
-per row) in one write.
+while tracing. Rows fill chunks of a minute of frames (240 KB, made when the last is full:
+no copy of what is kept, no 15 MB taken up front); at the end of the call they go to
+DIR/<pid>.frames (float64s, FIELDS per row) in one write. A trace that cannot be written
+is logged and lost: the call is not the trace's.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import resource
 import time
 from array import array
 
+log = logging.getLogger(__name__)
+
 VARIABLE = "CALLBRIDGE_FRAME_TRACE"
 FIELDS = ("deadline", "woke", "tick", "send", "sendto", "sent", "run_delay", "minflt", "gc", "path")
+CHUNK_FRAMES = 50 * 60  # a minute of frames per chunk
 MAX_FRAMES = 50 * 3600  # an hour of frames (15 MB): a longer call keeps its first hour
 
 
 class FrameTrace:
     def __init__(self, directory: str) -> None:
         self.path = os.path.join(directory, f"{os.getpid()}.frames")
-        self.rows = array("d", bytes(8 * len(FIELDS) * MAX_FRAMES))  # no growth while tracing
+        self.chunks: list[array] = []
         self.count = 0
         self.gc_seconds = 0.0
         self._gc_started = 0.0
@@ -69,8 +75,10 @@ class FrameTrace:
             return
         counters = self._counters()
         last, self._last = self._last, counters
-        row = self.count * len(FIELDS)
-        self.rows[row : row + len(FIELDS)] = array(
+        if self.count % CHUNK_FRAMES == 0:
+            self.chunks.append(array("d", bytes(8 * len(FIELDS) * CHUNK_FRAMES)))
+        row = (self.count % CHUNK_FRAMES) * len(FIELDS)
+        self.chunks[-1][row : row + len(FIELDS)] = array(
             "d",
             (
                 deadline,
@@ -94,5 +102,12 @@ class FrameTrace:
         if self._schedstat >= 0:
             os.close(self._schedstat)
             self._schedstat = -1
-        with open(self.path, "wb") as out:
-            out.write(memoryview(self.rows).cast("B")[: self.count * len(FIELDS) * self.rows.itemsize])
+        rows = array("d")
+        for chunk in self.chunks:
+            rows.extend(chunk)
+        del rows[self.count * len(FIELDS) :]  # the last chunk's unused rows
+        try:
+            with open(self.path, "wb") as out:
+                out.write(rows.tobytes())
+        except OSError as exc:
+            log.warning("frame trace not written to %s: %s", self.path, exc)

@@ -150,7 +150,11 @@ class MediaLoop:
                 deadline = self._send_frame(deadline, now)
                 continue
             link = conversation.link
-            writes = [link] if link is not None and link.out and link.closed is None else []
+            writes = (
+                [link]
+                if link is not None and link.out and link.closed is None and not link.wants_read
+                else []
+            )
             readable, writable, _ = wait(watched, writes, [], None if deadline is None else deadline - now)
             self._woke = monotonic()
             if readable:

@@ -6,13 +6,14 @@ behind whatever runs on the CPU: Asterisk's threads, the callers, the other work
 frame by frame (bench/frame_times.py, 20 calls through the real Asterisk), that wait was
 the p99 of a frame's lateness: 1.6 ms runnable-but-not-running per frame at the median,
 4.4 ms late at the p99. SCHED_FIFO at priority 1, the lowest real-time one, for this thread
-alone (the calling thread's, pid 0): 0.6 ms at the p99 (docs/performance.md, issue 27). Its
-work per frame is tens of microseconds, and the kernel keeps 5 % of every CPU for normal
-tasks whatever real-time ones do, so the supervisor and the workers' other threads are not
-shut out; on a saturated CPU they wait longer (docs/performance.md measures both).
+alone (the calling thread's, pid 0): 0.6 ms at the p99 (docs/performance.md, issue 27). It
+sleeps between frames (about 0.2 ms of CPU per frame, syscalls included), and the kernel
+keeps 5 % of every CPU for normal tasks whatever real-time ones do, so the supervisor and the
+workers' other threads are not shut out; but where the calls' audio fills a CPU they live on
+what is left, and new calls' set-up waits (docs/performance.md measures both).
 
 A unit must allow it (LimitRTPRIO=, RestrictRealtime=no, the sched_setscheduler call: the
-shipped units do; docs/operations.md). Where it is refused, the thread keeps normal
+shipped units do, and LimitRTTIME= kills a real-time thread that never sleeps; docs/operations.md). Where it is refused, the thread keeps normal
 scheduling: the supervisor says so once at start (`check`), the workers say nothing.
 """
 

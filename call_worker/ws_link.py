@@ -121,6 +121,10 @@ class WsLink:
         self.last_heard = now
         self.pinged_at: float | None = None
         self.stalled_since: float | None = None  # `out` not moving
+        # TLS wants to read before it can write on: the socket reads writable all the while,
+        # so the media loop leaves the link out of its write set until the next read (under
+        # SCHED_FIFO a select() that returns at once would spin until the tick).
+        self.wants_read = False
         self._fragments: list[bytes] | None = None
         self._text = False
         self._early = list(early)
@@ -178,12 +182,14 @@ class WsLink:
     def flush(self) -> None:
         """Send what the socket takes (the loop calls it again once it is writable)."""
         out = self.out
+        self.wants_read = False
         try:
             while out:
                 sent = self.sock.send(out)
                 del out[:sent]
                 self.stalled_since = None
-        except _WOULD_BLOCK:
+        except _WOULD_BLOCK as exc:
+            self.wants_read = isinstance(exc, ssl.SSLWantReadError)
             if self.stalled_since is None:
                 self.stalled_since = time.monotonic()
             if len(out) > MAX_PENDING:
@@ -211,6 +217,7 @@ class WsLink:
             if self.protocol.close_expected():
                 self._queue()
                 self._lose(self.protocol.close_code, self.protocol.close_reason or "closed")
+        self.wants_read = False  # whatever TLS wanted to read, it gets it now
         while self.closed is None:
             try:
                 data = self.sock.recv(READ_CHUNK)
