@@ -5,6 +5,11 @@ Sampled once a second from the supervisor's tick. A problem is acted on only aft
 - a worker thread whose heartbeat stopped (its loop is stuck): end the call; the
   supervisor kills the worker if it does not exit;
 - CPU above 90 % or an uplink that stopped advancing: logged, shown in `status`.
+The heartbeats and the uplink come from the call's shared memory, every second. What psutil
+reads from /proc (CPU, RSS, fds, threads, state) is read at a worker's first tick and then
+every `PROCESS_EVERY` seconds: at 100 calls those reads were a quarter of the supervisor's
+busy time while a burst of calls waited for admission (py-spy, docs/performance.md, issue 27).
+CPU is then the average over those seconds, and "high CPU" counts one sample per reading.
 USS needs /proc/PID/smaps_rollup, which the kernel builds by walking the worker's page
 tables: about 1.5 ms per worker here on a quiet machine, more under load, all of it on
 the supervisor's loop. Reading it at each worker's first sample made the tick after a burst
@@ -28,6 +33,8 @@ from supervisor.calls import CallEntry, Phase
 log = logging.getLogger(__name__)
 
 BAD_SAMPLES = 3
+PROCESS_EVERY = 5.0  # seconds between two psutil reads of one worker
+HIGH_CPU = "high CPU"
 USS_PER_TICK = 2
 USS_EVERY = 10.0  # seconds
 HEARTBEAT_LIMIT_NS = 2_000_000_000
@@ -47,6 +54,8 @@ class WorkerWatch:
     uss_mb: float | None = None  # not measured yet
     uss_at: float = float("-inf")  # monotonic time of the last USS read
     uss_turn: bool = False  # chosen by plan_uss() for this tick
+    read_at: float = float("-inf")  # monotonic time of the last psutil read
+    figures: dict = field(default_factory=dict)  # what that read found
 
 
 class HealthMonitor:
@@ -84,30 +93,34 @@ class HealthMonitor:
             except psutil.Error:
                 return None
         watch.samples += 1
+        now = time.monotonic()
+        fresh = now - watch.read_at >= PROCESS_EVERY
         try:
-            with watch.process.oneshot():
-                cpu = watch.process.cpu_percent(None)
-                rss = watch.process.memory_info().rss
-                fds = watch.process.num_fds()
-                threads = watch.process.num_threads()
-                status = watch.process.status()
+            if fresh:
+                with watch.process.oneshot():
+                    watch.figures = {
+                        "cpu_percent": round(watch.process.cpu_percent(None), 1),
+                        "rss_mb": round(watch.process.memory_info().rss / 2**20, 1),
+                        "fds": watch.process.num_fds(),
+                        "threads": watch.process.num_threads(),
+                        "process_state": watch.process.status(),
+                    }
+                watch.read_at = now
             if watch.uss_turn:
                 watch.uss_turn = False
                 watch.uss_mb = round(watch.process.memory_full_info().uss / 2**20, 1)
         except psutil.Error:
             return None  # exited between the reap and this sample
-        problems = self._problems(entry, watch, cpu)
+        problems = self._problems(entry, watch, watch.figures["cpu_percent"] if fresh else None)
         entry.health = {
-            "cpu_percent": round(cpu, 1),
-            "rss_mb": round(rss / 2**20, 1),
+            **watch.figures,
             "uss_mb": watch.uss_mb,
-            "fds": fds,
-            "threads": threads,
-            "process_state": status,
             "health": ", ".join(problems) if problems else "ok",
         }
         fatal = None
         for problem in problems:
+            if problem == HIGH_CPU and not fresh:
+                continue  # the same reading as at the last tick: not another sample
             streak = watch.streaks.get(problem, 0) + 1
             watch.streaks[problem] = streak
             if streak == BAD_SAMPLES and problem not in watch.reported:
@@ -127,7 +140,8 @@ class HealthMonitor:
         return fatal
 
     @staticmethod
-    def _problems(entry: CallEntry, watch: WorkerWatch, cpu: float) -> list[str]:
+    def _problems(entry: CallEntry, watch: WorkerWatch, cpu: float | None) -> list[str]:
+        """cpu: a fresh reading, or None between readings (the last one's verdict stands)."""
         problems = []
         # Heartbeats are checked only while the worker itself says ACTIVE: once it is
         # ENDING its threads stop by design (prompt, teardown); END_GRACE covers that phase.
@@ -141,6 +155,9 @@ class HealthMonitor:
             if uplink == watch.last_uplink:
                 problems.append("no audio from Asterisk")
             watch.last_uplink = uplink
-        if cpu > CPU_LIMIT:
-            problems.append("high CPU")
+        if cpu is None:
+            if HIGH_CPU in watch.streaks:
+                problems.append(HIGH_CPU)
+        elif cpu > CPU_LIMIT:
+            problems.append(HIGH_CPU)
         return problems

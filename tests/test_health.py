@@ -87,3 +87,41 @@ def test_a_worker_setting_up_has_no_uss_read(workers):
         assert _tick(monitor, workers, float(now)) == []
     workers[3].phase = Phase.ACTIVE
     assert _tick(monitor, workers, 5.0) == ["call-3"]
+
+
+def test_psutil_reads_each_worker_every_few_seconds_and_high_cpu_counts_readings(
+    workers, monkeypatch, caplog
+):
+    """/proc is read at a worker's first tick and then every PROCESS_EVERY seconds (at 100
+    calls those reads were a quarter of the supervisor's busy time); between readings the
+    last figures stand, and "high CPU" needs BAD_SAMPLES readings, not BAD_SAMPLES ticks."""
+    import logging
+
+    from supervisor import health as health_module
+    from supervisor.health import BAD_SAMPLES, PROCESS_EVERY
+
+    monitor = HealthMonitor()
+    entry = workers[0]
+    monitor.sample(entry)
+    watch = monitor.watches[entry.pid]
+    first_read = watch.read_at
+    assert entry.health["rss_mb"] > 0 and entry.health["threads"] >= 1
+    monitor.sample(entry)
+    assert watch.read_at == first_read  # the next tick: no /proc read, the figures kept
+    assert entry.health["rss_mb"] > 0
+
+    monkeypatch.setattr(watch.process, "cpu_percent", lambda _interval: 95.0)
+    with caplog.at_level(logging.WARNING, logger=health_module.__name__):
+        for reading in range(BAD_SAMPLES):
+            watch.read_at -= PROCESS_EVERY  # the next reading is due
+            monitor.sample(entry)
+            assert entry.health["cpu_percent"] == 95.0 and "high CPU" in entry.health["health"]
+            for _ in range(3):  # ticks between readings: the verdict stands, not another sample
+                monitor.sample(entry)
+                assert "high CPU" in entry.health["health"]
+            warned = [r for r in caplog.records if "high CPU" in r.getMessage()]
+            assert len(warned) == (1 if reading == BAD_SAMPLES - 1 else 0), (reading, warned)
+    monkeypatch.setattr(watch.process, "cpu_percent", lambda _interval: 1.0)
+    watch.read_at -= PROCESS_EVERY
+    monitor.sample(entry)
+    assert entry.health["health"] == "ok" and "high CPU" not in watch.streaks

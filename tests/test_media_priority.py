@@ -126,3 +126,51 @@ def test_the_frame_trace_accounts_for_every_frame(calls, tmp_path, monkeypatch):
     steps = [(b - a) * 1000 for a, b in zip(deadlines, deadlines[1:], strict=False)]
     assert 19.0 < sorted(steps)[len(steps) // 2] < 21.0  # the deadlines are the 20 ms schedule
     assert "lateness ms" in frame_times.markdown(summary)
+
+
+@pytest.mark.parametrize(
+    ("scheduling", "state"),
+    [
+        ("SCHED_FIFO 1", "good"),
+        ("normal (SCHED_FIFO 1 refused: Operation not permitted)", "warn"),
+        ("normal (MEDIA_REALTIME_PRIORITY=0)", ""),
+    ],
+)
+def test_status_and_the_dashboard_say_what_the_media_threads_got(scheduling, state):
+    from supervisor.commands import status
+    from web.views import health
+
+    supervisor = {
+        "version": "x",
+        "pid": 1,
+        "uptime_s": 5,
+        "ari": "connected",
+        "draining": False,
+        "calls_live": 0,
+        "max_concurrent_calls": 10,
+        "calls_taken": 0,
+        "calls_failed": 0,
+        "calls_rejected_busy": 0,
+        "media_scheduling": scheduling,
+    }
+    assert f"media threads: {scheduling}" in status.render({"supervisor": supervisor, "calls": []})
+    rows = {
+        label: (value, s)
+        for label, value, s in health({"ok": True, "supervisor": supervisor}, {}, {}, 0, str)
+    }
+    assert rows["media threads"] == (scheduling, state)
+
+
+def test_the_supervisor_says_once_at_start_when_the_priority_is_refused(monkeypatch, caplog):
+    import logging
+
+    from supervisor import start_checks
+
+    monkeypatch.setattr(media_priority, "check", lambda priority: "Operation not permitted")
+    with caplog.at_level(logging.WARNING, logger="supervisor.service"):
+        said = start_checks.media_scheduling(1)
+    assert said == "normal (SCHED_FIFO 1 refused: Operation not permitted)"
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "LimitRTPRIO=1" in line and "MEDIA_REALTIME_PRIORITY=0" in line
+    caplog.clear()
+    assert start_checks.media_scheduling(0) == "normal (MEDIA_REALTIME_PRIORITY=0)" and not caplog.records

@@ -158,6 +158,7 @@ SPANISH = {
     "worker crashes, last hour": "fallos de proceso, última hora",
     "records waiting": "registros pendientes",
     "records lost": "registros perdidos",
+    "media threads": "hilos de audio",
     "webhook events waiting": "eventos de webhook pendientes",
     "model shutdown dates": "fechas de retirada de modelos",
     "the supervisor": "el supervisor",

@@ -395,6 +395,16 @@ def health(
         ),
         ("records waiting", "-" if waiting is None else str(waiting), "warn" if waiting else ""),
         ("records lost", str(totals.get("records_lost", 0)), "bad" if totals.get("records_lost") else "good"),
+        # MEDIA_REALTIME_PRIORITY's outcome (supervisor/start_checks.py): refused is worth a look
+        (
+            "media threads",
+            sup.get("media_scheduling", "-"),
+            "good"
+            if sup.get("media_scheduling", "").startswith("SCHED_FIFO")
+            else "warn"
+            if "refused" in sup.get("media_scheduling", "")
+            else "",
+        ),
         *(
             [("webhook events waiting", str(hooks_waiting), "warn" if hooks_waiting else "good")]
             if hooks_waiting is not None
