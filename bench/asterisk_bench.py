@@ -338,27 +338,10 @@ class Bench:
             self.realtime.stop()
         self.asterisk.stop()
 
-    def measure(
-        self,
-        calls: int,
-        rate: int,
-        code_dir: Path = ROOT,
-        seconds: float = 6.0,
-        baseline: str = "",
-        frame_times: bool = False,
-    ) -> dict:
-        return measure(
-            self.asterisk,
-            self.realtime,
-            self.voice,
-            calls,
-            rate,
-            self.work,
-            code_dir,
-            seconds,
-            baseline,
-            frame_times,
-        )
+    def measure(self, calls: int, rate: int, **options) -> dict:
+        """`measure` on this bench's Asterisk and simulator (options: code_dir, seconds,
+        baseline, frame_times)."""
+        return measure(self.asterisk, self.realtime, self.voice, calls, rate, self.work, **options)
 
 
 def main() -> None:

@@ -240,8 +240,8 @@ def main() -> None:
 
             def measure(count: int, tree: Path | None) -> dict:
                 if tree is None:
-                    return bench.measure(count, args.rate, ROOT, args.seconds, baseline="plain")
-                return bench.measure(count, args.rate, tree, args.seconds)
+                    return bench.measure(count, args.rate, seconds=args.seconds, baseline="plain")
+                return bench.measure(count, args.rate, code_dir=tree, seconds=args.seconds)
         else:
 
             def measure(count: int, tree: Path | None) -> dict:
