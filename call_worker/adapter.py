@@ -4,9 +4,19 @@ it hears back, independent of any protocol's event names.
 An Adapter is sans-I/O apart from `connect` (blocking, run by an opener thread, bounded
 by its timeout): it turns commands into the text messages its protocol sends and the
 messages received into the events below. The conversation (call_worker/conversation.py)
-and the media loop (call_worker/media.py) see only these; Realtime GA and its legacy
-beta shape live behind it in call_worker/realtime_adapter.py, and later protocols
-(GPT-Live) go beside that file.
+and the media loop (call_worker/media.py) see only these. Realtime GA and its legacy beta
+shape live behind it in call_worker/realtime_adapter.py, GPT-Live in
+call_worker/live_adapter.py.
+
+The seam's words are the conversation's, not a protocol's: a *reply* is one turn of the
+agent, made of *items* (the parts the caller hears one after the other), each with an id
+the adapter gives. Realtime names them itself (responses and items); GPT-Live names
+nothing, so its adapter makes them from the streams (call_worker/live_turns.py) and
+reports the ends it infers through `poll`. Two flags say what the protocol leaves to us:
+`model_turns` (the model decides when to speak and stop: the worker streams silence
+while the caller sends none, and flushes playback on its own detection of the caller's
+voice, call_worker/voice_activity.py) and `history_in_opening` (a new session gets the
+conversation so far in its opening, not as items after it).
 
 The media loop calls `append` for every caller frame, so it returns the message itself,
 as UTF-8 bytes (no dict, no json.dumps, no str to encode): it is the hottest call of the
@@ -109,6 +119,13 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionSeconds:
+    """Session time billed so far (GPT-Live: a cumulative snapshot, never summed)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceError:
     code: str
     message: str
@@ -129,6 +146,7 @@ Event = (
     | AgentText
     | CallerText
     | ToolCall
+    | SessionSeconds
     | ServiceError
 )
 
@@ -142,6 +160,9 @@ class Adapter(ABC):
 
     name: str
     tools: tuple = ()  # call_worker/tools.py ToolSpecs: every session opens with them
+    model_turns = False  # see the module's docstring
+    history_in_opening = False
+    history: tuple = ()  # (history_in_opening) the next opening's turns
 
     @abstractmethod
     def connect(self, timeout: float, opening_id: str) -> WsLink:
@@ -202,9 +223,26 @@ class Adapter(ABC):
         """A close code that means the service refuses this configuration."""
         return False
 
+    def closing(self) -> list[str]:
+        """What to send before the link closes at the end of the call."""
+        return []
+
+    def poll(self, now: float) -> list[Event]:
+        """(each tick, while a session is open) Events the clock brings: ends the adapter
+        infers, for a protocol that does not say them."""
+        return []
+
+    def finish(self) -> list[Event]:
+        """(the session ended) Turns still open, ended with what they had."""
+        return []
+
 
 def adapter_for(settings, tools=()) -> Adapter:
     """The protocol's adapter; `tools` (call_worker/tools.py ToolSpecs) are offered to the model."""
+    if settings.openai_api == "live":
+        from call_worker.live_adapter import LiveAdapter
+
+        return LiveAdapter(settings, tools)
     from call_worker.realtime_adapter import RealtimeAdapter
 
     return RealtimeAdapter(settings, tools)

@@ -32,6 +32,7 @@ from call_worker.adapter import ConnectError, adapter_for
 from call_worker.agent_actions import AgentActions
 from call_worker.conversation import RECONNECT_OPEN_TIMEOUT, Conversation
 from call_worker.ending import Ending
+from call_worker.live_adapter import LiveAdapter  # noqa: F401 -- as below
 from call_worker.media import MediaLoop
 from call_worker.playback import Playback
 from call_worker.realtime_adapter import RealtimeAdapter  # noqa: F401 -- imported before the fork (shared pages, not each worker's)

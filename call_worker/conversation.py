@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 
 from call_worker import adapter as seam
+from call_worker import rtp
 from call_worker.conversation_keys import KeysSide
 from call_worker.conversation_tools import ToolsSide
 from call_worker.external_tools import ExternalCalls
@@ -37,6 +38,7 @@ from call_worker.playback import AudioItem, Playback, Truncation
 from call_worker.session_updates import SessionUpdates
 from call_worker.tools import ToolBox
 from call_worker.transcript import Transcript
+from call_worker.voice_activity import CallerVoice
 from call_worker.wake import Waker
 from call_worker.ws_link import Closed, WsLink
 from callbridge import logs
@@ -54,6 +56,8 @@ RECONNECT_OPEN_TIMEOUT = 3.0  # one handshake; a real one takes well under a sec
 ASK_WAIT = 3.0  # seconds a queued reply request waits for the one before it to begin
 MIN_ATTEMPT = 0.5  # a handshake given less than this is not worth starting
 BACKLOG_CHUNK = 3200  # bytes per append when replaying the backlog (200 ms)
+FRAME_SECONDS = 0.020
+FILL_MAX = 10  # silence frames sent at one tick at most (after a stall, the rest is skipped)
 _FRAMES_TO_REALTIME = int(Slot.FRAMES_TO_REALTIME)
 
 
@@ -91,6 +95,7 @@ class Conversation(KeysSide, ToolsSide):
             "input_cached_tokens": 0,
             "output_audio_tokens": 0,
             "transcription_seconds": 0.0,
+            "session_seconds": 0.0,  # GPT-Live bills session time
         }
         self.active_response: str | None = None
         # Replies a barge-in cut while they were still arriving -> (where playback stopped,
@@ -140,6 +145,13 @@ class Conversation(KeysSide, ToolsSide):
         # will hear of them is not known yet, so the new session gets them only when they
         # have finished playing or been cut.
         self._held: list[AudioItem] = []
+        # When the model owns the turns (GPT-Live, call_worker/adapter.py): the caller's voice
+        # as we detect it, and the audio sent on the session's clock, silence filling gaps.
+        self._model_turns = adapter.model_turns
+        self.voice = CallerVoice(settings.audio_format) if adapter.model_turns else None
+        self._silence = bytes([rtp.SILENCE_BYTE[settings.audio_format]]) * 160
+        self._input_origin = 0.0  # monotonic time the session's input timeline began
+        self._input_frames = 0  # 20 ms frames sent on it (the caller's and silence)
         self._handlers = {
             seam.AgentAudio: self._on_audio,
             seam.AgentItem: self._on_agent_item,
@@ -152,6 +164,7 @@ class Conversation(KeysSide, ToolsSide):
             seam.AgentText: self._on_agent_text,
             seam.CallerText: self._on_caller_text,
             seam.ToolCall: self._on_tool_call,
+            seam.SessionSeconds: self._on_session_seconds,
             seam.ServiceError: self._on_error,
         }
 
@@ -223,6 +236,10 @@ class Conversation(KeysSide, ToolsSide):
                 self._dispatch(payload)
                 if self.link is not link:
                     return  # the session ended while its messages were handled
+        if self._model_turns and self.link is link:
+            for event in self.adapter.poll(now):
+                self._handlers[type(event)](event)
+            self._fill_silence(now)
         link.check_time(now)
         if link.closed is not None and self.link is link:
             self._lost(link.closed)
@@ -233,7 +250,7 @@ class Conversation(KeysSide, ToolsSide):
         if self._uplink_held or self.link is None:
             return
         uplink, link, append, view = self.uplink, self.link, self.adapter.append, self._append_view
-        slots = self.header.slots
+        slots, voice = self.header.slots, self.voice
         while True:
             n = uplink.read_into(view)
             if n == 0:
@@ -241,6 +258,39 @@ class Conversation(KeysSide, ToolsSide):
             if not link.send_text(append(view[:n])):
                 return  # lost: the next tick notices and reconnects; this audio is gone
             slots[_FRAMES_TO_REALTIME] += n // 160
+            if voice is not None:
+                self._input_frames += n // 160
+                said = voice.feed(view[:n])
+                if said:
+                    self._caller_voice(said)
+
+    def _caller_voice(self, said: str) -> None:
+        """(model_turns) Our detection of the caller's voice: what server VAD is to Realtime."""
+        if said == "started":
+            self._on_speech_started(seam.CallerSpeechStarted())
+        else:
+            self._on_speech_stopped(seam.CallerSpeechStopped())
+
+    def _fill_silence(self, now: float) -> None:
+        """(model_turns) The session hears a microphone: 20 ms of audio every 20 ms. While the
+        caller's phone sends nothing (muted, silence suppression, a caller script that ended),
+        silence takes its place, on our clock; one frame of slack absorbs the caller's
+        jitter, and a stream that ran ahead (a backlog replayed) restarts the clock."""
+        if self._uplink_held or self.link is None:
+            return
+        behind = int((now - self._input_origin) / FRAME_SECONDS) - self._input_frames
+        if behind < -5:
+            self._input_origin = now - self._input_frames * FRAME_SECONDS
+            return
+        if behind < 2:
+            return
+        message = self.adapter.append(self._silence)
+        for _ in range(min(behind - 1, FILL_MAX)):
+            if not self.link.send_text(message):
+                return
+            self._input_frames += 1
+        if behind - 1 > FILL_MAX:  # a stall: the time it lost is not sent late
+            self._input_origin = now - self._input_frames * FRAME_SECONDS
 
     def start_tools(self) -> None:
         """(set-up) Connect to the agent's MCP servers, whose tools come during the call."""
@@ -252,6 +302,8 @@ class Conversation(KeysSide, ToolsSide):
 
     def close(self) -> None:
         """(main thread, the loop stopped) End the session."""
+        self._finish_turns()
+        self._send_texts(self.adapter.closing())
         self.header.set(Slot.REALTIME_STATE, RealtimeState.CLOSED)
         self._drop_link()
         self.external.close()
@@ -274,19 +326,19 @@ class Conversation(KeysSide, ToolsSide):
         self._opening_id = opening_id
         self.updates.opened(opening_id)
         self.header.set(Slot.REALTIME_STATE, RealtimeState.CONNECTED)
+        self._input_origin, self._input_frames = time.monotonic(), 0
         if resumed:
             self.last_error_code = ""
             self._held = [i for i in self.playback.unplayed() if self.transcript.has_agent(i.item_id)]
-            turns = self.transcript.history(held=frozenset(i.item_id for i in self._held))
-            self._send_texts(self.adapter.inject(turns))
-            log.info("Realtime session resumed with %d earlier turns", len(turns))
+            if self.adapter.history_in_opening:  # the session opened with them (`_lost`)
+                turns = self.adapter.history
+            else:
+                turns = self.transcript.history(held=frozenset(i.item_id for i in self._held))
+                self._send_texts(self.adapter.inject(turns))
+            log.info("%s session resumed with %d earlier turns", self.adapter.name, len(turns))
             self.goodbye.session_opened()
         else:
-            log.info(
-                "Realtime session open (model %s, %s shape)",
-                self.settings.openai_realtime_model,
-                self.settings.openai_api_shape.upper(),
-            )
+            log.info("%s session open (model %s)", self.adapter.name, self.settings.openai_realtime_model)
         if self.toolbox is not None and self.toolbox.mcp_tools:
             self._send_tools()  # the opening may have been built before they were listed
         if greet and self.settings.openai_greeting:
@@ -334,6 +386,7 @@ class Conversation(KeysSide, ToolsSide):
     def _lost(self, closed: Closed | None) -> None:
         """After the connection ended: reconnect when that can save the call."""
         code = closed.code if closed is not None else None
+        self._finish_turns()
         self._drop_link()
         fatal = self.adapter.refused_by_close(code) or self.last_error_code in self._fatal_codes
         if fatal:
@@ -354,6 +407,11 @@ class Conversation(KeysSide, ToolsSide):
         log.warning("Realtime connection %s; opening a new session", why)
         self.header.set(Slot.REALTIME_STATE, RealtimeState.RECONNECTING)
         self._uplink_held = True
+        if self.adapter.history_in_opening:  # as heard so far: what still plays is sent once heard
+            held = frozenset(
+                i.item_id for i in self.playback.unplayed() if self.transcript.has_agent(i.item_id)
+            )
+            self.adapter.history = self.transcript.history(held=held)
         opener = threading.Thread(
             target=self._reconnect,
             args=(time.monotonic() + RECONNECT_BUDGET,),
@@ -392,6 +450,11 @@ class Conversation(KeysSide, ToolsSide):
             )
         finally:
             self.loop_wake.wake()
+
+    def _finish_turns(self) -> None:
+        """The session ended: turns the adapter still had open end with what they had."""
+        for event in self.adapter.finish():
+            self._handlers[type(event)](event)
 
     def _drop_link(self) -> None:
         old, self.link = self.link, None
@@ -555,6 +618,9 @@ class Conversation(KeysSide, ToolsSide):
         self._reply_after_tools(event.response_id)
         if self._after_reply:
             self._send_after_reply()
+
+    def _on_session_seconds(self, event: seam.SessionSeconds) -> None:
+        self.usage["session_seconds"] = event.seconds  # a snapshot of the total so far
 
     def _on_settings_applied(self, event: seam.SettingsApplied) -> None:
         # After a reconnect the opening update (automatic responses on) is acknowledged

@@ -128,6 +128,7 @@ class WsLink:
         self._fragments: list[bytes] | None = None
         self._text = False
         self._early = list(early)
+        self._kept: list[tuple[bool, bytes]] = []  # read before the loop had the link (`keep`)
         self._masks = b""
         self._mask_at = 0
         self._poll = select.poll()
@@ -199,9 +200,16 @@ class WsLink:
 
     # --- in
 
+    def keep(self, messages: list[tuple[bool, bytes]]) -> None:
+        """Messages an opener read past the one it waited for (GPT-Live's session.started):
+        `receive` returns them first, so the loop sees every message in order."""
+        self._kept = list(messages) + self._kept
+
     def readable(self) -> bool:
         """Whether `receive` has anything to do: asked at each tick, it costs one poll(0)
         instead of a failed recv() and its exception."""
+        if self._kept:
+            return True
         if self._early or self.closed is not None:
             return bool(self._early)
         return bool(self._poll.poll(0)) or (self._tls and self.sock.pending() > 0)
@@ -209,7 +217,7 @@ class WsLink:
     def receive(self) -> list[tuple[bool, bytes]]:
         """Everything that arrived, as (is_text, payload) messages; sets `closed` when the
         connection ended (the messages before the end are still returned)."""
-        messages: list[tuple[bool, bytes]] = []
+        messages, self._kept = self._kept, []
         if self._early:
             for frame in self._early:
                 self._frame(frame, messages)

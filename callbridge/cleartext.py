@@ -49,6 +49,7 @@ def exposures(
     webhook_urls: list[str],
     smtp_url: str,
     call_webhook_urls: list[str] = (),
+    live_url: str = "",
 ) -> list[tuple[str, str]]:
     """(variable, what is wrong) for each credential that would cross the network in the
     clear. Never quotes a URL (it may hold a token): a webhook is named by its place."""
@@ -66,6 +67,8 @@ def exposures(
         found.append(
             ("OPENAI_REALTIME_URL", "is ws:// to another host: the API key would be sent in the clear")
         )
+    if live_url and clear_url_host(live_url, ("ws", "http")):
+        found.append(("OPENAI_LIVE_URL", "is ws:// to another host: the API key would be sent in the clear"))
     for position, url in enumerate(webhook_urls, 1):
         if clear_url_host(url, ("http",)):
             found.append(
@@ -107,4 +110,5 @@ def exposures_for(settings) -> list[tuple[str, str]]:
         [hook.url.reveal() for hook in settings.alert_webhooks],
         settings.alert_smtp_url.reveal(),
         [target.url.reveal() for target in settings.call_webhooks],
+        settings.openai_live_url,
     )

@@ -101,6 +101,9 @@ class Settings:
     openai_realtime_model: str
     openai_realtime_url: str
     openai_api_shape: str
+    openai_api: str  # "realtime" | "live", resolved at load (`_api_relations`)
+    openai_live_url: str
+    openai_live_backend_model: str
     openai_voice: str
     openai_instructions: str
     openai_instructions_file: str
@@ -378,6 +381,7 @@ def plaintext_exposures(by_name: dict[str, Entry]) -> list[tuple[str, str]]:
         [hook.url.reveal() for hook in hooks],
         value("ALERT_SMTP_URL", None).reveal() if value("ALERT_SMTP_URL", None) else "",
         [target.url.reveal() for target in value("CALL_WEBHOOKS", ())],
+        str(value("OPENAI_LIVE_URL", "")),
     )
 
 
@@ -395,6 +399,7 @@ def _relations(entries: list[Entry]) -> list[Entry]:
             if entry.problem is None:
                 by_name[name] = replaced = Entry(entry.var, entry.raw, entry.source, problem=problem)
                 entries[entries.index(entry)] = replaced
+    _api_relations(entries, by_name)
     _tuning_relations(entries, by_name)
     hooks, signing = by_name["CALL_WEBHOOKS"], by_name["CALL_WEBHOOK_SECRET"]
     if hooks.value and signing.problem is None and not signing.value:
@@ -405,6 +410,47 @@ def _relations(entries: list[Entry]) -> list[Entry]:
         problem = "is empty, but ALERT_SMTP_URL is set: name who gets the alert e-mail"
         entries[entries.index(to)] = Entry(to.var, to.raw, to.source, problem=problem)
     return entries
+
+
+LIVE_DEFAULT_MODEL = "gpt-live-1.1"
+
+
+def is_live_model(model: str) -> bool:
+    """GPT-Live's models (gpt-live-1, gpt-live-1.1) run only on its own endpoint."""
+    return model.strip().lower().startswith("gpt-live")
+
+
+def _api_relations(entries: list[Entry], by_name: dict[str, Entry]) -> None:
+    """OPENAI_API resolved (empty: by the model's name), the model's default under Live,
+    and a model that the chosen API does not run."""
+    api, model = by_name["OPENAI_API"], by_name["OPENAI_REALTIME_MODEL"]
+    if api.problem is not None or model.problem is not None:
+        return
+
+    def put(entry: Entry, **changes) -> Entry:
+        by_name[entry.var.name] = new = replace(entry, **changes)
+        entries[entries.index(entry)] = new
+        return new
+
+    if not api.value:
+        api = put(api, value="live" if is_live_model(model.value) else "realtime")
+    if api.value == "live" and model.source == "default":
+        model = put(model, value=LIVE_DEFAULT_MODEL)
+    if api.value == "live" and not is_live_model(model.value):
+        put(
+            model,
+            problem=f"{model.value!r} is not a GPT-Live model (OPENAI_API=live): gpt-live-1 or gpt-live-1.1",
+        )
+    elif api.value == "realtime" and is_live_model(model.value):
+        put(model, problem=f"{model.value!r} runs only on GPT-Live: set OPENAI_API=live (or leave it empty)")
+    if api.value == "live":
+        for name in voice_tuning.ENV_NAMES.values():
+            entry = by_name[name]
+            if entry.problem is None and entry.source != "default":
+                put(
+                    entry,
+                    problem="GPT-Live has no such setting (the model itself owns turns and voice); unset it",
+                )
 
 
 def _tuning_relations(entries: list[Entry], by_name: dict[str, Entry]) -> None:

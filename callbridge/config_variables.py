@@ -89,7 +89,32 @@ VARIABLES: tuple[Variable, ...] = (
         "Realtime WebSocket base URL",
         _OPENAI,
     ),
-    Variable("OPENAI_API_SHAPE", parse.choice("ga", "beta"), "ga", "ga, or beta (legacy)", _OPENAI),
+    Variable(
+        "OPENAI_API_SHAPE", parse.choice("ga", "beta"), "ga", "Realtime's ga, or beta (legacy)", _OPENAI
+    ),
+    # GPT-Live (call_worker/live_adapter.py) beside Realtime: empty chooses by the model's
+    # name (gpt-live-*: live), and under live an unset OPENAI_REALTIME_MODEL is gpt-live-1.1.
+    Variable(
+        "OPENAI_API",
+        parse.choice("", "realtime", "live"),
+        "",
+        "realtime or live; empty: by the model's name",
+        _OPENAI,
+    ),
+    Variable(
+        "OPENAI_LIVE_URL",
+        parse.required_text,
+        "wss://api.openai.com/v1/live/sessions",
+        "GPT-Live WebSocket URL",
+        _OPENAI,
+    ),
+    Variable(
+        "OPENAI_LIVE_BACKEND_MODEL",
+        parse.required_text,
+        "gpt-5.6-luna",
+        "GPT-Live's delegation model (runs the agent's tools)",
+        _OPENAI,
+    ),
     Variable("OPENAI_VOICE", parse.required_text, "marin", "agent voice", _OPENAI),
     Variable("OPENAI_INSTRUCTIONS", parse.text, DEFAULT_INSTRUCTIONS, "system prompt", _OPENAI),
     Variable(

@@ -69,8 +69,8 @@ def models_url(realtime_url: str, model: str) -> str:
     parts = urlsplit(realtime_url)
     scheme = {"wss": "https", "ws": "http"}.get(parts.scheme, parts.scheme)
     path = parts.path.rstrip("/")
-    if path.endswith("/realtime"):
-        path = path.removesuffix("/realtime")
+    for endpoint in ("/realtime", "/live/sessions"):  # Realtime's, or GPT-Live's
+        path = path.removesuffix(endpoint)
     return urlunsplit((scheme, parts.netloc, f"{path}/models/{quote(model, safe='')}", "", ""))
 
 
@@ -145,7 +145,8 @@ def _get(url: str, key: str) -> tuple[int, bytes]:
 def lookup(settings: Settings, variable: str, model: str, today: date | None = None) -> ModelStatus:
     """Ask OpenAI about `model` (named by the setting `variable`) and classify the answer."""
     today = today or datetime.now(UTC).date()
-    url = models_url(settings.openai_realtime_url, model)
+    endpoint = settings.openai_live_url if settings.openai_api == "live" else settings.openai_realtime_url
+    url = models_url(endpoint, model)
 
     def status(level: str, detail: str, shutdown: date | None = None) -> ModelStatus:
         return ModelStatus(variable, model, level, redact(detail), shutdown)
@@ -183,7 +184,9 @@ def lookup(settings: Settings, variable: str, model: str, today: date | None = N
 def configured_models(settings: Settings) -> list[tuple[str, str]]:
     """(setting, model) for each model in use; transcription only when it is on."""
     models = [("OPENAI_REALTIME_MODEL", settings.openai_realtime_model)]
-    if settings.openai_transcription_model:
+    if settings.openai_api == "live":  # transcripts are built in; tools run on the backend
+        models.append(("OPENAI_LIVE_BACKEND_MODEL", settings.openai_live_backend_model))
+    elif settings.openai_transcription_model:
         models.append(("OPENAI_TRANSCRIPTION_MODEL", settings.openai_transcription_model))
     return models
 

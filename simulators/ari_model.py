@@ -163,8 +163,9 @@ class SimulatedAsterisk:
                 raise LookupError(f"Stasis app {app!r} is not registered")
             number = next(self._numbers)
             channel_id = channel_id or f"sim-{number:04d}.{uuid.uuid4().hex[:6]}"
-            audio, hangup_frame, utterances = render(parse_script(script), self.law)
+            audio, hangup_frame, utterances, mutes = render(parse_script(script), self.law)
             leg = CallerLeg(channel_id, self.law, PAYLOAD_TYPES[self.law], audio, hangup_frame, utterances)
+            leg.mutes = mutes
             leg.on_hangup = lambda: self.hangup(channel_id, by="caller")
             leg.tag = tag.encode()[:32]
             chan = Channel(

@@ -38,19 +38,24 @@ PHASE_STEP = 0.001  # the legs' phases are whole ms of the period: at most 20 wa
 
 @dataclass
 class Step:
-    kind: str  # "say" | "silence" | "hangup"
+    kind: str  # "say" | "silence" | "mute" | "hangup"
     ms: int = 0
     frequency: float = 440.0
 
 
 def parse_script(raw: list[dict]) -> list[Step]:
-    """[{"say": 1500}, {"silence": 800}, {"say": 1000, "hz": 600}, {"hangup": true}]"""
+    """[{"say": 1500}, {"silence": 800}, {"say": 1000, "hz": 600}, {"mute": 2000}, {"hangup": true}]
+
+    `mute`: no packets at all for that long, as from a muted or silence-suppressing phone
+    (Asterisk then relays nothing either)."""
     steps = []
     for entry in raw:
         if "say" in entry:
             steps.append(Step("say", int(entry["say"]), float(entry.get("hz", 440.0))))
         elif "silence" in entry:
             steps.append(Step("silence", int(entry["silence"])))
+        elif "mute" in entry:
+            steps.append(Step("mute", int(entry["mute"])))
         elif entry.get("hangup"):
             steps.append(Step("hangup"))
         else:
@@ -58,22 +63,26 @@ def parse_script(raw: list[dict]) -> list[Step]:
     return steps
 
 
-def render(steps: list[Step], law: str) -> tuple[bytes, int | None, list[tuple[int, int]]]:
-    """(audio, frame index at which to hang up or None, [(first frame, frames) of each utterance])."""
+def render(steps: list[Step], law: str) -> tuple[bytes, int | None, list[tuple[int, int]], list[range]]:
+    """(audio, frame index at which to hang up or None, [(first frame, frames) of each
+    utterance], the frames not sent)."""
     audio = bytearray()
     hangup_frame = None
     utterances = []
+    mutes = []
     for step in steps:
         if step.kind == "say":
             utterances.append((len(audio) // FRAME, step.ms // 20))
             audio += g711.tone(step.ms, step.frequency, law=law)
-        elif step.kind == "silence":
+        elif step.kind in ("silence", "mute"):
+            if step.kind == "mute":
+                mutes.append(range(len(audio) // FRAME, len(audio) // FRAME + step.ms // 20))
             audio += g711.silence(step.ms, law)
         elif step.kind == "hangup":
             hangup_frame = len(audio) // FRAME
             break
     audio += b"" if len(audio) % FRAME == 0 else g711.silence(1, law)[: FRAME - len(audio) % FRAME]
-    return bytes(audio), hangup_frame, utterances
+    return bytes(audio), hangup_frame, utterances, mutes
 
 
 @dataclass
@@ -109,6 +118,17 @@ class CallerLeg:
     tag: bytes = b""  # written over the start of the first frame: lets benchmarks match streams
     loop: bool = False  # a transfer destination: its audio repeats for as long as it sends
     phase: float = 0.0  # when in each 20 ms period its frame leaves (MediaEngine sets it)
+    mutes: list = field(default_factory=list)  # ranges of script frames not sent ("mute")
+    frames_muted: int = 0
+
+    @property
+    def position(self) -> int:
+        """The script's frame due now: those sent and those muted."""
+        return self.frames_sent + self.frames_muted
+
+    def muted(self) -> bool:
+        position = self.position
+        return any(position in frames for frames in self.mutes)
 
     def __post_init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -129,7 +149,7 @@ class CallerLeg:
         return self.sock.getsockname()
 
     def next_packet(self) -> bytes:
-        start = self.frames_sent * FRAME
+        start = self.position * FRAME
         if self.loop:
             start %= len(self.audio)
         payload = self.audio[start : start + FRAME] if start < len(self.audio) else self._silence
@@ -263,8 +283,11 @@ class MediaEngine:
                 remote = leg.remote  # read once: a bridge change may unset it meanwhile
                 if remote is None:
                     continue
-                if leg.hangup_frame is not None and leg.frames_sent >= leg.hangup_frame:
+                if leg.hangup_frame is not None and leg.position >= leg.hangup_frame:
                     hangups.append(leg)
+                    continue
+                if leg.mutes and leg.muted():
+                    leg.frames_muted += 1
                     continue
                 packet = leg.next_packet()
                 now = time.monotonic()

@@ -133,6 +133,7 @@ def callbridge_env(
         "ASTERISK_PASSWORD": ari_password,
         "OPENAI_API_KEY": realtime.api_key,
         "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{realtime.port}/v1/realtime",
+        "OPENAI_LIVE_URL": f"ws://127.0.0.1:{realtime.port}/v1/live/sessions",
         "LOCAL_IP_ADDRESS": "127.0.0.1",
         "OPENAI_GREETING": "",
         "IDLE_TIMEOUT_SECONDS": "0",

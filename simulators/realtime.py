@@ -64,6 +64,7 @@ from urllib.parse import parse_qs, urlparse
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from simulators.live_session import LIVE_MODELS, LiveOptions, LiveSession
 from simulators.realtime_freeze import Freezer, Gate
 from simulators.realtime_session import ReplyOptions, Session
 from simulators.realtime_tools import SessionTools, ToolScripts
@@ -81,6 +82,8 @@ TRANSCRIPTION_MODELS = (
     "gpt-4o-transcribe",
     "whisper-1",
 )
+# GPT-Live's delegation backends (a Responses model), for the lookup.
+BACKEND_MODELS = ("gpt-5.6-luna", "gpt-5.6-luna-mini")
 MODEL_CREATED = 1_751_328_000  # a fixed `created` for every model object
 
 
@@ -156,6 +159,7 @@ class SimulatedRealtime:
         reply: ReplyOptions | None = None,
         shutdown_dates: dict[str, str | int] | None = None,
         models_status: int | None = None,
+        live: LiveOptions | None = None,
     ) -> None:
         self.api_key = api_key
         self.allow_beta = allow_beta
@@ -163,6 +167,8 @@ class SimulatedRealtime:
         self.shutdown_dates = dict(shutdown_dates or {})
         self.models_status = models_status
         self.reply = reply or ReplyOptions()  # shared by every session: /sim/reply changes it
+        self.live = live or LiveOptions()  # GPT-Live sessions' (/sim/live changes it)
+        self._initial_live = dict(self.live.__dict__)
         self._initial_reply = dict(self.reply.__dict__)
         self.sessions: list[SessionRecord] = []
         self.faults: list[Fault] = []
@@ -202,7 +208,8 @@ class SimulatedRealtime:
         if self.models_status is not None:
             message = "You have insufficient permissions for this operation. Missing scopes: api.model.read."
             return self._json(connection, self.models_status, {"error": {"message": message, "code": None}})
-        if model not in self.models and model not in TRANSCRIPTION_MODELS:
+        known = (*TRANSCRIPTION_MODELS, *LIVE_MODELS, *BACKEND_MODELS)
+        if model not in self.models and model not in known:
             message = f"The model '{model}' does not exist"
             return self._json(connection, 404, {"error": {"message": message, "code": "model_not_found"}})
         body = {
@@ -244,6 +251,16 @@ class SimulatedRealtime:
             except ValueError as exc:
                 return connection.respond(HTTPStatus.BAD_REQUEST, f"bad reply options: {exc}\n")
             return connection.respond(HTTPStatus.OK, json.dumps(self.reply.__dict__) + "\n")
+        if path == "/sim/live":
+            try:
+                for name in ("lead_ms", "stop_ms", "expires_in"):
+                    if name in query:
+                        setattr(self.live, name, int(query[name]))
+                if "usage_every" in query:
+                    self.live.usage_every = float(query["usage_every"])
+            except ValueError as exc:
+                return connection.respond(HTTPStatus.BAD_REQUEST, f"bad live options: {exc}\n")
+            return connection.respond(HTTPStatus.OK, json.dumps(self.live.__dict__) + "\n")
         if path == "/sim/sessions":
             body = [s.__dict__ for s in self.sessions]
             return connection.respond(HTTPStatus.OK, json.dumps(body) + "\n")
@@ -258,6 +275,7 @@ class SimulatedRealtime:
             self.faults.clear()
             self.tool_scripts.clear()
             self.reply.__dict__.update(self._initial_reply)
+            self.live.__dict__.update(self._initial_live)
             self.freezer.thaw()
             return connection.respond(HTTPStatus.OK, "{}\n")
         return connection.respond(HTTPStatus.NOT_FOUND, "unknown control path\n")
@@ -277,9 +295,16 @@ class SimulatedRealtime:
         if fault and fault.kind == "drop" and fault.on:
             record_event = self._drop_on(fault, ws, record, outbox, tasks)
         tools = SessionTools(state=record.tools)
-        session = Session(outbox.put, record_event, beta, self.reply, tools=tools)
+        live = urlparse(request.path).path.rstrip("/") == "/v1/live/sessions"
+        if live:
+            session = LiveSession(outbox.put, record_event, self.reply, self.live, tools)
+        else:
+            session = Session(outbox.put, record_event, beta, self.reply, tools=tools)
         try:
-            await self._run(ws, request, session, record, fault, outbox, tasks, gate)
+            if live:
+                await self._run_live(ws, request, session, record, fault, outbox, tasks, gate)
+            else:
+                await self._run(ws, request, session, record, fault, outbox, tasks, gate)
         except ConnectionClosed:
             pass
         finally:
@@ -403,6 +428,60 @@ class SimulatedRealtime:
                 continue
             session.handle(message)
 
+    async def _run_live(self, ws, request, session, record, fault, outbox, tasks, gate) -> None:
+        """A GPT-Live connection (simulators/live_session.py), with the same faults."""
+        if fault and fault.kind == "garbage":
+            tasks.append(asyncio.get_running_loop().create_task(self._garbage(outbox, fault.after)))
+            fault = None
+        if fault and fault.kind == "slow_accept":
+            await asyncio.sleep(fault.after)
+            fault = None
+        if request.headers.get("Authorization", "") != f"Bearer {self.api_key}" or (
+            fault and fault.kind == "invalid_key"
+        ):
+            session.error("invalid_api_key", "Incorrect API key provided.")
+            return await self._close(ws, record, outbox, 1008, "invalid api key")
+        if request.headers.get("OpenAI-Beta"):
+            session.error("invalid_request_error", "GPT-Live takes no OpenAI-Beta header.")
+            return await self._close(ws, record, outbox, 1008, "beta header")
+        first = await ws.recv()
+        if isinstance(first, bytes):
+            session.error("invalid_request_error", "Binary frames are not supported.")
+            return await self._close(ws, record, outbox, 1003, "binary")
+        models = () if fault and fault.kind == "model_not_found" else LIVE_MODELS
+        if not session.start(first, f"live_sim{record.number}", models):
+            return await self._close(ws, record, outbox, 1008, "session not started")
+        if fault and fault.kind == "insufficient_quota":
+            session.error(
+                "insufficient_quota",
+                "You exceeded your current quota, please check your plan and billing details.",
+            )
+            return await self._close(ws, record, outbox, 1008, "insufficient quota")
+        session.tools.plan(self.tool_scripts.take())
+        loop = asyncio.get_running_loop()
+        timed = fault and fault.kind in ("drop", "expire") and not fault.on
+        deadline = loop.time() + fault.after if timed else None
+        try:
+            while True:
+                await gate.wait()
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                try:
+                    message = await asyncio.wait_for(ws.recv(), timeout)
+                except TimeoutError:
+                    if fault.kind == "expire":
+                        session.closed("expired")
+                        return await self._close(ws, record, outbox, 1000, "session expired")
+                    record.close_code = 1006
+                    ws.transport.abort()
+                    return
+                if isinstance(message, bytes):
+                    session.error("invalid_request_error", "Binary frames are not supported.")
+                    continue
+                if not session.handle(message):
+                    return await self._close(ws, record, outbox, 1000, "closed")
+        finally:
+            session.close()
+
 
 async def serve_until_stopped(host: str, port: int, **options) -> None:
     sim = SimulatedRealtime(**options)
@@ -447,6 +526,12 @@ def main(argv: list[str] | None = None) -> None:
         help="shutdown_date of MODEL in /v1/models (YYYY-MM-DD, or a unix timestamp); repeatable",
     )
     parser.add_argument("--models-status", type=int, help="answer every /v1/models lookup with this status")
+    parser.add_argument(
+        "--lead-ms", type=int, default=200, help="GPT-Live: audio sent at once as a reply begins"
+    )
+    parser.add_argument(
+        "--stop-ms", type=int, default=250, help="GPT-Live: the model's reaction to a barge-in"
+    )
     args = parser.parse_args(argv)
     shutdown_dates: dict[str, str | int] = {}
     for item in args.model_shutdown:
@@ -473,6 +558,7 @@ def main(argv: list[str] | None = None) -> None:
                 reply=reply,
                 shutdown_dates=shutdown_dates,
                 models_status=args.models_status,
+                live=LiveOptions(lead_ms=args.lead_ms, stop_ms=args.stop_ms),
             )
         )
     except KeyboardInterrupt:

@@ -22,10 +22,64 @@ def session_events(session: dict, direction: str, kind: str) -> list[tuple[float
     return [(t, e) for t, d, e in session["events"] if d == direction and e.get("type") == kind]
 
 
+# --- the same question of a Realtime or a GPT-Live session (simulators/realtime.py records both)
+
+
+def is_live(session: dict) -> bool:
+    return session["path"].split("?")[0].rstrip("/") == "/v1/live/sessions"
+
+
+def audio_appends(session: dict) -> list[tuple[float, dict]]:
+    """The caller audio the session received, each with the running `total` of bytes."""
+    kind = "session.input_audio.append" if is_live(session) else "input_audio_buffer.append"
+    return session_events(session, "in", kind)
+
+
+def replies_made(session: dict) -> list[tuple[float, dict]]:
+    """Each reply the service began (Live names none: the simulator records its own)."""
+    if is_live(session):
+        return [(t, e) for t, d, e in session["events"] if d == "sim" and e.get("type") == "<speaking>"]
+    return session_events(session, "out", "response.created")
+
+
+def asked(session: dict) -> list[str]:
+    """The instructions of each reply callbridge asked for (greeting, goodbye, notices)."""
+    if is_live(session):
+        return [e["content"] for _, e in session_events(session, "in", "session.instructions.append")]
+    return [
+        (e.get("response") or {}).get("instructions", "")
+        for _, e in session_events(session, "in", "response.create")
+    ]
+
+
+def agent_said(session: dict) -> list[str]:
+    """The text of each of the agent's replies, as the service made them."""
+    if is_live(session):
+        return [e["transcript"] for _, e in replies_made(session)]
+    return [
+        e["transcript"] for _, e in session_events(session, "out", "response.output_audio_transcript.done")
+    ]
+
+
+def history_given(session: dict) -> list[dict]:
+    """The earlier conversation a new session was given: Realtime's created message items,
+    GPT-Live's `input` at session.start."""
+    if is_live(session):  # and a reply still playing at the loss, once heard, as silent context
+        start = session_events(session, "in", "session.start")
+        given = list((start[0][1]["session"].get("input") or []) if start else [])
+        thought = session_events(session, "in", "session.thinking.append")
+        return given + [{"role": "assistant", "thinking": e["content"]} for _, e in thought]
+    return [
+        e["item"]
+        for _, e in session_events(session, "in", "conversation.item.create")
+        if (e.get("item") or {}).get("type") == "message"
+    ]
+
+
 def uplink_latencies_ms(record: dict, session: dict) -> list[float]:
     """For each caller frame, the time from its send to the server's receipt of the append
     that completed it (frames sent before the session's first append are skipped)."""
-    appends = session_events(session, "in", "input_audio_buffer.append")
+    appends = audio_appends(session)
     if not appends:
         return []
     first_append_time = appends[0][0]

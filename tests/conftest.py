@@ -50,14 +50,24 @@ def realtime_long():
     yield from started(RealtimeSim("--reply-ms", "10000"))
 
 
+@pytest.fixture(params=["realtime", "live"])
+def api(request):
+    """The voice API a test runs against (OPENAI_API): a test that takes it runs once for
+    Realtime and once for GPT-Live, and `calls` and `service` use it."""
+    return request.param
+
+
 @pytest.fixture
-def calls(asterisk, realtime):
+def calls(asterisk, realtime, request):
     """A MiniSupervisor factory (tests/harness.py) for one worker's calls: `calls(rt=None,
     **settings)` runs them against `rt`, else the module's `realtime`; checks after the test
-    that nothing is left in Asterisk."""
+    that nothing is left in Asterisk. A test that takes `api` runs on that API."""
     made = []
+    chosen = request.getfixturevalue("api") if "api" in request.fixturenames else None
 
     def make(rt=None, **overrides) -> MiniSupervisor:
+        if chosen is not None:
+            overrides.setdefault("OPENAI_API", chosen)
         (rt or realtime).reset()
         sup = MiniSupervisor(asterisk, settings_for(asterisk, rt or realtime, **overrides), TEST_PREFIX)
         made.append(sup)
@@ -71,12 +81,15 @@ def calls(asterisk, realtime):
 
 
 @pytest.fixture
-def service(asterisk, realtime, tmp_path):
+def service(asterisk, realtime, tmp_path, request):
     """Starts `callbridge run` processes; each is stopped after the test, and nothing may be
-    left in the simulated Asterisk or in shared memory."""
+    left in the simulated Asterisk or in shared memory. A test that takes `api` runs on it."""
     started = []
+    chosen = request.getfixturevalue("api") if "api" in request.fixturenames else None
 
     def make(**overrides) -> Service:
+        if chosen is not None:
+            overrides.setdefault("OPENAI_API", chosen)
         svc = Service(asterisk, realtime, tmp_path, TEST_PREFIX, **overrides)
         started.append(svc)
         return svc.start()

@@ -58,6 +58,38 @@ def test_everything_passes(env):
     assert ARI_PASSWORD not in result.stdout + result.stderr and API_KEY not in result.stdout + result.stderr
 
 
+def test_a_gpt_live_handshake_passes_and_names_its_models(env):
+    result = check({**env, "OPENAI_API": "live"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any(
+        line.startswith("✓ GPT-Live: ")
+        and "/v1/live/sessions accepted the key and model gpt-live-1.1" in line
+        for line in lines
+    ), lines
+    assert "✓ GPT-Live model: gpt-live-1.1: no shutdown date announced" in lines
+    assert "✓ GPT-Live backend model: gpt-5.6-luna: no shutdown date announced" in lines
+    assert not any("transcription model" in line for line in lines)  # built into GPT-Live
+    assert API_KEY not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"OPENAI_API_KEY": "sk-not-the-key"}, "GPT-Live refused the session (invalid_api_key"),
+        ({"OPENAI_REALTIME_MODEL": "gpt-live-0"}, "model_not_found"),
+        ({"OPENAI_LIVE_URL": "ws://127.0.0.1:9/v1/live/sessions"}, "cannot reach ws://127.0.0.1:9"),
+    ],
+    ids=["bad-key", "unknown-model", "unreachable"],
+)
+def test_a_gpt_live_handshake_fails_clearly(env, change, expected):
+    result = check({**env, "OPENAI_API": "live", **change})
+    assert result.returncode != 0
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("✗ GPT-Live: ")]
+    assert expected in line, line
+    assert "sk-not-the-key" not in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

@@ -197,18 +197,25 @@ def check_app_name(settings: Settings) -> Result:
 
 def check_realtime(settings: Settings) -> Result:
     """A real handshake through the worker's own adapter (call_worker/adapter.py): connect,
-    send the opening settings, wait for their acknowledgement or an error."""
+    send the opening (Realtime's session.update, GPT-Live's session.start), wait for its
+    acknowledgement or an error."""
     adapter = adapter_for(settings)
+    live = settings.openai_api == "live"
+    name, url = ("GPT-Live", settings.openai_live_url) if live else ("Realtime", settings.openai_realtime_url)
+    accepted = Result(name, True, f"{url} accepted the key and model {settings.openai_realtime_model}")
     try:
         link = adapter.connect(10, "cb_check")
     except ConnectError as exc:
-        return Result("Realtime", False, str(exc))
+        return Result(name, False, str(exc))
     deadline = time.monotonic() + 10
     try:
+        # GPT-Live's opener waited for session.started already: its acknowledgement is due.
+        if any(isinstance(event, SettingsApplied) for event in adapter.poll(time.monotonic())):
+            return accepted
         while link.closed is None:
             left = deadline - time.monotonic()
             if left <= 0:
-                return Result("Realtime", False, "no answer to session.update within 10 s")
+                return Result(name, False, "no answer to the opening within 10 s")
             select.select([link], [link] if link.wants_write else [], [], left)
             link.flush()
             for _is_text, message in link.receive():
@@ -218,30 +225,33 @@ def check_realtime(settings: Settings) -> Result:
                     continue
                 for event in events:
                     if isinstance(event, SettingsApplied):
-                        return Result(
-                            "Realtime",
-                            True,
-                            f"{settings.openai_realtime_url} accepted the key and model "
-                            f"{settings.openai_realtime_model}",
-                        )
+                        return accepted
                     if isinstance(event, ServiceError):
-                        return Result("Realtime", False, f"{event.code}: {event.fix or event.message}")
-        return Result("Realtime", False, f"the service closed the connection ({link.closed.reason})")
+                        return Result(name, False, f"{event.code}: {event.fix or event.message}")
+        return Result(name, False, f"the service closed the connection ({link.closed.reason})")
     finally:
+        for text in adapter.closing():
+            link.send_text(text)
         link.close()
 
 
 _MODEL_NAMES = {
     "OPENAI_REALTIME_MODEL": "Realtime model",
+    "OPENAI_LIVE_BACKEND_MODEL": "GPT-Live backend model",
     "OPENAI_TRANSCRIPTION_MODEL": "transcription model",
 }
 
 
 def check_models(settings: Settings) -> list[Result]:
     """One line per configured model: its announced shutdown date, from OpenAI's model lookup."""
+    names = (
+        {**_MODEL_NAMES, "OPENAI_REALTIME_MODEL": "GPT-Live model"}
+        if settings.openai_api == "live"
+        else _MODEL_NAMES
+    )
     return [
         Result(
-            _MODEL_NAMES[found.variable],
+            names[found.variable],
             found.level != model_lifecycle.FAILURE,
             found.detail,
             warning=found.level == model_lifecycle.WARNING,
