@@ -73,7 +73,10 @@ class ToolsSide:
         self.external.submit(event, pending)
         if not respond or self.goodbye.requested:
             return
-        if event.response_id and event.response_id == self.active_response:
+        if event.response_id:
+            # Asked for once its last call is answered: at the end of its reply (Realtime's
+            # calls come inside one), or at once (GPT-Live's come from its backend, outside
+            # any reply we play).
             self._tool_replies.add(event.response_id)
         if event.response_id not in self._preambles and event.response_id not in self._fillers:
             self._fillers.add(event.response_id)  # one filler (or hold sound) for a reply's parallel calls

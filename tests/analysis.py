@@ -61,6 +61,36 @@ def agent_said(session: dict) -> list[str]:
     ]
 
 
+def tool_calls_made(session: dict) -> list[tuple[float, dict]]:
+    """When the service called each tool, with the call (Live: its backend's finished item)."""
+    if is_live(session):
+        return [(t, e["event"]["item"]) for t, e in session_events(session, "out", "response.event")]
+    return session_events(session, "out", "response.function_call_arguments.done")
+
+
+def tool_outputs_sent(session: dict) -> list[tuple[float, dict]]:
+    kind = "response.item.create" if is_live(session) else "conversation.item.create"
+    return [
+        (t, e["item"])
+        for t, e in session_events(session, "in", kind)
+        if (e.get("item") or {}).get("type") == "function_call_output"
+    ]
+
+
+def asks(session: dict) -> list[tuple[float, str]]:
+    """Each reply callbridge asked for, when, with its instructions ("" for the reply after
+    tool outputs): Realtime's response.create; GPT-Live's text it acts on and response.create."""
+    if is_live(session):
+        kinds = ("session.instructions.append", "response.create")
+        return [
+            (t, e.get("content", "")) for t, d, e in session["events"] if d == "in" and e.get("type") in kinds
+        ]
+    return [
+        (t, (e.get("response") or {}).get("instructions", ""))
+        for t, e in session_events(session, "in", "response.create")
+    ]
+
+
 def history_given(session: dict) -> list[dict]:
     """The earlier conversation a new session was given: Realtime's created message items,
     GPT-Live's `input` at session.start."""

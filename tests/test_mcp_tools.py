@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from analysis import session_events
+from analysis import agent_said
 from harness import RealtimeSim, last_session, started
 from test_phased_replies import conv  # noqa: F401 -- a conversation with a recording link
 
@@ -286,7 +286,7 @@ def _script(realtime, name: str, arguments: dict) -> None:
 
 @pytest.mark.slow
 def test_a_worker_offers_the_servers_tools_and_the_model_answers_with_the_result(
-    calls, realtime, mcp_server, tmp_path
+    calls, realtime, mcp_server, tmp_path, api
 ):
     url, log = mcp_server
     path = tmp_path / "agents.toml"
@@ -302,9 +302,7 @@ def test_a_worker_offers_the_servers_tools_and_the_model_answers_with_the_result
     assert "delete_all_tickets" not in session["tools"]["offered"]
     [output] = session["tools"]["outputs"]
     assert json.loads(output["output"]) == {"result": {"ticket": "T-1042", "customer_id": "55501"}}
-    said = [
-        e["transcript"] for _, e in session_events(session, "out", "response.output_audio_transcript.done")
-    ]
+    said = agent_said(session)
     assert [t for t in said if t.startswith("after tool open_ticket: ")]
     [record_path] = spool.pending_records(sup.settings.spool_dir)
     record = json.loads(record_path.read_text())

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 import requests
-from analysis import session_events
+from analysis import asked
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def _events(tmp_path, call_id: str) -> list[str]:
 
 
 def test_an_answered_transfer_bridges_the_caller_and_the_pair_is_removed_when_it_ends(
-    service, asterisk, realtime, tmp_path
+    service, asterisk, realtime, tmp_path, api
 ):
     svc = service(
         AGENTS_FILE=_setup(asterisk, realtime, tmp_path, "transfer_call", {"destination": "reception"})
@@ -100,7 +100,7 @@ def test_an_answered_transfer_bridges_the_caller_and_the_pair_is_removed_when_it
 
 
 def test_a_busy_destination_leaves_the_caller_with_the_agent_which_is_told(
-    service, asterisk, realtime, tmp_path
+    service, asterisk, realtime, tmp_path, api
 ):
     svc = service(
         AGENTS_FILE=_setup(
@@ -109,19 +109,14 @@ def test_a_busy_destination_leaves_the_caller_with_the_agent_which_is_told(
     )
     call = asterisk.place_call(CALLER)
     svc.wait(lambda: "end=caller_hangup" in svc.log(), timeout=30)
-    session = realtime.sessions()[-1]
-    told = [
-        e
-        for _, e in session_events(session, "in", "response.create")
-        if "busy" in str((e.get("response") or {}).get("instructions", ""))
-    ]
+    told = [text for text in asked(realtime.sessions()[-1]) if "busy" in str(text)]
     assert told
     assert "transfer_failed" in svc.wait(lambda: _events(tmp_path, call), timeout=20)
     assert "transfer_failed reception: the line is busy" in _show(svc, call).stdout
     svc.wait(lambda: not asterisk.state()["channels"] and not asterisk.state()["bridges"], timeout=10)
 
 
-def test_end_call_ends_the_call_as_the_agent_s_hang_up(service, asterisk, realtime, tmp_path):
+def test_end_call_ends_the_call_as_the_agent_s_hang_up(service, asterisk, realtime, tmp_path, api):
     svc = service(AGENTS_FILE=_setup(asterisk, realtime, tmp_path, "end_call", {}))
     call = asterisk.place_call([{"say": 800}, {"silence": 20000}, {"hangup": True}])
     svc.wait(lambda: "end=agent_hangup" in svc.log(), timeout=30)
@@ -130,7 +125,7 @@ def test_end_call_ends_the_call_as_the_agent_s_hang_up(service, asterisk, realti
 
 
 def test_when_realtime_refuses_the_caller_goes_to_the_fallback_instead_of_the_prompt(
-    service, asterisk, realtime
+    service, asterisk, realtime, api
 ):
     svc = service(FALLBACK_DESTINATION="from-internal,voicemail,1")
     realtime.fault("invalid_key")
