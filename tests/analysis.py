@@ -35,6 +35,18 @@ def audio_appends(session: dict) -> list[tuple[float, dict]]:
     return session_events(session, "in", kind)
 
 
+def caller_turns(session: dict) -> list[tuple[float, dict]]:
+    """When the service heard the caller start speaking (Live says nothing: the simulator
+    records its own detection)."""
+    if is_live(session):
+        return [
+            (t, e)
+            for t, d, e in session["events"]
+            if d == "sim" and e.get("type") == "<caller speech started>"
+        ]
+    return session_events(session, "out", "input_audio_buffer.speech_started")
+
+
 def replies_made(session: dict) -> list[tuple[float, dict]]:
     """Each reply the service began (Live names none: the simulator records its own)."""
     if is_live(session):

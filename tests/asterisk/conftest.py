@@ -76,16 +76,21 @@ def voices(tmp_path_factory, real_asterisk):
 class Bridge:
     """One `callbridge run` against the real Asterisk, plus the checks every scenario ends with."""
 
-    def __init__(self, asterisk: Asterisk, realtime: RealtimeSim, workdir: Path) -> None:
+    def __init__(
+        self, asterisk: Asterisk, realtime: RealtimeSim, workdir: Path, api: str | None = None
+    ) -> None:
         self.asterisk = asterisk
         self.realtime = realtime
         self.workdir = workdir
+        self.api = api  # OPENAI_API for every service, when the test takes `api` (tests/conftest.py)
         self.services: list[Service] = []
         self.worker_pids: set[int] = set()
 
     def start(self, workdir: Path | None = None, **overrides: str) -> Service:
         if workdir is not None:
             workdir.mkdir(exist_ok=True)
+        if self.api is not None:
+            overrides.setdefault("OPENAI_API", self.api)
         service = Service(
             None,
             self.realtime,
@@ -124,9 +129,10 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def bridge(real_asterisk, realtime, tmp_path):
+def bridge(real_asterisk, realtime, tmp_path, request):
     realtime.reset()
-    made = Bridge(real_asterisk, realtime, tmp_path)
+    api = request.getfixturevalue("api") if "api" in request.fixturenames else None
+    made = Bridge(real_asterisk, realtime, tmp_path, api)
     yield made
     for service in made.services:
         service.stop()

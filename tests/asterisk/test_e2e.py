@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from analysis import assert_paced, session_events
+from analysis import assert_paced, audio_appends, caller_turns, session_events
 from conftest import PORTS
 from pcap import in_range, read_rtp, streams
 from real_asterisk import Capture
@@ -62,16 +62,18 @@ def _spurt_gaps(packets):
     return gaps
 
 
-def test_one_call_audio_both_ways_with_clean_rtp(bridge, real_asterisk, realtime, voices, tmp_path):
-    service = bridge.start()
+def test_one_call_audio_both_ways_with_clean_rtp(bridge, real_asterisk, realtime, voices, tmp_path, api):
+    service = bridge.start(CALL_RECORDS_DIR=str(tmp_path / "records"))
     capture = Capture(tmp_path / "one.pcap", PORTS)
     code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=13000)
     legs = _legs(capture.stop())
     assert code == 0, output[-2000:]
     session = realtime.sessions()[-1]
-    appends = session_events(session, "in", "input_audio_buffer.append")
-    assert appends and appends[-1][1]["total"] > 8000 * 5  # the caller's audio reached Realtime
-    assert session_events(session, "out", "input_audio_buffer.speech_started")  # and was heard as speech
+    appends = audio_appends(session)
+    assert appends and appends[-1][1]["total"] > 8000 * 5  # the caller's audio reached the service
+    assert caller_turns(session)  # and was heard as speech
+    if api == "live":  # a microphone to GPT-Live: every 20 ms, from the answer to the hang-up
+        assert [e for _, d, e in session["events"] if d == "sim" and e["type"] == "<input gap>"] == []
     assert len(legs["to_asterisk"]) == 1
     sent = legs["to_asterisk"][0]
     assert {p.payload_type for p in sent} == {0}
@@ -86,6 +88,11 @@ def test_one_call_audio_both_ways_with_clean_rtp(bridge, real_asterisk, realtime
     assert heard >= 285, f"the caller heard {heard} reply frames"
     service.wait(lambda: "call summary" in service.log())
     assert "end=caller_hangup" in service.log()
+    [record] = [json.loads(path.read_text()) for path in (tmp_path / "records").glob("*.json")]
+    assert [turn["role"] for turn in record["transcript"]][:2] == ["caller", "agent"]
+    assert all(turn["text"] for turn in record["transcript"])
+    if api == "live":  # billed by the session's seconds: the whole call
+        assert record["usage"]["session_seconds"] > 10
 
 
 def test_a_real_call_becomes_a_record_in_the_call_history(bridge, real_asterisk, voices, database):  # noqa: F811
@@ -164,6 +171,34 @@ def test_barge_in_stops_playback_and_truncates(bridge, real_asterisk, realtime, 
     played = len(before) + len(after)
     assert abs(truncates[0][1]["audio_end_ms"] - played * 20) <= 40
     assert session_events(session, "out", "conversation.item.truncated")
+
+
+def test_under_gpt_live_our_own_detection_flushes_playback_within_60_ms(
+    bridge, real_asterisk, realtime, voices, tmp_path
+):
+    """GPT-Live says nothing when the caller talks over the agent: the worker hears it
+    (call_worker/voice_activity.py) and the reply stops at the next frame, timed here on the
+    wire from the caller's speech reaching callbridge to our last loud frame."""
+    service = bridge.start(OPENAI_API="live", CALL_RECORDS_DIR=str(tmp_path / "records"))
+    capture = Capture(tmp_path / "barge-live.pcap", PORTS)
+    code, output = _run_sipp(real_asterisk, voices["barge"], hold_ms=12000)
+    legs = _legs(capture.stop())
+    assert code == 0, output[-2000:]
+    incoming = _loud(legs["to_callbridge"][0])
+    # The second utterance: the first loud frame after a second and a half without one.
+    barge_at = next(b.time for a, b in zip(incoming, incoming[1:], strict=False) if b.time - a.time > 1.5)
+    sent = _loud(legs["to_asterisk"][0])
+    before = [p for p in sent if p.time <= barge_at]
+    after = [p for p in sent if barge_at < p.time <= barge_at + 0.5]
+    assert before and before[-1].time > barge_at - 0.1, "the reply was playing when the caller spoke"
+    stop_ms = (max(p.time for p in after) - barge_at) * 1000 if after else 0.0
+    assert stop_ms <= 60, f"our playback went on {stop_ms:.0f} ms after the caller's speech reached us"
+    session = realtime.sessions()[-1]
+    assert [e for _, d, e in session["events"] if d == "sim" and e["type"] == "<stopped for the caller>"]
+    service.wait(lambda: "call summary" in service.log())
+    [record] = [json.loads(path.read_text()) for path in (tmp_path / "records").glob("*.json")]
+    agent = [turn for turn in record["transcript"] if turn["role"] == "agent"]
+    assert agent[0]["interrupted"] and len(agent[0]["heard"]) < len(agent[0]["text"])
 
 
 def test_caller_hangs_up_mid_reply(bridge, real_asterisk, voices, tmp_path):

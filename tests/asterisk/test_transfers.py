@@ -11,7 +11,7 @@ import json
 
 import pytest
 import requests
-from analysis import session_events
+from analysis import session_events, tool_outputs_sent
 from conftest import PORTS
 from real_asterisk import Capture
 from test_e2e import _legs, _loud, _run_sipp
@@ -70,7 +70,7 @@ def _ended(service, reason: str) -> None:
 
 
 def test_a_transfer_reaches_the_destination_after_our_media_channel_is_gone(
-    bridge, real_asterisk, realtime, voices, tmp_path
+    bridge, real_asterisk, realtime, voices, tmp_path, api
 ):
     realtime.reset()
     _script(realtime, "transfer_call", {"destination": "reception"})
@@ -86,13 +86,8 @@ def test_a_transfer_reaches_the_destination_after_our_media_channel_is_gone(
     after = [p for p in _loud(heard) if p.time > gone_at + 0.2]
     assert len(after) > 5 * 50, f"the caller heard {len(after)} frames after the transfer"
     assert abs(_frequency(after) - 1000) < 60  # the destination's own tone, not the agent
-    session = realtime.sessions()[-1]
-    outputs = [
-        e
-        for _, e in session_events(session, "in", "conversation.item.create")
-        if (e.get("item") or {}).get("type") == "function_call_output"
-    ]
-    assert outputs and "dialling" in outputs[0]["item"]["output"]
+    outputs = tool_outputs_sent(realtime.sessions()[-1])
+    assert outputs and "dialling" in outputs[0][1]["output"]
     # The pair was watched: the caller's hang-up (sipp, after hold_ms) removed everything
     # (the fixture checks no channel or bridge is left).
 
