@@ -14,6 +14,11 @@ A call's estimate is its Realtime model's tokens plus its transcription model's 
 (the usage's `transcription_seconds`); a transcription model without that price adds
 nothing, and the call's `transcription_cost` says "not priced" (None).
 
+GPT-Live bills a session by its time, by the second and silence included: its kind is
+`session_minute`, in RECORDS_CURRENCY per minute (the usage's `session_seconds`), e.g.
+    {"gpt-live-1.1": {"session_minute": 0.05}}
+Its delegation backend's tokens are billed apart by OpenAI and are not in the estimate.
+
 Built in are OpenAI's list prices in USD (`DEFAULTS`) for the models we could cite; each
 source is in docs/operations.md ("Cost"). The operator's RECORDS_PRICES win kind by kind
 over them; with a RECORDS_CURRENCY other than USD the defaults are not used at all (a
@@ -26,7 +31,8 @@ import json
 import math
 
 KINDS = ("input_audio", "input_text", "input_cached", "output_audio", "output_text")
-PER_MINUTE = "transcription_minute"  # the one kind priced per minute of audio, not per 1M tokens
+PER_MINUTE = "transcription_minute"  # priced per minute of audio, not per 1M tokens
+SESSION_MINUTE = "session_minute"  # priced per minute of a GPT-Live session
 
 DEFAULTS_CURRENCY = "USD"
 # USD per million tokens, as OpenAI's model pages list them (docs/operations.md cites them).
@@ -50,6 +56,9 @@ DEFAULTS = {
         "output_text": 2.4,
     },
     "gpt-transcribe": {PER_MINUTE: 0.0045},
+    # $0.05 per session minute, billed by the second (OpenAI's GPT-Live model pages).
+    "gpt-live-1": {SESSION_MINUTE: 0.05},
+    "gpt-live-1.1": {SESSION_MINUTE: 0.05},
 }
 
 
@@ -74,11 +83,10 @@ class PriceTable:
         for model, prices in data.items():
             if not isinstance(prices, dict):
                 raise ValueError(f"{model}: must be an object of prices per million tokens")
-            unknown = set(prices) - {*KINDS, PER_MINUTE}
+            unknown = set(prices) - {*KINDS, PER_MINUTE, SESSION_MINUTE}
             if unknown:
-                raise ValueError(
-                    f"{model}: unknown kind {sorted(unknown)[0]!r} (kinds: {', '.join((*KINDS, PER_MINUTE))})"
-                )
+                kinds = ", ".join((*KINDS, PER_MINUTE, SESSION_MINUTE))
+                raise ValueError(f"{model}: unknown kind {sorted(unknown)[0]!r} (kinds: {kinds})")
             for kind, price in prices.items():
                 if isinstance(price, bool) or not isinstance(price, int | float):
                     raise ValueError(f"{model}.{kind}: must be a number >= 0")
@@ -100,13 +108,15 @@ class PriceTable:
         return PriceTable(models)
 
     def estimate(self, model: str, usage: dict, transcription_model: str = "") -> float | None:
-        """The cost of `usage` (records/spool.py's usage by kind): the Realtime `model`'s
-        tokens plus the transcription model's minutes; None for an unknown Realtime model."""
+        """The cost of `usage` (records/spool.py's usage by kind): the voice `model`'s tokens
+        and session minutes, plus the transcription model's minutes; None for an unknown
+        voice model."""
         prices = self._models.get(model)
         if prices is None:
             return None
         total = sum(prices.get(kind, 0.0) * float(usage.get(f"{kind}_tokens") or 0) for kind in KINDS)
-        return round(total / 1_000_000 + (self.transcription(transcription_model, usage) or 0.0), 6)
+        session = prices.get(SESSION_MINUTE, 0.0) * float(usage.get("session_seconds") or 0.0) / 60
+        return round(total / 1_000_000 + session + (self.transcription(transcription_model, usage) or 0.0), 6)
 
     def transcription(self, model: str, usage: dict) -> float | None:
         """The cost of the usage's `transcription_seconds` under `model`'s per-minute price;

@@ -69,6 +69,8 @@ calls = Table(
     Column("output_audio_tokens", BigInteger, nullable=False, default=0),
     Column("output_text_tokens", BigInteger, nullable=False, default=0),
     Column("transcription_seconds", Float, nullable=False, default=0.0),
+    # GPT-Live's session time, billed by the second (0 for Realtime calls)
+    Column("session_seconds", Float, nullable=False, default=0.0, server_default="0"),
     # OPENAI_TRANSCRIPTION_MODEL of the call ("" when off), and its per-minute cost, which
     # cost_estimate includes; None: no per-minute price known for it (callbridge/prices.py)
     Column("transcription_model", String(64), nullable=False, default="", server_default=""),

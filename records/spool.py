@@ -154,6 +154,7 @@ def usage_by_kind(usage: dict) -> dict:
         "output_audio_tokens": output_audio,
         "output_text_tokens": max(0, int(usage.get("output_tokens") or 0) - output_audio),
         "transcription_seconds": float(usage.get("transcription_seconds") or 0.0),
+        "session_seconds": float(usage.get("session_seconds") or 0.0),  # GPT-Live's billed time
     }
 
 
@@ -235,7 +236,10 @@ class CallSpool:
             "started_at": round(now_wall - (now_mono - admitted), 3),
             "agent": getattr(getattr(info, "agent", None), "name", ""),
             "model": settings.openai_realtime_model,
-            "transcription_model": settings.openai_transcription_model,
+            # GPT-Live transcribes as part of the session (no model, no minutes of its own).
+            "transcription_model": ""
+            if settings.openai_api == "live"
+            else settings.openai_transcription_model,
             "currency": settings.records_currency,
             "worker_pid": os.getpid(),
             WEBHOOKS: webhook_keys(settings, getattr(info, "agent", None)),

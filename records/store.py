@@ -269,6 +269,7 @@ def call_row(record: dict) -> dict:
             )
         },
         "transcription_seconds": _seconds(usage.get("transcription_seconds")),
+        "session_seconds": _seconds(usage.get("session_seconds")),
         "transcription_model": _text(record.get("transcription_model"), 64),
         "transcription_cost": _money(record.get("transcription_cost")),
         "cost_estimate": _money(record.get("cost_estimate")),

@@ -115,3 +115,17 @@ def test_a_refused_start_ends_the_call_with_the_failure_prompt_and_the_reason(ca
     assert [p["media"] for p in record["playbacks"]] == ["sound:an-error-has-occurred"]
     assert call.segment.header.get(Slot.END_REASON) == EndReason.REALTIME_FAILED
     assert len(realtime.sessions()) == 1  # a refusal is not retried
+
+
+def test_the_record_keeps_the_session_time_and_prices_it_per_minute(calls, asterisk, realtime, tmp_path):
+    from records import spool
+
+    sup = calls(OPENAI_API="live", STATE_DIR=str(tmp_path / "state"))
+    call = sup.place([{"say": 800}, {"silence": 3000}, {"hangup": True}])
+    assert sup.wait_ended(call) == 0
+    [path] = spool.pending_records(sup.settings.spool_dir)
+    record = json.loads(path.read_text())
+    seconds = record["usage"]["session_seconds"]
+    assert 3.0 < seconds <= record["duration_s"]
+    assert record["transcription_model"] == ""  # GPT-Live transcribes within the session
+    assert record["cost_estimate"] == pytest.approx(0.05 * seconds / 60, abs=1e-6)  # USD 0.05 a minute

@@ -244,3 +244,14 @@ def test_commands_are_gpt_live_messages():
     assert [json.loads(t)["type"] for t in adapter.reply()] == ["response.create"]
     assert [json.loads(t)["type"] for t in adapter.closing()] == ["session.close"]
     assert adapter.quiet("cb_q") == [] and _types(adapter.poll(0.0)) == ["SettingsApplied"]
+
+
+def test_gpt_live_is_priced_per_session_minute_and_the_kind_is_named_when_wrong():
+    from callbridge.prices import PriceTable
+
+    prices = PriceTable().with_defaults("USD")
+    assert prices.estimate("gpt-live-1.1", {"session_seconds": 90.0}) == pytest.approx(0.075)
+    own = PriceTable.parse('{"gpt-live-1": {"session_minute": 0.04}}').with_defaults("USD")
+    assert own.estimate("gpt-live-1", {"session_seconds": 60.0}) == pytest.approx(0.04)
+    with pytest.raises(ValueError, match="session_minute"):
+        PriceTable.parse('{"gpt-live-1": {"session_second": 1}}')

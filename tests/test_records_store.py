@@ -32,7 +32,7 @@ def test_migrating_an_empty_database_gives_exactly_the_declared_tables(database)
     engine = open_engine(database)
     assert current(engine) is None
     upgrade(engine)
-    assert current(engine) == head() == "0007"
+    assert current(engine) == head() == "0008"
     assert {"calls", "turns", "events", "users", "web_sessions", "audit"} <= set(
         inspect(engine).get_table_names()
     )
@@ -48,7 +48,7 @@ def test_migrating_from_the_first_schema_keeps_its_calls_without_a_caller_hash(d
     engine = open_engine(database)
     upgrade(engine, "0001")
     with engine.begin() as conn:
-        later = {"caller_hash", "transcription_model", "transcription_cost"}  # 0002 and 0003 add them
+        later = {"caller_hash", "transcription_model", "transcription_cost", "session_seconds"}  # added since
         row = {k: v for k, v in store_call_row(a_record("old.1")).items() if k not in later}
         first_schema = table("calls", *(column(name) for name in row))  # without them
         conn.execute(first_schema.insert().values(**row))
@@ -63,7 +63,7 @@ def test_migrating_from_the_second_schema_keeps_its_calls_with_no_transcription_
     engine = open_engine(database)
     upgrade(engine, "0002")
     with engine.begin() as conn:
-        later = {"transcription_model", "transcription_cost"}  # 0003 adds them
+        later = {"transcription_model", "transcription_cost", "session_seconds"}  # 0003, 0008 add them
         row = {
             k: v for k, v in store_call_row(a_record("old.2", cost_estimate=0.5)).items() if k not in later
         }
@@ -76,12 +76,28 @@ def test_migrating_from_the_second_schema_keeps_its_calls_with_no_transcription_
     engine.dispose()
 
 
+def _insert_call_before_0008(conn, record: dict) -> None:
+    row = {k: v for k, v in store_call_row(record).items() if k != "session_seconds"}  # 0008 adds it
+    conn.execute(table("calls", *(column(name) for name in row)).insert().values(**row))
+
+
+def test_migrating_from_the_seventh_schema_gives_its_calls_no_session_time(database):  # noqa: F811
+    engine = open_engine(database)
+    upgrade(engine, "0007")
+    with engine.begin() as conn:
+        _insert_call_before_0008(conn, a_record("old.7", cost_estimate=0.5))
+    upgrade(engine)
+    [old] = queries.find_calls(engine, "old.7")
+    assert old["session_seconds"] == 0.0 and old["cost_estimate"] == 0.5
+    engine.dispose()
+
+
 def test_migrating_from_the_fifth_schema_keeps_its_turns_without_a_phase(database):  # noqa: F811
     engine = open_engine(database)
     upgrade(engine, "0005")
     record = a_record("old.5")
     with engine.begin() as conn:
-        conn.execute(calls.insert().values(**store_call_row(record)))
+        _insert_call_before_0008(conn, record)
         for row in turn_rows(record):
             row.pop("phase")  # 0006 adds it
             conn.execute(table("turns", *(column(name) for name in row)).insert().values(**row))

@@ -271,6 +271,11 @@ def call_view(call: dict, zone: tzinfo | None) -> dict:
                 "transcription",
                 f"{call.get('transcription_seconds') or 0:.0f} s {call.get('transcription_model') or ''}",
             ),
+            *(
+                [("GPT-Live session", f"{call['session_seconds']:.0f} s")]
+                if call.get("session_seconds")
+                else []
+            ),
             ("cost estimate", money(call.get("cost_estimate"), currency)),
         ],
     }
