@@ -46,7 +46,7 @@ from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
 from callbridge.netaddr import rtp_bind_address
 from records.spool import CallSpool
-from shm_ring import CallSegment, CallState, EndReason, RealtimeState, Slot
+from shm_ring import CallSegment, CallState, EndReason, RealtimeState, Slot, VoiceApi
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,7 @@ class Call:
         header.set(Slot.WORKER_PID, os.getpid())
         header.set(Slot.STARTED_NS, self.timeline.mark("worker_started"))
         header.set(Slot.CALL_STATE, CallState.STARTING)
+        header.set(Slot.VOICE_API, VoiceApi.LIVE if self.settings.openai_api == "live" else VoiceApi.REALTIME)
         try:
             self._setup()
             self.spool.setup(self.timeline)  # journaled: a record rebuilt after a crash keeps it

@@ -621,6 +621,7 @@ class Conversation(KeysSide, ToolsSide):
 
     def _on_session_seconds(self, event: seam.SessionSeconds) -> None:
         self.usage["session_seconds"] = event.seconds  # a snapshot of the total so far
+        self.header.set(Slot.SESSION_SECONDS, round(event.seconds))  # the supervisor's budgets and metrics
 
     def _on_settings_applied(self, event: seam.SettingsApplied) -> None:
         # After a reconnect the opening update (automatic responses on) is acknowledged

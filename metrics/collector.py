@@ -166,6 +166,11 @@ def families(reply: dict):
     yield cost
     yield counter("callbridge_underruns", "20 ms ticks with no reply audio while playing", reply["underruns"])
     yield counter("callbridge_barge_ins", "replies the caller interrupted", reply["barge_ins"])
+    yield counter(
+        "callbridge_session_seconds",
+        "GPT-Live session time of ended calls (billed by the second)",
+        reply.get("session_seconds", 0),
+    )
     # The date as a unix time (Prometheus' base unit is the second; promtool refuses "days"):
     # days left are `(callbridge_model_shutdown_timestamp_seconds - time()) / 86400`.
     shutdown = GaugeMetricFamily(

@@ -13,6 +13,7 @@ from shm_ring.header import (
     Slot,
     TransferNews,
     TransferState,
+    VoiceApi,
     WorkerExit,
 )
 from shm_ring.ring import ByteRing, region_size
@@ -34,6 +35,7 @@ __all__ = [
     "Slot",
     "TransferNews",
     "TransferState",
+    "VoiceApi",
     "WorkerExit",
     "list_segments",
     "region_size",

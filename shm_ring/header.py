@@ -74,6 +74,8 @@ class Slot(IntEnum):
     INPUT_AUDIO_TOKENS = 72
     OUTPUT_AUDIO_TOKENS = 73
     INPUT_CACHED_TOKENS = 74
+    SESSION_SECONDS = 75  # GPT-Live's billed session time so far (whole seconds)
+    VOICE_API = 76  # VoiceApi below: the protocol the call runs (the worker, at start)
     ERRORS_INVALID_API_KEY = 80
     ERRORS_INSUFFICIENT_QUOTA = 81
     ERRORS_MODEL_NOT_FOUND = 82
@@ -98,6 +100,12 @@ class Slot(IntEnum):
     TRANSFER_NEWS_ATTEMPT = 65
     TRANSFER_NEWS = 66
     TRANSFER_CAUSE = 67
+
+
+class VoiceApi(IntEnum):
+    UNKNOWN = 0
+    REALTIME = 1
+    LIVE = 2
 
 
 # The Realtime error codes counted one by one, each in its own slot: the codes an operator

@@ -22,7 +22,16 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 
-from shm_ring import END_SIGNAL, CallSegment, CallState, EndReason, RealtimeState, Slot, TransferState
+from shm_ring import (
+    END_SIGNAL,
+    CallSegment,
+    CallState,
+    EndReason,
+    RealtimeState,
+    Slot,
+    TransferState,
+    VoiceApi,
+)
 from supervisor.key_presses import KeyPresses
 
 
@@ -102,6 +111,7 @@ class CallEntry:
             "pid": self.pid,
             "phase": self.phase.value,
             "worker_state": CallState(h.get(Slot.CALL_STATE)).name.lower(),
+            "api": VoiceApi(h.get(Slot.VOICE_API)).name.lower(),
             "realtime": RealtimeState(h.get(Slot.REALTIME_STATE)).name.lower(),
             "frames_in": h.get(Slot.FRAMES_IN),
             "frames_out": h.get(Slot.FRAMES_OUT),

@@ -69,6 +69,7 @@ class Totals:
     cost: float = 0.0
     underruns: int = 0
     barge_ins: int = 0
+    session_seconds: int = 0  # GPT-Live's billed session time
     records_lost: int = 0  # records that could not be written to the spool (the worker's, a crash's)
 
     def call_ended(self, counters: dict[str, int], ending: Ending, duration_s: float) -> tuple[str, dict]:
@@ -95,6 +96,7 @@ class Totals:
             self.cost += cost
         self.underruns += counters.get("underruns", 0)
         self.barge_ins += counters.get("barge_ins", 0)
+        self.session_seconds += counters.get("session_seconds", 0)
         self.records_lost += 1 if counters.get("record_lost", 0) else 0
         return name, {code: count for code, count in errors.items() if count}
 
@@ -113,5 +115,6 @@ class Totals:
             "cost_estimate": round(self.cost, 6),
             "underruns": self.underruns,
             "barge_ins": self.barge_ins,
+            "session_seconds": self.session_seconds,
             "records_lost": self.records_lost,
         }

@@ -237,6 +237,7 @@ def test_status_fits_80_columns():
                 "age_s": 4000,
                 "pid": 4194304,
                 "phase": "active",
+                "api": "realtime",
                 "realtime": "reconnecting",
                 "cpu_percent": 12.5,
                 "uss_mb": None,

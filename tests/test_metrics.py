@@ -303,6 +303,22 @@ def test_a_call_reports_its_audio_tokens(service, asterisk):
     assert scraper.value("callbridge_tokens_total", kind="output_audio") > 0
 
 
+def test_a_gpt_live_call_shows_its_api_and_reports_its_session_time_and_cost(service, asterisk):
+    svc, scraper = _metered(service, OPENAI_API="live")
+    call_id = asterisk.place_call([{"say": 600}, {"silence": 3500}, {"hangup": True}])
+    row = svc.wait(lambda: svc.call_row(call_id), timeout=10)
+    assert row["api"] == "live"
+    assert "live " in svc.cli("status").stdout  # e.g. "live connected"
+    svc.wait(lambda: ended(asterisk, call_id), timeout=20)
+    svc.wait(lambda: scraper.value("callbridge_calls_total", reason="caller_hangup") == 1, timeout=10)
+    seconds = scraper.value("callbridge_session_seconds_total")
+    assert 3 <= seconds <= 6
+    assert scraper.value("callbridge_cost_estimate_total", currency="USD") == pytest.approx(
+        0.05 * seconds / 60, abs=1e-6
+    )
+    assert scraper.value("callbridge_tokens_total", kind="output_audio") == 0  # no tokens under GPT-Live
+
+
 def test_a_turned_away_caller_is_counted(service, asterisk):
     svc, scraper = _metered(service, MAX_CONCURRENT_CALLS="1")
     kept = asterisk.place_call([{"silence": 3000}, {"hangup": True}])

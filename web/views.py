@@ -23,7 +23,7 @@ LIVE_COLUMNS = [
     ("agent", "Agent"),
     ("age", "Age"),
     ("state", "State"),
-    ("realtime", "Realtime"),
+    ("realtime", "Voice service"),
     ("frames", "Frames in/out"),
     ("fill", "Ring fill"),
     ("underruns", "Underruns"),
@@ -80,7 +80,9 @@ def live_rows(reply: dict, mask_keep: int | None) -> list[dict]:
                 "agent": call.get("agent", ""),
                 "age": duration(call.get("age_s", 0)),
                 "state": f"{call.get('phase', '')} / {call.get('worker_state', '')}",
-                "realtime": call.get("realtime", ""),
+                "realtime": " ".join(
+                    p for p in (call.get("api", ""), call.get("realtime", "")) if p
+                ),  # "live connected"
                 "frames": f"{call.get('frames_in', 0)} / {call.get('frames_out', 0)}",
                 "fill": f"{call.get('uplink_fill', 0)} / {call.get('downlink_fill', 0)}",
                 "underruns": call.get("underruns", 0),

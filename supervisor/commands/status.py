@@ -5,7 +5,7 @@ Reply:    {"ok": true, "supervisor": {pid, version, instance, uptime_s, ari, ari
            calls_live, calls_taken, calls_failed, calls_rejected_busy, max_concurrent_calls,
            calls_over_caller_limit, max_calls_per_caller_per_hour, ari_last_error, helpers, turning_away, reconciliations, models, loop_busy_max_ms,
            loop_slow_passes, media_scheduling},
-           "calls": [{call_id, caller, dialled, agent, age_s, pid, phase, worker_state, realtime,
+           "calls": [{call_id, caller, dialled, agent, age_s, pid, phase, worker_state, api, realtime,
            frames_in, frames_out, uplink_fill, downlink_fill, underruns, barge_ins,
            rejected_packets, reconnects, tool_calls, transfer, cpu_percent, rss_mb, uss_mb, fds,
            threads, health}],
@@ -110,7 +110,7 @@ def render(reply: dict) -> str:
         lines += _pack(
             [
                 f"pid {shown.get('pid', '-')}",
-                f"realtime {shown.get('realtime', '-')}",
+                f"{shown.get('api', 'voice')} {shown.get('realtime', '-')}",  # e.g. "live connected"
                 f"cpu {shown.get('cpu_percent', '-')}%",
                 f"uss {shown.get('uss_mb', '-')} MB",
                 f"health {shown.get('health', '-')}",
