@@ -306,7 +306,8 @@ def test_a_call_reports_its_audio_tokens(service, asterisk):
 def test_a_gpt_live_call_shows_its_api_and_reports_its_session_time_and_cost(service, asterisk):
     svc, scraper = _metered(service, OPENAI_API="live")
     call_id = asterisk.place_call([{"say": 600}, {"silence": 3500}, {"hangup": True}])
-    row = svc.wait(lambda: svc.call_row(call_id), timeout=10)
+    # (until its worker has started, a call's API is "unknown")
+    row = svc.wait(lambda: (r := svc.call_row(call_id)) and r["api"] != "unknown" and r, timeout=10)
     assert row["api"] == "live"
     assert "live " in svc.cli("status").stdout  # e.g. "live connected"
     svc.wait(lambda: ended(asterisk, call_id), timeout=20)
