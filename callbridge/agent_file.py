@@ -21,7 +21,7 @@ from callbridge.agent_keypad import read_keypad
 from callbridge.agent_numbers import DEFAULT, kind_of
 from callbridge.agents import Agent, AgentBook, Destination, ToolLimits, Turns
 from callbridge.call_webhooks import read_agent_webhooks
-from callbridge.config import ConfigError, Settings
+from callbridge.config import ConfigError, Settings, api_problem
 from callbridge.dialplan import DialplanTarget
 from callbridge.http_tools import read_tools
 from callbridge.mcp_servers import read_servers
@@ -54,6 +54,8 @@ AGENT_KEYS = (
     "transcription_prompt",
     "transcription_keywords",
     "webhooks",
+    "api",
+    "model",
 )
 TURN_KEYS = ("detection", "eagerness", "threshold", "silence_ms", "prefix_ms")
 SERVER_VAD_KEYS = ("threshold", "silence_ms", "prefix_ms")
@@ -280,6 +282,8 @@ def _agent(r: Reader, name: str, table: dict, base: Path) -> Agent:
         speed=r.number(where, table, "speed", tuning.SPEED_MIN, tuning.SPEED_MAX),
         transcription_prompt=r.parsed(where, table, "transcription_prompt", tuning.prompt),
         transcription_keywords=_keywords(r, where, table),
+        api=r.choice(where, table, "api", ("realtime", "live")) or "",
+        model=r.text(where, table, "model").strip(),
     )
     return agent  # with its problems noted: the checks between agents still see it
 
@@ -322,6 +326,18 @@ def tuning_problems(book: AgentBook, settings: Settings) -> list[str]:
     found, from_env = [], set()
     for name, agent in book.agents.items():
         explicit = agent.tuning()
+        applied = agent.apply(settings)
+        if agent.api or agent.model:
+            problem = api_problem(applied.openai_api, applied.openai_realtime_model, "api")
+            if problem is not None:
+                found.append(f"{book.source}: {dotted('agents', name, 'model')}: {problem}")
+        if applied.openai_api == "live":  # GPT-Live has none of Realtime's tunings
+            found += [
+                f"{book.source}: {dotted('agents', name, *key.split('.'))}: GPT-Live has no such setting "
+                "(the model itself owns turns and voice)"
+                for key in explicit
+            ]
+            continue
         # Numbers of the other kind of detection than the agent ends up with (its own, or
         # OPENAI_TURN_DETECTION's) would be silently unused: say so.
         detection = agent.apply(settings).openai_turn_detection

@@ -21,7 +21,7 @@ from callbridge.agent_hours import Hours
 from callbridge.agent_keypad import KeyPlan
 from callbridge.agent_numbers import NumberPlan
 from callbridge.call_webhooks import Target
-from callbridge.config import Settings
+from callbridge.config import Settings, resolve_api
 from callbridge.dialplan import DialplanTarget
 from callbridge.http_tools import HttpTool
 from callbridge.mcp_servers import McpServer
@@ -126,6 +126,8 @@ class Agent:
     mcp: dict[str, McpServer] = field(default_factory=dict)
     keypad: KeyPlan = field(default_factory=KeyPlan)  # what the caller's key presses do
     webhooks: tuple[Target, ...] = ()  # where this agent's calls are told of, besides CALL_WEBHOOKS
+    api: str = ""  # "realtime" | "live"; "": by its model's name, else the environment's
+    model: str = ""  # "" = OPENAI_REALTIME_MODEL (or, under another api, that api's default)
 
     def apply(self, settings: Settings) -> Settings:
         """The settings a call of this agent runs with."""
@@ -147,6 +149,13 @@ class Agent:
         if self.idle_timeout_seconds is not None:
             changes["idle_timeout_seconds"] = self.idle_timeout_seconds
         changes.update({TUNING_FIELDS[key]: value for key, value in self.tuning().items()})
+        if self.api or self.model:
+            api, model = resolve_api(
+                self.api or ("" if self.model else settings.openai_api),
+                self.model or settings.openai_realtime_model,
+                model_chosen=bool(self.model),
+            )
+            changes.update(openai_api=api, openai_realtime_model=model)
         return replace(settings, **changes) if changes else settings
 
     def tuning(self) -> dict:

@@ -413,11 +413,33 @@ def _relations(entries: list[Entry]) -> list[Entry]:
 
 
 LIVE_DEFAULT_MODEL = "gpt-live-1.1"
+REALTIME_DEFAULT_MODEL = "gpt-realtime-2.1"
 
 
 def is_live_model(model: str) -> bool:
     """GPT-Live's models (gpt-live-1, gpt-live-1.1) run only on its own endpoint."""
     return model.strip().lower().startswith("gpt-live")
+
+
+def resolve_api(api: str, model: str, model_chosen: bool) -> tuple[str, str]:
+    """The API and model a call runs on, for the environment and for each agent alike: an
+    empty `api` goes by the model's name; a model not `model_chosen` (a default, or the
+    environment's under an agent that names only its api) becomes that API's default when
+    the API does not run it."""
+    if not api:
+        api = "live" if is_live_model(model) else "realtime"
+    if not model_chosen and (api == "live") != is_live_model(model):
+        model = LIVE_DEFAULT_MODEL if api == "live" else REALTIME_DEFAULT_MODEL
+    return api, model
+
+
+def api_problem(api: str, model: str, setting: str = "OPENAI_API") -> str | None:
+    """Why `model` cannot run on `api` (chosen by `setting`), if it cannot."""
+    if api == "live" and not is_live_model(model):
+        return f"{model!r} is not a GPT-Live model ({setting}=live): gpt-live-1 or gpt-live-1.1"
+    if api == "realtime" and is_live_model(model):
+        return f"{model!r} runs only on GPT-Live: set {setting}=live (or leave it empty)"
+    return None
 
 
 def _api_relations(entries: list[Entry], by_name: dict[str, Entry]) -> None:
@@ -432,17 +454,14 @@ def _api_relations(entries: list[Entry], by_name: dict[str, Entry]) -> None:
         entries[entries.index(entry)] = new
         return new
 
-    if not api.value:
-        api = put(api, value="live" if is_live_model(model.value) else "realtime")
-    if api.value == "live" and model.source == "default":
-        model = put(model, value=LIVE_DEFAULT_MODEL)
-    if api.value == "live" and not is_live_model(model.value):
-        put(
-            model,
-            problem=f"{model.value!r} is not a GPT-Live model (OPENAI_API=live): gpt-live-1 or gpt-live-1.1",
-        )
-    elif api.value == "realtime" and is_live_model(model.value):
-        put(model, problem=f"{model.value!r} runs only on GPT-Live: set OPENAI_API=live (or leave it empty)")
+    chosen_api, chosen_model = resolve_api(api.value, model.value, model.source != "default")
+    if chosen_api != api.value:
+        api = put(api, value=chosen_api)
+    if chosen_model != model.value:
+        model = put(model, value=chosen_model)
+    problem = api_problem(api.value, model.value)
+    if problem is not None:
+        put(model, problem=problem)
     if api.value == "live":
         for name in voice_tuning.ENV_NAMES.values():
             entry = by_name[name]

@@ -181,18 +181,30 @@ def lookup(settings: Settings, variable: str, model: str, today: date | None = N
     return status(level, _describe(variable, model, shutdown, level, today), shutdown)
 
 
-def configured_models(settings: Settings) -> list[tuple[str, str]]:
-    """(setting, model) for each model in use; transcription only when it is on."""
-    models = [("OPENAI_REALTIME_MODEL", settings.openai_realtime_model)]
-    if settings.openai_api == "live":  # transcripts are built in; tools run on the backend
-        models.append(("OPENAI_LIVE_BACKEND_MODEL", settings.openai_live_backend_model))
-    elif settings.openai_transcription_model:
-        models.append(("OPENAI_TRANSCRIPTION_MODEL", settings.openai_transcription_model))
-    return models
+def configured_models(settings: Settings, agents=()) -> list[tuple[str, str]]:
+    """(setting, model) for each model in use, once each: the environment's voice model, its
+    transcription model when on (Realtime) or delegation backend (GPT-Live), and the model
+    of each agent (callbridge/agents.py) that chooses its own api or model."""
+    found: dict[str, str] = {}
+
+    def add(setting: str, applied: Settings) -> None:
+        found.setdefault(applied.openai_realtime_model, setting)
+        if applied.openai_api == "live":  # transcripts are built in; tools run on the backend
+            found.setdefault(applied.openai_live_backend_model, "OPENAI_LIVE_BACKEND_MODEL")
+        elif applied.openai_transcription_model:
+            found.setdefault(applied.openai_transcription_model, "OPENAI_TRANSCRIPTION_MODEL")
+
+    add("OPENAI_REALTIME_MODEL", settings)
+    for agent in agents:
+        if agent.api or agent.model:
+            add(f"agents.{agent.name}.model", agent.apply(settings))
+    return [(setting, model) for model, setting in found.items()]
 
 
-def check_models(settings: Settings, today: date | None = None) -> list[ModelStatus]:
-    return [lookup(settings, variable, model, today) for variable, model in configured_models(settings)]
+def check_models(settings: Settings, today: date | None = None, agents=()) -> list[ModelStatus]:
+    return [
+        lookup(settings, variable, model, today) for variable, model in configured_models(settings, agents)
+    ]
 
 
 def log_model_lifecycle(settings: Settings, today: date | None = None) -> int:
@@ -205,11 +217,11 @@ def log_model_lifecycle(settings: Settings, today: date | None = None) -> int:
     return log_and_report(settings, today)["worst"]
 
 
-def log_and_report(settings: Settings, today: date | None = None) -> dict:
+def log_and_report(settings: Settings, today: date | None = None, agents=()) -> dict:
     """`log_model_lifecycle`, and what the service keeps of it for status and the metrics:
     {"worst": 0-2, "shutdown_dates": {model: "YYYY-MM-DD"}} (only models with a date)."""
     worst, dates = 0, {}
-    for found in check_models(settings, today):
+    for found in check_models(settings, today, agents):
         log.log(_LOG_LEVELS[found.level], "model check %s: %s", found.variable, found.detail)
         worst = max(worst, SEVERITY[found.level])
         if found.shutdown is not None:

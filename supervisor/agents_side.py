@@ -155,7 +155,10 @@ class AgentsSide:
         if self.stopping.draining or self.models_checking or not self.model_watch.due(now):
             return  # one check at a time: a later one never lands before an earlier one
         self.model_watch.started(now)
-        helper = self.start_helper("models", lambda: log_and_report(self.settings), self._on_models_checked)
+        agents = tuple(self.book.agents.values())  # their own models are in use too
+        helper = self.start_helper(
+            "models", lambda: log_and_report(self.settings, agents=agents), self._on_models_checked
+        )
         self.models_checking = helper is not None
 
     def _on_models_checked(self, found, ok: bool) -> None:

@@ -129,3 +129,19 @@ def test_the_record_keeps_the_session_time_and_prices_it_per_minute(calls, aster
     assert 3.0 < seconds <= record["duration_s"]
     assert record["transcription_model"] == ""  # GPT-Live transcribes within the session
     assert record["cost_estimate"] == pytest.approx(0.05 * seconds / 60, abs=1e-6)  # USD 0.05 a minute
+
+
+def test_an_agent_of_its_own_api_answers_on_it_while_the_environment_stays_on_realtime(
+    calls, asterisk, realtime, tmp_path
+):
+    agents = tmp_path / "agents.toml"
+    agents.write_text('[agents.desk]\nnumbers = ["100"]\n[agents.night]\nnumbers = ["200"]\napi = "live"\n')
+    sup = calls(AGENTS_FILE=str(agents))
+    assert sup.settings.openai_api == "realtime"
+    for exten in ("100", "200"):
+        channel = asterisk.place_call([{"say": 800}, {"silence": 2500}, {"hangup": True}], exten=exten)
+        sup.wait(lambda channel=channel: channel in sup.calls, 5)
+        assert sup.wait_ended(sup.calls[channel]) == 0
+    paths = [session["path"].split("?")[0] for session in realtime.sessions()]
+    assert paths == ["/v1/realtime", "/v1/live/sessions"]
+    assert [len(loud(asterisk.call(c))) for c in sup.calls] == [75, 75]  # each heard its reply

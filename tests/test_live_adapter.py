@@ -255,3 +255,60 @@ def test_gpt_live_is_priced_per_session_minute_and_the_kind_is_named_when_wrong(
     assert own.estimate("gpt-live-1", {"session_seconds": 60.0}) == pytest.approx(0.04)
     with pytest.raises(ValueError, match="session_minute"):
         PriceTable.parse('{"gpt-live-1": {"session_second": 1}}')
+
+
+# --- an agent's own api and model
+
+
+def _book(tmp_path, text: str, **env: str):
+    from callbridge.agent_file import load_agents_file
+
+    path = tmp_path / "agents.toml"
+    path.write_text(text)
+    return load_agents_file(path, settings=settings(**env))
+
+
+@pytest.mark.parametrize(
+    ("env", "keys", "api", "model"),
+    [
+        ({}, 'api = "live"', "live", "gpt-live-1.1"),  # the environment's Realtime model is not live's
+        ({}, 'model = "gpt-live-1"', "live", "gpt-live-1"),  # by the model's name
+        ({"OPENAI_API": "live"}, 'api = "realtime"', "realtime", "gpt-realtime-2.1"),
+        ({"OPENAI_API": "live"}, "", "live", "gpt-live-1.1"),  # the environment's
+        ({}, 'api = "realtime"\nmodel = "gpt-realtime-2.1-mini"', "realtime", "gpt-realtime-2.1-mini"),
+    ],
+)
+def test_an_agent_may_choose_its_own_api_and_model(tmp_path, env, keys, api, model):
+    book = _book(tmp_path, f'[agents.desk]\nnumbers = ["*"]\n{keys}\n', **env)
+    applied = book.agents["desk"].apply(settings(**env))
+    assert (applied.openai_api, applied.openai_realtime_model) == (api, model)
+
+
+def test_an_agents_model_its_api_does_not_run_and_its_realtime_tunings_under_live_are_named(tmp_path):
+    from callbridge.agent_file import AgentFileError
+
+    text = '[agents.desk]\nnumbers = ["*"]\napi = "live"\nmodel = "gpt-realtime-2.1"\n'
+    text += '[agents.night]\nnumbers = ["200"]\nmodel = "gpt-live-1"\nspeed = 1.2\n[agents.night.turns]\ndetection = "semantic_vad"\n'
+    with pytest.raises(AgentFileError) as raised:
+        _book(tmp_path, text)
+    problems = "\n".join(raised.value.problems)
+    assert "agents.desk.model: 'gpt-realtime-2.1' is not a GPT-Live model (api=live)" in problems
+    assert "agents.night.speed: GPT-Live has no such setting" in problems
+    assert "agents.night.turns.detection: GPT-Live has no such setting" in problems
+    with pytest.raises(AgentFileError, match="agents.odd.api: must be one of realtime, live"):
+        _book(tmp_path, '[agents.odd]\nnumbers = ["300"]\napi = "gpt-live"\n')
+
+
+def test_every_model_in_use_is_checked_once(tmp_path):
+    from callbridge.model_lifecycle import configured_models
+
+    text = '[agents.desk]\nnumbers = ["*"]\n[agents.live]\nnumbers = ["200"]\napi = "live"\n'
+    text += '[agents.also]\nnumbers = ["300"]\nmodel = "gpt-live-1.1"\n'
+    book = _book(tmp_path, text)
+    models = configured_models(settings(), book.agents.values())
+    assert models == [
+        ("OPENAI_REALTIME_MODEL", "gpt-realtime-2.1"),
+        ("OPENAI_TRANSCRIPTION_MODEL", "gpt-transcribe"),
+        ("agents.live.model", "gpt-live-1.1"),
+        ("OPENAI_LIVE_BACKEND_MODEL", "gpt-5.6-luna"),
+    ]

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from call_worker.adapter import ConnectError, MalformedEvent, ServiceError, SettingsApplied, adapter_for
 from callbridge import model_lifecycle
+from callbridge.agents import load_book
 from callbridge.ari_rest import AriError, AriRest
-from callbridge.config import Settings
+from callbridge.config import ConfigError, Settings
 from callbridge.env_file import PLACEHOLDERS
 from callbridge.netaddr import rtp_bind_address
 from callbridge.secret import SHORT
@@ -249,14 +250,20 @@ def check_models(settings: Settings) -> list[Result]:
         if settings.openai_api == "live"
         else _MODEL_NAMES
     )
+    try:
+        agents = tuple(load_book(settings).agents.values())  # their own models are in use too
+    except ConfigError:
+        agents = ()  # the agents line of this check names what is wrong with the file
     return [
         Result(
-            names[found.variable],
+            names.get(
+                found.variable, f"{found.variable.removeprefix('agents.').removesuffix('.model')}'s model"
+            ),
             found.level != model_lifecycle.FAILURE,
             found.detail,
             warning=found.level == model_lifecycle.WARNING,
         )
-        for found in model_lifecycle.check_models(settings)
+        for found in model_lifecycle.check_models(settings, agents=agents)
     ]
 
 
