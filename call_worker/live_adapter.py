@@ -247,10 +247,10 @@ class LiveAdapter(seam.Adapter):
         return self.turns.agent_audio(time.monotonic(), audio)
 
     def _agent_text(self, event: dict) -> list:
-        return self.turns.agent_text(time.monotonic(), str(event["delta"]))
+        return self.turns.agent_text(time.monotonic(), _text(event))
 
     def _caller_text(self, event: dict) -> list:
-        return self.turns.caller_text(time.monotonic(), str(event["delta"]))
+        return self.turns.caller_text(time.monotonic(), _text(event))
 
     def _closed(self, event: dict) -> list:
         usage = self._usage(event)
@@ -265,6 +265,13 @@ class LiveAdapter(seam.Adapter):
             proto.FIXES.get(code, ""),
         )
         return [*usage, error]
+
+
+def _text(event: dict) -> str:
+    delta = event["delta"]
+    if not isinstance(delta, str):
+        raise TypeError(f"a transcript delta of {type(delta).__name__}")
+    return delta
 
 
 def _response_event(event: dict) -> list:

@@ -84,7 +84,20 @@ TRANSCRIPTION_MODELS = (
 )
 # GPT-Live's delegation backends (a Responses model), for the lookup.
 BACKEND_MODELS = ("gpt-5.6-luna", "gpt-5.6-luna-mini")
-MODEL_CREATED = 1_751_328_000  # a fixed `created` for every model object
+MODEL_CREATED = 1_751_328_000
+# GPT-Live-shaped garbage: every one unreadable (none may pass for a real event).
+LIVE_GARBAGE = [
+    "{not json",
+    "[]",
+    "null",
+    '{"no_type": 1}',
+    '{"type": "session.output_audio.delta"}',
+    '{"type": "session.output_audio.delta", "delta": "@@@"}',
+    '{"type": "session.output_transcript.delta", "delta": null}',
+    '{"type": "response.event", "event": "not an object"}',
+    '{"type": "response.event", "delegation_id": "d", "event": {"type": "response.output_item.done"}}',
+    '{"type": "session.usage.updated", "usage": {"seconds": "soon"}}',
+]  # a fixed `created` for every model object
 
 
 @dataclass
@@ -317,27 +330,32 @@ class SimulatedRealtime:
                 task.cancel()
 
     @staticmethod
-    async def _garbage(outbox: Outbox, after: float, count: int = 1000) -> None:
+    async def _garbage(outbox: Outbox, after: float, count: int = 1000, live: bool = False) -> None:
         """Malformed and unexpected server events, as a broken proxy or a new API version
-        might send: bad JSON, missing fields, wrong types, bad base64, unknown types."""
+        might send: bad JSON, missing fields, wrong types, bad base64, unknown types (of
+        GPT-Live's shape on its path)."""
         await asyncio.sleep(after)
-        samples = [
-            "{not json",
-            "[]",
-            "null",
-            '"text"',
-            '{"no_type": 1}',
-            '{"type": 7}',
-            '{"type": "response.output_audio.delta"}',
-            '{"type": "response.output_audio.delta", "response_id": "r", "item_id": "i", "delta": "@@@"}',
-            '{"type": "response.created", "response": "not an object"}',
-            '{"type": "response.done", "response": {}}',
-            '{"type": "input_audio_buffer.speech_stopped", "audio_end_ms": "soon"}',
-            '{"type": "error", "error": null}',
-            '{"type": "error"}',
-            '{"type": "some.future.event", "data": {"x": 1}}',
-            '{"type": "conversation.item.input_audio_transcription.completed", "transcript": 5}',
-        ]
+        samples = (
+            LIVE_GARBAGE
+            if live
+            else [
+                "{not json",
+                "[]",
+                "null",
+                '"text"',
+                '{"no_type": 1}',
+                '{"type": 7}',
+                '{"type": "response.output_audio.delta"}',
+                '{"type": "response.output_audio.delta", "response_id": "r", "item_id": "i", "delta": "@@@"}',
+                '{"type": "response.created", "response": "not an object"}',
+                '{"type": "response.done", "response": {}}',
+                '{"type": "input_audio_buffer.speech_stopped", "audio_end_ms": "soon"}',
+                '{"type": "error", "error": null}',
+                '{"type": "error"}',
+                '{"type": "some.future.event", "data": {"x": 1}}',
+                '{"type": "conversation.item.input_audio_transcription.completed", "transcript": 5}',
+            ]
+        )
         for index in range(count):
             outbox.put(samples[index % len(samples)])
             if index % 100 == 99:
@@ -431,7 +449,8 @@ class SimulatedRealtime:
     async def _run_live(self, ws, request, session, record, fault, outbox, tasks, gate) -> None:
         """A GPT-Live connection (simulators/live_session.py), with the same faults."""
         if fault and fault.kind == "garbage":
-            tasks.append(asyncio.get_running_loop().create_task(self._garbage(outbox, fault.after)))
+            garbage = self._garbage(outbox, fault.after, live=True)
+            tasks.append(asyncio.get_running_loop().create_task(garbage))
             fault = None
         if fault and fault.kind == "slow_accept":
             await asyncio.sleep(fault.after)

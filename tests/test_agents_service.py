@@ -133,7 +133,7 @@ def test_over_capacity_the_caller_goes_to_the_fallback_instead_of_the_prompt(ser
 
 
 def test_when_realtime_refuses_a_bridged_call_the_worker_sends_it_to_the_fallback(
-    service, asterisk, tmp_path
+    service, asterisk, tmp_path, api
 ):
     """The worker's own fallback (call_worker/ending.py::Ending._send_to_fallback): Realtime
     refuses the session (a wrong key) once the caller is bridged, so the caller is taken out

@@ -91,7 +91,7 @@ def test_foreign_and_malformed_packets_change_nothing(calls, asterisk, realtime)
     assert len(loud(record)) == 75  # the 1.5 s reply, whole
 
 
-def test_malformed_realtime_events_are_counted_and_ignored(calls, asterisk, realtime):
+def test_malformed_realtime_events_are_counted_and_ignored(calls, asterisk, realtime, api):
     sup = calls()
     realtime.fault("garbage", after=0.3)
     call = sup.place([{"say": 1000}, {"silence": 3500}, {"hangup": True}])

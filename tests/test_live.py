@@ -145,3 +145,15 @@ def test_an_agent_of_its_own_api_answers_on_it_while_the_environment_stays_on_re
     paths = [session["path"].split("?")[0] for session in realtime.sessions()]
     assert paths == ["/v1/realtime", "/v1/live/sessions"]
     assert [len(loud(asterisk.call(c))) for c in sup.calls] == [75, 75]  # each heard its reply
+
+
+def test_an_account_without_quota_gets_the_failure_prompt_once(calls, asterisk, realtime):
+    sup = calls(OPENAI_API="live")
+    realtime.fault("insufficient_quota")
+    call = sup.place([{"say": 800}, {"silence": 20000}])
+    assert sup.wait_ended(call, 20) == 0
+    record = asterisk.call(call.channel_id, packets=False)
+    assert [p["media"] for p in record["playbacks"]] == ["sound:an-error-has-occurred"]
+    assert call.segment.header.get(Slot.END_REASON) == EndReason.REALTIME_FAILED
+    assert call.segment.header.get(Slot.ERRORS_INSUFFICIENT_QUOTA) == 1  # counted under its own code
+    assert len(realtime.sessions()) == 1
