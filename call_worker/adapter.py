@@ -13,10 +13,11 @@ agent, made of *items* (the parts the caller hears one after the other), each wi
 the adapter gives. Realtime names them itself (responses and items); GPT-Live names
 nothing, so its adapter makes them from the streams (call_worker/live_turns.py) and
 reports the ends it infers through `poll`. Two flags say what the protocol leaves to us:
-`model_turns` (the model decides when to speak and stop: the worker streams silence
-while the caller sends none, and flushes playback on its own detection of the caller's
-voice, call_worker/voice_activity.py) and `history_in_opening` (a new session gets the
-conversation so far in its opening, not as items after it).
+`model_turns` (the model decides when to speak and stop: the worker flushes playback on
+its own detection of the caller's voice, call_worker/voice_activity.py) and
+`history_in_opening` (a new session gets the conversation so far in its opening, not as
+items after it). Both protocols hear silence where the caller's phone sends none
+(`fill_slack`).
 
 The media loop calls `append` for every caller frame, so it returns the message itself,
 as UTF-8 bytes (no dict, no json.dumps, no str to encode): it is the hottest call of the
@@ -161,6 +162,9 @@ class Adapter(ABC):
     name: str
     tools: tuple = ()  # call_worker/tools.py ToolSpecs: every session opens with them
     model_turns = False  # see the module's docstring
+    # Frames of the caller's audio late before silence fills in (call_worker/conversation.py
+    # `_fill_silence`): for Realtime, only a phone that stopped sending (200 ms).
+    fill_slack = 10
     history_in_opening = False
     history: tuple = ()  # (history_in_opening) the next opening's turns
 

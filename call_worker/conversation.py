@@ -58,7 +58,8 @@ MIN_ATTEMPT = 0.5  # a handshake given less than this is not worth starting
 BACKLOG_CHUNK = 3200  # bytes per append when replaying the backlog (200 ms)
 FRAME_SECONDS = 0.020
 FILL_MAX = 10  # silence frames sent at one tick at most (after a stall, the rest is skipped)
-_FRAMES_TO_REALTIME = int(Slot.FRAMES_TO_REALTIME)
+FILL_GRACE = 0.3  # seconds after a session opens before its input clock runs (the phone's stream starts)
+_FRAMES_TO_REALTIME, _FRAMES_FILLED = int(Slot.FRAMES_TO_REALTIME), int(Slot.FRAMES_FILLED)
 
 
 class Conversation(KeysSide, ToolsSide):
@@ -145,6 +146,7 @@ class Conversation(KeysSide, ToolsSide):
         # will hear of them is not known yet, so the new session gets them only when they
         # have finished playing or been cut.
         self._held: list[AudioItem] = []
+        self._left_out: set[str] = set()  # (history_in_opening) the held replies the opening lacks
         # When the model owns the turns (GPT-Live, call_worker/adapter.py): the caller's voice
         # as we detect it, and the audio sent on the session's clock, silence filling gaps.
         self._model_turns = adapter.model_turns
@@ -239,6 +241,7 @@ class Conversation(KeysSide, ToolsSide):
         if self._model_turns and self.link is link:
             for event in self.adapter.poll(now):
                 self._handlers[type(event)](event)
+        if self.link is link:
             self._fill_silence(now)
         link.check_time(now)
         if link.closed is not None and self.link is link:
@@ -258,8 +261,8 @@ class Conversation(KeysSide, ToolsSide):
             if not link.send_text(append(view[:n])):
                 return  # lost: the next tick notices and reconnects; this audio is gone
             slots[_FRAMES_TO_REALTIME] += n // 160
+            self._input_frames += n // 160
             if voice is not None:
-                self._input_frames += n // 160
                 said = voice.feed(view[:n])
                 if said:
                     self._caller_voice(said)
@@ -272,23 +275,29 @@ class Conversation(KeysSide, ToolsSide):
             self._on_speech_stopped(seam.CallerSpeechStopped())
 
     def _fill_silence(self, now: float) -> None:
-        """(model_turns) The session hears a microphone: 20 ms of audio every 20 ms. While the
-        caller's phone sends nothing (muted, silence suppression, a caller script that ended),
-        silence takes its place, on our clock; one frame of slack absorbs the caller's
-        jitter, and a stream that ran ahead (a backlog replayed) restarts the clock."""
+        """The session hears a microphone: 20 ms of audio every 20 ms. Asterisk relays nothing
+        while the caller's phone sends nothing (muted, silence suppression, a caller script
+        that ended), and then GPT-Live hears no microphone and Realtime's turn detection
+        never hears the turn end; so silence takes the phone's place, on our clock. The
+        adapter's `fill_slack` frames of lateness are the caller's jitter, not a silent phone
+        (GPT-Live wants the stream steady, Realtime only the turn's end). A stream that ran
+        ahead of the clock (a backlog replayed) restarts it."""
         if self._uplink_held or self.link is None:
             return
         behind = int((now - self._input_origin) / FRAME_SECONDS) - self._input_frames
         if behind < -5:
             self._input_origin = now - self._input_frames * FRAME_SECONDS
             return
-        if behind < 2:
+        if behind <= self.adapter.fill_slack:
             return
         message = self.adapter.append(self._silence)
+        filled = 0
         for _ in range(min(behind - 1, FILL_MAX)):
             if not self.link.send_text(message):
-                return
-            self._input_frames += 1
+                break
+            filled += 1
+        self._input_frames += filled
+        self.header.slots[_FRAMES_FILLED] += filled
         if behind - 1 > FILL_MAX:  # a stall: the time it lost is not sent late
             self._input_origin = now - self._input_frames * FRAME_SECONDS
 
@@ -326,12 +335,18 @@ class Conversation(KeysSide, ToolsSide):
         self._opening_id = opening_id
         self.updates.opened(opening_id)
         self.header.set(Slot.REALTIME_STATE, RealtimeState.CONNECTED)
-        self._input_origin, self._input_frames = time.monotonic(), 0
+        self._input_origin, self._input_frames = time.monotonic() + FILL_GRACE, 0
         if resumed:
             self.last_error_code = ""
             self._held = [i for i in self.playback.unplayed() if self.transcript.has_agent(i.item_id)]
             if self.adapter.history_in_opening:  # the session opened with them (`_lost`)
                 turns = self.adapter.history
+                # What still played at the loss was left out of the opening: a reply that
+                # finished playing meanwhile goes now, the rest once heard (`_release_held`).
+                playing = {i.item_id for i in self._held}
+                self._held = [i for i in self._held if i.item_id in self._left_out]
+                for item_id in sorted(self._left_out - playing):
+                    self._send_texts(self.adapter.inject([("agent", self.transcript.heard(item_id))]))
             else:
                 turns = self.transcript.history(held=frozenset(i.item_id for i in self._held))
                 self._send_texts(self.adapter.inject(turns))
@@ -412,6 +427,7 @@ class Conversation(KeysSide, ToolsSide):
                 i.item_id for i in self.playback.unplayed() if self.transcript.has_agent(i.item_id)
             )
             self.adapter.history = self.transcript.history(held=held)
+            self._left_out = set(held)
         opener = threading.Thread(
             target=self._reconnect,
             args=(time.monotonic() + RECONNECT_BUDGET,),

@@ -159,6 +159,7 @@ class Ending:
             "rusage": {name: getattr(usage, name) for name in RUSAGE_FIELDS},
             "rusage_bridged": {name: getattr(call.rusage_bridged, name, 0) for name in RUSAGE_FIELDS},
             "usage": call.conversation.usage,
+            "playout_lead": call.media.playout_lead() if call.media is not None else {"frames": 0},
             "transcript": _transcript(
                 call.conversation.transcript.entries, call.settings.records_transcripts
             ),

@@ -50,7 +50,8 @@ _CLOSED = {
 
 
 class LiveAdapter(seam.Adapter):
-    model_turns = True  # the worker streams silence and detects barge-in itself
+    model_turns = True  # the worker detects barge-in itself
+    fill_slack = 2  # the session wants a microphone: at most 60 ms without audio
     history_in_opening = True
 
     def __init__(self, settings: Settings, tools=()) -> None:

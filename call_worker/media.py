@@ -49,6 +49,7 @@ RESCHEDULE_AFTER = 0.010  # lateness beyond which the schedule restarts (no gap 
 FOLLOW_JOIN = 0.0005
 FOLLOW_TARGET = 0.00025
 FOLLOW_SLEW = 0.0001
+LEAD_BUCKETS = 64  # the playout lead's histogram: 20 ms buckets, the last one "more"
 _REJECT_SLOTS = {
     rtp.Reject.MALFORMED: int(Slot.REJECTED_MALFORMED),
     rtp.Reject.PAYLOAD_TYPE: int(Slot.REJECTED_PAYLOAD_TYPE),
@@ -118,6 +119,11 @@ class MediaLoop:
         self._slots = header.slots
         self._view = memoryview(bytearray(2048))
         self._payload = self.packetizer.payload_area()
+        # The reply's audio queued behind each reply frame sent: how far playback runs behind
+        # the service (GPT-Live keeps talking until it decides to stop: a long queue is heard
+        # after the caller has cut in, unless flushed). One increment per reply frame.
+        self.lead = [0] * LEAD_BUCKETS
+        self.lead_max = 0  # bytes
 
     def start_sending(self) -> None:
         self.sending = True
@@ -227,6 +233,22 @@ class MediaLoop:
             return self._send_frame(deadline, now, followed=True)
         return deadline
 
+    def playout_lead(self) -> dict:
+        """The lead's p50, p99 (upper bucket edges) and max, in ms, over the reply frames sent."""
+        frames = sum(self.lead)
+        if not frames:
+            return {"frames": 0}
+
+        def upper(share: float) -> int:
+            seen = 0
+            for bucket, count in enumerate(self.lead):
+                seen += count
+                if seen >= share * frames:
+                    return (bucket + 1) * 20
+            return LEAD_BUCKETS * 20
+
+        return {"frames": frames, "p50_ms": upper(0.5), "p99_ms": upper(0.99), "max_ms": self.lead_max // 8}
+
     def _note(self, reason: str, message: str) -> None:
         """Log the first rejection of each kind; the counters carry the rest."""
         if reason not in self._logged_reasons:
@@ -247,6 +269,10 @@ class MediaLoop:
         ready = downlink.readable()
         if ready >= frame or (ready > 0 and playback.open_response is None):
             got = downlink.read_into(payload, frame)
+            queued = ready - got
+            self.lead[min(LEAD_BUCKETS - 1, queued // frame)] += 1
+            if queued > self.lead_max:
+                self.lead_max = queued
             if got < frame:  # the reply's last partial frame: pad with silence
                 payload[got:frame] = self.silence[: frame - got]
             if not self._talking:

@@ -76,6 +76,7 @@ class Slot(IntEnum):
     INPUT_CACHED_TOKENS = 74
     SESSION_SECONDS = 75  # GPT-Live's billed session time so far (whole seconds)
     VOICE_API = 76  # VoiceApi below: the protocol the call runs (the worker, at start)
+    FRAMES_FILLED = 77  # silence frames the media loop sent while the caller's phone sent none
     ERRORS_INVALID_API_KEY = 80
     ERRORS_INSUFFICIENT_QUOTA = 81
     ERRORS_MODEL_NOT_FOUND = 82

@@ -166,6 +166,8 @@ class SimulatedAsterisk:
             audio, hangup_frame, utterances, mutes = render(parse_script(script), self.law)
             leg = CallerLeg(channel_id, self.law, PAYLOAD_TYPES[self.law], audio, hangup_frame, utterances)
             leg.mutes = mutes
+            echo_db = next((float(e["echo_db"]) for e in script if "echo_db" in e), None)
+            leg.echo = 10 ** (echo_db / 20) if echo_db is not None else 0.0
             leg.on_hangup = lambda: self.hangup(channel_id, by="caller")
             leg.tag = tag.encode()[:32]
             chan = Channel(

@@ -47,7 +47,8 @@ def parse_script(raw: list[dict]) -> list[Step]:
     """[{"say": 1500}, {"silence": 800}, {"say": 1000, "hz": 600}, {"mute": 2000}, {"hangup": true}]
 
     `mute`: no packets at all for that long, as from a muted or silence-suppressing phone
-    (Asterisk then relays nothing either)."""
+    (Asterisk then relays nothing either). `{"echo_db": -20}` anywhere: the phone sends back
+    what it receives, that much quieter, mixed into its own audio (`echo_gain`)."""
     steps = []
     for entry in raw:
         if "say" in entry:
@@ -58,6 +59,8 @@ def parse_script(raw: list[dict]) -> list[Step]:
             steps.append(Step("mute", int(entry["mute"])))
         elif entry.get("hangup"):
             steps.append(Step("hangup"))
+        elif "echo_db" in entry:
+            continue  # the leg's, not a step (echo_gain)
         else:
             raise ValueError(f"unknown script step {entry!r}")
     return steps
@@ -120,6 +123,7 @@ class CallerLeg:
     phase: float = 0.0  # when in each 20 ms period its frame leaves (MediaEngine sets it)
     mutes: list = field(default_factory=list)  # ranges of script frames not sent ("mute")
     frames_muted: int = 0
+    echo: float = 0.0  # > 0: the received audio is sent back at this gain (a phone's echo)
 
     @property
     def position(self) -> int:
@@ -153,6 +157,8 @@ class CallerLeg:
         if self.loop:
             start %= len(self.audio)
         payload = self.audio[start : start + FRAME] if start < len(self.audio) else self._silence
+        if self.echo and len(self.received_audio) >= FRAME:
+            payload = self._with_echo(payload)
         if self.frames_sent == 0 and self.tag:
             payload = self.tag[:FRAME] + payload[len(self.tag) :]
         first = 0x80 | self.payload_type if self.frames_sent == 0 else self.payload_type
@@ -160,6 +166,12 @@ class CallerLeg:
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (self._ts + FRAME) & 0xFFFFFFFF
         return packet
+
+    def _with_echo(self, payload: bytes) -> bytes:
+        """The last frame received, at `echo` gain, over the caller's own audio."""
+        heard = g711.decode(bytes(self.received_audio[-FRAME:]), self.law)
+        own = g711.decode(payload, self.law)
+        return g711.encode([a + int(b * self.echo) for a, b in zip(own, heard, strict=True)], self.law)
 
     def summary(self, include_packets: bool = True) -> dict:
         result = {

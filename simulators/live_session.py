@@ -355,8 +355,11 @@ class LiveSession:
             if calls:
                 return self._call_tools(calls)
         # What the client asks for (a greeting, a goodbye, a notice) lasts greeting_ms, as
-        # an asked-for response of the Realtime simulator does.
-        self._speak(g711.tone(self.reply.greeting_ms, 350.0, 9000, self.law), content[:60])
+        # an asked-for response of the Realtime simulator does. Its words are not the
+        # instructions' (a model does not read out a secret code it was given).
+        words = " ".join(f"w{n}" for n in range(1, self.reply.greeting_ms // WORD_MS + 1))
+        audio = g711.tone(self.reply.greeting_ms, 350.0, 9000, self.law)
+        self._speak(audio, f"as asked ({len(content)} characters): {words}")
 
     def _thinking(self, event: dict) -> None:
         self._appended(event, "thinking")

@@ -36,6 +36,10 @@ injected per connection, for the next `count` connections, through the control U
                              the `shutdown_date` /v1/models answers for M from now on
                              (an empty or missing date: none announced)
 
+GPT-Live is served beside it on `/v1/live/sessions` (simulators/live_session.py), with the
+same faults, tool scripts and reply lengths; `/sim/live?lead_ms=&stop_ms=&usage_every=&expires_in=`
+sets its own options (the lead a reply is sent with, the model's reaction to a barge-in).
+
 It also answers OpenAI's model lookup, `GET /v1/models/{model}` (plain HTTP, same port),
 with the bearer key checked as on the WebSocket path: 401 for a bad key, 404 for a model
 it does not know, else the model object with `shutdown_date` (null unless set with

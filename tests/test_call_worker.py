@@ -81,7 +81,9 @@ def test_foreign_and_malformed_packets_change_nothing(calls, asterisk, realtime)
     record = asterisk.call(call.channel_id)
     session = last_session(realtime)
     total = session_events(session, "in", "input_audio_buffer.append")[-1][1]["total"]
-    assert total == record["frames_sent"] * 160  # only the caller's audio reached Realtime
+    # Only the caller's audio reached the service (and the silence of any frame its phone
+    # was late with, counted apart)
+    assert total == (record["frames_sent"] + header.get(Slot.FRAMES_FILLED)) * 160
     assert header.get(Slot.REJECTED_SOURCE) >= 4500  # a few may be lost by the kernel under flood
     rejected = sum(
         header.get(s) for s in (Slot.REJECTED_MALFORMED, Slot.REJECTED_PAYLOAD_TYPE, Slot.REJECTED_SIZE)
@@ -101,6 +103,19 @@ def test_malformed_realtime_events_are_counted_and_ignored(calls, asterisk, real
     record = asterisk.call(call.channel_id)
     assert len(loud(record)) == 75  # the reply still played in full
     assert header.get(Slot.END_REASON) == EndReason.CALLER_HANGUP
+
+
+def test_a_muted_phones_turns_end_and_are_answered(calls, asterisk, realtime, api):
+    """A phone that sends no RTP while the caller is silent (silence suppression): without
+    silence in its place Realtime would never hear the turn end, and GPT-Live would hear no
+    microphone. Both answer each utterance, and the silence sent is counted."""
+    sup = calls()
+    call = sup.place([{"say": 800}, {"mute": 3000}, {"say": 800}, {"mute": 2500}, {"hangup": True}])
+    assert sup.wait_ended(call, 20) == 0
+    assert len(replies_made(last_session(realtime))) == 2
+    assert len(loud(asterisk.call(call.channel_id))) == 150  # both replies heard
+    filled = call.segment.header.get(Slot.FRAMES_FILLED)
+    assert (3000 + 2500) // 20 * 0.8 <= filled <= (3000 + 2500) // 20
 
 
 def test_greeting_plays_first(calls, asterisk, realtime, api):
@@ -161,7 +176,8 @@ def test_fatal_realtime_configuration_plays_the_failure_prompt(calls, asterisk, 
 @pytest.mark.parametrize("fault", ["drop", "expire"])
 def test_lost_realtime_session_is_replaced_and_the_call_goes_on(calls, asterisk, realtime, fault, api):
     sup = calls()
-    realtime.fault(fault, after=2.5)
+    # After the first reply has arrived: GPT-Live streams at real time, so it ends later.
+    realtime.fault(fault, after=2.5 if api == "realtime" else 3.1)
     call = sup.place([{"say": 800}, {"silence": 2500}, {"say": 800}, {"silence": 3000}, {"hangup": True}])
     assert sup.wait_ended(call, 25) == 0
     sessions = realtime.sessions()
