@@ -181,7 +181,7 @@ def table(result: dict) -> str:
     rows = [
         (
             "barge-in: stop p50 / max (ms)",
-            lambda f: f"{f['barge_in']['stop_p50_ms']:.0f} / {f['barge_in']['stop_max_ms']:.0f}",
+            lambda f: f"{f['barge_in']['stop_p50_ms']:.1f} / {f['barge_in']['stop_max_ms']:.1f}",
         ),
         ("barge-in: calls stopped", lambda f: f"{f['barge_in']['stopped']}/{f['barge_in']['calls']}"),
         (
@@ -204,8 +204,10 @@ def table(result: dict) -> str:
         ),
         (
             "muted phone: input gaps > 100 ms",
-            lambda f: (
+            lambda f: (  # (only the simulated GPT-Live records its input's gaps)
                 f"{f['muted']['input_gaps_over_100ms']} (longest {f['muted']['longest_input_gap_ms']} ms)"
+                if f is result.get("live")
+                else "not recorded"
             ),
         ),
         (

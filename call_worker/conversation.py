@@ -10,6 +10,10 @@ followed by a wake-up of the loop: a link an opener thread has opened (`begin`, 
 reconnect below), the main thread's goodbye request (`say_goodbye`), and the end (`close`,
 once the loop has stopped).
 
+Under GPT-Live (call_worker/live_adapter.py) the same holds with the adapter's own replies:
+the caller's voice, as we detect it (call_worker/conversation_uplink.py), is the barge-in,
+and the ends of replies come from the adapter's `poll` at each tick.
+
 When the connection drops or the session expires, an opener thread opens a new session
 while the uplink ring keeps the caller's audio (its backlog, replayed in order once the new
 session has the conversation so far: the agent's turns as the caller heard them). When the
@@ -30,6 +34,7 @@ from call_worker import adapter as seam
 from call_worker import rtp
 from call_worker.conversation_keys import KeysSide
 from call_worker.conversation_tools import ToolsSide
+from call_worker.conversation_uplink import FILL_GRACE, UplinkSide
 from call_worker.external_tools import ExternalCalls
 from call_worker.goodbye import Goodbye
 from call_worker.keypad import Keypad
@@ -56,13 +61,9 @@ RECONNECT_OPEN_TIMEOUT = 3.0  # one handshake; a real one takes well under a sec
 ASK_WAIT = 3.0  # seconds a queued reply request waits for the one before it to begin
 MIN_ATTEMPT = 0.5  # a handshake given less than this is not worth starting
 BACKLOG_CHUNK = 3200  # bytes per append when replaying the backlog (200 ms)
-FRAME_SECONDS = 0.020
-FILL_MAX = 10  # silence frames sent at one tick at most (after a stall, the rest is skipped)
-FILL_GRACE = 0.3  # seconds after a session opens before its input clock runs (the phone's stream starts)
-_FRAMES_TO_REALTIME, _FRAMES_FILLED = int(Slot.FRAMES_TO_REALTIME), int(Slot.FRAMES_FILLED)
 
 
-class Conversation(KeysSide, ToolsSide):
+class Conversation(KeysSide, ToolsSide, UplinkSide):
     def __init__(
         self,
         settings: Settings,
@@ -246,60 +247,6 @@ class Conversation(KeysSide, ToolsSide):
         link.check_time(now)
         if link.closed is not None and self.link is link:
             self._lost(link.closed)
-
-    def send_uplink(self) -> None:
-        """Send the uplink ring's audio (one frame as it arrives, or the backlog after a
-        reconnect), unless a new session is opening."""
-        if self._uplink_held or self.link is None:
-            return
-        uplink, link, append, view = self.uplink, self.link, self.adapter.append, self._append_view
-        slots, voice = self.header.slots, self.voice
-        while True:
-            n = uplink.read_into(view)
-            if n == 0:
-                return
-            if not link.send_text(append(view[:n])):
-                return  # lost: the next tick notices and reconnects; this audio is gone
-            slots[_FRAMES_TO_REALTIME] += n // 160
-            self._input_frames += n // 160
-            if voice is not None:
-                said = voice.feed(view[:n])
-                if said:
-                    self._caller_voice(said)
-
-    def _caller_voice(self, said: str) -> None:
-        """(model_turns) Our detection of the caller's voice: what server VAD is to Realtime."""
-        if said == "started":
-            self._on_speech_started(seam.CallerSpeechStarted())
-        else:
-            self._on_speech_stopped(seam.CallerSpeechStopped())
-
-    def _fill_silence(self, now: float) -> None:
-        """The session hears a microphone: 20 ms of audio every 20 ms. Asterisk relays nothing
-        while the caller's phone sends nothing (muted, silence suppression, a caller script
-        that ended), and then GPT-Live hears no microphone and Realtime's turn detection
-        never hears the turn end; so silence takes the phone's place, on our clock. The
-        adapter's `fill_slack` frames of lateness are the caller's jitter, not a silent phone
-        (GPT-Live wants the stream steady, Realtime only the turn's end). A stream that ran
-        ahead of the clock (a backlog replayed) restarts it."""
-        if self._uplink_held or self.link is None:
-            return
-        behind = int((now - self._input_origin) / FRAME_SECONDS) - self._input_frames
-        if behind < -5:
-            self._input_origin = now - self._input_frames * FRAME_SECONDS
-            return
-        if behind <= self.adapter.fill_slack:
-            return
-        message = self.adapter.append(self._silence)
-        filled = 0
-        for _ in range(min(behind - 1, FILL_MAX)):
-            if not self.link.send_text(message):
-                break
-            filled += 1
-        self._input_frames += filled
-        self.header.slots[_FRAMES_FILLED] += filled
-        if behind - 1 > FILL_MAX:  # a stall: the time it lost is not sent late
-            self._input_origin = now - self._input_frames * FRAME_SECONDS
 
     def start_tools(self) -> None:
         """(set-up) Connect to the agent's MCP servers, whose tools come during the call."""

@@ -99,6 +99,7 @@ class MediaLoop:
         self.playback = playback
         self.downlink = playback.ring
         self.conversation = conversation
+        self.voice = conversation.voice  # our caller-voice detection (GPT-Live), told what the agent says
         self.payload_type = payload_type
         self.packetizer = rtp.RtpPacketizer(payload_type)
         self.silence = bytes([silence_byte]) * rtp.FRAME_BYTES
@@ -275,6 +276,8 @@ class MediaLoop:
                 self.lead_max = queued
             if got < frame:  # the reply's last partial frame: pad with silence
                 payload[got:frame] = self.silence[: frame - got]
+            if self.voice is not None:
+                self.voice.agent_frame(payload[:frame])
             if not self._talking:
                 packetizer.start_talkspurt()
                 self._talking = True
@@ -291,6 +294,8 @@ class MediaLoop:
                     self.on_quiet()
             payload[:frame] = self.silence
             slots[_SILENCE_FRAMES_OUT] += 1
+            if self.voice is not None:
+                self.voice.agent_frame(b"")
         self._sent_at = time.monotonic()
         self._steered = False
         try:

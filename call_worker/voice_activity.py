@@ -12,12 +12,20 @@ from __future__ import annotations
 
 FRAME = 160  # bytes of a 20 ms G.711 frame
 
-# Thresholds in 16-bit linear magnitude. The caller's is higher than the agent's: the
-# agent's own echo, coming back from a phone or a line, is usually 20 dB or more below its
-# voice, and a flush it triggered would cut the agent for nothing (a false stop).
+# Thresholds in 16-bit linear magnitude. The caller's is higher than the agent's, and
+# rises while the agent talks: the agent's own voice comes back from the phone or the line
+# (echo), and a flush it triggered would cut the agent for nothing (a false stop). As a
+# Geigel double-talk detector does, the bar follows the agent's recent peaks: while they
+# were P in the last ECHO_FRAMES, the caller counts when some of its samples pass P / 4,
+# i.e. an echo returned at least ECHO_LOSS_DB down is never the caller (telephone hybrids
+# return 11-20 dB down; G.168 requires at least 6).
 AGENT_LOUD = 300
 CALLER_LOUD = 1000
+CALLER_LEVELS = (1000, 2000, 4000, 8000, 16000)  # the caller's thresholds, 6 dB apart
+ECHO_FRAMES = 25  # the agent frames an echo may come back within (500 ms)
+ECHO_LOSS_DB = 12  # two steps of CALLER_LEVELS
 VOICED_SHARE = 0.2  # of a frame's samples loud: the frame is voiced
+ECHO_SHARE = 0.05  # over the raised bar, peaks suffice (speech passes it in bursts)
 CALLER_START_FRAMES = 2  # voiced frames in a row: the caller talks (40 ms)
 CALLER_STOP_FRAMES = 15  # unvoiced frames in a row: they stopped (300 ms)
 
@@ -45,25 +53,46 @@ def loud_table(law: str, threshold: int) -> bytes:
     return bytes(1 if magnitude(byte) > threshold else 0 for byte in range(256))
 
 
-def voiced(audio: bytes | memoryview, table: bytes) -> bool:
-    """Is a share VOICED_SHARE of the samples loud (by `table`)?"""
+def voiced(audio: bytes | memoryview, table: bytes, share: float = VOICED_SHARE) -> bool:
+    """Is a `share` of the samples loud (by `table`)?"""
     size = len(audio)
-    return size > 0 and bytes(audio).translate(table).count(1) >= size * VOICED_SHARE
+    return size > 0 and bytes(audio).translate(table).count(1) >= size * share
+
+
+def level_table(law: str) -> bytes:
+    """bytes.translate's table: how many of CALLER_LEVELS a sample reaches (0-5)."""
+    magnitude = _MAGNITUDES[law]
+    return bytes(sum(magnitude(byte) >= level for level in CALLER_LEVELS) for byte in range(256))
 
 
 class CallerVoice:
     """The caller's speech on the uplink, frame by frame: started after CALLER_START_FRAMES
-    voiced frames in a row, stopped after CALLER_STOP_FRAMES unvoiced ones."""
+    voiced frames in a row, stopped after CALLER_STOP_FRAMES unvoiced ones; while the agent
+    talks, over a bar ECHO_LOSS_DB under its recent peaks (`agent_frame`)."""
 
     def __init__(self, law: str) -> None:
-        self.table = loud_table(law, CALLER_LOUD)
+        self.tables = [loud_table(law, level) for level in CALLER_LEVELS]
+        self.table, self.share = self.tables[0], VOICED_SHARE
+        self.levels = level_table(law)
         self.speaking = False
         self._run = 0  # voiced frames in a row (not speaking), or unvoiced ones (speaking)
+        self._agent = bytearray(ECHO_FRAMES)  # the agent's peak level of each recent frame
+        self._at = 0
+
+    def agent_frame(self, frame: bytes | memoryview) -> None:
+        """(each frame sent to the caller) The agent's peak level in it: the echo to expect."""
+        self._agent[self._at] = max(bytes(frame).translate(self.levels)) if frame else 0
+        self._at = (self._at + 1) % ECHO_FRAMES
+        # Its peaks reached k of CALLER_LEVELS, so stayed under the next one (or full
+        # scale): a quarter of that is the bar, two steps down.
+        step = max(0, max(self._agent) - 2)
+        self.table = self.tables[step]
+        self.share = ECHO_SHARE if step else VOICED_SHARE
 
     def feed(self, audio: bytes | memoryview) -> str:
         """ "started", "stopped" or "" for the audio just received (a frame, usually)."""
         frames = max(1, len(audio) // FRAME)
-        if voiced(audio, self.table) != self.speaking:
+        if voiced(audio, self.table, self.share) != self.speaking:
             self._run += frames
         else:
             self._run = 0

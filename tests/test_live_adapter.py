@@ -312,3 +312,20 @@ def test_every_model_in_use_is_checked_once(tmp_path):
         ("agents.live.model", "gpt-live-1.1"),
         ("OPENAI_LIVE_BACKEND_MODEL", "gpt-5.6-luna"),
     ]
+
+
+def test_while_the_agent_talks_its_echo_is_no_caller_but_a_caller_over_it_is():
+    voice = voice_activity.CallerVoice("ulaw")
+    agent = g711.tone(20, 440.0, 9000, "ulaw")
+    for _ in range(5):
+        voice.agent_frame(agent)
+    echo = g711.tone(20, 440.0, 9000 // 4, "ulaw")  # -12 dB: louder than CALLER_LOUD
+    assert {voice.feed(echo) for _ in range(50)} == {""}
+    caller = g711.tone(20, 600.0, 10000, "ulaw")
+    assert [voice.feed(caller), voice.feed(caller)] == ["", "started"]
+    # Once the agent has been silent for the echo's window, the plain threshold is back.
+    voice = voice_activity.CallerVoice("ulaw")
+    voice.agent_frame(agent)
+    for _ in range(voice_activity.ECHO_FRAMES):
+        voice.agent_frame(b"")
+    assert [voice.feed(echo), voice.feed(echo)] == ["", "started"]
