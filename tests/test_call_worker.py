@@ -286,7 +286,7 @@ def _thaw(rt: RealtimeSim) -> None:
 
 @pytest.mark.parametrize("recovery", ["new-session", "thaw"])
 def test_frozen_realtime_is_noticed_within_8_s_and_a_new_session_carries_the_call_on(
-    calls, asterisk, realtime, recovery, api
+    calls, asterisk, realtime, recovery
 ):
     """new-session: the frozen connection stays frozen, a new handshake works. thaw: new
     handshakes hang too, until the service thaws 1 s after the worker noticed."""
@@ -314,7 +314,9 @@ def test_frozen_realtime_is_noticed_within_8_s_and_a_new_session_carries_the_cal
     assert header.get(Slot.END_REASON) == EndReason.CALLER_HANGUP
 
 
-def test_realtime_frozen_for_good_plays_the_failure_prompt_within_15_s(calls, asterisk, realtime, api):
+def test_realtime_frozen_for_good_plays_the_failure_prompt_within_15_s(calls, asterisk, realtime):
+    # (Realtime only: a frozen link and the reconnect budget are the same code under both
+    # APIs; GPT-Live's own wait, for session.started, is the test after this one's.)
     sup = calls()
     call = sup.place([{"say": 800}, {"silence": 40000}])
     header = call.segment.header
