@@ -93,6 +93,14 @@ class SettingsApplied:
 
 
 @dataclass(frozen=True, slots=True)
+class Quieted:
+    """The service makes no reply of its own from now on: the `quiet` request `event_id`
+    took effect (GPT-Live: at once, with the agent's turn in progress ended)."""
+
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class AgentTextDelta:
     item_id: str
     text: str
@@ -143,6 +151,7 @@ Event = (
     | ReplyStarted
     | ReplyDone
     | SettingsApplied
+    | Quieted
     | AgentTextDelta
     | AgentText
     | CallerText
@@ -162,8 +171,9 @@ class Adapter(ABC):
     name: str
     tools: tuple = ()  # call_worker/tools.py ToolSpecs: every session opens with them
     model_turns = False  # see the module's docstring
-    # Frames of the caller's audio late before silence fills in (call_worker/conversation.py
-    # `_fill_silence`): for Realtime, only a phone that stopped sending (200 ms).
+    # 20 ms frames without a caller packet before silence fills in
+    # (call_worker/conversation_uplink.py `_fill_silence`): for Realtime, only a phone that
+    # stopped sending (200 ms).
     fill_slack = 10
     history_in_opening = False
     history: tuple = ()  # (history_in_opening) the next opening's turns

@@ -147,14 +147,15 @@ class Conversation(KeysSide, ToolsSide, UplinkSide):
         # will hear of them is not known yet, so the new session gets them only when they
         # have finished playing or been cut.
         self._held: list[AudioItem] = []
-        self._left_out: set[str] = set()  # (history_in_opening) the held replies the opening lacks
+        self._left_out: list[str] = []  # (history_in_opening) the held replies the opening lacks
         # When the model owns the turns (GPT-Live, call_worker/adapter.py): the caller's voice
         # as we detect it, and the audio sent on the session's clock, silence filling gaps.
         self._model_turns = adapter.model_turns
         self.voice = CallerVoice(settings.audio_format) if adapter.model_turns else None
         self._silence = bytes([rtp.SILENCE_BYTE[settings.audio_format]]) * 160
         self._input_origin = 0.0  # monotonic time the session's input timeline began
-        self._input_frames = 0  # 20 ms frames sent on it (the caller's and silence)
+        self._input_bytes = 0  # audio sent on it (the caller's and silence)
+        self._last_audio_at = 0.0  # monotonic time the caller's audio was last sent
         self._handlers = {
             seam.AgentAudio: self._on_audio,
             seam.AgentItem: self._on_agent_item,
@@ -163,6 +164,7 @@ class Conversation(KeysSide, ToolsSide, UplinkSide):
             seam.ReplyStarted: self._on_reply_started,
             seam.ReplyDone: self._on_reply_done,
             seam.SettingsApplied: self._on_settings_applied,
+            seam.Quieted: self._on_quieted,
             seam.AgentTextDelta: self._on_agent_text_delta,
             seam.AgentText: self._on_agent_text,
             seam.CallerText: self._on_caller_text,
@@ -282,7 +284,8 @@ class Conversation(KeysSide, ToolsSide, UplinkSide):
         self._opening_id = opening_id
         self.updates.opened(opening_id)
         self.header.set(Slot.REALTIME_STATE, RealtimeState.CONNECTED)
-        self._input_origin, self._input_frames = time.monotonic() + FILL_GRACE, 0
+        self._input_origin, self._input_bytes = time.monotonic() + FILL_GRACE, 0
+        self._last_audio_at = time.monotonic()
         if resumed:
             self.last_error_code = ""
             self._held = [i for i in self.playback.unplayed() if self.transcript.has_agent(i.item_id)]
@@ -292,7 +295,7 @@ class Conversation(KeysSide, ToolsSide, UplinkSide):
                 # finished playing meanwhile goes now, the rest once heard (`_release_held`).
                 playing = {i.item_id for i in self._held}
                 self._held = [i for i in self._held if i.item_id in self._left_out]
-                for item_id in sorted(self._left_out - playing):
+                for item_id in [i for i in self._left_out if i not in playing]:  # in playing order
                     self._send_texts(self.adapter.inject([("agent", self.transcript.heard(item_id))]))
             else:
                 turns = self.transcript.history(held=frozenset(i.item_id for i in self._held))
@@ -327,7 +330,7 @@ class Conversation(KeysSide, ToolsSide, UplinkSide):
 
     def _send_quiet(self, event_id: str) -> bool:
         sent = self._send_texts(self.adapter.quiet(event_id))
-        if sent:
+        if sent and not self._model_turns:  # (GPT-Live acknowledges by id: `Quieted`)
             self.updates.sent(event_id)
         return sent
 
@@ -348,8 +351,8 @@ class Conversation(KeysSide, ToolsSide, UplinkSide):
     def _lost(self, closed: Closed | None) -> None:
         """After the connection ended: reconnect when that can save the call."""
         code = closed.code if closed is not None else None
-        self._finish_turns()
         self._drop_link()
+        self._finish_turns()  # after the link is gone: nothing queued may go into it
         fatal = self.adapter.refused_by_close(code) or self.last_error_code in self._fatal_codes
         if fatal:
             fix = self._fatal_codes.get(self.last_error_code, "check the OpenAI settings")
@@ -374,7 +377,7 @@ class Conversation(KeysSide, ToolsSide, UplinkSide):
                 i.item_id for i in self.playback.unplayed() if self.transcript.has_agent(i.item_id)
             )
             self.adapter.history = self.transcript.history(held=held)
-            self._left_out = set(held)
+            self._left_out = [i.item_id for i in self.playback.unplayed() if i.item_id in held]
         opener = threading.Thread(
             target=self._reconnect,
             args=(time.monotonic() + RECONNECT_BUDGET,),
@@ -396,7 +399,10 @@ class Conversation(KeysSide, ToolsSide, UplinkSide):
                 attempts += 1
                 try:
                     link, opening_id = self.connect(min(RECONNECT_OPEN_TIMEOUT, deadline - time.monotonic()))
-                except seam.ConnectError as exc:
+                except Exception as exc:  # a bug in an adapter must not leave the call reconnecting for ever
+                    if not isinstance(exc, seam.ConnectError):
+                        log.exception("opening a new session failed unexpectedly")
+                        exc = seam.ConnectError(f"{type(exc).__name__}: {exc}", fatal=False)
                     if exc.fatal:
                         self._arrivals.append(exc)
                         return
@@ -499,7 +505,10 @@ class Conversation(KeysSide, ToolsSide, UplinkSide):
             self.transcript.truncated(truncation)
             self._send_texts(self.adapter.truncate(truncation.item_id, truncation.audio_end_ms))
         self._drop_unheard(truncation, held)
-        self._drop_tool_replies()  # the caller has the turn: the service answers it
+        if not self._model_turns:
+            # The caller has the turn: Realtime's turn detection answers it. GPT-Live's
+            # backend still waits for its response.create, or the tool's answer is never said.
+            self._drop_tool_replies()
         log.info(
             "barge-in: reply stopped after %d ms of item %s",
             truncation.audio_end_ms if truncation else -1,
@@ -585,6 +594,9 @@ class Conversation(KeysSide, ToolsSide, UplinkSide):
     def _on_session_seconds(self, event: seam.SessionSeconds) -> None:
         self.usage["session_seconds"] = event.seconds  # a snapshot of the total so far
         self.header.set(Slot.SESSION_SECONDS, round(event.seconds))  # the supervisor's budgets and metrics
+
+    def _on_quieted(self, event: seam.Quieted) -> None:
+        self.goodbye.on_session_updated(self.active_response is not None, event.event_id)
 
     def _on_settings_applied(self, event: seam.SettingsApplied) -> None:
         # After a reconnect the opening update (automatic responses on) is acknowledged

@@ -99,7 +99,8 @@ class Goodbye:
         self.state = GoodbyeState.ASKED
         self._asks_sent += 1
         self.ask_id = f"cb_bye_{self._asks_sent}"
-        self.ask(self.instructions, self.ask_id)
+        if not self.ask(self.instructions, self.ask_id):
+            self.state = GoodbyeState.QUIETING  # not sent (the session is going): asked on the next
 
     def on_session_updated(self, response_active: bool, event_id: str | None) -> None:
         """A session.updated arrived, acknowledging the update sent as `event_id`."""

@@ -69,7 +69,8 @@ class LiveAdapter(seam.Adapter):
         self._earlier_sessions = 0.0  # seconds of the sessions before this one
         self._started = 0.0  # monotonic time this one started
         self._reported = 0.0
-        self._acknowledge = 0  # quiet requests to acknowledge (nothing to turn off)
+        self._acknowledge = 0  # openings to acknowledge (session.started was the opener's)
+        self._quiets: list[str] = []  # quiet requests to acknowledge
         self._parsers = {
             "session.output_audio.delta": self._audio,
             "session.output_transcript.delta": self._agent_text,
@@ -132,13 +133,16 @@ class LiveAdapter(seam.Adapter):
                 if kind == "session.started":
                     self._started = time.monotonic()
                     self._acknowledge += 1  # the opening's acknowledgement, as the conversation counts them
-                    session = event.get("session") or {}
+                    session = event.get("session")
+                    session = session if isinstance(session, dict) else {}
                     self.session_id = str(session.get("id") or "")
-                    self.expires_at = float(session.get("expires_at") or 0)
+                    expires = session.get("expires_at")
+                    self.expires_at = float(expires) if isinstance(expires, int | float) else 0.0
                     link.keep(messages[index + 1 :])
                     return
                 if kind == "error":
-                    error = event.get("error") or {}
+                    error = event.get("error")
+                    error = error if isinstance(error, dict) else {}
                     code = str(error.get("code") or "")
                     fatal = proto.classify_error(error) is seam.ErrorAction.FATAL_CONFIG
                     fix = proto.FIXES.get(code, "")
@@ -170,7 +174,10 @@ class LiveAdapter(seam.Adapter):
         return [json.dumps({"type": "session.update", "event_id": event_id, "session": update})]
 
     def quiet(self, event_id: str) -> list[str]:
-        self._acknowledge += 1  # no automatic replies to turn off: acknowledged at the next poll
+        # Nothing to turn off: the model speaks when it decides. The turn in progress ends
+        # here, so that the next one is the reply asked for (the goodbye); acknowledged by
+        # its id at the next poll.
+        self._quiets.append(event_id)
         return []
 
     def cancel(self, response_id: str) -> list[str]:
@@ -221,6 +228,10 @@ class LiveAdapter(seam.Adapter):
         while self._acknowledge:
             self._acknowledge -= 1
             events.append(seam.SettingsApplied())
+        if self._quiets:
+            events += self.turns.close(now)
+            events += [seam.Quieted(event_id) for event_id in self._quiets]
+            self._quiets.clear()
         return events
 
     def finish(self) -> list[seam.Event]:
@@ -288,7 +299,7 @@ def _response_event(event: dict) -> list:
             str(item["call_id"]),
             str(item.get("name") or ""),
             str(item.get("arguments") or "{}"),
-            str(event.get("delegation_id") or ""),
+            str(event.get("delegation_id") or item["call_id"]),  # its reply is asked for after it
         )
     ]
 

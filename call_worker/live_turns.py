@@ -4,15 +4,15 @@ records (call_worker/adapter.py), which GPT-Live has no word for.
 GPT-Live streams the agent's audio without ids or a done event, silence between turns
 included, and both transcripts as timed deltas that overlap. So, by our own rule:
 
-- the agent's turn begins with its first voiced audio (call_worker/voice_activity.py) or
+- the agent's turn begins with its first sound (call_worker/voice_activity.py) or
   transcript delta, and ends once neither has come for QUIET seconds: one reply of one
   item, named here (`live_1`, `live_2`, ...);
 - silence inside a turn is a pause and is played, but only when voice follows it: the
   silence after the last word is never queued, so the downlink drains as the agent stops;
   silence between turns is dropped (it would keep the downlink playing for ever);
-- after a barge-in (`cut`) the rest of that speech is dropped until the agent pauses: the
-  model stops by itself, a little later than our flush; if it goes on past CUT_HOLD it
-  meant to, and a new turn plays;
+- after a barge-in (`cut`) the rest of that speech is dropped until the agent is silent for
+  CUT_QUIET (longer than a gap between words): the model stops by itself, a little later
+  than our flush; if it goes on past CUT_HOLD it meant to, and a new turn plays;
 - the caller's turn is their consecutive transcript deltas until the agent begins a turn
   or QUIET passes without one.
 
@@ -21,11 +21,15 @@ Sans-I/O: the adapter feeds it with the time, and `poll` is asked at each tick.
 
 from __future__ import annotations
 
+import time
+
 from call_worker import adapter as seam
 from call_worker.voice_activity import AGENT_LOUD, loud_table, voiced
 
 QUIET = 1.0  # seconds without the agent's voice or words: its turn is over
 CUT_HOLD = 1.5  # seconds after a barge-in the agent's continued speech is still dropped
+CUT_QUIET = 0.3  # seconds of silence that end the cut speech (a gap between words is shorter)
+SOUND_SHARE = 0.02  # of a chunk's samples over AGENT_LOUD: sound, played (a pause otherwise)
 MAX_PAUSE = 8000 * 3  # bytes of silence kept inside a turn (3 s): longer, and it is no pause
 
 
@@ -39,30 +43,36 @@ class LiveTurns:
         self._text: list[str] = []
         self._cut_at: float | None = None  # a barge-in cut the agent: its speech is dropped
         self._ended_cut = float("-inf")  # when the last cut turn ended
+        self._cut_quiet: float | None = None  # since when the cut speech has been silent
         self._caller: list[str] = []
         self._caller_last = 0.0
 
     # --- the agent
 
     def agent_audio(self, now: float, audio: bytes) -> list:
-        loud = voiced(audio, self.table)
+        # Sound (a word's soft onset or tail) is played as it comes; only silence waits, as a
+        # pause, for voice to follow it.
+        sound = voiced(audio, self.table, SOUND_SHARE)
         events: list = []
         if self._cut_at is not None:
-            if not loud:  # the model stopped: the cut turn is over, the next voice is a new one
-                self._cut_at, self._ended_cut = None, now
-                return self._end() if self.reply is not None else []
+            if sound:
+                self._cut_quiet = None
+            elif self._cut_quiet is None:
+                self._cut_quiet = now
+            if self._cut_quiet is not None and now - self._cut_quiet >= CUT_QUIET:
+                # The model stopped: the cut turn is over, the next voice is a new one.
+                return self._end(now) if self.reply is not None else []
             if now - self._cut_at < CUT_HOLD:
                 self._last_agent = now
                 return []  # the speech our flush cut, still coming: the model stops soon
             # It went on past CUT_HOLD: it meant to. What follows plays, as a new turn.
-            self._cut_at = None
             if self.reply is not None:
-                events += self._end()
+                events += self._end(now)
         if self.reply is None:
-            if not loud:
+            if not sound:
                 return events  # between turns
             events += self._begin(now)
-        if not loud:
+        if not sound:
             if len(self._pause) < MAX_PAUSE:
                 self._pause += audio
             return events
@@ -83,10 +93,10 @@ class LiveTurns:
         return events
 
     def cut(self, now: float) -> None:
-        """(barge-in) What the agent says from now on, until it pauses, is not played; the
-        turn ends at that pause."""
+        """(barge-in) What the agent says from now on, until it pauses for CUT_QUIET, is not
+        played; the turn ends at that pause."""
         if self.reply is not None:
-            self._cut_at = now
+            self._cut_at, self._cut_quiet = now, None
         self._pause.clear()
 
     def _begin(self, now: float) -> list:
@@ -96,8 +106,10 @@ class LiveTurns:
         events = self._caller_done()  # the caller's turn ends where the agent's begins
         return [*events, seam.ReplyStarted(self.reply), seam.AgentItem(self.reply, self.reply, "")]
 
-    def _end(self) -> list:
+    def _end(self, now: float) -> list:
         reply, self.reply = self.reply, None
+        if self._cut_at is not None:  # a cut turn: its late words are its own, not a new turn's
+            self._cut_at, self._ended_cut = None, now
         text, self._text = "".join(self._text).strip(), []
         self._pause.clear()
         return [seam.AgentText(reply, reply, text), seam.ReplyDone(reply, {}, (reply,))]
@@ -122,12 +134,17 @@ class LiveTurns:
         """Turns that ended by the clock: QUIET passed since the last delta."""
         events = []
         if self.reply is not None and now - self._last_agent >= QUIET:
-            events += self._end()
+            events += self._end(now)
         if self._caller and now - self._caller_last >= QUIET:
             events += self._caller_done()
         return events
 
+    def close(self, now: float) -> list:
+        """End the agent's turn in progress now (the next sound is a new turn), unless a
+        barge-in cut it: that one ends when the model stops."""
+        return self._end(now) if self.reply is not None and self._cut_at is None else []
+
     def finish(self) -> list:
         """The session ended: what was said so far ends its turns."""
-        events = self._end() if self.reply is not None else []
+        events = self._end(time.monotonic()) if self.reply is not None else []
         return events + self._caller_done()

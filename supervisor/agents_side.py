@@ -141,11 +141,16 @@ class AgentsSide:
         if self.budgets.seed(str(found.get("day")), found["spent"], budgets, time.time()):
             log.info("daily budgets: today's costs so far %s", found["spent"] or "none")
 
+    def model_of(self, entry: CallEntry) -> str:
+        """The voice model the call's agent runs on (its own, or the environment's)."""
+        agent = self.book.agents.get(entry.agent)
+        return (
+            agent.apply(self.settings).openai_realtime_model if agent else self.settings.openai_realtime_model
+        )
+
     def count_cost(self, entry: CallEntry, counters: dict) -> None:
         settings = self.settings
-        cost = call_cost(
-            settings.prices, settings.openai_realtime_model, settings.openai_transcription_model, counters
-        )
+        cost = call_cost(settings.prices, self.model_of(entry), settings.openai_transcription_model, counters)
         agent = self.book.agents.get(entry.agent)  # the budget as the book says now
         self.budgets.add(entry.agent, cost, agent.daily_budget if agent else None, time.time())
 

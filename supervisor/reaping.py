@@ -129,7 +129,7 @@ class CallEnds:
             self.recent.mark(entry.call_id, time.monotonic())
             self.health.forget(entry.pid)
         self.transfers.call_reaped(entry, counters)
-        reason, errors = self.totals.call_ended(counters, ending, entry.age())
+        reason, errors = self.totals.call_ended(counters, ending, entry.age(), self.agents.model_of(entry))
         if counters.get("record_lost"):
             log.error(
                 "the call's record could not be written to the spool: it is lost",

@@ -72,9 +72,12 @@ class Totals:
     session_seconds: int = 0  # GPT-Live's billed session time
     records_lost: int = 0  # records that could not be written to the spool (the worker's, a crash's)
 
-    def call_ended(self, counters: dict[str, int], ending: Ending, duration_s: float) -> tuple[str, dict]:
-        """Add one reaped call: `counters` is its header's snapshot, taken at the reap.
-        Returns the call's end reason and its Realtime errors by code (for the alerts)."""
+    def call_ended(
+        self, counters: dict[str, int], ending: Ending, duration_s: float, model: str = ""
+    ) -> tuple[str, dict]:
+        """Add one reaped call: `counters` is its header's snapshot, taken at the reap, and
+        `model` its voice model (an agent's own; "": the environment's). Returns the call's
+        end reason and its Realtime errors by code (for the alerts)."""
         reason = ending.reason if ending.reason is not EndReason.NONE else None
         name = reason.name.lower() if reason is not None else "unknown"
         self.calls_by_reason[name] = self.calls_by_reason.get(name, 0) + 1
@@ -91,7 +94,7 @@ class Totals:
         usage = usage_by_kind(counters)  # the header's token slots carry the same names
         for kind in TOKEN_KINDS:
             self.tokens_by_kind[kind] += int(usage[f"{kind}_tokens"])
-        cost = self.prices.estimate(self.model, usage)
+        cost = self.prices.estimate(model or self.model, usage)
         if cost is not None:  # a model without prices adds no cost, never a guess
             self.cost += cost
         self.underruns += counters.get("underruns", 0)

@@ -12,7 +12,7 @@ import pytest
 from call_worker import adapter as seam
 from call_worker import live_protocol, voice_activity
 from call_worker.adapter import adapter_for
-from call_worker.live_turns import CUT_HOLD, QUIET, LiveTurns
+from call_worker.live_turns import CUT_HOLD, CUT_QUIET, QUIET, LiveTurns
 from call_worker.tools import ToolSpec
 from callbridge import config as cfg
 from simulators import g711
@@ -148,6 +148,15 @@ def test_a_turn_is_voice_and_words_until_a_quiet_second_and_silence_between_turn
     assert turns.agent_audio(2.0, quiet) == []
 
 
+def test_a_words_soft_tail_plays_at_once_and_only_silence_waits_for_voice():
+    turns = LiveTurns("ulaw")
+    voice = g711.tone(100, 440.0, 9000, "ulaw")
+    tail = g711.tone(10, 440.0, 3000, "ulaw") + g711.silence(90, "ulaw")  # 10 % of it sounds
+    turns.agent_audio(0.0, voice)
+    [played] = turns.agent_audio(0.1, tail)
+    assert played.audio == tail
+
+
 def test_the_callers_words_are_one_turn_until_the_agent_speaks():
     turns = LiveTurns("ulaw")
     turns.caller_text(0.0, "I need ")
@@ -164,9 +173,13 @@ def test_after_a_cut_the_rest_is_dropped_until_the_model_pauses_or_clearly_goes_
     turns.agent_audio(0.0, voice)
     turns.cut(0.1)
     assert turns.agent_audio(0.2, voice) == []  # still the speech we flushed
-    ended = turns.agent_audio(0.4, quiet)  # the model stopped: that turn is over
+    assert turns.agent_audio(0.3, quiet) == []  # a gap between its words: not yet the end
+    assert turns.agent_audio(0.4, voice) == []
+    assert turns.agent_audio(0.5, quiet) == []
+    ended = turns.agent_audio(0.5 + CUT_QUIET, quiet)  # the model stopped: that turn is over
     assert _types(ended) == ["AgentText", "ReplyDone"]
-    assert _types(turns.agent_audio(0.6, voice))[:1] == ["ReplyStarted"]  # its answer, a new turn
+    assert turns.agent_text(0.9, "late ") == []  # the cut turn's late words start no turn
+    assert _types(turns.agent_audio(1.0, voice))[:1] == ["ReplyStarted"]  # its answer, a new turn
     # A model that talks on past CUT_HOLD meant to: what follows plays, as a new turn.
     turns = LiveTurns("ulaw")
     turns.agent_audio(0.0, voice)
@@ -243,7 +256,7 @@ def test_commands_are_gpt_live_messages():
     assert output["type"] == "response.item.create" and output["item"]["type"] == "function_call_output"
     assert [json.loads(t)["type"] for t in adapter.reply()] == ["response.create"]
     assert [json.loads(t)["type"] for t in adapter.closing()] == ["session.close"]
-    assert adapter.quiet("cb_q") == [] and _types(adapter.poll(0.0)) == ["SettingsApplied"]
+    assert adapter.quiet("cb_q") == [] and adapter.poll(0.0) == [seam.Quieted("cb_q")]
 
 
 def test_gpt_live_is_priced_per_session_minute_and_the_kind_is_named_when_wrong():
