@@ -138,7 +138,7 @@ def test_max_call_seconds_says_goodbye_then_hangs_up(calls, asterisk, api):
     assert call.segment.header.get(Slot.END_REASON) == EndReason.MAX_CALL_SECONDS
 
 
-def test_idle_timeout_says_goodbye_then_hangs_up(calls, asterisk, api):
+def test_idle_timeout_says_goodbye_then_hangs_up(calls, asterisk):
     sup = calls(IDLE_TIMEOUT_SECONDS="2")
     call = sup.place([{"say": 800}, {"silence": 30000}])
     assert sup.wait_ended(call, 20) == 0
@@ -194,7 +194,7 @@ def test_lost_realtime_session_is_replaced_and_the_call_goes_on(calls, asterisk,
     assert call.segment.header.get(Slot.END_REASON) == EndReason.CALLER_HANGUP
 
 
-def test_realtime_unreachable_at_start_plays_the_failure_prompt(calls, asterisk, api):
+def test_realtime_unreachable_at_start_plays_the_failure_prompt(calls, asterisk):
     sup = calls(
         OPENAI_REALTIME_URL="ws://127.0.0.1:9/v1/realtime",
         OPENAI_LIVE_URL="ws://127.0.0.1:9/v1/live/sessions",
@@ -206,7 +206,7 @@ def test_realtime_unreachable_at_start_plays_the_failure_prompt(calls, asterisk,
     assert call.segment.header.get(Slot.END_REASON) == EndReason.REALTIME_FAILED
 
 
-def test_caller_hangs_up_mid_reply(calls, asterisk, realtime_long, api):
+def test_caller_hangs_up_mid_reply(calls, asterisk, realtime_long):
     sup = calls(realtime_long)
     call = sup.place([{"say": 800}, {"silence": 1500}, {"hangup": True}])
     assert sup.wait_ended(call, 15) == 0
@@ -217,7 +217,7 @@ def test_caller_hangs_up_mid_reply(calls, asterisk, realtime_long, api):
     assert 0 < len(loud(record)) < 500
 
 
-def test_sigterm_ends_the_call_politely(calls, asterisk, api):
+def test_sigterm_ends_the_call_politely(calls, asterisk):
     sup = calls()
     call = sup.place([{"silence": 30000}])
     sup.wait(lambda: call.segment.header.get(Slot.FRAMES_IN) > 5)

@@ -351,7 +351,7 @@ def test_while_a_tool_hangs_the_caller_hears_a_filler_and_the_model_is_told_at_t
 
 @pytest.mark.slow
 def test_with_a_hold_sound_the_caller_hears_asterisk_play_it_until_the_tool_answers(
-    calls, asterisk, realtime, services, tmp_path, api
+    calls, asterisk, realtime, services, tmp_path
 ):
     path = tmp_path / "agents.toml"
     text = agent_toml(services.base, timeout=3.0).replace(

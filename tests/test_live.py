@@ -48,15 +48,21 @@ def test_the_session_starts_strictly_with_gpt_live_fields_and_g711_both_ways(cal
     assert call.segment.header.get(Slot.RESPONSES) == 2
 
 
-def test_silence_fills_what_a_muted_phone_does_not_send(calls, asterisk, realtime):
+def test_silence_fills_what_a_muted_phone_does_not_send(calls, asterisk, realtime, tmp_path):
     """Asterisk relays nothing while the phone sends nothing; the session must hear a
     microphone all the same: no gap over 100 ms between appends (the simulator records
     them), about 8000 bytes a second in all, and the caller's own audio untouched."""
-    sup = calls(OPENAI_API="live")
+    sup = calls(OPENAI_API="live", CALL_RECORDS_DIR=str(tmp_path))
     script = [{"say": 800}, {"mute": 3000}, {"say": 800}, {"mute": 2500}, {"hangup": True}]
     call = sup.place(script)
     assert sup.wait_ended(call, 20) == 0
     session = last_session(realtime)
+    # Filling rides on the 20 ms ticks the media loop has anyway: no wake-up of its own
+    # (bench/live_bench.py's target is 110 per call-second and measured about 63; loose here).
+    report = json.loads((tmp_path / f"{call.channel_id}.json").read_text())
+    wakeups = report["rusage"]["ru_nvcsw"] / report["duration_s"]
+    assert wakeups < 150, f"{wakeups:.0f} voluntary context switches per call-second"
+    assert report["playout_lead"]["p99_ms"] <= 400  # the simulator sends 200 ms ahead, in 100 ms chunks
     record = asterisk.call(call.channel_id, packets=False)
     assert record["frames_sent"] == (800 + 800) // 20  # the caller's phone sent only its speech
     assert _sim(session, "<input gap>") == []
@@ -172,19 +178,3 @@ def test_a_reply_cut_off_by_a_lost_session_reaches_the_next_one_as_heard(calls, 
     [(_, context)] = session_events(second, "in", "session.thinking.append")
     assert context["content"].startswith("You had told the caller: reply to")
     assert call.segment.header.get(Slot.RECONNECTS) == 1
-
-
-def test_a_live_call_with_a_muted_phone_costs_about_one_wake_up_per_frame(
-    calls, asterisk, realtime, tmp_path
-):
-    """Silence filling rides on the 20 ms ticks the media loop has anyway: no wake-up of its
-    own. The benchmark's target is 110 per call-second (bench/live_bench.py measured about
-    60); this bound is loose for CI."""
-    sup = calls(OPENAI_API="live", CALL_RECORDS_DIR=str(tmp_path))
-    call = sup.place([{"say": 800}, {"mute": 4000}, {"say": 800}, {"mute": 3000}, {"hangup": True}])
-    assert sup.wait_ended(call, 20) == 0
-    record = json.loads((tmp_path / f"{call.channel_id}.json").read_text())
-    wakeups = record["rusage"]["ru_nvcsw"] / record["duration_s"]
-    assert call.segment.header.get(Slot.FRAMES_FILLED) > 250  # the mutes were filled
-    assert wakeups < 150, f"{wakeups:.0f} voluntary context switches per call-second"
-    assert record["playout_lead"]["p99_ms"] <= 400  # the simulator sends 200 ms ahead, in 100 ms chunks

@@ -78,7 +78,7 @@ def test_a_worker_killed_by_a_real_time_signal_ends_only_its_call(service, aster
     assert "Traceback" not in svc.log()
 
 
-def test_supervisor_killed_workers_follow_and_a_new_one_cleans_up(service, asterisk, api):
+def test_supervisor_killed_workers_follow_and_a_new_one_cleans_up(service, asterisk):
     svc = service()
     call_ids = [asterisk.place_call([{"say": 800}, {"silence": 30000}]) for _ in range(5)]
     rows = svc.wait(
@@ -130,7 +130,7 @@ def test_a_failed_reconciliation_is_retried_without_a_reconnect(service, asteris
     assert asterisk.state()["connections"] == connections  # no events reconnect was needed
 
 
-def test_ari_restart_mid_call_calls_continue_and_events_resume(service, asterisk, api):
+def test_ari_restart_mid_call_calls_continue_and_events_resume(service, asterisk):
     svc = service()
     call_ids = [asterisk.place_call([{"say": 800}, {"silence": 4500}, {"hangup": True}]) for _ in range(3)]
     svc.wait(lambda: len(svc.status()["calls"]) == 3)
@@ -147,7 +147,7 @@ def test_ari_restart_mid_call_calls_continue_and_events_resume(service, asterisk
         assert len(loud(asterisk.call(call_id))) == 150  # the reply played through the reconnect
 
 
-def test_sigterm_drains_then_a_second_signal_ends_calls_at_once(service, asterisk, api):
+def test_sigterm_drains_then_a_second_signal_ends_calls_at_once(service, asterisk):
     svc = service(DRAIN_TIMEOUT_SECONDS="30")
     first = asterisk.place_call([{"say": 800}, {"silence": 2500}, {"hangup": True}])
     long_call = asterisk.place_call([{"say": 800}, {"silence": 60000}])

@@ -100,7 +100,7 @@ def test_an_answered_transfer_bridges_the_caller_and_the_pair_is_removed_when_it
 
 
 def test_a_busy_destination_leaves_the_caller_with_the_agent_which_is_told(
-    service, asterisk, realtime, tmp_path, api
+    service, asterisk, realtime, tmp_path
 ):
     svc = service(
         AGENTS_FILE=_setup(
@@ -125,7 +125,7 @@ def test_end_call_ends_the_call_as_the_agent_s_hang_up(service, asterisk, realti
 
 
 def test_when_realtime_refuses_the_caller_goes_to_the_fallback_instead_of_the_prompt(
-    service, asterisk, realtime, api
+    service, asterisk, realtime
 ):
     svc = service(FALLBACK_DESTINATION="from-internal,voicemail,1")
     realtime.fault("invalid_key")

@@ -56,6 +56,8 @@ SPANISH = {
     "Age": "Duración",
     "State": "Estado",
     "Realtime": "Realtime",
+    "Voice service": "Servicio de voz",
+    "GPT-Live session": "Sesión de GPT-Live",
     "Frames in/out": "Tramas entrada/salida",
     "Ring fill": "Llenado del búfer",
     "Underruns": "Vacíos de audio",
