@@ -41,6 +41,7 @@ class Recent:
     refusals: dict[str, float] = field(default_factory=dict)  # code -> last seen
     busy: deque = field(default_factory=deque)
     lost: deque = field(default_factory=deque)  # records that could not be written
+    recordings_failed: deque = field(default_factory=deque)  # recordings stopped (a full disk)
     set_aside: deque = field(default_factory=deque)  # records the database can never take
     given_up: deque = field(default_factory=deque)  # webhook events retried too long
 
@@ -69,6 +70,9 @@ class Recent:
     def record_lost(self, now: float) -> None:
         self.lost.append(now)
 
+    def recording_failed(self, now: float) -> None:
+        self.recordings_failed.append(now)
+
     def records_set_aside(self, now: float, count: int) -> None:
         self.set_aside.extend([now] * count)
 
@@ -84,6 +88,7 @@ class Recent:
             (limits.crash_window_seconds, self.crashes),
             (limits.busy_window_seconds, self.busy),
             (limits.failed_window_seconds, self.lost),
+            (limits.failed_window_seconds, self.recordings_failed),
             (limits.failed_window_seconds, self.set_aside),
             (limits.failed_window_seconds, self.given_up),
         ):
@@ -132,6 +137,11 @@ def holding(
             f"{len(recent.lost)} call records could not be written to the spool within "
             f"{_span(limits.failed_window_seconds)}: they are lost (is the state directory's disk full?)",
             "critical",
+        )
+    if recent.recordings_failed:
+        found["recordings_failed"] = Holding(
+            f"{len(recent.recordings_failed)} call recordings stopped or could not start within "
+            f"{_span(limits.failed_window_seconds)}: the calls went on unrecorded (is RECORDINGS_DIR's disk full?)"
         )
     if recent.set_aside:
         found["records_set_aside"] = Holding(

@@ -36,6 +36,7 @@ from call_worker.live_adapter import LiveAdapter  # noqa: F401 -- as below
 from call_worker.media import MediaLoop
 from call_worker.playback import Playback
 from call_worker.realtime_adapter import RealtimeAdapter  # noqa: F401 -- imported before the fork (shared pages, not each worker's)
+from call_worker.recording import Recording
 from call_worker.setup_timeline import SetupTimeline
 from call_worker.side_requests import SideRequest, finish_all, wait_all
 from call_worker.tools import Action, ToolBox, tools_for
@@ -46,7 +47,7 @@ from callbridge.ari_rest import AriError, AriRest
 from callbridge.config import Settings
 from callbridge.netaddr import rtp_bind_address
 from records.spool import CallSpool
-from shm_ring import CallSegment, CallState, EndReason, RealtimeState, Slot, VoiceApi
+from shm_ring import CallSegment, CallState, EndReason, RealtimeState, RecordingState, Slot, VoiceApi
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,8 @@ class Call:
         )
         self.sock: socket.socket | None = None
         self.media: MediaLoop | None = None
+        self.recording: Recording | None = None  # RECORD_CALLS or the agent's `record`
+        self.recording_kept: dict | None = None  # what the ending finished of it, for the record
         self.threads: list[threading.Thread] = []
         self._journal_due = False
         self.opened: list = []  # set-up's session until the media loop has it
@@ -260,6 +263,7 @@ class Call:
         opener = threading.Thread(target=open_realtime, name="realtime-open", daemon=True)
         opener.start()
         self.conversation.start_tools()  # the agent's MCP servers, if any: listed meanwhile
+        self.recording = self._start_recording()
         media = self.media = MediaLoop(
             self.sock,
             self.header,
@@ -273,6 +277,7 @@ class Call:
             on_quiet=self.main_wake.wake,
             events=self.events_channel,
             priority=settings.media_realtime_priority,
+            recording=self.recording,
         )
 
         def answer(ari: AriRest) -> None:
@@ -343,6 +348,26 @@ class Call:
             raise SetupError(str(outcome), EndReason.REALTIME_FAILED)
         self.opened = []
         self.conversation.begin(*outcome, greet=True)
+
+    def _start_recording(self) -> Recording | None:
+        """The call's recording, when it is to be recorded; a file that cannot be opened
+        (a full disk, permissions) is said, counted (RECORDING_STATE), and the call goes on."""
+        if not self.settings.record_calls:
+            return None
+        recording = Recording(
+            self.settings.recordings_path,
+            self.info.call_id,
+            self.spool.started_at,
+            self.settings.audio_format,
+            self.header,
+        )
+        try:
+            recording.start()
+        except OSError as exc:
+            log.warning("cannot record the call (it goes on unrecorded): %s", exc)
+            self.header.set(Slot.RECORDING_STATE, RecordingState.FAILED)
+            return None
+        return recording
 
     def _side_request(self, name: str, request) -> SideRequest:
         settings = self.settings

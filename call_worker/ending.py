@@ -139,6 +139,8 @@ class Ending:
 
     def _report(self) -> None:
         call = self.call
+        # The recording first: its state and seconds are in the counters the record keeps.
+        call.recording_kept = call.recording.finish() if call.recording is not None else None
         counters = call.header.snapshot()
         usage = resource.getrusage(resource.RUSAGE_SELF)  # all threads', ended ones too (benchmarks)
         media_ns = call.header.get(Slot.MEDIA_READY_NS) if call.media_ready else time.monotonic_ns()
@@ -164,6 +166,8 @@ class Ending:
                 call.conversation.transcript.entries, call.settings.records_transcripts
             ),
         }
+        if call.recording_kept is not None:
+            record["recording"] = call.recording_kept
         if call.fatal_message:
             record["failure"] = call.fatal_message
         log.info(
@@ -200,6 +204,7 @@ def _handover(call: Call) -> WorkerEnding:
         events=list(call.events),
         pricing=Pricing.for_settings(call.settings),
         transcripts=call.spool.transcripts,
+        recording=call.recording_kept,
     )
 
 

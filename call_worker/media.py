@@ -36,6 +36,7 @@ from call_worker import media_priority, rtp
 from call_worker.conversation import Conversation
 from call_worker.frame_trace import FrameTrace
 from call_worker.playback import Playback
+from call_worker.recording import Recording
 from call_worker.wake import Waker
 from shm_ring import ByteRing, CallHeader, Slot
 
@@ -90,8 +91,10 @@ class MediaLoop:
         on_quiet: Callable[[], None] = lambda: None,
         events: socket.socket | None = None,
         priority: int = 0,
+        recording: Recording | None = None,
     ) -> None:
         self.sock = sock
+        self.recording = recording  # handed each caller packet and each frame sent (call_worker/recording.py)
         self.priority = priority  # MEDIA_REALTIME_PRIORITY (call_worker/media_priority.py)
         self.events = events  # the supervisor's messages (key presses): read here, between frames
         self.header = header
@@ -203,6 +206,9 @@ class MediaLoop:
         offset, length, _sequence = parsed
         if self.uplink.write_all(view[offset : offset + length]):
             slots[_FRAMES_IN] += 1
+            recording = self.recording
+            if recording is not None and recording.on:
+                recording.caller(view[offset : offset + length])
             if not self._heard:
                 self._heard = True
                 slots[_FIRST_FRAME_IN_NS] = time.monotonic_ns()
@@ -311,6 +317,9 @@ class MediaLoop:
         lateness = sent - deadline
         if trace is not None:
             trace.frame(deadline, self._woke, ticked, entered, self._sent_at, sent, followed)
+        recording = self.recording
+        if recording is not None and recording.on:  # once the frame is out: it delays nothing
+            recording.agent(payload[:frame])
         if lateness > RESCHEDULE_AFTER:
             # Keeping the old schedule would send the next frame less than 10 ms after
             # this one (a burst); restarting the schedule here costs a little drift, once.

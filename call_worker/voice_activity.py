@@ -10,6 +10,8 @@ one `count`, both in C: a caller frame costs about a microsecond in the media lo
 
 from __future__ import annotations
 
+from call_worker.g711 import magnitude
+
 FRAME = 160  # bytes of a 20 ms G.711 frame
 
 # Thresholds in 16-bit linear magnitude. The caller's is higher than the agent's, and
@@ -30,27 +32,9 @@ CALLER_START_FRAMES = 2  # voiced frames in a row: the caller talks (40 ms)
 CALLER_STOP_FRAMES = 15  # unvoiced frames in a row: they stopped (300 ms)
 
 
-def _ulaw_magnitude(byte: int) -> int:
-    value = ~byte & 0xFF
-    exponent, mantissa = (value >> 4) & 7, value & 0x0F
-    return (((mantissa << 3) + 0x84) << exponent) - 0x84
-
-
-def _alaw_magnitude(byte: int) -> int:
-    value = byte ^ 0x55
-    exponent, mantissa = (value >> 4) & 7, value & 0x0F
-    if exponent == 0:
-        return (mantissa << 4) + 8
-    return ((mantissa << 4) + 0x108) << (exponent - 1)
-
-
-_MAGNITUDES = {"ulaw": _ulaw_magnitude, "alaw": _alaw_magnitude}
-
-
 def loud_table(law: str, threshold: int) -> bytes:
     """bytes.translate's table: 1 for a sample louder than `threshold`, else 0."""
-    magnitude = _MAGNITUDES[law]
-    return bytes(1 if magnitude(byte) > threshold else 0 for byte in range(256))
+    return bytes(1 if magnitude(law, byte) > threshold else 0 for byte in range(256))
 
 
 def voiced(audio: bytes | memoryview, table: bytes, share: float = VOICED_SHARE) -> bool:
@@ -61,8 +45,7 @@ def voiced(audio: bytes | memoryview, table: bytes, share: float = VOICED_SHARE)
 
 def level_table(law: str) -> bytes:
     """bytes.translate's table: how many of CALLER_LEVELS a sample reaches (0-5)."""
-    magnitude = _MAGNITUDES[law]
-    return bytes(sum(magnitude(byte) >= level for level in CALLER_LEVELS) for byte in range(256))
+    return bytes(sum(magnitude(law, byte) >= level for level in CALLER_LEVELS) for byte in range(256))
 
 
 class CallerVoice:

@@ -56,6 +56,7 @@ AGENT_KEYS = (
     "webhooks",
     "api",
     "model",
+    "record",
 )
 TURN_KEYS = ("detection", "eagerness", "threshold", "silence_ms", "prefix_ms")
 SERVER_VAD_KEYS = ("threshold", "silence_ms", "prefix_ms")
@@ -284,6 +285,7 @@ def _agent(r: Reader, name: str, table: dict, base: Path) -> Agent:
         transcription_keywords=_keywords(r, where, table),
         api=r.choice(where, table, "api", ("realtime", "live")) or "",
         model=r.text(where, table, "model").strip(),
+        record=r.flag(where, table, "record"),
     )
     return agent  # with its problems noted: the checks between agents still see it
 

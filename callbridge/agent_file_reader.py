@@ -73,6 +73,14 @@ class Reader:
             return default
         return value
 
+    def flag(self, where: tuple[str, ...], table: dict, key: str) -> bool | None:
+        """true or false, or None when not set (or wrong: noted)."""
+        value = table.get(key)
+        if value is None or isinstance(value, bool):
+            return value
+        self.problem(dotted(*where, key), f"must be true or false (got {type_name(value)})")
+        return None
+
     def choice(self, where: tuple[str, ...], table: dict, key: str, allowed: tuple[str, ...]) -> str | None:
         """One of `allowed`, or None when not set (or wrong: noted)."""
         if key not in table:

@@ -128,6 +128,7 @@ class Agent:
     webhooks: tuple[Target, ...] = ()  # where this agent's calls are told of, besides CALL_WEBHOOKS
     api: str = ""  # "realtime" | "live"; "": by its model's name, else the environment's
     model: str = ""  # "" = OPENAI_REALTIME_MODEL (or, under another api, that api's default)
+    record: bool | None = None  # record its calls; None = RECORD_CALLS
 
     def apply(self, settings: Settings) -> Settings:
         """The settings a call of this agent runs with."""
@@ -149,6 +150,8 @@ class Agent:
         if self.idle_timeout_seconds is not None:
             changes["idle_timeout_seconds"] = self.idle_timeout_seconds
         changes.update({TUNING_FIELDS[key]: value for key, value in self.tuning().items()})
+        if self.record is not None:
+            changes["record_calls"] = self.record
         if self.api or self.model:
             api, model = resolve_api(
                 self.api or ("" if self.model else settings.openai_api),

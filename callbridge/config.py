@@ -86,6 +86,12 @@ def language_name(code: str) -> str:
     return LANGUAGE_NAMES.get(code.split("-")[0].lower(), f"the language with code {code}")
 
 
+def instance_path(chosen: str, state_dir: str, kind: str, instance: str) -> Path:
+    """A directory a setting names, else the instance's own under STATE_DIR (the spool,
+    the recordings): the one rule for the service and the command line."""
+    return Path(chosen or Path(state_dir) / kind / instance)
+
+
 @dataclass(frozen=True)
 class Settings:
     asterisk_host: str
@@ -147,6 +153,9 @@ class Settings:
     records_currency: str
     records_timezone: str
     records_spool_dir: str
+    record_calls: bool
+    recordings_dir: str
+    recordings_retention_days: int | None
     metrics_listen: ListenAddress | None
     web_listen: ListenAddress | None
     web_session_hours: int
@@ -201,7 +210,18 @@ class Settings:
     @property
     def spool_dir(self) -> Path:
         """RECORDS_SPOOL_DIR, else one directory per instance: each has its own drainer."""
-        return Path(self.records_spool_dir or Path(self.state_dir) / "spool" / self.instance)
+        return instance_path(self.records_spool_dir, self.state_dir, "spool", self.instance)
+
+    @property
+    def recordings_path(self) -> Path:
+        """RECORDINGS_DIR, else one directory per instance under STATE_DIR (the unit may write it)."""
+        return instance_path(self.recordings_dir, self.state_dir, "recordings", self.instance)
+
+    @property
+    def recordings_retention(self) -> int:
+        """RECORDINGS_RETENTION_DAYS, else RECORDS_RETENTION_DAYS (0: keep all)."""
+        days = self.recordings_retention_days
+        return self.records_retention_days if days is None else days
 
     @property
     def ari_base_url(self) -> str:

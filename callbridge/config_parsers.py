@@ -95,6 +95,16 @@ def integer(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def optional_integer(low: int, high: int) -> Callable[[str], int | None]:
+    """A whole number, or None when empty (another setting's value applies)."""
+    whole = integer(low, high)
+
+    def parse(raw: str) -> int | None:
+        return whole(raw) if raw.strip() else None
+
+    return parse
+
+
 def number(low: float, high: float) -> Callable[[str], float]:
     def parse(raw: str) -> float:
         try:

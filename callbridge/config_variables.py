@@ -320,6 +320,27 @@ VARIABLES: tuple[Variable, ...] = (
         _OPS,
     ),
     Variable(
+        "RECORD_CALLS",
+        parse.boolean,
+        "false",
+        "record every call (two-channel WAV); false: only agents with record = true",
+        _OPS,
+    ),
+    Variable(
+        "RECORDINGS_DIR",
+        parse.text,
+        "",
+        "where recordings are kept; empty: STATE_DIR/recordings/INSTANCE",
+        _OPS,
+    ),
+    Variable(
+        "RECORDINGS_RETENTION_DAYS",
+        parse.optional_integer(0, 36500),
+        "",
+        "delete recordings older than this; 0: keep all; empty: RECORDS_RETENTION_DAYS",
+        _OPS,
+    ),
+    Variable(
         "METRICS_LISTEN",
         parse.optional_listen,
         "127.0.0.1:9464",

@@ -141,6 +141,12 @@ def families(reply: dict):
         "call records that could not be written to the spool (lost: a full or broken disk)",
         reply.get("records_lost", 0),
     )
+    yield counter("callbridge_recordings", "calls recorded, their file finished", reply.get("recordings", 0))
+    yield counter(
+        "callbridge_recordings_failed",
+        "calls whose recording stopped or could not start (a full disk): the call went on",
+        reply.get("recordings_failed", 0),
+    )
     yield histogram(
         "callbridge_call_setup_seconds", "from admission to the bridged call", reply["setup_seconds"]
     )

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from records import outbox, spool
+from records import outbox, recordings, spool
 from records.drain_figures import DrainFigures, figures_path
 from records.handover import CrashedCall
 from records.migrate import upgrade
@@ -112,7 +112,7 @@ def drain_once(engine, directory: Path, figures: DrainFigures | None = None, on_
     return moved
 
 
-def complete_orphans(directory: Path, now: float | None = None) -> int:
+def complete_orphans(directory: Path, now: float | None = None, recordings_dir: Path | None = None) -> int:
     """Journals of workers that are gone, quiet for ORPHAN_QUIET: completed as crashed."""
     now = time.time() if now is None else now
     done = 0
@@ -124,7 +124,9 @@ def complete_orphans(directory: Path, now: float | None = None) -> int:
             continue
         if header is None or quiet < ORPHAN_QUIET or _alive(int(header.get("worker_pid") or 0)):
             continue
-        spool.complete_crashed(directory, header, None, "unknown (found after a restart)")
+        spool.complete_crashed(
+            directory, header, None, "unknown (found after a restart)", recordings_dir=recordings_dir
+        )
         done += 1
     return done
 
@@ -139,11 +141,14 @@ def run(
     figures_file: Path | None = None,
     service: float = 0.0,
     call_records_dir: str = "",
+    recordings_dir: Path | None = None,
+    recordings_retention: int = 0,
 ) -> None:
     """The drainer's loop, until its supervisor is gone. `database` is a DatabaseUrl.
     `figures_file`: where its figures go for the metrics (records/drain_figures.py), for
     the service run that started at `service`. RECORDS_RETENTION_DAYS applies to the
-    database, to the spool's bad/ and to `call_records_dir` (CALL_RECORDS_DIR) alike."""
+    database, to the spool's bad/ and to `call_records_dir` (CALL_RECORDS_DIR) alike;
+    `recordings_retention` (RECORDINGS_RETENTION_DAYS) to the files in `recordings_dir`."""
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-start chatter is noise here
     figures = DrainFigures.resume(figures_file, service) if figures_file else DrainFigures(service)
 
@@ -164,14 +169,17 @@ def run(
             if not migrated:
                 upgrade(engine)
                 migrated = True
-            complete_orphans(directory)
+            complete_orphans(directory, recordings_dir=recordings_dir)
             moved = drain_once(engine, directory, figures, save)
-            if retention_days and time.monotonic() >= next_sweep:
+            if (retention_days or recordings_retention) and time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + RETENTION_EVERY
-                kept = [directory / "bad", *(directory / outbox.OUTBOX).glob(f"*/{outbox.BAD}")]
-                kept += [Path(call_records_dir)] if call_records_dir else []
-                sweep_files(kept, retention_days)  # before the database: an outage must not stop it
-                sweep_old(engine, retention_days)
+                if recordings_retention and recordings_dir is not None:  # files only: before the database
+                    recordings.sweep(recordings_dir, recordings_retention)
+                if retention_days:
+                    kept = [directory / "bad", *(directory / outbox.OUTBOX).glob(f"*/{outbox.BAD}")]
+                    kept += [Path(call_records_dir)] if call_records_dir else []
+                    sweep_files(kept, retention_days)  # before the database: an outage must not stop it
+                    sweep_old(engine, retention_days)
         except (SQLAlchemyError, OSError) as exc:
             figures.store_failures += 1
             save()
@@ -241,6 +249,8 @@ def drainer_work(settings, service: float = 0.0):
         figures_file=figures_file,
         service=service,
         call_records_dir=settings.call_records_dir,
+        recordings_dir=settings.recordings_path,
+        recordings_retention=settings.recordings_retention,
     )
 
 
@@ -253,8 +263,9 @@ def crash_record_work(directory: Path, crashed: CrashedCall, counters: dict, wor
     reason = EndReason(written).name.lower() if written in EndReason._value2member_map_ and written else None
     fallback = crashed.header(spool.VERSION)
     prices = crashed.pricing.prices
+    recordings_dir = Path(crashed.recordings_dir) if crashed.recordings_dir else None
     return lambda: spool.complete_crashed(
-        directory, fallback, counters, worker_exit, reason or "worker_crashed", prices
+        directory, fallback, counters, worker_exit, reason or "worker_crashed", prices, recordings_dir
     )
 
 

@@ -48,6 +48,7 @@ class WorkerEnding:
     events: list[dict]  # what happened during the call, with offsets
     pricing: Pricing
     transcripts: bool = True  # RECORDS_TRANSCRIPTS: false keeps no text
+    recording: dict | None = None  # the finished recording (records/recordings.py::finish)
 
     @property
     def worker_exit(self) -> WorkerExit:
@@ -74,6 +75,7 @@ class CrashedCall:
     currency: str
     pricing: Pricing = field(default_factory=lambda: Pricing(None, "", ""))
     webhooks: tuple[str, ...] = ()  # the call's webhook target keys (records/spool.py::webhook_keys)
+    recordings_dir: str = ""  # where its partial recording may be (RECORDINGS_DIR), "": not recorded
 
     def header(self, version: int) -> dict:
         return {

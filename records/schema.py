@@ -77,6 +77,14 @@ calls = Table(
     Column("transcription_cost", Float),
     Column("cost_estimate", Float),  # None: no price known for the model
     Column("currency", String(8), nullable=False, default=""),
+    # the call's recording (records/recordings.py), "" and 0 when it was not recorded; the
+    # file may be gone since (RECORDINGS_RETENTION_DAYS, `calls erase`)
+    Column("recording_path", String(1024), nullable=False, default="", server_default=""),
+    Column("recording_bytes", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("recording_seconds", Float, nullable=False, default=0.0, server_default="0"),
+    Column("recording_sha256", String(64), nullable=False, default="", server_default=""),
+    # complete | stopped (during the call: a full disk) | partial (the worker died)
+    Column("recording_state", String(16), nullable=False, default="", server_default=""),
     Index("ix_calls_started_at", "started_at"),
     Index("ix_calls_caller", "caller"),
     Index("ix_calls_caller_hash", "caller_hash"),

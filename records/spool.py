@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 
 from callbridge import safe_files
-from records import outbox
+from records import outbox, recordings
 from records.handover import WorkerEnding
 
 log = logging.getLogger(__name__)
@@ -380,6 +380,7 @@ def final_record(ending: WorkerEnding) -> dict:
             {"offset_ms": (ended_at - started_at) * 1000, "detail": end},
             list(ending.events),
         ),
+        "recording": ending.recording,
     }
 
 
@@ -418,6 +419,7 @@ def complete_crashed(
     worker_exit: str,
     end_reason: str = "worker_crashed",
     prices=None,
+    recordings_dir: Path | None = None,
 ) -> str:
     """After the worker died: the record from its journal and the header's last counters.
 
@@ -482,6 +484,8 @@ def complete_crashed(
     if prices is not None:  # callbridge/prices.py::PriceTable
         model, transcription = str(record.get("model") or ""), str(record.get("transcription_model") or "")
         record.update(costs(prices, model, transcription, record["usage"]))
+    if recordings_dir is not None:  # what its recording held when it died, kept and marked
+        record["recording"] = recordings.finish_crashed(recordings_dir, call_id, float(header["started_at"]))
     write_record(directory, record)
     path.unlink(missing_ok=True)
     return f"rebuilt from the journal ({len(turns)} turns)"

@@ -274,6 +274,19 @@ def call_row(record: dict) -> dict:
         "transcription_cost": _money(record.get("transcription_cost")),
         "cost_estimate": _money(record.get("cost_estimate")),
         "currency": _text(record.get("currency"), 8),
+        **_recording(record.get("recording")),
+    }
+
+
+def _recording(recording: object) -> dict:
+    """The recording's columns (records/recordings.py::finish), empty when there is none."""
+    recording = recording if isinstance(recording, dict) else {}
+    return {
+        "recording_path": _text(recording.get("path"), 1024),
+        "recording_bytes": _count(recording.get("bytes")),
+        "recording_seconds": _seconds(recording.get("seconds")),
+        "recording_sha256": _text(recording.get("sha256"), 64),
+        "recording_state": _text(recording.get("state"), 16),
     }
 
 

@@ -93,6 +93,10 @@ class Slot(IntEnum):
     # worker main thread, at the end: 1 when its record could not be written to the spool
     # (a full or broken file system): counted lost by the supervisor (supervisor/totals.py)
     RECORD_LOST = 93
+    # the recording's writer thread (call_worker/recording.py): RecordingState below, and
+    # the seconds of audio in its file so far
+    RECORDING_STATE = 94
+    RECORDING_SECONDS = 95
     # the supervisor (the only slots a worker reads but does not write); after writing one
     # the supervisor sends END_SIGNAL, so that the worker's main thread need not poll them
     END_REQUEST = 64
@@ -101,6 +105,13 @@ class Slot(IntEnum):
     TRANSFER_NEWS_ATTEMPT = 65
     TRANSFER_NEWS = 66
     TRANSFER_CAUSE = 67
+
+
+class RecordingState(IntEnum):
+    OFF = 0  # not recorded (RECORD_CALLS, the agent's `record`)
+    RECORDING = 1
+    DONE = 2  # finished and renamed into RECORDINGS_DIR
+    FAILED = 3  # stopped during the call (a full disk, a stalled writer): counted, alerted
 
 
 class VoiceApi(IntEnum):

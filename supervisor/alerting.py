@@ -118,6 +118,9 @@ class Alerting:
     def record_lost(self, now: float) -> None:
         self.recent.record_lost(now)
 
+    def recording_failed(self, now: float) -> None:
+        self.recent.recording_failed(now)
+
     def watch_helpers(self, now: float, service: float) -> None:
         """What the drainer set aside and the webhook sender gave up since the last look,
         from their figures files (local files of a few hundred bytes, read only when they

@@ -19,7 +19,7 @@ from callbridge.config import Settings
 from callbridge.teardown import Target
 from records.drainer import crash_record_work
 from records.handover import CrashedCall, Pricing
-from shm_ring import EndReason, TransferState
+from shm_ring import EndReason, RecordingState, TransferState
 from supervisor import asterisk_work
 from supervisor.agents_side import AgentsSide
 from supervisor.alerting import Alerting
@@ -136,6 +136,9 @@ class CallEnds:
                 extra={"call_id": entry.call_id},
             )
             self.alerting.record_lost(time.monotonic())
+        if counters.get("recording_state") == RecordingState.FAILED:
+            log.warning("the call's recording stopped or could not start", extra={"call_id": entry.call_id})
+            self.alerting.recording_failed(time.monotonic())
         self.guarded(self.agents.count_cost, entry, counters)
         self.alerting.call_ended(time.monotonic(), reason, errors, counters)
         log.info("%s", summary_line(entry, counters, ending), extra={"call_id": entry.call_id})
@@ -154,4 +157,5 @@ def crashed_call(settings, entry: CallEntry) -> CrashedCall:
         currency=settings.records_currency,
         pricing=Pricing.for_settings(settings),
         webhooks=entry.webhooks,
+        recordings_dir=str(settings.recordings_path),  # its partial recording, if it was recorded
     )

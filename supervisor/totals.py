@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from callbridge.prices import PriceTable
 from records.spool import usage_by_kind
-from shm_ring import EndReason, Slot
+from shm_ring import EndReason, RecordingState, Slot
 from shm_ring.header import ERROR_CODE_SLOTS
 from supervisor.exits import Ending
 
@@ -71,6 +71,8 @@ class Totals:
     barge_ins: int = 0
     session_seconds: int = 0  # GPT-Live's billed session time
     records_lost: int = 0  # records that could not be written to the spool (the worker's, a crash's)
+    recordings: int = 0  # calls whose recording was finished whole
+    recordings_failed: int = 0  # calls whose recording stopped (a full disk) or could not start
 
     def call_ended(
         self, counters: dict[str, int], ending: Ending, duration_s: float, model: str = ""
@@ -101,6 +103,9 @@ class Totals:
         self.barge_ins += counters.get("barge_ins", 0)
         self.session_seconds += counters.get("session_seconds", 0)
         self.records_lost += 1 if counters.get("record_lost", 0) else 0
+        recording = counters.get("recording_state", 0)
+        self.recordings += recording == RecordingState.DONE
+        self.recordings_failed += recording == RecordingState.FAILED
         return name, {code: count for code, count in errors.items() if count}
 
     def _add_error(self, code: str, count: int) -> None:
@@ -120,4 +125,6 @@ class Totals:
             "barge_ins": self.barge_ins,
             "session_seconds": self.session_seconds,
             "records_lost": self.records_lost,
+            "recordings": self.recordings,
+            "recordings_failed": self.recordings_failed,
         }

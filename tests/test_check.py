@@ -48,7 +48,8 @@ def test_everything_passes(env):
     result = check(env)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert all(line.startswith("✓") for line in lines) and len(lines) == 12
+    assert all(line.startswith("✓") for line in lines) and len(lines) == 13
+    assert "✓ recordings: off (RECORD_CALLS, agents' record)" in lines
     assert any(line.startswith("✓ capacity: MAX_CONCURRENT_CALLS=") for line in lines)
     assert "✓ credentials on the wire: encrypted, or to this machine only" in lines
     assert "✓ agents: 1 from the environment (no AGENTS_FILE): default" in lines
@@ -226,6 +227,33 @@ def test_unknown_model_fails(dated_env):
     result = check({**dated_env, "OPENAI_TRANSCRIPTION_MODEL": "gpt-no-such-transcribe"})
     assert result.returncode == 1
     assert "✗ transcription model: gpt-no-such-transcribe is not a model OpenAI knows" in result.stderr
+
+
+def test_recorded_calls_without_a_notice_warn_and_with_one_pass(env, tmp_path):
+    """Issue 29: recording is the operator's to announce, in the agent's notice."""
+    agents = tmp_path / "agents.toml"
+    agents.write_text(
+        '[agents.sales]\nnumbers = ["100"]\nrecord = true\n'
+        '[agents.clinic]\nnumbers = ["200"]\nrecord = true\nnotice = "This call is recorded."\n'
+        '[agents.shop]\nnumbers = ["300"]\n'
+    )
+    recordings = tmp_path / "recordings"
+    result = check({**env, "AGENTS_FILE": str(agents), "RECORDINGS_DIR": str(recordings)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        "! recordings: calls of sales are recorded but their notice is empty: callers are not told"
+        in result.stderr
+    )
+    agents.write_text('[agents.clinic]\nnumbers = ["*"]\nrecord = true\nnotice = "This call is recorded."\n')
+    result = check({**env, "AGENTS_FILE": str(agents), "RECORDINGS_DIR": str(recordings)})
+    assert (
+        f"✓ recordings: 1 agents recorded, each says so in its notice; {recordings}, kept until erased"
+        in (result.stdout)
+    )
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    wrong = check({**env, "AGENTS_FILE": str(agents), "RECORDINGS_DIR": str(blocked / "recordings")})
+    assert wrong.returncode != 0 and f"RECORDINGS_DIR {blocked / 'recordings'} is not writable" in wrong.stderr
 
 
 def test_restricted_key_403_only_warns(env):

@@ -32,7 +32,7 @@ def test_migrating_an_empty_database_gives_exactly_the_declared_tables(database)
     engine = open_engine(database)
     assert current(engine) is None
     upgrade(engine)
-    assert current(engine) == head() == "0008"
+    assert current(engine) == head() == "0009"
     assert {"calls", "turns", "events", "users", "web_sessions", "audit"} <= set(
         inspect(engine).get_table_names()
     )
@@ -48,10 +48,7 @@ def test_migrating_from_the_first_schema_keeps_its_calls_without_a_caller_hash(d
     engine = open_engine(database)
     upgrade(engine, "0001")
     with engine.begin() as conn:
-        later = {"caller_hash", "transcription_model", "transcription_cost", "session_seconds"}  # added since
-        row = {k: v for k, v in store_call_row(a_record("old.1")).items() if k not in later}
-        first_schema = table("calls", *(column(name) for name in row))  # without them
-        conn.execute(first_schema.insert().values(**row))
+        _insert_call_before("0002", conn, a_record("old.1"))
     upgrade(engine)
     assert current(engine) == head()
     [old] = queries.recent_calls(engine)
@@ -63,11 +60,7 @@ def test_migrating_from_the_second_schema_keeps_its_calls_with_no_transcription_
     engine = open_engine(database)
     upgrade(engine, "0002")
     with engine.begin() as conn:
-        later = {"transcription_model", "transcription_cost", "session_seconds"}  # 0003, 0008 add them
-        row = {
-            k: v for k, v in store_call_row(a_record("old.2", cost_estimate=0.5)).items() if k not in later
-        }
-        conn.execute(table("calls", *(column(name) for name in row)).insert().values(**row))
+        _insert_call_before("0003", conn, a_record("old.2", cost_estimate=0.5))
     upgrade(engine)
     assert current(engine) == head()
     [old] = queries.recent_calls(engine)
@@ -76,16 +69,48 @@ def test_migrating_from_the_second_schema_keeps_its_calls_with_no_transcription_
     engine.dispose()
 
 
-def _insert_call_before_0008(conn, record: dict) -> None:
-    row = {k: v for k, v in store_call_row(record).items() if k != "session_seconds"}  # 0008 adds it
+# calls' columns each later migration adds: a row of an older schema has none of them
+ADDED = {
+    "0002": ("caller_hash",),
+    "0003": ("transcription_model", "transcription_cost"),
+    "0008": ("session_seconds",),
+    "0009": tuple(f"recording_{n}" for n in ("path", "bytes", "seconds", "sha256", "state")),
+}
+
+
+def _insert_call_before(revision: str, conn, record: dict) -> None:
+    later = {name for added, names in ADDED.items() if added >= revision for name in names}
+    row = {k: v for k, v in store_call_row(record).items() if k not in later}
     conn.execute(table("calls", *(column(name) for name in row)).insert().values(**row))
+
+
+def test_migrating_from_the_eighth_schema_gives_its_calls_no_recording(database):  # noqa: F811
+    engine = open_engine(database)
+    upgrade(engine, "0008")
+    with engine.begin() as conn:
+        _insert_call_before("0009", conn, a_record("old.8"))
+    upgrade(engine)
+    [old] = queries.find_calls(engine, "old.8")
+    assert (old["recording_path"], old["recording_bytes"], old["recording_state"]) == ("", 0, "")
+    recorded = {
+        "path": "/r/2026-12-07/new.9.wav",
+        "bytes": 44 + 64000,
+        "seconds": 2.0,
+        "sha256": "ab" * 32,
+        "state": "complete",
+    }
+    assert store_record(engine, a_record("new.9", recording=recorded))
+    [new] = queries.find_calls(engine, "new.9")
+    assert new["recording_path"] == recorded["path"] and new["recording_seconds"] == 2.0
+    assert new["recording_bytes"] == 64044 and new["recording_sha256"] == "ab" * 32
+    engine.dispose()
 
 
 def test_migrating_from_the_seventh_schema_gives_its_calls_no_session_time(database):  # noqa: F811
     engine = open_engine(database)
     upgrade(engine, "0007")
     with engine.begin() as conn:
-        _insert_call_before_0008(conn, a_record("old.7", cost_estimate=0.5))
+        _insert_call_before("0008", conn, a_record("old.7", cost_estimate=0.5))
     upgrade(engine)
     [old] = queries.find_calls(engine, "old.7")
     assert old["session_seconds"] == 0.0 and old["cost_estimate"] == 0.5
@@ -97,7 +122,7 @@ def test_migrating_from_the_fifth_schema_keeps_its_turns_without_a_phase(databas
     upgrade(engine, "0005")
     record = a_record("old.5")
     with engine.begin() as conn:
-        _insert_call_before_0008(conn, record)
+        _insert_call_before("0008", conn, record)
         for row in turn_rows(record):
             row.pop("phase")  # 0006 adds it
             conn.execute(table("turns", *(column(name) for name in row)).insert().values(**row))

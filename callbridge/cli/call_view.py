@@ -41,6 +41,11 @@ def call_lines(call: dict, zone: tzinfo | None) -> list[str]:
         lines.append(f"  transcr.  {_transcription(call)}")
     if call.get("session_seconds"):  # GPT-Live: billed by the session's time
         lines.append(f"  session   {call['session_seconds']:.0f} s of GPT-Live (billed by the second)")
+    if call.get("recording_path"):
+        lines.append(
+            f"  recording {call['recording_seconds']:.1f} s, {call['recording_state']}: {call['recording_path']}"
+            " (callbridge calls audio)"
+        )
     if call["cost_estimate"] is not None:
         lines.append(f"  cost      {call['cost_estimate']:.4f} {call['currency']}")
     lines.append(

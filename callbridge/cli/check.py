@@ -43,7 +43,7 @@ def run_checks(settings: Settings, offline: bool = False) -> Iterator[Result]:
     checks: list[Callable[[Settings], Result | list[Result]]] = [check_secrets, check_ari, check_app_name]
     if not offline:
         checks += [check_realtime, check_models]
-    checks += [check_rtp, check_paths, check_plaintext, check_capacity]
+    checks += [check_rtp, check_paths, check_recordings, check_plaintext, check_capacity]
     failed: set[str] = set()
     for check in checks:
         if check is check_app_name and "ARI" in failed:
@@ -301,6 +301,33 @@ def check_rtp(settings: Settings) -> Result:
     )
 
 
+def _recording_agents(settings: Settings) -> list:
+    """The agents whose calls are recorded (their `record`, else RECORD_CALLS)."""
+    from callbridge.agents import load_book
+
+    return [agent for agent in load_book(settings).agents.values() if agent.apply(settings).record_calls]
+
+
+def check_recordings(settings: Settings) -> Result:
+    """Recording a call is the operator's to announce: the agent's notice is where callers
+    hear it (docs/agents.md). A recorded agent without one is a warning, not a failure."""
+    recorded = _recording_agents(settings)
+    if not recorded:
+        return Result("recordings", True, "off (RECORD_CALLS, agents' record)")
+    silent = [agent.name for agent in recorded if not agent.notice]
+    days = settings.recordings_retention
+    where = f"{settings.recordings_path}, " + (f"deleted after {days} days" if days else "kept until erased")
+    if silent:
+        return Result(
+            "recordings",
+            True,
+            f"calls of {', '.join(silent)} are recorded but their notice is empty: callers are not told"
+            " (set `notice` in the agents file, docs/agents.md)",
+            warning=True,
+        )
+    return Result("recordings", True, f"{len(recorded)} agents recorded, each says so in its notice; {where}")
+
+
 def _writable_dir(path: Path) -> bool:
     probe = path
     while not probe.exists():
@@ -317,6 +344,8 @@ def check_paths(settings: Settings) -> Result:
                 pass
         except OSError as exc:
             problems.append(f"LOG_FILE_PATH {log} is not writable ({exc.strerror})")
+    if _recording_agents(settings) and not _writable_dir(settings.recordings_path):
+        problems.append(f"RECORDINGS_DIR {settings.recordings_path} is not writable")
     if settings.call_records_dir and not _writable_dir(Path(settings.call_records_dir)):
         problems.append(f"CALL_RECORDS_DIR {settings.call_records_dir} is not writable")
     if not _writable_dir(Path(settings.control_socket_path).parent):

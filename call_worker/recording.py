@@ -1,0 +1,201 @@
+"""One call's recording, while the call runs: what the media thread hands it, and the
+writer thread that turns that into the WAV file (records/recordings.py has the file).
+
+The rings have one reader each (the media thread), so the recording does not read them:
+the media thread hands it each caller packet it accepted (`caller`) and each frame it sent
+(`agent`, silence included, so a barged-in reply stops in the file exactly where the caller
+stopped hearing it). Each is one lock and one `bytearray` append; the writer thread wakes
+about once a second, takes what piled up (a swap under the same lock), lines the caller's
+audio up with the frames sent, decodes both to 16-bit (two `translate`s and four slice
+assignments, all in C) and appends to the partial file. Nothing here blocks the media
+thread on the disk.
+
+Lining up: the agent channel is one frame per frame sent, so it is the clock. The caller's
+audio goes into the frame during which it arrived; a packet that arrived early (jitter)
+waits for the next frame, and no caller audio in a frame is silence (a muted phone, a
+lost packet). So the caller channel runs at most MAX_LAG behind the agent's: past it (the
+packets that queued up while the media thread stalled, a time for which no frame was sent
+either), all but the newest frame's worth is dropped, and the channels are in step again.
+
+A write that fails (a full disk) stops the recording for this call: the call goes on, the
+file keeps what was written (finished as `stopped`), and the header's RECORDING_STATE
+says FAILED, which the supervisor counts and alerts on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from array import array
+from pathlib import Path
+
+from call_worker.g711 import decode_tables
+from records import recordings
+from shm_ring import CallHeader, RecordingState, Slot
+
+log = logging.getLogger(__name__)
+
+FRAME = 160  # bytes of a 20 ms G.711 frame (one byte per sample)
+DRAIN_EVERY = 1.0  # seconds between the writer's passes
+MAX_LAG = 4 * FRAME  # caller audio waiting beyond this is dropped, oldest first
+# What piles up if the writer cannot keep up (a disk that stalls): past it the recording
+# stops, as on a full disk, rather than grow the worker's memory for the rest of the call.
+MAX_PENDING = 60 * 8000
+
+
+class Recording:
+    def __init__(
+        self, directory: Path, call_id: str, started_at: float, law: str, header: CallHeader
+    ) -> None:
+        self.directory = Path(directory)
+        self.call_id = call_id
+        self.started_at = started_at  # wall clock: the day's directory
+        self.header = header
+        self.path = recordings.partial_path(self.directory, call_id)
+        self.on = False  # read by the media thread: False stops its hand-overs
+        self._lock = threading.Lock()
+        self._caller = bytearray()  # the caller's accepted audio since the writer's last pass
+        self._agent = bytearray()  # the frames sent since then
+        self._marks = array("Q")  # per frame sent: the caller bytes received by then (in all)
+        self._received = 0  # the caller bytes handed over, in all (under the lock)
+        self._waiting = bytearray()  # (writer) caller audio not yet placed in a frame
+        self._placed = 0  # (writer) caller bytes placed or dropped, in all
+        self._short = 0  # (writer) frames in a row without a whole frame of caller audio
+        self._low, self._high = decode_tables(law)
+        self._silence = bytes([0xFF if law == "ulaw" else 0xD5]) * FRAME
+        self._file = None
+        self._written = 0  # bytes of samples in the file
+        self._failed = ""  # why recording stopped
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- the media thread
+
+    def caller(self, audio) -> None:
+        """A caller packet's payload, as accepted (memoryview or bytes)."""
+        with self._lock:
+            self._caller += audio
+            self._received += len(audio)
+
+    def agent(self, frame) -> None:
+        """The 160-byte frame just sent to the caller."""
+        with self._lock:
+            self._agent += frame
+            self._marks.append(self._received)
+
+    # --- the writer thread
+
+    def start(self) -> None:
+        """Open the partial file (set-up: its directory is made here) and start the writer."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "wb")  # noqa: SIM115 (the writer closes it at `finish`)
+        self._file.write(recordings.wav_header(0))
+        self.on = True
+        self.header.set(Slot.RECORDING_STATE, RecordingState.RECORDING)
+        self._thread = threading.Thread(target=self._run, name="recording", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(DRAIN_EVERY):
+            self._drain()
+
+    def _drain(self) -> None:
+        with self._lock:
+            caller, agent, marks = self._caller, self._agent, self._marks
+            self._caller, self._agent, self._marks = bytearray(), bytearray(), array("Q")
+        if not self.on or self._file is None:
+            return
+        if len(self._waiting) + len(caller) > MAX_PENDING:  # the writer fell a minute behind
+            self._fail("the writer fell behind the call")
+            return
+        self._waiting += caller
+        heard = self._line_up(marks)
+        try:
+            self._file.write(self._stereo(heard, agent))
+        except OSError as exc:
+            self._fail(str(exc))
+            return
+        self._written += len(agent) * 4
+        self.header.set(Slot.RECORDING_SECONDS, self._written // (4 * 8000))
+
+    def _line_up(self, marks: array) -> bytes:
+        """The caller's channel for the frames whose marks these are (see the module's doc)."""
+        waiting, placed, start = self._waiting, self._placed, 0
+        out = bytearray()
+        for mark in marks:
+            available = mark - placed
+            if available > MAX_LAG:
+                skip = available - FRAME
+                start += skip
+                placed += skip
+                available = FRAME
+            if available >= FRAME:
+                take, self._short = FRAME, 0
+            elif available > 0 and self._short:  # the tail of the caller's stream
+                take, self._short = available, 0
+            else:
+                take = 0
+                self._short += 1
+            out += waiting[start : start + take]
+            if take < FRAME:
+                out += self._silence[: FRAME - take]
+            start += take
+            placed += take
+        del waiting[:start]
+        self._placed = placed
+        return bytes(out)
+
+    def _stereo(self, caller: bytes, agent: bytearray) -> bytearray:
+        low, high = self._low, self._high
+        out = bytearray(len(agent) * 4)
+        out[0::4] = caller.translate(low)
+        out[1::4] = caller.translate(high)
+        out[2::4] = agent.translate(low)
+        out[3::4] = agent.translate(high)
+        return out
+
+    def _fail(self, why: str) -> None:
+        self.on = False
+        self._failed = why
+        self.header.set(Slot.RECORDING_STATE, RecordingState.FAILED)
+        log.warning("recording stopped, the call goes on: %s", why)
+
+    def finish(self) -> dict | None:
+        """(the ending, after the media thread stopped) The last audio, then the file
+        finished into RECORDINGS_DIR: what the record says of it. None when nothing is kept."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._thread is not None and self._thread.is_alive():
+            log.warning("the recording's writer did not stop; its file is left for the crash path")
+            return None
+        self._drain()
+        file, self._file = self._file, None
+        if file is None:
+            return None
+        try:
+            file.close()  # flushes Python's buffer; finish() fsyncs
+        except OSError as exc:
+            self._fail(str(exc))
+        state = recordings.STOPPED if self._failed else recordings.COMPLETE
+        try:
+            info = recordings.finish(self.path, self.directory, self.call_id, self.started_at, state)
+        except OSError as exc:
+            log.warning("cannot finish the recording %s: %s", self.path, exc)
+            self.header.set(Slot.RECORDING_STATE, RecordingState.FAILED)
+            _remove(self.path)
+            return None
+        if not self._failed:
+            self.header.set(Slot.RECORDING_STATE, RecordingState.DONE)
+        else:
+            info["stopped_because"] = self._failed[:200]
+        log.info("recording kept: %s, %.1f s", info["path"], info["seconds"])
+        return info
+
+
+def _remove(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,96 @@
+"""`callbridge calls erase`: one call removed from everywhere callbridge keeps it, as a
+caller's request under privacy law asks (GDPR art. 17).
+
+Everywhere is: the database (the call's row with its summary, its turns, events and
+webhook deliveries), its recording (the file the record names, and any copy not yet
+recorded: a partial file, a finished one whose record is still in the spool), the spool
+(its journal, its record waiting for the database or set aside in bad/), the webhook
+outbox (its events still queued or given up: they carry the transcript) and
+CALL_RECORDS_DIR's file. The files go first: a record the drainer stores meanwhile would
+otherwise come back after the database's delete. What was removed is returned, for the
+audit log (the caller of this writes it) and the operator.
+
+A call still running is not erased (its worker would write it again at its end): the
+command line refuses an id `status` shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
+
+from callbridge.call_webhooks import EVENTS
+from records import outbox, recordings, spool
+from records.schema import calls, events, turns, webhook_deliveries
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Places:
+    """Where one instance keeps a call's files (the settings of the same names)."""
+
+    spool_dir: Path  # RECORDS_SPOOL_DIR
+    recordings_dir: Path  # RECORDINGS_DIR
+    call_records_dir: str = ""  # CALL_RECORDS_DIR, "" when off
+
+
+def erase_call(engine: Engine, places: Places, instance: str, call_id: str) -> list[str]:
+    """Remove call `call_id` of `instance`; returns what was removed, one line each ([]
+    when callbridge keeps nothing of it)."""
+    removed = [
+        f"file {path}"
+        for path in _remove_files(places, instance, call_id, _recorded(engine, instance, call_id))
+    ]
+    key = (calls.c.instance == instance) & (calls.c.call_id == call_id)
+    with engine.begin() as conn:
+        counts = {}
+        for name, table in (("turns", turns), ("events", events), ("webhook deliveries", webhook_deliveries)):
+            counts[name] = conn.execute(
+                delete(table).where((table.c.instance == instance) & (table.c.call_id == call_id))
+            ).rowcount
+        had_row = conn.execute(delete(calls).where(key)).rowcount
+    if had_row:
+        parts = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
+        removed.append("the database's record" + (f" ({parts})" if parts else ""))
+    return removed
+
+
+def _recorded(engine: Engine, instance: str, call_id: str) -> list[str]:
+    query = select(calls.c.recording_path).where(
+        (calls.c.instance == instance) & (calls.c.call_id == call_id)
+    )
+    with engine.connect() as conn:
+        return [path for (path,) in conn.execute(query) if path]
+
+
+def _remove_files(places: Places, instance: str, call_id: str, recorded: list[str]) -> list[Path]:
+    candidates: list[Path] = [Path(path) for path in recorded]
+    name = recordings.file_name(call_id)
+    candidates.append(recordings.partial_path(places.recordings_dir, call_id))
+    candidates += Path(places.recordings_dir).glob(f"*/{name}")
+    directory = Path(places.spool_dir)
+    key = spool.file_key(call_id)
+    candidates.append(spool.journal_path(directory, call_id))
+    for folder in (directory, directory / "bad"):
+        candidates += folder.glob(f"*_{key}{spool.RECORD}")
+    ids = {outbox.event_id(instance, call_id, kind) for kind in EVENTS}
+    for event in outbox.outbox_dir(directory, instance).glob(f"*/*{outbox.EVENT}"):
+        if any(event.name.endswith(f"_{event_id}{outbox.EVENT}") for event_id in ids):
+            candidates.append(event)
+    if places.call_records_dir:
+        candidates.append(Path(places.call_records_dir) / f"{call_id}.json")
+    removed = []
+    for path in dict.fromkeys(candidates):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+        log.info("erased %s", path, extra={"call_id": call_id})
+    return removed

@@ -1,0 +1,226 @@
+"""Recordings (issue 29): the recording of one call as the media thread hands it over and
+its writer thread files it (call_worker/recording.py, records/recordings.py), on a real
+file system; a recorded call through a real worker against the simulators; a disk that
+fills up during the call (a real tmpfs); `calls audio` and `calls erase`. The real
+Asterisk's is tests/asterisk/test_e2e.py::test_a_recorded_call_holds_what_was_sent_and_heard."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import wave
+from array import array
+from pathlib import Path
+
+import pytest
+
+from call_worker import g711
+from call_worker.recording import FRAME, MAX_LAG, Recording
+from records import recordings
+from shm_ring import CallHeader, RecordingState, Slot
+from shm_ring.header import HEADER_BYTES
+
+SILENT = 0xFF  # mu-law
+
+
+def _header() -> CallHeader:
+    return CallHeader(memoryview(bytearray(HEADER_BYTES)))
+
+
+def _frame(value: int) -> bytes:
+    """A frame whose every sample decodes to the same level: each frame is recognisable."""
+    return bytes([value]) * FRAME
+
+
+def _channels(path: Path) -> tuple[list[int], list[int]]:
+    """(caller, agent) samples of a recording."""
+    with wave.open(str(path)) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (2, 2, 8000)
+        samples = array("h", wav.readframes(wav.getnframes()))
+    return list(samples[0::2]), list(samples[1::2])
+
+
+def _per_frame(samples: list[int]) -> list[int]:
+    return [samples[i] for i in range(0, len(samples), FRAME)]
+
+
+def test_both_channels_line_up_through_jitter_a_muted_phone_and_a_burst(tmp_path):
+    header = _header()
+    rec = Recording(tmp_path, "1733412345.42", 1_765_000_000.0, "ulaw", header)
+    rec.start()
+    assert header.get(Slot.RECORDING_STATE) == RecordingState.RECORDING
+    assert rec.path.parent.name == recordings.PARTIAL
+    codes = list(range(0x10, 0x7F))  # distinct loud mu-law codes, one per caller frame
+    sent = []
+    # 1. steady: a caller packet, then our frame, 20 times
+    for i in range(20):
+        rec.caller(_frame(codes[i]))
+        rec.agent(_frame(0x90 + i % 8))
+        sent.append(codes[i])
+    # 2. jitter: a frame without a packet, then two packets before the next frame
+    rec.agent(_frame(0x90))
+    rec.caller(_frame(codes[20]))
+    rec.caller(_frame(codes[21]))
+    rec.agent(_frame(0x91))
+    rec.agent(_frame(0x92))
+    # 3. a muted phone: ten frames of ours, no packets
+    for _ in range(10):
+        rec.agent(_frame(0x93))
+    # 4. a burst after a stall: ten packets at once, then one frame
+    for i in range(22, 32):
+        rec.caller(_frame(codes[i]))
+    rec.agent(_frame(0x94))
+    rec._drain()  # as the writer does once a second
+    rec.caller(_frame(codes[32]))
+    rec.agent(_frame(0x95))
+    info = rec.finish()
+    assert header.get(Slot.RECORDING_STATE) == RecordingState.DONE
+    assert not rec.path.exists(), "the partial file was renamed"
+    caller, agent = _channels(Path(info["path"]))
+    assert Path(info["path"]).parent.name == "2025-12-06"  # the call's day, UTC
+    frames = 20 + 3 + 10 + 2
+    assert len(agent) == len(caller) == frames * FRAME
+    assert info["seconds"] == round(frames * FRAME / 8000, 2)
+    assert info["bytes"] == Path(info["path"]).stat().st_size == 44 + frames * FRAME * 4
+    assert info["sha256"] == recordings.checksum(Path(info["path"])) and info["state"] == "complete"
+    # The agent channel is exactly the frames sent, decoded.
+    expected_agent = [0x90 + i % 8 for i in range(20)] + [0x90, 0x91, 0x92] + [0x93] * 10 + [0x94, 0x95]
+    assert _per_frame(agent) == [g711.ulaw(code) for code in expected_agent]
+    got = _per_frame(caller)
+    # Steady: each packet in the frame it arrived in.
+    assert got[:20] == [g711.ulaw(c) for c in sent]
+    # Jitter: the late packet's frame is silent, the two that came together follow in order.
+    assert got[20:23] == [g711.ulaw(SILENT), g711.ulaw(codes[20]), g711.ulaw(codes[21])]
+    # Muted: silence, not a stretch of the last packet.
+    assert got[23:33] == [g711.ulaw(SILENT)] * 10
+    # The burst (more than MAX_LAG waiting): the newest packet is in this frame, the older
+    # ones are dropped, and the next packet is in the next frame: the channels stay in step.
+    assert got[33] == g711.ulaw(codes[31]) and got[34] == g711.ulaw(codes[32])
+    assert 10 * FRAME > MAX_LAG
+
+
+def test_a_disk_that_fills_up_stops_the_recording_and_keeps_what_was_written(tmp_path):
+    """A real tmpfs of 64 KiB: about two seconds of recording fit."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
+    try:
+        header = _header()
+        rec = Recording(mount, "full-disk", 1_765_000_000.0, "ulaw", header)
+        rec.start()
+        for second in range(4):
+            for _ in range(50):
+                rec.caller(_frame(0x20))
+                rec.agent(_frame(0x30))
+            rec._drain()
+            if second >= 2:
+                assert not rec.on, "the media thread stops handing frames over"
+        assert header.get(Slot.RECORDING_STATE) == RecordingState.FAILED
+        info = rec.finish()
+        assert header.get(Slot.RECORDING_STATE) == RecordingState.FAILED
+        assert info["state"] == "stopped" and "No space left" in info["stopped_because"]
+        caller, agent = _channels(Path(info["path"]))
+        assert 1.5 * 8000 < len(agent) == len(caller) <= 64 * 1024 // 4  # what fitted, whole samples
+        assert info["seconds"] == round(len(agent) / 8000, 2)
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_crashed_workers_partial_file_is_finished_and_marked(tmp_path):
+    header = _header()
+    rec = Recording(tmp_path, "crashed", 1_765_000_000.0, "alaw", header)
+    rec.start()
+    for _ in range(75):
+        rec.caller(_frame(0xD5))
+        rec.agent(_frame(0x55))
+    rec._drain()
+    rec._file.flush()  # what the page cache holds when a worker is killed
+    with open(rec.path, "ab") as torn:  # and a write torn half-way through a sample
+        torn.write(b"\x01")
+    info = recordings.finish_crashed(tmp_path, "crashed", 1_765_000_000.0)
+    assert info["state"] == "partial" and info["seconds"] == 1.5
+    caller, agent = _channels(Path(info["path"]))
+    assert len(caller) == 75 * FRAME and set(agent) == {g711.alaw(0x55)}
+    assert recordings.finish_crashed(tmp_path, "crashed", 1_765_000_000.0) is None  # once
+
+
+def test_an_unsafe_call_id_cannot_leave_the_recordings_directory(tmp_path):
+    for call_id in ("../../etc/passwd", "/abs/path", "..", "a/b\x00c"):
+        path = recordings.partial_path(tmp_path, call_id)
+        assert path.parent == tmp_path / recordings.PARTIAL and "/" not in path.name
+        assert not path.name.startswith(".")
+
+
+def test_old_recordings_are_swept_and_running_ones_kept(tmp_path):
+    old = tmp_path / "2025-01-01" / "old.wav"
+    new = tmp_path / "2025-01-02" / "new.wav"
+    partial = tmp_path / recordings.PARTIAL / "running.wav"
+    for path in (old, new, partial):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(recordings.wav_header(0))
+    now = 1_800_000_000.0
+    os.utime(old, (now - 10 * 86400, now - 10 * 86400))
+    os.utime(partial, (now - 10 * 86400, now - 10 * 86400))
+    os.utime(new, (now - 86400, now - 86400))
+    assert recordings.sweep(tmp_path, 7, now) == 1
+    assert not old.exists() and not old.parent.exists()  # its day's directory, empty, too
+    assert new.exists() and partial.exists()
+
+
+@pytest.mark.parametrize("law", ["ulaw", "alaw"])
+def test_the_decode_tables_are_g711s(law):
+    low, high = g711.decode_tables(law)
+    decode = g711.LAWS[law]
+    for code in range(256):
+        assert int.from_bytes(bytes([low[code], high[code]]), "little", signed=True) == decode(code)
+
+
+def _level(samples: list[int]) -> float:
+    """A frame's level as the simulated phone measures what it hears (simulators/g711.py)."""
+    return sum(min(255, abs(v) >> 7) for v in samples) * 128 / len(samples)
+
+
+def _levels(samples: list[int]) -> list[float]:
+    return [round(_level(samples[i : i + FRAME])) for i in range(0, len(samples) - FRAME + 1, FRAME)]
+
+
+@pytest.mark.slow
+def test_a_recorded_call_holds_what_the_caller_sent_and_heard_and_the_barge_in_where_it_was_heard(
+    calls, asterisk, realtime_long, tmp_path
+):
+    from analysis import packets, session_events
+    from harness import last_session
+
+    sup = calls(
+        realtime_long, RECORD_CALLS="true", RECORDINGS_DIR=str(tmp_path), CALL_RECORDS_DIR=str(tmp_path)
+    )
+    call = sup.place(
+        [{"say": 1000}, {"silence": 3000}, {"say": 1200, "hz": 600}, {"silence": 1500}, {"hangup": True}]
+    )
+    assert sup.wait_ended(call, 30) == 0
+    assert call.segment.header.get(Slot.RECORDING_STATE) == RecordingState.DONE
+    import json
+
+    kept = json.loads((tmp_path / f"{call.channel_id}.json").read_text())["recording"]
+    path = Path(kept["path"])
+    assert path.parent.parent == tmp_path and kept["state"] == "complete"
+    assert kept["sha256"] == recordings.checksum(path) and kept["bytes"] == path.stat().st_size
+    caller, agent = _channels(path)
+    # The agent channel is what the phone received, frame for frame (the last few frames
+    # sent after the hang-up reached nobody).
+    heard = [p["level"] for p in packets(asterisk.call(call.channel_id))]
+    filed = _levels(agent)
+    assert filed[: len(heard)] == heard and 0 <= len(filed) - len(heard) <= 10
+    # The caller channel holds the two utterances (50 and 60 frames of tone), lined up.
+    loud_caller = [i for i, level in enumerate(_levels(caller)) if level >= 1000]
+    assert 105 <= len(loud_caller) <= 112
+    onset = next(i for i, j in zip(loud_caller, loud_caller[1:], strict=False) if j - i > 10)  # the 2nd's
+    onset = loud_caller[loud_caller.index(onset) + 1]
+    # The barge-in: the reply stops in the file where the caller stopped hearing it.
+    session = last_session(realtime_long)
+    truncate = session_events(session, "in", "conversation.item.truncate")[0][1]
+    loud_agent = [i for i, level in enumerate(filed) if level >= 1000]
+    cut = max(i for i in loud_agent if i < onset + 50)
+    assert abs(len([i for i in loud_agent if i <= cut]) - truncate["audio_end_ms"] / 20) <= 1
+    print(f"caller onset at frame {onset}, reply's last loud frame {cut}")
+    assert 0 <= cut - onset <= 10  # the service's speech detection plus our flush (1 frame here)
