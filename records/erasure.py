@@ -6,7 +6,9 @@ webhook deliveries), its recording (the file the record names, and any copy not 
 recorded: a partial file, a finished one whose record is still in the spool), the spool
 (its journal, its record waiting for the database or set aside in bad/), the webhook
 outbox (its events still queued or given up: they carry the transcript) and
-CALL_RECORDS_DIR's file. The files go first: a record the drainer stores meanwhile would
+CALL_RECORDS_DIR's file. SQLite overwrites the deleted rows and empties its write-ahead
+log; a database server drops them from its files at its own vacuum or purge, and backups
+are the operator's (docs/operations.md). The files go first: a record the drainer stores meanwhile would
 otherwise come back after the database's delete. What was removed is returned, for the
 audit log (the caller of this writes it) and the operator.
 
@@ -48,13 +50,23 @@ def erase_call(engine: Engine, places: Places, instance: str, call_id: str) -> l
         for path in _remove_files(places, instance, call_id, _recorded(engine, instance, call_id))
     ]
     key = (calls.c.instance == instance) & (calls.c.call_id == call_id)
+    sqlite = engine.dialect.name == "sqlite"
     with engine.begin() as conn:
+        if sqlite:  # deleted rows' bytes are overwritten, not left in free pages
+            conn.exec_driver_sql("PRAGMA secure_delete = ON")
         counts = {}
         for name, table in (("turns", turns), ("events", events), ("webhook deliveries", webhook_deliveries)):
             counts[name] = conn.execute(
                 delete(table).where((table.c.instance == instance) & (table.c.call_id == call_id))
             ).rowcount
         had_row = conn.execute(delete(calls).where(key)).rowcount
+    if sqlite:  # and the write-ahead log, which held the pages before the delete, is emptied
+        with engine.connect() as conn:
+            busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+        if busy and busy[0]:
+            log.warning(
+                "the SQLite write-ahead log is in use: the erased call's old pages go at its next checkpoint"
+            )
     if had_row:
         parts = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
         removed.append("the database's record" + (f" ({parts})" if parts else ""))

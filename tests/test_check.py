@@ -253,7 +253,9 @@ def test_recorded_calls_without_a_notice_warn_and_with_one_pass(env, tmp_path):
     blocked = tmp_path / "a-file"
     blocked.write_text("not a directory")
     wrong = check({**env, "AGENTS_FILE": str(agents), "RECORDINGS_DIR": str(blocked / "recordings")})
-    assert wrong.returncode != 0 and f"RECORDINGS_DIR {blocked / 'recordings'} is not writable" in wrong.stderr
+    assert (
+        wrong.returncode != 0 and f"RECORDINGS_DIR {blocked / 'recordings'} is not writable" in wrong.stderr
+    )
 
 
 def test_restricted_key_403_only_warns(env):

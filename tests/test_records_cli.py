@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from records_fixtures import a_record
@@ -22,6 +23,7 @@ from records.migrate import upgrade
 from records.store import open_engine, store_record
 
 runner = CliRunner()
+ERASED_NUMBER = "+34600999001"
 
 
 def cli(tmp_path, *args: str, **env: str):
@@ -229,8 +231,8 @@ def test_a_services_calls_reach_the_history_even_the_crashed_one(service, asteri
         '{"gpt-realtime-2.1": {"input_audio": 32, "input_text": 4, "output_audio": 64},'
         ' "gpt-transcribe": {"transcription_minute": 0.006}}'
     )
-    svc = service(RECORDS_PRICES=prices, RECORDS_CURRENCY="EUR")
-    done = asterisk.place_call([{"say": 1000}, {"silence": 2500}, {"hangup": True}])
+    svc = service(RECORDS_PRICES=prices, RECORDS_CURRENCY="EUR", RECORD_CALLS="true")
+    done = asterisk.place_call([{"say": 1000}, {"silence": 2500}, {"hangup": True}], caller=ERASED_NUMBER)
     victim = asterisk.place_call([{"say": 1000}, {"silence": 30000}])
     # The victim's first turns are journaled (the simulator transcribes the caller's speech).
     row = svc.wait(lambda: (r := svc.call_row(victim)) and r["frames_out"] >= 25 and r, timeout=20)
@@ -283,6 +285,64 @@ def test_a_services_calls_reach_the_history_even_the_crashed_one(service, asteri
     assert crashed_kinds[:2] == ["setup_forked", "setup_worker_started"] and "setup_bridged" in crashed_kinds
     assert crashed_kinds[-1] == "ended" and shown["setup_ms"]["bridged"] > 0
     assert shown["answered_at"] is not None
+    _recordings_are_kept_exported_and_erased(svc, environ, calls[done], crashed, tmp_path)
+
+
+def _recordings_are_kept_exported_and_erased(svc, environ, done: dict, crashed: dict, tmp_path) -> None:
+    """Issue 29, on the same service's two calls (recorded: RECORD_CALLS=true): the ended
+    call's recording is whole, the killed worker's kept and marked; `calls audio` exports
+    one, checked and audited; `calls erase` leaves nothing of a call anywhere."""
+    import wave
+
+    from records.recordings import checksum
+
+    recordings = tmp_path / "state" / "recordings" / "openai-app"
+    assert done["recording_state"] == "complete" and crashed["recording_state"] == "partial"
+    for call in (done, crashed):
+        path = Path(call["recording_path"])
+        assert path.parent.parent == recordings and checksum(path) == call["recording_sha256"]
+        with wave.open(str(path)) as wav:
+            assert wav.getnchannels() == 2 and wav.getnframes() / 8000 == pytest.approx(
+                call["recording_seconds"], abs=0.01
+            )
+    assert done["duration_s"] - 1.5 <= done["recording_seconds"] <= done["duration_s"]
+    assert crashed["recording_seconds"] >= 0.5  # what its writer had written before the kill
+    assert not list((recordings / "partial").iterdir())
+    shown = runner.invoke(app, ["calls", "show", done["call_id"]], env=environ)
+    assert f"recording {done['recording_seconds']:.1f} s, complete: {done['recording_path']}" in shown.output
+    exported = tmp_path / "exported.wav"
+    out = runner.invoke(app, ["calls", "audio", done["call_id"], "-o", str(exported)], env=environ)
+    assert out.exit_code == 0, out.output
+    assert exported.read_bytes() == Path(done["recording_path"]).read_bytes()
+    Path(crashed["recording_path"]).write_bytes(b"RIFF changed by hand")
+    tampered = runner.invoke(app, ["calls", "audio", crashed["call_id"], "-o", str(exported)], env=environ)
+    assert tampered.exit_code == 1 and "does not match its record's SHA-256" in tampered.output
+    # Erasure: the record, its turns and events, its recording, and every file of it.
+    call_id = done["call_id"]
+
+    def holding() -> list[str]:
+        files = (p for p in (tmp_path / "state").rglob("*") if p.is_file() and p.name != "callbridge.log")
+        return [p.name for p in files if ERASED_NUMBER.encode() in p.read_bytes()]
+
+    assert holding(), "the history holds the caller's number before the erasure"
+    erased = runner.invoke(app, ["calls", "erase", call_id, "--yes"], env=environ)
+    assert erased.exit_code == 0, erased.output
+    assert "erased the database's record" in erased.output and done["recording_path"] in erased.output
+    assert not Path(done["recording_path"]).exists()
+    gone = runner.invoke(app, ["calls", "show", call_id], env=environ)
+    assert gone.exit_code == 1 and "no call" in gone.output
+    # No file keeps the call's number (the log is the log's: it keeps no transcript)
+    assert holding() == []
+    again = runner.invoke(app, ["calls", "erase", call_id, "--yes"], env=environ)
+    assert again.exit_code == 1 and "keeps nothing" in again.output
+    from records.accounts import recent_audit
+
+    engine = open_engine(DatabaseUrl.sqlite_file(tmp_path / "state" / "callbridge.db"))
+    audit = [(row["action"], row["target"]) for row in recent_audit(engine)]
+    assert ("erase", call_id) in audit and ("recording_export", call_id) in audit
+    assert ("recording_export", crashed["call_id"]) not in audit  # refused: nothing exported
+    engine.dispose()
+    assert "RIFF" not in svc.log()
 
 
 @pytest.mark.slow
