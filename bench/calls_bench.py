@@ -76,11 +76,13 @@ def measure(
     code_dir: Path = ROOT,
     callers_in_step: bool = False,
     baseline: str = "",
+    record: bool = False,
 ) -> dict:
     """One run of N calls; `callbridge run` imports callbridge from code_dir (bench/compare.py
     passes a worktree of another ref), everything else comes from this tree. The callers send
     at phases of their own unless `callers_in_step` (simulators/caller_media.py). baseline
-    "plain": bench/plain_bridge.py carries the calls instead, measured the same way."""
+    "plain": bench/plain_bridge.py carries the calls instead, measured the same way. `record`:
+    every call recorded (RECORD_CALLS), to measure what recording costs the media loop."""
     asterisk = AsteriskSim(*(["--callers-in-step"] if callers_in_step else []), quiet=True)
     realtime = RealtimeSim("--reply-ms", "2000", "--speed", "5", quiet=True)
     run_dir = Path(tempfile.mkdtemp(dir=workdir, prefix=f"calls-{calls}-"))  # N may repeat
@@ -101,6 +103,7 @@ def measure(
             RTP_PORT_RANGE="40000-59999",
             CALL_RECORDS_DIR=str(records_dir),
             STATE_DIR=str(records_dir),
+            RECORD_CALLS="true" if record else "false",
         ),
     }
     env.pop("NOTIFY_SOCKET", None)
@@ -361,6 +364,7 @@ def main() -> None:
     parser.add_argument(
         "--baseline", choices=("plain",), help="run bench/plain_bridge.py instead of callbridge"
     )
+    parser.add_argument("--record", action="store_true", help="record every call (RECORD_CALLS=true)")
     args = parser.parse_args()
     callbridge_cpus = split_cpus(parser) if args.split_cpus else None
     out = Path(args.out)
@@ -379,6 +383,7 @@ def main() -> None:
                     callbridge_cpus,
                     callers_in_step=args.callers_in_step,
                     baseline=args.baseline or "",
+                    record=args.record,
                 )
             )
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
@@ -389,6 +394,7 @@ def main() -> None:
         "callbridge_cpus": sorted(callbridge_cpus) if callbridge_cpus else "shared with the load generator",
         "seconds_per_call": args.seconds,
         "callers": "in step" if args.callers_in_step else "each at its own phase",
+        "recorded": args.record,
         "targets": TARGETS,
         "results": results,
         "largest_n_meeting_targets": max(passing) if passing else None,

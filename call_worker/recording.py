@@ -4,11 +4,16 @@ writer thread that turns that into the WAV file (records/recordings.py has the f
 The rings have one reader each (the media thread), so the recording does not read them:
 the media thread hands it each caller packet it accepted (`caller`) and each frame it sent
 (`agent`, silence included, so a barged-in reply stops in the file exactly where the caller
-stopped hearing it). Each is one lock and one `bytearray` append; the writer thread wakes
-about once a second, takes what piled up (a swap under the same lock), lines the caller's
-audio up with the frames sent, decodes both to 16-bit (two `translate`s and four slice
-assignments, all in C) and appends to the partial file. Nothing here blocks the media
-thread on the disk.
+stopped hearing it). Each is one `bytearray` append. Once a second of frames has piled up,
+the media thread itself lines the caller's audio up with the frames sent and decodes both
+to 16-bit (about 90 us: a short loop, two `translate`s and four slice assignments), right
+after a frame left, in the slack before the next one; the bytes go to the writer thread,
+which only writes them (the syscall releases the GIL). That split is measured: with the
+lining up and decoding on the writer thread, a normal-priority thread held the GIL for
+those 90 us and could be preempted holding it by other calls' real-time media threads,
+and 20 concurrent calls, half of them recorded, showed the recorded half's gaps at the
+caller 1 ms worse at the p99 (tests/asterisk/test_e2e.py; docs/performance.md). Nothing
+here blocks the media thread on the disk.
 
 Lining up: the agent channel is one frame per frame sent, so it is the clock. The caller's
 audio goes into the frame during which it arrived; a packet that arrived early (jitter)
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 from array import array
 from pathlib import Path
@@ -37,11 +43,11 @@ from shm_ring import CallHeader, RecordingState, Slot
 log = logging.getLogger(__name__)
 
 FRAME = 160  # bytes of a 20 ms G.711 frame (one byte per sample)
-DRAIN_EVERY = 1.0  # seconds between the writer's passes
+CHUNK_FRAMES = 50  # frames handed to the writer at once: a second
 MAX_LAG = 4 * FRAME  # caller audio waiting beyond this is dropped, oldest first
-# What piles up if the writer cannot keep up (a disk that stalls): past it the recording
-# stops, as on a full disk, rather than grow the worker's memory for the rest of the call.
-MAX_PENDING = 60 * 8000
+# Seconds waiting for the writer (a disk that stalls): past them the recording stops, as
+# on a full disk, rather than grow the worker's memory for the rest of the call.
+MAX_WAITING_CHUNKS = 60
 
 
 class Recording:
@@ -53,75 +59,49 @@ class Recording:
         self.started_at = started_at  # wall clock: the day's directory
         self.header = header
         self.path = recordings.partial_path(self.directory, call_id)
-        self.on = False  # read by the media thread: False stops its hand-overs
-        self._lock = threading.Lock()
-        self._caller = bytearray()  # the caller's accepted audio since the writer's last pass
-        self._agent = bytearray()  # the frames sent since then
+        self.on = False  # False: the media thread hands nothing over (stopped, or not started)
+        # The media thread's, alone (then the ending's, once it stopped): no lock.
+        self._caller = bytearray()  # the caller's accepted audio not yet placed in a frame
+        self._agent = bytearray()  # the frames sent since the last hand-over
         self._marks = array("Q")  # per frame sent: the caller bytes received by then (in all)
-        self._received = 0  # the caller bytes handed over, in all (under the lock)
-        self._waiting = bytearray()  # (writer) caller audio not yet placed in a frame
-        self._placed = 0  # (writer) caller bytes placed or dropped, in all
-        self._short = 0  # (writer) frames in a row without a whole frame of caller audio
+        self._received = 0  # the caller bytes handed over, in all
+        self._placed = 0  # caller bytes placed in a frame or dropped, in all
+        self._short = 0  # frames in a row without a whole frame of caller audio
         self._low, self._high = decode_tables(law)
         self._silence = bytes([0xFF if law == "ulaw" else 0xD5]) * FRAME
+        # Between the media thread and the writer: chunks of the file, None to finish.
+        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._file = None
-        self._written = 0  # bytes of samples in the file
+        self._written = 0  # (writer) bytes of samples in the file
         self._failed = ""  # why recording stopped
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # --- the media thread
 
     def caller(self, audio) -> None:
         """A caller packet's payload, as accepted (memoryview or bytes)."""
-        with self._lock:
-            self._caller += audio
-            self._received += len(audio)
+        self._caller += audio
+        self._received += len(audio)
 
     def agent(self, frame) -> None:
-        """The 160-byte frame just sent to the caller."""
-        with self._lock:
-            self._agent += frame
-            self._marks.append(self._received)
+        """The 160-byte frame just sent to the caller (after it left: this may take the
+        hand-over's 90 us once a second)."""
+        self._agent += frame
+        self._marks.append(self._received)
+        if len(self._marks) >= CHUNK_FRAMES:
+            self._hand_over()
 
-    # --- the writer thread
-
-    def start(self) -> None:
-        """Open the partial file (set-up: its directory is made here) and start the writer."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "wb")  # noqa: SIM115 (the writer closes it at `finish`)
-        self._file.write(recordings.wav_header(0))
-        self.on = True
-        self.header.set(Slot.RECORDING_STATE, RecordingState.RECORDING)
-        self._thread = threading.Thread(target=self._run, name="recording", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(DRAIN_EVERY):
-            self._drain()
-
-    def _drain(self) -> None:
-        with self._lock:
-            caller, agent, marks = self._caller, self._agent, self._marks
-            self._caller, self._agent, self._marks = bytearray(), bytearray(), array("Q")
-        if not self.on or self._file is None:
+    def _hand_over(self) -> None:
+        if self._chunks.qsize() >= MAX_WAITING_CHUNKS:  # the writer fell a minute behind
+            self._fail("the writer fell behind the call (a disk that stalls?)")
             return
-        if len(self._waiting) + len(caller) > MAX_PENDING:  # the writer fell a minute behind
-            self._fail("the writer fell behind the call")
-            return
-        self._waiting += caller
-        heard = self._line_up(marks)
-        try:
-            self._file.write(self._stereo(heard, agent))
-        except OSError as exc:
-            self._fail(str(exc))
-            return
-        self._written += len(agent) * 4
-        self.header.set(Slot.RECORDING_SECONDS, self._written // (4 * 8000))
+        agent, marks = self._agent, self._marks
+        self._agent, self._marks = bytearray(), array("Q")
+        self._chunks.put(self._stereo(self._line_up(marks), agent))
 
     def _line_up(self, marks: array) -> bytes:
         """The caller's channel for the frames whose marks these are (see the module's doc)."""
-        waiting, placed, start = self._waiting, self._placed, 0
+        waiting, placed, start = self._caller, self._placed, 0
         out = bytearray()
         for mark in marks:
             available = mark - placed
@@ -146,34 +126,61 @@ class Recording:
         self._placed = placed
         return bytes(out)
 
-    def _stereo(self, caller: bytes, agent: bytearray) -> bytearray:
+    def _stereo(self, caller: bytes, agent: bytearray) -> bytes:
         low, high = self._low, self._high
         out = bytearray(len(agent) * 4)
         out[0::4] = caller.translate(low)
         out[1::4] = caller.translate(high)
         out[2::4] = agent.translate(low)
         out[3::4] = agent.translate(high)
-        return out
+        return bytes(out)
 
     def _fail(self, why: str) -> None:
+        if not self._failed:
+            self._failed = why
+            log.warning("recording stopped, the call goes on: %s", why)
         self.on = False
-        self._failed = why
         self.header.set(Slot.RECORDING_STATE, RecordingState.FAILED)
-        log.warning("recording stopped, the call goes on: %s", why)
+
+    # --- the writer thread
+
+    def start(self) -> None:
+        """Open the partial file (set-up: its directory is made here) and start the writer."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "wb")  # noqa: SIM115 (finish() closes it)
+        self._file.write(recordings.wav_header(0))
+        self.on = True
+        self.header.set(Slot.RECORDING_STATE, RecordingState.RECORDING)
+        self._thread = threading.Thread(target=self._run, name="recording", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            if self._failed:
+                continue  # stopped: what is still queued is dropped
+            try:
+                self._file.write(chunk)
+            except OSError as exc:  # a full disk: the file keeps what it holds
+                self._fail(str(exc))
+                continue
+            self._written += len(chunk)
+            self.header.set(Slot.RECORDING_SECONDS, self._written // (4 * 8000))
+
+    # --- the ending
 
     def finish(self) -> dict | None:
         """(the ending, after the media thread stopped) The last audio, then the file
         finished into RECORDINGS_DIR: what the record says of it. None when nothing is kept."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        if self._thread is not None and self._thread.is_alive():
-            log.warning("the recording's writer did not stop; its file is left for the crash path")
+        if self._thread is None:
             return None
-        self._drain()
+        if self.on and self._marks:
+            self._hand_over()
+        self._chunks.put(None)
+        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            log.warning("the recording's writer did not finish: its file is left for the crash path")
+            return None
         file, self._file = self._file, None
-        if file is None:
-            return None
         try:
             file.close()  # flushes Python's buffer; finish() fsyncs
         except OSError as exc:
@@ -186,10 +193,10 @@ class Recording:
             self.header.set(Slot.RECORDING_STATE, RecordingState.FAILED)
             _remove(self.path)
             return None
-        if not self._failed:
-            self.header.set(Slot.RECORDING_STATE, RecordingState.DONE)
-        else:
+        if self._failed:
             info["stopped_because"] = self._failed[:200]
+        else:
+            self.header.set(Slot.RECORDING_STATE, RecordingState.DONE)
         log.info("recording kept: %s, %.1f s", info["path"], info["seconds"])
         return info
 

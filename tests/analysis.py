@@ -162,3 +162,53 @@ def assert_paced(gaps: list[float], tolerance: float) -> None:
     assert report["bursts"] == 0, report
     assert report["within"] >= 0.75, report
     assert report["max_dev_ms"] <= 100.0, report
+
+
+def recording_channels(path) -> tuple[list[int], list[int]]:
+    """(caller, agent) samples of a recording (records/recordings.py's WAV)."""
+    import wave
+    from array import array
+
+    with wave.open(str(path)) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (2, 2, 8000)
+        samples = array("h", wav.readframes(wav.getnframes()))
+    return list(samples[0::2]), list(samples[1::2])
+
+
+def frame_levels(samples: list[int]) -> list[int]:
+    """Per 20 ms frame, the level the simulated phone gives what it hears (simulators/g711.py)."""
+    return [
+        round(sum(min(255, abs(v) >> 7) for v in samples[i : i + 160]) * 128 / 160)
+        for i in range(0, len(samples) - 159, 160)
+    ]
+
+
+def assert_recording_holds_the_barge_in(record_file, heard_packets: list[dict], truncate: dict) -> None:
+    """A recorded call whose caller spoke (50 frames), then talked over the reply (60): the
+    recording's agent channel is what the phone received, frame for frame; its caller
+    channel holds the two utterances; the reply stops in the file as the second begins,
+    after as many frames as the service was told were played."""
+    import json
+    from pathlib import Path
+
+    from records.recordings import checksum
+
+    kept = json.loads(Path(record_file).read_text())["recording"]
+    path = Path(kept["path"])
+    assert (
+        kept["state"] == "complete"
+        and kept["sha256"] == checksum(path)
+        and kept["bytes"] == path.stat().st_size
+    )
+    caller, agent = recording_channels(path)
+    heard = [p["level"] for p in heard_packets]
+    filed = frame_levels(agent)
+    # (the last few frames sent after the hang-up reached nobody)
+    assert filed[: len(heard)] == heard and 0 <= len(filed) - len(heard) <= 10
+    loud_caller = [i for i, level in enumerate(frame_levels(caller)) if level >= LOUD]
+    assert 105 <= len(loud_caller) <= 112
+    onset = next(j for i, j in zip(loud_caller, loud_caller[1:], strict=False) if j - i > 10)  # the 2nd's
+    loud_agent = [i for i, level in enumerate(filed) if level >= LOUD]
+    cut = max(i for i in loud_agent if i < onset + 50)
+    assert abs(len([i for i in loud_agent if i <= cut]) - truncate["audio_end_ms"] / 20) <= 1
+    assert 0 <= cut - onset <= 10, (onset, cut)  # the service's speech detection and our flush

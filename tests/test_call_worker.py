@@ -13,11 +13,19 @@ import time
 
 import pytest
 import requests
-from analysis import asked, history_given, loud, replies_made, session_events
+from analysis import (
+    asked,
+    assert_recording_holds_the_barge_in,
+    history_given,
+    loud,
+    packets,
+    replies_made,
+    session_events,
+)
 from harness import RealtimeSim, last_session, short_replies
 
 from call_worker.heard import heard_text
-from shm_ring import EndReason, RealtimeState, Slot
+from shm_ring import EndReason, RealtimeState, RecordingState, Slot
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +33,11 @@ pytestmark = pytest.mark.slow
 realtime = pytest.fixture(short_replies, scope="module", name="realtime")  # tests/harness.py
 
 
-def test_barge_in_stops_playback_within_40_ms_and_truncates_exactly(calls, asterisk, realtime_long):
-    sup = calls(realtime_long)
+def test_barge_in_stops_playback_within_40_ms_and_truncates_exactly(calls, asterisk, realtime_long, tmp_path):
+    """The barge-in as the phone heard it and (recorded: issue 29) in the call's recording."""
+    sup = calls(
+        realtime_long, RECORD_CALLS="true", RECORDINGS_DIR=str(tmp_path), CALL_RECORDS_DIR=str(tmp_path)
+    )
     # Speak, wait for the 10 s reply to play for a while, then talk over it.
     call = sup.place(
         [{"say": 1000}, {"silence": 3000}, {"say": 1200, "hz": 600}, {"silence": 1500}, {"hangup": True}]
@@ -51,6 +62,8 @@ def test_barge_in_stops_playback_within_40_ms_and_truncates_exactly(calls, aster
     assert session_events(session, "out", "conversation.item.truncated")
     assert not [e for _, e in session_events(session, "out", "error")]
     assert call.segment.header.get(Slot.BARGE_INS) == 1
+    assert call.segment.header.get(Slot.RECORDING_STATE) == RecordingState.DONE
+    assert_recording_holds_the_barge_in(tmp_path / f"{call.channel_id}.json", packets(record), truncate)
 
 
 def test_foreign_and_malformed_packets_change_nothing(calls, asterisk, realtime):

@@ -36,7 +36,13 @@ def chrome():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--autoplay-policy=no-user-gesture-required",  # a recording plays from the test's script
+    ):
         options.add_argument(arg)
     options.add_argument("--lang=en-US")
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
@@ -111,7 +117,7 @@ class Page:
 @pytest.fixture
 def dashboard(service, chrome, tmp_path):
     port = free_port()
-    svc = service(WEB_LISTEN=f"127.0.0.1:{port}", RECORDS_TIMEZONE="Europe/Madrid")
+    svc = service(WEB_LISTEN=f"127.0.0.1:{port}", RECORDS_TIMEZONE="Europe/Madrid", RECORD_CALLS="true")
     add_user(svc.env, *ADMIN, "admin")
     add_user(svc.env, *VIEWER, "viewer")
     chrome.delete_all_cookies()
@@ -163,6 +169,7 @@ def test_an_admin_watches_hangs_up_reads_filters_and_switches_language(dashboard
     assert turns and any("caller" in t.get_attribute("class") for t in turns)
     assert page.find("#end-reason").text == "the caller hung up"  # in words, not the stored name
     page.shot("call")
+    _the_recording_plays_and_is_audited(svc, page)
 
     # the hung-up call is in the history as the operator's
     page.go("/calls?caller=111001")
@@ -203,6 +210,35 @@ def test_an_admin_watches_hangs_up_reads_filters_and_switches_language(dashboard
     page.logout()
 
 
+def _the_recording_plays_and_is_audited(svc, page) -> None:
+    """Issue 29: the call page plays the call's recording (RECORD_CALLS=true) for an admin,
+    and the playback is in the audit log before a byte is sent."""
+    from callbridge.database_url import DatabaseUrl
+    from records.accounts import recent_audit
+    from records.store import open_engine
+
+    assert "complete" in page.find("#recording").text
+    seconds = page.driver.execute_async_script(
+        """
+        const done = arguments[0], audio = document.querySelector("audio");
+        audio.addEventListener("playing", () => setTimeout(() => done([audio.duration, audio.currentTime]), 700));
+        audio.addEventListener("error", () => done(["error", audio.error && audio.error.code]));
+        audio.play().catch(e => done(["refused", String(e)]));
+        """
+    )
+    assert isinstance(seconds[0], float), seconds
+    duration, played = seconds
+    assert 4.5 < duration < 9 and played > 0.2  # the short call's 6-7 s, decoded and playing
+    engine = open_engine(DatabaseUrl.sqlite_file(Path(svc.env["STATE_DIR"]) / "callbridge.db"))
+    try:
+        plays = [row for row in recent_audit(engine) if row["action"] == "recording_play"]
+    finally:
+        engine.dispose()
+    assert (
+        len(plays) == 1 and plays[0]["user_name"] == ADMIN[0]
+    )  # one playback, its range requests not counted
+
+
 def test_a_viewer_has_no_hang_up_button_and_is_refused_anyway(dashboard, asterisk):
     svc, page = dashboard
     call_id = asterisk.place_call(LONG_CALL, caller="+34600333003")
@@ -212,6 +248,12 @@ def test_a_viewer_has_no_hang_up_button_and_is_refused_anyway(dashboard, asteris
     assert not page.all("button.hangup")
     assert page.fetch_status(f"/api/calls/{call_id}/hangup", csrf=True) == 403
     assert svc.call_row(call_id) is not None  # still live
+    # A recording is an admin's to play: a viewer is refused it, by the page and by its URL.
+    status = page.driver.execute_async_script(
+        "const done = arguments[1]; fetch(arguments[0]).then(r => done(r.status));",
+        f"/calls/openai-app/{call_id}/recording.wav",
+    )
+    assert status == 403
     page.logout()
     page.go("/live")
     assert "/login" in page.driver.current_url  # and without a session, nothing

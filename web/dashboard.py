@@ -243,6 +243,11 @@ def app(dashboard: Dashboard):
         Route("/calls", d.guard(lambda r, s: pages.history(d, r, s)), methods=["GET"]),
         Route("/calls.csv", d.guard(lambda r, s: pages.history_csv(d, r, s)), methods=["GET"]),
         Route("/calls/{instance}/{call_id}", d.guard(lambda r, s: pages.call(d, r, s)), methods=["GET"]),
+        Route(
+            "/calls/{instance}/{call_id}/recording.wav",
+            d.guard(lambda r, s: pages.recording(d, r, s), role="admin"),
+            methods=["GET"],
+        ),
         Route("/agents", d.guard(lambda r, s: pages.agents(d, r, s)), methods=["GET"]),
         Route("/account", d.guard(lambda r, s: pages.account(d, r, s)), methods=["GET"]),
         Route("/account/password", d.guard(lambda r, s: pages.password(d, r, s)), methods=["POST"]),

@@ -8,10 +8,18 @@ import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 
 from records import accounts, outbox, queries
 from records.drain_figures import backlog
@@ -260,7 +268,51 @@ async def call(d: Dashboard, request: Request, seen: Seen) -> Response:
         "Call",
         page="call",
         c=views.call_view(views.masked(found[0], d.mask_keep), d.zone),
+        playable=seen.user.is_admin and _playable(d, found[0]) is not None,
+        recording_url=f"/calls/{quote(instance, safe='')}/{quote(call_id, safe='')}/recording.wav",
     )
+
+
+def _playable(d: Dashboard, call: dict) -> Path | None:
+    """The call's recording file, if it is there and inside a recordings directory of this
+    machine's instances (a path from a shared database is not trusted to name any file)."""
+    path = call.get("recording_path") or ""
+    if not path.endswith(".wav"):
+        return None
+    file = Path(path).resolve()
+    roots = (d.settings.recordings_path.resolve(), (Path(d.settings.state_dir) / "recordings").resolve())
+    if not any(file.is_relative_to(root) for root in roots) or not file.is_file():
+        return None
+    return file
+
+
+async def recording(d: Dashboard, request: Request, seen: Seen) -> Response:
+    """An admin plays a call's recording: audited before a byte is sent (a browser's later
+    range requests of the same playback are not new plays)."""
+    instance, call_id = request.path_params["instance"], request.path_params["call_id"]
+    try:
+        found = await d.db(queries.find_calls, call_id, instance)
+    except Exception as exc:
+        return PlainTextResponse(f"The call history cannot be read: {_problem(exc)}", status_code=503)
+    file = _playable(d, found[0]) if found else None
+    if file is None:
+        return PlainTextResponse("No recording of this call.", status_code=404)
+    if request.headers.get("range", "bytes=0-").replace(" ", "") in ("bytes=0-", ""):
+        try:
+            await d.db(
+                accounts.audit_event,
+                d.instance,
+                seen.user.name,
+                "recording_play",
+                call_id[:160],
+                seen.client,
+                instance,
+            )
+        except Exception as exc:  # unaudited, unplayed
+            log.error("web: cannot write the audit log for a playback of %s: %s", call_id, _problem(exc))
+            return PlainTextResponse("The audit log cannot be written: not played.", status_code=503)
+        log.info("web: %s plays the recording of call %s", seen.user.name, call_id)
+    return FileResponse(file, media_type="audio/wav", headers={"cache-control": "no-store"})
 
 
 # --- the overview

@@ -11,7 +11,7 @@ from collections import OrderedDict, deque
 # No inline script or style anywhere (the pages' JavaScript and CSS are files of
 # web/static/), so the policy can forbid both.
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 HEADERS = [

@@ -241,6 +241,12 @@ def call_view(call: dict, zone: tzinfo | None) -> dict:
         **{k: call.get(k) for k in ("end_reason", "model", "failure", "complete")},
         "started": local(call.get("started_at"), zone, seconds=True),
         "duration": duration(call.get("duration_s")),
+        "recording": {
+            "state": call.get("recording_state") or "",
+            "length": duration(call.get("recording_seconds")),
+        }
+        if call.get("recording_path")
+        else None,
         "turns": turns,
         "timeline": timeline,
         "webhooks": [  # webhooks/sender.py's outcomes; a receiver by its key, never its URL

@@ -152,7 +152,9 @@ def test_a_real_call_becomes_a_record_in_the_call_history(bridge, real_asterisk,
 
 
 def test_barge_in_stops_playback_and_truncates(bridge, real_asterisk, realtime, voices, tmp_path):
-    bridge.start()
+    """The barge-in on the wire, and (issue 29: the call is recorded) in the recording."""
+    recordings = tmp_path / "recordings"
+    bridge.start(RECORD_CALLS="true", RECORDINGS_DIR=str(recordings))
     capture = Capture(tmp_path / "barge.pcap", PORTS)
     code, output = _run_sipp(real_asterisk, voices["barge"], hold_ms=12000)
     legs = _legs(capture.stop())
@@ -171,6 +173,50 @@ def test_barge_in_stops_playback_and_truncates(bridge, real_asterisk, realtime, 
     played = len(before) + len(after)
     assert abs(truncates[0][1]["audio_end_ms"] - played * 20) <= 40
     assert session_events(session, "out", "conversation.item.truncated")
+    _the_recording_holds_what_was_sent_and_heard(legs, recordings)
+
+
+def _the_recording_holds_what_was_sent_and_heard(legs: dict, recordings) -> None:
+    """The call's recording against the capture: its agent channel is what callbridge sent,
+    frame for frame, and correlates with what sipp received; its caller channel correlates
+    with what sipp sent; the barged-in reply stops in the file after as many loud frames as
+    the caller heard of it, as the caller's second sentence begins."""
+    import wave
+    from array import array
+
+    from call_worker.g711 import ulaw
+
+    deadline = time.monotonic() + 20
+    while not (found := list(recordings.glob("*-*-*/*.wav"))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [path] = found
+    with wave.open(str(path)) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (2, 2, 8000)
+        samples = array("h", wav.readframes(wav.getnframes()))
+    caller, agent = samples[0::2], samples[1::2]
+    decode = [ulaw(code) for code in range(256)]
+    [sent] = legs["to_asterisk"]
+    ours = array("h", (decode[b] for p in sent for b in p.payload))
+    size = min(len(ours), len(agent))
+    assert size > 8000 * 8 and ours[:size] == agent[:size]
+    # What sipp heard and said, each leg's streams in order (Asterisk may start a new one
+    # for the bridge).
+    heard = [p for stream in sorted(legs["to_sipp"], key=lambda s: s[0].time) for p in stream]
+    said = [p for stream in sorted(legs["from_sipp"], key=lambda s: s[0].time) for p in stream]
+    agent_match = _correlation(_levels(agent), [p.level for p in heard])
+    caller_match = _correlation(_levels(caller), [p.level for p in said])
+    print(f"agent channel ~ what sipp heard: {agent_match}; caller channel ~ what sipp sent: {caller_match}")
+    assert agent_match[0] >= 0.9 and caller_match[0] >= 0.9
+    loud_caller = [i for i, level in enumerate(_levels(caller)) if level >= LOUD]
+    onset = next(b for a, b in zip(loud_caller, loud_caller[1:], strict=False) if b - a > 75)  # after 1.5 s
+    loud_agent = [i for i, level in enumerate(_levels(agent)) if level >= LOUD]
+    first_reply = [i for i in loud_agent if i < onset + 50]
+    cut = max(first_reply)
+    lag = agent_match[1]  # the phone's stream against the file, in frames
+    heard_first = sum(p.level >= LOUD for p in heard[: max(0, cut + 1 - lag)])
+    print(f"second sentence at frame {onset}, the reply's last loud frame {cut}; heard {heard_first}")
+    assert 0 <= cut - onset <= 25
+    assert abs(len(first_reply) - heard_first) <= 2, (len(first_reply), heard_first)
 
 
 def test_under_gpt_live_our_own_detection_flushes_playback_within_60_ms(
@@ -225,11 +271,23 @@ def test_max_call_seconds_ends_the_call_with_a_bye(bridge, real_asterisk, voices
 
 
 def test_twenty_concurrent_calls_have_audio_both_ways(bridge, real_asterisk, realtime, voices, tmp_path):
-    service = bridge.start()
+    """Twenty calls at once; ten of them recorded (issue 29: an agent with `record = true`
+    on 100, the others on 200), paced at the caller as the unrecorded ten are."""
+    import statistics
+
+    agents = tmp_path / "agents.toml"
+    agents.write_text(
+        '[agents.recorded]\nnumbers = ["100"]\nrecord = true\n[agents.plain]\nnumbers = ["*"]\n'
+    )
+    recordings = tmp_path / "recordings"
+    service = bridge.start(AGENTS_FILE=str(agents), RECORDINGS_DIR=str(recordings))
     capture = Capture(tmp_path / "twenty.pcap", PORTS)
-    code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=14000, calls=20, timeout=120)
+    recorded = real_asterisk.sipp(voices["question"], 14000, calls=10, rate=20, number="100")
+    plain = real_asterisk.sipp(voices["question"], 14000, calls=10, rate=20, number="200", second=True)
+    for proc in (recorded, plain):
+        output, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, output[-2000:]
     legs = _legs(capture.stop())
-    assert code == 0, output[-2000:]
     sessions = realtime.sessions()
     assert len([s for s in sessions if session_events(s, "out", "input_audio_buffer.speech_started")]) == 20
     assert len(legs["to_asterisk"]) == 20
@@ -238,6 +296,19 @@ def test_twenty_concurrent_calls_have_audio_both_ways(bridge, real_asterisk, rea
     for packets in legs["to_asterisk"]:
         assert_paced(_spurt_gaps(packets), tolerance=3.0)
     service.wait(lambda: service.log().count("call summary") == 20, timeout=15)
+    assert len(list(recordings.glob("*-*-*/*.wav"))) == 10
+    # The first sipp's RTP ports are the lower half of the range (tests/asterisk/real_asterisk.py).
+    middle = (PORTS.sipp_rtp[0] + PORTS.sipp_rtp[1]) // 2
+    p99 = {"recorded": [], "plain": []}
+    for packets in legs["to_sipp"]:
+        if len(_loud(packets)) >= 250:
+            p99["recorded" if packets[0].dst[1] <= middle else "plain"].append(_p99(_spurt_gaps(packets)))
+    assert len(p99["recorded"]) == len(p99["plain"]) == 10
+    on, off = statistics.median(p99["recorded"]), statistics.median(p99["plain"])
+    print(
+        f"gaps at the caller, p99 per call (ms): recorded {sorted(p99['recorded'])} plain {sorted(p99['plain'])}"
+    )
+    assert abs(on - off) <= 0.3, f"median p99: recorded {on:.2f} ms, unrecorded {off:.2f} ms"
 
 
 def test_worker_killed_mid_call_is_hung_up(bridge, real_asterisk, voices):
@@ -389,3 +460,34 @@ def test_a_stalled_worker_sends_the_caller_no_burst(bridge, real_asterisk, voice
         gaps = _gaps_ms(packets)
         assert len(gaps) > 300 and max(gaps) >= 90, f"{leg}: the stall is not seen ({max(gaps):.1f} ms)"
         assert min(gaps) >= 10.0, f"{leg}: frames {min(gaps):.2f} ms apart (a burst)"
+
+
+def _levels(samples) -> list[float]:
+    """Per 20 ms frame, the level the pcap reader gives a packet (simulators/g711.py::level)."""
+    return [
+        sum(min(255, abs(v) >> 7) for v in samples[i : i + 160]) * 128 / 160
+        for i in range(0, len(samples) - 159, 160)
+    ]
+
+
+def _correlation(ours: list[float], theirs: list[float], lags: int = 25) -> tuple[float, int]:
+    """(the best Pearson correlation of two level envelopes, at which lag in frames)."""
+    import statistics
+
+    best = (-1.0, 0)
+    for lag in range(-lags, lags + 1):
+        a = ours[max(0, lag) :]
+        b = theirs[max(0, -lag) :]
+        size = min(len(a), len(b))
+        if size < 100:
+            continue
+        try:
+            best = max(best, (statistics.correlation(a[:size], b[:size]), lag))
+        except statistics.StatisticsError:  # a constant stretch
+            continue
+    return best
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
