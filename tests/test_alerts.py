@@ -487,6 +487,57 @@ def test_a_record_that_cannot_be_spooled_is_counted_lost_and_alerted(service, as
     assert "the call's record could not be written to the spool" in svc.log()
 
 
+def test_a_recording_stopped_by_a_full_disk_is_counted_and_alerted_and_the_call_goes_on(
+    service, asterisk, receiver, tmp_path
+):
+    """Issue 29: RECORDINGS_DIR on a real 64 KiB tmpfs fills up two seconds into a call:
+    the call goes on to its end, its recording stops (its record says so), and the metric
+    and the alert say it."""
+    import subprocess
+
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    try:
+        port = free_port()
+        svc = _alerting(
+            service,
+            receiver,
+            RECORD_CALLS="true",
+            RECORDINGS_DIR=str(small),
+            CALL_RECORDS_DIR=str(tmp_path / "records"),
+            METRICS_LISTEN=f"127.0.0.1:{port}",
+        )
+        call_id = asterisk.place_call([{"say": 600}, {"silence": 4500}, {"hangup": True}])
+        svc.wait(lambda: ended(asterisk, call_id), timeout=20)
+        assert asterisk.call(call_id, packets=False)["hangup_by"] == "caller"  # the call went on
+        svc.wait(lambda: _kinds(receiver, "recordings_failed") == ["firing"], timeout=20)
+        assert "the calls went on unrecorded" in _texts_with(receiver, "recordings stopped")[0]
+
+        def failed() -> float | None:
+            try:
+                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except requests.RequestException:
+                return None
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "callbridge_recordings_failed_total":
+                        return sample.value
+            return None
+
+        svc.wait(lambda: failed() == 1, timeout=15)
+        [record] = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
+        assert record["end_reason"] == "caller_hangup"
+        assert record["recording"]["state"] == "stopped" and 1.0 < record["recording"]["seconds"] < 2.1
+        assert "the call's recording stopped or could not start" in svc.log()
+    finally:
+        svc.stop()
+        subprocess.run(["umount", str(small)], check=True)
+
+
 def test_a_record_the_drainer_sets_aside_is_alerted(service, receiver, tmp_path):
     """Issue 22, item 11: a record the database can never take is moved to bad/, counted and
     alerted on, and the records after it are stored."""
