@@ -27,7 +27,8 @@ def _all_calls(asterisk) -> dict[str, dict]:
 @pytest.mark.slow
 def test_300_callers_at_once_never_fork_past_the_limit_and_none_is_left(service, asterisk):
     svc = service(MAX_CONCURRENT_CALLS=str(LIMIT))
-    live = [asterisk.place_call([{"say": 1000}, {"silence": 25000}, {"hangup": True}]) for _ in range(LIMIT)]
+    # Long enough for the flood (2.4 s here) to come and go while they talk.
+    live = [asterisk.place_call([{"say": 1000}, {"silence": 12000}, {"hangup": True}]) for _ in range(LIMIT)]
     svc.wait(lambda: all((r := svc.call_row(c)) and r["phase"] == "active" for c in live), timeout=20)
 
     supervisor = psutil.Process(svc.proc.pid)

@@ -54,7 +54,7 @@ def test_an_account_number_reaches_the_model_and_a_mapped_key_transfers(
     capture = Capture(tmp_path / "keys.pcap", PORTS)
     # The greeting plays first; then the caller types an account number, then asks for a person.
     proc = real_asterisk.sipp(
-        voices["question"], hold_ms=25000, keys=((4000, "55501#"), (5000, "0")), loops=-1
+        voices["question"], hold_ms=15000, keys=((4000, "55501#"), (5000, "0")), loops=-1
     )
     output, _ = proc.communicate(timeout=120)
     legs = _legs(capture.stop())
