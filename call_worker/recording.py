@@ -185,6 +185,10 @@ class Recording:
             file.close()  # flushes Python's buffer; finish() fsyncs
         except OSError as exc:
             self._fail(str(exc))
+        if not self._written and not self._failed:  # set-up failed before a frame was sent
+            _remove(self.path)
+            self.header.set(Slot.RECORDING_STATE, RecordingState.OFF)
+            return None
         state = recordings.STOPPED if self._failed else recordings.COMPLETE
         try:
             info = recordings.finish(self.path, self.directory, self.call_id, self.started_at, state)

@@ -170,3 +170,12 @@ def test_the_decode_tables_are_g711s(law):
     decode = g711.LAWS[law]
     for code in range(256):
         assert int.from_bytes(bytes([low[code], high[code]]), "little", signed=True) == decode(code)
+
+
+def test_a_call_that_never_sent_a_frame_leaves_no_recording(tmp_path):
+    header = _header()
+    rec = Recording(tmp_path, "setup-failed", 1_765_000_000.0, "ulaw", header)
+    rec.start()
+    assert rec.finish() is None
+    assert header.get(Slot.RECORDING_STATE) == RecordingState.OFF
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
