@@ -121,6 +121,24 @@ class RealtimeSim(SimProcess):
         requests.get(f"{self.base}/sim/model-shutdown", params={"model": model, "date": date}, timeout=5)
 
 
+class ResponsesSim(SimProcess):
+    """OpenAI's Responses API (simulators/responses.py): what the post-call summaries use."""
+
+    def __init__(self, *args: str, api_key: str = "sk-sim", quiet: bool = False) -> None:
+        super().__init__("simulators.responses", "--api-key", api_key, *args, quiet=quiet)
+        self.api_key = api_key
+        self.url = f"{self.base}/v1/responses"
+
+    def requests(self) -> list[dict]:
+        return requests.get(f"{self.base}/sim/requests", timeout=10).json()
+
+    def fault(self, kind: str, count: int = 1) -> None:
+        requests.get(f"{self.base}/sim/fault", params={"kind": kind, "count": count}, timeout=5)
+
+    def reset(self) -> None:
+        requests.get(f"{self.base}/sim/reset", timeout=5)
+
+
 def callbridge_env(
     realtime: RealtimeSim, ari_port: int, ari_user: str, ari_password: str, **overrides: str
 ) -> dict[str, str]:

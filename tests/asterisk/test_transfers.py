@@ -76,7 +76,9 @@ def test_a_transfer_reaches_the_destination_after_our_media_channel_is_gone(
     _script(realtime, "transfer_call", {"destination": "reception"})
     service = bridge.start(AGENTS_FILE=_agents(tmp_path))
     capture = Capture(tmp_path / "transfer.pcap", PORTS)
-    code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=21000, timeout=120)  # the transfer comes at about 8 s
+    code, output = _run_sipp(
+        real_asterisk, voices["question"], hold_ms=21000, timeout=120
+    )  # the transfer comes at about 8 s
     legs = _legs(capture.stop())
     assert code == 0, output[-2000:]
     _ended(service, "transferred")
