@@ -146,8 +146,7 @@ class Recording:
 
     def start(self) -> None:
         """Open the partial file (set-up: its directory is made here) and start the writer."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "wb")  # noqa: SIM115 (finish() closes it)
+        self._file = recordings.create(self.path)  # finish() closes it
         self._file.write(recordings.wav_header(0))
         self.on = True
         self.header.set(Slot.RECORDING_STATE, RecordingState.RECORDING)
@@ -175,10 +174,11 @@ class Recording:
             return None
         if self.on and self._marks:
             self._hand_over()
+        self.on = False  # a media thread that outlived its join hands nothing more over
         self._chunks.put(None)
         self._thread.join(timeout=10)
-        if self._thread.is_alive():
-            log.warning("the recording's writer did not finish: its file is left for the crash path")
+        if self._thread.is_alive():  # a disk that hangs: the sweep removes the file in time
+            self._fail("the writer did not finish within 10 s; the file stays in partial/")
             return None
         file, self._file = self._file, None
         try:
@@ -192,10 +192,8 @@ class Recording:
         state = recordings.STOPPED if self._failed else recordings.COMPLETE
         try:
             info = recordings.finish(self.path, self.directory, self.call_id, self.started_at, state)
-        except OSError as exc:
-            log.warning("cannot finish the recording %s: %s", self.path, exc)
-            self.header.set(Slot.RECORDING_STATE, RecordingState.FAILED)
-            _remove(self.path)
+        except OSError as exc:  # kept in partial/ (RECORDINGS_RETENTION_DAYS removes it)
+            self._fail(f"cannot finish the recording {self.path}: {exc}")
             return None
         if self._failed:
             info["stopped_because"] = self._failed[:200]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,13 +43,27 @@ class Places:
     call_records_dir: str = ""  # CALL_RECORDS_DIR, "" when off
 
 
-def erase_call(engine: Engine, places: Places, instance: str, call_id: str) -> list[str]:
-    """Remove call `call_id` of `instance`; returns what was removed, one line each ([]
-    when callbridge keeps nothing of it)."""
-    removed = [
-        f"file {path}"
-        for path in _remove_files(places, instance, call_id, _recorded(engine, instance, call_id))
+@dataclass
+class Erasure:
+    removed: list[str]  # what was removed, one line each ([]: callbridge kept nothing of it)
+    incomplete: str = ""  # what could not be, said; "" when nothing is left
+
+
+CHECKPOINT_SECONDS = 10.0  # how long the WAL's readers (the service's) may keep it from emptying
+
+
+def erase_call(
+    engine: Engine, places: Places, instance: str, call_id: str, roots: list[Path] | None = None
+) -> Erasure:
+    """Remove call `call_id` of `instance`. A recording path from the database is removed
+    only inside `roots` (records/recordings.py::contained; default: `places`' directory)."""
+    roots = roots or [places.recordings_dir]
+    recorded = [
+        path
+        for path in (recordings.contained(p, roots) for p in _recorded(engine, instance, call_id))
+        if path
     ]
+    removed = [f"file {path}" for path in _remove_files(places, instance, call_id, recorded)]
     key = (calls.c.instance == instance) & (calls.c.call_id == call_id)
     sqlite = engine.dialect.name == "sqlite"
     with engine.begin() as conn:
@@ -60,17 +75,31 @@ def erase_call(engine: Engine, places: Places, instance: str, call_id: str) -> l
                 delete(table).where((table.c.instance == instance) & (table.c.call_id == call_id))
             ).rowcount
         had_row = conn.execute(delete(calls).where(key)).rowcount
-    if sqlite:  # and the write-ahead log, which held the pages before the delete, is emptied
-        with engine.connect() as conn:
-            busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
-        if busy and busy[0]:
-            log.warning(
-                "the SQLite write-ahead log is in use: the erased call's old pages go at its next checkpoint"
-            )
+    incomplete = ""
+    if sqlite and not _empty_wal(engine):
+        incomplete = (
+            "the SQLite write-ahead log is held by a reader (the service's?) and still holds the "
+            "erased rows' old pages: run the erasure again, or with the service stopped"
+        )
     if had_row:
         parts = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
         removed.append("the database's record" + (f" ({parts})" if parts else ""))
-    return removed
+    return Erasure(removed, incomplete)
+
+
+def _empty_wal(engine: Engine) -> bool:
+    """Checkpoint the write-ahead log, which held the pages from before the delete, and
+    truncate it; True once done. A reader holding a snapshot stops it: retried a while."""
+    deadline = time.monotonic() + CHECKPOINT_SECONDS
+    while True:
+        with engine.connect() as conn:
+            busy, _log, _done = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+        if not busy:
+            return True
+        if time.monotonic() > deadline:
+            log.warning("the SQLite write-ahead log is in use: the erased call's old pages are still in it")
+            return False
+        time.sleep(0.2)
 
 
 def _recorded(engine: Engine, instance: str, call_id: str) -> list[str]:
@@ -81,11 +110,12 @@ def _recorded(engine: Engine, instance: str, call_id: str) -> list[str]:
         return [path for (path,) in conn.execute(query) if path]
 
 
-def _remove_files(places: Places, instance: str, call_id: str, recorded: list[str]) -> list[Path]:
-    candidates: list[Path] = [Path(path) for path in recorded]
+def _remove_files(places: Places, instance: str, call_id: str, recorded: list[Path]) -> list[Path]:
+    candidates: list[Path] = list(recorded)
     name = recordings.file_name(call_id)
     candidates.append(recordings.partial_path(places.recordings_dir, call_id))
     candidates += Path(places.recordings_dir).glob(f"*/{name}")
+    candidates += Path(places.recordings_dir).glob(f"{recordings.PARTIAL}/{name}.*.claimed")
     directory = Path(places.spool_dir)
     key = spool.file_key(call_id)
     candidates.append(spool.journal_path(directory, call_id))
@@ -95,7 +125,12 @@ def _remove_files(places: Places, instance: str, call_id: str, recorded: list[st
     for event in outbox.outbox_dir(directory, instance).glob(f"*/*{outbox.EVENT}"):
         if any(event.name.endswith(f"_{event_id}{outbox.EVENT}") for event_id in ids):
             candidates.append(event)
-    if places.call_records_dir:
+    for event_id in ids:  # the deliveries' outcomes waiting for the drainer (spool.write_delivery)
+        for folder in (directory, directory / "bad"):
+            candidates += folder.glob(f"*_+webhook-{event_id}-*{spool.RECORD}")
+    if (
+        places.call_records_dir and Path(call_id).name == call_id
+    ):  # an id that names a path names no file here
         candidates.append(Path(places.call_records_dir) / f"{call_id}.json")
     removed = []
     for path in dict.fromkeys(candidates):

@@ -23,6 +23,8 @@ import struct
 import time
 from pathlib import Path
 
+from records.spool import file_key
+
 log = logging.getLogger(__name__)
 
 RATE = 8000
@@ -35,7 +37,10 @@ PARTIAL = "partial"
 COMPLETE = "complete"  # the call ended and its file was finished
 STOPPED = "stopped"  # recording stopped during the call (a full disk): the file holds the start
 PARTIAL_STATE = "partial"  # the worker died: what it had written, its header repaired
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+DAY = re.compile(r"\d{4}-\d{2}-\d{2}")  # a day's directory: the only ones the sweep touches
+# Recordings are the service's alone: operators (the group that may read the history) get
+# no way around the audited `calls audio` and dashboard playback.
+DIRECTORY_MODE, FILE_MODE = 0o700, 0o600
 
 
 def wav_header(data_bytes: int) -> bytes:
@@ -59,9 +64,32 @@ def wav_header(data_bytes: int) -> bytes:
 
 
 def file_name(call_id: str) -> str:
-    """A call id as a file name: Asterisk's ids are safe, an id a dialplan set may not be."""
-    name = _UNSAFE.sub("_", call_id)[:120].lstrip(".") or "call"
-    return f"{name}.wav"
+    """A call id as a file name: quoted as the spool quotes it (records/spool.py::file_key),
+    so two ids never share a file and none can name a path."""
+    return f"{file_key(call_id)}.wav"
+
+
+def make_directory(path: Path) -> None:
+    path.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+    os.chmod(path, DIRECTORY_MODE)  # the umask may have taken bits; a group may have been given
+
+
+def create(path: Path):
+    """The partial file, new (never another call's), the service's alone; a binary writer."""
+    make_directory(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+    return os.fdopen(fd, "wb")
+
+
+def contained(path: str, roots: list[Path]) -> Path | None:
+    """A recording's path from a record, if it is a .wav inside one of `roots` (a row of a
+    shared database is not trusted to name any file) and there; else None."""
+    if not path or not path.endswith(".wav"):
+        return None
+    file = Path(path).resolve()
+    if not any(file.is_relative_to(root.resolve()) for root in roots) or not file.is_file():
+        return None
+    return file
 
 
 def partial_path(directory: Path, call_id: str) -> Path:
@@ -86,29 +114,41 @@ def finish(partial: Path, directory: Path, call_id: str, started_at: float, stat
         file.flush()
         os.fsync(file.fileno())
     target = final_path(directory, call_id, started_at)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_directory(target.parent)
+    if target.exists():  # never over another file: the partial stays for the sweep
+        raise FileExistsError(f"{target} exists already")
     os.replace(partial, target)
-    _fsync_directory(target.parent)
-    _fsync_directory(partial.parent)
+    try:  # the file is whole and in place: what follows only describes it
+        _fsync_directory(target.parent)
+        _fsync_directory(partial.parent)
+        digest = checksum(target)
+    except OSError as exc:
+        log.warning("the recording %s is kept, but could not be checked: %s", target, exc)
+        digest = ""
     return {
         "path": str(target),
         "bytes": HEADER_BYTES + data,
         "seconds": round(data / (RATE * FRAME_BYTES), 2),
-        "sha256": checksum(target),
+        "sha256": digest,
         "state": state,
     }
 
 
 def finish_crashed(directory: Path, call_id: str, started_at: float) -> dict | None:
-    """A dead worker's partial recording, kept and marked; None when it left none."""
+    """A dead worker's partial recording, kept and marked; None when it left none. The
+    file is claimed first (renamed), so that of two finishers (the crash helper, the
+    drainer's orphan pass) one does the work and the other finds nothing."""
     partial = partial_path(directory, call_id)
-    if not partial.exists():
+    claimed = partial.with_name(f"{partial.name}.{os.getpid()}.claimed")
+    try:
+        os.rename(partial, claimed)
+    except FileNotFoundError:
         return None
     try:
-        return finish(partial, directory, call_id, started_at, PARTIAL_STATE)
+        return finish(claimed, directory, call_id, started_at, PARTIAL_STATE)
     except OSError as exc:
         log.warning(
-            "cannot finish the crashed call's recording %s: %s", partial, exc, extra={"call_id": call_id}
+            "cannot finish the crashed call's recording %s: %s", claimed, exc, extra={"call_id": call_id}
         )
         return None
 
@@ -121,38 +161,43 @@ def checksum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def erase(path: str) -> bool:
-    """Remove one recording (`calls erase`); True when a file was removed."""
-    if not path:
-        return False
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return False
-    return True
-
-
 def sweep(directory: Path, retention_days: int, now: float | None = None) -> int:
-    """Delete finished recordings older than `retention_days` (by their time of writing),
-    and the day directories left empty; partial files are the running calls'."""
+    """Delete recordings older than `retention_days` (by their time of writing): the days'
+    files, and in `partial/` those left by a worker that is gone (a running call's file is
+    written every second, so it is never that old); then the day directories left empty.
+    Only callbridge's own names are touched; an entry that cannot be removed is said and
+    skipped."""
     cutoff = (time.time() if now is None else now) - retention_days * 86400
     removed = 0
     try:
-        days = [entry for entry in os.scandir(directory) if entry.is_dir() and entry.name != PARTIAL]
-    except FileNotFoundError:
+        folders = [
+            e.path
+            for e in os.scandir(directory)
+            if e.is_dir() and (DAY.fullmatch(e.name) or e.name == PARTIAL)
+        ]
+    except OSError:
         return 0
-    for day in days:
-        for entry in os.scandir(day.path):
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if ".wav" not in entry.name:
+                continue
             try:
-                if entry.name.endswith(".wav") and entry.stat().st_mtime < cutoff:
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
                     os.unlink(entry.path)
                     removed += 1
             except FileNotFoundError:
                 continue
-        try:
-            os.rmdir(day.path)  # only when empty
-        except OSError:
-            pass
+            except OSError as exc:
+                log.warning("cannot remove the old recording %s: %s", entry.path, exc)
+        if os.path.basename(folder) != PARTIAL:
+            try:
+                os.rmdir(folder)  # only when empty
+            except OSError:
+                pass
     if removed:
         log.info(
             "deleted %d recordings older than %d days (RECORDINGS_RETENTION_DAYS)", removed, retention_days

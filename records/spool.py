@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 
 from callbridge import safe_files
-from records import outbox, recordings
+from records import outbox
 from records.handover import WorkerEnding
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,10 @@ def write_record(directory: Path, record: dict) -> Path:
     record = dict(record)
     targets = record.pop(WEBHOOKS, None) or ()
     path = write_json_atomically(directory, record_name(record["ended_at"], record["call_id"]), record)
-    outbox.post(directory, "call.ended", str(record.get("instance", "")), record["call_id"], record, targets)
+    data = record
+    if isinstance(record.get("recording"), dict):  # a receiver learns that there is one, not where
+        data = {**record, "recording": {k: record["recording"].get(k) for k in ("state", "seconds")}}
+    outbox.post(directory, "call.ended", str(record.get("instance", "")), record["call_id"], data, targets)
     return path
 
 
@@ -485,6 +488,8 @@ def complete_crashed(
         model, transcription = str(record.get("model") or ""), str(record.get("transcription_model") or "")
         record.update(costs(prices, model, transcription, record["usage"]))
     if recordings_dir is not None:  # what its recording held when it died, kept and marked
+        from records import recordings  # (it names its files as this module does)
+
         record["recording"] = recordings.finish_crashed(recordings_dir, call_id, float(header["started_at"]))
     write_record(directory, record)
     path.unlink(missing_ok=True)

@@ -218,25 +218,34 @@ def _the_recording_plays_and_is_audited(svc, page) -> None:
     from records.store import open_engine
 
     assert "complete" in page.find("#recording").text
-    seconds = page.driver.execute_async_script(
-        """
-        const done = arguments[0], audio = document.querySelector("audio");
-        audio.addEventListener("playing", () => setTimeout(() => done([audio.duration, audio.currentTime]), 700));
-        audio.addEventListener("error", () => done(["error", audio.error && audio.error.code]));
-        audio.play().catch(e => done(["refused", String(e)]));
-        """
-    )
-    assert isinstance(seconds[0], float), seconds
-    duration, played = seconds
-    assert 4.5 < duration < 9 and played > 0.2  # the short call's 6-7 s, decoded and playing
     engine = open_engine(DatabaseUrl.sqlite_file(Path(svc.env["STATE_DIR"]) / "callbridge.db"))
+
+    def plays() -> list[dict]:
+        return [row for row in recent_audit(engine) if row["action"] == "recording_play"]
+
     try:
-        plays = [row for row in recent_audit(engine) if row["action"] == "recording_play"]
+        # A request for any part of the file is a playback, audited before a byte is sent.
+        status = page.driver.execute_async_script(
+            """const done = arguments[1];
+            fetch(arguments[0], {headers: {Range: "bytes=1-"}}).then(r => done(r.status));""",
+            page.find("audio").get_attribute("src"),
+        )
+        assert status == 206 and len(plays()) == 1
+        seconds = page.driver.execute_async_script(
+            """
+            const done = arguments[0], audio = document.querySelector("audio");
+            audio.addEventListener("playing", () => setTimeout(() => done([audio.duration, audio.currentTime]), 700));
+            audio.addEventListener("error", () => done(["error", audio.error && audio.error.code]));
+            audio.play().catch(e => done(["refused", String(e)]));
+            """
+        )
+        assert isinstance(seconds[0], float), seconds
+        duration, played = seconds
+        assert 4.5 < duration < 9 and played > 0.2  # the short call's 6-7 s, decoded and playing
+        [play] = plays()  # the playback that followed, with its range requests, is the same one
+        assert play["user_name"] == ADMIN[0]
     finally:
         engine.dispose()
-    assert (
-        len(plays) == 1 and plays[0]["user_name"] == ADMIN[0]
-    )  # one playback, its range requests not counted
 
 
 def test_a_viewer_has_no_hang_up_button_and_is_refused_anyway(dashboard, asterisk):

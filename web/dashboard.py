@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,29 @@ FORM_SECONDS = 10.0  # a form's body that trickles in slower is dropped (the slo
 STALE_SECONDS = 600.0  # how long a known session outlives a database that does not answer
 
 
+class Plays:
+    """Which recordings each admin played lately: one audit row per playback, however many
+    range requests a browser makes for it (at most MAX entries, the oldest forgotten)."""
+
+    WINDOW = 600.0  # seconds a playback's requests count as one
+    MAX = 2000
+
+    def __init__(self) -> None:
+        self._seen: OrderedDict[tuple, float] = OrderedDict()
+
+    def new(self, user: str, instance: str, call_id: str) -> bool:
+        """True when this request starts a playback (audit it); noted as played from now."""
+        key, now = (user, instance, call_id), time.monotonic()
+        last = self._seen.pop(key, None)
+        self._seen[key] = now if last is None or now - last > self.WINDOW else last
+        while len(self._seen) > self.MAX:
+            self._seen.popitem(last=False)
+        return last is None or now - last > self.WINDOW
+
+    def forget(self, user: str, instance: str, call_id: str) -> None:
+        self._seen.pop((user, instance, call_id), None)
+
+
 @dataclass
 class Seen:
     """One request's viewer."""
@@ -65,6 +90,7 @@ class Dashboard:
         self.mask_keep = settings.records_mask_keep_digits if settings.records_mask_callers else None
         self.signer = Signer(load_key(settings.web_secret_key.reveal(), settings.state_dir))
         self.sessions = SessionCache()
+        self.plays = Plays()  # recordings played lately (web/pages.py::recording)
         self.limiter = LoginLimiter()  # per client address (an IPv6 client: its /64)
         # per user name, across addresses: more room (a shared office NAT counts above), but
         # a guesser spread over many addresses is stopped too

@@ -21,7 +21,7 @@ from starlette.responses import (
     StreamingResponse,
 )
 
-from records import accounts, outbox, queries
+from records import accounts, outbox, queries, recordings
 from records.drain_figures import backlog
 from records.queries import CallFilter
 from web import i18n, views
@@ -275,20 +275,15 @@ async def call(d: Dashboard, request: Request, seen: Seen) -> Response:
 
 def _playable(d: Dashboard, call: dict) -> Path | None:
     """The call's recording file, if it is there and inside a recordings directory of this
-    machine's instances (a path from a shared database is not trusted to name any file)."""
-    path = call.get("recording_path") or ""
-    if not path.endswith(".wav"):
-        return None
-    file = Path(path).resolve()
-    roots = (d.settings.recordings_path.resolve(), (Path(d.settings.state_dir) / "recordings").resolve())
-    if not any(file.is_relative_to(root) for root in roots) or not file.is_file():
-        return None
-    return file
+    machine's instances (records/recordings.py::contained)."""
+    roots = [d.settings.recordings_path, Path(d.settings.state_dir) / "recordings"]
+    return recordings.contained(call.get("recording_path") or "", roots)
 
 
 async def recording(d: Dashboard, request: Request, seen: Seen) -> Response:
-    """An admin plays a call's recording: audited before a byte is sent (a browser's later
-    range requests of the same playback are not new plays)."""
+    """An admin plays a call's recording. Every request for it is audited before a byte is
+    sent, whatever range it asks for; the browser's further requests of one playback (its
+    ranges, a seek) within PLAY_WINDOW are that playback's, not new rows."""
     instance, call_id = request.path_params["instance"], request.path_params["call_id"]
     try:
         found = await d.db(queries.find_calls, call_id, instance)
@@ -297,7 +292,7 @@ async def recording(d: Dashboard, request: Request, seen: Seen) -> Response:
     file = _playable(d, found[0]) if found else None
     if file is None:
         return PlainTextResponse("No recording of this call.", status_code=404)
-    if request.headers.get("range", "bytes=0-").replace(" ", "") in ("bytes=0-", ""):
+    if d.plays.new(seen.user.name, instance, call_id):
         try:
             await d.db(
                 accounts.audit_event,
@@ -309,6 +304,7 @@ async def recording(d: Dashboard, request: Request, seen: Seen) -> Response:
                 instance,
             )
         except Exception as exc:  # unaudited, unplayed
+            d.plays.forget(seen.user.name, instance, call_id)
             log.error("web: cannot write the audit log for a playback of %s: %s", call_id, _problem(exc))
             return PlainTextResponse("The audit log cannot be written: not played.", status_code=503)
         log.info("web: %s plays the recording of call %s", seen.user.name, call_id)

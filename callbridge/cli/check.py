@@ -303,9 +303,14 @@ def check_rtp(settings: Settings) -> Result:
 
 def _recording_agents(settings: Settings) -> list:
     """The agents whose calls are recorded (their `record`, else RECORD_CALLS)."""
-    from callbridge.agents import load_book
+    from callbridge.agents import default_agent, load_book
+    from callbridge.config import ConfigError
 
-    return [agent for agent in load_book(settings).agents.values() if agent.apply(settings).record_calls]
+    try:
+        book = load_book(settings)
+    except ConfigError:  # the agents check says what is wrong with the file
+        return [default_agent(settings)] if settings.record_calls else []
+    return [agent for agent in book.agents.values() if agent.apply(settings).record_calls]
 
 
 def check_recordings(settings: Settings) -> Result:

@@ -60,7 +60,7 @@ def calls_audio(
 ) -> None:
     """One call's recording (WAV: left the caller, right the agent as heard), checked
     against the SHA-256 its record keeps. Each export is in the audit log."""
-    from records.recordings import checksum
+    from records.recordings import checksum, contained
 
     where = Where(env_file)
     engine = where.engine()
@@ -68,9 +68,12 @@ def calls_audio(
     path = call.get("recording_path") or ""
     if not path:
         raise _fail(f"call {call_id!r} was not recorded")
-    source = Path(path)
-    if not source.exists():
-        raise _fail(f"the recording {path} is gone (RECORDINGS_RETENTION_DAYS, or removed by hand)")
+    source = contained(path, where.recording_roots)
+    if source is None:
+        raise _fail(
+            f"the recording {path} is gone (RECORDINGS_RETENTION_DAYS, or removed by hand), "
+            "or not in a recordings directory of this machine"
+        )
     if checksum(source) != call["recording_sha256"]:
         raise _fail(f"the recording {path} does not match its record's SHA-256: it changed after the call")
     _audit(engine, where, "recording_export", call_id, str(output or "stdout"))
@@ -105,14 +108,23 @@ def calls_erase(
     if not yes and not typer.confirm(f"Erase call {call_id!r} of {owner} everywhere?"):
         raise _fail("nothing erased")
     engine = where.engine()
-    removed = erase_call(
-        engine, where.places if owner == where.instance else _places_of(where, owner), owner, call_id
-    )
-    if not removed:
+    places = where.places if owner == where.instance else _places_of(where, owner)
+    _audit(engine, where, "erase_requested", call_id, owner)  # before anything goes
+    try:
+        erasure = erase_call(engine, places, owner, call_id, where.recording_roots)
+    except Exception as exc:  # the files may be gone, the database's rows not
+        _audit(engine, where, "erase_failed", call_id, _short(exc))
+        raise _fail(f"the erasure of {call_id!r} stopped half-way ({_short(exc)}): run it again") from None
+    if not erasure.removed:
         raise _fail(f"callbridge keeps nothing of call {call_id!r} of {owner}")
-    _audit(engine, where, "erase", call_id, "; ".join(removed)[:2000])
-    for line in removed:
+    detail = "; ".join(erasure.removed) + (
+        f"; INCOMPLETE: {erasure.incomplete}" if erasure.incomplete else ""
+    )
+    _audit(engine, where, "erase", call_id, detail[:2000])
+    for line in erasure.removed:
         typer.echo(f"erased {line}")
+    if erasure.incomplete:
+        raise _fail(f"not everything could be erased: {erasure.incomplete}")
 
 
 def _places_of(where: Where, instance: str) -> Places:

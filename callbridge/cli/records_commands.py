@@ -86,6 +86,9 @@ class Where:
             call_records_dir=values["call_records_dir"],
         )
         self.control_socket = values["control_socket_path"]
+        # where a record's recording may be: this instance's RECORDINGS_DIR, or any
+        # instance's default under STATE_DIR (records/recordings.py::contained)
+        self.recording_roots = [self.places.recordings_dir, Path(self.state_dir) / "recordings"]
 
     def say(self) -> None:
         """Which database is read, on stderr (stdout stays the data: JSON, CSV)."""
