@@ -204,11 +204,11 @@ class MediaLoop:
             self._note(parsed.value, f"dropping RTP packet: {parsed.value}")
             return False
         offset, length, _sequence = parsed
+        recording = self.recording
+        if recording is not None and recording.on:  # what the caller said, even if the ring is full
+            recording.caller(view[offset : offset + length])
         if self.uplink.write_all(view[offset : offset + length]):
             slots[_FRAMES_IN] += 1
-            recording = self.recording
-            if recording is not None and recording.on:
-                recording.caller(view[offset : offset + length])
             if not self._heard:
                 self._heard = True
                 slots[_FIRST_FRAME_IN_NS] = time.monotonic_ns()

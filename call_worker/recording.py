@@ -37,12 +37,13 @@ from array import array
 from pathlib import Path
 
 from call_worker.g711 import decode_tables
+from call_worker.rtp import FRAME_BYTES
 from records import recordings
 from shm_ring import CallHeader, RecordingState, Slot
 
 log = logging.getLogger(__name__)
 
-FRAME = 160  # bytes of a 20 ms G.711 frame (one byte per sample)
+FRAME = FRAME_BYTES  # a 20 ms G.711 frame: one byte per sample
 CHUNK_FRAMES = 50  # frames handed to the writer at once: a second
 MAX_LAG = 4 * FRAME  # caller audio waiting beyond this is dropped, oldest first
 # Seconds waiting for the writer (a disk that stalls): past them the recording stops, as
@@ -163,7 +164,6 @@ class Recording:
                 self._fail(str(exc))
                 continue
             self._written += len(chunk)
-            self.header.set(Slot.RECORDING_SECONDS, self._written // (4 * 8000))
 
     # --- the ending
 

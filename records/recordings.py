@@ -145,6 +145,9 @@ def finish_crashed(directory: Path, call_id: str, started_at: float) -> dict | N
     except FileNotFoundError:
         return None
     try:
+        if claimed.stat().st_size <= HEADER_BYTES:  # it died before a second was written
+            os.unlink(claimed)
+            return None
         return finish(claimed, directory, call_id, started_at, PARTIAL_STATE)
     except OSError as exc:
         log.warning(

@@ -93,10 +93,10 @@ class Slot(IntEnum):
     # worker main thread, at the end: 1 when its record could not be written to the spool
     # (a full or broken file system): counted lost by the supervisor (supervisor/totals.py)
     RECORD_LOST = 93
-    # the recording's writer thread (call_worker/recording.py): RecordingState below, and
-    # the seconds of audio in its file so far
+    # the call's recording (call_worker/recording.py), RecordingState below: the main thread
+    # sets RECORDING at set-up and the last state at the end, once the media and writer
+    # threads have stopped; while they run, either may write FAILED (and nothing else)
     RECORDING_STATE = 94
-    RECORDING_SECONDS = 95
     # the supervisor (the only slots a worker reads but does not write); after writing one
     # the supervisor sends END_SIGNAL, so that the worker's main thread need not poll them
     END_REQUEST = 64

@@ -327,7 +327,7 @@ def check_recordings(settings: Settings) -> Result:
             "recordings",
             True,
             f"calls of {', '.join(silent)} are recorded but their notice is empty: callers are not told"
-            " (set `notice` in the agents file, docs/agents.md)",
+            f" (set `notice` in the agents file, docs/agents.md); {where}",
             warning=True,
         )
     return Result("recordings", True, f"{len(recorded)} agents recorded, each says so in its notice; {where}")
