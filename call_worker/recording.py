@@ -8,12 +8,12 @@ stopped hearing it). Each is one `bytearray` append. Once a second of frames has
 the media thread itself lines the caller's audio up with the frames sent and decodes both
 to 16-bit (about 90 us: a short loop, two `translate`s and four slice assignments), right
 after a frame left, in the slack before the next one; the bytes go to the writer thread,
-which only writes them (the syscall releases the GIL). That split is measured: with the
-lining up and decoding on the writer thread, a normal-priority thread held the GIL for
-those 90 us and could be preempted holding it by other calls' real-time media threads,
-and 20 concurrent calls, half of them recorded, showed the recorded half's gaps at the
-caller 1 ms worse at the p99 (tests/asterisk/test_e2e.py; docs/performance.md). Nothing
-here blocks the media thread on the disk.
+which only writes them (the syscall releases the GIL). Why not on the writer: a
+normal-priority thread holding the GIL for those 90 us can be preempted, holding it, by
+other calls' real-time media threads, and the media thread then waits for it. (The first
+design did it there; what the move gained is not settled by the figures, which a test-order
+bias clouded: docs/performance.md, "Issue 29".) Nothing here blocks the media thread on
+the disk.
 
 Lining up: the agent channel is one frame per frame sent, so it is the clock. The caller's
 audio goes into the frame during which it arrived; a packet that arrived early (jitter)
