@@ -251,6 +251,22 @@ def _kinds(receiver, key: str) -> list[str]:
     return [body["kind"] for _, body in receiver.got if body.get("key") == key]
 
 
+def _metric(port: int, name: str) -> float | None:
+    """One sample of the service's /metrics page; None while it cannot be read."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except requests.RequestException:
+        return None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    return None
+
+
 def _alerting(service, receiver, **settings: str):
     svc = service(ALERT_WEBHOOKS=f"json:{receiver.url('/alerts')}", **settings)
     svc.wait(lambda: _kinds(receiver, "started") == ["event"])
@@ -460,8 +476,6 @@ def test_a_model_shutdown_fires_and_a_reload_resolves_it_without_touching_a_call
 def test_a_record_that_cannot_be_spooled_is_counted_lost_and_alerted(service, asterisk, receiver, tmp_path):
     """Issue 22, item 12: with the spool unwritable the call goes on and the log said "may be
     lost", but no metric moved and no alert fired."""
-    import requests
-    from prometheus_client.parser import text_string_to_metric_families
 
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("a file where the spool directory should be")
@@ -472,18 +486,7 @@ def test_a_record_that_cannot_be_spooled_is_counted_lost_and_alerted(service, as
     svc.wait(lambda: _kinds(receiver, "records_lost") == ["firing"], timeout=20)
     assert "could not be written to the spool" in _texts_with(receiver, "records")[0]
 
-    def lost() -> float | None:
-        try:
-            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        except requests.RequestException:
-            return None
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == "callbridge_records_lost_total":
-                    return sample.value
-        return None
-
-    svc.wait(lambda: lost() == 1, timeout=15)
+    svc.wait(lambda: _metric(port, "callbridge_records_lost_total") == 1, timeout=15)
     assert "the call's record could not be written to the spool" in svc.log()
 
 
@@ -494,9 +497,6 @@ def test_a_recording_stopped_by_a_full_disk_is_counted_and_alerted_and_the_call_
     the call goes on to its end, its recording stops (its record says so), and the metric
     and the alert say it."""
     import subprocess
-
-    import requests
-    from prometheus_client.parser import text_string_to_metric_families
 
     small = tmp_path / "small"
     small.mkdir()
@@ -517,18 +517,7 @@ def test_a_recording_stopped_by_a_full_disk_is_counted_and_alerted_and_the_call_
         svc.wait(lambda: _kinds(receiver, "recordings_failed") == ["firing"], timeout=20)
         assert "the calls went on unrecorded" in _texts_with(receiver, "recordings stopped")[0]
 
-        def failed() -> float | None:
-            try:
-                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-            except requests.RequestException:
-                return None
-            for family in text_string_to_metric_families(text):
-                for sample in family.samples:
-                    if sample.name == "callbridge_recordings_failed_total":
-                        return sample.value
-            return None
-
-        svc.wait(lambda: failed() == 1, timeout=15)
+        svc.wait(lambda: _metric(port, "callbridge_recordings_failed_total") == 1, timeout=15)
         [record] = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
         assert record["end_reason"] == "caller_hangup"
         assert record["recording"]["state"] == "stopped" and 1.0 < record["recording"]["seconds"] < 2.1
