@@ -25,6 +25,7 @@ from callbridge.config import ConfigError, Settings, api_problem
 from callbridge.dialplan import DialplanTarget
 from callbridge.http_tools import read_tools
 from callbridge.mcp_servers import read_servers
+from callbridge.summary_spec import read_summary
 
 LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})?")
 TOP_KEYS = ("agents", "fallback")
@@ -57,6 +58,7 @@ AGENT_KEYS = (
     "api",
     "model",
     "record",
+    "summary",
 )
 TURN_KEYS = ("detection", "eagerness", "threshold", "silence_ms", "prefix_ms")
 SERVER_VAD_KEYS = ("threshold", "silence_ms", "prefix_ms")
@@ -104,7 +106,13 @@ def load_agents_file(
         raise AgentFileError([f"{path}: nested too deeply to read (TOML syntax)"]) from None
     book = read_agents(data, path, env_fallback)
     problems = (
-        [*tuning_problems(book, settings), *webhook_problems(book, settings)] if settings is not None else []
+        [
+            *tuning_problems(book, settings),
+            *webhook_problems(book, settings),
+            *summary_problems(book, settings),
+        ]
+        if settings is not None
+        else []
     )
     if problems:
         raise AgentFileError(problems)
@@ -286,6 +294,7 @@ def _agent(r: Reader, name: str, table: dict, base: Path) -> Agent:
         api=r.choice(where, table, "api", ("realtime", "live")) or "",
         model=r.text(where, table, "model").strip(),
         record=r.flag(where, table, "record"),
+        summary=read_summary(r, (*where, "summary"), table.get("summary")),
     )
     return agent  # with its problems noted: the checks between agents still see it
 
@@ -371,6 +380,17 @@ def webhook_problems(book: AgentBook, settings: Settings) -> list[str]:
         f"{book.source}: {dotted('agents', name, 'webhooks')}: needs CALL_WEBHOOK_SECRET, which signs every delivery"
         for name, agent in book.agents.items()
         if agent.webhooks
+    ]
+
+
+def summary_problems(book: AgentBook, settings: Settings) -> list[str]:
+    """Agents that mail their summaries with no server to send them through."""
+    if settings.alert_smtp_url:
+        return []
+    return [
+        f"{book.source}: {dotted('agents', name, 'summary', 'email')}: needs ALERT_SMTP_URL, the server it is sent through"
+        for name, agent in book.agents.items()
+        if agent.summary is not None and agent.summary.email
     ]
 
 

@@ -25,6 +25,7 @@ from callbridge.config import Settings, resolve_api
 from callbridge.dialplan import DialplanTarget
 from callbridge.http_tools import HttpTool
 from callbridge.mcp_servers import McpServer
+from callbridge.summary_spec import SummarySpec
 
 __all__ = [
     "Agent",
@@ -129,6 +130,7 @@ class Agent:
     api: str = ""  # "realtime" | "live"; "": by its model's name, else the environment's
     model: str = ""  # "" = OPENAI_REALTIME_MODEL (or, under another api, that api's default)
     record: bool | None = None  # record its calls; None = RECORD_CALLS
+    summary: SummarySpec | None = None  # its post-call summaries (callbridge/summary_spec.py)
 
     def apply(self, settings: Settings) -> Settings:
         """The settings a call of this agent runs with."""

@@ -29,7 +29,7 @@ from callbridge.http_tools import expand
 from callbridge.secret import Secret, register
 
 SIGNATURE_HEADER = "X-Callbridge-Signature"
-EVENTS = ("call.started", "call.ended")
+EVENTS = ("call.started", "call.ended", "call.summary")
 TOLERANCE = 300  # seconds: what `verify` accepts between a signature's t and now, by default
 
 

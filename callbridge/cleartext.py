@@ -50,6 +50,7 @@ def exposures(
     smtp_url: str,
     call_webhook_urls: list[str] = (),
     live_url: str = "",
+    responses_url: str = "",
 ) -> list[tuple[str, str]]:
     """(variable, what is wrong) for each credential that would cross the network in the
     clear. Never quotes a URL (it may hold a token): a webhook is named by its place."""
@@ -69,6 +70,10 @@ def exposures(
         )
     if live_url and clear_url_host(live_url, ("ws", "http")):
         found.append(("OPENAI_LIVE_URL", "is ws:// to another host: the API key would be sent in the clear"))
+    if responses_url and clear_url_host(responses_url, ("http",)):  # only while summaries are on
+        found.append(
+            ("OPENAI_RESPONSES_URL", "is http:// to another host: the API key would be sent in the clear")
+        )
     for position, url in enumerate(webhook_urls, 1):
         if clear_url_host(url, ("http",)):
             found.append(
@@ -111,4 +116,5 @@ def exposures_for(settings) -> list[tuple[str, str]]:
         settings.alert_smtp_url.reveal(),
         [target.url.reveal() for target in settings.call_webhooks],
         settings.openai_live_url,
+        settings.openai_responses_url if settings.summary_model else "",
     )

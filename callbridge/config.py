@@ -156,6 +156,9 @@ class Settings:
     record_calls: bool
     recordings_dir: str
     recordings_retention_days: int | None
+    summary_model: str
+    openai_responses_url: str
+    summary_retry_hours: float
     metrics_listen: ListenAddress | None
     web_listen: ListenAddress | None
     web_session_hours: int
@@ -241,12 +244,20 @@ class Settings:
     def alert_channels(self) -> tuple:
         """Every configured alert channel (alerts/): the webhooks, then the e-mail."""
         channels = list(self.alert_webhooks)
-        if self.alert_smtp_url:
-            recipients = tuple(a.strip() for a in self.alert_email_to.split(",") if a.strip())
-            host = self.alert_smtp_url.reveal().rpartition("@")[2].split(":")[0].split("/")[0]
-            sender = self.alert_email_from or f"callbridge@{host}"
-            channels.append(Email(self.alert_smtp_url, sender, recipients, self.alert_smtp_ca_file))
+        if self.mail_server is not None:
+            channels.append(self.mail_server)
         return tuple(channels)
+
+    @property
+    def mail_server(self) -> Email | None:
+        """ALERT_SMTP_URL's server with ALERT_EMAIL_FROM and ALERT_EMAIL_TO (the alerts'
+        recipients; the summaries' mail names its own), or None when it is not set."""
+        if not self.alert_smtp_url:
+            return None
+        recipients = tuple(a.strip() for a in self.alert_email_to.split(",") if a.strip())
+        host = self.alert_smtp_url.reveal().rpartition("@")[2].split(":")[0].split("/")[0]
+        sender = self.alert_email_from or f"callbridge@{host}"
+        return Email(self.alert_smtp_url, sender, recipients, self.alert_smtp_ca_file)
 
     @property
     def alert_thresholds(self) -> Thresholds:
@@ -402,6 +413,7 @@ def plaintext_exposures(by_name: dict[str, Entry]) -> list[tuple[str, str]]:
         value("ALERT_SMTP_URL", None).reveal() if value("ALERT_SMTP_URL", None) else "",
         [target.url.reveal() for target in value("CALL_WEBHOOKS", ())],
         str(value("OPENAI_LIVE_URL", "")),
+        str(value("OPENAI_RESPONSES_URL", "")) if value("SUMMARY_MODEL", "") else "",
     )
 
 

@@ -341,6 +341,27 @@ VARIABLES: tuple[Variable, ...] = (
         _OPS,
     ),
     Variable(
+        "SUMMARY_MODEL",
+        parse.text,
+        "",
+        "text model that summarizes each call after it ends (gpt-5.4-mini); empty: no summaries",
+        _OPS,
+    ),
+    Variable(
+        "OPENAI_RESPONSES_URL",
+        parse.text,
+        "https://api.openai.com/v1/responses",
+        "the Responses API the summaries are asked of",
+        _OPS,
+    ),
+    Variable(
+        "SUMMARY_RETRY_HOURS",
+        parse.number(0.01, 720.0),
+        "24",
+        "a summary that keeps failing is retried this long, then set aside",
+        _OPS,
+    ),
+    Variable(
         "METRICS_LISTEN",
         parse.optional_listen,
         "127.0.0.1:9464",

@@ -69,7 +69,7 @@ def models_url(realtime_url: str, model: str) -> str:
     parts = urlsplit(realtime_url)
     scheme = {"wss": "https", "ws": "http"}.get(parts.scheme, parts.scheme)
     path = parts.path.rstrip("/")
-    for endpoint in ("/realtime", "/live/sessions"):  # Realtime's, or GPT-Live's
+    for endpoint in ("/realtime", "/live/sessions", "/responses"):  # Realtime's, GPT-Live's, the summaries'
         path = path.removesuffix(endpoint)
     return urlunsplit((scheme, parts.netloc, f"{path}/models/{quote(model, safe='')}", "", ""))
 
@@ -146,6 +146,8 @@ def lookup(settings: Settings, variable: str, model: str, today: date | None = N
     """Ask OpenAI about `model` (named by the setting `variable`) and classify the answer."""
     today = today or datetime.now(UTC).date()
     endpoint = settings.openai_live_url if settings.openai_api == "live" else settings.openai_realtime_url
+    if variable == "SUMMARY_MODEL":  # asked where the summaries are: the Responses API's host
+        endpoint = settings.openai_responses_url
     url = models_url(endpoint, model)
 
     def status(level: str, detail: str, shutdown: date | None = None) -> ModelStatus:
@@ -183,8 +185,9 @@ def lookup(settings: Settings, variable: str, model: str, today: date | None = N
 
 def configured_models(settings: Settings, agents=()) -> list[tuple[str, str]]:
     """(setting, model) for each model in use, once each: the environment's voice model, its
-    transcription model when on (Realtime) or delegation backend (GPT-Live), and the model
-    of each agent (callbridge/agents.py) that chooses its own api or model."""
+    transcription model when on (Realtime) or delegation backend (GPT-Live), the model
+    of each agent (callbridge/agents.py) that chooses its own api or model, and
+    SUMMARY_MODEL when summaries are on."""
     found: dict[str, str] = {}
 
     def add(setting: str, applied: Settings) -> None:
@@ -198,6 +201,8 @@ def configured_models(settings: Settings, agents=()) -> list[tuple[str, str]]:
     for agent in agents:
         if agent.api or agent.model:
             add(f"agents.{agent.name}.model", agent.apply(settings))
+    if settings.summary_model:  # the post-call summaries' text model (summaries/)
+        found.setdefault(settings.summary_model, "SUMMARY_MODEL")
     return [(setting, model) for model, setting in found.items()]
 
 

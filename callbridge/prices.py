@@ -59,6 +59,9 @@ DEFAULTS = {
     # $0.05 per session minute, billed by the second (OpenAI's GPT-Live model pages).
     "gpt-live-1": {SESSION_MINUTE: 0.05},
     "gpt-live-1.1": {SESSION_MINUTE: 0.05},
+    # Text models for the post-call summaries (SUMMARY_MODEL): text in, cached, text out.
+    "gpt-5.4-mini": {"input_text": 0.75, "input_cached": 0.075, "output_text": 4.5},
+    "gpt-5-mini": {"input_text": 0.25, "input_cached": 0.025, "output_text": 2.0},
 }
 
 

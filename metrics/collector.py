@@ -23,7 +23,7 @@ from pathlib import Path
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from records import drain_figures, outbox
+from records import drain_figures, outbox, summary_queue
 from shm_ring import wire
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,22 @@ LABEL = "instance_id"
 
 class SupervisorCollector(Collector):
     def __init__(
-        self, socket_path: str, instance: str, figures_file=None, spool_dir=None, webhook_figures_file=None
+        self,
+        socket_path: str,
+        instance: str,
+        figures_file=None,
+        spool_dir=None,
+        webhook_figures_file=None,
+        summary_figures_file=None,
     ) -> None:
         self.socket_path = socket_path
         self.instance = instance
         self.figures_file = figures_file
         self.spool_dir = spool_dir
         self.webhook_figures_file = webhook_figures_file  # webhooks/sender.py's (records/outbox.py)
+        self.summary_figures_file = (
+            summary_figures_file  # summaries/summarizer.py's (records/summary_queue.py)
+        )
         self.failed_since: float | None = None  # for one log line per outage, not per scrape
 
     def fetch(self) -> dict | None:
@@ -71,6 +80,8 @@ class SupervisorCollector(Collector):
                 yield from drain_families(reply, self.drain(reply.get("started_at")))
             if self.webhook_figures_file is not None and self.spool_dir is not None:
                 yield from webhook_families(reply, self.webhooks(reply.get("started_at")))
+            if self.summary_figures_file is not None and self.spool_dir is not None:
+                yield from summary_families(reply, self.summaries(reply.get("started_at")))
 
     def drain(self, service) -> dict:
         """The drainer's counters for the run that started at `service` (the supervisor's
@@ -89,6 +100,14 @@ class SupervisorCollector(Collector):
             **outbox.WebhookFigures.run_counters(Path(self.webhook_figures_file), service),
             "waiting": waiting,
             "oldest_at": oldest,
+        }
+
+    def summaries(self, service) -> dict:
+        """The summarizer's counters for this run, and the jobs waiting, read now."""
+        queue = summary_queue.queue_dir(Path(self.spool_dir), self.instance)
+        return {
+            **summary_queue.SummaryFigures.run_counters(Path(self.summary_figures_file), service),
+            "waiting": len(summary_queue.waiting(queue)),
         }
 
 
@@ -269,6 +288,33 @@ def webhook_families(reply: dict, figures: dict, now: float | None = None):
     )
     age.add_metric(inst, max(0.0, now - oldest) if oldest is not None else 0.0)
     yield age
+
+
+def summary_families(reply: dict, figures: dict):
+    """The summarizer's families: `figures` as SupervisorCollector.summaries reads them."""
+    inst = [str(reply.get("instance", ""))]
+    done = CounterMetricFamily(
+        "callbridge_summaries",
+        "post-call summaries, by outcome: summarized, failed (an attempt that will be retried), "
+        "given_up (retried for SUMMARY_RETRY_HOURS or refused, moved to bad/)",
+        labels=[LABEL, "outcome"],
+    )
+    for outcome, name in (("summarized", "summarized"), ("failed", "failures"), ("given_up", "given_up")):
+        done.add_metric([*inst, outcome], figures.get(name, 0))
+    yield done
+    mails = CounterMetricFamily(
+        "callbridge_summaries_mailed",
+        "summary e-mails, by outcome: sent, failed (an attempt)",
+        labels=[LABEL, "outcome"],
+    )
+    mails.add_metric([*inst, "sent"], figures.get("mails_sent", 0))
+    mails.add_metric([*inst, "failed"], figures.get("mail_failures", 0))
+    yield mails
+    waiting = GaugeMetricFamily(
+        "callbridge_summaries_waiting", "ended calls waiting for their summary", labels=[LABEL]
+    )
+    waiting.add_metric(inst, figures.get("waiting", 0))
+    yield waiting
 
 
 def _bound(bound) -> str:

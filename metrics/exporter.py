@@ -79,13 +79,21 @@ def app_for(page: CachedPage):
 
 
 def metrics_app(
-    socket_path: str, instance: str, figures_file=None, spool_dir=None, webhook_figures_file=None
+    socket_path: str,
+    instance: str,
+    figures_file=None,
+    spool_dir=None,
+    webhook_figures_file=None,
+    summary_figures_file=None,
 ):
     """The /metrics app of one supervisor. `figures_file` and `spool_dir`: where the
     drainer's figures are read (records/drain_figures.py); `webhook_figures_file`, the
-    webhook sender's (records/outbox.py)."""
+    webhook sender's (records/outbox.py); `summary_figures_file`, the summarizer's
+    (records/summary_queue.py)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
-        SupervisorCollector(socket_path, instance, figures_file, spool_dir, webhook_figures_file)
+        SupervisorCollector(
+            socket_path, instance, figures_file, spool_dir, webhook_figures_file, summary_figures_file
+        )
     )
     return app_for(CachedPage(registry))

@@ -47,6 +47,7 @@ from records.store import (
     store_alerts,
     store_delivery,
     store_record,
+    store_summary,
 )
 from shm_ring import EndReason
 
@@ -57,7 +58,7 @@ BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
 ORPHAN_QUIET = 60.0  # seconds a dead worker's journal must be still before it is completed
 RETENTION_EVERY = 3600.0  # seconds between RECORDS_RETENTION_DAYS sweeps
 # What stores a spool file of each "kind" (records/spool.py); a call's record has none.
-STORES = {spool.ALERTS: store_alerts, spool.DELIVERY: store_delivery}
+STORES = {spool.ALERTS: store_alerts, spool.DELIVERY: store_delivery, spool.SUMMARY: store_summary}
 
 
 class Backoff:
@@ -104,7 +105,7 @@ def drain_once(engine, directory: Path, figures: DrainFigures | None = None, on_
         if new and figures is not None:
             if kind == spool.ALERTS:
                 figures.alert_batches += 1
-            elif kind != spool.DELIVERY:  # the sender counts those (records/outbox.py)
+            elif kind not in (spool.DELIVERY, spool.SUMMARY):  # their senders count them
                 figures.stored += 1
             if on_change is not None:
                 on_change()

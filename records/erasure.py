@@ -5,7 +5,8 @@ Everywhere is: the database (the call's row with its summary, its turns, events 
 webhook deliveries), its recording (the file the record names, and any copy not yet
 recorded: a partial file, a finished one whose record is still in the spool), the spool
 (its journal, its record waiting for the database or set aside in bad/), the webhook
-outbox (its events still queued or given up: they carry the transcript) and
+outbox (its events still queued or given up: they carry the transcript), the summary
+queue (its job, which carries the turns, and its summary waiting for an e-mail) and
 CALL_RECORDS_DIR's file. SQLite overwrites the deleted rows and empties its write-ahead
 log; a database server drops them from its files at its own vacuum or purge, and backups
 are the operator's (docs/operations.md). The files go first: a record the drainer stores meanwhile would
@@ -28,7 +29,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
 from callbridge.call_webhooks import EVENTS
-from records import outbox, recordings, spool
+from records import outbox, recordings, spool, summary_queue
 from records.schema import calls, events, turns, webhook_deliveries
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,8 @@ def _remove_files(places: Places, instance: str, call_id: str, recorded: list[Pa
     candidates.append(spool.journal_path(directory, call_id))
     for folder in (directory, directory / "bad"):
         candidates += folder.glob(f"*_{key}{spool.RECORD}")
+        candidates += folder.glob(f"*_+summary-{key}{spool.RECORD}")  # a summary for the drainer
+    candidates += summary_queue.call_files(directory, key)  # its summary's job, its e-mail
     ids = {outbox.event_id(instance, call_id, kind) for kind in EVENTS}
     for event in outbox.outbox_dir(directory, instance).glob(f"*/*{outbox.EVENT}"):
         if any(event.name.endswith(f"_{event_id}{outbox.EVENT}") for event_id in ids):

@@ -61,7 +61,13 @@ class CallFilter:
             said = or_(
                 t.text.contains(self.text, autoescape=True), t.heard.contains(self.text, autoescape=True)
             )
-            query = query.where(exists().where(t.instance == c.instance, t.call_id == c.call_id, said))
+            in_turns = exists().where(t.instance == c.instance, t.call_id == c.call_id, said)
+            # ... or its summary and fields (a field's value: "callback_needed": true is found by "callback")
+            summarized = or_(
+                c.summary.contains(self.text, autoescape=True),
+                c.summary_fields.contains(self.text, autoescape=True),
+            )
+            query = query.where(or_(in_turns, summarized))
         return query
 
 
@@ -69,6 +75,13 @@ def _row(row) -> dict:
     out = dict(row._mapping)
     if "setup_ms" in out:
         out["setup_ms"] = json.loads(out["setup_ms"] or "{}")
+    if "summary" in out:  # NULL until summarized (records/schema.py): "" and {} to a reader
+        out["summary"] = out["summary"] or ""
+        try:
+            fields = json.loads(out.get("summary_fields") or "{}")
+        except ValueError:
+            fields = {}
+        out["summary_fields"] = fields if isinstance(fields, dict) else {}
     return out
 
 

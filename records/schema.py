@@ -85,6 +85,17 @@ calls = Table(
     Column("recording_sha256", String(64), nullable=False, default="", server_default=""),
     # complete | stopped (during the call: a full disk) | partial (the worker died)
     Column("recording_state", String(16), nullable=False, default="", server_default=""),
+    # its post-call summary (summaries/summarizer.py, SUMMARY_MODEL): the text, the agent's
+    # fields (a JSON object), which model wrote them with how many tokens, and its cost, which
+    # cost_estimate includes; NULL and 0 until (or unless) the call is summarized (the texts
+    # are NULL, not "", when empty: MySQL allows a TEXT column no default)
+    Column("summary", Text),
+    Column("summary_fields", Text),
+    Column("summary_model", String(64), nullable=False, default="", server_default=""),
+    Column("summary_input_tokens", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("summary_output_tokens", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("summary_cost", Float),
+    Column("summarized_at", Timestamp),
     Index("ix_calls_started_at", "started_at"),
     Index("ix_calls_caller", "caller"),
     Index("ix_calls_caller_hash", "caller_hash"),

@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 
 from callbridge import safe_files
-from records import outbox
+from records import outbox, summary_queue
 from records.handover import WorkerEnding
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ VERSION = 1
 WEBHOOKS = "webhooks"  # the header's list of the call's webhook target keys (records/outbox.py)
 ALERTS = "alerts"  # the "kind" of a spool file that holds alert outcomes, not a call
 DELIVERY = "webhook_delivery"  # ... and of one that holds a webhook delivery's outcome
+SUMMARY = "summary"  # ... and of one that holds a call's post-call summary (summaries/)
 JOURNAL, RECORD, TEMP = ".journal", ".json", safe_files.TEMP
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -74,6 +75,14 @@ def write_delivery(directory: Path, outcome: dict) -> Path:
     return write_json_atomically(directory, name, {"kind": DELIVERY, **outcome})
 
 
+def write_summary(directory: Path, result: dict) -> Path:
+    """A call's post-call summary (summaries/summarizer.py), for the drainer to put on its
+    row (records/store.py::store_summary); named like the alerts' batches, after the call's
+    record (it is written later), which the drainer therefore stores first."""
+    name = f"{int(result['summarized_at'] * 1000):013d}_+summary-{file_key(result['call_id'])}{RECORD}"
+    return write_json_atomically(directory, name, {"kind": SUMMARY, **result})
+
+
 def journal_path(directory: Path, call_id: str) -> Path:
     return directory / f"{file_key(call_id)}{JOURNAL}"
 
@@ -97,14 +106,20 @@ def write_record(directory: Path, record: dict) -> Path:
     """Atomically: a reader sees no file or the whole record. Then, when the call has webhook
     targets (the header's `webhooks`, their keys), its `call.ended` event is queued for them
     (records/outbox.py): after the record, so that a receiver is never told of a call whose
-    record could be lost."""
+    record could be lost; and when its header asks for a summary (`summary`), the summary's
+    job (records/summary_queue.py), from the record as written."""
     record = dict(record)
     targets = record.pop(WEBHOOKS, None) or ()
+    summary = record.pop(summary_queue.HEADER, None)  # the agent's summary spec: not the record's
     path = write_json_atomically(directory, record_name(record["ended_at"], record["call_id"]), record)
     data = record
     if isinstance(record.get("recording"), dict):  # a receiver learns that there is one, not where
         data = {**record, "recording": {k: record["recording"].get(k) for k in ("state", "seconds")}}
     outbox.post(directory, "call.ended", str(record.get("instance", "")), record["call_id"], data, targets)
+    if summary is not None:  # after the record: a summary is never of a call that could be lost
+        summary_queue.queue(
+            directory, {**record, summary_queue.HEADER: summary}, file_key(record["call_id"]), targets
+        )
     return path
 
 
@@ -125,6 +140,18 @@ def webhook_keys(settings, agent) -> list[str]:
     """The keys of a call's webhook targets: CALL_WEBHOOKS, then its agent's own."""
     targets = (*settings.call_webhooks, *(getattr(agent, "webhooks", None) or ()))
     return list(dict.fromkeys(target.key for target in targets))
+
+
+def summary_spec(settings, agent) -> dict | None:
+    """What the call's summary is to be made with (SUMMARY_MODEL and the agent's
+    `[agents.NAME.summary]`, callbridge/summary_spec.py), or None: no summary for it."""
+    if not getattr(settings, "summary_model", ""):
+        return None
+    spec = getattr(agent, "summary", None)
+    if spec is not None and not spec.enabled:
+        return None
+    given = spec.as_header() if spec is not None else {"fields": {}, "email": [], "email_batch_minutes": 0}
+    return {**given, "model": settings.summary_model}
 
 
 def turn_entry(turn: dict, started_at: float, transcripts: bool = True) -> dict:
@@ -247,6 +274,9 @@ class CallSpool:
             "worker_pid": os.getpid(),
             WEBHOOKS: webhook_keys(settings, getattr(info, "agent", None)),
         }
+        summary = summary_spec(settings, getattr(info, "agent", None))
+        if summary is not None:
+            header[summary_queue.HEADER] = summary
         return cls(settings.spool_dir, header, settings.records_transcripts)
 
     def announce(self, answered_ms: float | None) -> None:

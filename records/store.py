@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import create_engine, event, insert, select
+from sqlalchemy import create_engine, event, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -429,4 +429,42 @@ def store_delivery(engine: Engine, outcome: dict) -> bool:
             if conn.execute(select(t.attempts).where(key)).first() is not None:
                 return False
         raise
+    return True
+
+
+def store_summary(engine: Engine, result: dict) -> bool:
+    """A call's post-call summary (records/spool.py::write_summary) onto its row, its cost
+    added to the call's estimate. Idempotent: False when the row has its summary already (a
+    drainer killed between the commit and removing the file sends it again).
+
+    The call's record is stored before it (it was spooled first); a call that has no row
+    (its record was set aside) cannot take it: RecordRefused, and it is set aside too."""
+    try:
+        instance, call_id = _key(result)
+        fields = result.get("fields")
+        row = {
+            "summary": _text(result.get("summary")),
+            "summary_fields": _text(
+                json.dumps(fields if isinstance(fields, dict) else {}, ensure_ascii=False)
+            ),
+            "summary_model": _text(result.get("model"), 64),
+            "summary_input_tokens": _count(result.get("input_tokens")),
+            "summary_output_tokens": _count(result.get("output_tokens")),
+            "summary_cost": _money(result.get("cost")),
+            "summarized_at": utc(_seconds(result["summarized_at"])),
+        }
+    except RecordRefused:
+        raise
+    except Exception as exc:  # as for a call record: the content's fault
+        raise RecordRefused(f"not a call summary: {exc!r}"[:300]) from None
+    key = (calls.c.instance == instance) & (calls.c.call_id == call_id)
+    with engine.begin() as conn:
+        found = conn.execute(select(calls.c.summarized_at, calls.c.cost_estimate).where(key)).first()
+        if found is None:
+            raise RecordRefused("its call is not in the database (was its record set aside?)")
+        if found.summarized_at is not None:
+            return False
+        if row["summary_cost"] is not None and found.cost_estimate is not None:
+            row["cost_estimate"] = round(found.cost_estimate + row["summary_cost"], 6)
+        conn.execute(update(calls).where(key).values(**row))
     return True

@@ -28,6 +28,7 @@ LAYERS = {
     "alerts": 3,
     "metrics": 3,
     "webhooks": 3,  # the call webhooks' sender, a helper the supervisor keeps
+    "summaries": 3,  # the post-call summarizer, a helper the supervisor keeps
     "call_worker": 3,
     "web": 4,  # the dashboard and /metrics (web/helper.py), under the supervisor that forks it
     "supervisor": 5,

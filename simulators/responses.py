@@ -14,7 +14,8 @@ With `text.format` a `json_schema`, the answer is a JSON object that follows the
 numbers count the turns, an enum takes its first value); without one, plain text. What the
 text says is made from the transcript it is given, so a test can tell which call it read.
 
-Control: `GET /sim/requests` (every request body received, oldest first), `GET /sim/fault
+It also answers the model lookup (`GET /v1/models/{model}`, no shutdown date) for the
+shutdown-date check. Control: `GET /sim/requests` (every request body received, oldest first), `GET /sim/fault
 ?kind=server_error|rate_limit_exceeded|slow|garbage&count=N` (the next N requests),
 `GET /sim/reset`. The first line on stdout is `{"port": N}`.
 """
@@ -155,6 +156,11 @@ def handler_for(state: State):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             url = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            if url.path.startswith("/v1/models/"):  # the shutdown-date check's lookup
+                model = url.path.removeprefix("/v1/models/")
+                if model not in MODELS:
+                    return self._send(*_error(404, "model_not_found", f"The model `{model}` does not exist."))
+                return self._send(200, {"id": model, "object": "model", "created": 0, "owned_by": "system"})
             if url.path == "/sim/requests":
                 with state.lock:
                     return self._send(200, list(state.requests))

@@ -1,5 +1,5 @@
 """The supervisor's agents and models: the agents file and its reload, the daily budgets,
-the models' shutdown dates.
+the models' shutdown dates, the summaries' costs into the budgets.
 
 A collaborator of the supervisor's loop (supervisor/service.py), given what it needs in its
 constructor: what the service answers with (callbridge/agents.py) and what may change
@@ -19,12 +19,14 @@ from callbridge.agent_file import AgentFileError
 from callbridge.agents import AgentBook, load_book
 from callbridge.config import Settings
 from callbridge.model_lifecycle import SEVERITY, ModelWatch, log_and_report
-from supervisor.budgets import Budgets, call_cost, seed_work, zone_of
+from records import summary_queue
+from supervisor.budgets import Budgets, SummarySpend, call_cost, seed_work, zone_of
 from supervisor.calls import CallEntry
 from supervisor.stopping import Stopping
 
 log = logging.getLogger(__name__)
 
+SPEND_LOOK = 5.0  # seconds between looks at the summarizer's costs (a stat)
 LEVELS = {number: level for level, number in SEVERITY.items()}  # a model check's worst, as status shows it
 
 
@@ -50,6 +52,10 @@ class AgentsSide:
         # from the records database by a helper once some agent has a budget.
         self.budgets = Budgets(zone_of(settings.records_timezone), started_wall)
         self.budgets_seeded = False
+        self.summary_spend = SummarySpend(
+            summary_queue.figures_path(settings.state_dir, settings.instance), round(started_wall, 3)
+        )
+        self.next_spend_look = 0.0
         self.model_watch = ModelWatch()
         self.models_checking = False  # a "models" helper is running
         self.models = "unchecked"  # the last model check's worst finding, for status
@@ -153,6 +159,16 @@ class AgentsSide:
         cost = call_cost(settings.prices, self.model_of(entry), settings.openai_transcription_model, counters)
         agent = self.book.agents.get(entry.agent)  # the budget as the book says now
         self.budgets.add(entry.agent, cost, agent.daily_budget if agent else None, time.time())
+
+    def count_summaries(self, now: float) -> None:
+        """The summaries' cost since the last look, into their agents' budgets (on the tick,
+        every SPEND_LOOK seconds)."""
+        if now < self.next_spend_look:
+            return
+        self.next_spend_look = now + SPEND_LOOK
+        for name, cost in self.summary_spend.grown().items():
+            agent = self.book.agents.get(name)
+            self.budgets.add(name, cost, agent.daily_budget if agent else None, time.time())
 
     def check_models(self, now: float) -> None:
         """At start and once a day, a helper asks OpenAI when the configured models shut

@@ -8,17 +8,23 @@ budget; the loop itself never queries the database. An agent at or over its budg
 no new calls (admission sends them to the fallback); live calls go on. One line is logged
 when an agent crosses its budget.
 
-Pure apart from that helper's work: the clock comes in as arguments.
+The post-call summaries cost too, after the call (summaries/summarizer.py): the summarizer
+keeps what its summaries cost by agent in its figures file, and `SummarySpend` adds what grew
+since the last look (a stat every few seconds; a read of a few hundred bytes when it changed).
+
+Pure apart from that helper's work and the figures file: the clock comes in as arguments.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from callbridge.prices import PriceTable
 from records.spool import usage_by_kind
+from records.summary_queue import SummaryFigures
 
 log = logging.getLogger(__name__)
 
@@ -126,3 +132,27 @@ def _exists(database) -> bool:
 
     path = database.url.database
     return bool(path) and path != ":memory:" and Path(path).exists()
+
+
+class SummarySpend:
+    """What the summaries cost since the last look, by agent, from the summarizer's figures
+    file (records/summary_queue.py::SummaryFigures) of this service run."""
+
+    def __init__(self, path: Path, service: float) -> None:
+        self.path = path
+        self.service = service
+        self.mtime: float | None = None
+        self.seen: dict[str, float] = {}
+
+    def grown(self) -> dict[str, float]:
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError:
+            return {}
+        if mtime == self.mtime:
+            return {}
+        self.mtime = mtime
+        spent = SummaryFigures.resume(self.path, self.service).spent
+        grown = {agent: cost - self.seen.get(agent, 0.0) for agent, cost in spent.items()}
+        self.seen = dict(spent)
+        return {agent: cost for agent, cost in grown.items() if cost > 0}

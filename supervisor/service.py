@@ -29,9 +29,10 @@ from call_worker import process
 from callbridge import __version__
 from callbridge.agents import AgentBook, load_book
 from callbridge.config import Settings
-from records import outbox
+from records import outbox, summary_queue
 from records.drainer import drainer_work
 from shm_ring import EndReason, Slot, call_events, start_tracker, sweep
+from summaries.summarizer import summarizer_work
 from supervisor import asterisk_work, start_checks, systemd
 from supervisor.admission import Admission
 from supervisor.agents_side import AgentsSide
@@ -169,6 +170,14 @@ class Supervisor:
                 lambda: sender_work(settings, self.webhook_targets, service),
                 wanted=lambda: self.webhooks_wanted,
             )
+        )
+        # The summarizer (summaries/summarizer.py), while SUMMARY_MODEL is set or jobs of an
+        # earlier run wait (each job names its own model).
+        summaries_wanted = bool(settings.summary_model) or bool(
+            summary_queue.waiting(summary_queue.queue_dir(settings.spool_dir, settings.instance))
+        )
+        self.keepers.append(
+            Keeper("summaries", lambda: summarizer_work(settings, service), wanted=lambda: summaries_wanted)
         )
 
     # --- public, for the commands
@@ -536,6 +545,7 @@ class Supervisor:
         self._guarded(self.link.sync)
         self._guarded(self.reconciler.run)
         self._guarded(self.agents.check_models, now)
+        self._guarded(self.agents.count_summaries, now)
         for keeper in self.keepers:
             self._guarded(keeper.tick, now, self._helper)
         connected = self.link.events.state is LinkState.CONNECTED

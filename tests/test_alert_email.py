@@ -7,8 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from smtp_server import PASSWORD, USER, smtp_channel, smtp_server
 from testenv import free_port, self_signed_certificate
 
 from alerts import email
@@ -16,7 +15,6 @@ from alerts.conditions import Notice
 from callbridge.alert_settings import Email
 from callbridge.secret import redact
 
-USER, PASSWORD = "alerts@example.org", "smtp-Pa55word!"
 NOTICE = Notice("worker_crashes", "firing", "warning", "3 call workers crashed within 10 minutes")
 
 
@@ -26,54 +24,10 @@ def certificate(tmp_path_factory) -> tuple[Path, Path]:
     return self_signed_certificate(tmp_path_factory.mktemp("smtp-tls"))
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], str]] = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content.decode()))
-        return "250 OK"
-
-
-def _authenticator(server, session, envelope, mechanism, auth_data):
-    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
-        USER.encode(),
-        PASSWORD.encode(),
-    )
-    return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
-
-
-def _server(certificate, starttls: bool = True):
-    import ssl
-
-    inbox = Inbox()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(*map(str, certificate))
-    controller = Controller(
-        inbox,
-        hostname="127.0.0.1",
-        port=free_port(),
-        tls_context=context if starttls else None,
-        require_starttls=starttls,
-        authenticator=_authenticator,
-        auth_required=True,
-        auth_require_tls=starttls,
-    )
-    controller.start()
-    return controller, inbox
-
-
-def _email(port: int, ca: Path, password: str = PASSWORD) -> Email:
-    from urllib.parse import quote
-
-    url = Email.check_url(f"smtp://{quote(USER)}:{quote(password)}@127.0.0.1:{port}")
-    return Email(url, "callbridge@example.org", ("ops@example.org", "oncall@example.org"), str(ca))
-
-
 def test_an_alert_arrives_by_starttls_with_a_login_to_every_recipient(certificate):
-    controller, inbox = _server(certificate)
+    controller, inbox = smtp_server(certificate)
     try:
-        delivered, how = email.send(_email(controller.port, certificate[0]), NOTICE, "main")
+        delivered, how = email.send(smtp_channel(controller.port, certificate[0]), NOTICE, "main")
     finally:
         controller.stop()
     assert (delivered, how) == (True, "sent to 2 recipients")
@@ -84,28 +38,30 @@ def test_an_alert_arrives_by_starttls_with_a_login_to_every_recipient(certificat
 
 
 def test_a_refused_login_an_untrusted_certificate_and_no_server_are_outcomes(certificate, tmp_path):
-    controller, inbox = _server(certificate)
+    controller, inbox = smtp_server(certificate)
     try:
-        assert email.send(_email(controller.port, certificate[0], "wrong-password"), NOTICE, "main") == (
+        assert email.send(
+            smtp_channel(controller.port, certificate[0], "wrong-password"), NOTICE, "main"
+        ) == (
             False,
             "login refused (535)",
         )
         other_ca = tmp_path / "other.pem"
         other_ca.write_text(Path("/etc/ssl/certs/ca-certificates.crt").read_text())
-        delivered, how = email.send(_email(controller.port, other_ca), NOTICE, "main")
+        delivered, how = email.send(smtp_channel(controller.port, other_ca), NOTICE, "main")
         assert not delivered and "SSL" in how  # our certificate is not from those CAs
     finally:
         controller.stop()
     assert inbox.messages == []
-    delivered, how = email.send(_email(free_port(), certificate[0]), NOTICE, "main")
+    delivered, how = email.send(smtp_channel(free_port(), certificate[0]), NOTICE, "main")
     assert (delivered, how) == (False, "ConnectionRefusedError")
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_a_server_without_starttls_never_gets_the_password(certificate):
-    controller, inbox = _server(certificate, starttls=False)
+    controller, inbox = smtp_server(certificate, starttls=False)
     try:
-        delivered, how = email.send(_email(controller.port, certificate[0]), NOTICE, "main")
+        delivered, how = email.send(smtp_channel(controller.port, certificate[0]), NOTICE, "main")
     finally:
         controller.stop()
     assert not delivered and "no STARTTLS" in how
@@ -132,7 +88,7 @@ def test_cli_alert_test_sends_through_each_channel(certificate, tmp_path):
 
     from callbridge.cli import app
 
-    controller, inbox = _server(certificate)
+    controller, inbox = smtp_server(certificate)
     receiver = Receiver()
     env_file = tmp_path / "callbridge.env"
     env_file.write_text(

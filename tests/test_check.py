@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from harness import API_KEY, ARI_PASSWORD, ARI_USER, RealtimeSim, started
 
-from simulators.clients import simulated_env
+from simulators.clients import ResponsesSim, simulated_env
 
 pytestmark = pytest.mark.slow
 
@@ -48,8 +48,9 @@ def test_everything_passes(env):
     result = check(env)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert all(line.startswith("✓") for line in lines) and len(lines) == 13
+    assert all(line.startswith("✓") for line in lines) and len(lines) == 14
     assert "✓ recordings: off (RECORD_CALLS, agents' record)" in lines
+    assert "✓ summaries: off (SUMMARY_MODEL)" in lines
     assert any(line.startswith("✓ capacity: MAX_CONCURRENT_CALLS=") for line in lines)
     assert "✓ credentials on the wire: encrypted, or to this machine only" in lines
     assert "✓ agents: 1 from the environment (no AGENTS_FILE): default" in lines
@@ -256,6 +257,45 @@ def test_recorded_calls_without_a_notice_warn_and_with_one_pass(env, tmp_path):
     assert (
         wrong.returncode != 0 and f"RECORDINGS_DIR {blocked / 'recordings'} is not writable" in wrong.stderr
     )
+
+
+def test_summaries_name_their_model_fields_and_mail_and_what_they_lack(env, tmp_path):
+    """Issue 29: the summary model is looked up like the others (its shutdown date), where
+    the summaries go (OPENAI_RESPONSES_URL); an agent that mails needs ALERT_SMTP_URL."""
+    agents = tmp_path / "agents.toml"
+    agents.write_text(
+        '[agents.support]\nnumbers = ["*"]\n[agents.support.summary]\nemail = ["desk@example.org"]\n'
+        '[agents.support.summary.fields]\nreason = {type = "string"}\n'
+    )
+    off = check({**env, "AGENTS_FILE": str(agents)})
+    assert off.returncode != 0
+    assert "agents.support.summary.email: needs ALERT_SMTP_URL, the server it is sent through" in off.stderr
+    agents.write_text(
+        '[agents.support]\nnumbers = ["*"]\n[agents.support.summary.fields]\nreason = {type = "string"}\n'
+    )
+    result = check({**env, "AGENTS_FILE": str(agents)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "! summaries: off, but support declare [agents.NAME.summary]: set SUMMARY_MODEL" in result.stderr
+    sim = ResponsesSim(api_key=API_KEY)
+    try:
+        on = {
+            **env,
+            "AGENTS_FILE": str(agents),
+            "SUMMARY_MODEL": "gpt-5.4-mini",
+            "OPENAI_RESPONSES_URL": sim.url,
+        }
+        result = check(on)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"✓ summaries: gpt-5.4-mini through {sim.url}; fields: support" in result.stdout
+        assert "✓ summary model: gpt-5.4-mini: no shutdown date announced" in result.stdout
+        unknown = check({**on, "SUMMARY_MODEL": "gpt-no-such-text"})
+        assert (
+            unknown.returncode == 1
+            and "✗ summary model: gpt-no-such-text is not a model OpenAI knows" in unknown.stderr
+        )
+        assert "has no price (RECORDS_PRICES)" in unknown.stderr
+    finally:
+        sim.stop()
 
 
 def test_restricted_key_403_only_warns(env):

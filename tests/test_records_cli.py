@@ -53,7 +53,7 @@ def test_db_upgrade_creates_then_finds_the_schema_up_to_date(tmp_path):
     from records.migrate import head
 
     first = cli(tmp_path, "db", "upgrade")
-    assert first.exit_code == 0 and f"migrated from empty to {head()}" in first.output and head() == "0009"
+    assert first.exit_code == 0 and f"migrated from empty to {head()}" in first.output and head() == "0010"
     again = cli(tmp_path, "db", "upgrade")
     assert again.exit_code == 0 and f"up to date (revision {head()})" in again.output
 

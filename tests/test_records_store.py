@@ -17,7 +17,7 @@ from records.migrate import current, head, upgrade
 from records.privacy import mask_number, number_hash
 from records.schema import calls, metadata, turns
 from records.store import call_row as store_call_row
-from records.store import open_engine, store_record, turn_rows, utc
+from records.store import open_engine, store_record, store_summary, turn_rows, utc
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_migrating_an_empty_database_gives_exactly_the_declared_tables(database)
     engine = open_engine(database)
     assert current(engine) is None
     upgrade(engine)
-    assert current(engine) == head() == "0009"
+    assert current(engine) == head() == "0010"
     assert {"calls", "turns", "events", "users", "web_sessions", "audit"} <= set(
         inspect(engine).get_table_names()
     )
@@ -82,6 +82,43 @@ def _insert_call_before(revision: str, conn, record: dict) -> None:
     later = {name for added, names in ADDED.items() if added >= revision for name in names}
     row = {k: v for k, v in store_call_row(record).items() if k not in later}
     conn.execute(table("calls", *(column(name) for name in row)).insert().values(**row))
+
+
+def test_migrating_from_the_ninth_schema_gives_its_calls_no_summary_and_then_takes_one(database):  # noqa: F811
+    engine = open_engine(database)
+    upgrade(engine, "0009")
+    with engine.begin() as conn:
+        _insert_call_before("0010", conn, {**a_record("old.9"), "cost_estimate": 0.25})
+    upgrade(engine)
+    [old] = queries.find_calls(engine, "old.9")
+    assert (old["summary"], old["summary_fields"], old["summary_cost"], old["summarized_at"]) == (
+        "",
+        {},
+        None,
+        None,
+    )
+    result = {
+        "instance": old["instance"],
+        "call_id": "old.9",
+        "summary": "Internet down since Monday; a callback was promised. \u00f1",
+        "fields": {"reason": "outage", "customer_id": None, "callback_needed": True},
+        "model": "gpt-5.4-mini",
+        "input_tokens": 812,
+        "output_tokens": 96,
+        "cost": 0.001041,
+        "summarized_at": 1765100000.5,
+    }
+    assert store_summary(engine, result) is True and store_summary(engine, result) is False
+    [new] = queries.find_calls(engine, "old.9")
+    engine.dispose()
+    assert new["summary"] == result["summary"] and new["summary_fields"] == result["fields"]
+    assert (new["summary_model"], new["summary_input_tokens"], new["summary_output_tokens"]) == (
+        "gpt-5.4-mini",
+        812,
+        96,
+    )
+    assert new["summary_cost"] == pytest.approx(0.001041) and new["cost_estimate"] == pytest.approx(0.251041)
+    assert new["summarized_at"] is not None
 
 
 def test_migrating_from_the_eighth_schema_gives_its_calls_no_recording(database):  # noqa: F811

@@ -15,7 +15,7 @@ from records_fixtures import a_record, database, db_servers  # noqa: F401 -- fix
 from webtest import ADMIN, WebServe, add_user, login
 
 from records.migrate import upgrade
-from records.store import open_engine, store_delivery, store_record
+from records.store import open_engine, store_delivery, store_record, store_summary
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +77,20 @@ def _history(engine) -> None:
                 },
             ],
         ),
+    )
+    store_summary(  # issue 29: a summary and fields, on the page and in the table, searchable
+        engine,
+        {
+            "instance": "isp",
+            "call_id": "1733.2",
+            "summary": "La fibra del cliente no funciona; se le llamará.",
+            "fields": {"reason": "outage", "customer_id": None, "callback_needed": True},
+            "model": "gpt-5.4-mini",
+            "input_tokens": 700,
+            "output_tokens": 90,
+            "cost": 0.000930,
+            "summarized_at": now,
+        },
     )
     for n in range(55):  # more than a page of one instance's older calls
         store_record(
@@ -145,6 +159,19 @@ def test_two_instances_share_the_history_and_its_users(database, tmp_path):  # n
         phased = s.get(clinic.base + "/calls/isp/1733.2", timeout=10).text
         assert phased.count('<span class="phase">preamble</span>') == 1  # the answer is not marked
         assert "interrupted before its first word" in phased and "Su línea está activa." in phased
+        assert '<p id="summary">La fibra del cliente no funciona; se le llamará.</p>' in phased
+        assert (
+            "<dt>callback_needed</dt><dd>true</dd>" in phased and "<dt>customer_id</dt><dd>-</dd>" in phased
+        )
+        assert "gpt-5.4-mini · 790 tokens · 0.0009" in phased
+        table = found(instance="isp")
+        assert (
+            '<td data-label="Summary" class="summary">La fibra del cliente no funciona; se le llamará.</td>'
+            in table
+        )
+        assert "/calls/isp/1733.2" in found(text="callback_needed") and "1 call<" in found(
+            text="se le llamará"
+        )
         assert s.get(clinic.base + "/calls/clinic/no.such", timeout=10).status_code == 404
     finally:
         clinic.stop(), isp.stop()

@@ -17,7 +17,7 @@ import os
 
 from httpd.bounded import Limits, Listener, serve
 from metrics import exporter
-from records import outbox
+from records import outbox, summary_queue
 from records.drain_figures import figures_path
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ def listeners(settings) -> list[Listener]:
             figures_path(settings.state_dir, settings.instance),
             settings.spool_dir,
             outbox.figures_path(settings.state_dir, settings.instance),
+            summary_queue.figures_path(settings.state_dir, settings.instance),
         )
         found.append(Listener("metrics", "METRICS_LISTEN", settings.metrics_listen, app, exporter.LIMITS))
     if settings.web_listen:

@@ -59,6 +59,8 @@ SPANISH = {
     "Voice service": "Servicio de voz",
     "GPT-Live session": "Sesión de GPT-Live",
     "Recording": "Grabación",
+    "Summary": "Resumen",
+    "tokens": "tokens",
     "Only an admin may play it; each playback is in the audit log.": "Solo un administrador puede escucharla; cada escucha queda en el registro de auditoría.",
     "Each playback is in the audit log.": "Cada escucha queda en el registro de auditoría.",
     "The file is gone (RECORDINGS_RETENTION_DAYS, or removed).": "El archivo ya no está (RECORDINGS_RETENTION_DAYS, o se borró).",

@@ -171,6 +171,38 @@ def history_row(row: dict, zone: tzinfo | None) -> dict:
         "duration": duration(row["duration_s"]),
         "end_reason": row["end_reason"],
         "cost": money(row["cost_estimate"], row["currency"]),
+        "summary": short(row.get("summary") or "", HISTORY_SUMMARY),
+    }
+
+
+HISTORY_SUMMARY = 90  # characters of a summary in the history's table (the call's page has it whole)
+
+
+def short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
+def summary_view(call: dict) -> dict | None:
+    """The call's post-call summary (summaries/) as its page shows it, or None."""
+    if not call.get("summary"):
+        return None
+    fields = []
+    for name, value in (call.get("summary_fields") or {}).items():
+        shown = (
+            "-"
+            if value is None
+            else value
+            if isinstance(value, str)
+            else json.dumps(value, ensure_ascii=False)
+        )
+        fields.append({"name": name, "value": shown})
+    return {
+        "text": call["summary"],
+        "fields": fields,
+        "model": call.get("summary_model") or "",
+        "tokens": (call.get("summary_input_tokens") or 0) + (call.get("summary_output_tokens") or 0),
+        "cost": money(call.get("summary_cost"), call.get("currency") or ""),
     }
 
 
@@ -247,6 +279,7 @@ def call_view(call: dict, zone: tzinfo | None) -> dict:
         }
         if call.get("recording_path")
         else None,
+        "summary": summary_view(call),
         "turns": turns,
         "timeline": timeline,
         "webhooks": [  # webhooks/sender.py's outcomes; a receiver by its key, never its URL

@@ -35,7 +35,11 @@ def call_lines(call: dict, zone: tzinfo | None) -> list[str]:
         lines.append("  (rebuilt from the journal after the worker died: turns up to the crash)")
     if call["failure"]:
         lines.append(f"  failure   {call['failure']}")
-    tokens = ", ".join(f"{k.removesuffix('_tokens')} {call[k]}" for k in call if k.endswith("_tokens"))
+    tokens = ", ".join(
+        f"{k.removesuffix('_tokens')} {call[k]}"
+        for k in call
+        if k.endswith("_tokens") and not k.startswith("summary_")
+    )
     lines.append(f"  tokens    {tokens}")
     if call["transcription_seconds"] or call["transcription_model"]:
         lines.append(f"  transcr.  {_transcription(call)}")
@@ -51,6 +55,7 @@ def call_lines(call: dict, zone: tzinfo | None) -> list[str]:
     lines.append(
         f"  audio     frames in {call['frames_in']} out {call['frames_out']}, underruns {call['underruns']}, barge-ins {call['barge_ins']}"
     )
+    lines += summary_lines(call)
     timeline = []  # the turns, with what the agent did (tool calls, transfers) between them
     for turn in call["turns"]:
         text = turn["text"]
@@ -74,6 +79,28 @@ def call_lines(call: dict, zone: tzinfo | None) -> list[str]:
             f"  webhook   {delivery['event_type']} to {delivery['target']}: {fate} "
             f"{local_time(delivery['finished_at'], zone)} after {delivery['attempts']} attempts ({delivery['outcome']})"
         )
+    return lines
+
+
+def summary_lines(call: dict) -> list[str]:
+    """The call's post-call summary and fields (summaries/), when it has one."""
+    if not call.get("summary"):
+        return []
+    cost = call.get("summary_cost")
+    price = "not priced" if cost is None else f"{cost:.4f} {call['currency']}, in the cost"
+    lines = [
+        f"  summary   {call['summary']}",
+        f"            ({call['summary_model']}, {call['summary_input_tokens']}+{call['summary_output_tokens']} tokens, {price})",
+    ]
+    for name, value in (call.get("summary_fields") or {}).items():
+        shown = (
+            "-"
+            if value is None
+            else value
+            if isinstance(value, str)
+            else json.dumps(value, ensure_ascii=False)
+        )
+        lines.append(f"  {'':<9} {name}: {shown}")
     return lines
 
 

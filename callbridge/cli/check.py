@@ -43,7 +43,7 @@ def run_checks(settings: Settings, offline: bool = False) -> Iterator[Result]:
     checks: list[Callable[[Settings], Result | list[Result]]] = [check_secrets, check_ari, check_app_name]
     if not offline:
         checks += [check_realtime, check_models]
-    checks += [check_rtp, check_paths, check_recordings, check_plaintext, check_capacity]
+    checks += [check_rtp, check_paths, check_recordings, check_summaries, check_plaintext, check_capacity]
     failed: set[str] = set()
     for check in checks:
         if check is check_app_name and "ARI" in failed:
@@ -240,6 +240,7 @@ _MODEL_NAMES = {
     "OPENAI_REALTIME_MODEL": "Realtime model",
     "OPENAI_LIVE_BACKEND_MODEL": "GPT-Live backend model",
     "OPENAI_TRANSCRIPTION_MODEL": "transcription model",
+    "SUMMARY_MODEL": "summary model",
 }
 
 
@@ -331,6 +332,51 @@ def check_recordings(settings: Settings) -> Result:
             warning=True,
         )
     return Result("recordings", True, f"{len(recorded)} agents recorded, each says so in its notice; {where}")
+
+
+def check_summaries(settings: Settings) -> Result:
+    """Post-call summaries: on or off, which agents pull out fields or mail them, and whether
+    their model has a price (else their cost is not in the estimates or the budgets)."""
+    from callbridge.agents import load_book
+    from callbridge.config import ConfigError
+
+    try:
+        agents = list(load_book(settings).agents.values())
+    except ConfigError:  # the agents check says what is wrong with the file
+        agents = []
+    declared = [agent.name for agent in agents if agent.summary is not None and agent.summary.enabled]
+    model = settings.summary_model
+    if not model:
+        if declared:
+            return Result(
+                "summaries",
+                True,
+                f"off, but {', '.join(declared)} declare [agents.NAME.summary]: set SUMMARY_MODEL to summarize their calls",
+                warning=True,
+            )
+        return Result("summaries", True, "off (SUMMARY_MODEL)")
+    with_fields = [a.name for a in agents if a.summary is not None and a.summary.enabled and a.summary.fields]
+    mailing = [a.name for a in agents if a.summary is not None and a.summary.enabled and a.summary.email]
+    parts = [f"{model} through {settings.openai_responses_url}"]
+    parts.append(f"fields: {', '.join(with_fields)}" if with_fields else "no agent declares fields")
+    if mailing:
+        parts.append(f"mailed: {', '.join(mailing)}")
+    if not settings.records_transcripts:
+        return Result(
+            "summaries",
+            True,
+            "; ".join(parts) + ": but RECORDS_TRANSCRIPTS=false keeps no text, so nothing is summarized",
+            warning=True,
+        )
+    if settings.prices.estimate(model, {}) is None:
+        return Result(
+            "summaries",
+            True,
+            "; ".join(parts)
+            + f": {model} has no price (RECORDS_PRICES), so its cost is in no estimate or budget",
+            warning=True,
+        )
+    return Result("summaries", True, "; ".join(parts))
 
 
 def _writable_dir(path: Path) -> bool:

@@ -235,6 +235,8 @@ def db_mask_existing(
 
 # --- calls
 
+SUMMARY_WIDTH = 60  # characters of a call's summary in the list (`calls show` has it whole)
+
 
 @calls_app.callback(invoke_without_command=True)
 def calls_list(
@@ -266,12 +268,16 @@ def calls_list(
     if not rows:
         typer.echo("no calls")
         return
-    typer.echo(f"{'started':<19}  {'call':<24} {'caller':<16} {'dialled':<10} {'secs':>7}  end")
+    typer.echo(
+        f"{'started':<19}  {'call':<24} {'caller':<16} {'dialled':<10} {'secs':>7}  {'end':<16} summary"
+    )
     for row in rows:
         mark = "" if row["complete"] else " (rebuilt after a crash)"
+        summary = " ".join(row["summary"].split())
+        summary = summary if len(summary) <= SUMMARY_WIDTH else summary[: SUMMARY_WIDTH - 3] + "..."
         typer.echo(
             f"{local_time(row['started_at'], where.zone):<19}  {row['call_id'][:24]:<24} {row['caller'][:16]:<16} "
-            f"{row['dialled'][:10]:<10} {row['duration_s']:>7.1f}  {row['end_reason']}{mark}"
+            f"{row['dialled'][:10]:<10} {row['duration_s']:>7.1f}  {row['end_reason'] + mark:<16} {summary}".rstrip()
         )
 
 

@@ -23,9 +23,19 @@ from records_fixtures import database, db_servers  # noqa: F401 -- the parametri
 from records import queries
 from records.migrate import upgrade
 from records.store import open_engine
+from simulators.clients import ResponsesSim
 
 LOUD = 1000
 CLOCK_OFFSET = time.time() - time.monotonic()  # pcap stamps are wall-clock, the simulator's monotonic
+
+
+def listed_text(env: dict) -> str:
+    """`callbridge calls` as an operator reads it (its summary column)."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "callbridge.cli", "calls"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 0, listed.stderr
+    return listed.stdout
 
 
 def _legs(capture_path):
@@ -95,25 +105,66 @@ def test_one_call_audio_both_ways_with_clean_rtp(bridge, real_asterisk, realtime
         assert record["usage"]["session_seconds"] > 10
 
 
-def test_a_real_call_becomes_a_record_in_the_call_history(bridge, real_asterisk, voices, database):  # noqa: F811
+SUMMARY_AGENTS = """
+[agents.support]
+numbers = ["*"]
+[agents.support.summary.fields]
+reason = {type = "string", enum = ["question", "complaint", "other"]}
+customer_id = {type = ["string", "null"]}
+callback_needed = {type = "boolean"}
+"""
+
+
+def test_a_real_call_becomes_a_record_in_the_call_history(
+    bridge,
+    real_asterisk,
+    realtime,
+    voices,
+    database,  # noqa: F811
+    tmp_path,
+):
     """The issue 13 path end to end, on SQLite, MariaDB and PostgreSQL: sipp's INVITE through
-    Asterisk, the worker's spool, the drainer, the database; read back with records/queries.py."""
+    Asterisk, the worker's spool, the drainer, the database; read back with records/queries.py.
+    Issue 29: the summarizer's summary and the agent's fields end up on the same row."""
     engine = open_engine(database)
     if not database.is_sqlite:
         upgrade(engine)  # `callbridge db upgrade` (the installer's step); SQLite migrates itself
-    service = bridge.start(DATABASE_URL=database.reveal())
-    code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=13000)
-    assert code == 0, output[-2000:]
+    agents = tmp_path / "agents.toml"
+    agents.write_text(SUMMARY_AGENTS)
+    summarizer = ResponsesSim(api_key=realtime.api_key)
+    try:
+        service = bridge.start(
+            DATABASE_URL=database.reveal(),
+            AGENTS_FILE=str(agents),
+            SUMMARY_MODEL="gpt-5.4-mini",
+            OPENAI_RESPONSES_URL=summarizer.url,
+        )
+        code, output = _run_sipp(real_asterisk, voices["question"], hold_ms=13000)
+        assert code == 0, output[-2000:]
 
-    def stored() -> list[dict]:
-        try:
-            return [c for c in queries.recent_calls(engine) if c["end_reason"] == "caller_hangup"]
-        except Exception:  # the drainer has not created the file or its tables yet
-            return []
+        def stored() -> list[dict]:
+            try:
+                found = queries.recent_calls(engine)
+            except Exception:  # the drainer has not created the file or its tables yet
+                return []
+            return [c for c in found if c["end_reason"] == "caller_hangup" and c["summary"]]
 
-    [row] = service.wait(stored, timeout=30)
-    [call] = queries.find_calls(engine, row["call_id"])
-    engine.dispose()
+        [row] = service.wait(stored, timeout=40)
+        [call] = queries.find_calls(engine, row["call_id"])
+        [asked] = summarizer.requests()
+    finally:
+        summarizer.stop()
+        engine.dispose()
+    said = asked["input"][0]["content"]
+    assert all(turn["text"] in said for turn in call["turns"] if turn["side"] == "caller" and turn["text"])
+    assert call["summary"] and call["summary_model"] == "gpt-5.4-mini"
+    assert call["summary_fields"] == {
+        "reason": "question",
+        "customer_id": call["summary_fields"]["customer_id"],
+        "callback_needed": True,
+    }
+    assert call["summary_input_tokens"] > 0 and call["summary_cost"] and call["summary_cost"] > 0
+    assert call["caller"] not in json.dumps(asked)  # the caller's number is never sent
     assert call["caller"].startswith("+15550"), call["caller"]  # sipp's From: user, as Asterisk saw it
     assert call["dialled"] == "100" and call["complete"] is True and call["worker_exit"] == "exit:0"
     assert call["answered_at"] is not None and call["duration_s"] > 10
@@ -147,6 +198,8 @@ def test_a_real_call_becomes_a_record_in_the_call_history(bridge, real_asterisk,
     assert shown.returncode == 0, shown.stderr
     agent_text = next(turn["text"] for turn in call["turns"] if turn["side"] == "agent")
     assert agent_text[:20] in shown.stdout
+    assert f"  summary   {call['summary']}" in shown.stdout and "callback_needed: true" in shown.stdout
+    assert call["summary"][:20] in listed_text(service.env)
     password = database.url.password
     assert not password or password not in listed.stdout + shown.stdout + shown.stderr
 

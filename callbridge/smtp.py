@@ -1,0 +1,50 @@
+"""Sending one e-mail through the operator's SMTP server: the one place callbridge speaks
+SMTP, for the alerts (alerts/email.py) and the post-call summaries (summaries/mail.py).
+
+The server and account are ALERT_SMTP_URL's (callbridge/alert_settings.py::Email): smtp://
+speaks STARTTLS (refused when the server does not offer it: a password never goes in the
+clear), smtps:// TLS from the start. Certificates are checked against the system's CAs, or
+ALERT_SMTP_CA_FILE for a private CA. What it returns never holds the URL or the password.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from email.message import EmailMessage
+from urllib.parse import unquote
+
+from callbridge.alert_settings import SMTP_SCHEMES, Email
+
+TIMEOUT = 15.0  # seconds per SMTP step; a slower server costs the sending helper, never a call
+
+
+def send(email: Email, message: EmailMessage) -> tuple[bool, str]:
+    """(delivered, what happened in a few words; never the URL or the password)."""
+    parts = email.parts
+    port = parts.port or SMTP_SCHEMES[parts.scheme]
+    context = ssl.create_default_context(cafile=email.ca_file or None)
+    try:
+        if parts.scheme == "smtps":
+            client = smtplib.SMTP_SSL(parts.hostname, port, timeout=TIMEOUT, context=context)
+        else:
+            client = smtplib.SMTP(parts.hostname, port, timeout=TIMEOUT)
+        with client:
+            client.ehlo()
+            if parts.scheme == "smtp":
+                if not client.has_extn("starttls"):
+                    return False, "the server offers no STARTTLS: not sending the password in clear"
+                client.starttls(context=context)
+                client.ehlo()
+            if parts.username:
+                client.login(unquote(parts.username), unquote(parts.password or ""))
+            refused = client.send_message(message)
+    except smtplib.SMTPAuthenticationError as exc:
+        return False, f"login refused ({exc.smtp_code})"
+    except smtplib.SMTPResponseException as exc:
+        return False, f"SMTP {exc.smtp_code}"
+    except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        return False, type(exc).__name__
+    if refused:
+        return False, f"{len(refused)} recipients refused"
+    return True, f"sent to {len(email.recipients)} recipients"

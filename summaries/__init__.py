@@ -1,0 +1,1 @@
+"""Post-call summaries: the summarizer helper (summaries/summarizer.py)."""

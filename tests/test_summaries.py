@@ -1,0 +1,379 @@
+"""Post-call summaries (issue 29): from a call's spooled record to a summary and fields on its
+row, a `call.summary` webhook event and an e-mail, against the simulated Responses API
+(simulators/responses.py), a real SQLite database and a real SMTP server (aiosmtpd); what
+is sent (only what the record keeps), what a failure does (retried from the spool, the
+record never touched), and what an agents file may say."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from smtp_server import smtp_channel, smtp_server
+from testenv import self_signed_certificate
+
+from callbridge.agent_file import AgentFileError, load_agents_file
+from callbridge.database_url import DatabaseUrl
+from callbridge.prices import DEFAULTS, PriceTable
+from callbridge.summary_spec import response_schema
+from records import outbox, queries, spool, summary_queue
+from records.drainer import drain_once
+from records.migrate import upgrade
+from records.store import RecordRefused, open_engine, store_summary
+from records.summary_queue import SummaryFigures
+from simulators.clients import ResponsesSim
+from summaries import responses
+from summaries.summarizer import Summarizer
+from supervisor.budgets import SummarySpend
+
+MODEL = "gpt-5.4-mini"
+FIELDS = {
+    "reason": {"type": "string", "enum": ["outage", "billing", "other"]},
+    "customer_id": {"type": ["string", "null"], "description": "the customer number, if given"},
+    "callback_needed": {"type": "boolean"},
+}
+SPEC = {"fields": FIELDS, "email": [], "email_batch_minutes": 0, "instructions": "", "model": MODEL}
+HOOK = "ab12cd34ef56ab78"  # a webhook target key (callbridge/call_webhooks.py::target_key)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    server = ResponsesSim()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def place(tmp_path, sim):
+    sim.reset()
+    engine = open_engine(DatabaseUrl.sqlite_file(tmp_path / "calls.db"))
+    upgrade(engine)
+    yield tmp_path / "spool", engine
+    engine.dispose()
+
+
+def _record(call_id: str, **changes) -> dict:
+    now = time.time()
+    record = {
+        "instance": "main",
+        "call_id": call_id,
+        "caller": "+3460****222",  # as masked by RECORDS_MASK_CALLERS
+        "caller_name": "Ana",
+        "dialled": "100",
+        "started_at": now - 60,
+        "ended_at": now,
+        "duration_s": 60.0,
+        "agent": "support",
+        "model": "gpt-realtime-2.1",
+        "end_reason": "caller_hangup",
+        "currency": "USD",
+        "cost_estimate": 0.05,
+        "complete": True,
+        "turns": [
+            {
+                "side": "caller",
+                "offset_ms": 900,
+                "text": "My internet is down since Monday",
+                "interrupted": False,
+            },
+            {
+                "side": "agent",
+                "offset_ms": 2500,
+                "text": "Let me check the line in your area.",
+                "interrupted": True,
+                "heard": "Let me check",
+            },
+            {
+                "side": "caller",
+                "offset_ms": 4000,
+                "text": "Customer 4471, please call me back",
+                "interrupted": False,
+            },
+        ],
+        "events": [{"offset_ms": 3000, "kind": "dtmf", "detail": {"digits": 4, "secret": True}}],
+        spool.WEBHOOKS: [HOOK],
+        summary_queue.HEADER: SPEC,
+    }
+    record.update(changes)
+    return record
+
+
+def _summarizer(spool_dir: Path, sim: ResponsesSim, **kwargs) -> Summarizer:
+    return Summarizer(
+        "main", spool_dir, sim.url, sim.api_key, PriceTable().with_defaults("USD"), 24.0, **kwargs
+    )
+
+
+def _stored(engine, call_id: str) -> dict:
+    [call] = queries.find_calls(engine, call_id)
+    return call
+
+
+def test_a_call_gets_its_summary_fields_cost_and_webhook_event(place, sim):
+    spool_dir, engine = place
+    spool.write_record(spool_dir, _record("1733.1"))
+    drain_once(engine, spool_dir)  # the record first, as the drainer takes files in time order
+    assert _stored(engine, "1733.1")["summary"] == ""
+    figures = SummaryFigures(1.0)
+    assert _summarizer(spool_dir, sim, figures=figures).pass_once() == 1
+    drain_once(engine, spool_dir)
+    call = _stored(engine, "1733.1")
+    # the simulator quotes the transcript's first words: it read this call
+    assert call["summary"].startswith("Call to agent support"), call["summary"]
+    assert set(call["summary_fields"]) == set(FIELDS)
+    assert call["summary_fields"]["reason"] == "outage" and call["summary_fields"]["callback_needed"] is True
+    assert call["summary_model"] == MODEL
+    assert call["summary_input_tokens"] > 0 and call["summary_output_tokens"] > 16
+    prices = DEFAULTS[MODEL]
+    expected = (
+        call["summary_input_tokens"] * prices["input_text"]
+        + call["summary_output_tokens"] * prices["output_text"]
+    ) / 1e6
+    assert call["summary_cost"] == pytest.approx(expected, rel=1e-3)
+    assert call["cost_estimate"] == pytest.approx(
+        0.05 + expected, rel=1e-6
+    )  # the call's estimate includes it
+    assert call["summarized_at"] is not None
+    assert figures.summarized == 1 and figures.spent == {"support": pytest.approx(expected, rel=1e-3)}
+    # What was sent: the turns (what the caller heard of the cut reply), a strict schema, not stored.
+    [sent] = sim.requests()
+    said = sent["input"][0]["content"]
+    assert "caller: My internet is down since Monday" in said and "agent: Let me check\n" in said
+    assert "in your area" not in said  # not heard by the caller, so not what happened
+    assert "+3460" not in json.dumps(sent) and "Ana" not in json.dumps(sent)  # no number, no name
+    assert sent["store"] is False and sent["model"] == MODEL
+    form = sent["text"]["format"]
+    assert form["type"] == "json_schema" and form["strict"] is True
+    assert form["schema"]["properties"]["fields"]["required"] == list(FIELDS)
+    # The call's webhooks hear of it, after call.ended.
+    [queue] = outbox.queues(spool_dir, "main")
+    events = [json.loads(p.read_text()) for p in outbox.waiting(queue)]
+    assert [e["type"] for e in events] == ["call.ended", "call.summary"]
+    assert (
+        events[1]["data"]["fields"] == call["summary_fields"]
+        and events[1]["data"]["cost"] == call["summary_cost"]
+    )
+    assert summary_queue.waiting(summary_queue.queue_dir(spool_dir, "main")) == []  # the job is gone
+
+
+def test_nothing_is_sent_when_the_record_keeps_no_text(place, sim):
+    """RECORDS_TRANSCRIPTS=false: the record's turns have no text, so there is no job at all."""
+    spool_dir, engine = place
+    silent = [{**turn, "text": ""} for turn in _record("x")["turns"]]
+    for turn in silent:
+        turn.pop("heard", None)
+    spool.write_record(spool_dir, _record("1733.2", turns=silent))
+    spool.write_record(spool_dir, _record("1733.3", **{summary_queue.HEADER: None}))  # summaries off
+    assert summary_queue.waiting(summary_queue.queue_dir(spool_dir, "main")) == []
+    assert _summarizer(spool_dir, sim).pass_once() == 0
+    assert sim.requests() == []
+    drain_once(engine, spool_dir)
+    assert _stored(engine, "1733.2")["summary"] == "" and _stored(engine, "1733.2")["summary_cost"] is None
+
+
+def test_a_failing_model_is_retried_from_the_spool_and_the_record_is_never_touched(place, sim):
+    spool_dir, engine = place
+    spool.write_record(spool_dir, _record("1733.4"))
+    drain_once(engine, spool_dir)
+    before = _stored(engine, "1733.4")
+    summarizer = _summarizer(spool_dir, sim)
+    now = time.time()
+    for kind in ("server_error", "rate_limit_exceeded", "garbage"):
+        sim.fault(kind)
+        assert summarizer.pass_once(now) == 0
+        [path] = summary_queue.waiting(summarizer.queue)
+        job = json.loads(path.read_text())
+        assert job["next_at"] > now and job["last_failure"]  # waits its own back-off
+        assert summarizer.pass_once(now) == 0 and len(sim.requests()) == job["attempts"]  # not before it
+        now = job["next_at"] + 0.1
+    assert job["attempts"] == 3 and job["last_failure"] == "an answer that is not JSON"
+    assert summarizer.figures.failures == 3
+    drain_once(engine, spool_dir)
+    assert _stored(engine, "1733.4") == before  # three failures changed nothing of the record
+    assert summarizer.pass_once(now) == 1
+    drain_once(engine, spool_dir)
+    assert _stored(engine, "1733.4")["summary"]
+
+
+def test_a_job_that_keeps_failing_holds_up_no_other_and_is_set_aside_in_its_time(place, sim):
+    spool_dir, engine = place
+    spool.write_record(
+        spool_dir, _record("1733.5", **{summary_queue.HEADER: {**SPEC, "model": "no-such-model"}})
+    )
+    spool.write_record(spool_dir, _record("1733.6"))
+    summarizer = _summarizer(spool_dir, sim)
+    assert summarizer.pass_once() == 1  # the good call is not held up by the bad one
+    now = time.time()
+    for _ in range(4):
+        [path] = summary_queue.waiting(summarizer.queue)
+        now = json.loads(path.read_text())["next_at"] + 0.1
+        summarizer.pass_once(now)
+    job = json.loads(path.read_text())
+    assert job["attempts"] == 5 and job["last_failure"] == "HTTP 404 model_not_found"
+    assert summarizer.figures.given_up == 0  # a 404 is the configuration's: retried, not given up
+    # Past SUMMARY_RETRY_HOURS it is set aside, logged and counted.
+    summarizer.pass_once(now + 25 * 3600)
+    assert summarizer.figures.given_up == 1
+    assert [p.name.endswith("_1733.5.json") for p in (summarizer.queue / "bad").iterdir()] == [True]
+    # A job that is not JSON is set aside at once; a refusal by the model is for good.
+    (summarizer.queue / "0000000000000000001_broken.json").write_text("{not json")
+    summarizer.pass_once()
+    assert summarizer.figures.given_up == 2
+    refusal = {
+        "status": "completed",
+        "output": [{"type": "message", "content": [{"type": "refusal", "refusal": "no"}]}],
+    }
+    with pytest.raises(responses.Failure) as caught:
+        responses.parse(refusal, MODEL)
+    assert caught.value.for_good
+
+
+def test_store_summary_is_idempotent_and_refuses_a_call_it_does_not_have(place):
+    _spool, engine = place
+    result = {
+        "instance": "main",
+        "call_id": "nope",
+        "summary": "s",
+        "fields": {},
+        "summarized_at": time.time(),
+    }
+    with pytest.raises(RecordRefused):
+        store_summary(engine, result)
+    spool.write_record(_spool, _record("1733.7"))
+    drain_once(engine, _spool)
+    result = {**result, "call_id": "1733.7", "cost": 0.001, "input_tokens": 10, "output_tokens": 5}
+    assert store_summary(engine, result) is True
+    assert store_summary(engine, result) is False  # stored twice: once
+    assert _stored(engine, "1733.7")["cost_estimate"] == pytest.approx(0.051)
+
+
+def test_summaries_are_mailed_per_call_and_in_batches(place, sim, tmp_path):
+    spool_dir, _engine = place
+    (tmp_path / "tls").mkdir()
+    certificate = self_signed_certificate(tmp_path / "tls")
+    controller, inbox = smtp_server(certificate)
+    try:
+        server = smtp_channel(controller.port, certificate[0])
+        per_call = {**SPEC, "email": ["desk@example.org"]}
+        batched = {**SPEC, "email": ["boss@example.org", "desk@example.org"], "email_batch_minutes": 30}
+        spool.write_record(spool_dir, _record("1733.8", **{summary_queue.HEADER: per_call}))
+        spool.write_record(spool_dir, _record("1733.9", **{summary_queue.HEADER: batched}))
+        spool.write_record(spool_dir, _record("1733.10", **{summary_queue.HEADER: batched}))
+        summarizer = _summarizer(spool_dir, sim, mail_server=server)
+        assert summarizer.pass_once() == 3
+        [(sender, to, text)] = inbox.messages  # the per-call one at once; the batch waits
+        assert sender == "callbridge@example.org" and to == ["desk@example.org"]
+        assert "1733.8" in text and "customer_id" in text and "+3460****222" in text
+        assert "My internet is down" not in text  # the summary, never the transcript
+        summarizer.pass_once(time.time() + 31 * 60)  # the batch's half hour is over
+        assert len(inbox.messages) == 2
+        _sender, to, text = inbox.messages[1]
+        assert sorted(to) == ["boss@example.org", "desk@example.org"]
+        assert "1733.9" in text and "1733.10" in text and "2 calls summarized" in text
+        assert summarizer.figures.mails_sent == 2
+    finally:
+        controller.stop()
+    # The server is gone: the next mail waits in the spool and is retried, nothing is lost.
+    spool.write_record(spool_dir, _record("1733.11", **{summary_queue.HEADER: per_call}))
+    summarizer.pass_once()
+    assert summarizer.figures.mail_failures == 1
+    [batch] = [d for d in summary_queue.mail_dir(spool_dir, "main").iterdir() if summary_queue.waiting(d)]
+    assert [p.name for p in summary_queue.waiting(batch)][0].endswith("_1733.11.json")
+
+
+def test_the_budget_counts_what_the_summaries_cost(tmp_path):
+    path = tmp_path / "main.summaries.json"
+    spend = SummarySpend(path, 5.0)
+    assert spend.grown() == {}
+    figures = SummaryFigures(5.0, summarized=1, spent={"support": 0.002})
+    figures.save(path)
+    assert spend.grown() == {"support": 0.002}
+    assert spend.grown() == {}  # unchanged file: nothing read
+    figures.spent = {"support": 0.005, "sales": 0.001}
+    time.sleep(0.01)
+    figures.save(path)
+    path.touch()
+    assert spend.grown() == pytest.approx({"support": 0.003, "sales": 0.001})
+    SummaryFigures(6.0, spent={"support": 9.0}).save(path)  # another run's file: not ours
+    assert spend.grown() == {}
+
+
+def test_the_schema_is_strict_all_the_way_down():
+    schema = response_schema(
+        {"items": {"type": "array", "items": {"type": "object", "properties": {"sku": {"type": "string"}}}}}
+    )
+    fields = schema["properties"]["fields"]
+    assert schema["required"] == ["summary", "fields"] and schema["additionalProperties"] is False
+    assert fields["required"] == ["items"] and fields["additionalProperties"] is False
+    inner = fields["properties"]["items"]["items"]
+    assert inner["required"] == ["sku"] and inner["additionalProperties"] is False
+
+
+def test_an_agents_file_declares_fields_and_addresses_and_its_mistakes_are_named(tmp_path):
+    good = tmp_path / "agents.toml"
+    good.write_text(
+        """
+[agents.support]
+numbers = ["*"]
+[agents.support.summary]
+email = ["desk@example.org"]
+email_batch_minutes = 60
+[agents.support.summary.fields]
+reason = {type = "string", description = "why they called"}
+customer_id = {type = ["string", "null"]}
+[agents.quiet]
+numbers = ["200"]
+summary = {enabled = false}
+"""
+    )
+    book = load_agents_file(good)
+    spec = book.agents["support"].summary
+    assert spec.email == ("desk@example.org",) and spec.email_batch_minutes == 60
+    assert set(spec.fields) == {"reason", "customer_id"}
+    assert book.agents["quiet"].summary.enabled is False
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        """
+[agents.support]
+numbers = ["*"]
+[agents.support.summary]
+email = ["not an address"]
+email_batch_minutes = -1
+colour = "blue"
+[agents.support.summary.fields]
+reason = {type = "text"}
+"bad name" = {type = "string"}
+"""
+    )
+    with pytest.raises(AgentFileError) as caught:
+        load_agents_file(bad)
+    text = str(caught.value)
+    for expected in (
+        "summary.email: must be a list of e-mail addresses",
+        "summary.email_batch_minutes: must be a whole number between 0",
+        "summary.colour: unknown key",
+        "summary.fields.reason: type must be one of",
+        'summary.fields."bad name": is not a name',
+    ):
+        assert expected in text, text
+
+
+def test_an_erased_call_leaves_no_summary_job_result_or_mail_behind(place, sim, tmp_path):
+    from records.erasure import Places, erase_call
+
+    spool_dir, engine = place
+    mailed = {**SPEC, "email": ["desk@example.org"], "email_batch_minutes": 60}
+    spool.write_record(spool_dir, _record("1733.12", **{summary_queue.HEADER: mailed}))
+    spool.write_record(spool_dir, _record("1733.13", **{summary_queue.HEADER: mailed}))
+    drain_once(engine, spool_dir)
+    summarizer = _summarizer(spool_dir, sim)
+    summarizer.one(summary_queue.waiting(summarizer.queue)[0], time.time())  # 1733.12: summarized, mail waits
+    assert list(spool_dir.glob("*_+summary-1733.12.json")) and summary_queue.call_files(spool_dir, "1733.12")
+    assert summary_queue.call_files(spool_dir, "1733.13")  # its job waits
+    for call_id in ("1733.12", "1733.13"):
+        erase_call(engine, Places(spool_dir, tmp_path / "recordings"), "main", call_id)
+        assert summary_queue.call_files(spool_dir, call_id) == []
+    leftovers = [p for p in spool_dir.rglob("*") if p.is_file() and "1733.1" in p.read_text(errors="replace")]
+    assert leftovers == [], leftovers
