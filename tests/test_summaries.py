@@ -377,3 +377,64 @@ def test_an_erased_call_leaves_no_summary_job_result_or_mail_behind(place, sim, 
         assert summary_queue.call_files(spool_dir, call_id) == []
     leftovers = [p for p in spool_dir.rglob("*") if p.is_file() and "1733.1" in p.read_text(errors="replace")]
     assert leftovers == [], leftovers
+
+
+def test_the_supervisor_adds_the_summaries_cost_to_the_agents_budget(tmp_path):
+    """supervisor/agents_side.py::AgentsSide.count_summaries, from the summarizer's figures file:
+    an agent over its daily budget because of its summaries gets no new calls."""
+    from callbridge import config as cfg
+    from callbridge.agents import Agent, AgentBook
+    from supervisor.agents_side import AgentsSide
+    from supervisor.stopping import Stopping
+
+    environ = {
+        "ASTERISK_USERNAME": "u",
+        "ASTERISK_PASSWORD": "p",
+        "OPENAI_API_KEY": "sk-test",
+        "STATE_DIR": str(tmp_path),
+        "SUMMARY_MODEL": MODEL,
+    }
+    settings = cfg.load(env_file=None, environ=environ).settings
+    started = time.time()
+    book = AgentBook({"support": Agent(name="support", daily_budget=0.001)})
+    side = AgentsSide(settings, book, started, lambda *a: None, lambda f, *a: f(*a), Stopping(30))
+    path = summary_queue.figures_path(settings.state_dir, settings.instance)
+    SummaryFigures(round(started, 3), summarized=3, spent={"support": 0.0012}).save(path)
+    side.count_summaries(time.monotonic())
+    assert side.summary()["support"]["spent_today"] == pytest.approx(0.0012)
+    assert side.budgets.over("support", 0.001, time.time())
+    side.count_summaries(time.monotonic())  # within SPEND_LOOK: not looked at again, not counted twice
+    side.next_spend_look = 0.0
+    side.count_summaries(time.monotonic())  # unchanged file: nothing added
+    assert side.summary()["support"]["spent_today"] == pytest.approx(0.0012)
+
+
+def test_the_metrics_count_summaries_mails_and_the_waiting_jobs(place, tmp_path):
+    import shutil
+    import subprocess
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from metrics.collector import SupervisorCollector, summary_families
+
+    spool_dir, _engine = place
+    spool.write_record(spool_dir, _record("1733.14"))
+    path = tmp_path / "main.summaries.json"
+    SummaryFigures(7.0, summarized=4, failures=2, given_up=1, mails_sent=3, mail_failures=1).save(path)
+    collector = SupervisorCollector("/nonexistent", "main", spool_dir=spool_dir, summary_figures_file=path)
+    figures = collector.summaries(7.0)
+    assert (figures["summarized"], figures["given_up"], figures["waiting"]) == (4, 1, 1)
+
+    class Fixed:
+        def collect(self):
+            return summary_families({"instance": "main"}, figures)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Fixed())
+    text = generate_latest(registry).decode()
+    assert 'callbridge_summaries_total{instance_id="main",outcome="failed"} 2.0' in text
+    assert 'callbridge_summaries_mailed_total{instance_id="main",outcome="sent"} 3.0' in text
+    assert 'callbridge_summaries_waiting{instance_id="main"} 1.0' in text
+    if shutil.which("promtool"):  # the names and help as Prometheus's own linter reads them
+        checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
