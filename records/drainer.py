@@ -126,7 +126,12 @@ def complete_orphans(directory: Path, now: float | None = None, recordings_dir: 
         if header is None or quiet < ORPHAN_QUIET or _alive(int(header.get("worker_pid") or 0)):
             continue
         spool.complete_crashed(
-            directory, header, None, "unknown (found after a restart)", recordings_dir=recordings_dir
+            directory,
+            header,
+            None,
+            "unknown (found after a restart)",
+            recordings_dir=recordings_dir,
+            journal_found=True,
         )
         done += 1
     return done

@@ -120,6 +120,7 @@ def _remove_files(places: Places, instance: str, call_id: str, recorded: list[Pa
     directory = Path(places.spool_dir)
     key = spool.file_key(call_id)
     candidates.append(spool.journal_path(directory, call_id))
+    candidates.append(spool.journal_path(directory, call_id).with_suffix(spool.JOURNAL + spool.CLAIM))
     for folder in (directory, directory / "bad"):
         candidates += folder.glob(f"*_{key}{spool.RECORD}")
         candidates += folder.glob(f"*_+summary-{key}{spool.RECORD}")  # a summary for the drainer

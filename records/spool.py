@@ -453,14 +453,60 @@ def complete_crashed(
     end_reason: str = "worker_crashed",
     prices=None,
     recordings_dir: Path | None = None,
+    journal_found: bool = False,
 ) -> str:
     """After the worker died: the record from its journal and the header's last counters.
 
     `fallback` holds what the supervisor knows (instance, call_id, caller, dialled,
     started_at) for a worker that died before it opened its journal. Runs in a helper
-    process (or the drainer, for journals a dead run left); returns what it did."""
+    process (or the drainer, for journals a dead run left: `journal_found`, so that a
+    journal another completed meanwhile is not completed again from nothing); returns what
+    it did."""
     call_id = fallback["call_id"]
     path = journal_path(directory, call_id)
+    claim = claim_journal(path)
+    if claim is None:
+        return "being completed by another helper"
+    try:
+        if journal_found and not path.exists():
+            return "completed by another helper"
+        return _complete_claimed(
+            directory, path, fallback, counters, worker_exit, end_reason, prices, recordings_dir
+        )
+    finally:
+        claim.unlink(missing_ok=True)
+
+
+CLAIM = ".claim"
+CLAIM_STALE = 600.0  # seconds: a claim this old is a dead helper's, and may be taken over
+
+
+def claim_journal(path: Path) -> Path | None:
+    """The one right to complete a dead worker's journal: a crash helper and the drainer's
+    orphan pass may both come to the same one (a helper slowed by a large recording's
+    SHA-256, past ORPHAN_QUIET), and two completions would write two records, one without
+    the recording. The claim is a file made exclusively beside the journal; None: another
+    holds it. A claim left by a helper that died is taken over once CLAIM_STALE old."""
+    claim = path.with_name(path.name + CLAIM)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return claim
+    except FileExistsError:
+        try:
+            if time.time() - claim.stat().st_mtime < CLAIM_STALE:
+                return None
+            os.utime(claim)
+        except OSError:
+            return None
+        log.warning("taking over the stale claim %s (its helper died?)", claim.name)
+        return claim
+
+
+def _complete_claimed(
+    directory, path, fallback, counters, worker_exit, end_reason, prices, recordings_dir
+) -> str:
+    call_id = fallback["call_id"]
     header, turns, usage = None, [], {}
     try:
         header, turns, usage = read_journal(path)

@@ -147,6 +147,38 @@ def test_a_journal_left_by_a_dead_run_is_completed_by_the_drainer(tmp_path):
     assert json.loads(path.read_text())["turns"][0]["text"] == "turn 0"
 
 
+def test_one_dead_workers_journal_is_completed_once_whoever_comes_to_it(tmp_path):
+    """A crash helper and the drainer's orphan pass may both come to one journal: the one
+    that claims it completes it; the other leaves it, and after it is done does not write a
+    second record from nothing. A claim its helper left (died) is taken over in time."""
+    directory = tmp_path / "spool"
+    call = _spool(tmp_path)
+    call.journal(_transcript(call.started_at, 2), {})
+    path = spool.journal_path(directory, "1733.7")
+    claim = spool.claim_journal(path)  # a crash helper is on it
+    assert claim is not None and spool.claim_journal(path) is None
+    header, _, _ = spool.read_journal(path)
+    assert spool.complete_crashed(directory, header, None, "unknown", journal_found=True) == (
+        "being completed by another helper"
+    )
+    assert spool.pending_records(directory) == [] and path.exists()
+    claim.unlink()
+    assert (
+        spool.complete_crashed(directory, header, {}, "signal:SIGKILL")
+        == "rebuilt from the journal (2 turns)"
+    )
+    assert not path.exists() and not claim.exists()  # done, and the claim released
+    [record] = spool.pending_records(directory)
+    record.unlink()  # the drainer stored it
+    assert spool.complete_crashed(directory, header, None, "unknown", journal_found=True) == (
+        "completed by another helper"
+    )
+    assert spool.pending_records(directory) == []  # no second record
+    claim.touch()
+    os.utime(claim, (time.time() - spool.CLAIM_STALE - 1,) * 2)
+    assert spool.claim_journal(path) == claim  # a dead helper's claim is taken over
+
+
 def test_drain_is_idempotent_when_a_record_was_stored_but_its_file_not_removed(tmp_path):
     engine = open_engine_for(tmp_path)
     directory = tmp_path / "spool"
