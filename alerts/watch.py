@@ -44,6 +44,7 @@ class Recent:
     recordings_failed: deque = field(default_factory=deque)  # recordings stopped (a full disk)
     set_aside: deque = field(default_factory=deque)  # records the database can never take
     given_up: deque = field(default_factory=deque)  # webhook events retried too long
+    summaries_given_up: deque = field(default_factory=deque)  # post-call summaries retried too long
 
     def call_ended(
         self, now: float, reason: str, errors_by_code: dict[str, int], opened_at: float | None = None
@@ -79,6 +80,9 @@ class Recent:
     def webhooks_given_up(self, now: float, count: int) -> None:
         self.given_up.extend([now] * count)
 
+    def summaries_failed(self, now: float, count: int) -> None:
+        self.summaries_given_up.extend([now] * count)
+
     def prune(self, now: float) -> None:
         """Forget what has left its window."""
         limits = self.thresholds
@@ -91,6 +95,7 @@ class Recent:
             (limits.failed_window_seconds, self.recordings_failed),
             (limits.failed_window_seconds, self.set_aside),
             (limits.failed_window_seconds, self.given_up),
+            (limits.failed_window_seconds, self.summaries_given_up),
         ):
             while times and now - times[0] > window:
                 times.popleft()
@@ -153,6 +158,12 @@ def holding(
             f"{len(recent.given_up)} webhook events were given up within "
             f"{_span(limits.failed_window_seconds)}: their receiver did not take them within "
             "CALL_WEBHOOK_RETRY_HOURS; kept in the spool's webhooks/bad/"
+        )
+    if recent.summaries_given_up:
+        found["summaries_given_up"] = Holding(
+            f"{len(recent.summaries_given_up)} post-call summaries were given up within "
+            f"{_span(limits.failed_window_seconds)}: the model did not answer within SUMMARY_RETRY_HOURS "
+            "or refused them; their calls' records are kept, the jobs in the spool's summaries/bad/"
         )
     for model, days in sorted(shutdown_days.items()):
         if days <= limits.shutdown_days:

@@ -23,7 +23,7 @@ from alerts.conditions import Notice, Tracker
 from alerts.send import send_all
 from alerts.watch import Recent, holding, opened_since
 from callbridge import safe_files
-from records import drain_figures, outbox
+from records import drain_figures, outbox, summary_queue
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ class Alerting:
         self.marker = Path(settings.state_dir) / "run" / f"{settings.instance}.running"
         self.busy_seen = 0
         # The long-lived helpers' figures files with the count that is an alert: records the
-        # database refused (the drainer's), webhook events given up (the sender's).
+        # database refused (the drainer's), webhook events given up (the sender's), summaries
+        # given up (the summarizer's).
         self.watched = [
             Watched(
                 drain_figures.figures_path(settings.state_dir, settings.instance),
@@ -83,6 +84,12 @@ class Alerting:
                 outbox.WebhookFigures,
                 "given_up",
                 self.recent.webhooks_given_up,
+            ),
+            Watched(
+                summary_queue.figures_path(settings.state_dir, settings.instance),
+                summary_queue.SummaryFigures,
+                "given_up",
+                self.recent.summaries_failed,
             ),
         ]
         self.next_look = 0.0

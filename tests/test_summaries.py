@@ -438,3 +438,14 @@ def test_the_metrics_count_summaries_mails_and_the_waiting_jobs(place, tmp_path)
     if shutil.which("promtool"):  # the names and help as Prometheus's own linter reads them
         checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
         assert checked.returncode == 0, checked.stderr
+
+
+def test_summaries_given_up_are_an_alert():
+    from alerts.watch import Recent, holding
+
+    recent = Recent()
+    recent.summaries_failed(100.0, 2)
+    found = holding(100.0, True, recent, {})
+    assert found["summaries_given_up"].text.startswith("2 post-call summaries were given up within")
+    recent.prune(100.0 + 3600)
+    assert "summaries_given_up" not in holding(100.0 + 3600, True, recent, {})
