@@ -161,9 +161,10 @@ def holding(
         )
     if recent.summaries_given_up:
         found["summaries_given_up"] = Holding(
-            f"{len(recent.summaries_given_up)} post-call summaries were given up within "
-            f"{_span(limits.failed_window_seconds)}: the model did not answer within SUMMARY_RETRY_HOURS "
-            "or refused them; their calls' records are kept, the jobs in the spool's summaries/bad/"
+            f"{len(recent.summaries_given_up)} post-call summaries or their e-mails were given up within "
+            f"{_span(limits.failed_window_seconds)}: not made or not mailed within SUMMARY_RETRY_HOURS, "
+            "refused by the model, or their spool files broken; the calls' records are kept, "
+            "the jobs in the spool's summaries/INSTANCE/bad/ (see the log)"
         )
     for model, days in sorted(shutdown_days.items()):
         if days <= limits.shutdown_days:

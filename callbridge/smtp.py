@@ -23,8 +23,8 @@ def send(email: Email, message: EmailMessage) -> tuple[bool, str]:
     """(delivered, what happened in a few words; never the URL or the password)."""
     parts = email.parts
     port = parts.port or SMTP_SCHEMES[parts.scheme]
-    context = ssl.create_default_context(cafile=email.ca_file or None)
     try:
+        context = ssl.create_default_context(cafile=email.ca_file or None)  # a CA file gone: OSError
         if parts.scheme == "smtps":
             client = smtplib.SMTP_SSL(parts.hostname, port, timeout=TIMEOUT, context=context)
         else:
@@ -45,6 +45,7 @@ def send(email: Email, message: EmailMessage) -> tuple[bool, str]:
         return False, f"SMTP {exc.smtp_code}"
     except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
         return False, type(exc).__name__
-    if refused:
-        return False, f"{len(refused)} recipients refused"
+    if refused:  # taken for the others (all refused raises above): sending again would repeat it
+        taken = len(email.recipients) - len(refused)
+        return True, f"sent to {taken} recipients; {len(refused)} refused by the server"
     return True, f"sent to {len(email.recipients)} recipients"

@@ -91,6 +91,11 @@ def field_problem(schema: object, depth: int = 0) -> str:
         return "description must be text"
     if "enum" in schema and (not isinstance(schema["enum"], list) or not schema["enum"]):
         return "enum must be a list of values"
+    # strict structured outputs want every object's properties and every array's items named
+    if "object" in kinds and not schema.get("properties"):
+        return "an object needs its properties (a table of fields)"
+    if "array" in kinds and "items" not in schema:
+        return "an array needs its items (the schema of one)"
     if depth >= 3 and ("items" in schema or "properties" in schema):
         return "is nested too deep (3 levels at most)"
     if "items" in schema:

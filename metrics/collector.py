@@ -304,11 +304,12 @@ def summary_families(reply: dict, figures: dict):
     yield done
     mails = CounterMetricFamily(
         "callbridge_summaries_mailed",
-        "summary e-mails, by outcome: sent, failed (an attempt)",
+        "summary e-mails, by outcome: sent, failed (an attempt, retried), given_up (after SUMMARY_RETRY_HOURS)",
         labels=[LABEL, "outcome"],
     )
     mails.add_metric([*inst, "sent"], figures.get("mails_sent", 0))
     mails.add_metric([*inst, "failed"], figures.get("mail_failures", 0))
+    mails.add_metric([*inst, "given_up"], figures.get("mails_given_up", 0))
     yield mails
     waiting = GaugeMetricFamily(
         "callbridge_summaries_waiting", "ended calls waiting for their summary", labels=[LABEL]

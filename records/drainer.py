@@ -34,7 +34,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from records import outbox, recordings, spool
+from records import outbox, recordings, spool, summary_queue
 from records.drain_figures import DrainFigures, figures_path
 from records.handover import CrashedCall
 from records.migrate import upgrade
@@ -183,6 +183,8 @@ def run(
                     recordings.sweep(recordings_dir, recordings_retention)
                 if retention_days:
                     kept = [directory / "bad", *(directory / outbox.OUTBOX).glob(f"*/{outbox.BAD}")]
+                    # summary jobs given up hold the turns' text: kept no longer than the records
+                    kept += (directory / summary_queue.QUEUE).glob(f"*/{summary_queue.BAD}")
                     kept += [Path(call_records_dir)] if call_records_dir else []
                     sweep_files(kept, retention_days)  # before the database: an outage must not stop it
                     sweep_old(engine, retention_days)

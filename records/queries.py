@@ -254,16 +254,23 @@ def mask_callers(engine: Engine, keep: int, key: str, instance: str | None = Non
         last = (rows[-1].instance, rows[-1].call_id)
 
 
-def cost_by_agent(engine: Engine, since: datetime, until: datetime, instance: str) -> dict[str, float]:
+def cost_by_agent(
+    engine: Engine, since: datetime, until: datetime, instance: str, run_start: datetime | None = None
+) -> dict[str, float]:
     """Each agent's estimated cost of the calls `instance` started in [since, until) (naive
     UTC): the supervisor's daily budgets start from it (supervisor/budgets.py). A call
-    without an estimate (no price known) adds nothing."""
+    without an estimate (no price known) adds nothing. A summary made since `run_start`
+    is left out of its call's estimate: the run that made it counts it itself
+    (supervisor/budgets.py::SummarySpend)."""
     c = calls.c
-    query = select(c.agent, c.cost_estimate).where(
+    query = select(c.agent, c.cost_estimate, c.summary_cost, c.summarized_at).where(
         c.instance == instance, c.started_at >= since, c.started_at < until, c.cost_estimate.is_not(None)
     )
     spent: dict[str, float] = {}
     with engine.connect() as conn:
-        for agent, cost in conn.execute(query):
-            spent[agent or ""] = spent.get(agent or "", 0.0) + float(cost)
+        for agent, cost, summary_cost, summarized_at in conn.execute(query):
+            cost = float(cost)
+            if run_start is not None and summarized_at is not None and summarized_at >= run_start:
+                cost -= float(summary_cost or 0.0)
+            spent[agent or ""] = spent.get(agent or "", 0.0) + cost
     return spent

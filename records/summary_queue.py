@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 QUEUE, BAD, MAIL = "summaries", "bad", "mail"
 JOB = ".json"
+WORKING = ".working"  # a job being asked about now: `<job>.json.working` (summaries/summarizer.py)
 HEADER = "summary"  # the call header's key for its agent's spec (callbridge/summary_spec.py)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 MAX_TURN_TEXT = 4000  # characters of one turn sent; a runaway turn must not cost a fortune
@@ -133,12 +134,15 @@ def mail_dir(spool_dir: Path, instance: str) -> Path:
 
 
 def call_files(spool_dir: Path, call_key: str) -> list[Path]:
-    """Every file of the summary queue that belongs to one call (its job, set aside or not,
-    and its summary waiting for an e-mail), whatever the instance: for `calls erase`."""
-    suffix = f"_{call_key}{JOB}"
+    """Every file of the summary queue that belongs to one call (its job, set aside, waiting
+    or being asked about now, and its summary waiting for an e-mail), whatever the
+    instance: for `calls erase`."""
+    suffixes = (f"_{call_key}{JOB}", f"_{call_key}{JOB}{WORKING}")
     root = Path(spool_dir) / QUEUE
     try:
-        return sorted(p for p in root.rglob(f"*{suffix}") if p.is_file() and p.name.endswith(suffix))
+        return sorted(
+            p for p in root.rglob(f"*_{call_key}{JOB}*") if p.is_file() and p.name.endswith(suffixes)
+        )
     except OSError:
         return []
 
@@ -157,6 +161,7 @@ class SummaryFigures(RunFigures):
     given_up: int = 0  # jobs moved to bad/ after SUMMARY_RETRY_HOURS, or refused for good
     mails_sent: int = 0  # summary e-mails the SMTP server took
     mail_failures: int = 0  # attempts to send one that failed
+    mails_given_up: int = 0  # summaries whose e-mail failed for SUMMARY_RETRY_HOURS
     spent: dict = field(default_factory=dict)  # agent -> estimated cost of its summaries, this run
 
     @classmethod

@@ -132,8 +132,9 @@ class ResponsesSim(SimProcess):
     def requests(self) -> list[dict]:
         return requests.get(f"{self.base}/sim/requests", timeout=10).json()
 
-    def fault(self, kind: str, count: int = 1) -> None:
-        requests.get(f"{self.base}/sim/fault", params={"kind": kind, "count": count}, timeout=5)
+    def fault(self, kind: str, count: int = 1, seconds: float | None = None) -> None:
+        params = {"kind": kind, "count": count, **({"seconds": seconds} if seconds is not None else {})}
+        requests.get(f"{self.base}/sim/fault", params=params, timeout=5)
 
     def reset(self) -> None:
         requests.get(f"{self.base}/sim/reset", timeout=5)

@@ -16,7 +16,9 @@ text says is made from the transcript it is given, so a test can tell which call
 
 It also answers the model lookup (`GET /v1/models/{model}`, no shutdown date) for the
 shutdown-date check. Control: `GET /sim/requests` (every request body received, oldest first), `GET /sim/fault
-?kind=server_error|rate_limit_exceeded|slow|garbage&count=N` (the next N requests),
+?kind=server_error|rate_limit_exceeded|model_not_found|slow|garbage|cut|hostile|incomplete
+&count=N[&seconds=S]` (the next N requests; `slow` waits S seconds, 30 by default; 429
+says Retry-After: 7; `cut` closes the connection mid-body),
 `GET /sim/reset`. The first line on stdout is `{"port": N}`.
 """
 
@@ -50,6 +52,7 @@ class State:
         self.lock = threading.Lock()
         self.requests: list[dict] = []
         self.faults: list[str] = []
+        self.slow_seconds = 30.0
         self.served = 0
 
     def take_fault(self) -> str:
@@ -167,6 +170,7 @@ def handler_for(state: State):
             if url.path == "/sim/fault":
                 with state.lock:
                     state.faults += [query.get("kind", "server_error")] * int(query.get("count", "1"))
+                    state.slow_seconds = float(query.get("seconds", state.slow_seconds))
                 return self._send(200, {"ok": True})
             if url.path == "/sim/reset":
                 with state.lock:
@@ -192,9 +196,44 @@ def handler_for(state: State):
                 state.requests.append(request)
             fault = state.take_fault()
             if fault == "slow":
-                time.sleep(30)
+                time.sleep(state.slow_seconds)
             if fault == "garbage":
                 return self._send(200, b'{"id": "resp_broken", "output": [')
+            if fault == "cut":  # the headers promise more than comes: the connection closes
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "5000")
+                self.end_headers()
+                self.wfile.write(b'{"id": "resp_cut", "output": [{"type": "mess')
+                self.wfile.flush()
+                self.close_connection = True
+                return None
+            if fault == "hostile":  # shapes no answer has, and a number no float holds
+                return self._send(
+                    200, b'{"status": "completed", "output": "x", "usage": {"output_tokens": 1e999}}'
+                )
+            if fault == "incomplete":  # out of output tokens: billed all the same
+                return self._send(
+                    200,
+                    {
+                        "status": "incomplete",
+                        "incomplete_details": {"reason": "max_output_tokens"},
+                        "output": [],
+                        "usage": {"input_tokens": 900, "output_tokens": 4000},
+                    },
+                )
+            if fault == "model_not_found":  # as the API answers a model it does not know
+                return self._send(*_error(400, fault, "The requested model does not exist."))
+            if fault == "rate_limit_exceeded":
+                status, body = _error(429, fault, "simulated rate limit")
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Retry-After", "7")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return None
             if fault in FAULTS:
                 return self._send(*_error(FAULTS[fault], fault, f"simulated {fault}"))
             return self._send(*answer(state, request))

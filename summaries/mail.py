@@ -19,10 +19,11 @@ from callbridge import smtp
 from callbridge.alert_settings import Email
 
 
-def block(entry: dict) -> str:
+def block(entry: dict, zone=None) -> str:
+    """One call's lines; its time in `zone` (RECORDS_TIMEZONE; None: the machine's)."""
     started = entry.get("started_at")
     when = (
-        datetime.fromtimestamp(float(started), UTC).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+        datetime.fromtimestamp(float(started), UTC).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
         if isinstance(started, int | float)
         else "-"
     )
@@ -51,7 +52,7 @@ def _value(value) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def message(email: Email, entries: list[dict], instance: str) -> EmailMessage:
+def message(email: Email, entries: list[dict], instance: str, zone=None) -> EmailMessage:
     message = EmailMessage()
     if len(entries) == 1:
         entry = entries[0]
@@ -63,12 +64,12 @@ def message(email: Email, entries: list[dict], instance: str) -> EmailMessage:
     message["To"] = ", ".join(email.recipients)
     message["Date"] = formatdate(localtime=True)
     message["Message-ID"] = make_msgid("callbridge")
-    message.set_content("\n\n----\n\n".join(block(entry) for entry in entries) + "\n")
+    message.set_content("\n\n----\n\n".join(block(entry, zone) for entry in entries) + "\n")
     return message
 
 
-def send(email: Email, addresses, entries: list[dict], instance: str) -> tuple[bool, str]:
+def send(email: Email, addresses, entries: list[dict], instance: str, zone=None) -> tuple[bool, str]:
     """`email`: the alerts' channel (its server, account and sender); `addresses` take the
     place of its recipients."""
     channel = replace(email, recipients=tuple(addresses))
-    return smtp.send(channel, message(channel, entries, instance))
+    return smtp.send(channel, message(channel, entries, instance, zone))

@@ -6,9 +6,10 @@ response_schema), `store: false` (OpenAI keeps nothing of it). The answer: the m
 `output_text`, which must be JSON in that schema, and `usage` (input, cached, output tokens).
 
 What can go wrong comes back as a `Failure` naming it in a few words (OpenAI's error code, an
-HTTP status, a requests exception's type: never the key, never the URL's text) and whether
-the job itself is at fault (`for_good`: a 400 for its content, an answer out of the schema
-that keeps coming) or the service is (retried).
+HTTP status, a requests exception's type: never the key, never the URL's text), whether
+the job itself is at fault (`for_good`: too long for the model, refused by it, out of
+output tokens) or the service is (`service`: no answer, 429, 5xx; the whole queue waits),
+and what a billed answer cost even so.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from callbridge.summary_spec import response_schema
 TIMEOUT = (5.0, 60.0)  # connect, each read: a reasoning model may think before its first byte
 MAX_OUTPUT_TOKENS = 4000  # reasoning included; a summary and a few fields need far fewer
 MAX_BODY = 1 << 20  # bytes of an answer read at most
-FOR_GOOD = frozenset({400, 413, 422})  # the request itself is refused: retrying cannot help
+MAX_TOKENS = 10_000_000  # a usage figure above this is not believed (it would blow every budget)
+# Refusals of the request itself that no retry can mend: it is too long for the model. Every
+# other 4xx is the configuration's (a wrong key, an unknown or retired model, no quota, an
+# agent's fields the API will not take) or the moment's (429): retried until
+# SUMMARY_RETRY_HOURS, so that mending the setting lets the waiting jobs through.
+FOR_GOOD_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
+FOR_GOOD_STATUS = frozenset({413})
+# Answers that say the service, not this job, is in trouble: the whole queue waits.
+SERVICE_STATUS = frozenset({429, 500, 502, 503, 504})
 INSTRUCTIONS = (
     "You read the transcript of a phone call between a caller and an AI phone agent, and "
     "write for the business that runs the agent. `summary`: one or two sentences, in the "
@@ -43,11 +52,22 @@ class Summary:
 
 
 class Failure(Exception):
-    """`what` in a few words; `for_good`: the request itself is refused (retrying cannot help)."""
+    """`what` in a few words; `for_good`: the request itself is refused (retrying cannot
+    help); `service`: the service is in trouble (no answer, 429, 5xx), so every job waits
+    (`retry_after` seconds when it said); `usage`: what a billed answer cost all the same."""
 
-    def __init__(self, what: str, for_good: bool = False, status: int = 0) -> None:
+    def __init__(
+        self,
+        what: str,
+        for_good: bool = False,
+        service: bool = False,
+        retry_after: float = 0.0,
+        usage: dict | None = None,
+    ) -> None:
         super().__init__(what)
-        self.what, self.for_good, self.status = what, for_good, status
+        self.what, self.for_good, self.service = what, for_good, service
+        self.retry_after = retry_after
+        self.usage = usage or {}
 
 
 def transcript(job: dict) -> str:
@@ -82,86 +102,106 @@ def request_body(job: dict) -> dict:
     }
 
 
-def ask(session: requests.Session, url: str, api_key: str, job: dict) -> Summary:
-    """One attempt; raises Failure."""
-    body = request_body(job)
+def ask(session: requests.Session, url: str, api_key: str, job: dict, model: str) -> Summary:
+    """One attempt with `model`; raises Failure, whatever the answer is."""
+    body = {**request_body(job), "model": model}
     try:
-        reply = session.post(
+        with session.post(
             url,
             json=body,
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "callbridge-summaries"},
             timeout=TIMEOUT,
             allow_redirects=False,
             stream=True,
-        )
-    except requests.RequestException as exc:
-        raise Failure(type(exc).__name__) from None
-    with reply:
-        try:
-            raw = reply.raw.read(MAX_BODY + 1, decode_content=True)
-        except (requests.RequestException, OSError) as exc:
-            raise Failure(f"answer cut off ({type(exc).__name__})", status=reply.status_code) from None
-    status = reply.status_code
-    if len(raw) > MAX_BODY:
-        raise Failure("answer too long", status=status)
+        ) as reply:
+            status, headers = reply.status_code, reply.headers
+            raw = b""
+            for chunk in reply.iter_content(65536):  # requests' own errors, whatever urllib3 raised
+                raw += chunk
+                if len(raw) > MAX_BODY:
+                    raise Failure("answer too long")
+    except requests.RequestException as exc:  # no answer, cut off, undecodable, a stalled read
+        raise Failure(type(exc).__name__, service=True) from None
     try:
         answer = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         answer = None
     if status != 200:
-        code = ""
-        if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
-            code = str(answer["error"].get("code") or answer["error"].get("type") or "")[:60]
-        raise Failure(f"HTTP {status}" + (f" {code}" if code else ""), status in FOR_GOOD, status)
+        raise _refusal(status, answer, headers)
     if not isinstance(answer, dict):
-        raise Failure("an answer that is not JSON", status=status)
-    return parse(answer, str(body["model"]))
+        raise Failure("an answer that is not JSON")
+    return parse(answer, model)
+
+
+def _refusal(status: int, answer, headers) -> Failure:
+    error = answer.get("error") if isinstance(answer, dict) else None
+    code = str(error.get("code") or error.get("type") or "")[:60] if isinstance(error, dict) else ""
+    what = f"HTTP {status}" + (f" {code}" if code else "")
+    try:
+        retry_after = min(600.0, max(0.0, float(headers.get("Retry-After") or 0)))
+    except (TypeError, ValueError, OverflowError):
+        retry_after = 0.0
+    for_good = status in FOR_GOOD_STATUS or code in FOR_GOOD_CODES
+    return Failure(what, for_good=for_good, service=status in SERVICE_STATUS, retry_after=retry_after)
 
 
 def parse(answer: dict, model: str) -> Summary:
-    """The summary out of a `response` object; raises Failure."""
+    """The summary out of a `response` object; raises Failure (with the answer's usage: a
+    completed answer is billed, whatever it holds)."""
+    usage = _usage(answer.get("usage"))
     if answer.get("status") not in (None, "completed"):
-        reason = (
-            (answer.get("incomplete_details") or {}).get("reason")
-            if isinstance(answer.get("incomplete_details"), dict)
-            else ""
+        details = answer.get("incomplete_details")
+        reason = str(details.get("reason") or "")[:60] if isinstance(details, dict) else ""
+        # out of output tokens: the same call will run out again
+        raise Failure(
+            f"the response is {str(answer.get('status'))[:20]}" + (f" ({reason})" if reason else ""),
+            for_good=reason == "max_output_tokens",
+            usage=usage,
         )
-        raise Failure(f"the response is {answer.get('status')}" + (f" ({reason})" if reason else ""))
-    text, refused = "", ""
-    for item in answer.get("output") or ():
+    text, refused = "", False
+    for item in _list(answer.get("output")):
         if not isinstance(item, dict) or item.get("type") != "message":
             continue
-        for part in item.get("content") or ():
+        for part in _list(item.get("content")):
             if isinstance(part, dict) and part.get("type") == "output_text":
                 text += str(part.get("text") or "")
             elif isinstance(part, dict) and part.get("type") == "refusal":
-                refused = str(part.get("refusal") or "refused")[:200]
+                refused = True
     if refused and not text:
-        raise Failure("the model refused to summarize", for_good=True)
+        raise Failure("the model refused to summarize", for_good=True, usage=usage)
     try:
         found = json.loads(text)
-    except ValueError:
-        raise Failure("an answer that is not the schema's JSON") from None
+    except (ValueError, RecursionError):
+        raise Failure("an answer that is not the schema's JSON", usage=usage) from None
     if not isinstance(found, dict) or not isinstance(found.get("summary"), str):
-        raise Failure("an answer without a summary")
+        raise Failure("an answer without a summary", usage=usage)
     fields = found.get("fields") if isinstance(found.get("fields"), dict) else {}
-    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
-    details = usage.get("input_tokens_details") if isinstance(usage.get("input_tokens_details"), dict) else {}
-    cached = _tokens(details.get("cached_tokens"))
     return Summary(
         summary=found["summary"].strip(),
         fields=fields,
-        usage={
-            "input_text_tokens": max(0, _tokens(usage.get("input_tokens")) - cached),
-            "input_cached_tokens": cached,
-            "output_text_tokens": _tokens(usage.get("output_tokens")),  # reasoning included: billed so
-        },
+        usage=usage,
         model=model[:64],  # as asked: the answer names a dated snapshot, which prices do not know
     )
 
 
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _usage(usage) -> dict:
+    """The answer's usage as callbridge/prices.py prices it (reasoning is billed as output)."""
+    usage = usage if isinstance(usage, dict) else {}
+    details = usage.get("input_tokens_details")
+    cached = _tokens(details.get("cached_tokens") if isinstance(details, dict) else 0)
+    return {
+        "input_text_tokens": max(0, _tokens(usage.get("input_tokens")) - cached),
+        "input_cached_tokens": cached,
+        "output_text_tokens": _tokens(usage.get("output_tokens")),
+    }
+
+
 def _tokens(value) -> int:
     try:
-        return max(0, int(value or 0))
-    except (TypeError, ValueError):
+        return min(MAX_TOKENS, max(0, int(value or 0)))
+    except (TypeError, ValueError, OverflowError):
         return 0

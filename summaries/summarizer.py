@@ -5,15 +5,22 @@ the drainer), to the call's webhooks (`call.summary`) and to its agent's e-mail 
 
 Never the worker, never the supervisor's loop: a model that is slow, down or refusing costs
 this process time and nothing else, and loses nothing. A job stays in the queue until its
-summary is spooled; a failed attempt waits a doubling delay of its own (5 s up to 10 min,
+summary is spooled. A failed attempt waits a doubling delay of its own (5 s up to 10 min,
 kept in the job, so a restart keeps it), so one call the model chokes on does not hold up
-the others. A job older than SUMMARY_RETRY_HOURS, or refused for its content three times,
-is moved to the queue's `bad/`, logged and counted (`given_up`). Its call's record was
-stored long before and is untouched.
+the others; a failure of the service itself (no answer, 429, 5xx) makes the whole queue
+wait (its Retry-After when it gives one), so an outage costs one request per delay, not one
+per call. A job older than SUMMARY_RETRY_HOURS, or refused for its content three times, is
+moved to the queue's `bad/`, logged and counted (`given_up`). Its call's record was stored
+long before and is untouched. The model asked is SUMMARY_MODEL as this run has it (the
+job's own, from when the call ended, only when that is empty): mending a wrong or retired
+model lets the waiting jobs through.
 
-One job at a time, in this process's main thread: a call's summary takes a second or two of
-the model's time, calls end at most a few a second, and the whole request is bounded by a
-deadline (callbridge/deadline.py: a server that trickles its answer a byte at a time).
+A job being asked about is renamed `<job>.json.working` for the attempt: `calls erase`
+removes that name too, and a summary whose job vanished meanwhile is dropped, never
+spooled, posted or mailed. One job at a time, in this process's main thread, each request
+bounded by a deadline for the whole of it (callbridge/deadline.py: a server that trickles
+its answer a byte at a time); a pass spends at most PASS_SECONDS on jobs, and the e-mail
+goes first, so a backlog delays neither the mail nor the look at the supervisor.
 
 What is logged is the call, the outcome and the tokens: never the transcript, the summary,
 the key or the URL.
@@ -26,13 +33,14 @@ import logging
 import os
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import requests
 
 from callbridge import safe_files
 from callbridge.deadline import DeadlineExceeded, deadline
 from records import outbox, spool, summary_queue
-from records.summary_queue import SummaryFigures
+from records.summary_queue import JOB, WORKING, SummaryFigures
 from summaries import mail
 from summaries.responses import Failure, ask
 
@@ -42,6 +50,7 @@ POLL = 1.0  # seconds between looks at an empty queue
 RETRY_MIN, RETRY_MAX = 5.0, 600.0
 REQUEST_DEADLINE = 120.0  # seconds for one request, whole
 MAIL_DEADLINE = 60.0  # seconds for one e-mail, STARTTLS and login included
+PASS_SECONDS = 30.0  # seconds of jobs per pass, then the mail and the parent are looked at
 REFUSED_ATTEMPTS = 3
 
 
@@ -57,6 +66,9 @@ class Summarizer:
         mail_server=None,
         figures: SummaryFigures | None = None,
         save=lambda: None,
+        model: str = "",
+        zone=None,
+        alive=lambda: True,
     ) -> None:
         self.instance = instance
         self.spool_dir = Path(spool_dir)
@@ -68,21 +80,50 @@ class Summarizer:
         self.mail_server = mail_server  # callbridge/alert_settings.py::Email, or None
         self.figures = figures or SummaryFigures(0.0)
         self.save = save
+        self.model = model  # SUMMARY_MODEL now ("": each job's own)
+        self.zone = zone  # RECORDS_TIMEZONE, for the e-mails' times
+        self.alive = alive  # () -> bool: our supervisor is still there
         self.session = requests.Session()
         self.session.trust_env = False  # no proxy or .netrc from the machine's environment
+        self.not_before: dict[str, float] = {}  # a job's next attempt, read from it once
+        self.paused_until = 0.0  # the service failed: no job before this
+        self.service_delay = 0.0
         self.mail_next: dict[str, float] = {}  # a batch's next attempt after a failure
         self.mail_delay: dict[str, float] = {}
         self.no_server_logged = False
+        self._recover()
+
+    def _recover(self) -> None:
+        """Jobs a killed summarizer was asking about go back in the queue."""
+        try:
+            working = [p for p in self.queue.iterdir() if p.name.endswith(JOB + WORKING)]
+        except OSError:
+            return
+        for path in working:
+            try:
+                os.replace(path, path.with_name(path.name.removesuffix(WORKING)))
+            except OSError as exc:
+                log.warning("summary job %s: cannot put it back in the queue: %s", path.name, exc)
 
     # --- the jobs
 
     def pass_once(self, now: float | None = None) -> int:
-        """Every job that is due, oldest first, then the mail; how many jobs were done."""
+        """The mail that is due, then every job that is due, oldest first, for at most
+        PASS_SECONDS; how many jobs were done."""
+        clock = time.time if now is None else (lambda: now)
+        self.mail(clock())
         done = 0
+        until = time.monotonic() + PASS_SECONDS
         for path in summary_queue.waiting(self.queue):
-            if self.one(path, time.time() if now is None else now):
-                done += 1
-        self.mail(time.time() if now is None else now)
+            if clock() < self.paused_until or time.monotonic() > until or not self.alive():
+                break
+            if self.not_before.get(path.name, 0.0) > clock():
+                continue
+            try:
+                done += self.one(path, clock())
+            except Exception:  # a bug here must not stop the queue: this job waits, the rest go on
+                log.exception("summary job %s: unexpected failure; it waits", path.name)
+                self.not_before[path.name] = clock() + RETRY_MAX
         return done
 
     def one(self, path: Path, now: float) -> bool:
@@ -90,50 +131,71 @@ class Summarizer:
             job = json.loads(path.read_bytes())
             if not isinstance(job, dict) or not job.get("call_id"):
                 raise ValueError("not a job")
+            job["call_id"] = str(job["call_id"])
+            next_at, created_at = float(job.get("next_at") or 0), float(job.get("created_at") or 0)
+            attempts = int(job.get("attempts") or 0) + 1
+            if not isinstance(job.get("turns"), list) or not all(isinstance(t, dict) for t in job["turns"]):
+                raise ValueError("its turns are not a list of turns")
         except FileNotFoundError:
             return False
-        except (OSError, ValueError, TypeError, RecursionError) as exc:
+        except (OSError, ValueError, TypeError, RecursionError, OverflowError) as exc:
             self._give_up(path, {}, f"not a summary job ({type(exc).__name__})")
             return False
-        if float(job.get("next_at") or 0) > now:
+        if next_at > now:  # a restart: the delay the job was given still holds
+            self.not_before[path.name] = next_at
             return False
-        if now - float(job.get("created_at") or 0) > self.give_up_after:
+        if now - created_at > self.give_up_after:
             self._give_up(path, job, "retried for too long")
             return False
-        attempts = int(job.get("attempts") or 0) + 1
+        model = self.model or str(job.get("model") or "")
+        working = path.with_name(path.name + WORKING)
+        try:
+            os.replace(path, working)
+        except FileNotFoundError:  # erased meanwhile
+            return False
         try:
             with deadline(REQUEST_DEADLINE):
-                summary = ask(self.session, self.url, self.api_key, job)
+                summary = ask(self.session, self.url, self.api_key, job, model)
         except Failure as failure:
-            return self._failed(path, job, attempts, failure, now)
+            return self._failed(working, path, job, attempts, failure, now, model)
         except DeadlineExceeded as exc:
-            return self._failed(path, job, attempts, Failure(f"timed out: {exc}"), now)
+            failure = Failure(f"timed out: {exc}", service=True)
+            return self._failed(working, path, job, attempts, failure, now, model)
+        except Exception as exc:  # a job shaped in a way ask() did not expect: its own fault
+            failure = Failure(f"cannot ask about it ({type(exc).__name__})")
+            return self._failed(working, path, job, attempts, failure, now, model)
+        self.service_delay = 0.0
+        if not working.exists():  # `calls erase` took it while the model answered: drop it
+            log.info("summary of call %s dropped: the call was erased meanwhile", job["call_id"])
+            return False
         cost = self.prices.estimate(summary.model, summary.usage)
+        spent_before = float(job.get("spent") or 0.0)  # failed attempts of this job were billed too
         result = {
-            "instance": job.get("instance") or self.instance,
+            "instance": str(job.get("instance") or self.instance),
             "call_id": job["call_id"],
             "summary": summary.summary,
             "fields": summary.fields,
             "model": summary.model,
-            "input_tokens": summary.usage["input_text_tokens"] + summary.usage["input_cached_tokens"],
-            "output_tokens": summary.usage["output_text_tokens"],
-            "cost": cost,
-            "currency": job.get("currency", ""),
+            "input_tokens": summary.usage["input_text_tokens"]
+            + summary.usage["input_cached_tokens"]
+            + int(job.get("input_tokens_before") or 0),
+            "output_tokens": summary.usage["output_text_tokens"] + int(job.get("output_tokens_before") or 0),
+            "cost": None if cost is None else round(cost + spent_before, 6),
+            "currency": str(job.get("currency") or ""),
             "summarized_at": round(time.time(), 3),
         }
         try:
             spool.write_summary(self.spool_dir, result)
         except OSError as exc:  # kept: asked again later, which costs tokens but loses nothing
             log.warning("summary of call %s: cannot spool it (%s); will ask again", job["call_id"], exc)
-            return self._failed(path, job, attempts, Failure("cannot spool the summary"), now)
+            failure = Failure("cannot spool the summary")
+            return self._failed(working, path, job, attempts, failure, now, model, billed=cost)
         self._send_on(job, result)
-        path.unlink(missing_ok=True)
-        with_cost = "not priced" if cost is None else f"{cost:.6f} {job.get('currency', '')}".strip()
+        working.unlink(missing_ok=True)
+        self.not_before.pop(path.name, None)
         self.figures.summarized += 1
-        if cost:
-            agent = str(job.get("agent") or "")
-            self.figures.spent[agent] = round(self.figures.spent.get(agent, 0.0) + cost, 6)
-        self.save()
+        self._spend(job, cost)
+        with_cost = "not priced" if cost is None else f"{result['cost']:.6f} {result['currency']}".strip()
         log.info(
             "summary of call %s: %d fields, %d+%d tokens, %s",
             job["call_id"],
@@ -143,6 +205,13 @@ class Summarizer:
             with_cost,
         )
         return True
+
+    def _spend(self, job: dict, cost: float | None) -> None:
+        """What an answer cost, into the figures the supervisor adds to the agent's budget."""
+        if cost:
+            agent = str(job.get("agent") or "")
+            self.figures.spent[agent] = round(self.figures.spent.get(agent, 0.0) + cost, 6)
+        self.save()
 
     def _send_on(self, job: dict, result: dict) -> None:
         """The webhooks' `call.summary` event and the e-mail's entry: both from the spool,
@@ -157,11 +226,10 @@ class Summarizer:
             "cost": result["cost"],
             "currency": result["currency"],
         }
-        outbox.post(
-            self.spool_dir, "call.summary", result["instance"], job["call_id"], data, job.get("webhooks")
-        )
-        spec = job.get("spec") or {}
-        addresses = [str(a) for a in spec.get("email") or ()]
+        hooks = [str(key) for key in job.get("webhooks") or () if isinstance(key, str)]
+        outbox.post(self.spool_dir, "call.summary", result["instance"], job["call_id"], data, hooks)
+        spec = job.get("spec") if isinstance(job.get("spec"), dict) else {}
+        addresses = [str(a) for a in spec.get("email") or () if isinstance(a, str)]
         if not addresses:
             return
         minutes = int(spec.get("email_batch_minutes") or 0)
@@ -174,29 +242,58 @@ class Summarizer:
             "minutes": minutes,
             "queued_at": round(time.time(), 3),
         }
-        directory = summary_queue.mail_dir(self.spool_dir, self.instance) / summary_queue.batch_key(
-            addresses, minutes
-        )
+        batch = summary_queue.batch_key(addresses, minutes)
+        directory = summary_queue.mail_dir(self.spool_dir, self.instance) / batch
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            name = f"{time.time_ns():019d}_{spool.file_key(job['call_id'])}{summary_queue.JOB}"
+            name = f"{time.time_ns():019d}_{spool.file_key(job['call_id'])}{JOB}"
             safe_files.write_text(directory / name, json.dumps(entry, ensure_ascii=False), durable=True)
         except OSError as exc:
             log.warning("summary of call %s: cannot queue its e-mail (%s)", job["call_id"], exc)
 
-    def _failed(self, path: Path, job: dict, attempts: int, failure: Failure, now: float) -> bool:
+    def _failed(
+        self,
+        working: Path,
+        path: Path,
+        job: dict,
+        attempts: int,
+        failure: Failure,
+        now: float,
+        model: str,
+        billed: float | None = None,
+    ) -> bool:
+        """The attempt failed: what a billed answer cost is counted (the job's and the
+        budget's), and the job goes back in the queue with its delay."""
         self.figures.failures += 1
-        self.save()
-        if failure.for_good and attempts >= REFUSED_ATTEMPTS:
-            self._give_up(path, {**job, "attempts": attempts}, f"refused ({failure})")
-            return False
-        delay = min(RETRY_MAX, RETRY_MIN * 2 ** (attempts - 1))
+        if billed is None and failure.usage:
+            billed = self.prices.estimate(model, failure.usage)
+        if failure.usage:
+            job["input_tokens_before"] = int(job.get("input_tokens_before") or 0) + sum(
+                failure.usage.get(k, 0) for k in ("input_text_tokens", "input_cached_tokens")
+            )
+            job["output_tokens_before"] = int(job.get("output_tokens_before") or 0) + failure.usage.get(
+                "output_text_tokens", 0
+            )
+        if billed:
+            job["spent"] = round(float(job.get("spent") or 0.0) + billed, 6)
+        self._spend(job, billed)
+        if failure.service:  # the service, not this job: every job waits
+            self.service_delay = min(RETRY_MAX, max(RETRY_MIN, self.service_delay * 2, failure.retry_after))
+            self.paused_until = now + self.service_delay
+        if failure.for_good:  # refused for its content: three times, and it is set aside
+            job["refusals"] = int(job.get("refusals") or 0) + 1
+        delay = max(min(RETRY_MAX, RETRY_MIN * 2 ** (attempts - 1)), failure.retry_after)
         job.update(attempts=attempts, next_at=round(now + delay, 3), last_failure=str(failure))
+        self.not_before[path.name] = now + delay
         try:
-            if path.exists():
-                safe_files.write_text(path, json.dumps(job, ensure_ascii=False))
-        except OSError:
-            pass
+            if working.exists():
+                safe_files.write_text(working, json.dumps(job, ensure_ascii=False))
+                os.replace(working, path)
+        except OSError as exc:
+            log.warning("summary job %s: cannot put it back in the queue: %s", path.name, exc)
+        if int(job.get("refusals") or 0) >= REFUSED_ATTEMPTS:
+            self._give_up(path, job, f"refused ({failure})")
+            return False
         log.warning(
             "summary of call %s failed (%s, attempt %d); retrying in %.0f s",
             job.get("call_id"),
@@ -209,9 +306,13 @@ class Summarizer:
     def _give_up(self, path: Path, job: dict, why: str) -> None:
         try:
             moved = summary_queue.set_aside(path)
+        except FileNotFoundError:
+            return
         except OSError as exc:
             log.error("summary job %s: cannot move it to bad/: %s", path.name, exc)
+            self.not_before[path.name] = time.time() + RETRY_MAX
             return
+        self.not_before.pop(path.name, None)
         self.figures.given_up += 1
         self.save()
         log.error("summary of call %s given up (%s); kept as %s", job.get("call_id", "?"), why, moved.name)
@@ -227,31 +328,44 @@ class Summarizer:
         for batch in batches:
             entries = summary_queue.waiting(batch)
             if entries and now >= self.mail_next.get(batch.name, 0.0):
-                self._mail_batch(batch.name, entries, now)
+                try:
+                    self._mail_batch(batch.name, entries, now)
+                except Exception:  # as for a job: this batch waits, the rest go on
+                    log.exception("summary e-mail batch %s: unexpected failure; it waits", batch.name)
+                    self.mail_next[batch.name] = now + RETRY_MAX
 
     def _mail_batch(self, key: str, paths: list[Path], now: float) -> None:
         loaded = []
         for path in paths:
             try:
                 entry = json.loads(path.read_bytes())
-                if isinstance(entry, dict) and entry.get("addresses"):
+                if (
+                    isinstance(entry, dict)
+                    and isinstance(entry.get("addresses"), list)
+                    and entry["addresses"]
+                ):
+                    entry["queued_at"], entry["minutes"] = (
+                        float(entry.get("queued_at") or 0),
+                        int(entry.get("minutes") or 0),
+                    )
                     loaded.append((path, entry))
                     continue
-            except (OSError, ValueError, RecursionError):
+            except (OSError, ValueError, TypeError, RecursionError, OverflowError):
                 pass
             log.error("summary e-mail: %s is not an entry; removed", path.name)
             path.unlink(missing_ok=True)
         if not loaded:
             return
         first = loaded[0][1]
-        minutes = int(first.get("minutes") or 0)
-        if minutes and now - float(first.get("queued_at") or 0) < minutes * 60:
+        minutes = first["minutes"]
+        if minutes and now - first["queued_at"] < minutes * 60:
             return  # the batch's period is not over: later calls join it
-        stale = [(p, e) for p, e in loaded if now - float(e.get("queued_at") or 0) > self.give_up_after]
+        stale = [(p, e) for p, e in loaded if now - e["queued_at"] > self.give_up_after]
         for path, entry in stale:  # the server has refused them for SUMMARY_RETRY_HOURS
             log.error("summary e-mail of call %s given up after retrying", entry.get("call_id"))
             path.unlink(missing_ok=True)
-            self.figures.mail_failures += 1
+            self.figures.mails_given_up += 1
+            self.save()
         loaded = [item for item in loaded if item not in stale]
         if not loaded:
             return
@@ -260,29 +374,30 @@ class Summarizer:
                 log.error("summary e-mails wait, but ALERT_SMTP_URL is not set: nothing can send them")
                 self.no_server_logged = True
             return
-        sends = [loaded[:1]] if not minutes else [loaded]  # per call: one at a time, in order
-        for group in sends:
-            addresses = group[0][1]["addresses"]
-            try:
-                with deadline(MAIL_DEADLINE):
-                    sent, how = mail.send(self.mail_server, addresses, [e for _p, e in group], self.instance)
-            except DeadlineExceeded as exc:
-                sent, how = False, f"timed out: {exc}"
-            calls = ", ".join(str(e.get("call_id")) for _p, e in group)
-            if not sent:
-                self.figures.mail_failures += 1
-                self.save()
-                delay = min(RETRY_MAX, max(RETRY_MIN, self.mail_delay.get(key, 0.0) * 2))
-                self.mail_delay[key], self.mail_next[key] = delay, now + delay
-                log.warning("summary e-mail of call %s not sent (%s); retrying in %.0f s", calls, how, delay)
-                return
-            for path, _entry in group:
-                path.unlink(missing_ok=True)
-            self.mail_delay.pop(key, None)
-            self.mail_next.pop(key, None)
-            self.figures.mails_sent += 1
+        group = loaded if minutes else loaded[:1]  # per call: one at a time, in order
+        addresses = [str(a) for a in group[0][1]["addresses"]]
+        try:
+            with deadline(MAIL_DEADLINE):
+                sent, how = mail.send(
+                    self.mail_server, addresses, [e for _p, e in group], self.instance, self.zone
+                )
+        except DeadlineExceeded as exc:
+            sent, how = False, f"timed out: {exc}"
+        calls = ", ".join(str(e.get("call_id")) for _p, e in group)
+        if not sent:
+            self.figures.mail_failures += 1
             self.save()
-            log.info("summary e-mail of call %s: %s", calls, how)
+            delay = min(RETRY_MAX, max(RETRY_MIN, self.mail_delay.get(key, 0.0) * 2))
+            self.mail_delay[key], self.mail_next[key] = delay, now + delay
+            log.warning("summary e-mail of call %s not sent (%s); retrying in %.0f s", calls, how, delay)
+            return
+        for path, _entry in group:
+            path.unlink(missing_ok=True)
+        self.mail_delay.pop(key, None)
+        self.mail_next.pop(key, None)
+        self.figures.mails_sent += 1
+        self.save()
+        log.info("summary e-mail of call %s: %s", calls, how)
 
 
 def run(
@@ -291,8 +406,11 @@ def run(
     """The summarizer's loop until its supervisor is gone."""
     figures = SummaryFigures.resume(figures_file, service) if figures_file else SummaryFigures(service)
 
+    def alive() -> bool:
+        return os.getppid() == parent_pid
+
     def save() -> None:  # only while our supervisor lives (as the drainer's, records/drainer.py)
-        if figures_file is not None and os.getppid() == parent_pid:
+        if figures_file is not None and alive():
             figures.save(figures_file)
 
     summarizer = Summarizer(
@@ -305,10 +423,13 @@ def run(
         settings.mail_server,
         figures,
         save,
+        model=settings.summary_model,
+        zone=ZoneInfo(settings.records_timezone) if settings.records_timezone else None,
+        alive=alive,
     )
     save()
-    log.info("summarizer started: model %s", settings.summary_model)
-    while os.getppid() == parent_pid:
+    log.info("summarizer started: model %s", settings.summary_model or "each job's own")
+    while alive():
         try:
             done = summarizer.pass_once()
         except Exception:  # a bug here must not end the summaries: the keeper would loop on it
@@ -322,9 +443,5 @@ def summarizer_work(settings, service: float = 0.0):
     """The summarizer helper's function, as the supervisor's keeper starts it
     (supervisor/keeper.py)."""
     parent = os.getpid()
-    return lambda: run(
-        settings,
-        parent,
-        figures_file=summary_queue.figures_path(settings.state_dir, settings.instance),
-        service=service,
-    )
+    figures_file = summary_queue.figures_path(settings.state_dir, settings.instance)
+    return lambda: run(settings, parent, figures_file=figures_file, service=service)

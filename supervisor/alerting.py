@@ -91,6 +91,12 @@ class Alerting:
                 "given_up",
                 self.recent.summaries_failed,
             ),
+            Watched(
+                summary_queue.figures_path(settings.state_dir, settings.instance),
+                summary_queue.SummaryFigures,
+                "mails_given_up",
+                self.recent.summaries_failed,
+            ),
         ]
         self.next_look = 0.0
 

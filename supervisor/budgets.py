@@ -115,12 +115,14 @@ def seed_work(settings, day: date, until_wall: float):
         from records.store import open_engine
 
         since, next_day = day_bounds(day, zone)
-        until = min(next_day, datetime.fromtimestamp(until_wall, UTC).replace(tzinfo=None))
+        run_start = datetime.fromtimestamp(until_wall, UTC).replace(tzinfo=None)
+        until = min(next_day, run_start)
         if database.is_sqlite and not _exists(database):
             return {"day": day.isoformat(), "spent": {}}  # no history yet
         engine = open_engine(database, read_only=True)
         try:
-            return {"day": day.isoformat(), "spent": cost_by_agent(engine, since, until, instance)}
+            spent = cost_by_agent(engine, since, until, instance, run_start=run_start)
+            return {"day": day.isoformat(), "spent": spent}
         finally:
             engine.dispose()
 

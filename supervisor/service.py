@@ -633,7 +633,9 @@ class Supervisor:
             self._guarded(self._finish_call, entry, status)
         # Listings and lookups are of no use any more; teardown and busy helpers finish
         # their work on their own (they do not die with us).
-        self.helpers.kill(("reconcile", "resolve", "models", "drainer", "web", "webhooks", "budgets"))
+        self.helpers.kill(
+            ("reconcile", "resolve", "models", "drainer", "web", "webhooks", "summaries", "budgets")
+        )
         self.stopping.close()
         if self.control is not None:
             self.control.close()

@@ -1,5 +1,5 @@
 """A real SMTP server (aiosmtpd) on loopback for the tests: STARTTLS with a certificate of
-our own CA, a login, and an inbox to read what arrived. Used by the alerts' e-mail channel
+our own CA, a login, and an inbox to read what arrived; it has no mailbox `nobody@`. Used by the alerts' e-mail channel
 (tests/test_alert_email.py) and the summaries' e-mail (tests/test_summaries.py)."""
 
 from __future__ import annotations
@@ -18,6 +18,12 @@ USER, PASSWORD = "alerts@example.org", "smtp-Pa55word!"
 class Inbox:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], str]] = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if address.startswith("nobody@"):  # a mailbox the server does not have
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content.decode()))

@@ -197,30 +197,34 @@ def test_a_failing_model_is_retried_from_the_spool_and_the_record_is_never_touch
     assert _stored(engine, "1733.4")["summary"]
 
 
-def test_a_job_that_keeps_failing_holds_up_no_other_and_is_set_aside_in_its_time(place, sim):
+def test_an_unknown_model_is_retried_until_the_setting_is_mended_and_holds_up_no_other(place, sim):
     spool_dir, engine = place
     spool.write_record(
-        spool_dir, _record("1733.5", **{summary_queue.HEADER: {**SPEC, "model": "no-such-model"}})
+        spool_dir, _record("1733.5", **{summary_queue.HEADER: {**SPEC, "model": "gpt-retired"}})
     )
     spool.write_record(spool_dir, _record("1733.6"))
-    summarizer = _summarizer(spool_dir, sim)
+    summarizer = _summarizer(spool_dir, sim)  # SUMMARY_MODEL empty: each job's own model
     assert summarizer.pass_once() == 1  # the good call is not held up by the bad one
     now = time.time()
+    sim.fault("model_not_found", 2)  # as the API says it: a 400, which is still the configuration's
     for _ in range(4):
         [path] = summary_queue.waiting(summarizer.queue)
         now = json.loads(path.read_text())["next_at"] + 0.1
         summarizer.pass_once(now)
     job = json.loads(path.read_text())
     assert job["attempts"] == 5 and job["last_failure"] == "HTTP 404 model_not_found"
-    assert summarizer.figures.given_up == 0  # a 404 is the configuration's: retried, not given up
-    # Past SUMMARY_RETRY_HOURS it is set aside, logged and counted.
-    summarizer.pass_once(now + 25 * 3600)
+    assert summarizer.figures.given_up == 0 and summarizer.figures.failures == 5  # retried, not given up
+    mended = _summarizer(spool_dir, sim, model=MODEL)  # SUMMARY_MODEL mended, the service restarted
+    assert mended.pass_once(now + 3600) == 1
+    assert sim.requests()[-1]["model"] == MODEL
+    # Past SUMMARY_RETRY_HOURS a job is set aside, logged and counted.
+    spool.write_record(
+        spool_dir, _record("1733.15", **{summary_queue.HEADER: {**SPEC, "model": "gpt-retired"}})
+    )
+    summarizer.pass_once(time.time() + 25 * 3600)
     assert summarizer.figures.given_up == 1
-    assert [p.name.endswith("_1733.5.json") for p in (summarizer.queue / "bad").iterdir()] == [True]
-    # A job that is not JSON is set aside at once; a refusal by the model is for good.
-    (summarizer.queue / "0000000000000000001_broken.json").write_text("{not json")
-    summarizer.pass_once()
-    assert summarizer.figures.given_up == 2
+    assert [p.name.endswith("_1733.15.json") for p in (summarizer.queue / "bad").iterdir()] == [True]
+    # A refusal by the model is for good.
     refusal = {
         "status": "completed",
         "output": [{"type": "message", "content": [{"type": "refusal", "refusal": "no"}]}],
@@ -228,6 +232,128 @@ def test_a_job_that_keeps_failing_holds_up_no_other_and_is_set_aside_in_its_time
     with pytest.raises(responses.Failure) as caught:
         responses.parse(refusal, MODEL)
     assert caught.value.for_good
+
+
+def test_broken_answers_and_broken_files_are_failures_never_a_crash(place, sim):
+    spool_dir, _engine = place
+    spool.write_record(spool_dir, _record("1733.16"))
+    summarizer = _summarizer(spool_dir, sim)
+    now = time.time()
+    for kind, said in (
+        ("cut", "ChunkedEncodingError"),
+        ("hostile", "an answer that is not the schema's JSON"),
+    ):
+        sim.fault(kind)
+        assert summarizer.pass_once(now) == 0
+        [path] = summary_queue.waiting(summarizer.queue)
+        job = json.loads(path.read_text())
+        assert said in job["last_failure"], job["last_failure"]
+        now = job["next_at"] + 0.1
+    # Out of output tokens: billed, so counted, and after three such answers set aside.
+    sim.fault("incomplete", 3)
+    for _ in range(3):
+        summarizer.pass_once(now)
+        jobs = summary_queue.waiting(summarizer.queue)
+        if jobs:
+            now = json.loads(jobs[0].read_text())["next_at"] + 0.1
+    assert summary_queue.waiting(summarizer.queue) == [] and summarizer.figures.given_up == 1
+    [kept] = (summarizer.queue / "bad").iterdir()
+    billed = 3 * (900 * 0.75 + 4000 * 4.5) / 1e6
+    assert json.loads(kept.read_text())["spent"] == pytest.approx(billed)
+    assert summarizer.figures.spent["support"] == pytest.approx(billed)  # in the agent's budget
+    # Job files of the wrong shape are set aside, mail entries of the wrong shape removed.
+    for name, text in (
+        ("1_a.json", '{"call_id": "a", "next_at": "soon", "turns": []}'),
+        ("2_b.json", '{"call_id": "b", "turns": [1]}'),
+    ):
+        (summarizer.queue / name).write_text(text)
+    batch = summary_queue.mail_dir(spool_dir, "main") / "x"
+    batch.mkdir(parents=True)
+    (batch / "3_c.json").write_text('{"addresses": ["a@b.c"], "queued_at": "yesterday"}')
+    summarizer.pass_once(now + 1000)  # past the outage's pause (the cut answer's)
+    assert summarizer.figures.given_up == 3 and summary_queue.waiting(batch) == []
+
+
+def test_an_outage_makes_the_whole_queue_wait_not_each_call(place, sim):
+    spool_dir, _engine = place
+    for call_id in ("1733.17", "1733.18", "1733.19"):
+        spool.write_record(spool_dir, _record(call_id))
+    summarizer = _summarizer(spool_dir, sim)
+    sim.fault("rate_limit_exceeded")
+    now = time.time()
+    assert summarizer.pass_once(now) == 0
+    assert len(sim.requests()) == 1  # one request, not one per call
+    assert summarizer.paused_until == pytest.approx(now + 7)  # its Retry-After
+    assert summarizer.pass_once(now + 6) == 0 and len(sim.requests()) == 1
+    assert summarizer.pass_once(now + 7.1) == 3 and len(sim.requests()) == 4  # then all go
+
+
+def test_a_call_erased_while_its_summary_is_asked_for_is_not_written_posted_or_mailed(place, sim, tmp_path):
+    import threading
+
+    from records.erasure import Places, erase_call
+
+    spool_dir, engine = place
+    mailed = {**SPEC, "email": ["desk@example.org"]}
+    spool.write_record(spool_dir, _record("1733.20", **{summary_queue.HEADER: mailed}))
+    drain_once(engine, spool_dir)
+    summarizer = _summarizer(spool_dir, sim)
+    sim.fault("slow", seconds=1.5)
+    seen = []
+
+    def erase_when_asked() -> None:  # `calls erase`, while the model thinks
+        deadline = time.monotonic() + 10
+        while not list(summarizer.queue.glob("*.working")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(bool(list(summarizer.queue.glob("*.working"))))
+        erase_call(engine, Places(spool_dir, tmp_path / "recordings"), "main", "1733.20")
+
+    eraser = threading.Thread(target=erase_when_asked)
+    eraser.start()
+    summarizer.pass_once()  # the summarizer's main thread: its deadline is SIGALRM's
+    eraser.join(10)
+    assert seen == [True], "the job was not being asked about"
+    assert summarizer.figures.summarized == 0
+    left = [p for p in spool_dir.rglob("*") if p.is_file() and "1733.20" in p.read_text(errors="replace")]
+    assert left == [], left
+
+
+def test_a_recipient_the_server_refuses_does_not_make_the_others_get_it_again(place, sim, tmp_path):
+    spool_dir, _engine = place
+    (tmp_path / "tls").mkdir()
+    certificate = self_signed_certificate(tmp_path / "tls")
+    controller, inbox = smtp_server(certificate)
+    try:
+        spec = {**SPEC, "email": ["desk@example.org", "nobody@example.org"]}
+        spool.write_record(spool_dir, _record("1733.21", **{summary_queue.HEADER: spec}))
+        summarizer = _summarizer(spool_dir, sim, mail_server=smtp_channel(controller.port, certificate[0]))
+        summarizer.pass_once(), summarizer.pass_once(), summarizer.pass_once(time.time() + 3600)
+        [(_sender, to, _text)] = inbox.messages
+        assert to == ["desk@example.org"] and summarizer.figures.mails_sent == 1
+    finally:
+        controller.stop()
+
+
+def test_the_budgets_seed_leaves_out_summaries_this_run_counts_itself(place):
+    from datetime import UTC, datetime, timedelta
+
+    from records.queries import cost_by_agent
+
+    spool_dir, engine = place
+    spool.write_record(spool_dir, _record("1733.22", cost_estimate=0.05))
+    drain_once(engine, spool_dir)
+    run_start = datetime.now(UTC).replace(tzinfo=None)
+    result = {
+        "instance": "main",
+        "call_id": "1733.22",
+        "summary": "s",
+        "cost": 0.002,
+        "summarized_at": time.time() + 1,
+    }
+    store_summary(engine, result)  # made by this run, after its start
+    day = (run_start - timedelta(days=1), run_start + timedelta(days=1))
+    assert cost_by_agent(engine, *day, "main")["support"] == pytest.approx(0.052)
+    assert cost_by_agent(engine, *day, "main", run_start=run_start)["support"] == pytest.approx(0.05)
 
 
 def test_store_summary_is_idempotent_and_refuses_a_call_it_does_not_have(place):
@@ -263,6 +389,7 @@ def test_summaries_are_mailed_per_call_and_in_batches(place, sim, tmp_path):
         spool.write_record(spool_dir, _record("1733.10", **{summary_queue.HEADER: batched}))
         summarizer = _summarizer(spool_dir, sim, mail_server=server)
         assert summarizer.pass_once() == 3
+        summarizer.pass_once()  # the mail goes first in a pass
         [(sender, to, text)] = inbox.messages  # the per-call one at once; the batch waits
         assert sender == "callbridge@example.org" and to == ["desk@example.org"]
         assert "1733.8" in text and "customer_id" in text and "+3460****222" in text
@@ -277,7 +404,7 @@ def test_summaries_are_mailed_per_call_and_in_batches(place, sim, tmp_path):
         controller.stop()
     # The server is gone: the next mail waits in the spool and is retried, nothing is lost.
     spool.write_record(spool_dir, _record("1733.11", **{summary_queue.HEADER: per_call}))
-    summarizer.pass_once()
+    summarizer.pass_once(), summarizer.pass_once()
     assert summarizer.figures.mail_failures == 1
     [batch] = [d for d in summary_queue.mail_dir(spool_dir, "main").iterdir() if summary_queue.waiting(d)]
     assert [p.name for p in summary_queue.waiting(batch)][0].endswith("_1733.11.json")
@@ -345,6 +472,7 @@ colour = "blue"
 [agents.support.summary.fields]
 reason = {type = "text"}
 "bad name" = {type = "string"}
+address = {type = "object"}
 """
     )
     with pytest.raises(AgentFileError) as caught:
@@ -356,6 +484,7 @@ reason = {type = "text"}
         "summary.colour: unknown key",
         "summary.fields.reason: type must be one of",
         'summary.fields."bad name": is not a name',
+        "summary.fields.address: an object needs its properties",
     ):
         assert expected in text, text
 
@@ -446,6 +575,8 @@ def test_summaries_given_up_are_an_alert():
     recent = Recent()
     recent.summaries_failed(100.0, 2)
     found = holding(100.0, True, recent, {})
-    assert found["summaries_given_up"].text.startswith("2 post-call summaries were given up within")
+    assert found["summaries_given_up"].text.startswith(
+        "2 post-call summaries or their e-mails were given up within"
+    )
     recent.prune(100.0 + 3600)
     assert "summaries_given_up" not in holding(100.0 + 3600, True, recent, {})

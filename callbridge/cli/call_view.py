@@ -87,7 +87,12 @@ def summary_lines(call: dict) -> list[str]:
     if not call.get("summary"):
         return []
     cost = call.get("summary_cost")
-    price = "not priced" if cost is None else f"{cost:.4f} {call['currency']}, in the cost"
+    if cost is None:
+        price = "not priced (RECORDS_PRICES)"
+    elif call.get("cost_estimate") is None:  # the call's own model has no price: no estimate to add to
+        price = f"{cost:.4f} {call['currency']}"
+    else:
+        price = f"{cost:.4f} {call['currency']}, in the cost"
     lines = [
         f"  summary   {call['summary']}",
         f"            ({call['summary_model']}, {call['summary_input_tokens']}+{call['summary_output_tokens']} tokens, {price})",
