@@ -580,3 +580,81 @@ def test_summaries_given_up_are_an_alert():
     )
     recent.prune(100.0 + 3600)
     assert "summaries_given_up" not in holding(100.0 + 3600, True, recent, {})
+
+
+@pytest.mark.slow
+def test_a_services_calls_are_summarized_even_a_crashed_one_and_mailed(service, asterisk, realtime, tmp_path):
+    """The whole path on a running service: a finished call and one whose worker is killed
+    (its record rebuilt from the journal) both get their summary in the history, the agent's
+    e-mail reaches a real SMTP server, and `cb-summaries` ends with the service."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from urllib.parse import quote
+
+    import psutil
+    from smtp_server import PASSWORD, USER
+
+    (tmp_path / "tls").mkdir()
+    certificate = self_signed_certificate(tmp_path / "tls")
+    controller, inbox = smtp_server(certificate)
+    model = ResponsesSim(api_key=realtime.api_key)
+    agents = tmp_path / "agents.toml"
+    agents.write_text(
+        '[agents.desk]\nnumbers = ["*"]\n[agents.desk.summary]\nemail = ["desk@example.org"]\n'
+        '[agents.desk.summary.fields]\nreason = {type = "string"}\ncallback_needed = {type = "boolean"}\n'
+    )
+    try:
+        svc = service(
+            AGENTS_FILE=str(agents),
+            SUMMARY_MODEL=MODEL,
+            OPENAI_RESPONSES_URL=model.url,
+            ALERT_SMTP_URL=f"smtp://{quote(USER)}:{quote(PASSWORD)}@127.0.0.1:{controller.port}",
+            ALERT_EMAIL_TO="ops@example.org",
+            ALERT_SMTP_CA_FILE=str(certificate[0]),
+        )
+        done = asterisk.place_call([{"say": 1000}, {"silence": 2500}, {"hangup": True}])
+        victim = asterisk.place_call([{"say": 1000}, {"silence": 30000}])
+        row = svc.wait(lambda: (r := svc.call_row(victim)) and r["frames_out"] >= 25 and r, timeout=20)
+        journal = tmp_path / "state" / "spool" / svc.env.get("INSTANCE_ID", "openai-app")
+        svc.wait(
+            lambda: any(p.name.endswith(".journal") and "turn" in p.read_text() for p in journal.glob("*")),
+            timeout=20,
+        )
+        os.kill(row["pid"], signal.SIGKILL)
+
+        def summarized() -> dict:
+            shown = subprocess.run(
+                [sys.executable, "-m", "callbridge.cli", "calls", "--json"],
+                env=svc.env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            if shown.returncode != 0:
+                return {}
+            calls = {c["call_id"]: c for c in json.loads(shown.stdout) if c["summary"]}
+            return calls if {done, victim} <= set(calls) else {}
+
+        calls = svc.wait(summarized, timeout=40)
+        assert calls[victim]["complete"] is False  # rebuilt after the crash, and summarized all the same
+        for call in calls.values():
+            assert call["summary_fields"] == {
+                "reason": call["summary_fields"]["reason"],
+                "callback_needed": True,
+            }
+            assert call["summary_model"] == MODEL and call["summary_cost"] > 0
+        mailed = svc.wait(
+            lambda: len(m := [m for m in inbox.messages if m[1] == ["desk@example.org"]]) == 2 and m
+        )
+        assert done in "".join(m[2] for m in mailed) and victim in "".join(m[2] for m in mailed)
+        helpers = [p for p in psutil.Process(svc.proc.pid).children() if p.name() == "cb-summaries"]
+        assert len(helpers) == 1
+        assert svc.stop() == 0
+        psutil.wait_procs(helpers, timeout=10)
+        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in helpers)
+        assert PASSWORD not in svc.log() and realtime.api_key not in svc.log()
+    finally:
+        model.stop()
+        controller.stop()
