@@ -17,7 +17,7 @@ is an outage, and nothing is set aside for it. Each one set aside is counted
 
 It also finishes journals a dead run left (worker and supervisor died together): a
 journal whose worker is no longer alive and that has not grown for a minute is completed
-as after a crash (records/spool.py::complete_crashed), without counters.
+as after a crash (records/crashed.py::complete_crashed), without counters.
 
 The supervisor keeps it running (supervisor/keeper.py, on its tick, with `drainer_work`); the drainer itself never
 runs on the supervisor's loop, and the worker never talks to the database.
@@ -35,6 +35,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from records import outbox, recordings, spool, summary_queue
+from records.crashed import complete_crashed, read_journal
 from records.drain_figures import DrainFigures, figures_path
 from records.handover import CrashedCall
 from records.migrate import upgrade
@@ -119,13 +120,13 @@ def complete_orphans(directory: Path, now: float | None = None, recordings_dir: 
     done = 0
     for path in spool.journals(directory):
         try:
-            header, _, _ = spool.read_journal(path)
+            header, _, _ = read_journal(path)
             quiet = now - path.stat().st_mtime
         except OSError:
             continue
         if header is None or quiet < ORPHAN_QUIET or _alive(int(header.get("worker_pid") or 0)):
             continue
-        spool.complete_crashed(
+        complete_crashed(
             directory,
             header,
             None,
@@ -272,7 +273,7 @@ def crash_record_work(directory: Path, crashed: CrashedCall, counters: dict, wor
     fallback = crashed.header(spool.VERSION)
     prices = crashed.pricing.prices
     recordings_dir = Path(crashed.recordings_dir) if crashed.recordings_dir else None
-    return lambda: spool.complete_crashed(
+    return lambda: complete_crashed(
         directory, fallback, counters, worker_exit, reason or "worker_crashed", prices, recordings_dir
     )
 

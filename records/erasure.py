@@ -29,7 +29,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
 from callbridge.call_webhooks import EVENTS
-from records import outbox, recordings, spool, summary_queue
+from records import crashed, outbox, recordings, spool, summary_queue
 from records.schema import calls, events, turns, webhook_deliveries
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def _remove_files(places: Places, instance: str, call_id: str, recorded: list[Pa
     directory = Path(places.spool_dir)
     key = spool.file_key(call_id)
     candidates.append(spool.journal_path(directory, call_id))
-    candidates.append(spool.journal_path(directory, call_id).with_suffix(spool.JOURNAL + spool.CLAIM))
+    candidates.append(spool.journal_path(directory, call_id).with_suffix(spool.JOURNAL + crashed.CLAIM))
     for folder in (directory, directory / "bad"):
         candidates += folder.glob(f"*_{key}{spool.RECORD}")
         candidates += folder.glob(f"*_+summary-{key}{spool.RECORD}")  # a summary for the drainer

@@ -6,7 +6,7 @@ Two hand-overs, one per way a call's record comes to be:
   (call_worker/ending.py builds it; records/spool.py::final_record turns it into the body);
 - `CrashedCall`: the worker died, and the supervisor's "record" helper completes the record
   from the call's journal (supervisor/reaping.py::crashed_call builds it;
-  records/drainer.py::crash_record_work and records/spool.py::complete_crashed use it).
+  records/drainer.py::crash_record_work and records/crashed.py::complete_crashed use it).
 """
 
 from __future__ import annotations

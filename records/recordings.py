@@ -7,7 +7,7 @@ writer thread, call_worker/recording.py, appends about once a second); when the 
 it is fsynced and renamed into the directory of its day (UTC), so a file outside
 `partial/` is always whole. The record keeps its path, size, duration and SHA-256
 (`finish`). A worker that died leaves its partial file: the crashed call's record helper
-repairs its header and finishes it marked `partial` (records/spool.py::complete_crashed).
+repairs its header and finishes it marked `partial` (records/crashed.py::complete_crashed).
 
 Here, not in call_worker/, because records/ finishes a crashed worker's file and the
 command line exports and erases them; the worker only writes.

@@ -13,7 +13,8 @@ from call_worker.tools import TRANSFER_CALL, ToolBox
 from callbridge.agent_file import AgentFileError, load_agents_file
 from callbridge.agents import Agent, Destination, DialplanTarget
 from callbridge.ids import InstanceIds
-from records.spool import CallSpool, complete_crashed
+from records.crashed import complete_crashed
+from records.spool import CallSpool
 
 
 def test_events_journaled_during_a_call_are_in_the_record_rebuilt_after_a_crash(tmp_path):

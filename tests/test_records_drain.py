@@ -18,7 +18,7 @@ from records_fixtures import a_record, database, db_servers, server_for  # noqa:
 from sqlalchemy import func, select
 from testenv import reap, wait_until
 
-from records import queries, spool
+from records import crashed, queries, spool
 from records.drain_figures import DrainFigures, backlog, figures_path, run_counters
 from records.drainer import complete_orphans, drain_once
 from records.migrate import upgrade
@@ -58,7 +58,7 @@ def test_the_worker_journals_each_turn_once_and_its_record_replaces_the_journal(
     call.journal(_transcript(call.started_at, 2), usage)  # nothing new: nothing written
     call.journal(_transcript(call.started_at, 3), usage)
     journal = spool.journal_path(tmp_path / "spool", "1733.7")
-    header, turns, last_usage = spool.read_journal(journal)
+    header, turns, last_usage = crashed.read_journal(journal)
     assert header["caller"] == "+3460" and [t["text"] for t in turns] == ["turn 0", "turn 1", "turn 2"]
     assert [t["offset_ms"] for t in turns] == [0, 1000, 2000]
     assert last_usage["input_text_tokens"] == 20 and last_usage["output_audio_tokens"] == 40
@@ -88,7 +88,7 @@ def test_after_a_crash_the_record_is_rebuilt_from_the_journal_and_the_last_count
         "input_tokens": 30,
         "output_tokens": 7,
     }
-    done = spool.complete_crashed(
+    done = crashed.complete_crashed(
         tmp_path / "spool", {"instance": "clinic", "call_id": "1733.7"}, counters, "signal:SIGKILL"
     )
     assert done == "rebuilt from the journal (2 turns)"
@@ -114,7 +114,7 @@ def test_a_crashed_calls_record_keeps_the_set_up_timeline_the_worker_journaled(t
     timeline.bridge_retries = 1
     call.setup(timeline)  # once media is ready (call_worker/call.py)
     call.journal(_transcript(call.started_at, 2), {})
-    spool.complete_crashed(
+    crashed.complete_crashed(
         tmp_path / "spool", {"instance": "clinic", "call_id": "1733.7"}, {}, "signal:SIGKILL"
     )
     [path] = spool.pending_records(tmp_path / "spool")
@@ -155,28 +155,28 @@ def test_one_dead_workers_journal_is_completed_once_whoever_comes_to_it(tmp_path
     call = _spool(tmp_path)
     call.journal(_transcript(call.started_at, 2), {})
     path = spool.journal_path(directory, "1733.7")
-    claim = spool.claim_journal(path)  # a crash helper is on it
-    assert claim is not None and spool.claim_journal(path) is None
-    header, _, _ = spool.read_journal(path)
-    assert spool.complete_crashed(directory, header, None, "unknown", journal_found=True) == (
+    claim = crashed.claim_journal(path)  # a crash helper is on it
+    assert claim is not None and crashed.claim_journal(path) is None
+    header, _, _ = crashed.read_journal(path)
+    assert crashed.complete_crashed(directory, header, None, "unknown", journal_found=True) == (
         "being completed by another helper"
     )
     assert spool.pending_records(directory) == [] and path.exists()
     claim.unlink()
     assert (
-        spool.complete_crashed(directory, header, {}, "signal:SIGKILL")
+        crashed.complete_crashed(directory, header, {}, "signal:SIGKILL")
         == "rebuilt from the journal (2 turns)"
     )
     assert not path.exists() and not claim.exists()  # done, and the claim released
     [record] = spool.pending_records(directory)
     record.unlink()  # the drainer stored it
-    assert spool.complete_crashed(directory, header, None, "unknown", journal_found=True) == (
+    assert crashed.complete_crashed(directory, header, None, "unknown", journal_found=True) == (
         "completed by another helper"
     )
     assert spool.pending_records(directory) == []  # no second record
     claim.touch()
-    os.utime(claim, (time.time() - spool.CLAIM_STALE - 1,) * 2)
-    assert spool.claim_journal(path) == claim  # a dead helper's claim is taken over
+    os.utime(claim, (time.time() - crashed.CLAIM_STALE - 1,) * 2)
+    assert crashed.claim_journal(path) == claim  # a dead helper's claim is taken over
 
 
 def test_drain_is_idempotent_when_a_record_was_stored_but_its_file_not_removed(tmp_path):
@@ -257,9 +257,9 @@ def test_the_database_going_away_mid_run_loses_nothing_and_stores_nothing_twice(
             server.stop()
         for n in range(3):
             spool.write_record(directory, a_record(f"during.{n}", ended_at=1_790_000_100 + n))
-        crashed = _spool(tmp_path)  # a worker killed mid-call while the database is away
-        crashed.journal(_transcript(crashed.started_at, 2), {})
-        spool.complete_crashed(directory, crashed.header, {"frames_in": 50}, "signal:SIGKILL")
+        killed = _spool(tmp_path)  # a worker killed mid-call while the database is away
+        killed.journal(_transcript(killed.started_at, 2), {})
+        crashed.complete_crashed(directory, killed.header, {"frames_in": 50}, "signal:SIGKILL")
         wait_until(lambda: "cannot store call records yet" in log.read_text(), timeout=60, interval=0.1)
         assert len(spool.pending_records(directory)) == 4  # waiting, in the spool
         assert backlog(directory) == (4, 1_790_000_100.0)  # what the metrics export, and the oldest
@@ -297,7 +297,7 @@ def test_with_transcripts_off_turns_keep_side_and_time_but_no_text(tmp_path):
     turns = _transcript(call.started_at, 2)
     turns[1].update(interrupted=True, heard="tu")
     call.journal(turns, {})
-    _, journaled, _ = spool.read_journal(spool.journal_path(tmp_path / "spool", "1733.7"))
+    _, journaled, _ = crashed.read_journal(spool.journal_path(tmp_path / "spool", "1733.7"))
     assert [(t["side"], t["offset_ms"], t["text"]) for t in journaled] == [
         ("caller", 0, ""),
         ("agent", 1000, ""),
@@ -318,7 +318,7 @@ def test_the_journal_keeps_what_the_caller_heard_of_a_cut_reply_only(tmp_path):
     transcript.truncated(Truncation("item2", audio_end_ms=1000, item_audio_ms=4000))
     transcript.agent_done("item2", "Tenemos cita el lunes a las diez o el martes", interrupted=True)
     call.journal(transcript, {})  # the worker passes call_worker/transcript.py's object
-    _, turns, _ = spool.read_journal(spool.journal_path(tmp_path / "spool", "1733.7"))
+    _, turns, _ = crashed.read_journal(spool.journal_path(tmp_path / "spool", "1733.7"))
     assert "heard" not in turns[0] and turns[0]["interrupted"] is False
     assert turns[1]["interrupted"] is True and turns[1]["text"].startswith("Tenemos cita")
     assert (

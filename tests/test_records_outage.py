@@ -19,7 +19,7 @@ from records_fixtures import _server, db_servers  # noqa: F401 -- the session's 
 from sqlalchemy import func, select
 
 from callbridge.database_url import DatabaseUrl
-from records import queries, spool
+from records import crashed, queries, spool
 from records.migrate import upgrade
 from records.schema import calls, events, turns
 from records.store import open_engine
@@ -82,7 +82,7 @@ def test_the_database_server_stopped_mid_run_loses_no_call_and_stores_none_twice
 
     def journaled() -> list[dict]:
         try:
-            return spool.read_journal(journal)[1]
+            return crashed.read_journal(journal)[1]
         except FileNotFoundError:
             return []
 
@@ -122,14 +122,14 @@ def test_the_database_server_stopped_mid_run_loses_no_call_and_stores_none_twice
     assert _rows_per_call(engine) == {call_id: 1 for call_id in expected}
     assert not (directory / "bad").exists()  # no record was set aside as unstorable
 
-    [crashed] = queries.find_calls(engine, victim)
-    assert crashed["complete"] is False and crashed["end_reason"] == "worker_crashed"
-    assert crashed["worker_exit"] == "signal:SIGKILL"
-    assert [(t["side"], t["text"]) for t in crashed["turns"]] == [
+    [victim_call] = queries.find_calls(engine, victim)
+    assert victim_call["complete"] is False and victim_call["end_reason"] == "worker_crashed"
+    assert victim_call["worker_exit"] == "signal:SIGKILL"
+    assert [(t["side"], t["text"]) for t in victim_call["turns"]] == [
         (t["side"], t["text"]) for t in turns_before_kill
     ]
-    assert {t["side"] for t in crashed["turns"]} >= {"caller", "agent"}
-    assert "setup_bridged" in [e["kind"] for e in crashed["events"]]  # its journaled set-up timeline
+    assert {t["side"] for t in victim_call["turns"]} >= {"caller", "agent"}
+    assert "setup_bridged" in [e["kind"] for e in victim_call["events"]]  # its journaled set-up timeline
     assert _count(engine, turns, victim) == len(turns_before_kill)  # no turn stored twice
     for call_id in (before, *during):
         [call] = queries.find_calls(engine, call_id)
