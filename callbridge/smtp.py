@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from urllib.parse import unquote
 
 from callbridge.alert_settings import SMTP_SCHEMES, Email
+from callbridge.deadline import DeadlineExceeded
 
 TIMEOUT = 15.0  # seconds per SMTP step; a slower server costs the sending helper, never a call
 
@@ -29,7 +30,7 @@ def send(email: Email, message: EmailMessage) -> tuple[bool, str]:
             client = smtplib.SMTP_SSL(parts.hostname, port, timeout=TIMEOUT, context=context)
         else:
             client = smtplib.SMTP(parts.hostname, port, timeout=TIMEOUT)
-        with client:
+        try:
             client.ehlo()
             if parts.scheme == "smtp":
                 if not client.has_extn("starttls"):
@@ -39,6 +40,15 @@ def send(email: Email, message: EmailMessage) -> tuple[bool, str]:
             if parts.username:
                 client.login(unquote(parts.username), unquote(parts.password or ""))
             refused = client.send_message(message)
+        except BaseException:
+            client.close()
+            raise
+        # Taken: whatever QUIT answers (or a deadline cutting it short) must not make the
+        # caller send it again.
+        try:
+            client.quit()
+        except (smtplib.SMTPException, OSError, ssl.SSLError, DeadlineExceeded):
+            client.close()
     except smtplib.SMTPAuthenticationError as exc:
         return False, f"login refused ({exc.smtp_code})"
     except smtplib.SMTPResponseException as exc:

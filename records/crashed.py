@@ -16,6 +16,7 @@ from pathlib import Path
 
 from records import recordings
 from records.spool import (
+    JOURNAL,
     RECORD,
     call_events,
     costs,
@@ -87,33 +88,92 @@ def complete_crashed(
             directory, path, fallback, counters, worker_exit, end_reason, prices, recordings_dir
         )
     finally:
-        claim.unlink(missing_ok=True)
+        release(claim)
 
 
 CLAIM = ".claim"
-CLAIM_STALE = 600.0  # seconds: a claim this old is a dead helper's, and may be taken over
+CLAIM_PID_TRUSTED = 3600.0  # seconds: past this a claim's pid may have been reused; it is stale
 
 
 def claim_journal(path: Path) -> Path | None:
     """The one right to complete a dead worker's journal: a crash helper and the drainer's
     orphan pass may both come to the same one (a helper slowed by a large recording's
     SHA-256, past ORPHAN_QUIET), and two completions would write two records, one without
-    the recording. The claim is a file made exclusively beside the journal; None: another
-    holds it. A claim left by a helper that died is taken over once CLAIM_STALE old."""
+    the recording. The claim is a file made exclusively beside the journal, holding the
+    claimer's pid; None: a live process holds it. A claim whose process is gone is taken
+    away by a rename, which one taker alone can win, and made anew."""
     claim = path.with_name(path.name + CLAIM)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        return claim
-    except FileExistsError:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
         try:
-            if time.time() - claim.stat().st_mtime < CLAIM_STALE:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            holder = _holder(claim)
+            if holder is None or _held(claim, holder):
                 return None
-            os.utime(claim)
-        except OSError:
-            return None
-        log.warning("taking over the stale claim %s (its helper died?)", claim.name)
+            taken = claim.with_name(f"{claim.name}.{os.getpid()}.stale")
+            try:
+                os.rename(claim, taken)  # only one taker wins; the other finds no file
+            except FileNotFoundError:
+                continue
+            if _holder(taken) != holder:  # we took a claim made meanwhile by a live taker: give it back
+                os.rename(taken, claim)
+                return None
+            taken.unlink(missing_ok=True)
+            log.warning("taking over the claim %s of process %d, which is gone", claim.name, holder)
+            continue
+        with os.fdopen(fd, "w") as out:
+            out.write(str(os.getpid()))
         return claim
+    return None
+
+
+def release(claim: Path) -> None:
+    """Drop a claim, if it is still ours (a taker may have judged us gone)."""
+    if _holder(claim) == os.getpid():
+        claim.unlink(missing_ok=True)
+
+
+def stale_claims(directory: Path) -> int:
+    """Claims left beside no journal by a claimer that died after finishing it: removed
+    (the drainer's orphan pass calls this)."""
+    removed = 0
+    for claim in Path(directory).glob(f"*{JOURNAL}{CLAIM}"):
+        journal = claim.with_name(claim.name.removesuffix(CLAIM))
+        holder = _holder(claim)
+        if not journal.exists() and holder is not None and not _held(claim, holder):
+            claim.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _holder(claim: Path) -> int | None:
+    """The pid a claim holds; 0 for one being written (empty, for an instant); None: gone."""
+    try:
+        text = claim.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else 0
+
+
+def _held(claim: Path, pid: int) -> bool:
+    """The claim's process still lives (or it is being written), and is young enough that
+    its pid was not reused."""
+    try:
+        age = time.time() - claim.stat().st_mtime
+    except OSError:
+        return False
+    if pid == 0:
+        return age < 60
+    if age > CLAIM_PID_TRUSTED:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _complete_claimed(

@@ -35,7 +35,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from records import outbox, recordings, spool, summary_queue
-from records.crashed import complete_crashed, read_journal
+from records.crashed import complete_crashed, read_journal, stale_claims
 from records.drain_figures import DrainFigures, figures_path
 from records.handover import CrashedCall
 from records.migrate import upgrade
@@ -118,6 +118,7 @@ def complete_orphans(directory: Path, now: float | None = None, recordings_dir: 
     """Journals of workers that are gone, quiet for ORPHAN_QUIET: completed as crashed."""
     now = time.time() if now is None else now
     done = 0
+    stale_claims(directory)
     for path in spool.journals(directory):
         try:
             header, _, _ = read_journal(path)

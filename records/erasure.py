@@ -64,7 +64,10 @@ def erase_call(
         for path in (recordings.contained(p, roots) for p in _recorded(engine, instance, call_id))
         if path
     ]
-    removed = [f"file {path}" for path in _remove_files(places, instance, call_id, recorded)]
+    # The summarizer may be writing this call's summary, event or e-mail now: its queue's lock
+    # keeps it from writing any of them once we looked (records/summary_queue.py::locked).
+    with summary_queue.locked(places.spool_dir, instance, wait=summary_queue.LOCK_WAIT) as held:
+        removed = [f"file {path}" for path in _remove_files(places, instance, call_id, recorded)]
     key = (calls.c.instance == instance) & (calls.c.call_id == call_id)
     sqlite = engine.dialect.name == "sqlite"
     with engine.begin() as conn:
@@ -77,8 +80,13 @@ def erase_call(
             ).rowcount
         had_row = conn.execute(delete(calls).where(key)).rowcount
     incomplete = ""
-    if sqlite and not _empty_wal(engine):
+    if not held:
         incomplete = (
+            "the summarizer held its queue for longer than it should (an e-mail being sent?): "
+            "run the erasure again, so that a summary it was writing is removed too"
+        )
+    if sqlite and not _empty_wal(engine):
+        incomplete = incomplete or (
             "the SQLite write-ahead log is held by a reader (the service's?) and still holds the "
             "erased rows' old pages: run the erasure again, or with the service stopped"
         )

@@ -22,16 +22,20 @@ same addresses every N minutes waits in one directory and leaves in one e-mail.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from callbridge import safe_files
+from callbridge.safe_files import TEMP
 from records.run_figures import RunFigures, read
 
 log = logging.getLogger(__name__)
@@ -114,6 +118,14 @@ def waiting(directory: Path) -> list[Path]:
         return []
 
 
+def has_jobs(spool_dir: Path, instance: str) -> bool:
+    """Jobs wait, or one was being asked about when its summarizer was killed."""
+    try:
+        return any(p.name.endswith((JOB, JOB + WORKING)) for p in queue_dir(spool_dir, instance).iterdir())
+    except OSError:
+        return False
+
+
 def set_aside(path: Path) -> Path:
     """Move a job to bad/ (raises OSError when it cannot be moved)."""
     bad = path.parent / BAD
@@ -137,7 +149,7 @@ def call_files(spool_dir: Path, call_key: str) -> list[Path]:
     """Every file of the summary queue that belongs to one call (its job, set aside, waiting
     or being asked about now, and its summary waiting for an e-mail), whatever the
     instance: for `calls erase`."""
-    suffixes = (f"_{call_key}{JOB}", f"_{call_key}{JOB}{WORKING}")
+    suffixes = tuple(f"_{call_key}{JOB}{more}" for more in ("", WORKING, TEMP, WORKING + TEMP))
     root = Path(spool_dir) / QUEUE
     try:
         return sorted(
@@ -145,6 +157,46 @@ def call_files(spool_dir: Path, call_key: str) -> list[Path]:
         )
     except OSError:
         return []
+
+
+LOCK = ".lock"
+LOCK_WAIT = 90.0  # seconds `calls erase` waits for the summarizer (an e-mail being sent: 60 s at most)
+
+
+@contextmanager
+def locked(spool_dir: Path, instance: str, wait: float | None = None) -> Iterator[bool]:
+    """The summary queue of `instance`, held: the summarizer holds it from the moment it
+    knows a call's summary is still wanted until every file of it is written (and while
+    it mails), `calls erase` while it removes the call's files, so that an erasure never
+    falls between the summarizer's look and its writes. Yields False when `wait` seconds
+    passed without it (the caller goes on, and says so)."""
+    directory = queue_dir(spool_dir, instance)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        held = _take(fd, wait)
+        try:
+            yield held
+        finally:
+            if held:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _take(fd: int, wait: float | None) -> bool:
+    if wait is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return True
+    until = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > until:
+                return False
+            time.sleep(0.05)
 
 
 def figures_path(state_dir: str | os.PathLike[str], instance: str) -> Path:

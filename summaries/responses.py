@@ -7,9 +7,10 @@ response_schema), `store: false` (OpenAI keeps nothing of it). The answer: the m
 
 What can go wrong comes back as a `Failure` naming it in a few words (OpenAI's error code, an
 HTTP status, a requests exception's type: never the key, never the URL's text), whether
-the job itself is at fault (`for_good`: too long for the model, refused by it, out of
-output tokens) or the service is (`service`: no answer, 429, 5xx; the whole queue waits),
-and what a billed answer cost even so.
+the job itself is at fault (`for_good`: too long for the model, refused or filtered by it,
+out of output tokens, answered out of the schema) or something every job shares is
+(`service`: no answer, 429, 5xx, the key, the model; the whole queue waits), and what a
+billed answer cost even so.
 """
 
 from __future__ import annotations
@@ -31,8 +32,12 @@ MAX_TOKENS = 10_000_000  # a usage figure above this is not believed (it would b
 # SUMMARY_RETRY_HOURS, so that mending the setting lets the waiting jobs through.
 FOR_GOOD_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 FOR_GOOD_STATUS = frozenset({413})
-# Answers that say the service, not this job, is in trouble: the whole queue waits.
-SERVICE_STATUS = frozenset({429, 500, 502, 503, 504})
+# Answers that are about every job alike, not this one: the service in trouble (429, 5xx),
+# or the configuration (the key, the model): the whole queue waits, one request per delay.
+SERVICE_STATUS = frozenset({401, 403, 404, 429, 500, 502, 503, 504})
+SERVICE_CODES = frozenset({"model_not_found", "invalid_api_key", "insufficient_quota"})
+# Incomplete answers that the same call would get again.
+FOR_GOOD_INCOMPLETE = frozenset({"max_output_tokens", "content_filter"})
 INSTRUCTIONS = (
     "You read the transcript of a phone call between a caller and an AI phone agent, and "
     "write for the business that runs the agent. `summary`: one or two sentences, in the "
@@ -142,7 +147,8 @@ def _refusal(status: int, answer, headers) -> Failure:
     except (TypeError, ValueError, OverflowError):
         retry_after = 0.0
     for_good = status in FOR_GOOD_STATUS or code in FOR_GOOD_CODES
-    return Failure(what, for_good=for_good, service=status in SERVICE_STATUS, retry_after=retry_after)
+    service = status in SERVICE_STATUS or code in SERVICE_CODES
+    return Failure(what, for_good=for_good, service=service, retry_after=retry_after)
 
 
 def parse(answer: dict, model: str) -> Summary:
@@ -152,10 +158,9 @@ def parse(answer: dict, model: str) -> Summary:
     if answer.get("status") not in (None, "completed"):
         details = answer.get("incomplete_details")
         reason = str(details.get("reason") or "")[:60] if isinstance(details, dict) else ""
-        # out of output tokens: the same call will run out again
         raise Failure(
             f"the response is {str(answer.get('status'))[:20]}" + (f" ({reason})" if reason else ""),
-            for_good=reason == "max_output_tokens",
+            for_good=reason in FOR_GOOD_INCOMPLETE,
             usage=usage,
         )
     text, refused = "", False
@@ -169,12 +174,14 @@ def parse(answer: dict, model: str) -> Summary:
                 refused = True
     if refused and not text:
         raise Failure("the model refused to summarize", for_good=True, usage=usage)
+    # A completed answer out of the strict schema is billed and would likely come again for
+    # the same call: it counts towards the refusals that set a job aside.
     try:
         found = json.loads(text)
     except (ValueError, RecursionError):
-        raise Failure("an answer that is not the schema's JSON", usage=usage) from None
+        raise Failure("an answer that is not the schema's JSON", for_good=True, usage=usage) from None
     if not isinstance(found, dict) or not isinstance(found.get("summary"), str):
-        raise Failure("an answer without a summary", usage=usage)
+        raise Failure("an answer without a summary", for_good=True, usage=usage)
     fields = found.get("fields") if isinstance(found.get("fields"), dict) else {}
     return Summary(
         summary=found["summary"].strip(),

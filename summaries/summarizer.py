@@ -7,20 +7,24 @@ Never the worker, never the supervisor's loop: a model that is slow, down or ref
 this process time and nothing else, and loses nothing. A job stays in the queue until its
 summary is spooled. A failed attempt waits a doubling delay of its own (5 s up to 10 min,
 kept in the job, so a restart keeps it), so one call the model chokes on does not hold up
-the others; a failure of the service itself (no answer, 429, 5xx) makes the whole queue
-wait (its Retry-After when it gives one), so an outage costs one request per delay, not one
-per call. A job older than SUMMARY_RETRY_HOURS, or refused for its content three times, is
+the others; a failure that is every job's (no answer, 429, 5xx, the key, the model) makes
+the whole queue wait (its Retry-After when it gives one), so an outage costs one request
+per delay, not one per call. A job older than SUMMARY_RETRY_HOURS, or refused for its content three times, is
 moved to the queue's `bad/`, logged and counted (`given_up`). Its call's record was stored
 long before and is untouched. The model asked is SUMMARY_MODEL as this run has it (the
 job's own, from when the call ended, only when that is empty): mending a wrong or retired
 model lets the waiting jobs through.
 
-A job being asked about is renamed `<job>.json.working` for the attempt: `calls erase`
-removes that name too, and a summary whose job vanished meanwhile is dropped, never
-spooled, posted or mailed. One job at a time, in this process's main thread, each request
-bounded by a deadline for the whole of it (callbridge/deadline.py: a server that trickles
-its answer a byte at a time); a pass spends at most PASS_SECONDS on jobs, and the e-mail
-goes first, so a backlog delays neither the mail nor the look at the supervisor.
+A job being asked about is renamed `<job>.json.working` for the attempt, and whatever
+happens it ends back in the queue, set aside or done (`_settle`). `calls erase` removes
+that name too, under the queue's lock (records/summary_queue.py::locked), which the
+summarizer holds from its look at the job to its last write, and while it mails: a
+summary whose job vanished is dropped, never spooled, posted or mailed. One job at a time,
+in this process's main thread, each request bounded by a deadline for the whole of it
+(callbridge/deadline.py: a server that trickles its answer a byte at a time); no job is
+started after PASS_SECONDS of a pass and no e-mail after MAIL_SECONDS, and the e-mail goes
+first, so a backlog delays neither the mail nor the look at the supervisor by more than
+one request.
 
 What is logged is the call, the outcome and the tokens: never the transcript, the summary,
 the key or the URL.
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -50,7 +55,8 @@ POLL = 1.0  # seconds between looks at an empty queue
 RETRY_MIN, RETRY_MAX = 5.0, 600.0
 REQUEST_DEADLINE = 120.0  # seconds for one request, whole
 MAIL_DEADLINE = 60.0  # seconds for one e-mail, STARTTLS and login included
-PASS_SECONDS = 30.0  # seconds of jobs per pass, then the mail and the parent are looked at
+PASS_SECONDS = 30.0  # no job is started after this many seconds of a pass (the mail and the parent wait)
+MAIL_SECONDS = 30.0  # ... and no e-mail
 REFUSED_ATTEMPTS = 3
 
 
@@ -88,8 +94,8 @@ class Summarizer:
         self.not_before: dict[str, float] = {}  # a job's next attempt, read from it once
         self.paused_until = 0.0  # the service failed: no job before this
         self.service_delay = 0.0
-        self.mail_next: dict[str, float] = {}  # a batch's next attempt after a failure
-        self.mail_delay: dict[str, float] = {}
+        self.mail_paused_until = 0.0  # the server failed: no e-mail before this
+        self.mail_delay = 0.0
         self.no_server_logged = False
         self._recover()
 
@@ -128,23 +134,16 @@ class Summarizer:
 
     def one(self, path: Path, now: float) -> bool:
         try:
-            job = json.loads(path.read_bytes())
-            if not isinstance(job, dict) or not job.get("call_id"):
-                raise ValueError("not a job")
-            job["call_id"] = str(job["call_id"])
-            next_at, created_at = float(job.get("next_at") or 0), float(job.get("created_at") or 0)
-            attempts = int(job.get("attempts") or 0) + 1
-            if not isinstance(job.get("turns"), list) or not all(isinstance(t, dict) for t in job["turns"]):
-                raise ValueError("its turns are not a list of turns")
+            job = _checked(json.loads(path.read_bytes()))
         except FileNotFoundError:
             return False
-        except (OSError, ValueError, TypeError, RecursionError, OverflowError) as exc:
+        except (OSError, ValueError, TypeError, KeyError, RecursionError, OverflowError) as exc:
             self._give_up(path, {}, f"not a summary job ({type(exc).__name__})")
             return False
-        if next_at > now:  # a restart: the delay the job was given still holds
-            self.not_before[path.name] = next_at
+        if job["next_at"] > now:  # a restart: the delay the job was given still holds
+            self.not_before[path.name] = job["next_at"]
             return False
-        if now - created_at > self.give_up_after:
+        if now - job["created_at"] > self.give_up_after:
             self._give_up(path, job, "retried for too long")
             return False
         model = self.model or str(job.get("model") or "")
@@ -153,23 +152,30 @@ class Summarizer:
             os.replace(path, working)
         except FileNotFoundError:  # erased meanwhile
             return False
+        outcome = "back"  # what becomes of the job's file: back in the queue, aside, or gone
+        try:
+            outcome, done = self._attempt(working, job, model, now)
+            return done
+        finally:  # whatever happened, raised or not, the job is in the queue, set aside, or done
+            self._settle(working, path, job, outcome)
+
+    def _attempt(self, working: Path, job: dict, model: str, now: float) -> tuple[str, bool]:
+        """Ask about one job (renamed `working`): (what becomes of its file, done)."""
+        job["attempts"] += 1
         try:
             with deadline(REQUEST_DEADLINE):
                 summary = ask(self.session, self.url, self.api_key, job, model)
         except Failure as failure:
-            return self._failed(working, path, job, attempts, failure, now, model)
+            return self._failed(job, failure, model), False
         except DeadlineExceeded as exc:
-            failure = Failure(f"timed out: {exc}", service=True)
-            return self._failed(working, path, job, attempts, failure, now, model)
+            return self._failed(job, Failure(f"timed out: {exc}", service=True), model), False
         except Exception as exc:  # a job shaped in a way ask() did not expect: its own fault
-            failure = Failure(f"cannot ask about it ({type(exc).__name__})")
-            return self._failed(working, path, job, attempts, failure, now, model)
+            return self._failed(job, Failure(f"cannot ask about it ({type(exc).__name__})"), model), False
         self.service_delay = 0.0
-        if not working.exists():  # `calls erase` took it while the model answered: drop it
-            log.info("summary of call %s dropped: the call was erased meanwhile", job["call_id"])
-            return False
         cost = self.prices.estimate(summary.model, summary.usage)
-        spent_before = float(job.get("spent") or 0.0)  # failed attempts of this job were billed too
+        self._spend(job, cost)  # billed, whatever becomes of it
+        spent_before = job["spent"]  # this job's failed attempts that were billed
+        total = None if cost is None and not spent_before else round((cost or 0.0) + spent_before, 6)
         result = {
             "instance": str(job.get("instance") or self.instance),
             "call_id": job["call_id"],
@@ -178,24 +184,28 @@ class Summarizer:
             "model": summary.model,
             "input_tokens": summary.usage["input_text_tokens"]
             + summary.usage["input_cached_tokens"]
-            + int(job.get("input_tokens_before") or 0),
-            "output_tokens": summary.usage["output_text_tokens"] + int(job.get("output_tokens_before") or 0),
-            "cost": None if cost is None else round(cost + spent_before, 6),
+            + job["input_tokens_before"],
+            "output_tokens": summary.usage["output_text_tokens"] + job["output_tokens_before"],
+            "cost": total,
             "currency": str(job.get("currency") or ""),
             "summarized_at": round(time.time(), 3),
         }
-        try:
-            spool.write_summary(self.spool_dir, result)
-        except OSError as exc:  # kept: asked again later, which costs tokens but loses nothing
-            log.warning("summary of call %s: cannot spool it (%s); will ask again", job["call_id"], exc)
-            failure = Failure("cannot spool the summary")
-            return self._failed(working, path, job, attempts, failure, now, model, billed=cost)
-        self._send_on(job, result)
-        working.unlink(missing_ok=True)
-        self.not_before.pop(path.name, None)
+        with summary_queue.locked(self.spool_dir, self.instance):
+            if not working.exists():  # `calls erase` took it while the model answered: drop it
+                log.info("summary of call %s dropped: the call was erased meanwhile", job["call_id"])
+                return "gone", False
+            try:
+                spool.write_summary(self.spool_dir, result)
+            except OSError as exc:  # kept: asked again later, which costs tokens but loses nothing
+                log.warning("summary of call %s: cannot spool it (%s); will ask again", job["call_id"], exc)
+                job["spent"] = round(job["spent"] + (cost or 0.0), 6)
+                return self._failed(job, Failure("cannot spool the summary"), model, billed=0.0), False
+            self._send_on(job, result)
+            working.unlink(missing_ok=True)
+        self.not_before.pop(working.name.removesuffix(WORKING), None)
         self.figures.summarized += 1
-        self._spend(job, cost)
-        with_cost = "not priced" if cost is None else f"{result['cost']:.6f} {result['currency']}".strip()
+        self.save()
+        with_cost = "not priced" if total is None else f"{total:.6f} {result['currency']}".strip()
         log.info(
             "summary of call %s: %d fields, %d+%d tokens, %s",
             job["call_id"],
@@ -204,7 +214,28 @@ class Summarizer:
             result["output_tokens"],
             with_cost,
         )
-        return True
+        return "gone", True
+
+    def _settle(self, working: Path, path: Path, job: dict, outcome: str) -> None:
+        """The job's file after an attempt: back in the queue with what the attempt taught
+        (its count, its delay), or set aside; nothing when it is gone (done, or erased)."""
+        if outcome == "gone":
+            return
+        with summary_queue.locked(self.spool_dir, self.instance):
+            if not working.exists():  # erased meanwhile: nothing may bring it back
+                return
+            try:
+                safe_files.write_text(working, json.dumps(job, ensure_ascii=False), durable=True)
+            except OSError as exc:  # the old content goes back: its count and delay are lost
+                log.warning("summary job %s: cannot note the attempt: %s", path.name, exc)
+            try:
+                os.replace(working, path)
+            except OSError as exc:
+                log.error("summary job %s: cannot put it back in the queue: %s", path.name, exc)
+                return
+        self.not_before[path.name] = job["next_at"]
+        if outcome == "aside":
+            self._give_up(path, job, f"refused ({job.get('last_failure')})")
 
     def _spend(self, job: dict, cost: float | None) -> None:
         """What an answer cost, into the figures the supervisor adds to the agent's budget."""
@@ -215,7 +246,9 @@ class Summarizer:
 
     def _send_on(self, job: dict, result: dict) -> None:
         """The webhooks' `call.summary` event and the e-mail's entry: both from the spool,
-        by their own senders (webhooks/sender.py, `mail` below)."""
+        by their own senders (webhooks/sender.py, `mail` below). Both are named for the call,
+        so that a summary asked for again (the summarizer killed after it spooled the first)
+        replaces, not doubles, what still waits."""
         data = {
             "call_id": job["call_id"],
             "agent": job.get("agent", ""),
@@ -226,82 +259,61 @@ class Summarizer:
             "cost": result["cost"],
             "currency": result["currency"],
         }
-        hooks = [str(key) for key in job.get("webhooks") or () if isinstance(key, str)]
-        outbox.post(self.spool_dir, "call.summary", result["instance"], job["call_id"], data, hooks)
-        spec = job.get("spec") if isinstance(job.get("spec"), dict) else {}
-        addresses = [str(a) for a in spec.get("email") or () if isinstance(a, str)]
-        if not addresses:
+        outbox.post(self.spool_dir, "call.summary", result["instance"], job["call_id"], data, job["webhooks"])
+        spec = job["spec"]
+        if not spec["email"]:
             return
-        minutes = int(spec.get("email_batch_minutes") or 0)
         entry = {
             **{key: job.get(key) for key in ("call_id", "agent", "caller", "caller_name", "dialled")},
             **{key: job.get(key) for key in ("started_at", "duration_s", "end_reason")},
             "summary": result["summary"],
             "fields": result["fields"],
-            "addresses": addresses,
-            "minutes": minutes,
+            "addresses": spec["email"],
+            "minutes": spec["email_batch_minutes"],
             "queued_at": round(time.time(), 3),
         }
-        batch = summary_queue.batch_key(addresses, minutes)
+        batch = summary_queue.batch_key(spec["email"], spec["email_batch_minutes"])
         directory = summary_queue.mail_dir(self.spool_dir, self.instance) / batch
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            name = f"{time.time_ns():019d}_{spool.file_key(job['call_id'])}{JOB}"
+            name = f"{int(job['created_at'] * 1e9):019d}_{spool.file_key(job['call_id'])}{JOB}"
             safe_files.write_text(directory / name, json.dumps(entry, ensure_ascii=False), durable=True)
         except OSError as exc:
             log.warning("summary of call %s: cannot queue its e-mail (%s)", job["call_id"], exc)
 
-    def _failed(
-        self,
-        working: Path,
-        path: Path,
-        job: dict,
-        attempts: int,
-        failure: Failure,
-        now: float,
-        model: str,
-        billed: float | None = None,
-    ) -> bool:
+    def _failed(self, job: dict, failure: Failure, model: str, billed: float | None = None) -> str:
         """The attempt failed: what a billed answer cost is counted (the job's and the
-        budget's), and the job goes back in the queue with its delay."""
+        budget's), the job's delay and the queue's pause are set; "back", or "aside" after
+        REFUSED_ATTEMPTS answers that refuse the call itself."""
+        at = time.time()  # after the request, which may have taken two minutes: delays start now
         self.figures.failures += 1
         if billed is None and failure.usage:
             billed = self.prices.estimate(model, failure.usage)
         if failure.usage:
-            job["input_tokens_before"] = int(job.get("input_tokens_before") or 0) + sum(
-                failure.usage.get(k, 0) for k in ("input_text_tokens", "input_cached_tokens")
+            job["input_tokens_before"] += failure.usage.get("input_text_tokens", 0) + failure.usage.get(
+                "input_cached_tokens", 0
             )
-            job["output_tokens_before"] = int(job.get("output_tokens_before") or 0) + failure.usage.get(
-                "output_text_tokens", 0
-            )
+            job["output_tokens_before"] += failure.usage.get("output_text_tokens", 0)
         if billed:
-            job["spent"] = round(float(job.get("spent") or 0.0) + billed, 6)
+            job["spent"] = round(job["spent"] + billed, 6)
         self._spend(job, billed)
         if failure.service:  # the service, not this job: every job waits
             self.service_delay = min(RETRY_MAX, max(RETRY_MIN, self.service_delay * 2, failure.retry_after))
-            self.paused_until = now + self.service_delay
+            self.paused_until = at + self.service_delay
         if failure.for_good:  # refused for its content: three times, and it is set aside
-            job["refusals"] = int(job.get("refusals") or 0) + 1
-        delay = max(min(RETRY_MAX, RETRY_MIN * 2 ** (attempts - 1)), failure.retry_after)
-        job.update(attempts=attempts, next_at=round(now + delay, 3), last_failure=str(failure))
-        self.not_before[path.name] = now + delay
-        try:
-            if working.exists():
-                safe_files.write_text(working, json.dumps(job, ensure_ascii=False))
-                os.replace(working, path)
-        except OSError as exc:
-            log.warning("summary job %s: cannot put it back in the queue: %s", path.name, exc)
-        if int(job.get("refusals") or 0) >= REFUSED_ATTEMPTS:
-            self._give_up(path, job, f"refused ({failure})")
-            return False
+            job["refusals"] += 1
+        delay = max(min(RETRY_MAX, RETRY_MIN * 2 ** min(job["attempts"] - 1, 10)), failure.retry_after)
+        job.update(next_at=round(at + delay, 3), last_failure=str(failure))
+        if job["refusals"] >= REFUSED_ATTEMPTS:
+            return "aside"
         log.warning(
             "summary of call %s failed (%s, attempt %d); retrying in %.0f s",
-            job.get("call_id"),
+            job["call_id"],
             failure,
-            attempts,
+            job["attempts"],
             delay,
         )
-        return False
+        return "back"
 
     def _give_up(self, path: Path, job: dict, why: str) -> None:
         try:
@@ -320,37 +332,51 @@ class Summarizer:
     # --- the e-mail
 
     def mail(self, now: float) -> None:
+        """Every batch that is due, for at most MAIL_SECONDS; none while the server failed
+        lately (one server: a failure is every batch's)."""
+        if now < self.mail_paused_until:
+            return
         root = summary_queue.mail_dir(self.spool_dir, self.instance)
         try:
             batches = sorted(p for p in root.iterdir() if p.is_dir())
         except OSError:
             return
+        until = time.monotonic() + MAIL_SECONDS
         for batch in batches:
-            entries = summary_queue.waiting(batch)
-            if entries and now >= self.mail_next.get(batch.name, 0.0):
-                try:
-                    self._mail_batch(batch.name, entries, now)
-                except Exception:  # as for a job: this batch waits, the rest go on
-                    log.exception("summary e-mail batch %s: unexpected failure; it waits", batch.name)
-                    self.mail_next[batch.name] = now + RETRY_MAX
+            if time.monotonic() > until or now < self.mail_paused_until:
+                return
+            if not summary_queue.waiting(batch):
+                continue
+            try:  # held while it reads and sends: an erasure waits, so it never misses a mail
+                with summary_queue.locked(self.spool_dir, self.instance):
+                    self._mail_batch(summary_queue.waiting(batch), now)
+            except Exception:  # as for a job: the mail waits, the rest goes on
+                log.exception("summary e-mail batch %s: unexpected failure; the mail waits", batch.name)
+                self.mail_paused_until = now + RETRY_MAX
 
-    def _mail_batch(self, key: str, paths: list[Path], now: float) -> None:
+    def _mail_batch(self, paths: list[Path], now: float) -> None:
         loaded = []
         for path in paths:
             try:
                 entry = json.loads(path.read_bytes())
+                addresses = entry["addresses"]
                 if (
-                    isinstance(entry, dict)
-                    and isinstance(entry.get("addresses"), list)
-                    and entry["addresses"]
+                    not isinstance(addresses, list)
+                    or not addresses
+                    or not all(isinstance(a, str) for a in addresses)
                 ):
-                    entry["queued_at"], entry["minutes"] = (
-                        float(entry.get("queued_at") or 0),
-                        int(entry.get("minutes") or 0),
-                    )
-                    loaded.append((path, entry))
-                    continue
-            except (OSError, ValueError, TypeError, RecursionError, OverflowError):
+                    raise ValueError("no addresses")
+                entry["queued_at"], entry["minutes"] = (
+                    float(entry["queued_at"]),
+                    int(entry.get("minutes") or 0),
+                )
+                if not math.isfinite(entry["queued_at"]):
+                    raise ValueError("no time")
+                loaded.append((path, entry))
+                continue
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, TypeError, KeyError, RecursionError, OverflowError):
                 pass
             log.error("summary e-mail: %s is not an entry; removed", path.name)
             path.unlink(missing_ok=True)
@@ -375,7 +401,7 @@ class Summarizer:
                 self.no_server_logged = True
             return
         group = loaded if minutes else loaded[:1]  # per call: one at a time, in order
-        addresses = [str(a) for a in group[0][1]["addresses"]]
+        addresses = group[0][1]["addresses"]
         try:
             with deadline(MAIL_DEADLINE):
                 sent, how = mail.send(
@@ -387,17 +413,53 @@ class Summarizer:
         if not sent:
             self.figures.mail_failures += 1
             self.save()
-            delay = min(RETRY_MAX, max(RETRY_MIN, self.mail_delay.get(key, 0.0) * 2))
-            self.mail_delay[key], self.mail_next[key] = delay, now + delay
-            log.warning("summary e-mail of call %s not sent (%s); retrying in %.0f s", calls, how, delay)
+            self.mail_delay = min(RETRY_MAX, max(RETRY_MIN, self.mail_delay * 2))
+            self.mail_paused_until = max(now, time.time()) + self.mail_delay
+            log.warning(
+                "summary e-mail of call %s not sent (%s); retrying in %.0f s", calls, how, self.mail_delay
+            )
             return
         for path, _entry in group:
             path.unlink(missing_ok=True)
-        self.mail_delay.pop(key, None)
-        self.mail_next.pop(key, None)
+        self.mail_delay = 0.0
         self.figures.mails_sent += 1
         self.save()
         log.info("summary e-mail of call %s: %s", calls, how)
+
+
+def _checked(job) -> dict:
+    """A job as read from its file, each field of the kind it is used as (raises otherwise:
+    the job is set aside as not a job)."""
+    if not isinstance(job, dict) or not job.get("call_id"):
+        raise ValueError("not a job")
+    turns = job.get("turns")
+    if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+        raise ValueError("its turns are not a list of turns")
+    spec = job.get("spec") if job.get("spec") is not None else {}
+    if not isinstance(spec, dict):
+        raise ValueError("its spec is not a table")
+    email = spec.get("email") or []
+    if not isinstance(email, list) or not all(isinstance(a, str) for a in email):
+        raise ValueError("its addresses are not a list")
+    hooks = job.get("webhooks") or []
+    if not isinstance(hooks, list) or not all(isinstance(k, str) for k in hooks):
+        raise ValueError("its webhooks are not a list")
+    numbers = {name: float(job.get(name) or 0) for name in ("next_at", "created_at", "spent")}
+    if not all(math.isfinite(value) for value in numbers.values()):
+        raise ValueError("a time or cost that is not a number")
+    counts = {name: int(job.get(name) or 0) for name in COUNTS}
+    return {
+        **job,
+        **numbers,
+        **counts,
+        "call_id": str(job["call_id"]),
+        "turns": turns,
+        "webhooks": hooks,
+        "spec": {**spec, "email": email, "email_batch_minutes": int(spec.get("email_batch_minutes") or 0)},
+    }
+
+
+COUNTS = ("attempts", "refusals", "input_tokens_before", "output_tokens_before")
 
 
 def run(

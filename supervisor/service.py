@@ -172,9 +172,10 @@ class Supervisor:
             )
         )
         # The summarizer (summaries/summarizer.py), while SUMMARY_MODEL is set or jobs of an
-        # earlier run wait (each job names its own model).
-        summaries_wanted = bool(settings.summary_model) or bool(
-            summary_queue.waiting(summary_queue.queue_dir(settings.spool_dir, settings.instance))
+        # earlier run wait, or were being asked about when it was killed (each job names its
+        # own model, and its turns must not stay in the spool for ever).
+        summaries_wanted = bool(settings.summary_model) or summary_queue.has_jobs(
+            settings.spool_dir, settings.instance
         )
         self.keepers.append(
             Keeper("summaries", lambda: summarizer_work(settings, service), wanted=lambda: summaries_wanted)

@@ -150,7 +150,8 @@ def test_a_journal_left_by_a_dead_run_is_completed_by_the_drainer(tmp_path):
 def test_one_dead_workers_journal_is_completed_once_whoever_comes_to_it(tmp_path):
     """A crash helper and the drainer's orphan pass may both come to one journal: the one
     that claims it completes it; the other leaves it, and after it is done does not write a
-    second record from nothing. A claim its helper left (died) is taken over in time."""
+    second record from nothing. A claim whose helper died is taken over, and one left beside
+    no journal is removed."""
     directory = tmp_path / "spool"
     call = _spool(tmp_path)
     call.journal(_transcript(call.started_at, 2), {})
@@ -174,9 +175,18 @@ def test_one_dead_workers_journal_is_completed_once_whoever_comes_to_it(tmp_path
         "completed by another helper"
     )
     assert spool.pending_records(directory) == []  # no second record
-    claim.touch()
-    os.utime(claim, (time.time() - crashed.CLAIM_STALE - 1,) * 2)
-    assert crashed.claim_journal(path) == claim  # a dead helper's claim is taken over
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    reap(child)
+    claim.write_text(str(child))  # a helper that died holding it
+    path.write_text("")  # (a journal again, for the claim to be beside)
+    assert crashed.claim_journal(path) == claim and claim.read_text() == str(os.getpid())  # taken over
+    crashed.release(claim)
+    assert not claim.exists()
+    claim.write_text(str(child))  # a claim its dead helper left beside no journal
+    path.unlink()
+    assert crashed.stale_claims(directory) == 1 and not claim.exists()
 
 
 def test_drain_is_idempotent_when_a_record_was_stored_but_its_file_not_removed(tmp_path):

@@ -197,33 +197,33 @@ def test_a_failing_model_is_retried_from_the_spool_and_the_record_is_never_touch
     assert _stored(engine, "1733.4")["summary"]
 
 
-def test_an_unknown_model_is_retried_until_the_setting_is_mended_and_holds_up_no_other(place, sim):
+def test_an_unknown_model_makes_the_queue_wait_until_the_setting_is_mended(place, sim):
     spool_dir, engine = place
-    spool.write_record(
-        spool_dir, _record("1733.5", **{summary_queue.HEADER: {**SPEC, "model": "gpt-retired"}})
-    )
+    spool.write_record(spool_dir, _record("1733.5"))
     spool.write_record(spool_dir, _record("1733.6"))
-    summarizer = _summarizer(spool_dir, sim)  # SUMMARY_MODEL empty: each job's own model
-    assert summarizer.pass_once() == 1  # the good call is not held up by the bad one
-    now = time.time()
-    sim.fault("model_not_found", 2)  # as the API says it: a 400, which is still the configuration's
+    summarizer = _summarizer(spool_dir, sim, model="gpt-retired")  # SUMMARY_MODEL wrong (or retired)
+    assert summarizer.pass_once() == 0
+    assert len(sim.requests()) == 1  # one request: the model is every job's, so the queue waits
+    sim.fault("model_not_found", 2)  # as the API says it: a 400, still the configuration's
     for _ in range(4):
-        [path] = summary_queue.waiting(summarizer.queue)
-        now = json.loads(path.read_text())["next_at"] + 0.1
+        now = summarizer.paused_until + 0.1
         summarizer.pass_once(now)
-    job = json.loads(path.read_text())
-    assert job["attempts"] == 5 and job["last_failure"] == "HTTP 404 model_not_found"
-    assert summarizer.figures.given_up == 0 and summarizer.figures.failures == 5  # retried, not given up
+    assert len(sim.requests()) == 5 and summarizer.figures.given_up == 0  # retried, never given up
+    [first, _second] = summary_queue.waiting(summarizer.queue)
+    job = json.loads(first.read_text())
+    assert job["last_failure"] == "HTTP 404 model_not_found" and job["refusals"] == 0
     mended = _summarizer(spool_dir, sim, model=MODEL)  # SUMMARY_MODEL mended, the service restarted
-    assert mended.pass_once(now + 3600) == 1
+    assert mended.pass_once(now + 3600) == 2
     assert sim.requests()[-1]["model"] == MODEL
+    # A failure of one job's own (an answer out of the schema) holds up no other.
+    spool.write_record(spool_dir, _record("1733.7"))
+    spool.write_record(spool_dir, _record("1733.8"))
+    sim.fault("hostile")
+    assert mended.pass_once(now + 3600) == 1
     # Past SUMMARY_RETRY_HOURS a job is set aside, logged and counted.
-    spool.write_record(
-        spool_dir, _record("1733.15", **{summary_queue.HEADER: {**SPEC, "model": "gpt-retired"}})
-    )
     summarizer.pass_once(time.time() + 25 * 3600)
     assert summarizer.figures.given_up == 1
-    assert [p.name.endswith("_1733.15.json") for p in (summarizer.queue / "bad").iterdir()] == [True]
+    assert [p.name.endswith("_1733.7.json") for p in (summarizer.queue / "bad").iterdir()] == [True]
     # A refusal by the model is for good.
     refusal = {
         "status": "completed",
@@ -249,7 +249,7 @@ def test_broken_answers_and_broken_files_are_failures_never_a_crash(place, sim):
         job = json.loads(path.read_text())
         assert said in job["last_failure"], job["last_failure"]
         now = job["next_at"] + 0.1
-    # Out of output tokens: billed, so counted, and after three such answers set aside.
+    # Out of output tokens: billed, so counted; three answers that refuse the call set it aside.
     sim.fault("incomplete", 3)
     for _ in range(3):
         summarizer.pass_once(now)
@@ -258,7 +258,8 @@ def test_broken_answers_and_broken_files_are_failures_never_a_crash(place, sim):
             now = json.loads(jobs[0].read_text())["next_at"] + 0.1
     assert summary_queue.waiting(summarizer.queue) == [] and summarizer.figures.given_up == 1
     [kept] = (summarizer.queue / "bad").iterdir()
-    billed = 3 * (900 * 0.75 + 4000 * 4.5) / 1e6
+    # set aside after two of them: the hostile answer was out of the schema, a refusal too
+    billed = 2 * (900 * 0.75 + 4000 * 4.5) / 1e6
     assert json.loads(kept.read_text())["spent"] == pytest.approx(billed)
     assert summarizer.figures.spent["support"] == pytest.approx(billed)  # in the agent's budget
     # Job files of the wrong shape are set aside, mail entries of the wrong shape removed.
