@@ -14,12 +14,15 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from harness import API_KEY, ARI_PASSWORD, ARI_USER, RealtimeSim, started
+from testenv import days_to
 
 from callbridge import config as cfg
 from callbridge import model_lifecycle as ml
 
 TODAY = datetime.now(UTC).date()
 PAST, SOON, LATER = (TODAY + timedelta(days=n) for n in (-3, 10, 200))
+
+
 D = date(2027, 1, 20)
 
 
@@ -153,7 +156,7 @@ def test_past_date_is_a_failure_naming_model_and_date(realtime):
 def test_date_within_60_days_is_a_warning(realtime):
     found = ml.lookup(settings_for(realtime), "OPENAI_TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe")
     assert (found.level, found.shutdown) == (ml.WARNING, SOON)
-    assert f"shuts down on {SOON}, in 10 days: move OPENAI_TRANSCRIPTION_MODEL" in found.detail
+    assert f"shuts down on {SOON}, in {days_to(SOON)} days: move OPENAI_TRANSCRIPTION_MODEL" in found.detail
 
 
 def test_unix_timestamp_from_the_server_is_read_as_a_utc_date(realtime):
@@ -164,7 +167,7 @@ def test_unix_timestamp_from_the_server_is_read_as_a_utc_date(realtime):
 def test_date_far_away_is_ok_and_shown(realtime):
     found = ml.lookup(settings_for(realtime), "OPENAI_REALTIME_MODEL", "gpt-realtime-2.1-mini")
     assert (found.level, found.shutdown) == (ml.OK, LATER)
-    assert f"shuts down on {LATER} (200 days from now)" in found.detail
+    assert f"shuts down on {LATER} ({days_to(LATER)} days from now)" in found.detail
 
 
 def test_unknown_model_is_a_failure(realtime):

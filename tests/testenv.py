@@ -7,6 +7,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,9 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
         capture_output=True,
     )
     return cert, key
+
+
+def days_to(day) -> int:
+    """Days from today to `day`, counted now: a run that crosses midnight (UTC) sees one fewer
+    than at import, as the code under test does."""
+    return (day - datetime.now(UTC).date()).days
