@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 
 import pytest
@@ -139,6 +140,9 @@ def test_two_instances_share_the_history_and_its_users(database, tmp_path):  # n
         rows = list(csv.DictReader(io.StringIO(export.text)))
         assert len(rows) == 56 and {r["instance"] for r in rows} == {"isp"}
         assert {"call_id", "caller", "cost_estimate", "setup_ms"} <= set(rows[0])
+        [summarized] = [r for r in rows if r["call_id"] == "1733.2"]  # the export's summary columns
+        assert summarized["summary"] == "La fibra del cliente no funciona; se le llamará."
+        assert json.loads(summarized["summary_fields"])["callback_needed"] is True
 
         call = s.get(clinic.base + "/calls/clinic/1733.1", timeout=10).text
         assert "Quiero una cita" in call  # the caller's turn
