@@ -19,6 +19,7 @@ is what its agent said when it was answered, whatever a reload did since.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -49,6 +50,16 @@ class SummarySpec:
             "email_batch_minutes": self.email_batch_minutes,
             "instructions": self.instructions,
         }
+
+
+def field_text(value) -> str:
+    """A field's value as the command line, the dashboard and the e-mail show it: text as
+    it is, nothing (null) as "-", anything else as JSON."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
 
 
 def response_schema(fields: dict) -> dict:

@@ -165,7 +165,12 @@ def _held(claim: Path, pid: int) -> bool:
         return False
     if pid == 0:
         return age < 60
-    if age > CLAIM_PID_TRUSTED:
+    return age <= CLAIM_PID_TRUSTED and alive(pid)
+
+
+def alive(pid: int) -> bool:
+    """A process of this pid exists (one of another user's counts too)."""
+    if pid <= 0:
         return False
     try:
         os.kill(pid, 0)

@@ -35,7 +35,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from records import outbox, recordings, spool, summary_queue
-from records.crashed import complete_crashed, read_journal, stale_claims
+from records.crashed import alive, complete_crashed, read_journal, stale_claims
 from records.drain_figures import DrainFigures, figures_path
 from records.handover import CrashedCall
 from records.migrate import upgrade
@@ -125,7 +125,7 @@ def complete_orphans(directory: Path, now: float | None = None, recordings_dir: 
             quiet = now - path.stat().st_mtime
         except OSError:
             continue
-        if header is None or quiet < ORPHAN_QUIET or _alive(int(header.get("worker_pid") or 0)):
+        if header is None or quiet < ORPHAN_QUIET or alive(int(header.get("worker_pid") or 0)):
             continue
         complete_crashed(
             directory,
@@ -293,18 +293,6 @@ def _set_aside(path: Path, why: str, figures: DrainFigures | None = None, on_cha
         figures.set_aside += 1
         if on_change is not None:
             on_change()
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _short(exc: Exception) -> str:

@@ -9,7 +9,6 @@ caller's number as stored (masked with RECORDS_MASK_CALLERS), never the transcri
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -17,6 +16,7 @@ from email.utils import formatdate, make_msgid
 
 from callbridge import smtp
 from callbridge.alert_settings import Email
+from callbridge.summary_spec import field_text
 
 
 def block(entry: dict, zone=None) -> str:
@@ -40,16 +40,8 @@ def block(entry: dict, zone=None) -> str:
     fields = entry.get("fields") if isinstance(entry.get("fields"), dict) else {}
     if fields:
         lines.append("")
-        lines += [f"  {name}: {_value(value)}" for name, value in fields.items()]
+        lines += [f"  {name}: {field_text(value)}" for name, value in fields.items()]
     return "\n".join(lines)
-
-
-def _value(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False)
 
 
 def message(email: Email, entries: list[dict], instance: str, zone=None) -> EmailMessage:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from urllib.parse import urlencode
 
+from callbridge.summary_spec import field_text
 from records.privacy import mask_number, number_hash
 from records.queries import CallFilter
 
@@ -189,14 +190,7 @@ def summary_view(call: dict) -> dict | None:
         return None
     fields = []
     for name, value in (call.get("summary_fields") or {}).items():
-        shown = (
-            "-"
-            if value is None
-            else value
-            if isinstance(value, str)
-            else json.dumps(value, ensure_ascii=False)
-        )
-        fields.append({"name": name, "value": shown})
+        fields.append({"name": name, "value": field_text(value)})
     return {
         "text": call["summary"],
         "fields": fields,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, tzinfo
 
+from callbridge.summary_spec import field_text
+
 # The call's events (records/spool.py::call_events) that go in the timeline: what the agent
 # did and a fallback the call was sent to, not the set-up marks or the end.
 ACTION_EVENTS = ("tool_call", "dtmf", "transfer_dialled", "transfer_failed", "transferred", "fallback")
@@ -98,14 +100,7 @@ def summary_lines(call: dict) -> list[str]:
         f"            ({call['summary_model']}, {call['summary_input_tokens']}+{call['summary_output_tokens']} tokens, {price})",
     ]
     for name, value in (call.get("summary_fields") or {}).items():
-        shown = (
-            "-"
-            if value is None
-            else value
-            if isinstance(value, str)
-            else json.dumps(value, ensure_ascii=False)
-        )
-        lines.append(f"  {'':<9} {name}: {shown}")
+        lines.append(f"  {'':<9} {name}: {field_text(value)}")
     return lines
 
 
