@@ -22,7 +22,7 @@ summarizer holds from its look at the job to its last write, and while it mails:
 summary whose job vanished is dropped, never spooled, posted or mailed. One job at a time,
 in this process's main thread, each request bounded by a deadline for the whole of it
 (callbridge/deadline.py: a server that trickles its answer a byte at a time); no job is
-started after PASS_SECONDS of a pass and no e-mail after MAIL_SECONDS, and the e-mail goes
+started after PASS_SECONDS of a pass (nor an e-mail, summaries/mail_queue.py), and the e-mail goes
 first, so a backlog delays neither the mail nor the look at the supervisor by more than
 one request.
 
@@ -46,7 +46,7 @@ from callbridge import safe_files
 from callbridge.deadline import DeadlineExceeded, deadline
 from records import outbox, spool, summary_queue
 from records.summary_queue import JOB, WORKING, SummaryFigures
-from summaries import mail
+from summaries.mail_queue import Mailer
 from summaries.responses import Failure, ask
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,7 @@ log = logging.getLogger(__name__)
 POLL = 1.0  # seconds between looks at an empty queue
 RETRY_MIN, RETRY_MAX = 5.0, 600.0
 REQUEST_DEADLINE = 120.0  # seconds for one request, whole
-MAIL_DEADLINE = 60.0  # seconds for one e-mail, STARTTLS and login included
 PASS_SECONDS = 30.0  # no job is started after this many seconds of a pass (the mail and the parent wait)
-MAIL_SECONDS = 30.0  # ... and no e-mail
 REFUSED_ATTEMPTS = 3
 
 
@@ -83,20 +81,16 @@ class Summarizer:
         self.api_key = api_key
         self.prices = prices  # callbridge/prices.py::PriceTable, the records' own
         self.give_up_after = retry_hours * 3600
-        self.mail_server = mail_server  # callbridge/alert_settings.py::Email, or None
         self.figures = figures or SummaryFigures(0.0)
         self.save = save
         self.model = model  # SUMMARY_MODEL now ("": each job's own)
-        self.zone = zone  # RECORDS_TIMEZONE, for the e-mails' times
         self.alive = alive  # () -> bool: our supervisor is still there
         self.session = requests.Session()
         self.session.trust_env = False  # no proxy or .netrc from the machine's environment
         self.not_before: dict[str, float] = {}  # a job's next attempt, read from it once
         self.paused_until = 0.0  # the service failed: no job before this
         self.service_delay = 0.0
-        self.mail_paused_until = 0.0  # the server failed: no e-mail before this
-        self.mail_delay = 0.0
-        self.no_server_logged = False
+        self.mailer = Mailer(instance, spool_dir, mail_server, self.give_up_after, self.figures, save, zone)
         self._recover()
 
     def _recover(self) -> None:
@@ -117,7 +111,7 @@ class Summarizer:
         """The mail that is due, then every job that is due, oldest first, for at most
         PASS_SECONDS; how many jobs were done."""
         clock = time.time if now is None else (lambda: now)
-        self.mail(clock())
+        self.mailer.run(clock())
         done = 0
         until = time.monotonic() + PASS_SECONDS
         for path in summary_queue.waiting(self.queue):
@@ -260,26 +254,7 @@ class Summarizer:
             "currency": result["currency"],
         }
         outbox.post(self.spool_dir, "call.summary", result["instance"], job["call_id"], data, job["webhooks"])
-        spec = job["spec"]
-        if not spec["email"]:
-            return
-        entry = {
-            **{key: job.get(key) for key in ("call_id", "agent", "caller", "caller_name", "dialled")},
-            **{key: job.get(key) for key in ("started_at", "duration_s", "end_reason")},
-            "summary": result["summary"],
-            "fields": result["fields"],
-            "addresses": spec["email"],
-            "minutes": spec["email_batch_minutes"],
-            "queued_at": round(time.time(), 3),
-        }
-        batch = summary_queue.batch_key(spec["email"], spec["email_batch_minutes"])
-        directory = summary_queue.mail_dir(self.spool_dir, self.instance) / batch
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            name = f"{int(job['created_at'] * 1e9):019d}_{spool.file_key(job['call_id'])}{JOB}"
-            safe_files.write_text(directory / name, json.dumps(entry, ensure_ascii=False), durable=True)
-        except OSError as exc:
-            log.warning("summary of call %s: cannot queue its e-mail (%s)", job["call_id"], exc)
+        self.mailer.queue(job, result)
 
     def _failed(self, job: dict, failure: Failure, model: str, billed: float | None = None) -> str:
         """The attempt failed: what a billed answer cost is counted (the job's and the
@@ -328,103 +303,6 @@ class Summarizer:
         self.figures.given_up += 1
         self.save()
         log.error("summary of call %s given up (%s); kept as %s", job.get("call_id", "?"), why, moved.name)
-
-    # --- the e-mail
-
-    def mail(self, now: float) -> None:
-        """Every batch that is due, for at most MAIL_SECONDS; none while the server failed
-        lately (one server: a failure is every batch's)."""
-        if now < self.mail_paused_until:
-            return
-        root = summary_queue.mail_dir(self.spool_dir, self.instance)
-        try:
-            batches = sorted(p for p in root.iterdir() if p.is_dir())
-        except OSError:
-            return
-        until = time.monotonic() + MAIL_SECONDS
-        for batch in batches:
-            if time.monotonic() > until or now < self.mail_paused_until:
-                return
-            if not summary_queue.waiting(batch):
-                continue
-            try:  # held while it reads and sends: an erasure waits, so it never misses a mail
-                with summary_queue.locked(self.spool_dir, self.instance):
-                    self._mail_batch(summary_queue.waiting(batch), now)
-            except Exception:  # as for a job: the mail waits, the rest goes on
-                log.exception("summary e-mail batch %s: unexpected failure; the mail waits", batch.name)
-                self.mail_paused_until = now + RETRY_MAX
-
-    def _mail_batch(self, paths: list[Path], now: float) -> None:
-        loaded = []
-        for path in paths:
-            try:
-                entry = json.loads(path.read_bytes())
-                addresses = entry["addresses"]
-                if (
-                    not isinstance(addresses, list)
-                    or not addresses
-                    or not all(isinstance(a, str) for a in addresses)
-                ):
-                    raise ValueError("no addresses")
-                entry["queued_at"], entry["minutes"] = (
-                    float(entry["queued_at"]),
-                    int(entry.get("minutes") or 0),
-                )
-                if not math.isfinite(entry["queued_at"]):
-                    raise ValueError("no time")
-                loaded.append((path, entry))
-                continue
-            except FileNotFoundError:
-                continue
-            except (OSError, ValueError, TypeError, KeyError, RecursionError, OverflowError):
-                pass
-            log.error("summary e-mail: %s is not an entry; removed", path.name)
-            path.unlink(missing_ok=True)
-        if not loaded:
-            return
-        first = loaded[0][1]
-        minutes = first["minutes"]
-        if minutes and now - first["queued_at"] < minutes * 60:
-            return  # the batch's period is not over: later calls join it
-        stale = [(p, e) for p, e in loaded if now - e["queued_at"] > self.give_up_after]
-        for path, entry in stale:  # the server has refused them for SUMMARY_RETRY_HOURS
-            log.error("summary e-mail of call %s given up after retrying", entry.get("call_id"))
-            path.unlink(missing_ok=True)
-            self.figures.mails_given_up += 1
-            self.save()
-        loaded = [item for item in loaded if item not in stale]
-        if not loaded:
-            return
-        if self.mail_server is None:
-            if not self.no_server_logged:
-                log.error("summary e-mails wait, but ALERT_SMTP_URL is not set: nothing can send them")
-                self.no_server_logged = True
-            return
-        group = loaded if minutes else loaded[:1]  # per call: one at a time, in order
-        addresses = group[0][1]["addresses"]
-        try:
-            with deadline(MAIL_DEADLINE):
-                sent, how = mail.send(
-                    self.mail_server, addresses, [e for _p, e in group], self.instance, self.zone
-                )
-        except DeadlineExceeded as exc:
-            sent, how = False, f"timed out: {exc}"
-        calls = ", ".join(str(e.get("call_id")) for _p, e in group)
-        if not sent:
-            self.figures.mail_failures += 1
-            self.save()
-            self.mail_delay = min(RETRY_MAX, max(RETRY_MIN, self.mail_delay * 2))
-            self.mail_paused_until = max(now, time.time()) + self.mail_delay
-            log.warning(
-                "summary e-mail of call %s not sent (%s); retrying in %.0f s", calls, how, self.mail_delay
-            )
-            return
-        for path, _entry in group:
-            path.unlink(missing_ok=True)
-        self.mail_delay = 0.0
-        self.figures.mails_sent += 1
-        self.save()
-        log.info("summary e-mail of call %s: %s", calls, how)
 
 
 def _checked(job) -> dict:
